@@ -1,0 +1,78 @@
+"""Messages that travel on the runtime, and the chat request/reply types backends speak.
+
+Agents are stateless per episode: a ``TurnRequest`` carries the whole history the
+agent needs. Observers (store, judge, monitor) see ``TurnTaken`` and
+``EpisodeEnded`` through the ``episodes`` topic; both carry plain data only, so
+no observer depends on the environment's classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypedDict
+
+EPISODES_TOPIC = "episodes"
+
+
+class ChatMessage(TypedDict):
+    """One OpenAI-style chat message: role is system, user or assistant."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Decoding settings for one request; ``None`` leaves the server's default."""
+
+    max_tokens: int = 512
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A backend's answer: the text, token usage and how long it took."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency: float
+    model: str = ""
+    retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """Ask an agent for its next line, given the history as that agent sees it."""
+
+    episode_key: str
+    messages: list[ChatMessage]
+    params: SamplingParams
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTaken:
+    """A line was added to an episode's transcript."""
+
+    episode_key: str
+    index: int
+    role: str
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency: float = 0.0
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeEnded:
+    """An episode reached its outcome; ``transcript`` is ``(role, text)`` per line."""
+
+    episode_key: str
+    language: str
+    outcome: str
+    reason: str
+    transcript: tuple[tuple[str, str], ...] = field(default=())
+    at: float = 0.0

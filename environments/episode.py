@@ -1,0 +1,101 @@
+"""Episode state: the one per-conversation object, small and explicit (as Gymnasium's env state).
+
+An episode ends with an ``Outcome`` of one of three kinds:
+  * ``terminated`` -- the conversation reached a natural end (goodbye, end token);
+  * ``truncated``  -- a limit cut it off (rounds, tokens, time); ESC-Eval's 5 rounds end this way;
+  * ``failed``     -- a backend gave up; the transcript is not a dialogue and is never scored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from roles.cards import RoleCard
+
+
+class Role(StrEnum):
+    SEEKER = "seeker"
+    SUPPORTER = "supporter"
+
+
+class OutcomeKind(StrEnum):
+    TERMINATED = "terminated"
+    TRUNCATED = "truncated"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: OutcomeKind
+    reason: str
+
+    @classmethod
+    def terminated(cls, reason: str) -> Outcome:
+        return cls(OutcomeKind.TERMINATED, reason)
+
+    @classmethod
+    def truncated(cls, reason: str) -> Outcome:
+        return cls(OutcomeKind.TRUNCATED, reason)
+
+    @classmethod
+    def failed(cls, reason: str) -> Outcome:
+        return cls(OutcomeKind.FAILED, reason)
+
+
+@dataclass(slots=True)
+class Turn:
+    """One line of the transcript. The opener is a turn with ``generated=False``."""
+
+    index: int
+    role: Role
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency: float = 0.0
+    generated: bool = True
+    at: float = 0.0
+
+
+@dataclass(slots=True)
+class Episode:
+    """One conversation between a seeker (playing ``card``) and one supporter.
+
+    Attributes:
+        key: deterministic identity (card, supporter, persona, seed, repeat); see ``runs.runner``.
+        seed: per-episode seed derived from the run seed and the key.
+        turns: the transcript so far, opener included.
+        outcome: ``None`` while running.
+    """
+
+    key: str
+    card: RoleCard
+    supporter: str
+    persona: str = "default"
+    seed: int = 0
+    repeat: int = 0
+    turns: list[Turn] = field(default_factory=list)
+    outcome: Outcome | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rounds(self) -> int:
+        """Completed rounds: generated supporter replies."""
+        return sum(1 for t in self.turns if t.role is Role.SUPPORTER and t.generated)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(t.completion_tokens for t in self.turns)
+
+    @property
+    def last(self) -> Turn | None:
+        return self.turns[-1] if self.turns else None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def add(self, role: Role, text: str, **usage: float | int | bool) -> Turn:
+        turn = Turn(len(self.turns), role, text, at=time.time(), **usage)  # type: ignore[arg-type]
+        self.turns.append(turn)
+        return turn

@@ -1,0 +1,103 @@
+"""Termination detectors: ``check(episode) -> Outcome | None``, composable with ``|`` and ``&``.
+
+``a | b`` ends the episode when either fires (the first to fire, in order, gives the outcome);
+``a & b`` ends it only when both fire, with ``terminated`` winning over ``truncated``.
+Detectors are checked after every turn.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from environments.episode import Episode, Outcome, OutcomeKind, Role
+
+
+class Detector(ABC):
+    @abstractmethod
+    def check(self, episode: Episode) -> Outcome | None:
+        """Return an outcome if the episode should end now."""
+
+    def __or__(self, other: Detector) -> Detector:
+        return AnyOf((self, other))
+
+    def __and__(self, other: Detector) -> Detector:
+        return AllOf((self, other))
+
+
+@dataclass(frozen=True)
+class AnyOf(Detector):
+    parts: tuple[Detector, ...]
+
+    def check(self, episode: Episode) -> Outcome | None:
+        for part in self.parts:
+            outcome = part.check(episode)
+            if outcome is not None:
+                return outcome
+        return None
+
+
+@dataclass(frozen=True)
+class AllOf(Detector):
+    parts: tuple[Detector, ...]
+
+    def check(self, episode: Episode) -> Outcome | None:
+        outcomes = []
+        for part in self.parts:
+            outcome = part.check(episode)
+            if outcome is None:
+                return None
+            outcomes.append(outcome)
+        kinds = {o.kind for o in outcomes}
+        kind = OutcomeKind.TERMINATED if OutcomeKind.TERMINATED in kinds else OutcomeKind.TRUNCATED
+        return Outcome(kind, " & ".join(o.reason for o in outcomes))
+
+
+@dataclass(frozen=True)
+class MaxRounds(Detector):
+    """Truncate after ``rounds`` supporter replies (ESC-Eval: 5)."""
+
+    rounds: int
+
+    def check(self, episode: Episode) -> Outcome | None:
+        if episode.rounds >= self.rounds:
+            return Outcome.truncated(f"max_rounds={self.rounds}")
+        return None
+
+
+@dataclass(frozen=True)
+class MaxTokens(Detector):
+    """Truncate once generated tokens (both sides) reach ``tokens``."""
+
+    tokens: int
+
+    def check(self, episode: Episode) -> Outcome | None:
+        if episode.completion_tokens >= self.tokens:
+            return Outcome.truncated(f"max_tokens={self.tokens}")
+        return None
+
+
+@dataclass(frozen=True)
+class EndToken(Detector):
+    """Terminate when a line by ``role`` (any role if ``None``) contains ``token``."""
+
+    token: str
+    role: Role | None = Role.SEEKER
+
+    def check(self, episode: Episode) -> Outcome | None:
+        last = episode.last
+        if last is not None and last.generated and (self.role is None or last.role is self.role) and self.token in last.text:
+            return Outcome.terminated(f"end_token={self.token!r} by {last.role}")
+        return None
+
+
+@dataclass(frozen=True)
+class Timeout(Detector):
+    """Truncate once the episode has run for ``seconds`` (checked between turns)."""
+
+    seconds: float
+
+    def check(self, episode: Episode) -> Outcome | None:
+        if episode.elapsed() >= self.seconds:
+            return Outcome.truncated(f"timeout={self.seconds}s")
+        return None

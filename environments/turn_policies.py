@@ -1,0 +1,46 @@
+"""Turn policies decide who speaks next: ``next_speaker(episode) -> Role | None``.
+
+``None`` means the policy has nothing more to ask; termination detectors normally end
+an episode first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from environments.episode import Episode, Role
+
+
+class TurnPolicy(Protocol):
+    """``opener``: the supporter's fixed greeting is the first line (ESC-Eval's setup)."""
+
+    opener: bool
+
+    def next_speaker(self, episode: Episode) -> Role | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Alternating:
+    """Seeker and supporter take turns; the seeker speaks first after the optional opener.
+
+    ``Alternating(opener=True)`` with ``MaxRounds(5)`` is ESC-Eval's protocol.
+    """
+
+    opener: bool = True
+
+    def next_speaker(self, episode: Episode) -> Role | None:
+        last = episode.last
+        if last is None or last.role is Role.SUPPORTER:
+            return Role.SEEKER
+        return Role.SUPPORTER
+
+
+POLICIES: dict[str, type[Alternating]] = {"alternating": Alternating}
+
+
+def make_policy(name: str, **args: bool) -> TurnPolicy:
+    try:
+        return POLICIES[name](**args)
+    except KeyError:
+        raise ValueError(f"unknown turn policy '{name}' (known: {', '.join(POLICIES)})") from None
