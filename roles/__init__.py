@@ -1,14 +1,16 @@
 """Who the seeker is: role cards, seeker protocols and their loaders.
 
 Public API:
-    RoleCard, Category, CardError          -- the card model and its validation error
+    RoleCard, CardError                    -- the card model and its validation error
+    CATEGORIES, LANGUAGES                  -- the card categories and languages we know
     load_cards, builtin_cards              -- read card files (ESC-Eval JSON, JSONL, YAML)
-    SeekerProtocol, load_protocol          -- the prompts each side sees, as data
+    SeekerProtocol, ProtocolError          -- the prompts each side sees, as data
+    load_protocol, builtin_protocols       -- read a protocol by built-in name or path
 """
 
 from roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
 from roles.loaders import builtin_cards, load_cards
-from roles.templates import ProtocolError, SeekerProtocol, load_protocol
+from roles.templates import ProtocolError, SeekerProtocol, builtin_protocols, load_protocol
 
 __all__ = [
     "CATEGORIES",
@@ -18,6 +20,7 @@ __all__ = [
     "RoleCard",
     "SeekerProtocol",
     "builtin_cards",
+    "builtin_protocols",
     "load_cards",
     "load_protocol",
 ]

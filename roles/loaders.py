@@ -5,6 +5,10 @@ Two record shapes are accepted in every format:
     ``language`` (``english``/``chinese``), ``id``, plus ``base_biaozhu`` etc.
   * ours: ``id``, ``language`` (``en``/``zh``), ``profile``, ``category``, ``source``,
     optional ``annotations``.
+
+A JSON or YAML file holds a list of records, or a mapping whose ``cards`` key holds
+that list; a JSONL file holds one record per non-blank line. Fields the loader does
+not know (ESC-Eval's ``base_biaozhu``, ...) are kept in ``RoleCard.annotations``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any, Iterable
 import yaml
 
 from roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
+
+SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 
 _LANGUAGE_NAMES = {"en": "en", "english": "en", "zh": "zh", "chinese": "zh"}
 _CATEGORY_NAMES = {
@@ -34,30 +40,41 @@ def load_cards(path: str | Path, *, language: str | None = None) -> list[RoleCar
 
     Args:
         path: a ``.json`` list, a ``.jsonl`` file or a ``.yaml``/``.yml`` list.
-        language: when given, every card must be in this language.
+        language: when given, every card must be in this language (``"en"``/``"zh"``).
+
+    Returns:
+        The cards in file order; a card's index in this list is its ESC-Eval result key.
 
     Raises:
         CardError: naming the file, the card index and the field at fault.
+
+    Examples:
+        >>> cards = load_cards("../shared/esc-eval/card_high_en.json", language="en")  # doctest: +SKIP
     """
     path = Path(path)
     name = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise CardError(name, f"unknown card format '{suffix or '(no suffix)'}' (use {', '.join(SUFFIXES)})")
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise CardError(name, f"cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise CardError(name, f"not UTF-8 text (byte {exc.start})") from None
-    records = _parse(name, text, path.suffix.lower())
-    return _validate(name, records, language)
+    return _validate(name, _parse(name, text, suffix), language)
 
 
 def builtin_cards(language: str | None = None) -> list[RoleCard]:
     """The project's own cards (written for esc-eval), optionally of one language."""
+    if language is not None and language not in LANGUAGES:
+        raise CardError("builtin", f"unknown language '{language}' (use one of {', '.join(LANGUAGES)})")
     folder = resources.files("roles") / "data" / "cards"
     cards: list[RoleCard] = []
     for lang in LANGUAGES if language is None else (language,):
         entry = folder / f"{lang}.yaml"
-        cards += _validate(f"builtin:{lang}", _parse(str(entry), entry.read_text(encoding="utf-8"), ".yaml"), lang)
+        name = f"builtin:cards/{lang}.yaml"
+        cards += _validate(name, _parse(name, entry.read_text(encoding="utf-8"), ".yaml"), lang)
     return cards
 
 
@@ -66,28 +83,29 @@ def _parse(name: str, text: str, suffix: str) -> list[Any]:
         raise CardError(name, "the file is empty")
     try:
         if suffix == ".jsonl":
-            records = []
+            data: Any = []
             for lineno, line in enumerate(text.splitlines(), 1):
                 if line.strip():
                     try:
-                        records.append(json.loads(line))
+                        data.append(json.loads(line))
                     except json.JSONDecodeError as exc:
-                        raise CardError(name, f"line {lineno}: not valid JSON: {exc.msg}") from None
-            data: Any = records
+                        raise CardError(name, f"line {lineno}: not valid JSON: {exc.msg} at column {exc.colno}") from None
         elif suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text)
-            if isinstance(data, dict) and "cards" in data:
-                data = data["cards"]
         elif suffix == ".json":
             data = json.loads(text)
         else:
-            raise CardError(name, f"unknown card format '{suffix}' (use .json, .jsonl, .yaml)")
+            raise CardError(name, f"unknown card format '{suffix}' (use {', '.join(SUFFIXES)})")
     except json.JSONDecodeError as exc:
         raise CardError(name, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except yaml.YAMLError as exc:
         raise CardError(name, f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise CardError(name, "nested too deeply to be a card file") from None
+    if isinstance(data, dict) and "cards" in data:
+        data = data["cards"]
     if not isinstance(data, list):
-        raise CardError(name, "expected a list of cards")
+        raise CardError(name, f"expected a list of cards, got {type(data).__name__}")
     if not data:
         raise CardError(name, "the file holds no cards")
     return data
@@ -96,50 +114,71 @@ def _parse(name: str, text: str, suffix: str) -> list[Any]:
 def _validate(name: str, records: Iterable[Any], language: str | None) -> list[RoleCard]:
     if language is not None and language not in LANGUAGES:
         raise CardError(name, f"unknown language '{language}' (use one of {', '.join(LANGUAGES)})")
-    cards = []
+    cards: list[RoleCard] = []
+    seen: dict[str, int] = {}
     for index, record in enumerate(records):
-        cards.append(_card(name, index, record, language))
+        card = _card(name, index, record, language)
+        if card.id in seen:
+            # Episode keys (and so resume) are built from the card id: it must be unique.
+            raise CardError(name, f"duplicate id {card.id!r} (also card {seen[card.id]})", index=index, field="id")
+        seen[card.id] = index
+        cards.append(card)
     return cards
 
 
 def _card(name: str, index: int, record: Any, language: str | None) -> RoleCard:
     if not isinstance(record, dict):
         raise CardError(name, f"expected an object, got {type(record).__name__}", index=index)
+    for original, ours in _ESC_FIELDS.items():
+        if original in record and ours in record:
+            raise CardError(name, f"has both '{original}' and '{ours}'; keep one", index=index, field=ours)
     fields = {_ESC_FIELDS.get(k, k): v for k, v in record.items()}
 
     def text(field: str) -> str:
+        spelled = _source_name(record, field)
         if field not in fields:
-            raise CardError(name, "missing", index=index, field=_source_name(record, field))
+            raise CardError(name, "missing", index=index, field=spelled)
         value = fields[field]
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and field == "id":
+        if field == "id" and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not value.strip():
-            raise CardError(name, f"must be non-empty text, got {value!r:.60}", index=index, field=_source_name(record, field))
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise CardError(name, f"must be non-empty text, got {type(value).__name__} {shown}", index=index, field=spelled)
         return value
 
     profile = text("profile")
-    lang = _LANGUAGE_NAMES.get(text("language").strip().lower())
+    raw_language = text("language")
+    lang = _LANGUAGE_NAMES.get(raw_language.strip().lower())
     if lang is None:
-        raise CardError(name, f"unknown language {fields['language']!r} (use en/english or zh/chinese)", index=index, field="language")
+        raise CardError(
+            name, f"unknown language {raw_language[:40]!r} (use en/english or zh/chinese)", index=index, field="language"
+        )
     if language is not None and lang != language:
-        raise CardError(name, f"card is '{lang}' but the run requires '{language}'", index=index, field="language")
-    category = _CATEGORY_NAMES.get(text("category").strip())
+        raise CardError(name, f"card is '{lang}' but '{language}' is required", index=index, field="language")
+    raw_category = text("category")
+    category = _CATEGORY_NAMES.get(raw_category.strip()) or _CATEGORY_NAMES.get(raw_category.strip().lower())
     if category is None:
         raise CardError(
-            name, f"unknown category {fields['category']!r} (use one of {', '.join(_CATEGORY_NAMES)})",
-            index=index, field=_source_name(record, "category"),
+            name,
+            f"unknown category {raw_category[:40]!r} (use one of {', '.join(_CATEGORY_NAMES)})",
+            index=index,
+            field=_source_name(record, "category"),
         )
-    card_id = text("id") if "id" in fields else str(index)
+    card_id = text("id").strip() if "id" in fields else str(index)
+    source = text("source")
     annotations = fields.get("annotations", {})
+    if annotations is None:
+        annotations = {}
     if not isinstance(annotations, dict):
-        raise CardError(name, "must be a mapping", index=index, field="annotations")
+        raise CardError(name, f"must be a mapping, got {type(annotations).__name__}", index=index, field="annotations")
     extra = {k: v for k, v in record.items() if _ESC_FIELDS.get(k, k) not in _OUR_FIELDS}
-    return RoleCard(card_id, lang, profile, category, text("source"), {**extra, **annotations})
+    return RoleCard(card_id, lang, profile, category, source, {**extra, **annotations})
 
 
 def _source_name(record: dict[str, Any], field: str) -> str:
     """Name a field as the file spells it (ESC-Eval files say ``base``/``res``)."""
     for original, ours in _ESC_FIELDS.items():
-        if ours == field and (original in record or "base" in record):
+        if ours == field and ours not in record and (original in record or "base" in record or "res" in record):
             return original
     return field

@@ -47,13 +47,16 @@ class SeekerProtocol:
     supporter_sees_opener: bool = False
 
     def seeker_prompt(self, card: RoleCard) -> str:
+        """The seeker's system prompt for ``card``: the card's profile put verbatim into ``{card}``."""
         # str.replace, not str.format: card text may hold braces.
         return self._pick(self.seeker_system_prompt, card.language).replace(CARD_SLOT, card.profile)
 
     def opener(self, language: str) -> str:
+        """The supporter's fixed first line in ``language``."""
         return self._pick(self.supporter_opener, language)
 
     def supporter_prompt(self, language: str) -> str:
+        """The supporter's system prompt in ``language`` when its config sets none."""
         return self._pick(self.supporter_system_prompt, language)
 
     def _pick(self, table: dict[str, str], language: str) -> str:
@@ -63,35 +66,55 @@ class SeekerProtocol:
             raise ProtocolError(f"protocol {self.name}: no text for language '{language}'") from None
 
 
+_BUILTIN_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def builtin_protocols() -> list[str]:
+    """Names of the protocols shipped in ``roles/data/protocols``."""
     folder = resources.files("roles") / "data" / "protocols"
-    return sorted(p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.name.endswith((".yaml", ".json")))
+    return sorted({p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.name.endswith(_BUILTIN_SUFFIXES)})
 
 
 def load_protocol(name_or_path: str | Path) -> SeekerProtocol:
-    """Load a built-in protocol by name, or a protocol file (YAML/JSON) by path."""
+    """Load a protocol file (YAML/JSON) by path, or a built-in protocol by name.
+
+    Args:
+        name_or_path: an existing file (e.g. ESC-Eval's ``esc_role_protocol.json``),
+            or the name of a built-in protocol (``"default"``).
+
+    Raises:
+        ProtocolError: the file is unreadable or incomplete, or the name is unknown
+            (the message lists the built-ins).
+
+    Examples:
+        >>> load_protocol("default").supporter_sees_opener
+        False
+    """
     path = Path(name_or_path)
-    if not path.exists():
-        folder = resources.files("roles") / "data" / "protocols"
-        for suffix in (".yaml", ".json"):
-            candidate = folder / f"{name_or_path}{suffix}"
-            if candidate.is_file():
-                return _parse(str(name_or_path), candidate.read_text(encoding="utf-8"), suffix)
-        raise ProtocolError(
-            f"unknown protocol '{name_or_path}': not a file, and not one of {', '.join(builtin_protocols())}"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"{path}: cannot read protocol: {exc}") from None
-    return _parse(str(path), text, path.suffix)
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"{path}: cannot read protocol: {exc}") from None
+        return _parse(str(path), text, path.suffix.lower())
+    folder = resources.files("roles") / "data" / "protocols"
+    for suffix in _BUILTIN_SUFFIXES:
+        candidate = folder / f"{name_or_path}{suffix}"
+        if candidate.is_file():
+            return _parse(str(name_or_path), candidate.read_text(encoding="utf-8"), suffix)
+    raise ProtocolError(
+        f"unknown protocol '{name_or_path}': not a file, and not one of the built-ins "
+        f"({', '.join(builtin_protocols())})"
+    )
 
 
 def _parse(name: str, text: str, suffix: str) -> SeekerProtocol:
     try:
         data: Any = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ProtocolError(f"{name}: not valid {suffix.lstrip('.') or 'YAML'}: {exc}") from None
+        raise ProtocolError(f"{name}: not valid {'JSON' if suffix == '.json' else 'YAML'}: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(f"{name}: nested too deeply to be a protocol") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"{name}: a protocol must be a mapping")
     seeker = _per_language(name, data, "seeker_system_prompt")
@@ -102,11 +125,17 @@ def _parse(name: str, text: str, suffix: str) -> SeekerProtocol:
     if "supporter_system_prompt" in data:
         supporter = _per_language(name, data, "supporter_system_prompt")
     else:
-        notes = " ".join(str(n) for n in data.get("protocol", []))
+        # ESC-Eval's file states its default supporter prompt only in its protocol notes.
+        notes = data.get("protocol", [])
+        notes = " ".join(str(n) for n in notes) if isinstance(notes, list) else str(notes)
         found = _DEFAULT_SYSTEM_NOTE.search(notes)
         if not found:
             raise ProtocolError(f"{name}: missing field 'supporter_system_prompt'")
         supporter = {lang: found.group(1) for lang in seeker}
+    for field, table in (("supporter_opener", opener), ("supporter_system_prompt", supporter)):
+        missing = sorted(set(seeker) - set(table))
+        if missing:
+            raise ProtocolError(f"{name}: field '{field}' has no text for {', '.join(missing)}")
     sees = data.get("supporter_sees_opener", False)
     if not isinstance(sees, bool):
         raise ProtocolError(f"{name}: field 'supporter_sees_opener' must be true or false, got {sees!r}")

@@ -1,0 +1,182 @@
+"""Any OpenAI-compatible chat server, over aiohttp with tenacity retries.
+
+One ``ClientSession`` per endpoint for the life of the run, a connection limit,
+explicit timeouts. Faults are typed (see ``agents.backends.base``); retryable ones
+(429 honouring Retry-After, 5xx, timeouts, resets, garbage JSON, empty replies)
+are retried with exponential backoff and jitter, then ``GaveUp`` is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any, Sequence
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from agents.backends.base import (
+    BackendError,
+    BackendStats,
+    BadResponse,
+    ConnectionLost,
+    EmptyReply,
+    GaveUp,
+    RateLimited,
+    RequestRejected,
+    RequestTimeout,
+    ServerError,
+)
+from agents.messages import ChatMessage, Completion, SamplingParams
+
+
+class OpenAIHTTPBackend:
+    """Chat completions from ``{base_url}/chat/completions``.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000/v1``.
+        model: the default ``model`` field; ``complete(model=...)`` overrides it per request.
+        api_key_env: name of the environment variable holding the key (never the key itself).
+        max_connections: connections to this endpoint, at most.
+        timeout: seconds for one request, connect to last byte.
+        max_attempts: tries per request, first included.
+        name: label for counters and events (defaults to ``base_url``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str | None = None,
+        max_connections: int = 64,
+        timeout: float = 120.0,
+        max_attempts: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        name: str | None = None,
+    ):
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.max_connections = max_connections
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.max_attempts = max_attempts
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self.stats = BackendStats(name or base_url)
+        self._headers = {"Content-Type": "application/json"}
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if key:
+                self._headers["Authorization"] = f"Bearer {key}"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, headers=self._headers)
+        return self._session
+
+    async def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Completion:
+        body: dict[str, Any] = {"model": model or self.model, "messages": list(messages), "max_tokens": params.max_tokens}
+        for field in ("temperature", "top_p", "seed"):
+            value = getattr(params, field)
+            if value is not None:
+                body[field] = value
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        attempts = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    completion = await self._post(payload, body["model"])
+        except BackendError as exc:
+            if exc.retryable:
+                self.stats.fault(exc.kind, str(exc), retried=False)
+                raise GaveUp(self.stats.endpoint, attempts, exc) from exc
+            self.stats.fault(exc.kind, str(exc), retried=False)
+            raise
+        completion = Completion(
+            completion.text, completion.prompt_tokens, completion.completion_tokens,
+            completion.latency, completion.model, retries=attempts - 1,
+        )
+        self.stats.done(completion)
+        return completion
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = wait_exponential_jitter(initial=self.backoff, max=self.max_backoff)(state)
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), self.max_backoff)
+        return backoff
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, BackendError):
+            self.stats.fault(exc.kind, str(exc), retried=True)
+
+    async def _post(self, payload: bytes, model: str) -> Completion:
+        start = time.perf_counter()
+        self.stats.in_flight += 1
+        try:
+            async with self._client().post(self.url, data=payload) as response:
+                raw = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"no answer within {self.timeout.total}s") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            self.stats.in_flight -= 1
+        latency = time.perf_counter() - start
+        if status == 429:
+            raise RateLimited(f"HTTP 429: {_snippet(raw)}", _seconds(retry_after))
+        if status >= 500:
+            raise ServerError(f"HTTP {status}: {_snippet(raw)}")
+        if status >= 400:
+            raise RequestRejected(f"HTTP {status}: {_snippet(raw)}")
+        return _parse_completion(raw, model, latency)
+
+
+def _parse_completion(raw: bytes, model: str, latency: float) -> Completion:
+    try:
+        data = json.loads(raw)
+        choice = data["choices"][0]
+        text = choice["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise BadResponse(f"unusable response ({type(exc).__name__}): {_snippet(raw)}") from None
+    if not isinstance(text, str) or not text.strip():
+        raise EmptyReply(f"empty content (finish_reason={choice.get('finish_reason')!r})")
+    usage = data.get("usage") or {}
+    return Completion(
+        text.strip(),
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+        latency,
+        str(data.get("model") or model),
+    )
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        return float(header) if header is not None else None
+    except ValueError:
+        return None
+
+
+def _snippet(raw: bytes) -> str:
+    return raw[:200].decode("utf-8", "replace").replace("\n", " ")

@@ -1,0 +1,601 @@
+"""Judge prompt profiles: how a transcript becomes a judge prompt, and how a reply becomes a label.
+
+A ``JudgeProfile`` is data, not code: a template, a rubric per dimension and
+language, speaker prefixes, a join string, text rewrites and the name of a label
+parser. Two kinds of source are loaded by ``load_profile``:
+
+* built-in profiles, YAML files in ``agents/data/profiles/`` named by their stem
+  (``"default"`` is ours, written in our own words);
+* an ESC-RANK prompt file (JSON of the form of ESC-Eval's
+  ``esc_rank_prompts.json``), given by path, which reproduces ESC-Eval's judge
+  prompt byte for byte and its label parsing quirk for quirk.
+
+Example::
+
+    profile = load_profile("default")
+    messages = profile.messages("empathic", "en", [("supporter", "Hi"), ("seeker", "I'm sad")])
+    score = profile.parse(reply_text)          # 0..4, or -1 when the reply holds no label
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import yaml
+
+from agents.messages import ChatMessage
+
+#: Dimension keys (as in ESC-Eval's score files) in the order reports show them.
+DIMENSIONS: tuple[str, ...] = ("fluency", "diversity", "empathic", "suggestion", "tech", "human", "overall")
+
+#: Dimension key -> the name the ESC-Eval paper uses for it.
+PAPER_NAMES: dict[str, str] = {
+    "fluency": "Fluency",
+    "diversity": "Expression",
+    "empathic": "Empathy",
+    "suggestion": "Information",
+    "tech": "Skillful",
+    "human": "Humanoid",
+    "overall": "Overall",
+}
+
+ROLES = ("supporter", "seeker")
+NO_LABEL = -1
+LABELS = range(0, 5)
+
+# Placeholders a template may use; anything else in braces is literal text.
+_PLACEHOLDER = re.compile(r"\{(rubric|dialogue_stripped|dialogue|name_in_prompt)\}")
+
+# Fallbacks for ESC-Eval's speaker prefixes, used only when an ESC-RANK file's
+# ``assembly.dialogue_lines`` text does not state them in a form we can read.
+_ESC_SUPPORTER_PREFIX = "AI assistant\uff1a"
+_ESC_SEEKER_PREFIX = "ESC-Role\uff1a"
+
+
+class ProfileError(ValueError):
+    """A profile file or a request against a profile is invalid; names the file and the field."""
+
+    def __init__(self, source: str, message: str, *, field: str | None = None):
+        where = str(source)
+        if field is not None:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {message}")
+        self.source, self.field = str(source), field
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One scored dimension.
+
+    Attributes:
+        key: the score-file key (``fluency``, ``empathic``, ...).
+        name_in_prompt: how the prompt names the dimension (ESC-RANK keeps its typos: ``fluecy``).
+        rubric: language -> rubric text placed at ``{rubric}``.
+        paper_name: the ESC-Eval paper's name for it (``Empathy``, ``Skillful``, ...).
+        names: language -> ``name_in_prompt`` override (e.g. a Chinese name for ``zh``).
+    """
+
+    key: str
+    name_in_prompt: str
+    rubric: Mapping[str, str]
+    paper_name: str
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def prompt_name(self, language: str) -> str:
+        return self.names.get(language, self.name_in_prompt)
+
+
+@dataclass(frozen=True)
+class JudgeProfile:
+    """How to ask a judge about one dimension of one transcript, and how to read its answer.
+
+    The user prompt is ``template`` with ``{rubric}``, ``{name_in_prompt}``,
+    ``{dialogue}`` (the formatted dialogue) and ``{dialogue_stripped}`` (the same
+    with Python's ``str.strip()`` applied once to the whole string) substituted in
+    one pass; other braces are literal. The formatted dialogue is each line's
+    speaker prefix plus its text, joined with ``join``, then each ``(old, new)`` of
+    ``rewrites`` applied in order with ``str.replace`` over the joined string.
+
+    Attributes:
+        name: profile name (``default``, ``esc-rank``, ...).
+        dimensions: the dimensions, in the profile's order.
+        system_prompt: the system message, or ``None`` for a user message only.
+        template: the user prompt template.
+        supporter_prefix / seeker_prefix: prepended to each supporter / seeker line.
+        join: the string between lines.
+        rewrites: ``(old, new)`` pairs applied in order to the joined dialogue.
+        parse_rule: ``"esc_rank"`` or ``"label"`` (see ``PARSE_RULES``).
+        by_language: language -> overrides of ``template``, ``system_prompt``,
+            ``supporter_prefix``, ``seeker_prefix``.
+        source: where the profile came from (built-in name or file path).
+    """
+
+    name: str
+    dimensions: tuple[Dimension, ...]
+    system_prompt: str | None
+    template: str
+    supporter_prefix: str
+    seeker_prefix: str
+    join: str
+    rewrites: tuple[tuple[str, str], ...] = ()
+    parse_rule: str = "label"
+    by_language: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.parse_rule not in PARSE_RULES:
+            raise ProfileError(self.source or self.name, f"unknown parse rule {self.parse_rule!r} (use one of {', '.join(PARSE_RULES)})", field="parse")
+        keys = [d.key for d in self.dimensions]
+        if len(set(keys)) != len(keys):
+            raise ProfileError(self.source or self.name, f"duplicate dimension keys in {keys}", field="dimensions")
+
+    # -- lookups -----------------------------------------------------------------
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Dimension keys in the profile's order."""
+        return tuple(d.key for d in self.dimensions)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Languages every dimension has a rubric for."""
+        common: list[str] | None = None
+        for d in self.dimensions:
+            common = list(d.rubric) if common is None else [lang for lang in common if lang in d.rubric]
+        return tuple(common or ())
+
+    def dimension(self, key: str) -> Dimension:
+        for d in self.dimensions:
+            if d.key == key:
+                return d
+        raise ProfileError(self.source or self.name, f"unknown dimension {key!r} (known: {', '.join(self.keys)})", field="dimensions")
+
+    def _setting(self, name: str, language: str) -> Any:
+        overrides = self.by_language.get(language, {})
+        return overrides[name] if name in overrides else getattr(self, name)
+
+    # -- prompt assembly ----------------------------------------------------------
+
+    def format_dialogue(self, transcript: Sequence[tuple[str, str]], language: str = "en") -> str:
+        """Prefix, join and rewrite a transcript of ``(role, text)`` lines, role ``supporter`` or ``seeker``.
+
+        The result is not stripped; ``{dialogue_stripped}`` in a template is this
+        string with ``.strip()`` applied.
+        """
+        prefixes = {"supporter": self._setting("supporter_prefix", language), "seeker": self._setting("seeker_prefix", language)}
+        lines = []
+        for index, line in enumerate(transcript):
+            role, text = line
+            if role not in prefixes:
+                raise ValueError(f"transcript line {index}: role must be 'supporter' or 'seeker', got {role!r}")
+            lines.append(prefixes[role] + text)
+        dialogue = self.join.join(lines)
+        for old, new in self.rewrites:
+            dialogue = dialogue.replace(old, new)
+        return dialogue
+
+    def prompt(self, dimension_key: str, language: str, transcript: Sequence[tuple[str, str]]) -> str:
+        """The user prompt for one dimension of one transcript."""
+        dim = self.dimension(dimension_key)
+        if language not in dim.rubric:
+            raise ProfileError(
+                self.source or self.name,
+                f"no {language!r} rubric for dimension {dim.key!r} (have: {', '.join(dim.rubric) or 'none'})",
+                field=f"dimensions.{dim.key}.rubric",
+            )
+        dialogue = self.format_dialogue(transcript, language)
+        values = {
+            "rubric": dim.rubric[language],
+            "dialogue": dialogue,
+            "dialogue_stripped": dialogue.strip(),
+            "name_in_prompt": dim.prompt_name(language),
+        }
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self._setting("template", language))
+
+    def messages(self, dimension_key: str, language: str, transcript: Sequence[tuple[str, str]]) -> list[ChatMessage]:
+        """The chat request: a system message when the profile has one, then the user prompt."""
+        out: list[ChatMessage] = []
+        system = self._setting("system_prompt", language)
+        if system is not None:
+            out.append(ChatMessage(role="system", content=system))
+        out.append(ChatMessage(role="user", content=self.prompt(dimension_key, language, transcript)))
+        return out
+
+    def parse(self, text: str | None) -> int:
+        """The label 0..4 in a judge reply, or -1 when it holds none."""
+        if not text:
+            return NO_LABEL
+        return PARSE_RULES[self.parse_rule](text)
+
+
+# -- label parsers ----------------------------------------------------------------
+
+
+def parse_esc_rank(text: str) -> int:
+    """ESC-Eval's rule, quirks included: try '0'..'4' in order; the first that occurs anywhere wins.
+
+    So ``"4 out of 4 ... 0"`` is 0 and ``"10"`` is 0; no digit 0-4 at all is -1.
+    """
+    for label in ("0", "1", "2", "3", "4"):
+        if label in text:
+            return int(label)
+    return NO_LABEL
+
+
+_AMBIGUOUS = object()
+_FULLWIDTH = str.maketrans("０１２３４５６７８９：／＊", "0123456789:/*")
+_W = "0-9A-Za-z_"  # ASCII word characters: CJK text right after a digit ("3分") is allowed
+_DIGIT = rf"(?<![{_W}.])(?P<d>[0-4])(?![{_W}])"
+# "(0-4)", "on a scale of 0 to 4", "from 0 to 4", "0到4分": the scale, not an answer.
+_SCALE = re.compile(
+    r"\(?[ \t]*(?:(?:on[ \t]+)?a[ \t]+scale[ \t]+(?:of|from)[ \t]+|from[ \t]+|between[ \t]+|范围[ \t]*)?"
+    r"(?<![0-9.])0[ \t]*(?:-|–|—|~|to|到|至)[ \t]*4(?![0-9])(?:[ \t]*分)?[ \t]*\)?",
+    re.IGNORECASE,
+)
+# A list-item marker at the start of a line: "0: ...", "- 3: ...", "**2.** ...", "Score 1: ...".
+_MARKER = re.compile(
+    r"^(?P<lead>[ \t]*(?:[-*•>][ \t]*)?(?:\*\*)?[ \t]*(?:score[ \t]*)?)(?P<d>[0-4])[ \t]*(?:\*\*)?[ \t]*"
+    r"(?P<sep>[:：.)、])[ \t]*(?:\*\*)?[ \t]*(?=\S)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_KEYWORD = (
+    r"(?<![A-Za-z])(?:final[ \t]+)?(?:overall[ \t]+)?"
+    r"(?:scores?|ratings?|grade|verdict|(?:final[ \t]+)?answer|评分|分数|得分|打分|分值|最终得分)"
+)
+_FILLER = r"(?:[ \t]+(?:for|of|on|in)[ \t]+[A-Za-z][A-Za-z '’-]{0,40}?)?"
+_LINK = (
+    r"[ \t*_]*(?:[:：=]|is|was|would[ \t]+be|should[ \t]+be|will[ \t]+be|of|为|是|:)?"
+    r"[ \t*_\"'“”]*(?:an?[ \t]+)?[ \t*_\"'“”]*"
+)
+_VERB = (
+    r"(?<![A-Za-z])(?:give|giving|gave|rate|rating|rated|assign|assigning|award|awarding|scored?|scoring)[ \t]+"
+    r"(?:(?:it|this|that|them|(?:the|this)[ \t]+[A-Za-z]+)[ \t]+)?(?:as[ \t]+)?(?:an?[ \t]+)?"
+    r"(?:(?:score|rating)[ \t]+of[ \t]+)?[*_\"'“”]*"
+)
+_TIERS: tuple[tuple[re.Pattern[str], ...], ...] = (
+    # 1. an explicit score statement: "Score: 3", "the rating is **2**", "I'd give it a 3", "评分：3", "3分"
+    (
+        re.compile(_KEYWORD + _FILLER + _LINK + _DIGIT, re.IGNORECASE),
+        re.compile(_VERB + _DIGIT, re.IGNORECASE),
+        re.compile(_DIGIT + r"[ \t]*分(?!钟)"),
+    ),
+    # 2. "3/4", "3 out of 4"
+    (re.compile(_DIGIT + r"(?=[ \t]*(?:/|out[ \t]+of)[ \t]*4(?![0-9]))", re.IGNORECASE),),
+    # 3. a bold label that is not a list marker: "**3**"
+    (re.compile(r"(?:\*\*|__)[ \t]*" + _DIGIT + r"[ \t]*(?:\*\*|__)(?![ \t]*[:：.)][ \t]*\S)"),),
+    # 4. a line that is only the label: "3", "(3)", "3."
+    (re.compile(r"^[ \t>#*_`\"'(\[]*" + _DIGIT + r"[ \t*_`\"')\].。!]*$", re.MULTILINE),),
+    # 5. a line ending in "…: 3" ("Fluency: 3"), or the reply ending in a sentence then a lone label
+    (
+        re.compile(r"[:：][ \t*_\"']*" + _DIGIT + r"[ \t*_\"'.。!]*$", re.MULTILINE),
+        re.compile(r"(?:^|[.!?。！？][ \t]+|\n)[ \t*_\"']*" + _DIGIT + r"[ \t*_\"'.。!]*\s*\Z"),
+    ),
+)
+# What follows a candidate digit and makes it something other than a clean 0..4 label.
+_AFTER_RANGE = re.compile(r"[ \t]*(?:-|–|—|~|to|or|and|或|到|至)[ \t]*(?:an?[ \t]+)?[0-4](?![0-9])", re.IGNORECASE)
+_AFTER_SCALE = re.compile(r"[ \t*_]*\(?[ \t]*(?:/|out[ \t]+of)[ \t]*(\d+)", re.IGNORECASE)
+_AFTER_DECIMAL = re.compile(r"\.(\d+)")
+
+
+def _value(text: str, match: re.Match[str]) -> object:
+    """The label at ``match``'s digit, or ``_AMBIGUOUS`` for "3-4", "3 or 4", "3.5", "3/5"."""
+    end = match.end("d")
+    decimal = _AFTER_DECIMAL.match(text, end)
+    if decimal:
+        if set(decimal.group(1)) != {"0"}:
+            return _AMBIGUOUS
+        end = decimal.end()
+    if _AFTER_RANGE.match(text, end):
+        return _AMBIGUOUS
+    scale = _AFTER_SCALE.match(text, end)
+    if scale and scale.group(1) != "4":
+        return _AMBIGUOUS
+    return int(match.group("d"))
+
+
+def _drop_list_markers(text: str) -> tuple[str, list[int]]:
+    """Remove list-item markers ("0: ...", "1. ...") so an echoed rubric or a numbered list is not a label.
+
+    Returns the text and, when the reply has exactly one ``N: text`` line (the
+    judge citing the rubric line it picked), that ``N``.
+    """
+    markers = list(_MARKER.finditer(text))
+    citations = [int(m.group("d")) for m in markers if m.group("sep") in ":："]
+    cited = citations if len(markers) == 1 and citations else []
+    return _MARKER.sub(lambda m: m.group("lead"), text), cited
+
+
+def parse_label(text: str) -> int:
+    """Our robust rule: the last explicit label in the reply, or -1 when there is none or it is ambiguous.
+
+    Tiers, strongest first; the first tier with any candidate decides, and within
+    it the last candidate wins (a judge that revises itself means the revision):
+
+    1. a score statement: ``Score: 3``, ``Final answer: 2``, ``I'd rate it a 4``, ``评分：3``, ``3分``;
+    2. ``3/4`` or ``3 out of 4``;
+    3. a bold label ``**3**``;
+    4. a rubric line cited alone: ``3: There are no apparent issues``;
+    5. a line holding only the label: ``3``;
+    6. a line ending ``...: 3``, or the reply ending in a lone label after a sentence.
+
+    The scale itself ("0-4", "from 0 to 4") and list markers (an echoed rubric,
+    numbered reasons) are ignored, and so are numbers not in those shapes
+    ("5 rounds", "2 suggestions"). A winning candidate that is a range ("3-4",
+    "3 or 4"), a fraction ("3.5") or on another scale ("3/5", "3 out of 10") makes
+    the reply ambiguous: -1.
+    """
+    text = text.translate(_FULLWIDTH)
+    text = _SCALE.sub(" ", text)
+    text, cited = _drop_list_markers(text)
+    tiers: list[list[object]] = []
+    for index, patterns in enumerate(_TIERS):
+        found = sorted((m.start("d"), _value(text, m)) for p in patterns for m in p.finditer(text))
+        tiers.append([value for _, value in found])
+        if index == 2:
+            tiers.append(list(cited))
+    for candidates in tiers:
+        if candidates:
+            last = candidates[-1]
+            return NO_LABEL if last is _AMBIGUOUS else int(last)  # type: ignore[arg-type]
+    return NO_LABEL
+
+
+#: Parse rule name -> parser.
+PARSE_RULES: dict[str, Callable[[str], int]] = {"esc_rank": parse_esc_rank, "label": parse_label}
+
+
+# -- loading ----------------------------------------------------------------------
+
+_PROFILE_DIR = "data/profiles"
+_PROFILE_SUFFIXES = (".yaml", ".yml")
+_OUR_KEYS = {"name", "description", "parse", "system_prompt", "template", "supporter_prefix", "seeker_prefix", "join", "rewrites", "languages", "dimensions"}
+_LANGUAGE_KEYS = {"template", "system_prompt", "supporter_prefix", "seeker_prefix"}
+_DIMENSION_KEYS = {"key", "name_in_prompt", "paper_name", "rubric"}
+
+
+def builtin_profiles() -> list[str]:
+    """Names of the built-in profiles (stems of the YAML files in ``agents/data/profiles``)."""
+    folder = resources.files("agents").joinpath(_PROFILE_DIR)
+    return sorted(
+        entry.name.rsplit(".", 1)[0] for entry in folder.iterdir() if entry.name.endswith(_PROFILE_SUFFIXES)
+    )
+
+
+def load_profile(name_or_path: str | Path) -> JudgeProfile:
+    """Load a built-in profile by name, or a profile file by path.
+
+    A path ending in ``.json`` whose object has an ``assembly`` section is an
+    ESC-RANK prompt file (see ``esc_rank_profile``); any other ``.json``,
+    ``.yaml`` or ``.yml`` file is a profile in our schema (that of
+    ``agents/data/profiles/default.yaml``).
+
+    Raises:
+        ProfileError: unknown built-in name (the message lists the known ones), or
+            an unreadable or invalid file (the message names the file and field).
+    """
+    text = str(name_or_path)
+    looks_like_path = isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith((".json", *_PROFILE_SUFFIXES))
+    if not looks_like_path:
+        known = builtin_profiles()
+        if text not in known:
+            raise ProfileError("profile", f"unknown built-in profile {text!r} (known: {', '.join(known)}); or give a path to a profile file")
+        for suffix in _PROFILE_SUFFIXES:
+            entry = resources.files("agents").joinpath(_PROFILE_DIR, text + suffix)
+            if entry.is_file():
+                return _our_profile(_parse_file(entry.read_text(encoding="utf-8"), f"builtin:{text}", yaml_syntax=True), f"builtin:{text}", text)
+    path = Path(name_or_path)
+    source = str(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(source, "no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(source, f"not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ProfileError(source, f"cannot read: {exc.strerror or exc}") from None
+    if path.suffix.lower() not in (".json", *_PROFILE_SUFFIXES):
+        raise ProfileError(source, f"unknown profile format '{path.suffix or '(no suffix)'}' (use .json, .yaml or .yml)")
+    data = _parse_file(raw, source, yaml_syntax=path.suffix.lower() != ".json")
+    if isinstance(data, dict) and "assembly" in data:
+        return esc_rank_profile(data, source)
+    return _our_profile(data, source, path.stem)
+
+
+def _parse_file(raw: str, source: str, *, yaml_syntax: bool) -> Any:
+    try:
+        return yaml.safe_load(raw) if yaml_syntax else json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ProfileError(source, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(source, f"not valid YAML: {exc}") from None
+
+
+def _text(value: Any, source: str, field: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or (not allow_empty and not value):
+        shown = "missing" if value is None else f"must be {'text' if allow_empty else 'non-empty text'}, got {type(value).__name__}"
+        raise ProfileError(source, shown, field=field)
+    return value
+
+
+def _mapping(value: Any, source: str, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProfileError(source, f"must be a mapping, got {type(value).__name__}", field=field)
+    return value
+
+
+def _template(value: Any, source: str, field: str) -> str:
+    template = _text(value, source, field)
+    used = set(_PLACEHOLDER.findall(template))
+    if "rubric" not in used or not used & {"dialogue", "dialogue_stripped"}:
+        raise ProfileError(source, "must contain {rubric} and {dialogue} or {dialogue_stripped}", field=field)
+    return template
+
+
+def _rewrites(value: Any, source: str, field: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ProfileError(source, f"must be a list of [old, new] pairs, got {type(value).__name__}", field=field)
+    pairs = []
+    for index, pair in enumerate(value):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(s, str) for s in pair) and pair[0]):
+            raise ProfileError(source, "must be a pair [old, new] of text, old non-empty", field=f"{field}[{index}]")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
+
+
+def _paper_name(key: str, given: Any, source: str, field: str) -> str:
+    if given is not None:
+        return _text(given, source, field)
+    if key not in PAPER_NAMES:
+        raise ProfileError(source, f"unknown dimension key {key!r} needs a paper_name (known keys: {', '.join(DIMENSIONS)})", field=field)
+    return PAPER_NAMES[key]
+
+
+def _our_profile(data: Any, source: str, default_name: str) -> JudgeProfile:
+    """A profile in our schema (see ``agents/data/profiles/default.yaml``)."""
+    data = _mapping(data, source, "(top level)")
+    unknown = sorted(set(data) - _OUR_KEYS)
+    if unknown:
+        raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_OUR_KEYS))})", field=unknown[0])
+    parse = data.get("parse", "label")
+    if parse not in PARSE_RULES:
+        raise ProfileError(source, f"unknown parse rule {parse!r} (use one of {', '.join(PARSE_RULES)})", field="parse")
+    system = data.get("system_prompt")
+    if system is not None:
+        _text(system, source, "system_prompt")
+    by_language: dict[str, dict[str, Any]] = {}
+    for language, overrides in _mapping(data.get("languages") or {}, source, "languages").items():
+        overrides = _mapping(overrides, source, f"languages.{language}")
+        for key, value in overrides.items():
+            where = f"languages.{language}.{key}"
+            if key not in _LANGUAGE_KEYS:
+                raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_LANGUAGE_KEYS))})", field=where)
+            if key == "template":
+                _template(value, source, where)
+            elif not (key == "system_prompt" and value is None):
+                _text(value, source, where, allow_empty=key != "system_prompt")
+        by_language[str(language)] = dict(overrides)
+    raw_dims = data.get("dimensions")
+    if not isinstance(raw_dims, list) or not raw_dims:
+        raise ProfileError(source, "must be a non-empty list of dimensions", field="dimensions")
+    dimensions = []
+    for index, raw in enumerate(raw_dims):
+        where = f"dimensions[{index}]"
+        raw = _mapping(raw, source, where)
+        unknown = sorted(set(raw) - _DIMENSION_KEYS)
+        if unknown:
+            raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_DIMENSION_KEYS))})", field=f"{where}.{unknown[0]}")
+        key = _text(raw.get("key"), source, f"{where}.key")
+        name = raw.get("name_in_prompt", key)
+        names: dict[str, str] = {}
+        if isinstance(name, dict):
+            names = {str(lang): _text(v, source, f"{where}.name_in_prompt.{lang}") for lang, v in name.items()}
+            if not names:
+                raise ProfileError(source, "must name the dimension", field=f"{where}.name_in_prompt")
+            name = names.get("en", next(iter(names.values())))
+        name = _text(name, source, f"{where}.name_in_prompt")
+        rubric = {str(lang): _text(v, source, f"{where}.rubric.{lang}") for lang, v in _mapping(raw.get("rubric"), source, f"{where}.rubric").items()}
+        if not rubric:
+            raise ProfileError(source, "needs a rubric for at least one language", field=f"{where}.rubric")
+        dimensions.append(Dimension(key, name, rubric, _paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"), names))
+    return JudgeProfile(
+        name=_text(data.get("name", default_name), source, "name"),
+        dimensions=tuple(dimensions),
+        system_prompt=system,
+        template=_template(data.get("template"), source, "template"),
+        supporter_prefix=_text(data.get("supporter_prefix", ""), source, "supporter_prefix", allow_empty=True),
+        seeker_prefix=_text(data.get("seeker_prefix", ""), source, "seeker_prefix", allow_empty=True),
+        join=_text(data.get("join", "\n"), source, "join", allow_empty=True),
+        rewrites=_rewrites(data.get("rewrites"), source, "rewrites"),
+        parse_rule=parse,
+        by_language=by_language,
+        source=source,
+    )
+
+
+_PREFIX_STATEMENT = re.compile(r"\b(supporter|seeker)\b[^'\"‘’“”\n]*?['\"‘“]([^'\"’”\n]+)['\"’”]", re.IGNORECASE)
+
+
+def _esc_prefixes(description: Any) -> tuple[str, str]:
+    """Read the speaker prefixes out of ``assembly.dialogue_lines``.
+
+    The file states them in prose ("supporter lines are prefixed 'AI assistant：'
+    and seeker lines 'ESC-Role：' ..."): the first quoted text after the word
+    "supporter" / "seeker" is that speaker's prefix, taken verbatim (the colon is
+    U+FF1A). ESC-Eval's own prefixes are the fallback for a file that does not say.
+    """
+    found: dict[str, str] = {}
+    if isinstance(description, str):
+        for m in _PREFIX_STATEMENT.finditer(description):
+            found.setdefault(m.group(1).lower(), m.group(2))
+    return found.get("supporter", _ESC_SUPPORTER_PREFIX), found.get("seeker", _ESC_SEEKER_PREFIX)
+
+
+def esc_rank_profile(data: Mapping[str, Any], source: str = "esc_rank_prompts.json") -> JudgeProfile:
+    """The ESC-RANK profile from the parsed object of an ``esc_rank_prompts.json``-style file.
+
+    How ESC-Eval builds a judge prompt (``score.py`` at commit 9ad46e7)::
+
+        dialogue = '\\n\\n'.join(item).replace("AI assistant", "**AI助手**").replace("ESC-Role：", "**用户**")
+        prompt = rubric + "Dialogue between user and AI assistant: \\n" + dialogue.strip() + "\\n" \\
+                 + 'Based on the rules, give your ' + name_in_prompt + ' score (The number only) to the Dialogue.'
+
+    where ``item`` is the result file's list of already-prefixed lines ("AI
+    assistant：" + opener, "ESC-Role：" + seeker turn, ...). So
+    ``{dialogue_stripped}`` in the file's ``assembly.prompt`` is: the prefixed
+    lines joined with ``assembly.dialogue_join``, then the ``dialogue_rewrites``
+    applied in order to the whole joined string (so they also hit "AI assistant"
+    inside the text itself, and the seeker's colon disappears), then Python's
+    ``str.strip()`` (no arguments: Unicode whitespace) once on the whole string,
+    never per line. Inner whitespace and each line's own trailing spaces are kept.
+    ``format_dialogue`` + ``JudgeProfile.prompt`` do exactly these steps with
+    Python's own ``join``/``replace``/``strip``, and the template is substituted
+    literally, so the prompt is byte for byte ESC-Eval's. The rubric is not
+    rewritten and keeps its typos and zero-width spaces; ``name_in_prompt`` keeps
+    ESC-Eval's spelling ('fluecy', 'suggection effectiveness'). The dimension
+    order is the file's (ESC-Eval's ``key_list``). ``assembly.system_prompt`` is
+    InternLM2's default meta instruction, which ``chat()`` sends as the system turn.
+    """
+    data = _mapping(data, source, "(top level)")
+    assembly = _mapping(data.get("assembly"), source, "assembly")
+    raw_dims = data.get("dimensions")
+    if not isinstance(raw_dims, list) or not raw_dims:
+        raise ProfileError(source, "must be a non-empty list of dimensions", field="dimensions")
+    dimensions = []
+    for index, raw in enumerate(raw_dims):
+        where = f"dimensions[{index}]"
+        raw = _mapping(raw, source, where)
+        key = _text(raw.get("key"), source, f"{where}.key")
+        rubric = {lang: _text(raw[f"rubric_{lang}"], source, f"{where}.rubric_{lang}") for lang in ("en", "zh") if f"rubric_{lang}" in raw}
+        if not rubric:
+            raise ProfileError(source, "missing (need rubric_en and/or rubric_zh)", field=f"{where}.rubric_en")
+        dimensions.append(
+            Dimension(
+                key=key,
+                name_in_prompt=_text(raw.get("name_in_prompt"), source, f"{where}.name_in_prompt"),
+                rubric=rubric,
+                paper_name=_paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"),
+            )
+        )
+    system = assembly.get("system_prompt")
+    if system is not None:
+        _text(system, source, "assembly.system_prompt")
+    supporter_prefix, seeker_prefix = _esc_prefixes(assembly.get("dialogue_lines"))
+    return JudgeProfile(
+        name="esc-rank",
+        dimensions=tuple(dimensions),
+        system_prompt=system,
+        template=_template(assembly.get("prompt"), source, "assembly.prompt"),
+        supporter_prefix=supporter_prefix,
+        seeker_prefix=seeker_prefix,
+        join=_text(assembly.get("dialogue_join"), source, "assembly.dialogue_join", allow_empty=True),
+        rewrites=_rewrites(assembly.get("dialogue_rewrites"), source, "assembly.dialogue_rewrites"),
+        parse_rule="esc_rank",
+        source=source,
+    )

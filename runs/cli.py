@@ -1,0 +1,164 @@
+"""The ``esc-eval`` command. Exit codes: 0 ok, 1 run finished with failed episodes, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+from roles.cards import CardError
+from roles.loaders import load_cards
+from roles.templates import ProtocolError
+from runs.config import Config, ConfigError, load_config, parse_config
+from runs.store import StoreError
+
+BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad input found by the CLI itself (paths, flags)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, CardError, ProtocolError, StoreError, UsageError) as exc:
+        print(f"esc-eval: error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        print("esc-eval: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esc-eval", description="Evaluate emotional-support conversation models by simulation.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run a small evaluation on the embedded model (no server)")
+    demo.add_argument("--sessions", type=int, default=4, help="number of conversations (default 4)")
+    demo.add_argument("--store", type=Path, help="SQLite store to write (default ./esc-eval-runs/demo-TIME.sqlite)")
+    demo.add_argument("--rounds", type=int, help="rounds per conversation (default 3)")
+    demo.set_defaults(handler=_demo)
+
+    run = sub.add_parser("run", help="run the evaluation a TOML config describes")
+    run.add_argument("config", type=Path)
+    run.add_argument("--store", type=Path, help="overrides [run] store")
+    run.add_argument("--resume", action="store_true", help="continue a run in an existing store")
+    run.add_argument("--retry-failed", action="store_true", help="with --resume: run failed episodes again")
+    run.add_argument("--no-monitor", action="store_true", help="plain progress lines instead of the live display")
+    run.set_defaults(handler=_run)
+
+    export = sub.add_parser("export", help="write a store's transcripts (and scores) as files")
+    export.add_argument("store", type=Path)
+    export.add_argument("--format", choices=("esc-eval", "jsonl"), default="esc-eval")
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(handler=_export)
+
+    cards = sub.add_parser("cards", help="role card tools")
+    cards_sub = cards.add_subparsers(required=True, metavar="ACTION")
+    validate = cards_sub.add_parser("validate", help="check a card file and summarise it")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--language", choices=("en", "zh"))
+    validate.set_defaults(handler=_cards_validate)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.sessions < 1:
+        raise UsageError(f"--sessions must be at least 1, got {args.sessions}")
+    source = resources.files("runs") / "data" / "demo.toml"
+    import tomllib
+
+    raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    raw["cards"]["limit"] = args.sessions
+    if args.rounds:
+        raw["run"]["rounds"] = args.rounds
+    config = parse_config(raw, "demo.toml")
+    store = args.store or Path("esc-eval-runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"
+    print("esc-eval demo: SmolLM2-135M-Instruct (embedded) plays seeker and supporter; first start converts the model (~20 s)")
+    return _execute(config, store, resume=False, retry_failed=False, monitor=False)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = args.store or (Path(config.run.store) if config.run.store else Path("esc-eval-runs") / f"{config.run.name}.sqlite")
+    if args.retry_failed and not args.resume:
+        raise UsageError("--retry-failed needs --resume")
+    return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed, monitor=not args.no_monitor)
+
+
+def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool) -> int:
+    from runs.runner import RunPlan, Runner, versions
+    from runs.store import Store
+
+    plan = RunPlan.prepare(config)  # every input check happens before the store exists
+    if resume:
+        store = Store.open(store_path)
+        recorded = store.meta("fingerprint")
+        if recorded != config.fingerprint():
+            store.close_sync()
+            raise ConfigError(
+                f"{config.path}: differs from the config {store_path} was started with "
+                "(cards, models, rounds, seed or judge changed); start a new store instead"
+            )
+    else:
+        if store_path.exists():
+            raise UsageError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
+        store_path.parent.mkdir(parents=True, exist_ok=True)
+        store = Store.open(store_path, create=True)
+        store.set_meta(config=config.to_dict(), fingerprint=config.fingerprint(), seed=config.run.seed,
+                       versions=versions(), created_at=time.time())
+    runner = Runner(plan, store, retry_failed=retry_failed)
+    print(f"store: {store_path}")
+    result = asyncio.run(runner.run())
+    _summary(result.progress, store_path)
+    return result.exit_code
+
+
+def _summary(progress: object, store_path: Path) -> None:
+    from runs.progress import RunProgress
+
+    assert isinstance(progress, RunProgress)
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(progress.outcomes.items())) or "none"
+    print(
+        f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
+        f"({outcomes}); {progress.turns} turns in {progress.elapsed():.1f}s"
+    )
+    print(f"store: {store_path}")
+    print(f"next: esc-eval export {store_path} --format esc-eval --out OUT_DIR")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from runs.exchange import export_esc_eval, export_jsonl
+    from runs.store import Store
+
+    store = Store.open(args.store, readonly=True)
+    try:
+        written = export_esc_eval(store, args.out) if args.format == "esc-eval" else export_jsonl(store, args.out)
+    finally:
+        store.close_sync()
+    for path in written:
+        print(path)
+    return 0
+
+
+def _cards_validate(args: argparse.Namespace) -> int:
+    cards = load_cards(args.file, language=args.language)
+    languages = Counter(c.language for c in cards)
+    categories = Counter(c.category for c in cards)
+    print(f"{args.file}: {len(cards)} valid cards; languages: {dict(languages)}; categories: {dict(categories)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

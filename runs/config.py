@@ -1,0 +1,219 @@
+"""Run configuration: TOML in, validated frozen dataclasses out, one clear error per problem.
+
+Sections: ``[run]``, ``[cards]``, ``[seeker]``, ``[[supporters]]``, ``[judge]`` (with
+``[judge.models]``). Unknown keys and wrong types are errors that name the file, the
+field and the value. Secrets are never in the file: ``api_key_env`` names the
+environment variable that holds a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+BACKENDS = ("openai", "transformers")
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names the file, the field and the value."""
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """Where a model is and how to talk to it (shared by seeker, supporters and judge)."""
+
+    backend: str = "openai"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    max_connections: int = 64
+    timeout: float = 120.0
+    max_attempts: int = 6
+    max_tokens: int = 512
+    temperature: float | None = None
+    top_p: float | None = None
+
+
+@dataclass(frozen=True)
+class RunSection:
+    name: str = "esc-eval"
+    rounds: int = 5
+    concurrency: int = 64
+    seed: int = 0
+    store: str | None = None
+    repeats: int = 1
+    end_token: str | None = None
+    max_episode_tokens: int | None = None
+    episode_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class CardsSection:
+    path: str | None = None
+    language: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class SeekerSection(EndpointConfig):
+    protocol: str = "default"
+    persona: str = "default"
+
+
+@dataclass(frozen=True)
+class SupporterSection(EndpointConfig):
+    name: str = ""
+    system_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class JudgeSection(EndpointConfig):
+    profile: str = "default"
+    models: dict[str, str] = field(default_factory=dict)
+    score_every_round: bool = False
+    max_tokens: int = 64
+    max_connections: int = 16
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    run: RunSection
+    cards: CardsSection
+    seeker: SeekerSection
+    supporters: tuple[SupporterSection, ...]
+    judge: JudgeSection | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    def fingerprint(self) -> str:
+        """What decides the results: changing it between a run and its resume is refused."""
+        data = self.to_dict()
+        for volatile in ("store", "concurrency", "name"):
+            data["run"].pop(volatile)
+        for section in [data["seeker"], data["judge"] or {}, *data["supporters"]]:
+            for volatile in ("max_connections", "timeout", "max_attempts", "base_url", "api_key_env"):
+                section.pop(volatile, None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path, *, judge_only: bool = False) -> Config:
+    """Read and validate a TOML config; ``judge_only`` needs just ``[judge]`` (for ``esc-eval judge``)."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: malformed TOML: {exc}") from None
+    return parse_config(raw, name, judge_only=judge_only)
+
+
+def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: bool = False) -> Config:
+    known = {"run", "cards", "seeker", "supporters", "judge"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
+    judge = _section(name, "judge", raw["judge"], JudgeSection) if "judge" in raw else None
+    if judge_only:
+        if judge is None:
+            raise ConfigError(f"{name}: missing section [judge]")
+        return Config(name, RunSection(), CardsSection(), SeekerSection(), (), judge)
+    run = _section(name, "run", raw.get("run", {}), RunSection)
+    cards = _section(name, "cards", raw.get("cards", {}), CardsSection)
+    if "seeker" not in raw:
+        raise ConfigError(f"{name}: missing section [seeker]")
+    seeker = _section(name, "seeker", raw["seeker"], SeekerSection)
+    supporters_raw = raw.get("supporters")
+    if not isinstance(supporters_raw, list) or not supporters_raw:
+        raise ConfigError(f"{name}: [[supporters]] must list at least one supporter")
+    supporters = tuple(_section(name, f"supporters[{i}]", s, SupporterSection) for i, s in enumerate(supporters_raw))
+    names = [s.name for s in supporters]
+    for i, s in enumerate(supporters):
+        if not s.name.strip() or not all(c.isalnum() or c in "-_." for c in s.name):
+            raise ConfigError(f"{name}: [[supporters]] {i} field 'name': must be a non-empty name of letters, digits, '-', '_', '.', got {s.name!r}")
+        if names.index(s.name) != i:
+            raise ConfigError(f"{name}: [[supporters]] {i} field 'name': duplicate name {s.name!r}")
+    _check_run(name, run, cards)
+    return Config(name, run, cards, seeker, supporters, judge)
+
+
+def _check_run(name: str, run: RunSection, cards: CardsSection) -> None:
+    for field_name in ("rounds", "concurrency", "repeats"):
+        value = getattr(run, field_name)
+        if value < 1:
+            raise ConfigError(f"{name}: [run] field '{field_name}': must be at least 1, got {value}")
+    if cards.limit is not None and cards.limit < 1:
+        raise ConfigError(f"{name}: [cards] field 'limit': must be at least 1, got {cards.limit}")
+    if cards.language not in (None, "en", "zh"):
+        raise ConfigError(f"{name}: [cards] field 'language': must be 'en' or 'zh', got {cards.language!r}")
+
+
+def _section(name: str, section: str, raw: Any, cls: type[Any]) -> Any:
+    where = f"{name}: [{section}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table, got {type(raw).__name__}")
+    hints = get_type_hints(cls)
+    allowed = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown field '{key}' (known: {', '.join(sorted(allowed))})")
+        values[key] = _typed(f"{where} field '{key}'", value, hints[key])
+    for f in fields(cls):
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in values:  # type: ignore[misc]
+            raise ConfigError(f"{where}: missing field '{f.name}'")
+    obj = cls(**values)
+    if isinstance(obj, EndpointConfig):
+        _check_endpoint(where, obj)
+    return obj
+
+
+def _typed(where: str, value: Any, hint: Any) -> Any:
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    optional = "None" in text
+    if optional and value is None:
+        return None
+    if "dict[str, str]" in text:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{where}: must be a table of text values, got {value!r:.80}")
+        return dict(value)
+    if text.startswith("bool"):
+        ok = isinstance(value, bool)
+    elif "int" in text and "float" not in text:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif "float" in text:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        expected = text.replace("typing.", "").replace(" | None", "")
+        raise ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {value!r:.80}")
+    return value
+
+
+def _check_endpoint(where: str, endpoint: EndpointConfig) -> None:
+    if endpoint.backend not in BACKENDS:
+        raise ConfigError(f"{where} field 'backend': unknown backend {endpoint.backend!r} (known: {', '.join(BACKENDS)})")
+    if endpoint.backend == "openai":
+        for required in ("base_url", "model"):
+            if not getattr(endpoint, required):
+                raise ConfigError(f"{where}: missing field '{required}' (required by backend 'openai')")
+        if not endpoint.base_url.startswith(("http://", "https://")):  # type: ignore[union-attr]
+            raise ConfigError(f"{where} field 'base_url': must start with http:// or https://, got {endpoint.base_url!r}")
+    for positive in ("max_connections", "max_attempts", "max_tokens"):
+        if getattr(endpoint, positive) < 1:
+            raise ConfigError(f"{where} field '{positive}': must be at least 1, got {getattr(endpoint, positive)}")
+    if endpoint.timeout <= 0:
+        raise ConfigError(f"{where} field 'timeout': must be positive, got {endpoint.timeout}")

@@ -1,0 +1,27 @@
+"""Runtime subscribers that record what the environment publishes: the store and the live counters."""
+
+from __future__ import annotations
+
+from autogen_core import MessageContext, RoutedAgent, message_handler
+
+from agents.messages import EpisodeEnded, TurnTaken
+from runs.progress import RunProgress
+from runs.store import Store
+
+
+class StoreObserver(RoutedAgent):
+    """Queues every turn and episode end for the store's writer; never touches disk itself."""
+
+    def __init__(self, store: Store, progress: RunProgress):
+        super().__init__("records turns and outcomes in the run store")
+        self.store, self.progress = store, progress
+
+    @message_handler
+    async def on_turn(self, message: TurnTaken, ctx: MessageContext) -> None:
+        self.store.add_turn(message)
+        self.progress.turn(message)
+
+    @message_handler
+    async def on_end(self, message: EpisodeEnded, ctx: MessageContext) -> None:
+        self.store.end_episode(message.episode_key, message.outcome, message.reason, message.at)
+        self.progress.ended(message)

@@ -1,0 +1,229 @@
+"""The runner: plans episode keys, skips finished ones, admits at most ``concurrency`` at a time.
+
+Episodes are created lazily as they are admitted, so a run of 100k planned episodes holds
+only ``concurrency`` of them in memory. Every turn reaches the store through the runtime's
+``episodes`` topic; the run ends when simulation, observers and the store writer have drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from autogen_core import TypeSubscription
+
+from agents.backends import ChatBackend, create_backend
+from agents.messages import EPISODES_TOPIC, SamplingParams
+from agents.seeker import SeekerAgent
+from agents.supporter import SupporterAgent
+from environments.environment import Environment, SupporterSpec, make_runtime
+from environments.episode import Episode
+from environments.termination import Detector, EndToken, MaxRounds, MaxTokens, Timeout
+from environments.turn_policies import Alternating
+from roles.cards import RoleCard
+from roles.loaders import builtin_cards, load_cards
+from roles.templates import SeekerProtocol, load_protocol
+from runs.config import Config, EndpointConfig
+from runs.observers import StoreObserver
+from runs.progress import RunProgress
+from runs.store import PlannedEpisode, Store
+
+log = logging.getLogger(__name__)
+
+
+def episode_key(card_index: int, card: RoleCard, supporter: str, persona: str, seed: int, repeat: int) -> str:
+    """Deterministic and readable: the same plan always yields the same keys."""
+    return f"{supporter}/{persona}/{card_index:05d}-{card.id}/s{seed}/r{repeat}"
+
+
+def episode_seed(run_seed: int, key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{run_seed}|{key}".encode()).digest()[:4], "big")
+
+
+def load_run_cards(config: Config) -> list[RoleCard]:
+    cards = load_cards(config.cards.path, language=config.cards.language) if config.cards.path else builtin_cards(config.cards.language)
+    return cards[: config.cards.limit] if config.cards.limit else cards
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs that can be checked before anything is written."""
+
+    config: Config
+    cards: list[RoleCard]
+    protocol: SeekerProtocol
+
+    @classmethod
+    def prepare(cls, config: Config) -> RunPlan:
+        """Load cards and protocol; raises ``CardError``/``ProtocolError`` on bad input."""
+        return cls(config, load_run_cards(config), load_protocol(config.seeker.protocol))
+
+    def episodes(self) -> Iterator[tuple[PlannedEpisode, RoleCard]]:
+        run = self.config.run
+        ordinal = 0
+        for supporter in self.config.supporters:
+            for repeat in range(run.repeats):
+                for index, card in enumerate(self.cards):
+                    key = episode_key(index, card, supporter.name, self.config.seeker.persona, run.seed, repeat)
+                    yield PlannedEpisode(
+                        key, ordinal, index, card.id, card.language, card.category, card.source,
+                        supporter.name, self.config.seeker.persona, repeat, episode_seed(run.seed, key),
+                    ), card
+                    ordinal += 1
+
+    def termination(self) -> Detector:
+        run = self.config.run
+        detector: Detector = MaxRounds(run.rounds)
+        if run.end_token:
+            detector = EndToken(run.end_token) | detector
+        if run.max_episode_tokens:
+            detector = detector | MaxTokens(run.max_episode_tokens)
+        if run.episode_timeout:
+            detector = detector | Timeout(run.episode_timeout)
+        return detector
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in ("esc-eval", "autogen-core", "aiohttp", "tenacity", "transformers", "torch"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def sampling(endpoint: EndpointConfig) -> SamplingParams:
+    return SamplingParams(endpoint.max_tokens, endpoint.temperature, endpoint.top_p)
+
+
+class BackendPool:
+    """One backend per distinct endpoint (kind, url, model, key variable), shared by every role using it.
+
+    Sharing matters for local models: the seeker and a supporter on the embedded model
+    load it once and have their requests micro-batched together.
+    """
+
+    def __init__(self, overrides: Mapping[str, ChatBackend] | None = None):
+        self._by_endpoint: dict[tuple[object, ...], ChatBackend] = {}
+        self.overrides = dict(overrides or {})
+
+    def get(self, role_name: str, endpoint: EndpointConfig) -> ChatBackend:
+        if role_name in self.overrides:
+            return self.overrides[role_name]
+        ident = (endpoint.backend, endpoint.base_url, endpoint.model, endpoint.api_key_env)
+        if ident not in self._by_endpoint:
+            if endpoint.backend == "openai":
+                backend = create_backend(
+                    "openai", base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
+                    max_connections=endpoint.max_connections, timeout=endpoint.timeout,
+                    max_attempts=endpoint.max_attempts, name=role_name,
+                )
+            else:
+                backend = create_backend(endpoint.backend, model=endpoint.model, name=role_name)
+            self._by_endpoint[ident] = backend
+        return self._by_endpoint[ident]
+
+    def all(self) -> list[ChatBackend]:
+        return list({id(b): b for b in [*self._by_endpoint.values(), *self.overrides.values()]}.values())
+
+    async def aclose(self) -> None:
+        for backend in self.all():
+            await backend.aclose()
+
+
+@dataclass
+class RunResult:
+    store: Path
+    progress: RunProgress
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.progress.failed else 0
+
+
+class Runner:
+    """Runs a plan into a store.
+
+    Args:
+        plan: from ``RunPlan.prepare(config)``.
+        store: an open, writable ``Store``.
+        backends: role name (``seeker``, a supporter name, ``judge``) -> backend, overriding the config (tests).
+        retry_failed: run again episodes a previous attempt marked failed.
+    """
+
+    def __init__(self, plan: RunPlan, store: Store, *, backends: Mapping[str, ChatBackend] | None = None,
+                 retry_failed: bool = False, progress: RunProgress | None = None):
+        self.plan, self.store = plan, store
+        self.pool = BackendPool(backends)
+        self.retry_failed = retry_failed
+        self.progress = progress or RunProgress()
+        self._stopping = asyncio.Event()
+
+    def stop_admitting(self) -> None:
+        """Let in-flight episodes finish; admit no more (first Ctrl-C)."""
+        self._stopping.set()
+
+    async def run(self) -> RunResult:
+        config = self.plan.config
+        planned = list(self.plan.episodes())
+        self.store.plan(p for p, _ in planned)
+        statuses = self.store.statuses()
+        skip = {"done", "failed"} if not self.retry_failed else {"done"}
+        todo = [(p, card) for p, card in planned if statuses.get(p.key) not in skip]
+        self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
+
+        runtime = make_runtime()
+        seeker_backend = self.pool.get("seeker", config.seeker)
+        await SeekerAgent.register_for(runtime, "seeker", {"seeker": seeker_backend})
+        await SupporterAgent.register_for(runtime, "supporter", {s.name: self.pool.get(s.name, s) for s in config.supporters})
+        for backend in self.pool.all():
+            backend.stats.listener = lambda endpoint, kind, detail: self.store.add_event(kind, detail, endpoint=endpoint)
+        await StoreObserver.register(runtime, "store", lambda: StoreObserver(self.store, self.progress))
+        await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "store"))
+        env = Environment(
+            runtime, self.plan.protocol,
+            {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters},
+            seeker_params=sampling(config.seeker), policy=Alternating(opener=True), termination=self.plan.termination(),
+        )
+        await self.store.start_writer()
+        runtime.start()
+        try:
+            await self._admit(env, todo)
+        finally:
+            await runtime.stop_when_idle()
+            await self.pool.aclose()
+            await self.store.close()
+        return RunResult(self.store.path, self.progress)
+
+    async def _admit(self, env: Environment, todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
+        slots = asyncio.Semaphore(self.plan.config.run.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def play(planned: PlannedEpisode, card: RoleCard) -> None:
+            try:
+                self.store.start_episode(planned.key)
+                episode = Episode(planned.key, card, planned.supporter, planned.persona, planned.seed, planned.repeat)
+                await env.run(episode)
+            finally:
+                self.progress.active -= 1
+                slots.release()
+
+        for planned, card in todo:
+            await slots.acquire()
+            if self._stopping.is_set():
+                slots.release()
+                break
+            self.progress.active += 1
+            task = asyncio.create_task(play(planned, card), name=planned.key)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)

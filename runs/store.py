@@ -1,0 +1,301 @@
+"""The run store: one SQLite file (WAL) per run holding config, episodes, turns, scores and events.
+
+Writes go through one writer task that drains a queue into batched transactions on
+a dedicated thread, so no coroutine waits on disk and every turn is committed moments
+after it happens. Episodes have deterministic keys; starting an episode wipes any
+partial turns and scores a crashed attempt left, so a resumed run never duplicates.
+Readers (monitor, report, export) open the file read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from agents.messages import TurnTaken
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS episodes (
+    key TEXT PRIMARY KEY,
+    ordinal INTEGER NOT NULL,
+    card_index INTEGER NOT NULL,
+    card_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    category TEXT NOT NULL,
+    source TEXT NOT NULL,
+    supporter TEXT NOT NULL,
+    persona TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'planned',
+    outcome TEXT,
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS episodes_status ON episodes (status);
+CREATE TABLE IF NOT EXISTS turns (
+    episode_key TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency REAL NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (episode_key, idx)
+);
+CREATE TABLE IF NOT EXISTS scores (
+    episode_key TEXT NOT NULL,
+    dimension TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    label INTEGER,
+    raw TEXT,
+    model TEXT,
+    latency REAL,
+    status TEXT NOT NULL,
+    error TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (episode_key, dimension, round)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    endpoint TEXT,
+    episode_key TEXT,
+    detail TEXT
+);
+"""
+
+FINAL_ROUND = -1
+"""``scores.round`` of the score of a whole episode; per-round scores use the round number."""
+
+
+class StoreError(Exception):
+    """The store file cannot be used (unreadable, not a store, newer schema, locked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEpisode:
+    key: str
+    ordinal: int
+    card_index: int
+    card_id: str
+    language: str
+    category: str
+    source: str
+    supporter: str
+    persona: str
+    repeat: int
+    seed: int
+
+
+class Store:
+    """One run's SQLite file. Create with ``Store.open(path)``; read-only with ``readonly=True``."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool):
+        self.path, self._conn, self.readonly = path, conn, readonly
+        self._queue: asyncio.Queue[tuple[tuple[str, tuple[Any, ...]], ...] | None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.writes = 0
+        self.write_error: BaseException | None = None
+
+    # -- opening ---------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, readonly: bool = False, create: bool = False) -> Store:
+        path = Path(path)
+        if readonly or not create:
+            if not path.is_file():
+                raise StoreError(f"{path}: no such store file")
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=5)
+            else:
+                conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            version = cls._check_version(path, conn, creating=create and not readonly)
+            if version is None:
+                conn.executescript("BEGIN;" + _SCHEMA + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: not a readable esc-eval store ({exc})") from None
+        return cls(path, conn, readonly)
+
+    @staticmethod
+    def _check_version(path: Path, conn: sqlite3.Connection, *, creating: bool) -> int | None:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            if creating and not tables:
+                return None
+            raise StoreError(f"{path}: not an esc-eval store (no meta table)")
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{path}: store schema {version} is newer than this esc-eval understands ({SCHEMA_VERSION}); upgrade esc-eval")
+        if version < 1:
+            raise StoreError(f"{path}: store has no schema version")
+        return version
+
+    # -- run-level metadata (synchronous, before and after the event loop work) --
+
+    def set_meta(self, **values: Any) -> None:
+        with self._transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v, ensure_ascii=False)) for k, v in values.items()])
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def plan(self, episodes: Iterable[PlannedEpisode]) -> None:
+        """Record planned episodes; keys already present keep their state."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO episodes (key, ordinal, card_index, card_id, language, category, source,"
+                " supporter, persona, repeat, seed) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(e.key, e.ordinal, e.card_index, e.card_id, e.language, e.category, e.source, e.supporter, e.persona, e.repeat, e.seed) for e in episodes],
+            )
+
+    def statuses(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT key, status FROM episodes"))
+
+    # -- the writer --------------------------------------------------------------
+
+    async def start_writer(self) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esc-eval-store")
+        self._writer = asyncio.create_task(self._drain(), name="store-writer")
+
+    def start_episode(self, key: str) -> None:
+        """Mark ``key`` running and wipe whatever an earlier, interrupted attempt left."""
+        self._put(
+            ("UPDATE episodes SET status='running', attempts=attempts+1, started_at=?, ended_at=NULL, outcome=NULL, reason=NULL"
+             " WHERE key=?", (time.time(), key)),
+            ("DELETE FROM turns WHERE episode_key=?", (key,)),
+            ("DELETE FROM scores WHERE episode_key=?", (key,)),
+        )
+
+    def add_turn(self, turn: TurnTaken) -> None:
+        self._put(("INSERT OR REPLACE INTO turns VALUES (?,?,?,?,?,?,?,?)", (
+            turn.episode_key, turn.index, turn.role, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at,
+        )))
+
+    def end_episode(self, key: str, outcome: str, reason: str, at: float) -> None:
+        status = "failed" if outcome == "failed" else "done"
+        self._put(("UPDATE episodes SET status=?, outcome=?, reason=?, ended_at=? WHERE key=?", (status, outcome, reason, at, key)))
+
+    def add_score(self, key: str, dimension: str, label: int | None, raw: str | None, model: str, latency: float,
+                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND) -> None:
+        self._put(("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?,?,?)",
+                   (key, dimension, round, label, raw, model, latency, status, error, time.time())))
+
+    def add_event(self, kind: str, detail: str = "", *, endpoint: str | None = None, episode_key: str | None = None) -> None:
+        self._put(("INSERT INTO events (at, kind, endpoint, episode_key, detail) VALUES (?,?,?,?,?)",
+                   (time.time(), kind, endpoint, episode_key, detail)))
+
+    async def close(self) -> None:
+        """Drain pending writes and close. Safe to call twice."""
+        if self._writer is not None and self._queue is not None:
+            self._queue.put_nowait(None)
+            await self._writer
+            self._writer = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._conn.close()
+        if self.write_error is not None:
+            raise StoreError(f"{self.path}: a write failed: {self.write_error}")
+
+    def close_sync(self) -> None:
+        self._conn.close()
+
+    def _put(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+        if self._queue is None:
+            raise StoreError("store writer not started")
+        self._queue.put_nowait(statements)
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        done = False
+        while not done:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 5000:
+                batch.append(self._queue.get_nowait())
+            if batch[-1] is None or None in batch:
+                done = True
+            ops = [item for item in batch if item is not None]
+            if ops:
+                try:
+                    await loop.run_in_executor(self._executor, self._write, ops)
+                except Exception as exc:  # keep draining so producers never block; surfaced at close()
+                    self.write_error = exc
+
+    def _write(self, ops: list[tuple[tuple[str, tuple[Any, ...]], ...]]) -> None:
+        with self._transaction() as conn:
+            for statements in ops:
+                for sql, args in statements:
+                    conn.execute(sql, args)
+        self.writes += len(ops)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    # -- reading -------------------------------------------------------------------
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        self._conn.row_factory = sqlite3.Row
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        finally:
+            self._conn.row_factory = None
+
+    def episodes(self, status: str | None = None) -> list[sqlite3.Row]:
+        where = "WHERE status=?" if status else ""
+        return self.rows(f"SELECT * FROM episodes {where} ORDER BY ordinal", (status,) if status else ())
+
+    def transcript(self, key: str) -> list[tuple[str, str]]:
+        return [tuple(r) for r in self._conn.execute("SELECT role, text FROM turns WHERE episode_key=? ORDER BY idx", (key,))]  # type: ignore[misc]
+
+    def transcripts(self) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+        """Every episode's (key, transcript), in plan order, in one scan."""
+        current, lines = None, []
+        for key, role, text in self._conn.execute(
+            "SELECT t.episode_key, t.role, t.text FROM turns t JOIN episodes e ON e.key=t.episode_key ORDER BY e.ordinal, t.idx"
+        ):
+            if key != current:
+                if current is not None:
+                    yield current, lines
+                current, lines = key, []
+            lines.append((role, text))
+        if current is not None:
+            yield current, lines
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT status, COUNT(*) FROM episodes GROUP BY status"))
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,145 @@
+"""A fake OpenAI-compatible chat server on 127.0.0.1 that records requests and injects faults.
+
+Used by tests (fixture ``fake_server`` in conftest.py) and benchmarks. Replies come from
+``responder(body) -> str``; faults are taken first from a FIFO script, then drawn at the
+configured rates with a seeded RNG, so every fault run is reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import web
+
+FAULTS = ("500", "503", "429", "429-retry-after", "slow", "reset", "garbage", "truncated", "empty", "no-choices")
+
+Responder = Callable[[dict[str, Any]], str]
+
+
+def default_responder(body: dict[str, Any]) -> str:
+    """Names the model and the number of messages seen, so tests can tell replies apart."""
+    return f"{body.get('model')} reply {len(body.get('messages', []))}"
+
+
+@dataclass
+class FakeOpenAIServer:
+    responder: Responder = default_responder
+    delay: float = 0.0
+    fault_rates: dict[str, float] = field(default_factory=dict)
+    slow_seconds: float = 30.0
+    retry_after: float = 0.05
+    seed: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    faults_served: Counter[str] = field(default_factory=Counter)
+    record: bool = True
+
+    def __post_init__(self) -> None:
+        self.script: deque[str] = deque()
+        self._rng = random.Random(self.seed)
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.answered = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def inject(self, *faults: str) -> None:
+        """Serve these faults, in order, to the next requests."""
+        for fault in faults:
+            assert fault in FAULTS, fault
+        self.script.extend(faults)
+
+    async def start(self) -> FakeOpenAIServer:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> FakeOpenAIServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _next_fault(self) -> str | None:
+        if self.script:
+            return self.script.popleft()
+        for fault, rate in self.fault_rates.items():
+            if self._rng.random() < rate:
+                return fault
+        return None
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            body = await request.json()
+            if self.record:
+                self.requests.append(body)
+            fault = self._next_fault()
+            if fault:
+                self.faults_served[fault] += 1
+                return await self._fault(request, fault)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            text = self.responder(body)
+            self.answered += 1
+            return web.json_response({
+                "id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
+                          "completion_tokens": len(text.split()), "total_tokens": 0},
+            })
+        finally:
+            self.in_flight -= 1
+
+    async def _fault(self, request: web.Request, fault: str) -> web.StreamResponse:
+        if fault in ("500", "503"):
+            return web.Response(status=int(fault), text="injected server error")
+        if fault == "429":
+            return web.Response(status=429, text="rate limited")
+        if fault == "429-retry-after":
+            return web.Response(status=429, text="rate limited", headers={"Retry-After": str(self.retry_after)})
+        if fault == "slow":
+            await asyncio.sleep(self.slow_seconds)
+            return web.Response(status=500, text="too late")
+        if fault == "reset":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        if fault == "garbage":
+            return web.Response(status=200, text="<html>not json", content_type="application/json")
+        if fault == "truncated":
+            return web.Response(status=200, text='{"choices": [{"message": {"content": "half', content_type="application/json")
+        if fault == "empty":
+            return web.json_response({"choices": [{"message": {"role": "assistant", "content": "  \n"}, "finish_reason": "stop"}]})
+        if fault == "no-choices":
+            return web.json_response({"object": "chat.completion", "usage": {}})
+        raise AssertionError(fault)
+
+
+def json_body(request: dict[str, Any]) -> str:
+    return json.dumps(request, ensure_ascii=False, sort_keys=True)
