@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import TypedDict
 
 EPISODES_TOPIC = "episodes"
+EPISODES_SOURCE = "run"
+"""One constant topic source: ``TypeSubscription`` maps the source to the observer's agent key,
+so a per-episode source would create an observer instance per episode."""
 
 
 class ChatMessage(TypedDict):

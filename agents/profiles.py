@@ -231,6 +231,7 @@ _AMBIGUOUS = object()
 _FULLWIDTH = str.maketrans("０１２３４５６７８９：／＊", "0123456789:/*")
 _W = "0-9A-Za-z_"  # ASCII word characters: CJK text right after a digit ("3分") is allowed
 _DIGIT = rf"(?<![{_W}.])(?P<d>[0-4])(?![{_W}])"
+_OFF_SCALE = rf"(?<![{_W}.])(?P<d>[5-9]|[0-9]{{2,}})(?![{_W}])"  # a number that cannot be a label
 # "(0-4)", "on a scale of 0 to 4", "from 0 to 4", "0到4分": the scale, not an answer.
 _SCALE = re.compile(
     r"\(?[ \t]*(?:(?:on[ \t]+)?a[ \t]+scale[ \t]+(?:of|from)[ \t]+|from[ \t]+|between[ \t]+|范围[ \t]*)?"
@@ -240,7 +241,7 @@ _SCALE = re.compile(
 # A list-item marker at the start of a line: "0: ...", "- 3: ...", "**2.** ...", "Score 1: ...".
 _MARKER = re.compile(
     r"^(?P<lead>[ \t]*(?:[-*•>][ \t]*)?(?:\*\*)?[ \t]*(?:score[ \t]*)?)(?P<d>[0-4])[ \t]*(?:\*\*)?[ \t]*"
-    r"(?P<sep>[:：.)、])[ \t]*(?:\*\*)?[ \t]*(?=\S)",
+    r"(?P<sep>[:：.)、])(?![.…])[ \t]*(?:\*\*)?[ \t]*(?=\S)",
     re.IGNORECASE | re.MULTILINE,
 )
 _KEYWORD = (
@@ -261,6 +262,7 @@ _TIERS: tuple[tuple[re.Pattern[str], ...], ...] = (
     # 1. an explicit score statement: "Score: 3", "the rating is **2**", "I'd give it a 3", "评分：3", "3分"
     (
         re.compile(_KEYWORD + _FILLER + _LINK + _DIGIT, re.IGNORECASE),
+        re.compile(_KEYWORD + _FILLER + _LINK + _OFF_SCALE, re.IGNORECASE),  # "Score: 5": ambiguous
         re.compile(_VERB + _DIGIT, re.IGNORECASE),
         re.compile(_DIGIT + r"[ \t]*分(?!钟)"),
     ),
@@ -284,6 +286,8 @@ _AFTER_DECIMAL = re.compile(r"\.(\d+)")
 
 def _value(text: str, match: re.Match[str]) -> object:
     """The label at ``match``'s digit, or ``_AMBIGUOUS`` for "3-4", "3 or 4", "3.5", "3/5"."""
+    if int(match.group("d")) not in LABELS:
+        return _AMBIGUOUS
     end = match.end("d")
     decimal = _AFTER_DECIMAL.match(text, end)
     if decimal:
@@ -301,12 +305,11 @@ def _value(text: str, match: re.Match[str]) -> object:
 def _drop_list_markers(text: str) -> tuple[str, list[int]]:
     """Remove list-item markers ("0: ...", "1. ...") so an echoed rubric or a numbered list is not a label.
 
-    Returns the text and, when the reply has exactly one ``N: text`` line (the
-    judge citing the rubric line it picked), that ``N``.
+    Returns the text and, when the reply has exactly one such line (``3: text``
+    or ``3. text``: the judge citing the rubric line it picked), that ``N``.
     """
     markers = list(_MARKER.finditer(text))
-    citations = [int(m.group("d")) for m in markers if m.group("sep") in ":："]
-    cited = citations if len(markers) == 1 and citations else []
+    cited = [int(markers[0].group("d"))] if len(markers) == 1 else []
     return _MARKER.sub(lambda m: m.group("lead"), text), cited
 
 
@@ -326,8 +329,8 @@ def parse_label(text: str) -> int:
     The scale itself ("0-4", "from 0 to 4") and list markers (an echoed rubric,
     numbered reasons) are ignored, and so are numbers not in those shapes
     ("5 rounds", "2 suggestions"). A winning candidate that is a range ("3-4",
-    "3 or 4"), a fraction ("3.5") or on another scale ("3/5", "3 out of 10") makes
-    the reply ambiguous: -1.
+    "3 or 4"), a fraction ("3.5") or off the scale ("Score: 5", "3/5", "3 out of
+    10") makes the reply ambiguous: -1.
     """
     text = text.translate(_FULLWIDTH)
     text = _SCALE.sub(" ", text)

@@ -20,7 +20,7 @@ from autogen_core import AgentId, SingleThreadedAgentRuntime, TopicId
 from opentelemetry.trace import NoOpTracerProvider
 
 from agents.backends.base import BackendError
-from agents.messages import EPISODES_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
+from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
 from environments.episode import Episode, Outcome, Role, Turn
 from environments.termination import Detector, MaxRounds
 from environments.turn_policies import Alternating, TurnPolicy
@@ -75,7 +75,7 @@ class Environment:
 
     async def run(self, episode: Episode) -> Episode:
         """Play ``episode`` to its outcome; backend failures end it as ``failed``, never raise."""
-        topic = TopicId(EPISODES_TOPIC, source=episode.key)
+        topic = TopicId(EPISODES_TOPIC, source=EPISODES_SOURCE)
         spec = self.supporters[episode.supporter]
         if self.policy.opener and not episode.turns:
             await self._publish(episode, episode.add(Role.SUPPORTER, self.protocol.opener(episode.card.language), generated=False), topic)

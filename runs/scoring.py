@@ -1,0 +1,103 @@
+"""Statistics for reports: leaderboard values, their confidence intervals, judge-human agreement.
+
+Pure functions over plain numbers (stdlib only). A score is a label 0..4; -1
+(the judge's reply held no label) and ``None`` (not scored) are missing values
+and are left out of every statistic. Anything else is a data error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Hashable, Mapping, Sequence
+
+Z_95 = 1.96
+
+
+def _label(score: object, where: str) -> int | None:
+    """``score`` as a label 0..4, or ``None`` when it is missing (-1 or None)."""
+    if score is None:
+        return None
+    if isinstance(score, bool) or not isinstance(score, int) or not -1 <= score <= 4:
+        raise ValueError(f"{where}: expected a label 0..4, -1 or None, got {score!r}")
+    return None if score == -1 else score
+
+
+def _valid(scores: Sequence[int | None]) -> list[int]:
+    labels = (_label(score, f"score {index}") for index, score in enumerate(scores))
+    return [label for label in labels if label is not None]
+
+
+def leaderboard_value(scores: Sequence[int | None]) -> float:
+    """ESC-Eval's leaderboard number: mean(score) / 4 * 100 over the valid scores.
+
+    Returns ``nan`` when no score is valid.
+
+    Example:
+        >>> leaderboard_value([4, 2, -1, 3])
+        75.0
+    """
+    valid = _valid(scores)
+    if not valid:
+        return math.nan
+    return sum(valid) / len(valid) / 4 * 100
+
+
+def confidence_interval(scores: Sequence[int | None]) -> tuple[float, float]:
+    """95% normal-approximation interval of ``leaderboard_value``: value ± 1.96·sd/√n.
+
+    ``sd`` is the sample standard deviation (n − 1) of the per-item values
+    score/4×100. With one valid score the interval is ``(value, value)``; with
+    none it is ``(nan, nan)``. The interval is not clipped to [0, 100].
+
+    Example:
+        >>> confidence_interval([0, 4])
+        (-48.0, 148.0)
+    """
+    valid = _valid(scores)
+    if not valid:
+        return (math.nan, math.nan)
+    value = sum(valid) / len(valid) / 4 * 100
+    n = len(valid)
+    if n < 2:
+        return (value, value)
+    points = [s / 4 * 100 for s in valid]
+    sd = math.sqrt(sum((p - value) ** 2 for p in points) / (n - 1))
+    half = Z_95 * sd / math.sqrt(n)
+    return (value - half, value + half)
+
+
+def agreement(
+    judge: Mapping[Hashable, Mapping[str, int | None]],
+    human: Mapping[Hashable, Mapping[str, int | None]],
+) -> dict[str, dict[str, float | int]]:
+    """Per-dimension agreement of judge labels with human labels, as in ESC-Eval's Table 4.
+
+    Over the items (keys) present in both mappings where both hold a valid label
+    for the dimension: ``acc`` is the exact-match rate, ``acc_soft`` the rate of
+    ``|judge - human| <= 1``, ``n`` the number of such pairs. Every dimension that
+    appears in an item of both mappings is reported, in order of first
+    appearance in ``judge``; with ``n == 0`` the rates are ``nan``.
+
+    Example:
+        >>> agreement({"0": {"fluency": 3}, "1": {"fluency": 1}}, {"0": {"fluency": 3}, "1": {"fluency": 3}})
+        {'fluency': {'acc': 0.5, 'acc_soft': 0.5, 'n': 2}}
+    """
+    shared = [key for key in judge if key in human]
+    dims: dict[str, None] = {}
+    for key in shared:
+        for dim in judge[key]:
+            if dim in human[key]:
+                dims.setdefault(dim, None)
+    result: dict[str, dict[str, float | int]] = {}
+    for dim in dims:
+        exact = soft = n = 0
+        for key in shared:
+            ours = _label(judge[key].get(dim), f"judge[{key!r}][{dim!r}]")
+            theirs = _label(human[key].get(dim), f"human[{key!r}][{dim!r}]")
+            if ours is None or theirs is None:
+                continue
+            n += 1
+            exact += ours == theirs
+            soft += abs(ours - theirs) <= 1
+        result[dim] = {"acc": exact / n if n else math.nan, "acc_soft": soft / n if n else math.nan, "n": n}
+    return result

@@ -1,0 +1,32 @@
+from environments.episode import Episode, Role
+from environments.turn_policies import Alternating, make_policy
+from roles.cards import RoleCard
+
+CARD = RoleCard("c1", "en", "Age: 30\nProblem: stress", "work_study", "test")
+
+
+def test_alternating_starts_with_seeker_and_alternates() -> None:
+    episode = Episode("k", CARD, "sup")
+    policy = Alternating(opener=False)
+    assert policy.next_speaker(episode) is Role.SEEKER
+    episode.add(Role.SEEKER, "hi")
+    assert policy.next_speaker(episode) is Role.SUPPORTER
+    episode.add(Role.SUPPORTER, "hello")
+    assert policy.next_speaker(episode) is Role.SEEKER
+
+
+def test_after_the_opener_the_seeker_speaks() -> None:
+    episode = Episode("k", CARD, "sup")
+    episode.add(Role.SUPPORTER, "Hello, how can I help?", generated=False)
+    assert Alternating().next_speaker(episode) is Role.SEEKER
+    assert Alternating().opener is True
+
+
+def test_make_policy_by_name() -> None:
+    assert make_policy("alternating", opener=False) == Alternating(opener=False)
+    try:
+        make_policy("round-robin")
+    except ValueError as exc:
+        assert "round-robin" in str(exc) and "alternating" in str(exc)
+    else:
+        raise AssertionError("unknown policy accepted")

@@ -1,0 +1,77 @@
+"""The command line: bad input is exit code 2 with one line naming the place, and nothing is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.runs.cli_helpers import esc_eval, write_config
+
+
+async def run_bad(tmp_path: Path, config: Path, *extra: str) -> str:
+    store = tmp_path / "out" / "run.sqlite"
+    result = await esc_eval("run", str(config), "--store", str(store), "--no-monitor", *extra)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("esc-eval: error: "), result.stderr
+    assert not (tmp_path / "out").exists(), "nothing may be written on bad input"
+    return lines[0]
+
+
+async def test_bad_config_field(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"})
+    config.write_text(config.read_text().replace("rounds = 5", 'rounds = "five"'))
+    line = await run_bad(tmp_path, config)
+    assert str(config) in line and "[run] field 'rounds'" in line and "'five'" in line
+
+
+async def test_missing_config_file(tmp_path: Path) -> None:
+    line = await run_bad(tmp_path, tmp_path / "nope.toml")
+    assert "nope.toml" in line and "cannot read" in line
+
+
+async def test_card_file_missing_field(tmp_path: Path) -> None:
+    cards = tmp_path / "cards.json"
+    cards.write_text('[{"base": "Age: 3", "res": "家庭生活", "source": "x", "language": "english", "id": 1},'
+                     ' {"res": "家庭生活", "source": "x", "language": "english", "id": 2}]', encoding="utf-8")
+    config = write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"}, cards=cards)
+    line = await run_bad(tmp_path, config)
+    assert str(cards) in line and "card 1" in line and "'base'" in line
+
+
+async def test_unknown_protocol(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"}, protocol="no-such")
+    line = await run_bad(tmp_path, config)
+    assert "no-such" in line and "default" in line
+
+
+async def test_mixed_languages_when_one_is_required(tmp_path: Path, shared: Path) -> None:
+    config = write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"},
+                          cards=shared / "test_zh.json", language="en")
+    line = await run_bad(tmp_path, config)
+    assert "test_zh.json" in line and "card 0" in line and "'language'" in line
+
+
+async def test_existing_store_without_resume_is_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"})
+    store = tmp_path / "s.sqlite"
+    store.write_bytes(b"")
+    result = await esc_eval("run", str(config), "--store", str(store), "--no-monitor")
+    assert result.returncode == 2 and "--resume" in result.stderr
+    assert store.read_bytes() == b""
+
+
+async def test_export_of_a_file_that_is_not_a_store(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    result = await esc_eval("export", str(junk), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "junk.sqlite" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+async def test_cards_validate(tmp_path: Path, shared: Path) -> None:
+    ok = await esc_eval("cards", "validate", str(shared / "card_high_en.json"))
+    assert ok.returncode == 0 and "331 valid cards" in ok.stdout and "family_life" in ok.stdout
+    bad = tmp_path / "empty.jsonl"
+    bad.write_text("")
+    result = await esc_eval("cards", "validate", str(bad))
+    assert result.returncode == 2 and "empty.jsonl" in result.stderr and "empty" in result.stderr

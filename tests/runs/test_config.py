@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+
+from runs.config import ConfigError, load_config, parse_config
+
+SEEKER = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
+SUPPORTER = {"name": "a", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+
+
+def config(**sections: object) -> dict[str, object]:
+    return {"seeker": dict(SEEKER), "supporters": [dict(SUPPORTER)], **sections}
+
+
+def test_defaults_follow_esc_eval() -> None:
+    c = parse_config(config())
+    assert c.run.rounds == 5 and c.seeker.protocol == "default" and c.seeker.backend == "openai"
+    assert c.judge is None and c.supporters[0].system_prompt is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (config(run={"rounds": "5"}), "[run] field 'rounds': expected int, got str '5'"),
+        (config(run={"round": 5}), "[run]: unknown field 'round'"),
+        (config(extra={}), "unknown section [extra]"),
+        (config(run={"concurrency": 0}), "[run] field 'concurrency': must be at least 1"),
+        (config(cards={"language": "fr"}), "[cards] field 'language': must be 'en' or 'zh'"),
+        ({"supporters": [SUPPORTER]}, "missing section [seeker]"),
+        ({"seeker": SEEKER}, "[[supporters]] must list at least one supporter"),
+        ({"seeker": SEEKER, "supporters": [SUPPORTER, SUPPORTER]}, "[[supporters]] 1 field 'name': duplicate name 'a'"),
+        ({"seeker": {"model": "m"}, "supporters": [SUPPORTER]}, "[seeker]: missing field 'base_url'"),
+        ({"seeker": {**SEEKER, "backend": "tgi"}, "supporters": [SUPPORTER]}, "field 'backend': unknown backend 'tgi'"),
+        ({"seeker": {**SEEKER, "base_url": "localhost:8000"}, "supporters": [SUPPORTER]}, "field 'base_url': must start with http"),
+        ({"seeker": SEEKER, "supporters": [{**SUPPORTER, "name": "a b"}]}, "[[supporters]] 0 field 'name'"),
+        (config(judge={"base_url": "http://x/v1", "model": "j", "models": {"fluency": 3}}), "[judge] field 'models'"),
+        (config(judge={"base_url": "http://x/v1", "model": "j", "score_every_round": "yes"}), "field 'score_every_round': expected bool"),
+    ],
+)
+def test_bad_values_name_the_field(raw: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, "run.toml")
+    assert str(err.value).startswith("run.toml: ")
+    assert expected in str(err.value)
+
+
+def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[run]\nrounds = = 5\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: malformed TOML"):
+        load_config(path)
+
+
+def test_judge_only_config_needs_just_the_judge() -> None:
+    c = parse_config({"judge": {"base_url": "http://x/v1", "model": "j", "models": {"fluency": "fluency_en"}}}, judge_only=True)
+    assert c.judge is not None and c.judge.models == {"fluency": "fluency_en"}
+    with pytest.raises(ConfigError, match="missing section \\[judge\\]"):
+        parse_config(config(), judge_only=True)
+
+
+def test_fingerprint_ignores_operational_settings_only() -> None:
+    base = parse_config(config()).fingerprint()
+    assert parse_config(config(run={"concurrency": 500, "store": "x.sqlite"})).fingerprint() == base
+    assert parse_config({"seeker": {**SEEKER, "max_connections": 3}, "supporters": [SUPPORTER]}).fingerprint() == base
+    assert parse_config(config(run={"rounds": 4})).fingerprint() != base
+    assert parse_config(config(run={"seed": 1})).fingerprint() != base
+    assert parse_config({"seeker": SEEKER, "supporters": [{**SUPPORTER, "model": "other"}]}).fingerprint() != base
