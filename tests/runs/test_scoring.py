@@ -1,0 +1,81 @@
+"""Report statistics, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from runs.scoring import agreement, confidence_interval, leaderboard_value
+
+
+def test_leaderboard_value_is_mean_over_four_times_100():
+    assert leaderboard_value([4, 4, 4, 4]) == 100.0
+    assert leaderboard_value([0, 0]) == 0.0
+    # (3 + 2 + 4 + 1) / 4 = 2.5 -> 62.5
+    assert leaderboard_value([3, 2, 4, 1]) == pytest.approx(62.5)
+
+
+def test_leaderboard_value_skips_missing_labels():
+    # -1 and None are left out: (4 + 2 + 3) / 3 = 3 -> 75
+    assert leaderboard_value([4, -1, 2, None, 3]) == pytest.approx(75.0)
+    assert math.isnan(leaderboard_value([-1, None]))
+    assert math.isnan(leaderboard_value([]))
+
+
+@pytest.mark.parametrize("bad", [5, -2, 2.5, "3", True])
+def test_leaderboard_value_rejects_non_labels(bad):
+    with pytest.raises(ValueError, match="score 1"):
+        leaderboard_value([3, bad])
+
+
+def test_confidence_interval_by_hand():
+    # values 50, 50, 100, 100: mean 75, sample sd sqrt(4 * 25^2 / 3) = 28.8675,
+    # half width 1.96 * 28.8675 / 2 = 28.2902
+    low, high = confidence_interval([2, 2, 4, 4])
+    assert low == pytest.approx(75 - 28.29016, abs=1e-4)
+    assert high == pytest.approx(75 + 28.29016, abs=1e-4)
+    # values 0, 100: sd sqrt(2 * 50^2) = 70.7107, half 1.96 * 70.7107 / sqrt 2 = 98
+    assert confidence_interval([0, 4, -1]) == pytest.approx((-48.0, 148.0))
+
+
+def test_confidence_interval_degenerate_cases():
+    assert confidence_interval([3, 3, 3]) == pytest.approx((75.0, 75.0))
+    assert confidence_interval([3, -1]) == (75.0, 75.0)
+    low, high = confidence_interval([-1])
+    assert math.isnan(low) and math.isnan(high)
+
+
+def test_agreement_exact_and_soft():
+    judge = {
+        "0": {"fluency": 3, "empathic": 2},
+        "1": {"fluency": 4, "empathic": 0},
+        "2": {"fluency": 1, "empathic": -1},  # no label: left out of empathic
+        "3": {"fluency": 2, "empathic": 2},  # no human item: left out
+    }
+    human = {
+        "0": {"fluency": 3, "empathic": 3},
+        "1": {"fluency": 2, "empathic": 0},
+        "2": {"fluency": 2, "empathic": 4},
+        "9": {"fluency": 0, "empathic": 0},
+    }
+    result = agreement(judge, human)
+    # fluency pairs (3,3) (4,2) (1,2): exact 1/3, within one 2/3
+    assert result["fluency"]["n"] == 3
+    assert result["fluency"]["acc"] == pytest.approx(1 / 3)
+    assert result["fluency"]["acc_soft"] == pytest.approx(2 / 3)
+    # empathic pairs (2,3) (0,0): exact 1/2, within one 2/2
+    assert result["empathic"] == {"acc": 0.5, "acc_soft": 1.0, "n": 2}
+    assert list(result) == ["fluency", "empathic"]
+
+
+def test_agreement_with_no_valid_pairs():
+    result = agreement({"0": {"overall": -1}}, {"0": {"overall": 2}})
+    assert result["overall"]["n"] == 0
+    assert math.isnan(result["overall"]["acc"]) and math.isnan(result["overall"]["acc_soft"])
+    assert agreement({"0": {"overall": 2}}, {"1": {"overall": 2}}) == {}
+
+
+def test_agreement_rejects_bad_labels_naming_the_item():
+    with pytest.raises(ValueError, match=r"human\['0'\]\['tech'\]"):
+        agreement({"0": {"tech": 1}}, {"0": {"tech": 7}})
