@@ -1,0 +1,124 @@
+"""The runner in-process with scripted backends: admission, resume, retry of failed episodes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Sequence
+
+from agents.backends.base import ServerError
+from agents.backends.scripted import ScriptedBackend
+from agents.messages import ChatMessage, SamplingParams
+from roles.loaders import builtin_cards
+from runs.config import parse_config
+from runs.runner import RunPlan, Runner, episode_key
+from runs.store import Store
+
+URL = "http://127.0.0.1:9/v1"
+
+
+def make_config(**run: object):  # type: ignore[no-untyped-def]
+    return parse_config({
+        "run": {"rounds": 2, "concurrency": 4, **run},
+        "cards": {"language": "en", "limit": 5},
+        "seeker": {"base_url": URL, "model": "seeker"},
+        "supporters": [{"name": "a", "base_url": URL, "model": "a"}, {"name": "b", "base_url": URL, "model": "b"}],
+    })
+
+
+async def run_once(store_path: Path, backends: dict[str, ScriptedBackend], *, create: bool, retry_failed: bool = False, **run: object):  # type: ignore[no-untyped-def]
+    config = make_config(**run)
+    store = Store.open(store_path, create=create)
+    runner = Runner(RunPlan.prepare(config), store, backends=backends, retry_failed=retry_failed)
+    return await runner.run()
+
+
+async def test_concurrency_limit_is_respected(tmp_path: Path) -> None:
+    active = peak = 0
+
+    class Counting(ScriptedBackend):
+        async def complete(self, messages, params, *, model=None):  # type: ignore[no-untyped-def]
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.01)
+            active -= 1
+            return await super().complete(messages, params, model=model)
+
+    backend = Counting()
+    result = await run_once(tmp_path / "s.sqlite", {"seeker": ScriptedBackend(), "a": backend, "b": backend}, create=True, concurrency=3)
+    assert result.progress.done == 10 and result.exit_code == 0
+    assert 1 < peak <= 3
+
+
+async def test_resume_skips_done_and_retry_failed_reruns_only_failed(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    broken_card = builtin_cards("en")[1].profile
+
+    def flaky(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+        if broken and broken_card in seeker_prompts.get(messages[1]["content"], ""):
+            raise ServerError("HTTP 500: injected")
+        return f"{model} ok"
+
+    # map each seeker line to the card it came from, so the supporter can fail for one card only
+    seeker_prompts: dict[str, str] = {}
+
+    def seeker_script(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+        line = f"seeker line {len(seeker_prompts)}"
+        seeker_prompts[line] = messages[0]["content"]
+        return line
+
+    broken = True
+    first = await run_once(path, {"seeker": ScriptedBackend(seeker_script), "a": ScriptedBackend(flaky), "b": ScriptedBackend()}, create=True)
+    store = Store.open(path, readonly=True)
+    failed = store.episodes(status="failed")
+    store.close_sync()
+    assert first.exit_code == 1 and first.progress.failed == len(failed) == 1
+    assert all(e["supporter"] == "a" and "injected" in e["reason"] for e in failed)
+
+    again = await run_once(path, {"seeker": ScriptedBackend(seeker_script), "a": ScriptedBackend(flaky), "b": ScriptedBackend()}, create=False)
+    assert again.progress.skipped == 10 and again.progress.done == again.progress.failed == 0
+
+    broken = False
+    supporter_a = ScriptedBackend(flaky)
+    retried = await run_once(path, {"seeker": ScriptedBackend(seeker_script), "a": supporter_a, "b": ScriptedBackend()}, create=False, retry_failed=True)
+    assert retried.exit_code == 0 and retried.progress.done == len(failed)
+    assert len(supporter_a.requests) == 2 * len(failed)
+    store = Store.open(path, readonly=True)
+    assert store.counts() == {"done": 10}
+    for e in store.episodes():
+        assert len(store.transcript(e["key"])) == 5
+    assert all(e["attempts"] == 2 for e in store.episodes() if e["key"] in {f["key"] for f in failed})
+    store.close_sync()
+
+
+async def test_resume_after_a_crash_restarts_partial_episodes_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    await run_once(path, {"seeker": ScriptedBackend(), "a": ScriptedBackend(), "b": ScriptedBackend()}, create=True)
+    # simulate a crash mid-episode: one episode back to 'running' with a stale partial transcript
+    conn = Store.open(path)._conn  # noqa: SLF001 - forging a crashed state
+    key = conn.execute("SELECT key FROM episodes ORDER BY ordinal LIMIT 1").fetchone()[0]
+    conn.execute("UPDATE episodes SET status='running', outcome=NULL WHERE key=?", (key,))
+    conn.execute("DELETE FROM turns WHERE episode_key=? AND idx>1", (key,))
+    conn.execute("UPDATE turns SET text='stale' WHERE episode_key=? AND idx=1", (key,))
+    conn.close()
+    seeker = ScriptedBackend()
+    result = await run_once(path, {"seeker": seeker, "a": ScriptedBackend(), "b": ScriptedBackend()}, create=False)
+    assert result.progress.done == 1 and result.progress.skipped == 9
+    store = Store.open(path, readonly=True)
+    transcript = store.transcript(key)
+    assert len(transcript) == 5 and all(text != "stale" for _, text in transcript)
+    assert store.rows("SELECT COUNT(*) AS n FROM turns")[0]["n"] == 50
+    store.close_sync()
+
+
+def test_episode_keys_are_deterministic() -> None:
+    plan = RunPlan.prepare(make_config(seed=3, repeats=2))
+    keys = [p.key for p, _ in plan.episodes()]
+    again = [p.key for p, _ in RunPlan.prepare(make_config(seed=3, repeats=2)).episodes()]
+    assert keys == again and len(keys) == len(set(keys)) == 5 * 2 * 2
+    seeds = [p.seed for p, _ in plan.episodes()]
+    assert seeds == [p.seed for p, _ in RunPlan.prepare(make_config(seed=3, repeats=2)).episodes()]
+    assert seeds != [p.seed for p, _ in RunPlan.prepare(make_config(seed=4, repeats=2)).episodes()]
+    card = plan.cards[0]
+    assert keys[0] == episode_key(0, card, "a", "default", 3, 0)
