@@ -63,7 +63,8 @@ class OpenAIHTTPBackend:
         self.max_connections = max_connections
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.max_attempts = max_attempts
-        self.backoff, self.max_backoff = backoff, max_backoff
+        self.max_backoff = max_backoff
+        self._backoff = wait_exponential_jitter(multiplier=backoff, max=max_backoff, jitter=backoff)
         self.stats = BackendStats(name or base_url)
         self._headers = {"Content-Type": "application/json"}
         if api_key_env:
@@ -118,10 +119,9 @@ class OpenAIHTTPBackend:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        backoff = wait_exponential_jitter(initial=self.backoff, max=self.max_backoff)(state)
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             return min(max(exc.retry_after, 0.0), self.max_backoff)
-        return backoff
+        return self._backoff(state)
 
     def _count_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

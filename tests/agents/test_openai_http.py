@@ -1,0 +1,130 @@
+"""The OpenAI HTTP backend against a fault-injecting server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from agents.backends.base import BackendError, EmptyReply, GaveUp, RequestRejected
+from agents.backends.openai_http import OpenAIHTTPBackend
+from agents.messages import SamplingParams
+
+MESSAGES = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hello there"}]
+
+
+def backend_for(server, **options: object) -> OpenAIHTTPBackend:  # type: ignore[no-untyped-def]
+    defaults: dict[str, object] = {"timeout": 2.0, "max_attempts": 4, "backoff": 0.01, "max_backoff": 0.05}
+    return OpenAIHTTPBackend(server.base_url, "m", **{**defaults, **options})  # type: ignore[arg-type]
+
+
+async def test_completion_with_usage(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server()
+    backend = backend_for(server)
+    completion = await backend.complete(MESSAGES, SamplingParams(max_tokens=20, temperature=0.5, seed=11))
+    await backend.aclose()
+    assert completion.text == "m reply 2"
+    assert completion.prompt_tokens == 4 and completion.completion_tokens == 3 and completion.retries == 0
+    assert server.requests[0] == {"model": "m", "messages": MESSAGES, "max_tokens": 20, "temperature": 0.5, "seed": 11}
+    assert backend.stats.requests == 1 and backend.stats.completion_tokens == 3
+
+
+async def test_model_override_per_request(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server()
+    backend = backend_for(server)
+    await backend.complete(MESSAGES, SamplingParams(), model="fluency_en")
+    await backend.aclose()
+    assert server.requests[0]["model"] == "fluency_en"
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "429", "429-retry-after", "reset", "garbage", "truncated", "empty", "no-choices"])
+async def test_each_fault_is_retried_and_counted(fault_server_factory, fault: str) -> None:  # type: ignore[no-untyped-def]
+    server = await fault_server_factory()
+    server.inject(fault, fault)
+    events: list[tuple[str, str, str]] = []
+    backend = backend_for(server)
+    backend.stats.listener = lambda endpoint, kind, detail: events.append((endpoint, kind, detail))
+    completion = await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert completion.text == "m reply 2" and completion.retries == 2
+    assert backend.stats.retries == 2 and sum(backend.stats.faults.values()) == 2
+    assert len(events) == 2 and all(kind.startswith("retry:") for _, kind, _ in events)
+
+
+@pytest.fixture
+def fault_server_factory(fake_server):  # type: ignore[no-untyped-def]
+    return fake_server
+
+
+async def test_slow_response_times_out_then_succeeds(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(slow_seconds=5)
+    server.inject("slow")
+    backend = backend_for(server, timeout=0.3)
+    start = time.monotonic()
+    completion = await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert completion.retries == 1 and backend.stats.faults["timeout"] == 1
+    assert time.monotonic() - start < 3
+
+
+async def test_retry_after_is_honoured(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(retry_after=0.4)
+    server.inject("429-retry-after")
+    backend = backend_for(server, max_backoff=1.0)
+    start = time.monotonic()
+    await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert time.monotonic() - start >= 0.4
+
+
+async def test_gives_up_after_max_attempts_with_the_last_fault(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server()
+    server.inject("500", "500", "500", "500", "500")
+    backend = backend_for(server, max_attempts=3)
+    with pytest.raises(GaveUp) as err:
+        await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert err.value.attempts == 3 and err.value.kind == "5xx" and "500" in str(err.value)
+    assert len(server.requests) == 3
+
+
+async def test_empty_reply_is_a_fault_never_a_turn(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server()
+    server.inject(*["empty"] * 5)
+    backend = backend_for(server, max_attempts=2)
+    with pytest.raises(GaveUp) as err:
+        await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert isinstance(err.value.last, EmptyReply)
+
+
+async def test_client_errors_are_not_retried(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=lambda body: (_ for _ in ()).throw(AssertionError("unreachable")))
+    backend = OpenAIHTTPBackend(server.base_url.replace("/v1", "/v2"), "m", max_attempts=4, backoff=0.01)
+    with pytest.raises(RequestRejected) as err:
+        await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert "404" in str(err.value) and isinstance(err.value, BackendError) and not err.value.retryable
+
+
+async def test_connection_limit_bounds_concurrent_requests(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(delay=0.05)
+    backend = backend_for(server, max_connections=3)
+    await asyncio.gather(*(backend.complete(MESSAGES, SamplingParams()) for _ in range(20)))
+    await backend.aclose()
+    assert server.peak_in_flight == 3 and server.answered == 20
+
+
+async def test_api_key_is_sent_from_the_environment_and_never_echoed(fake_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+    server = await fake_server()
+    monkeypatch.setenv("TEST_SECRET_KEY", "sk-planted-123")
+    server.inject("500", "500")
+    backend = backend_for(server, api_key_env="TEST_SECRET_KEY", max_attempts=2)
+    backend.stats.listener = lambda endpoint, kind, detail: seen.append(f"{endpoint} {kind} {detail}")
+    with pytest.raises(GaveUp) as err:
+        await backend.complete(MESSAGES, SamplingParams())
+    assert backend._headers["Authorization"] == "Bearer sk-planted-123"  # noqa: SLF001
+    await backend.aclose()
+    assert "sk-planted" not in str(err.value) and not any("sk-planted" in s for s in seen)
