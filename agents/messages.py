@@ -79,3 +79,4 @@ class EpisodeEnded:
     reason: str
     transcript: tuple[tuple[str, str], ...] = field(default=())
     at: float = 0.0
+    supporter: str = ""

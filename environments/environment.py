@@ -110,7 +110,7 @@ class Environment:
         await self.runtime.publish_message(
             EpisodeEnded(
                 episode.key, episode.card.language, outcome.kind.value, outcome.reason,
-                tuple((t.role.value, t.text) for t in episode.turns), time.time(),
+                tuple((t.role.value, t.text) for t in episode.turns), time.time(), episode.supporter,
             ),
             topic,
         )

@@ -8,7 +8,6 @@ import logging
 import sys
 import time
 from collections import Counter
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +16,7 @@ from roles.cards import CardError
 from roles.loaders import load_cards
 from roles.templates import ProtocolError
 from runs.config import Config, ConfigError, load_config, parse_config
+from runs.judging import TranscriptError
 from runs.store import StoreError
 
 BAD_INPUT = 2
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, CardError, ProtocolError, StoreError, UsageError) as exc:
+    except (ConfigError, CardError, ProtocolError, StoreError, TranscriptError, UsageError) as exc:
         print(f"esc-eval: error: {exc}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:
@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("esc-eval", "jsonl"), default="esc-eval")
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(handler=_export)
+
+    judge = sub.add_parser("judge", help="score existing transcripts (ESC-Eval result files or JSONL exports)")
+    judge.add_argument("transcripts", type=Path)
+    judge.add_argument("--config", type=Path, required=True, help="a TOML file with a [judge] section")
+    judge.add_argument("--language", choices=("en", "zh"), help="default: from the file name (_en/_zh) or the text")
+    judge.add_argument("--out", type=Path, help="write ESC-Eval's score format here (SCORES.json)")
+    judge.set_defaults(handler=_judge)
 
     cards = sub.add_parser("cards", help="role card tools")
     cards_sub = cards.add_subparsers(required=True, metavar="ACTION")
@@ -150,6 +157,24 @@ def _export(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    import json
+
+    from runs.judging import judge_transcripts
+
+    config = load_config(args.config, judge_only=True)
+    if args.out is not None and args.out.suffix != ".json":
+        raise UsageError(f"{args.out}: --out must name a .json file")
+    table, failed = asyncio.run(judge_transcripts(config, args.transcripts, language=args.language, out=args.out))
+    if args.out is None:
+        print(json.dumps(table, ensure_ascii=False, indent=4))
+    else:
+        print(f"{args.out}: scores for {len(table)} dialogues")
+    if failed:
+        print(f"esc-eval: {failed} judgements failed after retries and are left out", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _cards_validate(args: argparse.Namespace) -> int:

@@ -61,9 +61,9 @@ def export_esc_eval(store: Store, out: Path) -> list[Path]:
             scores[_file_stem(e)].setdefault(str(e["card_index"]), {})[row["dimension"]] = row["label"]
     written = []
     for stem, data in sorted(results.items()):
-        written.append(_write_json(out / f"result_{stem}.json", _by_index(data)))
+        written.append(write_json(out / f"result_{stem}.json", _by_index(data)))
     for stem, data in sorted(scores.items()):
-        written.append(_write_json(out / f"score_{stem}.json", _by_index(data)))
+        written.append(write_json(out / f"score_{stem}.json", _by_index(data)))
     return written
 
 
@@ -82,18 +82,18 @@ def export_jsonl(store: Store, out: Path) -> list[Path]:
         record["turns"] = turns.get(e["key"], [])
         record["scores"] = scores.get(e["key"], {})
         lines.append(json.dumps(record, ensure_ascii=False))
-    return [_write_text(path, "\n".join(lines) + "\n")]
+    return [write_text(path, "\n".join(lines) + "\n")]
 
 
 def _by_index(data: dict[str, Any]) -> dict[str, Any]:
     return dict(sorted(data.items(), key=lambda item: int(item[0])))
 
 
-def _write_json(path: Path, data: Any) -> Path:
-    return _write_text(path, json.dumps(data, ensure_ascii=False, indent=4))
+def write_json(path: Path, data: Any) -> Path:
+    return write_text(path, json.dumps(data, ensure_ascii=False, indent=4))
 
 
-def _write_text(path: Path, text: str) -> Path:
+def write_text(path: Path, text: str) -> Path:
     """Atomic: a crash never leaves a half-written export."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

@@ -16,10 +16,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from autogen_core import TypeSubscription
+from autogen_core import SingleThreadedAgentRuntime, TypeSubscription
 
 from agents.backends import ChatBackend, create_backend
+from agents.judge import JudgeAgent, Score, Scorer, ScoreSink
 from agents.messages import EPISODES_TOPIC, SamplingParams
+from agents.profiles import JudgeProfile, ProfileError, load_profile
 from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
 from environments.environment import Environment, SupporterSpec, make_runtime
@@ -29,7 +31,7 @@ from environments.turn_policies import Alternating
 from roles.cards import RoleCard
 from roles.loaders import builtin_cards, load_cards
 from roles.templates import SeekerProtocol, load_protocol
-from runs.config import Config, EndpointConfig
+from runs.config import Config, ConfigError, EndpointConfig
 from runs.observers import StoreObserver
 from runs.progress import RunProgress
 from runs.store import PlannedEpisode, Store
@@ -58,11 +60,14 @@ class RunPlan:
     config: Config
     cards: list[RoleCard]
     protocol: SeekerProtocol
+    profile: JudgeProfile | None = None
 
     @classmethod
     def prepare(cls, config: Config) -> RunPlan:
-        """Load cards and protocol; raises ``CardError``/``ProtocolError`` on bad input."""
-        return cls(config, load_run_cards(config), load_protocol(config.seeker.protocol))
+        """Load cards, protocol and judge profile; raises ``CardError``/``ProtocolError``/``ConfigError``."""
+        cards = load_run_cards(config)
+        profile = load_judge_profile(config, {c.language for c in cards}) if config.judge else None
+        return cls(config, cards, load_protocol(config.seeker.protocol), profile)
 
     def episodes(self) -> Iterator[tuple[PlannedEpisode, RoleCard]]:
         run = self.config.run
@@ -87,6 +92,32 @@ class RunPlan:
         if run.episode_timeout:
             detector = detector | Timeout(run.episode_timeout)
         return detector
+
+
+def load_judge_profile(config: Config, languages: set[str]) -> JudgeProfile:
+    """The judge's profile, checked against the run's languages and ``[judge.models]``."""
+    assert config.judge is not None
+    try:
+        profile = load_profile(config.judge.profile)
+    except ProfileError as exc:
+        raise ConfigError(f"{config.path}: [judge] field 'profile': {exc}") from None
+    missing = sorted(languages - set(profile.languages))
+    if missing:
+        raise ConfigError(f"{config.path}: [judge] field 'profile': {profile.name} has no rubric for language {', '.join(missing)}")
+    unknown = sorted(set(config.judge.models) - set(profile.keys))
+    if unknown:
+        raise ConfigError(f"{config.path}: [judge.models]: unknown dimension {', '.join(unknown)} (known: {', '.join(profile.keys)})")
+    return profile
+
+
+def make_scorer(config: Config, profile: JudgeProfile, backend: ChatBackend, sinks: list[ScoreSink]) -> Scorer:
+    judge = config.judge
+    assert judge is not None
+    return Scorer(
+        profile, backend, default_model=judge.model, models=judge.models,
+        params=SamplingParams(judge.max_tokens, judge.temperature or 0.0, judge.top_p),
+        limit=judge.max_connections, score_every_round=judge.score_every_round, sinks=sinks,
+    )
 
 
 def versions() -> dict[str, str]:
@@ -180,28 +211,46 @@ class Runner:
         todo = [(p, card) for p, card in planned if statuses.get(p.key) not in skip]
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
 
+        await self.store.start_writer()
         runtime = make_runtime()
-        seeker_backend = self.pool.get("seeker", config.seeker)
-        await SeekerAgent.register_for(runtime, "seeker", {"seeker": seeker_backend})
+        await SeekerAgent.register_for(runtime, "seeker", {"seeker": self.pool.get("seeker", config.seeker)})
         await SupporterAgent.register_for(runtime, "supporter", {s.name: self.pool.get(s.name, s) for s in config.supporters})
-        for backend in self.pool.all():
-            backend.stats.listener = lambda endpoint, kind, detail: self.store.add_event(kind, detail, endpoint=endpoint)
         await StoreObserver.register(runtime, "store", lambda: StoreObserver(self.store, self.progress))
         await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "store"))
+        scorer = await self._judge(runtime) if self.plan.profile else None
+        for backend in self.pool.all():
+            backend.stats.listener = lambda endpoint, kind, detail: self.store.add_event(kind, detail, endpoint=endpoint)
         env = Environment(
             runtime, self.plan.protocol,
             {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters},
             seeker_params=sampling(config.seeker), policy=Alternating(opener=True), termination=self.plan.termination(),
         )
-        await self.store.start_writer()
         runtime.start()
         try:
             await self._admit(env, todo)
         finally:
-            await runtime.stop_when_idle()
+            await runtime.stop_when_idle()  # every EpisodeEnded delivered, so every scoring is scheduled
+            if scorer is not None:
+                await scorer.drain()
             await self.pool.aclose()
             await self.store.close()
         return RunResult(self.store.path, self.progress)
+
+    async def _judge(self, runtime: SingleThreadedAgentRuntime) -> Scorer:
+        """Register the judge as an observer and re-schedule scoring a crash interrupted."""
+        assert self.plan.profile is not None and self.plan.config.judge is not None
+        scorer = make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [self._record_score])
+        await JudgeAgent.register(runtime, "judge", lambda: JudgeAgent(scorer))
+        await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "judge"))
+        for row in self.store.unscored(len(self.plan.profile.keys), include_failed=self.retry_failed):
+            scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"])
+        return scorer
+
+    def _record_score(self, score: Score) -> None:
+        self.store.add_score(
+            score.episode_key, score.dimension, score.label, score.raw, score.model, score.latency,
+            status="failed" if score.failed else "ok", error=score.error, round=score.round,
+        )
 
     async def _admit(self, env: Environment, todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
         slots = asyncio.Semaphore(self.plan.config.run.concurrency)

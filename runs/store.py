@@ -101,6 +101,19 @@ class PlannedEpisode:
     seed: int
 
 
+@dataclass(frozen=True, slots=True)
+class ImportedEpisode:
+    """A finished episode read from a file: its plan row, ``(role, text)`` turns and final ``(dimension, label)`` scores."""
+
+    episode: PlannedEpisode
+    transcript: tuple[tuple[str, str], ...]
+    scores: tuple[tuple[str, int], ...] = ()
+    outcome: str = "truncated"
+    reason: str = "imported"
+    model: str = "imported"
+    at: float = 0.0
+
+
 class Store:
     """One run's SQLite file. Create with ``Store.open(path)``; read-only with ``readonly=True``."""
 
@@ -170,6 +183,40 @@ class Store:
 
     def statuses(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, status FROM episodes"))
+
+    def import_episodes(self, episodes: Iterable[ImportedEpisode]) -> int:
+        """Write finished episodes (transcript and final scores) in one transaction; returns how many.
+
+        For imports from files, not for live runs: it refuses while the writer runs. An
+        episode whose key exists is replaced (its turns and scores too) but keeps its
+        ordinal, so importing the same file twice changes nothing.
+        """
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        if self._writer is not None:
+            raise StoreError(f"{self.path}: cannot import while the store's writer is running")
+        count = 0
+        with self._transaction() as conn:
+            for item in episodes:
+                e = item.episode
+                conn.execute(
+                    "INSERT INTO episodes (key, ordinal, card_index, card_id, language, category, source, supporter, persona,"
+                    " repeat, seed, status, outcome, reason, attempts, started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'done',?,?,1,?,?)"
+                    " ON CONFLICT(key) DO UPDATE SET card_index=excluded.card_index, card_id=excluded.card_id,"
+                    " language=excluded.language, category=excluded.category, source=excluded.source, supporter=excluded.supporter,"
+                    " persona=excluded.persona, repeat=excluded.repeat, seed=excluded.seed, status='done', outcome=excluded.outcome,"
+                    " reason=excluded.reason, started_at=excluded.started_at, ended_at=excluded.ended_at",
+                    (e.key, e.ordinal, e.card_index, e.card_id, e.language, e.category, e.source, e.supporter, e.persona,
+                     e.repeat, e.seed, item.outcome, item.reason, item.at, item.at),
+                )
+                conn.execute("DELETE FROM turns WHERE episode_key=?", (e.key,))
+                conn.execute("DELETE FROM scores WHERE episode_key=?", (e.key,))
+                conn.executemany("INSERT INTO turns VALUES (?,?,?,?,0,0,0.0,?)",
+                                 [(e.key, index, role, text, item.at) for index, (role, text) in enumerate(item.transcript)])
+                conn.executemany("INSERT INTO scores VALUES (?,?,?,?,NULL,?,NULL,'ok',NULL,?)",
+                                 [(e.key, dim, FINAL_ROUND, label, item.model, item.at) for dim, label in item.scores])
+                count += 1
+        return count
 
     # -- the writer --------------------------------------------------------------
 
@@ -284,6 +331,15 @@ class Store:
             lines.append((role, text))
         if current is not None:
             yield current, lines
+
+    def unscored(self, dimensions: int, *, include_failed: bool = False) -> list[sqlite3.Row]:
+        """Finished episodes lacking some final score (a crash or a judge failure came between)."""
+        ok = "AND s.status='ok'" if include_failed else ""
+        return self.rows(
+            "SELECT e.key, e.language, e.supporter FROM episodes e WHERE e.status='done' AND "
+            f"(SELECT COUNT(*) FROM scores s WHERE s.episode_key=e.key AND s.round=? {ok}) < ? ORDER BY e.ordinal",
+            (FINAL_ROUND, dimensions),
+        )
 
     def counts(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT status, COUNT(*) FROM episodes GROUP BY status"))

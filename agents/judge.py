@@ -1,0 +1,145 @@
+"""The judge: scores ended episodes on every dimension of a prompt profile, alongside the simulation.
+
+``Scorer`` is the work: for one transcript it sends one request per dimension (and, with
+``score_every_round``, per round prefix) concurrently, under its own limit, and hands each
+``Score`` to its sinks as it arrives. ``JudgeAgent`` is the runtime observer: on
+``EpisodeEnded`` it schedules the scoring and returns at once, so the simulation never
+waits for the judge. A failed request is retried by the backend, then recorded as
+``failed`` -- never as a score; an answer without a label is stored as -1 with its text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from autogen_core import MessageContext, RoutedAgent, message_handler
+
+from agents.backends.base import BackendError, ChatBackend
+from agents.messages import EpisodeEnded, SamplingParams
+from agents.profiles import JudgeProfile
+
+log = logging.getLogger(__name__)
+
+FINAL = -1
+"""``Score.round`` of a whole-episode score."""
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One judgement. ``label`` is 0..4, -1 when the answer held no label, ``None`` when the request failed."""
+
+    episode_key: str
+    dimension: str
+    round: int
+    label: int | None
+    raw: str | None
+    model: str
+    latency: float
+    error: str | None = None
+    supporter: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.label is None
+
+
+ScoreSink = Callable[[Score], None]
+
+
+class Scorer:
+    """Scores transcripts with ``profile`` through ``backend``.
+
+    Args:
+        models: dimension key -> model name (``{lang}`` is replaced by the language, so
+            ESC-RANK's adapters read ``fluency = "fluency_{lang}"``); others use ``default_model``.
+        limit: judge requests in flight at most, separate from the simulation's limits.
+        score_every_round: also score each round's prefix of the dialogue (a score trajectory).
+    """
+
+    def __init__(
+        self,
+        profile: JudgeProfile,
+        backend: ChatBackend,
+        *,
+        default_model: str | None = None,
+        models: Mapping[str, str] | None = None,
+        params: SamplingParams = SamplingParams(max_tokens=64, temperature=0.0),
+        limit: int = 16,
+        score_every_round: bool = False,
+        sinks: Sequence[ScoreSink] = (),
+    ):
+        unknown = set(models or {}) - set(profile.keys)
+        if unknown:
+            raise ValueError(f"[judge.models] names unknown dimensions {sorted(unknown)} (profile {profile.name} has {', '.join(profile.keys)})")
+        self.profile, self.backend = profile, backend
+        self.default_model, self.models = default_model, dict(models or {})
+        self.params, self.score_every_round = params, score_every_round
+        self.sinks = list(sinks)
+        self._slots = asyncio.Semaphore(limit)
+        self._tasks: set[asyncio.Task[list[Score]]] = set()
+        self.pending = 0
+
+    def model_for(self, dimension: str, language: str) -> str | None:
+        name = self.models.get(dimension, self.default_model)
+        return name.replace("{lang}", language) if name else None
+
+    def schedule(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "") -> asyncio.Task[list[Score]]:
+        """Start scoring in the background; ``drain()`` waits for everything scheduled."""
+        task = asyncio.create_task(self.score(key, language, transcript, supporter), name=f"judge:{key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
+    async def score(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "") -> list[Score]:
+        """Every dimension (and round prefix) of one transcript, concurrently."""
+        jobs = [(dim, FINAL, transcript) for dim in self.profile.keys]
+        if self.score_every_round:
+            for round_, end in enumerate(_round_ends(transcript), 1):
+                if end < len(transcript):
+                    jobs += [(dim, round_, transcript[:end]) for dim in self.profile.keys]
+        return list(await asyncio.gather(*(self._one(key, dim, r, language, lines, supporter) for dim, r, lines in jobs)))
+
+    async def _one(self, key: str, dimension: str, round_: int, language: str, transcript: Sequence[tuple[str, str]], supporter: str) -> Score:
+        model = self.model_for(dimension, language)
+        messages = self.profile.messages(dimension, language, transcript)
+        self.pending += 1
+        start = time.perf_counter()
+        try:
+            async with self._slots:
+                completion = await self.backend.complete(messages, self.params, model=model)
+        except BackendError as exc:
+            score = Score(key, dimension, round_, None, None, model or "", time.perf_counter() - start, str(exc), supporter)
+        else:
+            label = self.profile.parse(completion.text)
+            score = Score(key, dimension, round_, label, completion.text, completion.model or model or "", completion.latency, None, supporter)
+        finally:
+            self.pending -= 1
+        for sink in self.sinks:
+            sink(score)
+        return score
+
+
+def _round_ends(transcript: Sequence[tuple[str, str]]) -> list[int]:
+    """Transcript lengths at which a round closes: just after each supporter reply to a seeker."""
+    return [i + 1 for i, (role, _) in enumerate(transcript) if role == "supporter" and i > 0 and transcript[i - 1][0] == "seeker"]
+
+
+class JudgeAgent(RoutedAgent):
+    """Subscribes to episode ends; failed episodes are not dialogues and are never scored."""
+
+    def __init__(self, scorer: Scorer):
+        super().__init__("scores ended episodes on every judge dimension")
+        self.scorer = scorer
+
+    @message_handler
+    async def on_end(self, message: EpisodeEnded, ctx: MessageContext) -> None:
+        if message.outcome != "failed":
+            self.scorer.schedule(message.episode_key, message.language, message.transcript, message.supporter)

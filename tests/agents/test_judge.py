@@ -1,0 +1,81 @@
+"""The Scorer: per-dimension routing, label parsing, failures, round trajectories."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from agents.backends.base import GaveUp, ServerError
+from agents.backends.scripted import ScriptedBackend
+from agents.judge import FINAL, Score, Scorer
+from agents.messages import ChatMessage, SamplingParams
+from agents.profiles import load_profile
+
+TRANSCRIPT = [("supporter", "Hi, what's on your mind?"), ("seeker", "Work is crushing me."), ("supporter", "That sounds heavy."),
+              ("seeker", "I can't sleep."), ("supporter", "Let's look at what keeps you up.")]
+
+
+async def test_every_dimension_is_scored_and_routed_by_model_name() -> None:
+    def answer(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+        return {"fluency_en": "Score: 4", "empathic_en": "Score: 2"}.get(model, "Score: 3")
+
+    backend = ScriptedBackend(answer, model="base")
+    seen: list[Score] = []
+    scorer = Scorer(load_profile("default"), backend, default_model="base",
+                    models={"fluency": "fluency_{lang}", "empathic": "empathic_{lang}"}, sinks=[seen.append])
+    scores = await scorer.score("k", "en", TRANSCRIPT, "sup")
+    assert {s.dimension: s.label for s in scores} == {
+        "fluency": 4, "diversity": 3, "empathic": 2, "suggestion": 3, "tech": 3, "human": 3, "overall": 3,
+    }
+    assert {s.dimension: s.model for s in scores}["fluency"] == "fluency_en"
+    assert sorted(m for _, _, m in backend.requests) == sorted(["fluency_en", "empathic_en"] + ["base"] * 5)
+    assert all(p.temperature == 0.0 for _, p, _ in backend.requests)  # greedy
+    assert seen == scores and all(s.round == FINAL and s.supporter == "sup" for s in scores)
+
+
+async def test_unparseable_answer_is_minus_one_with_raw_text() -> None:
+    scorer = Scorer(load_profile("default"), ScriptedBackend(lambda *a: "I would rather not say."))
+    scores = await scorer.score("k", "en", TRANSCRIPT)
+    assert all(s.label == -1 and s.raw == "I would rather not say." and not s.failed for s in scores)
+
+
+async def test_failed_request_is_recorded_as_failed_not_scored() -> None:
+    def flaky(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+        if "fluency" in messages[-1]["content"].lower().split("rate this conversation on")[-1]:
+            raise GaveUp("judge", 3, ServerError("HTTP 500"))
+        return "Score: 1"
+
+    scores = await Scorer(load_profile("default"), ScriptedBackend(flaky)).score("k", "en", TRANSCRIPT)
+    failed = [s for s in scores if s.failed]
+    assert len(failed) == 1 and failed[0].dimension == "fluency" and failed[0].label is None and "500" in (failed[0].error or "")
+    assert all(s.label == 1 for s in scores if not s.failed)
+
+
+async def test_score_every_round_gives_a_trajectory() -> None:
+    backend = ScriptedBackend(lambda *a: "Score: 2")
+    scorer = Scorer(load_profile("default"), backend, score_every_round=True)
+    scores = await scorer.score("k", "en", TRANSCRIPT)
+    rounds = sorted({s.round for s in scores})
+    assert rounds == [FINAL, 1]  # round 1 closes at line 3; round 2 is the whole dialogue (FINAL)
+    round_one_prompts = [m[-1]["content"] for m, _, _ in backend.requests if "That sounds heavy." in m[-1]["content"] and "I can't sleep." not in m[-1]["content"]]
+    assert len(round_one_prompts) == 7
+
+
+async def test_schedule_and_drain_with_a_limit() -> None:
+    active = peak = 0
+
+    class Slow(ScriptedBackend):
+        async def complete(self, messages, params, *, model=None):  # type: ignore[no-untyped-def]
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            try:
+                return await super().complete(messages, params, model=model)
+            finally:
+                active -= 1
+
+    scorer = Scorer(load_profile("default"), Slow(lambda *a: "Score: 3", delay=0.01), limit=3)
+    for i in range(4):
+        scorer.schedule(f"k{i}", "en", TRANSCRIPT)
+    assert scorer.pending == 0  # nothing ran yet: scheduling never blocks the caller
+    await scorer.drain()
+    assert peak == 3 and scorer.pending == 0

@@ -1,0 +1,83 @@
+"""`esc-eval judge` with ESC-Eval's ESC-RANK profile sends ESC-Eval's exact prompts to the mapped adapters."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+from tests.runs.cli_helpers import esc_eval
+
+SUPPORTER, SEEKER = "AI assistant：", "ESC-Role："
+
+
+def esc_eval_prompt(rank: dict[str, Any], dimension: dict[str, str], language: str, lines: list[str]) -> str:
+    """ESC-Eval's assembly, re-implemented from the file's own description."""
+    assembly = rank["assembly"]
+    dialogue = assembly["dialogue_join"].join(lines)
+    for old, new in assembly["dialogue_rewrites"]:
+        dialogue = dialogue.replace(old, new)
+    return (assembly["prompt"]
+            .replace("{rubric}", dimension[f"rubric_{language}"])
+            .replace("{name_in_prompt}", dimension["name_in_prompt"])
+            .replace("{dialogue_stripped}", dialogue.strip()))
+
+
+def label_for(body: dict[str, Any]) -> str:
+    """A deterministic label per request, phrased so ESC-Eval's parser finds it."""
+    return str(zlib.crc32(json.dumps(body["messages"]).encode()) % 5)
+
+
+async def test_judge_sends_esc_eval_prompts_and_writes_the_labels(tmp_path: Path, shared: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=label_for)
+    rank = json.loads((shared / "esc_rank_prompts.json").read_text(encoding="utf-8"))
+    result = {
+        "0": [SUPPORTER + "Hello, I'm your personal assistant. You can confide in me!"]
+             + [(SEEKER if i % 2 == 0 else SUPPORTER) + f"line {i} about AI assistant stuff " for i in range(10)],
+        "1": [SUPPORTER + "Hello!", SEEKER + "  I lost my job.  ", SUPPORTER + "I'm sorry to hear that."],
+    }
+    transcripts = tmp_path / "result_llama3_en.json"
+    transcripts.write_text(json.dumps(result, ensure_ascii=False, indent=4), encoding="utf-8")
+    config = tmp_path / "judge.toml"
+    models = "\n".join(f'{d["key"]} = "{d["key"]}_{{lang}}"' for d in rank["dimensions"])
+    config.write_text(
+        f'[judge]\nprofile = "{shared / "esc_rank_prompts.json"}"\nbase_url = "{server.base_url}"\nmodel = "internlm2"\n'
+        f"max_tokens = 8\n\n[judge.models]\n{models}\n", encoding="utf-8")
+    out = tmp_path / "score_llama3_en.json"
+    done = await esc_eval("judge", str(transcripts), "--config", str(config), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+
+    assert len(server.requests) == 2 * 7
+    expected_labels: dict[str, dict[str, int]] = {"0": {}, "1": {}}
+    for key, lines in result.items():
+        for dim in rank["dimensions"]:
+            wanted = [
+                {"role": "system", "content": rank["assembly"]["system_prompt"]},
+                {"role": "user", "content": esc_eval_prompt(rank, dim, "en", lines)},
+            ]
+            matches = [b for b in server.requests if b["messages"] == wanted]
+            assert len(matches) == 1, f"no request with ESC-Eval's exact prompt for {key}/{dim['key']}"
+            assert matches[0]["model"] == f"{dim['key']}_en"
+            assert matches[0].get("temperature") == 0.0
+            expected_labels[key][dim["key"]] = int(label_for(matches[0]))
+    scores = json.loads(out.read_text(encoding="utf-8"))
+    assert scores == expected_labels
+    assert list(scores["0"]) == [d["key"] for d in rank["dimensions"]]
+
+
+async def test_judge_detects_chinese_and_rejects_bad_transcripts(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=lambda body: "Score: 2")
+    config = tmp_path / "judge.toml"
+    config.write_text(f'[judge]\nbase_url = "{server.base_url}"\nmodel = "j"\n', encoding="utf-8")
+    transcripts = tmp_path / "dialogues.json"
+    transcripts.write_text(json.dumps({"0": [SUPPORTER + "你好，我在这里听你说。", SEEKER + "我最近工作压力很大，睡不着。"]}, ensure_ascii=False), encoding="utf-8")
+    done = await esc_eval("judge", str(transcripts), "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["0"]["overall"] == 2
+    assert "支持者：" in server.requests[0]["messages"][-1]["content"]  # the default profile's Chinese prefixes
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"0": ["Speaker: hello"]}), encoding="utf-8")
+    failed = await esc_eval("judge", str(bad), "--config", str(config))
+    assert failed.returncode == 2 and "bad.json" in failed.stderr and "'0'" in failed.stderr

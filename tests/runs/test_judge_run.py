@@ -1,0 +1,59 @@
+"""The judge scores episodes while the simulation is still running, and scores reach the store and exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runs.store import Store
+from tests.runs.cli_helpers import esc_eval, write_config
+
+
+async def test_scoring_overlaps_simulation(tmp_path: Path, shared: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    sim = await fake_server(delay=0.02)
+    judge = await fake_server(delay=0.02, responder=lambda body: "Score: 3" if body["model"] != "overall-model" else "no idea")
+    config = write_config(
+        tmp_path / "run.toml", seeker_url=sim.base_url, supporters={"alpha": sim.base_url, "beta": sim.base_url},
+        cards=shared / "test_en.json", rounds=3,
+        extra=f'\n[judge]\nbase_url = "{judge.base_url}"\nmodel = "judge-model"\n\n[judge.models]\noverall = "overall-model"\n',
+    )
+    config.write_text(config.read_text().replace("concurrency = 8", "concurrency = 2"))
+    store_path = tmp_path / "run.sqlite"
+    result = await esc_eval("run", str(config), "--store", str(store_path), "--no-monitor")
+    assert result.returncode == 0, result.stderr
+
+    store = Store.open(store_path, readonly=True)
+    scores = store.rows("SELECT * FROM scores")
+    assert len(scores) == 6 * 7 and {s["status"] for s in scores} == {"ok"}
+    assert {s["label"] for s in scores if s["dimension"] != "overall"} == {3}
+    assert {(s["label"], s["raw"]) for s in scores if s["dimension"] == "overall"} == {(-1, "no idea")}
+    first_score = min(s["at"] for s in scores)
+    last_episode_end = max(e["ended_at"] for e in store.episodes())
+    assert first_score < last_episode_end, "scoring must start before the last episode ends"
+    store.close_sync()
+
+    out = tmp_path / "export"
+    assert (await esc_eval("export", str(store_path), "--out", str(out))).returncode == 0
+    score_file = json.loads((out / "score_alpha_en.json").read_text(encoding="utf-8"))
+    assert list(score_file) == ["0", "1", "2"]
+    assert score_file["0"]["fluency"] == 3 and score_file["0"]["overall"] == -1
+
+
+async def test_resume_scores_episodes_a_crash_left_unscored(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    sim = await fake_server()
+    judge = await fake_server(responder=lambda body: "Score: 4")
+    config = write_config(tmp_path / "run.toml", seeker_url=sim.base_url, supporters={"s": sim.base_url}, rounds=1,
+                          extra=f'\n[cards]\nlimit = 2\nlanguage = "en"\n\n[judge]\nbase_url = "{judge.base_url}"\nmodel = "j"\n')
+    store_path = tmp_path / "run.sqlite"
+    assert (await esc_eval("run", str(config), "--store", str(store_path), "--no-monitor")).returncode == 0
+    conn = Store.open(store_path)._conn  # noqa: SLF001 - forging a crash between an episode's end and its scores
+    conn.execute("DELETE FROM scores WHERE episode_key=(SELECT key FROM episodes ORDER BY ordinal LIMIT 1) AND dimension IN ('tech', 'human')")
+    conn.close()
+    requests_before = len(judge.requests)
+    again = await esc_eval("run", str(config), "--store", str(store_path), "--no-monitor", "--resume")
+    assert again.returncode == 0, again.stderr
+    store = Store.open(store_path, readonly=True)
+    assert store.rows("SELECT COUNT(*) AS n FROM scores")[0]["n"] == 2 * 7
+    assert len(judge.requests) - requests_before == 7  # the unscored episode, all dimensions again
+    assert sim.requests and len(store.episodes(status="done")) == 2
+    store.close_sync()
