@@ -16,7 +16,9 @@ from roles.cards import CardError
 from roles.loaders import load_cards
 from roles.templates import ProtocolError
 from runs.config import Config, ConfigError, load_config, parse_config
+from runs.importing import ResultFileError
 from runs.judging import TranscriptError
+from runs.report import ReportError
 from runs.store import StoreError
 
 BAD_INPUT = 2
@@ -32,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, CardError, ProtocolError, StoreError, TranscriptError, UsageError) as exc:
+    except (ConfigError, CardError, ProtocolError, StoreError, TranscriptError, ReportError,
+            ResultFileError, UsageError) as exc:
         print(f"esc-eval: error: {exc}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:
@@ -70,6 +73,23 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--language", choices=("en", "zh"), help="default: from the file name (_en/_zh) or the text")
     judge.add_argument("--out", type=Path, help="write ESC-Eval's score format here (SCORES.json)")
     judge.set_defaults(handler=_judge)
+
+    report = sub.add_parser("report", help="leaderboard of a run: the 7 ESC-RANK dimensions per supporter")
+    report.add_argument("store", type=Path)
+    report.add_argument("--format", choices=("table", "md", "json", "csv"), default="table")
+    report.add_argument("--by", action="append", default=[], metavar="COLUMNS",
+                        help="group by supporter, language, category, source, persona (comma-separated or repeated)")
+    report.add_argument("--plot", type=Path, metavar="PNG", help="also draw a comparison chart (needs esc-eval[plot])")
+    report.add_argument("--agreement", type=Path, metavar="SCORES.json", help="judge-vs-human ACC / ACC_soft against a human score file")
+    report.add_argument("--supporter", help="only this supporter")
+    report.add_argument("--language", choices=("en", "zh"), help="only this language")
+    report.set_defaults(handler=_report)
+
+    imports = sub.add_parser("import", help="load ESC-Eval result (and score) files into a store for reporting")
+    imports.add_argument("store", type=Path)
+    imports.add_argument("results", type=Path, nargs="+", metavar="RESULT.json")
+    imports.add_argument("--scores", type=Path, nargs="*", default=[], metavar="SCORE.json")
+    imports.set_defaults(handler=_import)
 
     cards = sub.add_parser("cards", help="role card tools")
     cards_sub = cards.add_subparsers(required=True, metavar="ACTION")
@@ -175,6 +195,20 @@ def _judge(args: argparse.Namespace) -> int:
     if failed:
         print(f"esc-eval: {failed} judgements failed after retries and are left out", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from runs.report import report_command
+
+    print(report_command(args.store, args.format, args.plot, args.by, args.agreement, args.supporter, args.language))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from runs.importing import import_command
+
+    print(import_command(args.store, args.results, args.scores))
+    return 0
 
 
 def _cards_validate(args: argparse.Namespace) -> int:

@@ -1,4 +1,9 @@
-"""Live counters of a run, updated per event in O(1) so any display refresh is cheap."""
+"""Live counters of a run, updated per event in O(1) so any display refresh is cheap.
+
+``RunProgress`` holds no per-episode collection: whatever the number of episodes in
+flight, its size is bounded by the number of supporters, dimensions and roles. The
+monitor (``runs.monitor``) renders from these counters only.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,30 @@ from dataclasses import dataclass, field
 
 from agents.messages import EpisodeEnded, TurnTaken
 
+SPOTLIGHT_LINES = 12
+"""Lines of the spotlighted episode kept: a whole ESC-Eval episode (opener + 5 rounds) fits."""
+
 
 @dataclass
 class RunProgress:
+    """Counters of one process's run.
+
+    Attributes:
+        planned, skipped: episodes the plan holds, and those a previous attempt already finished.
+        active, done, failed: episodes running now, and those this process finished or gave up on.
+        turns, tokens_out: turns taken and completion tokens by role (``seeker``, ``supporter``, ``judge``).
+        outcomes: episodes by outcome kind (``terminated``, ``truncated``, ``failed``).
+        recent: the last turns of any episode.
+        judge_dimensions: final scores the judge gives each ended, non-failed episode (0: no judge);
+            ``ended`` queues that many on ``judge_pending``.
+        judge_pending, judge_done, judge_failed: final (episode x dimension) scores waiting or
+            in flight, answered (failed ones included), and failed.
+        score_sums, score_counts: supporter -> dimension -> sum and number of valid labels (0..4).
+        spotlight_key, spotlight, spotlight_outcome: one episode whose last lines the monitor shows;
+            it moves to the next episode that starts once the current one has ended and been shown
+            for ``spotlight_dwell`` seconds, unless ``follow`` fixed it.
+    """
+
     planned: int = 0
     skipped: int = 0
     active: int = 0
@@ -21,6 +47,18 @@ class RunProgress:
     outcomes: dict[str, int] = field(default_factory=dict)
     recent: deque[TurnTaken] = field(default_factory=lambda: deque(maxlen=8))
     started: float = field(default_factory=time.monotonic)
+    judge_dimensions: int = 0
+    judge_pending: int = 0
+    judge_done: int = 0
+    judge_failed: int = 0
+    score_sums: dict[str, dict[str, int]] = field(default_factory=dict)
+    score_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    spotlight_key: str | None = None
+    spotlight: deque[TurnTaken] = field(default_factory=lambda: deque(maxlen=SPOTLIGHT_LINES))
+    spotlight_outcome: str | None = None
+    spotlight_followed: bool = False
+    spotlight_dwell: float = 4.0
+    _spotlight_ended_at: float = 0.0
 
     @property
     def to_run(self) -> int:
@@ -30,10 +68,40 @@ class RunProgress:
     def finished(self) -> int:
         return self.done + self.failed
 
+    @property
+    def queued(self) -> int:
+        """Episodes of this process's plan not yet admitted."""
+        return max(0, self.to_run - self.finished - self.active)
+
     def turn(self, message: TurnTaken) -> None:
         self.turns += 1
         self.tokens_out[message.role] = self.tokens_out.get(message.role, 0) + message.completion_tokens
         self.recent.append(message)
+        key = message.episode_key
+        if key == self.spotlight_key:
+            if message.index == 0:  # the followed episode restarted
+                self.spotlight.clear()
+                self.spotlight_outcome = None
+            self.spotlight.append(message)
+        elif self._spotlight_free(message):
+            self.spotlight_key, self.spotlight_outcome = key, None
+            self.spotlight.clear()
+            self.spotlight.append(message)
+
+    def _spotlight_free(self, message: TurnTaken) -> bool:
+        if self.spotlight_followed:
+            return False
+        if self.spotlight_key is None:
+            return True
+        return (message.index == 0 and self.spotlight_outcome is not None
+                and time.monotonic() - self._spotlight_ended_at >= self.spotlight_dwell)
+
+    def follow(self, key: str | None) -> None:
+        """Spotlight episode ``key`` from its next turn on, and never move; ``None`` cycles again."""
+        self.spotlight_followed = key is not None
+        if key != self.spotlight_key:
+            self.spotlight_key, self.spotlight_outcome = key, None
+            self.spotlight.clear()
 
     def ended(self, message: EpisodeEnded) -> None:
         self.outcomes[message.outcome] = self.outcomes.get(message.outcome, 0) + 1
@@ -41,6 +109,39 @@ class RunProgress:
             self.failed += 1
         else:
             self.done += 1
+            self.judge_pending += self.judge_dimensions
+        if message.episode_key == self.spotlight_key:
+            self.spotlight_outcome = message.outcome
+            self._spotlight_ended_at = time.monotonic()
+
+    def judge_queued(self, scores: int) -> None:
+        """``scores`` final scores were scheduled outside ``ended`` (a resumed run re-judging)."""
+        self.judge_pending += scores
+
+    def score(self, supporter: str, dimension: str, label: int | None) -> None:
+        """One final score arrived: ``label`` 0..4, -1 (no label in the answer) or ``None`` (request failed).
+
+        O(1): adds to the supporter's running sum and count for the dimension; only
+        labels 0..4 count towards the leaderboard.
+        """
+        self.judge_pending = max(0, self.judge_pending - 1)
+        self.judge_done += 1
+        if label is None:
+            self.judge_failed += 1
+            return
+        if isinstance(label, bool) or not 0 <= label <= 4:
+            return
+        sums = self.score_sums.setdefault(supporter, {})
+        counts = self.score_counts.setdefault(supporter, {})
+        sums[dimension] = sums.get(dimension, 0) + label
+        counts[dimension] = counts.get(dimension, 0) + 1
+
+    def leaderboard(self) -> dict[str, dict[str, float]]:
+        """supporter -> dimension -> mean(label) / 4 * 100, as ESC-Eval reports it."""
+        return {
+            supporter: {dim: sums[dim] / count / 4 * 100 for dim, count in self.score_counts[supporter].items() if count}
+            for supporter, sums in self.score_sums.items()
+        }
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -17,7 +17,14 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-FAULTS = ("500", "503", "429", "429-retry-after", "slow", "reset", "garbage", "truncated", "empty", "no-choices")
+FAULTS = ("500", "503", "429", "429-retry-after", "slow", "reset", "garbage", "truncated", "empty", "no-choices", "echo-headers")
+"""Fault kinds. ``echo-headers`` is a misbehaving proxy: a 500 whose body reflects the request headers."""
+
+CLIENT_FAULT_KIND = {
+    "500": "5xx", "503": "5xx", "429": "429", "429-retry-after": "429", "slow": "timeout", "reset": "reset",
+    "garbage": "parse", "truncated": "parse", "empty": "empty", "no-choices": "parse", "echo-headers": "5xx",
+}
+"""The ``BackendError.kind`` a client should see for each injected fault (``slow`` needs a client timeout)."""
 
 Responder = Callable[[dict[str, Any]], str]
 
@@ -38,12 +45,18 @@ class FakeOpenAIServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     faults_served: Counter[str] = field(default_factory=Counter)
     record: bool = True
+    headers: list[dict[str, str]] = field(default_factory=list)
+    """Request headers, one dict per request (when ``record``)."""
+    authorization: Counter[str] = field(default_factory=Counter)
+    """``Authorization`` header values seen (``""`` when absent), counted even when not recording."""
 
     def __post_init__(self) -> None:
         self.script: deque[str] = deque()
         self._rng = random.Random(self.seed)
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.in_flight_by_model: Counter[str] = Counter()
+        self.peak_in_flight_by_model: Counter[str] = Counter()
         self.answered = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -95,10 +108,16 @@ class FakeOpenAIServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        model = ""
+        self.authorization[request.headers.get("Authorization", "")] += 1
         try:
             body = await request.json()
+            model = str(body.get("model"))
+            self.in_flight_by_model[model] += 1
+            self.peak_in_flight_by_model[model] = max(self.peak_in_flight_by_model[model], self.in_flight_by_model[model])
             if self.record:
                 self.requests.append(body)
+                self.headers.append(dict(request.headers))
             fault = self._next_fault()
             if fault:
                 self.faults_served[fault] += 1
@@ -115,6 +134,8 @@ class FakeOpenAIServer:
             })
         finally:
             self.in_flight -= 1
+            if model:
+                self.in_flight_by_model[model] -= 1
 
     async def _fault(self, request: web.Request, fault: str) -> web.StreamResponse:
         if fault in ("500", "503"):
@@ -138,6 +159,8 @@ class FakeOpenAIServer:
             return web.json_response({"choices": [{"message": {"role": "assistant", "content": "  \n"}, "finish_reason": "stop"}]})
         if fault == "no-choices":
             return web.json_response({"object": "chat.completion", "usage": {}})
+        if fault == "echo-headers":
+            return web.Response(status=500, text=f"upstream error; request was {dict(request.headers)}")
         raise AssertionError(fault)
 
 

@@ -38,6 +38,18 @@ async def test_scoring_overlaps_simulation(tmp_path: Path, shared: Path, fake_se
     assert list(score_file) == ["0", "1", "2"]
     assert score_file["0"]["fluency"] == 3 and score_file["0"]["overall"] == -1
 
+    report = await esc_eval("report", str(store_path), "--format", "json")
+    assert report.returncode == 0, report.stderr
+    rows = {tuple(r["group"].values()): r for r in json.loads(report.stdout)["rows"]}
+    assert set(rows) == {("alpha",), ("beta",)}
+    fluency = rows["alpha",]["scores"]["fluency"]
+    assert fluency["value"] == 75.0 and fluency["n"] == 3
+    overall = rows["alpha",]["scores"]["overall"]
+    assert overall["value"] is None and overall["n_unparsed"] == 3
+    table = await esc_eval("report", str(store_path), "--plot", str(tmp_path / "chart.png"))
+    assert table.returncode == 0 and "Fluency" in table.stdout and "Humanoid" in table.stdout
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 async def test_resume_scores_episodes_a_crash_left_unscored(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
     sim = await fake_server()

@@ -1,0 +1,913 @@
+"""Live view of a run: a rich dashboard in a terminal, plain progress lines elsewhere.
+
+A *source* turns what it watches into a ``Snapshot``; the renderer draws a snapshot
+and knows nothing of where it came from, so a run watched in-process and the same
+run watched through its store look alike:
+
+* ``LiveSource(progress, stats)`` reads the counters of a run in this process
+  (``RunProgress`` and every backend's ``BackendStats``). Both are O(1)-sized, so a
+  snapshot costs the same with 10 or 5,000 episodes in flight.
+* ``StoreSource(path)`` attaches read-only to a run's SQLite store, running or
+  finished, and keeps running totals from a few aggregate queries per refresh:
+  episodes by status, turns, scores and events past a rowid watermark.
+
+Displays: ``Dashboard`` (one rich ``Live`` refreshed from the watch loop; logging goes
+through its console while it is up) and ``PlainReporter`` (one line every few
+seconds and a final summary, without a single control code) for CI and pipes.
+
+Entry points: ``watch`` (the refresh loop), ``run_with_monitor`` (``esc-eval run``:
+the runner and its view, with Ctrl-C handling) and ``monitor_command``
+(``esc-eval monitor STORE``).
+
+Example::
+
+    source = LiveSource(runner.progress, lambda: [b.stats for b in runner.pool.all()])
+    stop = asyncio.Event()
+    view = asyncio.create_task(watch(source, live=sys.stdout.isatty(), interval=0.25, stop=stop))
+    result = await runner.run()
+    stop.set(); await view
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import math
+import os
+import re
+import signal
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, TextIO
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from agents.backends.base import BackendStats
+from agents.profiles import DIMENSIONS, PAPER_NAMES
+from runs.progress import SPOTLIGHT_LINES, RunProgress
+from runs.store import FINAL_ROUND, Store, StoreError
+
+ROLES = ("seeker", "supporter", "judge")
+FAULT_KINDS = ("429", "5xx", "timeout", "reset", "parse", "empty", "http")
+"""Fault kinds in display order (``BackendError.kind``); others follow alphabetically."""
+
+LATENCY_WINDOW = 512
+"""Latest request latencies per endpoint the percentiles are taken over."""
+
+RATE_WINDOW = 10.0
+"""Seconds of history behind every rate (turns/s, tokens/s, episodes/s)."""
+
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+
+
+# -- what a display shows ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    """One endpoint's health: ``in_flight`` is ``None`` when the source cannot know it (a store)."""
+
+    name: str
+    requests: int
+    in_flight: int | None
+    p50: float | None
+    p95: float | None
+    retries: int
+    faults: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class LeaderRow:
+    """A supporter's running leaderboard values (mean label / 4 * 100) per dimension."""
+
+    supporter: str
+    scored: int
+    values: Mapping[str, float]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values.values()) / len(self.values) if self.values else math.nan
+
+
+@dataclass(frozen=True)
+class Line:
+    """One turn of the spotlighted episode."""
+
+    index: int
+    role: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a display shows, at one moment.
+
+    Episode counts: ``total`` is the whole plan, ``skipped`` those an earlier attempt finished
+    (a store has no such notion: its ``done``/``failed`` include them), so
+    ``skipped + done + failed + active + queued == total``. Rates are per second over the
+    last ``RATE_WINDOW`` seconds, or averages since the start while that window is empty.
+    ``tokens``/``token_rates`` hold ``None`` for a role the source cannot measure.
+    ``judge_pending``/``judge_done`` count final (episode x dimension) scores; ``None``
+    when the run has no judge.
+    """
+
+    title: str
+    state: str
+    elapsed: float
+    total: int
+    skipped: int
+    done: int
+    failed: int
+    active: int
+    queued: int
+    outcomes: Mapping[str, int]
+    turns: int
+    tokens: Mapping[str, int | None]
+    turn_rate: float
+    token_rates: Mapping[str, float | None]
+    episode_rate: float
+    endpoints: tuple[EndpointView, ...]
+    judge_pending: int | None
+    judge_done: int | None
+    judge_failed: int
+    leaderboard: tuple[LeaderRow, ...]
+    dimensions: tuple[str, ...]
+    spotlight_key: str | None
+    spotlight: tuple[Line, ...]
+    spotlight_outcome: str | None
+    following: bool
+    finished: bool = False
+
+    @property
+    def completed(self) -> int:
+        return self.skipped + self.done + self.failed
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.total - self.completed)
+
+    @property
+    def fraction(self) -> float:
+        return self.completed / self.total if self.total else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds until every planned episode is finished at the current rate; ``None`` if unknown."""
+        if self.remaining == 0:
+            return 0.0
+        return self.remaining / self.episode_rate if self.episode_rate > 0 else None
+
+
+class Source(Protocol):
+    """Something a display watches."""
+
+    def snapshot(self) -> Snapshot: ...
+
+
+class RateMeter:
+    """Rates of growing counters over a sliding time window."""
+
+    def __init__(self, window: float = RATE_WINDOW):
+        self.window = window
+        self._samples: deque[tuple[float, Mapping[str, float]]] = deque()
+
+    def add(self, at: float, values: Mapping[str, float]) -> None:
+        self._samples.append((at, dict(values)))
+        while len(self._samples) > 2 and self._samples[1][0] <= at - self.window:
+            self._samples.popleft()
+
+    def rate(self, name: str) -> float | None:
+        """Growth per second of ``name`` over the window; ``None`` until it spans half a second."""
+        if len(self._samples) < 2:
+            return None
+        (t0, first), (t1, last) = self._samples[0], self._samples[-1]
+        if t1 - t0 < 0.5 or name not in first or name not in last:
+            return None
+        return max(0.0, (last[name] - first[name]) / (t1 - t0))
+
+
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of already sorted values, nearest rank; ``None`` when empty."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _rate(meter: RateMeter, name: str, total: float, elapsed: float) -> float:
+    windowed = meter.rate(name)
+    if windowed is not None:
+        return windowed
+    return total / elapsed if elapsed >= 1.0 else 0.0
+
+
+def _ordered_dimensions(found: Iterator[str] | Sequence[str]) -> tuple[str, ...]:
+    seen = set(found)
+    return tuple(d for d in DIMENSIONS if d in seen) + tuple(sorted(seen - set(DIMENSIONS)))
+
+
+def _leaderboard(sums: Mapping[str, Mapping[str, float]], counts: Mapping[str, Mapping[str, int]]) -> tuple[LeaderRow, ...]:
+    rows = [
+        LeaderRow(supporter, max(counts[supporter].values(), default=0),
+                  {dim: sums[supporter][dim] / n / 4 * 100 for dim, n in counts[supporter].items() if n})
+        for supporter in counts
+    ]
+
+    def rank(row: LeaderRow) -> tuple[float, str]:
+        value = row.values.get("overall", row.mean)
+        return (-value if not math.isnan(value) else math.inf, row.supporter)
+
+    return tuple(sorted(rows, key=rank))
+
+
+def _fault_kind(event_kind: str) -> tuple[str, bool] | None:
+    """``retry:429`` -> ("429", True); ``fault:http`` -> ("http", False); anything else -> None."""
+    prefix, _, kind = event_kind.partition(":")
+    if prefix not in ("retry", "fault") or not kind:
+        return None
+    return kind, prefix == "retry"
+
+
+# -- sources -----------------------------------------------------------------------------------
+
+
+StatsProvider = Callable[[], Sequence[BackendStats]]
+
+
+class LiveSource:
+    """Snapshots of a run in this process, from its counters only.
+
+    Args:
+        progress: the runner's ``RunProgress``.
+        stats: every backend's ``BackendStats``, or a function returning them (backends are
+            created when the run starts: pass ``lambda: [b.stats for b in runner.pool.all()]``).
+        title: shown in the header (run name, store path).
+        judge_endpoint: the endpoint whose completion tokens are the judge's, when
+            ``progress.tokens_out["judge"]`` is not kept.
+
+    ``state`` is shown in the header; the code running the run sets it (``stopping``, ``finished``).
+    """
+
+    def __init__(self, progress: RunProgress, stats: Sequence[BackendStats] | StatsProvider = (), *,
+                 title: str = "", judge_endpoint: str = "judge"):
+        self.progress = progress
+        self._stats: StatsProvider = stats if callable(stats) else (lambda fixed=list(stats): fixed)
+        self.title, self.judge_endpoint = title, judge_endpoint
+        self.state = "running"
+        self.meter = RateMeter()
+
+    def snapshot(self) -> Snapshot:
+        p = self.progress
+        now = time.monotonic()
+        elapsed = p.elapsed()
+        stats = list(self._stats())
+        tokens: dict[str, int | None] = {role: p.tokens_out.get(role, 0) for role in ROLES}
+        if not tokens["judge"]:
+            tokens["judge"] = sum(s.completion_tokens for s in stats if s.endpoint == self.judge_endpoint)
+        counters = {"turns": p.turns, "finished": p.finished, **{f"tokens:{r}": float(v or 0) for r, v in tokens.items()}}
+        self.meter.add(now, counters)
+        judged = p.judge_dimensions or p.judge_done or p.judge_pending
+        spotlight = tuple(Line(t.index, t.role, t.text) for t in p.spotlight)
+        return Snapshot(
+            title=self.title, state=self.state, elapsed=elapsed,
+            total=p.planned, skipped=p.skipped, done=p.done, failed=p.failed, active=p.active, queued=p.queued,
+            outcomes=dict(p.outcomes), turns=p.turns, tokens=tokens,
+            turn_rate=_rate(self.meter, "turns", p.turns, elapsed),
+            token_rates={r: _rate(self.meter, f"tokens:{r}", float(tokens[r] or 0), elapsed) for r in ROLES},
+            episode_rate=_rate(self.meter, "finished", p.finished, elapsed),
+            endpoints=tuple(self._endpoint(s) for s in stats),
+            judge_pending=p.judge_pending if judged else None, judge_done=p.judge_done if judged else None,
+            judge_failed=p.judge_failed,
+            leaderboard=_leaderboard(p.score_sums, p.score_counts),
+            dimensions=_ordered_dimensions([d for counts in p.score_counts.values() for d in counts]),
+            spotlight_key=p.spotlight_key, spotlight=spotlight, spotlight_outcome=p.spotlight_outcome,
+            following=p.spotlight_followed, finished=self.state == "finished",
+        )
+
+    @staticmethod
+    def _endpoint(stats: BackendStats) -> EndpointView:
+        recent = sorted(stats.latencies[-LATENCY_WINDOW:])
+        return EndpointView(stats.endpoint, stats.requests, stats.in_flight, percentile(recent, 0.5), percentile(recent, 0.95),
+                            stats.retries, dict(stats.faults))
+
+
+@dataclass
+class _EndpointTally:
+    requests: int = 0
+    retries: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+
+class StoreSource:
+    """Snapshots of a run read from its store, which another process may be writing.
+
+    Each refresh runs a few aggregate queries: episodes by status (an index scan), turns,
+    scores and events past the last rowid seen (running totals; the latest
+    ``LATENCY_WINDOW`` latencies per endpoint), the final scores by supporter and dimension
+    for the leaderboard (at most every ``leaderboard_every`` seconds), and the spotlighted
+    episode's last turns by primary key. Endpoints are named as the run names them: ``seeker``,
+    each supporter, ``judge``; in-flight requests are not stored and show as unknown.
+
+    Args:
+        path: the store file.
+        episode: follow this episode key (or a unique part of one) instead of cycling.
+        quiet: seconds without a write after which a run with nothing running or planned is finished.
+    """
+
+    def __init__(self, path: str | Path, *, episode: str | None = None, quiet: float = 5.0,
+                 judge_quiet: float = 120.0, leaderboard_every: float = 2.0, spotlight_dwell: float = 4.0):
+        self.path = Path(path)
+        self.store = Store.open(self.path, readonly=True)
+        self.quiet, self.judge_quiet = quiet, judge_quiet
+        self.leaderboard_every, self.spotlight_dwell = leaderboard_every, spotlight_dwell
+        config = self.store.meta("config") or {}
+        run = config.get("run") or {}
+        self.title = f"{run.get('name', 'run')} · {self.path}"
+        self.judge_dimensions = self._judge_dimensions(config.get("judge"))
+        self.meter = RateMeter()
+        self._turns_seen = self._scores_seen = self._events_seen = 0
+        self._turns = Counter[str]()
+        self._tokens = Counter[str]()
+        self._endpoints: dict[str, _EndpointTally] = {}
+        self._board: tuple[tuple[LeaderRow, ...], tuple[str, ...], int, int] = ((), (), 0, 0)
+        self._board_at = -math.inf
+        self._first_start: float | None = None
+        self.following = episode is not None
+        self.spotlight_key = self._resolve(episode) if episode is not None else None
+        self._spotlight_ended: float | None = None
+
+    def close(self) -> None:
+        self.store.close_sync()
+
+    # -- one refresh ------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        counts = self.store.counts()
+        self._read_turns()
+        self._read_scores()
+        self._read_events()
+        if now - self._board_at >= self.leaderboard_every or not (counts.get("running") or counts.get("planned")):
+            self._board = self._read_leaderboard()
+            self._board_at = now
+        leaderboard, dimensions, final_scores, failed_scores = self._board
+        total = sum(counts.values())
+        done, failed = counts.get("done", 0), counts.get("failed", 0)
+        active, queued = counts.get("running", 0), counts.get("planned", 0)
+        elapsed = self._elapsed(active + queued == 0)
+        idle = time.time() - self._last_write()
+        judge_pending = max(0, done * self.judge_dimensions - final_scores) if self.judge_dimensions else None
+        finished = (active + queued == 0 and idle >= self.quiet
+                    and (not judge_pending or idle >= self.judge_quiet))
+        state = self._state(finished, active, queued, idle)
+        turns = sum(self._turns.values())
+        tokens: dict[str, int | None] = {"seeker": self._tokens["seeker"], "supporter": self._tokens["supporter"], "judge": None}
+        self.meter.add(now, {"turns": turns, "finished": done + failed, "tokens:seeker": tokens["seeker"] or 0,
+                             "tokens:supporter": tokens["supporter"] or 0})
+        key, lines, outcome = self._spotlight()
+        return Snapshot(
+            title=self.title, state=state, elapsed=elapsed,
+            total=total, skipped=0, done=done, failed=failed, active=active, queued=queued,
+            outcomes=self._outcomes(), turns=turns, tokens=tokens,
+            turn_rate=_rate(self.meter, "turns", turns, elapsed),
+            token_rates={r: (_rate(self.meter, f"tokens:{r}", float(tokens[r] or 0), elapsed) if tokens[r] is not None else None)
+                         for r in ROLES},
+            episode_rate=_rate(self.meter, "finished", done + failed, elapsed),
+            endpoints=tuple(self._endpoint_views()),
+            judge_pending=judge_pending, judge_done=final_scores if self.judge_dimensions else None,
+            judge_failed=failed_scores, leaderboard=leaderboard, dimensions=dimensions,
+            spotlight_key=key, spotlight=lines, spotlight_outcome=outcome, following=self.following, finished=finished,
+        )
+
+    def _tally(self, endpoint: str) -> _EndpointTally:
+        if endpoint not in self._endpoints:
+            self._endpoints[endpoint] = _EndpointTally()
+        return self._endpoints[endpoint]
+
+    def _read_turns(self) -> None:
+        high = self._scalar("SELECT MAX(rowid) FROM turns")
+        if not high or high <= self._turns_seen:
+            return
+        low = self._turns_seen
+        for role, supporter, n, tokens in self.store.rows(
+            "SELECT t.role, e.supporter, COUNT(*), SUM(t.completion_tokens) FROM turns t JOIN episodes e ON e.key = t.episode_key"
+            " WHERE t.rowid > ? AND t.rowid <= ? GROUP BY t.role, e.supporter", (low, high),
+        ):
+            self._turns[role] += n
+            self._tokens[role] += tokens or 0
+            self._tally(supporter if role == "supporter" else role).requests += n
+        for role, supporter, latency in self.store.rows(
+            "SELECT t.role, e.supporter, t.latency FROM turns t JOIN episodes e ON e.key = t.episode_key"
+            " WHERE t.rowid > ? AND t.rowid <= ? ORDER BY t.rowid", (max(low, high - 4 * LATENCY_WINDOW), high),
+        ):
+            self._tally(supporter if role == "supporter" else role).latencies.append(latency)
+        self._turns_seen = high
+
+    def _read_scores(self) -> None:
+        if not self.judge_dimensions:
+            return
+        high = self._scalar("SELECT MAX(rowid) FROM scores")
+        if not high or high <= self._scores_seen:
+            return
+        judge = self._tally("judge")
+        judge.requests += self._scalar("SELECT COUNT(*) FROM scores WHERE rowid > ? AND rowid <= ? AND status = 'ok'",
+                                       (self._scores_seen, high)) or 0
+        for (latency,) in self.store.rows(
+            "SELECT latency FROM scores WHERE rowid > ? AND rowid <= ? AND status = 'ok' ORDER BY rowid",
+            (max(self._scores_seen, high - LATENCY_WINDOW), high),
+        ):
+            judge.latencies.append(latency or 0.0)
+        self._scores_seen = high
+
+    def _read_events(self) -> None:
+        high = self._scalar("SELECT MAX(id) FROM events")
+        if not high or high <= self._events_seen:
+            return
+        for endpoint, kind, n in self.store.rows(
+            "SELECT endpoint, kind, COUNT(*) FROM events WHERE id > ? AND id <= ? GROUP BY endpoint, kind", (self._events_seen, high),
+        ):
+            parsed = _fault_kind(kind)
+            if parsed is None:
+                continue
+            tally = self._tally(endpoint or "?")
+            tally.faults[parsed[0]] += n
+            if parsed[1]:
+                tally.retries += n
+        self._events_seen = high
+
+    def _read_leaderboard(self) -> tuple[tuple[LeaderRow, ...], tuple[str, ...], int, int]:
+        sums: dict[str, dict[str, float]] = {}
+        counts: dict[str, dict[str, int]] = {}
+        final = failed = 0
+        for supporter, dimension, total, valid, n, errors in self.store.rows(
+            "SELECT e.supporter, s.dimension,"
+            " SUM(CASE WHEN s.status = 'ok' AND s.label BETWEEN 0 AND 4 THEN s.label END),"
+            " COUNT(CASE WHEN s.status = 'ok' AND s.label BETWEEN 0 AND 4 THEN 1 END), COUNT(*),"
+            " COUNT(CASE WHEN s.status != 'ok' THEN 1 END)"
+            " FROM scores s JOIN episodes e ON e.key = s.episode_key WHERE s.round = ? GROUP BY e.supporter, s.dimension",
+            (FINAL_ROUND,),
+        ):
+            final += n
+            failed += errors
+            if valid:
+                sums.setdefault(supporter, {})[dimension] = total
+                counts.setdefault(supporter, {})[dimension] = valid
+        dims = _ordered_dimensions([d for c in counts.values() for d in c])
+        return _leaderboard(sums, counts), dims, final, failed
+
+    def _outcomes(self) -> dict[str, int]:
+        return {outcome: n for outcome, n in self.store.rows(
+            "SELECT outcome, COUNT(*) FROM episodes WHERE status IN ('done', 'failed') GROUP BY outcome") if outcome}
+
+    def _endpoint_views(self) -> Iterator[EndpointView]:
+        for name, tally in self._endpoints.items():
+            recent = sorted(tally.latencies)
+            yield EndpointView(name, tally.requests, None, percentile(recent, 0.5), percentile(recent, 0.95),
+                               tally.retries, dict(tally.faults))
+
+    # -- the spotlighted episode -------------------------------------------------------------
+
+    def _resolve(self, episode: str) -> str:
+        if self.store.rows("SELECT 1 FROM episodes WHERE key = ?", (episode,)):
+            return episode
+        found = [r[0] for r in self.store.rows("SELECT key FROM episodes WHERE instr(key, ?) > 0 LIMIT 6", (episode,))]
+        if len(found) == 1:
+            return str(found[0])
+        if not found:
+            raise StoreError(f"{self.path}: no episode key contains {episode!r}")
+        raise StoreError(f"{self.path}: {episode!r} matches several episodes ({', '.join(found[:5])}, ...); give more of the key")
+
+    def _spotlight(self) -> tuple[str | None, tuple[Line, ...], str | None]:
+        key = self.spotlight_key
+        status = outcome = None
+        if key is not None:
+            row = self.store.rows("SELECT status, outcome FROM episodes WHERE key = ?", (key,))
+            status, outcome = (row[0][0], row[0][1]) if row else (None, None)
+        if not self.following:
+            ended = status in ("done", "failed")
+            if ended and self._spotlight_ended is None:
+                self._spotlight_ended = time.monotonic()
+            if key is None or (ended and time.monotonic() - self._spotlight_ended >= self.spotlight_dwell):  # type: ignore[operator]
+                newest = self._newest_episode(exclude=key)
+                if newest is not None:
+                    key, self._spotlight_ended = newest, None
+                    self.spotlight_key = key
+                    row = self.store.rows("SELECT status, outcome FROM episodes WHERE key = ?", (key,))
+                    status, outcome = (row[0][0], row[0][1]) if row else (None, None)
+        if key is None:
+            return None, (), None
+        lines = tuple(Line(i, role, text) for i, role, text in reversed(self.store.rows(
+            "SELECT idx, role, text FROM turns WHERE episode_key = ? ORDER BY idx DESC LIMIT ?", (key, SPOTLIGHT_LINES))))
+        return key, lines, outcome if status in ("done", "failed") else None
+
+    def _newest_episode(self, exclude: str | None) -> str | None:
+        """The episode that most recently started (its first turn is among the latest), else the latest written."""
+        high = self._turns_seen
+        for sql in ("SELECT episode_key FROM turns WHERE rowid > ? AND idx = 0 AND episode_key IS NOT ? ORDER BY rowid DESC LIMIT 1",
+                    "SELECT episode_key FROM turns WHERE rowid > ? AND episode_key IS NOT ? ORDER BY rowid DESC LIMIT 1"):
+            row = self.store.rows(sql, (high - 4 * LATENCY_WINDOW, exclude))
+            if row:
+                return str(row[0][0])
+        return None
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def _elapsed(self, over: bool) -> float:
+        if self._first_start is None:
+            self._first_start = self._scalar("SELECT MIN(started_at) FROM episodes")
+        if self._first_start is None:
+            return 0.0
+        end = self._scalar("SELECT MAX(ended_at) FROM episodes") if over else None
+        return max(0.0, (end or time.time()) - self._first_start)
+
+    def _last_write(self) -> float:
+        times = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            with contextlib.suppress(OSError):
+                times.append(path.stat().st_mtime)
+        return max(times, default=0.0)
+
+    def _state(self, finished: bool, active: int, queued: int, idle: float) -> str:
+        if finished:
+            return "finished"
+        if idle >= self.quiet and active:
+            return f"no writes for {_duration(idle)} (stalled or crashed?)"
+        if idle >= self.quiet and queued:
+            return f"stopped: {queued:,} episodes not started (continue with esc-eval run --resume)"
+        return "running"
+
+    def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        rows = self.store.rows(sql, params)
+        return rows[0][0] if rows else None
+
+    def _judge_dimensions(self, judge: Mapping[str, Any] | None) -> int:
+        if not judge:
+            return 0
+        try:
+            from agents.profiles import load_profile
+
+            return len(load_profile(judge.get("profile", "default")).keys)
+        except Exception:  # a profile path relative to another directory: ESC-RANK's seven
+            return len(DIMENSIONS)
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds) or math.isinf(seconds):
+        return "--:--"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _latency(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.2f}s"
+
+
+def _per_second(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}/s" if value >= 100 else f"{value:,.1f}/s"
+
+
+def _faults(faults: Mapping[str, int]) -> str:
+    kinds = [k for k in FAULT_KINDS if faults.get(k)] + sorted(k for k in faults if k not in FAULT_KINDS and faults[k])
+    return " · ".join(f"{k} {faults[k]:,}" for k in kinds) or "–"
+
+
+def _value(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.1f}"
+
+
+def render(snapshot: Snapshot, *, plain: bool = False) -> Group:
+    """The dashboard for ``snapshot``: header, progress, counts, endpoints, leaderboard, one episode.
+
+    ``plain`` draws the progress as text instead of a bar, for displays without colour.
+    """
+    s = snapshot
+    header = Text.assemble(("esc-eval ", "bold"), (s.title, "bold cyan"), "  ·  ",
+                           (s.state, "green" if s.state in ("running", "finished") else "yellow"),
+                           f"  ·  elapsed {_duration(s.elapsed)}")
+    parts: list[RenderableType] = [header, _progress(s, plain), _counts(s), _endpoints(s), _board(s), _episode(s)]
+    return Group(*parts)
+
+
+def _progress(s: Snapshot, plain: bool) -> RenderableType:
+    rate = f"{s.episode_rate * 60:,.1f} ep/min" if 0 < s.episode_rate < 1 else f"{s.episode_rate:,.1f} ep/s"
+    tail = f"{s.completed:,}/{s.total:,}  {s.fraction * 100:5.1f}%  ·  {rate}  ·  ETA {_duration(s.eta)}"
+    if plain:
+        return Text(f"episodes {tail}")
+    bar = Progress(TextColumn("episodes"), BarColumn(bar_width=None), TextColumn("{task.fields[tail]}"),
+                   expand=True, auto_refresh=False)
+    bar.add_task("episodes", total=max(s.total, 1), completed=s.completed, tail=tail)
+    return bar
+
+
+def _counts(s: Snapshot) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    outcomes = " · ".join(f"{k} {v:,}" for k, v in sorted(s.outcomes.items())) or "–"
+    grid.add_row("Episodes", f"active {s.active:,} · queued {s.queued:,} · done {s.done:,} · failed {s.failed:,}"
+                 + (f" · skipped {s.skipped:,}" if s.skipped else "") + f"   outcomes: {outcomes}")
+    tokens = " · ".join(f"{role} {_per_second(s.token_rates.get(role))}" for role in ROLES)
+    grid.add_row("Throughput", f"turns {_per_second(s.turn_rate)} ({s.turns:,} total)   tokens out: {tokens}")
+    if s.judge_pending is None:
+        judge = "no judge in this run"
+    else:
+        judge = f"backlog {s.judge_pending:,} scores pending · {s.judge_done or 0:,} scored" + (
+            f" ({s.judge_failed:,} failed)" if s.judge_failed else "")
+    grid.add_row("Judge", judge)
+    return grid
+
+
+def _endpoints(s: Snapshot) -> Table:
+    table = Table(title="Endpoints", title_justify="left", box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
+    for name, justify in (("endpoint", "left"), ("requests", "right"), ("in flight", "right"), ("p50", "right"),
+                          ("p95", "right"), ("retries", "right"), ("errors by kind", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "errors by kind")  # type: ignore[arg-type]
+    for e in s.endpoints:
+        table.add_row(e.name, f"{e.requests:,}", "–" if e.in_flight is None else f"{e.in_flight:,}", _latency(e.p50),
+                      _latency(e.p95), f"{e.retries:,}", _faults(e.faults))
+    if not s.endpoints:
+        table.add_row("–", "", "", "", "", "", "")
+    return table
+
+
+def _board(s: Snapshot) -> Table:
+    table = Table(title="Leaderboard (running mean / 4 × 100)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("supporter", no_wrap=True)
+    table.add_column("scored", justify="right")
+    for dim in s.dimensions:
+        table.add_column(PAPER_NAMES.get(dim, dim), justify="right")
+    for row in s.leaderboard:
+        table.add_row(row.supporter, f"{row.scored:,}", *(_value(row.values.get(dim)) for dim in s.dimensions))
+    if not s.leaderboard:
+        table.add_row("no scores yet", "", *("" for _ in s.dimensions))
+    return table
+
+
+def _episode(s: Snapshot) -> RenderableType:
+    if s.spotlight_key is None:
+        return Text("Episode: no turns yet", style="dim")
+    how = "following" if s.following else "latest"
+    title = Text.assemble(("Episode ", "bold"), (s.spotlight_key, "cyan"), f"  ({how}"
+                          + (f", {s.spotlight_outcome}" if s.spotlight_outcome else "") + ")")
+    width = max((len(line.role) for line in s.spotlight), default=0)
+    lines: list[RenderableType] = [
+        Text.assemble((f"{line.index:>3} ", "dim"), (f"{line.role:<{width}}  ", "bold"), " ".join(line.text.split()),
+                      no_wrap=True, overflow="ellipsis")
+        for line in s.spotlight
+    ] or [Text("    waiting for its first turn", style="dim")]
+    return Group(title, *lines)
+
+
+def plain_text(renderable: RenderableType, *, width: int = 120) -> str:
+    """``renderable`` as text without any control code, whatever the environment says about colours."""
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False, force_jupyter=False,
+                      force_interactive=False, no_color=True, highlight=False, emoji=False, legacy_windows=False, soft_wrap=False)
+    console.print(renderable)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    return "\n".join(line.rstrip() for line in _ANSI.sub("", text).splitlines()) + "\n"
+
+
+# -- displays ----------------------------------------------------------------------------------
+
+
+class Dashboard:
+    """The live terminal view: one rich ``Live`` showing ``render(snapshot)``.
+
+    While it is up, nothing may write to the terminal but its console: stdout and stderr
+    are redirected above the display and the root logger's stream handlers are swapped
+    for a ``RichHandler`` on ``console``. Use as a context manager; ``update`` redraws.
+    """
+
+    def __init__(self, console: Console | None = None, *, refresh_per_second: float = 4.0):
+        self.console = console or Console()
+        self.live = Live(console=self.console, auto_refresh=False, refresh_per_second=refresh_per_second,
+                         transient=False, redirect_stdout=True, redirect_stderr=True)
+        self._handlers: list[tuple[logging.Handler, logging.Handler]] = []
+        self._started = False
+
+    def __enter__(self) -> Dashboard:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.live.start()
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in (sys.__stderr__, sys.__stdout__, sys.stderr, sys.stdout):
+                rich = RichHandler(console=self.console, show_path=False, level=handler.level)
+                rich.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+                root.removeHandler(handler)
+                root.addHandler(rich)
+                self._handlers.append((handler, rich))
+
+    def update(self, snapshot: Snapshot) -> None:
+        self.live.update(render(snapshot), refresh=True)
+
+    def stop(self) -> None:
+        """Leave the last frame on screen and give the terminal back. Safe to call twice."""
+        if not self._started:
+            return
+        self._started = False
+        root = logging.getLogger()
+        for original, rich in self._handlers:
+            root.removeHandler(rich)
+            root.addHandler(original)
+        self._handlers.clear()
+        self.live.stop()
+
+
+class PlainReporter:
+    """For CI logs and pipes: one progress line per update and a final summary, no control codes."""
+
+    def __init__(self, out: TextIO | None = None, *, width: int = 120):
+        self.out, self.width = out, width
+
+    def line(self, s: Snapshot) -> str:
+        tokens = " ".join(f"{role} {_per_second(s.token_rates.get(role))}" for role in ROLES)
+        faults: Counter[str] = Counter()
+        for e in s.endpoints:
+            faults.update(e.faults)
+        judge = "" if s.judge_pending is None else f" | judge pending {s.judge_pending:,} scored {s.judge_done or 0:,}"
+        return (
+            f"[{_duration(s.elapsed)}] episodes {s.completed:,}/{s.total:,} ({s.fraction * 100:.1f}%)"
+            f" active {s.active:,} queued {s.queued:,} done {s.done:,} failed {s.failed:,}"
+            f" | {s.episode_rate:,.2f} ep/s ETA {_duration(s.eta)} | turns {_per_second(s.turn_rate)}"
+            f" | tokens out {tokens}{judge} | errors {_faults(faults)}"
+        )
+
+    def summary(self, s: Snapshot) -> str:
+        return plain_text(render(s, plain=True), width=self.width)
+
+    def update(self, s: Snapshot) -> None:
+        self._write(_ANSI.sub("", self.line(s)) + "\n")
+
+    def finish(self, s: Snapshot) -> None:
+        self._write(self.summary(s))
+
+    def _write(self, text: str) -> None:
+        out = self.out or sys.stdout
+        out.write(text)
+        out.flush()
+
+
+# -- loops -------------------------------------------------------------------------------------
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def watch(source: Source, *, live: bool, interval: float, stop: asyncio.Event | None = None,
+                exit_when_finished: bool = False, dashboard: Dashboard | None = None,
+                out: TextIO | None = None) -> Snapshot:
+    """Show ``source`` until ``stop`` is set (or, with ``exit_when_finished``, the run is over).
+
+    ``live`` draws the dashboard, refreshed every ``interval`` seconds (0.25 gives rich's
+    4 frames a second), and leaves its final frame on screen. Otherwise a ``PlainReporter``
+    prints a line every ``interval`` seconds and the summary at the end. Returns the last snapshot.
+    """
+    stop = stop or asyncio.Event()
+    if live:
+        display = dashboard or Dashboard()
+        with display:
+            while True:
+                snapshot = source.snapshot()
+                display.update(snapshot)
+                if stop.is_set() or (exit_when_finished and snapshot.finished):
+                    break
+                await _pause(stop, interval)
+            if stop.is_set():  # one last frame with the final counts and state
+                snapshot = source.snapshot()
+                display.update(snapshot)
+        return snapshot
+    reporter = PlainReporter(out)
+    while True:
+        snapshot = source.snapshot()
+        if stop.is_set() or (exit_when_finished and snapshot.finished):
+            break
+        reporter.update(snapshot)
+        await _pause(stop, interval)
+    reporter.finish(snapshot)
+    return snapshot
+
+
+class _Runner(Protocol):
+    progress: RunProgress
+    pool: Any
+
+    def stop_admitting(self) -> None: ...
+
+    async def run(self) -> Any: ...
+
+
+INTERRUPTED = 130
+
+
+async def run_with_monitor(runner: _Runner, *, live: bool, interval: float | None = None, title: str = "",
+                           console: Console | None = None, out: TextIO | None = None) -> Any:
+    """Run ``runner`` with its view (``esc-eval run``) and return ``runner.run()``'s result.
+
+    Ctrl-C once: admit no more episodes, let the active ones (and their scoring) finish, end
+    normally. Ctrl-C again: stop the display and leave the process at once with status 130;
+    the store keeps every committed turn and ``--resume`` continues the run.
+    ``interval`` defaults to 0.25 s live and 5 s for plain lines.
+    """
+    source = LiveSource(runner.progress, lambda: [backend.stats for backend in runner.pool.all()], title=title)
+    dashboard = Dashboard(console) if live else None
+    stop = asyncio.Event()
+    view = asyncio.create_task(watch(source, live=live, interval=interval or (0.25 if live else 5.0), stop=stop,
+                                     dashboard=dashboard, out=out), name="monitor")
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def interrupted() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            runner.stop_admitting()
+            source.state = f"stopping: finishing {runner.progress.active:,} active episodes (Ctrl-C again quits now)"
+            if not live:
+                print("esc-eval: stopping: no new episodes; active ones finish (Ctrl-C again quits now)", file=sys.stderr, flush=True)
+            return
+        if dashboard is not None:
+            dashboard.stop()
+        sys.stdout.flush()
+        print("esc-eval: interrupted; finished episodes are in the store, continue with --resume", file=sys.stderr, flush=True)
+        os._exit(INTERRUPTED)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        handled = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        handled = False
+    try:
+        result = await runner.run()
+        source.state = "finished" if not presses else "stopped"
+    finally:
+        stop.set()
+        try:
+            await view
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGINT)
+    return result
+
+
+def monitor_command(store_path: str | Path, episode: str | None = None, once: bool = False,
+                    interval: float | None = None, *, out: TextIO | None = None) -> int:
+    """``esc-eval monitor STORE``: watch a run through its store until it finishes or Ctrl-C.
+
+    ``once`` prints one frame and returns. In a terminal the view is the dashboard
+    (refreshed every ``interval`` seconds, default 1); elsewhere plain lines (default every 5 s).
+    Raises ``StoreError`` when the file is not a store or ``episode`` names no episode.
+    """
+    source = StoreSource(store_path, episode=episode)
+    live = out is None and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    try:
+        if once:
+            snapshot = source.snapshot()
+            if live:
+                Console().print(render(snapshot))
+            else:
+                PlainReporter(out).finish(snapshot)
+            return 0
+        asyncio.run(_monitor(source, live, interval or (1.0 if live else 5.0), out))
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        source.close()
+
+
+async def _monitor(source: StoreSource, live: bool, interval: float, out: TextIO | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    await watch(source, live=live, interval=interval, stop=stop, exit_when_finished=True, out=out)

@@ -1,0 +1,285 @@
+"""The report: leaderboard values, intervals and counts from a hand-built store, every format, the plot, agreement."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.messages import TurnTaken
+from runs.report import ReportError, agreement_report, build_report, plot, render, render_agreement, report_command
+from runs.store import PlannedEpisode, Store, StoreError
+
+PAPER_ORDER = ["Fluency", "Expression", "Empathy", "Information", "Skillful", "Humanoid", "Overall"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# (name, supporter, card_index, language, category, final status or None for never started)
+EPISODES = [
+    ("a0", "a", 0, "en", "work", "done"),
+    ("a1", "a", 1, "zh", "family", "done"),
+    ("a2", "a", 2, "en", "family", "done"),
+    ("b0", "b", 0, "en", "work", "done"),
+    ("b1", "b", 1, "en", "family", "done"),
+    ("b2", "b", 2, "en", "family", "failed"),
+    ("b3", "b", 3, "en", "family", None),
+]
+# (episode, dimension, label, status); round -1 unless a 5th item gives the round.
+SCORES = [
+    ("a0", "fluency", 4, "ok"), ("a1", "fluency", 3, "ok"), ("a2", "fluency", 2, "ok"),
+    ("a0", "empathic", 4, "ok"), ("a1", "empathic", -1, "ok"), ("a2", "empathic", 2, "ok"),
+    ("a0", "overall", 3, "ok"), ("a1", "overall", None, "failed"), ("a2", "overall", 3, "ok"),
+    ("a0", "fluency", 0, "ok", 1),                       # a per-round score: not counted
+    ("b0", "fluency", 2, "ok"), ("b1", "fluency", 2, "ok"),
+    ("b0", "empathic", 1, "ok"),
+    ("b1", "overall", None, "failed"),
+    ("b2", "fluency", 0, "ok"),                          # an episode that failed: not counted
+]
+
+
+async def _fill(path: Path) -> None:
+    store = Store.open(path, create=True)
+    store.plan(PlannedEpisode(name, i, card, f"c{card}", lang, cat, "ESConv", sup, "default", 0, 0)
+               for i, (name, sup, card, lang, cat, _) in enumerate(EPISODES))
+    await store.start_writer()
+    for name, *_, status in EPISODES:
+        if status is None:
+            continue
+        store.start_episode(name)
+        store.add_turn(TurnTaken(name, 0, "supporter", "Hello", at=1.0))
+        store.add_turn(TurnTaken(name, 1, "seeker", "I feel low", at=2.0))
+        store.end_episode(name, "failed" if status == "failed" else "truncated", "test", 3.0)
+    for key, dim, label, status, *round_ in SCORES:
+        store.add_score(key, dim, label, None, "judge", 0.1, status=status, **({"round": round_[0]} if round_ else {}))
+    await store.close()
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    path = tmp_path / "run.sqlite"
+    asyncio.run(_fill(path))
+    return path
+
+
+@pytest.fixture
+def store(store_path: Path):  # type: ignore[no-untyped-def]
+    opened = Store.open(store_path, readonly=True)
+    yield opened
+    opened.close_sync()
+
+
+def test_by_supporter_hand_computed(store: Store) -> None:
+    report = build_report(store)
+    assert report.by == ("supporter",)
+    assert [report.name(d) for d in report.dimensions] == PAPER_ORDER
+    a, b = report.rows
+    assert dict(a.group) == {"supporter": "a"} and dict(b.group) == {"supporter": "b"}
+    assert (a.episodes_done, a.episodes_failed, a.episodes_unfinished) == (3, 0, 0)
+    assert (b.episodes_done, b.episodes_failed, b.episodes_unfinished) == (2, 1, 1)
+
+    # fluency 4, 3, 2 -> 75; per-item values 100, 75, 50: sd 25, half width 1.96 * 25 / sqrt 3 = 28.2902
+    fl = a.dimensions["fluency"]
+    assert fl.value == pytest.approx(75.0)
+    assert (fl.ci_low, fl.ci_high) == pytest.approx((75 - 28.290163, 75 + 28.290163))
+    assert (fl.n, fl.n_unparsed, fl.n_failed, fl.n_missing) == (3, 0, 0, 0)
+    # empathic 4, -1, 2 -> (4 + 2) / 2 = 3 -> 75; values 100, 50: sd 35.355, half 1.96 * 35.355 / sqrt 2 = 49
+    em = a.dimensions["empathic"]
+    assert em.value == pytest.approx(75.0)
+    assert (em.ci_low, em.ci_high) == pytest.approx((26.0, 124.0))
+    assert (em.n, em.n_unparsed, em.n_failed, em.n_missing) == (2, 1, 0, 0)
+    # overall 3, failed, 3 -> 75 with a zero-width interval
+    ov = a.dimensions["overall"]
+    assert (ov.value, ov.ci_low, ov.ci_high) == pytest.approx((75.0, 75.0, 75.0))
+    assert (ov.n, ov.n_unparsed, ov.n_failed, ov.n_missing) == (2, 0, 1, 0)
+    # never scored
+    div = a.dimensions["diversity"]
+    assert math.isnan(div.value) and math.isnan(div.ci_low) and math.isnan(div.ci_high)
+    assert (div.n, div.n_missing) == (0, 3)
+
+    # b: the failed episode's fluency 0 and a0's per-round 0 do not count
+    assert b.dimensions["fluency"].value == pytest.approx(50.0)
+    assert (b.dimensions["fluency"].ci_low, b.dimensions["fluency"].ci_high) == pytest.approx((50.0, 50.0))
+    assert b.dimensions["empathic"].value == pytest.approx(25.0)
+    assert (b.dimensions["empathic"].n, b.dimensions["empathic"].n_missing) == (1, 1)
+    assert (b.dimensions["overall"].n, b.dimensions["overall"].n_failed) == (0, 1)
+    assert math.isnan(b.dimensions["overall"].value)
+
+
+def test_grouping_by_language_and_category(store: Store) -> None:
+    report = build_report(store, by=("supporter", "language"))
+    assert [tuple(r.group.values()) for r in report.rows] == [("a", "en"), ("a", "zh"), ("b", "en")]
+    a_en, a_zh, _ = report.rows
+    assert a_en.dimensions["fluency"].value == pytest.approx(75.0)      # 4, 2
+    assert a_en.dimensions["fluency"].n == 2
+    assert a_zh.dimensions["fluency"].value == pytest.approx(75.0)      # 3
+    assert a_zh.dimensions["empathic"].n_unparsed == 1
+
+    by_category = build_report(store, by=("category",))
+    work, family = by_category.rows
+    assert dict(work.group) == {"category": "work"}
+    assert work.dimensions["fluency"].value == pytest.approx(75.0)      # a0 4, b0 2
+    assert family.dimensions["fluency"].value == pytest.approx(700 / 12)  # a1 3, a2 2, b1 2
+    assert (family.episodes_done, family.episodes_failed, family.episodes_unfinished) == (3, 1, 1)
+
+    only_b = build_report(store, by=("source", "persona"), supporter="b")
+    assert [dict(r.group) for r in only_b.rows] == [{"source": "ESConv", "persona": "default"}]
+    assert only_b.rows[0].dimensions["fluency"].value == pytest.approx(50.0)
+
+
+def test_bad_group_and_format(store: Store) -> None:
+    with pytest.raises(ReportError, match="'model'.*supporter, language, category, source, persona"):
+        build_report(store, by=("model",))
+    with pytest.raises(ReportError, match="'html'"):
+        render(build_report(store), "html")
+
+
+def test_table_is_plain_text(store: Store) -> None:
+    text = render(build_report(store), "table")
+    assert "\x1b" not in text
+    for name in PAPER_ORDER + ["Supporter", "75.0", "[46.7, 103.3]", "[26.0, 124.0]", "n=3", "Judge failed"]:
+        assert name in text
+    assert text.index("Fluency") < text.index("Expression") < text.index("Overall")
+
+
+def test_markdown_has_paper_columns(store: Store) -> None:
+    lines = render(build_report(store), "md").splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == ["Supporter", "Done", "Failed", *PAPER_ORDER, "-1", "Judge failed"]
+    assert set(lines[1].replace("|", "").replace(" ", "")) <= set("-:")
+    row_a = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert row_a[:4] == ["a", "3", "0", "75.0 [46.7, 103.3] n=3"]
+    assert row_a[4] == "–"                       # Expression: no scores
+    assert row_a[-2:] == ["1", "1"]              # one -1 (empathic), one failed judge call (overall)
+    assert len(lines) == 4
+
+
+def test_json_is_stable_and_nan_free(store: Store) -> None:
+    report = build_report(store)
+    text = render(report, "json")
+    assert text == render(build_report(store), "json")
+    data = json.loads(text)
+    assert "NaN" not in text
+    assert data["by"] == ["supporter"]
+    assert [d["name"] for d in data["dimensions"]] == PAPER_ORDER
+    a = data["rows"][0]
+    assert a["group"] == {"supporter": "a"}
+    assert a["episodes"] == {"done": 3, "failed": 0, "unfinished": 0}
+    assert a["scores"]["fluency"]["value"] == 75.0 and a["scores"]["fluency"]["name"] == "Fluency"
+    assert a["scores"]["empathic"] == {"name": "Empathy", "value": 75.0, "ci_low": pytest.approx(26.0), "ci_high": pytest.approx(124.0),
+                                       "n": 2, "n_unparsed": 1, "n_failed": 0, "n_missing": 0}
+    assert a["scores"]["diversity"]["value"] is None and a["scores"]["diversity"]["ci_low"] is None
+    assert data["rows"][1]["episodes"] == {"done": 2, "failed": 1, "unfinished": 1}
+
+
+def test_csv_parses(store: Store) -> None:
+    rows = list(csv.DictReader(io.StringIO(render(build_report(store, by=("supporter", "language")), "csv"))))
+    assert [(r["supporter"], r["language"]) for r in rows] == [("a", "en"), ("a", "zh"), ("b", "en")]
+    a_en = rows[0]
+    assert float(a_en["Fluency"]) == 75.0 and a_en["Fluency_n"] == "2"
+    assert float(a_en["Fluency_ci_low"]) == pytest.approx(26.0)
+    assert a_en["Expression"] == "" and a_en["Expression_missing"] == "2"
+    assert rows[1]["Empathy_unparsed"] == "1" and rows[1]["Overall_failed"] == "1"
+    assert rows[2]["done"] == "2" and rows[2]["failed"] == "1" and rows[2]["unfinished"] == "1"
+
+
+def test_plot_writes_png(store: Store, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = plot(build_report(store, by=("supporter", "language")), tmp_path / "charts" / "board.png")
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_plot_without_matplotlib(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ReportError, match=r"pip install esc-eval\[plot\]"):
+        plot(build_report(store), tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def _human(tmp_path: Path) -> Path:
+    path = tmp_path / "human.json"
+    path.write_text(json.dumps({
+        "0": {"fluency": 2, "empathic": 3},
+        "1": {"fluency": 3, "empathic": 2, "overall": 3},
+        "7": {"fluency": 0},
+    }), encoding="utf-8")
+    return path
+
+
+def test_agreement_hand_computed(store: Store, tmp_path: Path) -> None:
+    result = agreement_report(store, _human(tmp_path), supporter="b")
+    assert (result["supporter"], result["language"]) == ("b", "en")
+    assert result["cards"] == {"matched": 2, "only_human": 1, "only_judge": 0}
+    dims = result["dimensions"]
+    assert list(dims) == ["fluency", "empathic", "overall"]
+    # fluency: judge 2, 2 vs human 2, 3 -> exact 1/2, within one 2/2
+    assert dims["fluency"] == {"name": "Fluency", "acc": 0.5, "acc_soft": 1.0, "n": 2}
+    # empathic: judge 1 vs human 3 (card 1 has no judge label) -> 0/1, 0/1
+    assert dims["empathic"] == {"name": "Empathy", "acc": 0.0, "acc_soft": 0.0, "n": 1}
+    # overall: the judge call failed -> no pair
+    assert dims["overall"]["n"] == 0 and math.isnan(dims["overall"]["acc"])
+    assert result["average"] == {"acc": 0.25, "acc_soft": 0.5}
+
+    data = json.loads(render_agreement(result, "json"))
+    assert data["dimensions"]["overall"]["acc"] is None
+    table = render_agreement(result, "table")
+    assert "ACC_soft" in table and "50.0%" in table and "\x1b" not in table
+    md = render_agreement(result, "md")
+    assert "| Metric | Fluency | Empathy | Overall | Average |" in md
+    rows = list(csv.DictReader(io.StringIO(render_agreement(result, "csv"))))
+    assert rows[0] == {"dimension": "fluency", "name": "Fluency", "acc": "0.5", "acc_soft": "1.0", "n": "2"}
+
+
+def test_agreement_needs_one_supporter_and_language(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=r"several.*a \(en\), a \(zh\), b \(en\)"):
+        agreement_report(store, _human(tmp_path))
+    with pytest.raises(ReportError, match=r"a \(en\), a \(zh\)"):
+        agreement_report(store, _human(tmp_path), supporter="a")
+    assert agreement_report(store, _human(tmp_path), supporter="a", language="zh")["language"] == "zh"
+    with pytest.raises(ReportError, match="no finished episodes of supporter 'c'"):
+        agreement_report(store, _human(tmp_path), supporter="c")
+
+
+def test_agreement_bad_human_file(store: Store, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"0": {"fluency": 9}}), encoding="utf-8")
+    with pytest.raises(ReportError, match=r"bad\.json: key '0'.*fluency"):
+        agreement_report(store, bad, supporter="b")
+
+
+def test_report_command(store_path: Path, tmp_path: Path) -> None:
+    png = tmp_path / "board.png"
+    pytest.importorskip("matplotlib")
+    text = report_command(store_path, "json", png, ["supporter,language"], None, None, None)
+    assert [r["group"] for r in json.loads(text)["rows"]] == [
+        {"supporter": "a", "language": "en"}, {"supporter": "a", "language": "zh"}, {"supporter": "b", "language": "en"}]
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    table = report_command(store_path, "table", None, [], None, "a", None)
+    assert "Fluency" in table and "\n  b " not in table
+    agreement = json.loads(report_command(store_path, "json", None, [], _human(tmp_path), "b", "en"))
+    assert agreement["dimensions"]["fluency"]["acc"] == 0.5
+    with pytest.raises(ReportError, match="'xml'"):
+        report_command(store_path, "xml", None, [], None, None, None)
+    with pytest.raises(ReportError, match="'card'"):
+        report_command(store_path, "md", None, ["supporter", "card"], None, None, None)
+    with pytest.raises(StoreError, match="no such store"):
+        report_command(tmp_path / "missing.sqlite", "md", None, [], None, None, None)
+
+
+def test_empty_store_renders(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "empty.sqlite", create=True)
+    try:
+        report = build_report(store)
+        assert report.rows == ()
+        for fmt in ("table", "md", "json", "csv"):
+            assert render(report, fmt)
+        assert json.loads(render(report, "json"))["rows"] == []
+        with pytest.raises(ReportError, match="no episodes"):
+            plot(report, tmp_path / "x.png")
+    finally:
+        store.close_sync()
