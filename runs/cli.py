@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--store", type=Path, help="overrides [run] store")
     run.add_argument("--resume", action="store_true", help="continue a run in an existing store")
     run.add_argument("--retry-failed", action="store_true", help="with --resume: run failed episodes again")
+    run.add_argument("--allow-config-change", action="store_true",
+                     help="with --resume: continue although the config changed (recorded in the store)")
     run.add_argument("--no-monitor", action="store_true", help="plain progress lines instead of the live display")
     run.set_defaults(handler=_run)
 
@@ -72,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--config", type=Path, required=True, help="a TOML file with a [judge] section")
     judge.add_argument("--language", choices=("en", "zh"), help="default: from the file name (_en/_zh) or the text")
     judge.add_argument("--out", type=Path, help="write ESC-Eval's score format here (SCORES.json)")
+    judge.add_argument("--store", type=Path, help="also import the transcripts and their scores into this store (ESC-Eval result files)")
     judge.set_defaults(handler=_judge)
 
     report = sub.add_parser("report", help="leaderboard of a run: the 7 ESC-RANK dimensions per supporter")
@@ -121,10 +124,14 @@ def _run(args: argparse.Namespace) -> int:
     store = args.store or (Path(config.run.store) if config.run.store else Path("esc-eval-runs") / f"{config.run.name}.sqlite")
     if args.retry_failed and not args.resume:
         raise UsageError("--retry-failed needs --resume")
-    return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed, monitor=not args.no_monitor)
+    if args.allow_config_change and not args.resume:
+        raise UsageError("--allow-config-change needs --resume")
+    return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed, monitor=not args.no_monitor,
+                    allow_config_change=args.allow_config_change)
 
 
-def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool) -> int:
+def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
+             allow_config_change: bool = False) -> int:
     from runs.runner import RunPlan, Runner, versions
     from runs.store import Store
 
@@ -132,12 +139,17 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
     if resume:
         store = Store.open(store_path)
         recorded = store.meta("fingerprint")
-        if recorded != config.fingerprint():
+        if recorded != config.fingerprint() and not allow_config_change:
             store.close_sync()
             raise ConfigError(
                 f"{config.path}: differs from the config {store_path} was started with "
-                "(cards, models, rounds, seed or judge changed); start a new store instead"
+                "(cards, models, rounds, seed or judge changed); start a new store, or pass --allow-config-change"
             )
+        if recorded != config.fingerprint():  # allowed: the store keeps every config it has run under
+            history = store.meta("config_history") or [{"fingerprint": recorded, "config": store.meta("config"), "at": store.meta("created_at")}]
+            history.append({"fingerprint": config.fingerprint(), "config": config.to_dict(), "at": time.time()})
+            store.set_meta(config=config.to_dict(), fingerprint=config.fingerprint(), config_history=history)
+            store.add_event("config-change", f"old={recorded} new={config.fingerprint()}")
     else:
         if store_path.exists():
             raise UsageError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
@@ -187,11 +199,15 @@ def _judge(args: argparse.Namespace) -> int:
     config = load_config(args.config, judge_only=True)
     if args.out is not None and args.out.suffix != ".json":
         raise UsageError(f"{args.out}: --out must name a .json file")
-    table, failed = asyncio.run(judge_transcripts(config, args.transcripts, language=args.language, out=args.out))
-    if args.out is None:
+    if args.store is not None and args.transcripts.suffix != ".json":
+        raise UsageError(f"{args.transcripts}: --store takes ESC-Eval result files (.json)")
+    table, failed, language = asyncio.run(judge_transcripts(config, args.transcripts, language=args.language, out=args.out))
+    if args.out is None and args.store is None:
         print(json.dumps(table, ensure_ascii=False, indent=4))
-    else:
+    if args.out is not None:
         print(f"{args.out}: scores for {len(table)} dialogues")
+    if args.store is not None:
+        _store_judged(args.store, args.transcripts, table, language)
     if failed:
         print(f"esc-eval: {failed} judgements failed after retries and are left out", file=sys.stderr)
     return 1 if failed else 0
@@ -209,6 +225,23 @@ def _import(args: argparse.Namespace) -> int:
 
     print(import_command(args.store, args.results, args.scores))
     return 0
+
+
+def _store_judged(store_path: Path, transcripts: Path, table: dict[str, dict[str, int]], language: str) -> None:
+    import tempfile
+
+    from runs.exchange import write_json
+    from runs.importing import import_esc_eval
+    from runs.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scores = write_json(Path(tmp) / "scores.json", table)
+        store = Store.open(store_path, create=True)
+        try:
+            summary = import_esc_eval(store, transcripts, scores, language=language)
+        finally:
+            store.close_sync()
+    print(f"{store_path}: {summary.episodes} dialogues and {summary.scores} scores of {summary.supporter} ({language})")
 
 
 def _cards_validate(args: argparse.Namespace) -> int:

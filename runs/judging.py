@@ -68,8 +68,8 @@ def detect_language(path: Path, transcripts: dict[str, list[tuple[str, str]]]) -
     return "zh" if sample and len(_CJK.findall(sample)) > 0.2 * len(sample) else "en"
 
 
-async def judge_transcripts(config: Config, path: Path, *, language: str | None, out: Path | None) -> tuple[dict[str, dict[str, int]], int]:
-    """Score every transcript in ``path``; returns the score table and the number of failed judgements."""
+async def judge_transcripts(config: Config, path: Path, *, language: str | None, out: Path | None) -> tuple[dict[str, dict[str, int]], int, str]:
+    """Score every transcript in ``path``; returns the score table, the number of failed judgements and the language."""
     from runs.runner import BackendPool, load_judge_profile, make_scorer
 
     assert config.judge is not None
@@ -93,4 +93,4 @@ async def judge_transcripts(config: Config, path: Path, *, language: str | None,
     failed = sum(1 for s in scores.values() if s.failed)
     if out is not None:
         write_json(out, table)
-    return table, failed
+    return table, failed, language

@@ -400,16 +400,18 @@ class StoreSource:
         if not high or high <= self._turns_seen:
             return
         low = self._turns_seen
-        for role, supporter, n, tokens in self.store.rows(
-            "SELECT t.role, e.supporter, COUNT(*), SUM(t.completion_tokens) FROM turns t JOIN episodes e ON e.key = t.episode_key"
+        for role, supporter, n, tokens, requests in self.store.rows(
+            "SELECT t.role, e.supporter, COUNT(*), SUM(t.completion_tokens), COUNT(CASE WHEN t.latency > 0 THEN 1 END)"
+            " FROM turns t JOIN episodes e ON e.key = t.episode_key"
             " WHERE t.rowid > ? AND t.rowid <= ? GROUP BY t.role, e.supporter", (low, high),
-        ):
+        ):  # a turn with no latency was not generated (the fixed opener): no request behind it
             self._turns[role] += n
             self._tokens[role] += tokens or 0
-            self._tally(supporter if role == "supporter" else role).requests += n
+            if requests:
+                self._tally(supporter if role == "supporter" else role).requests += requests
         for role, supporter, latency in self.store.rows(
             "SELECT t.role, e.supporter, t.latency FROM turns t JOIN episodes e ON e.key = t.episode_key"
-            " WHERE t.rowid > ? AND t.rowid <= ? ORDER BY t.rowid", (max(low, high - 4 * LATENCY_WINDOW), high),
+            " WHERE t.rowid > ? AND t.rowid <= ? AND t.latency > 0 ORDER BY t.rowid", (max(low, high - 4 * LATENCY_WINDOW), high),
         ):
             self._tally(supporter if role == "supporter" else role).latencies.append(latency)
         self._turns_seen = high

@@ -251,8 +251,14 @@ class Store:
                    (key, dimension, round, label, raw, model, latency, status, error, time.time())))
 
     def add_event(self, kind: str, detail: str = "", *, endpoint: str | None = None, episode_key: str | None = None) -> None:
-        self._put(("INSERT INTO events (at, kind, endpoint, episode_key, detail) VALUES (?,?,?,?,?)",
-                   (time.time(), kind, endpoint, episode_key, detail)))
+        """Queue an event for the writer; before the writer starts (run setup) it is written at once."""
+        statement = ("INSERT INTO events (at, kind, endpoint, episode_key, detail) VALUES (?,?,?,?,?)",
+                     (time.time(), kind, endpoint, episode_key, detail))
+        if self._queue is None and not self.readonly:
+            with self._transaction() as conn:
+                conn.execute(*statement)
+            return
+        self._put(statement)
 
     async def close(self) -> None:
         """Drain pending writes and close. Safe to call twice."""

@@ -45,7 +45,8 @@ async def test_judge_sends_esc_eval_prompts_and_writes_the_labels(tmp_path: Path
         f'[judge]\nprofile = "{shared / "esc_rank_prompts.json"}"\nbase_url = "{server.base_url}"\nmodel = "internlm2"\n'
         f"max_tokens = 8\n\n[judge.models]\n{models}\n", encoding="utf-8")
     out = tmp_path / "score_llama3_en.json"
-    done = await esc_eval("judge", str(transcripts), "--config", str(config), "--out", str(out))
+    store = tmp_path / "judged.sqlite"
+    done = await esc_eval("judge", str(transcripts), "--config", str(config), "--out", str(out), "--store", str(store))
     assert done.returncode == 0, done.stderr
 
     assert len(server.requests) == 2 * 7
@@ -64,6 +65,11 @@ async def test_judge_sends_esc_eval_prompts_and_writes_the_labels(tmp_path: Path
     scores = json.loads(out.read_text(encoding="utf-8"))
     assert scores == expected_labels
     assert list(scores["0"]) == [d["key"] for d in rank["dimensions"]]
+    report = await esc_eval("report", str(store), "--format", "json")
+    row = json.loads(report.stdout)["rows"][0]
+    assert row["group"] == {"supporter": "llama3"} and row["episodes"]["done"] == 2
+    labels = [expected_labels[k]["fluency"] for k in ("0", "1")]
+    assert row["scores"]["fluency"]["value"] == sum(labels) / 2 / 4 * 100
 
 
 async def test_judge_detects_chinese_and_rejects_bad_transcripts(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
