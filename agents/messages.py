@@ -67,6 +67,8 @@ class TurnTaken:
     completion_tokens: int = 0
     latency: float = 0.0
     at: float = 0.0
+    state: str = ""
+    """The seeker's hidden state after this turn as JSON text ("" when none), e.g. emotion and disclosure."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,17 @@
 For each step it asks the turn policy who speaks, builds that side's view, awaits
 ``send_message(TurnRequest, AgentId(role, model_key))``, appends the reply, publishes
 ``TurnTaken`` on the ``episodes`` topic, and checks the termination detectors. At the
-end it publishes ``EpisodeEnded``. Observers (store, judge, monitor) subscribe to the
+end it publishes ``EpisodeEnded``. The episode's persona (a ``SeekerBehaviour``) adds
+directives to each seeker request, keeps the seeker's hidden state (copied onto each
+seeker turn) and may end the episode; seeker replies that break the role are asked for
+again up to the configured number of retries. Observers (store, judge, monitor) subscribe to the
 topic; the environment never waits for them.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 import time
@@ -21,10 +26,12 @@ from opentelemetry.trace import NoOpTracerProvider
 
 from agents.backends.base import BackendError
 from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
+from environments.behaviours import NEUTRAL, SeekerBehaviour
 from environments.episode import Episode, Outcome, Role, Turn
 from environments.termination import Detector, MaxRounds
 from environments.turn_policies import Alternating, TurnPolicy
 from environments.views import seeker_view, supporter_view
+from roles.personas import DEFAULT_ROLE_BREAK_RETRIES, RoleBreakRule
 from roles.templates import SeekerProtocol
 
 log = logging.getLogger(__name__)
@@ -56,6 +63,10 @@ class Environment:
         supporters: supporter name -> ``SupporterSpec``; ``Episode.supporter`` picks one.
         seeker_key: the ``AgentId`` key of the seeker model.
         policy, termination: who speaks next, and when to stop (ESC-Eval: ``Alternating()`` and ``MaxRounds(5)``).
+        behaviours: persona name -> ``SeekerBehaviour``; ``Episode.persona`` picks one (missing: a neutral one).
+        role_break: the role-break detector and retry count for behaviours without their own
+            (``None``: no detection); a behaviour's rule with ``retries=None`` uses these retries,
+            or ``DEFAULT_ROLE_BREAK_RETRIES`` (2) when neither sets them.
     """
 
     def __init__(
@@ -68,31 +79,41 @@ class Environment:
         seeker_params: SamplingParams = SamplingParams(),
         policy: TurnPolicy = Alternating(),
         termination: Detector = MaxRounds(5),
+        behaviours: Mapping[str, SeekerBehaviour] | None = None,
+        role_break: RoleBreakRule | None = None,
     ):
         self.runtime, self.protocol, self.supporters = runtime, protocol, dict(supporters)
         self.seeker_key, self.seeker_params = seeker_key, seeker_params
         self.policy, self.termination = policy, termination
+        self.behaviours, self.role_break = dict(behaviours or {}), role_break
 
     async def run(self, episode: Episode) -> Episode:
         """Play ``episode`` to its outcome; backend failures end it as ``failed``, never raise."""
         topic = TopicId(EPISODES_TOPIC, source=EPISODES_SOURCE)
         spec = self.supporters[episode.supporter]
+        behaviour = self.behaviours.get(episode.persona, NEUTRAL)
         if self.policy.opener and not episode.turns:
-            await self._publish(episode, episode.add(Role.SUPPORTER, self.protocol.opener(episode.card.language), generated=False), topic)
+            opener = episode.add(Role.SUPPORTER, self.protocol.opener(episode.card.language), generated=False)
+            behaviour.on_turn(episode, opener)
+            await self._publish(episode, opener, topic)
         outcome = self.termination.check(episode)
         while outcome is None:
             role = self.policy.next_speaker(episode)
             if role is None:
                 outcome = Outcome.terminated("turn policy ended the conversation")
                 break
+            directives = ""
             if role is Role.SEEKER:
-                request = TurnRequest(episode.key, seeker_view(self.protocol, episode), self._params(self.seeker_params, episode))
+                directives = behaviour.directives(episode)
+                request = TurnRequest(episode.key, seeker_view(self.protocol, episode, directives), self._params(self.seeker_params, episode))
                 recipient = AgentId(Role.SEEKER.value, self.seeker_key)
             else:
                 request = TurnRequest(episode.key, supporter_view(self.protocol, episode, spec.system_prompt), self._params(spec.params, episode))
                 recipient = AgentId(Role.SUPPORTER.value, spec.model_key)
             try:
                 reply: Completion = await self.runtime.send_message(request, recipient)
+                if role is Role.SEEKER:
+                    reply = await self._keep_in_role(episode, behaviour, directives, recipient, reply)
             except BackendError as exc:
                 outcome = Outcome.failed(f"{role} backend: {exc}")
                 break
@@ -104,8 +125,16 @@ class Environment:
                 role, reply.text, prompt_tokens=reply.prompt_tokens,
                 completion_tokens=reply.completion_tokens, latency=reply.latency,
             )
+            try:
+                behaviour.on_turn(episode, turn)
+            except Exception as exc:  # a persona bug must end this episode, not the run
+                log.exception("episode %s: persona %s crashed", episode.key, episode.persona)
+                outcome = Outcome.failed(f"persona {episode.persona} error: {type(exc).__name__}: {exc}")
+                break
+            if role is Role.SEEKER and episode.state:
+                turn.state = copy.deepcopy(episode.state)
             await self._publish(episode, turn, topic)
-            outcome = self.termination.check(episode)
+            outcome = self.termination.check(episode) or behaviour.wants_to_end(episode)
         episode.outcome = outcome
         await self.runtime.publish_message(
             EpisodeEnded(
@@ -116,15 +145,51 @@ class Environment:
         )
         return episode
 
+    async def _keep_in_role(self, episode: Episode, behaviour: SeekerBehaviour, directives: str,
+                            recipient: AgentId, reply: Completion) -> Completion:
+        """Ask again, with a reminder, while the seeker's reply breaks the role; record it in ``episode.state``.
+
+        ``episode.state["role_break"]`` is ``None`` for a reply in role, else the first cue found,
+        the retries made, whether the kept reply is in role, and the discarded replies.
+        """
+        rule = getattr(behaviour, "role_break", None) or self.role_break
+        if rule is None:
+            return reply
+        cue = rule.find(reply.text)
+        if cue is None:
+            episode.state["role_break"] = None
+            return reply
+        retries = rule.retries
+        if retries is None and self.role_break is not None:
+            retries = self.role_break.retries
+        if retries is None:
+            retries = DEFAULT_ROLE_BREAK_RETRIES
+        reminder = "\n\n" + rule.reminder_for(episode.card.language)
+        discarded: list[str] = []
+        found: str | None = cue
+        attempt = 0
+        while found is not None and attempt < retries:
+            attempt += 1
+            discarded.append(reply.text)
+            request = TurnRequest(episode.key, seeker_view(self.protocol, episode, directives + reminder),
+                                  self._params(self.seeker_params, episode, attempt))
+            reply = await self.runtime.send_message(request, recipient)
+            found = rule.find(reply.text)
+        episode.state["role_break"] = {"cue": cue, "retries": attempt, "in_role": found is None, "discarded": discarded}
+        episode.state["role_breaks"] = episode.state.get("role_breaks", 0) + 1
+        return reply
+
     async def _publish(self, episode: Episode, turn: Turn, topic: TopicId) -> None:
+        state = json.dumps(turn.state, ensure_ascii=False, default=str) if turn.state else ""
         await self.runtime.publish_message(
-            TurnTaken(episode.key, turn.index, turn.role.value, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at),
+            TurnTaken(episode.key, turn.index, turn.role.value, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at, state),
             topic,
         )
 
     @staticmethod
-    def _params(base: SamplingParams, episode: Episode) -> SamplingParams:
-        """Seeded sampling is reproducible per episode and turn; greedy decoding needs no seed."""
+    def _params(base: SamplingParams, episode: Episode, attempt: int = 0) -> SamplingParams:
+        """Seeded sampling is reproducible per episode and turn (and role-break retry); greedy decoding needs no seed."""
         if base.temperature in (None, 0) or base.seed is not None:
             return base
-        return replace(base, seed=zlib.crc32(f"{episode.seed}:{len(episode.turns)}".encode()))
+        retry = f":{attempt}" if attempt else ""
+        return replace(base, seed=zlib.crc32(f"{episode.seed}:{len(episode.turns)}{retry}".encode()))

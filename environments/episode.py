@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from roles.cards import RoleCard
 
@@ -56,6 +57,8 @@ class Turn:
     latency: float = 0.0
     generated: bool = True
     at: float = 0.0
+    state: dict[str, Any] | None = None
+    """The seeker's hidden state after this turn (seeker turns only; see ``environments.behaviours``)."""
 
 
 @dataclass(slots=True)
@@ -67,6 +70,8 @@ class Episode:
         seed: per-episode seed derived from the run seed and the key.
         turns: the transcript so far, opener included.
         outcome: ``None`` while running.
+        state: the seeker's hidden state (emotion, disclosure, ...), owned by its ``SeekerBehaviour``;
+            JSON-able, copied onto each seeker turn.
     """
 
     key: str
@@ -78,6 +83,7 @@ class Episode:
     turns: list[Turn] = field(default_factory=list)
     outcome: Outcome | None = None
     started: float = field(default_factory=time.monotonic)
+    state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rounds(self) -> int:

@@ -84,7 +84,8 @@ def _parse(name: str, text: str, suffix: str) -> list[Any]:
     try:
         if suffix == ".jsonl":
             data: Any = []
-            for lineno, line in enumerate(text.splitlines(), 1):
+            # "\n" only: str.splitlines() also splits at U+2028, U+0085, ..., which JSON strings may hold raw
+            for lineno, line in enumerate(text.split("\n"), 1):
                 if line.strip():
                     try:
                         data.append(json.loads(line))

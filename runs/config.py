@@ -60,8 +60,26 @@ class CardsSection:
 
 @dataclass(frozen=True)
 class SeekerSection(EndpointConfig):
+    """``persona`` names one persona; ``personas`` lists several (every card is played by each).
+
+    A persona is a built-in name, a plugin name or a ``.yaml`` path (``docs/personas.md``).
+    ``role_break_retries``: how often a seeker reply that drops the role is asked for again,
+    unless its persona sets ``role_break.retries``.
+    """
+
     protocol: str = "default"
     persona: str = "default"
+    personas: tuple[str, ...] = ()
+    role_break_retries: int = 2
+
+    @property
+    def persona_names(self) -> tuple[str, ...]:
+        return self.personas or (self.persona,)
+
+    @property
+    def persona_field(self) -> str:
+        """The config field the personas came from, for error messages."""
+        return "personas" if self.personas else "persona"
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,9 @@ class Config:
         for section in [data["seeker"], data["judge"] or {}, *data["supporters"]]:
             for volatile in ("max_connections", "timeout", "max_attempts", "base_url", "api_key_env"):
                 section.pop(volatile, None)
+        for added, default in (("personas", ()), ("role_break_retries", 2)):  # at their defaults, keep older fingerprints
+            if data["seeker"].get(added) in (default, list(default) if isinstance(default, tuple) else default):
+                data["seeker"].pop(added, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -134,6 +155,7 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
     if "seeker" not in raw:
         raise ConfigError(f"{name}: missing section [seeker]")
     seeker = _section(name, "seeker", raw["seeker"], SeekerSection)
+    _check_personas(name, raw["seeker"], seeker)
     supporters_raw = raw.get("supporters")
     if not isinstance(supporters_raw, list) or not supporters_raw:
         raise ConfigError(f"{name}: [[supporters]] must list at least one supporter")
@@ -146,6 +168,23 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
             raise ConfigError(f"{name}: [[supporters]] {i} field 'name': duplicate name {s.name!r}")
     _check_run(name, run, cards)
     return Config(name, run, cards, seeker, supporters, judge)
+
+
+def _check_personas(name: str, raw: dict[str, Any], seeker: SeekerSection) -> None:
+    """Names are checked here; whether each exists is checked by ``RunPlan.prepare``."""
+    if "persona" in raw and "personas" in raw:
+        raise ConfigError(f"{name}: [seeker] field 'personas': set either 'persona' (one) or 'personas' (a list), not both")
+    if "personas" in raw and not seeker.personas:
+        raise ConfigError(f"{name}: [seeker] field 'personas': must list at least one persona")
+    field_name = seeker.persona_field
+    for persona in seeker.persona_names:
+        if not persona.strip():
+            raise ConfigError(f"{name}: [seeker] field '{field_name}': a persona name must not be empty")
+    seen = [p for i, p in enumerate(seeker.persona_names) if p in seeker.persona_names[:i]]
+    if seen:
+        raise ConfigError(f"{name}: [seeker] field '{field_name}': {seen[0]!r} is listed twice")
+    if seeker.role_break_retries < 0:
+        raise ConfigError(f"{name}: [seeker] field 'role_break_retries': must be at least 0, got {seeker.role_break_retries}")
 
 
 def _check_run(name: str, run: RunSection, cards: CardsSection) -> None:
@@ -184,6 +223,10 @@ def _typed(where: str, value: Any, hint: Any) -> Any:
     optional = "None" in text
     if optional and value is None:
         return None
+    if "tuple[str, ...]" in text:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: must be a list of text values, got {value!r:.80}")
+        return tuple(value)
     if "dict[str, str]" in text:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(f"{where}: must be a table of text values, got {value!r:.80}")

@@ -71,7 +71,10 @@ def export_jsonl(store: Store, out: Path) -> list[Path]:
     """One line per planned episode with card, outcome, turns (with usage) and scores."""
     turns: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in store.rows("SELECT * FROM turns ORDER BY episode_key, idx"):
-        turns[row["episode_key"]].append({k: row[k] for k in ("role", "text", "prompt_tokens", "completion_tokens", "latency", "at")})
+        turn = {k: row[k] for k in ("role", "text", "prompt_tokens", "completion_tokens", "latency", "at")}
+        if "state" in row.keys() and row["state"]:  # the seeker's hidden state (stores of schema 2 on)
+            turn["state"] = json.loads(row["state"])
+        turns[row["episode_key"]].append(turn)
     scores: dict[str, dict[str, Any]] = defaultdict(dict)
     for row in store.rows("SELECT * FROM scores WHERE round=?", (FINAL_ROUND,)):
         scores[row["episode_key"]][row["dimension"]] = row["label"] if row["status"] == "ok" else None

@@ -31,7 +31,7 @@ def read_transcripts(path: Path) -> dict[str, list[tuple[str, str]]]:
         raise TranscriptError(f"{path}: cannot read: {exc}") from None
     if path.suffix == ".jsonl":
         out = {}
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): texts may hold U+2028 raw
             if not line.strip():
                 continue
             try:

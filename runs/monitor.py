@@ -38,6 +38,7 @@ import math
 import os
 import re
 import signal
+import sqlite3
 import sys
 import time
 from collections import Counter, deque
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, TextIO
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn
@@ -67,6 +68,8 @@ LATENCY_WINDOW = 512
 
 RATE_WINDOW = 10.0
 """Seconds of history behind every rate (turns/s, tokens/s, episodes/s)."""
+
+log = logging.getLogger(__name__)
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 
@@ -204,8 +207,9 @@ def percentile(ordered: Sequence[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def _rate(meter: RateMeter, name: str, total: float, elapsed: float) -> float:
-    windowed = meter.rate(name)
+def _rate(meter: RateMeter, name: str, total: float, elapsed: float, *, over: bool = False) -> float:
+    """The windowed rate while a run goes on; the average over the whole run once it is over (or no window yet)."""
+    windowed = None if over else meter.rate(name)
     if windowed is not None:
         return windowed
     return total / elapsed if elapsed >= 1.0 else 0.0
@@ -277,21 +281,22 @@ class LiveSource:
         counters = {"turns": p.turns, "finished": p.finished, **{f"tokens:{r}": float(v or 0) for r, v in tokens.items()}}
         self.meter.add(now, counters)
         judged = p.judge_dimensions or p.judge_done or p.judge_pending
+        over = self.state in ("finished", "stopped")
         spotlight = tuple(Line(t.index, t.role, t.text) for t in p.spotlight)
         return Snapshot(
             title=self.title, state=self.state, elapsed=elapsed,
             total=p.planned, skipped=p.skipped, done=p.done, failed=p.failed, active=p.active, queued=p.queued,
             outcomes=dict(p.outcomes), turns=p.turns, tokens=tokens,
-            turn_rate=_rate(self.meter, "turns", p.turns, elapsed),
-            token_rates={r: _rate(self.meter, f"tokens:{r}", float(tokens[r] or 0), elapsed) for r in ROLES},
-            episode_rate=_rate(self.meter, "finished", p.finished, elapsed),
+            turn_rate=_rate(self.meter, "turns", p.turns, elapsed, over=over),
+            token_rates={r: _rate(self.meter, f"tokens:{r}", float(tokens[r] or 0), elapsed, over=over) for r in ROLES},
+            episode_rate=_rate(self.meter, "finished", p.finished, elapsed, over=over),
             endpoints=tuple(self._endpoint(s) for s in stats),
             judge_pending=p.judge_pending if judged else None, judge_done=p.judge_done if judged else None,
             judge_failed=p.judge_failed,
             leaderboard=_leaderboard(p.score_sums, p.score_counts),
             dimensions=_ordered_dimensions([d for counts in p.score_counts.values() for d in counts]),
             spotlight_key=p.spotlight_key, spotlight=spotlight, spotlight_outcome=p.spotlight_outcome,
-            following=p.spotlight_followed, finished=self.state == "finished",
+            following=p.spotlight_followed, finished=over,
         )
 
     @staticmethod
@@ -314,10 +319,12 @@ class StoreSource:
 
     Each refresh runs a few aggregate queries: episodes by status (an index scan), turns,
     scores and events past the last rowid seen (running totals; the latest
-    ``LATENCY_WINDOW`` latencies per endpoint), the final scores by supporter and dimension
-    for the leaderboard (at most every ``leaderboard_every`` seconds), and the spotlighted
-    episode's last turns by primary key. Endpoints are named as the run names them: ``seeker``,
-    each supporter, ``judge``; in-flight requests are not stored and show as unknown.
+    ``LATENCY_WINDOW`` latencies per endpoint), and the spotlighted episode's last turns by
+    primary key. The leaderboard (final scores by supporter and dimension) is the one full
+    aggregate: it is read at most every ``leaderboard_every`` seconds and never more often
+    than every 20 times its own cost, so it takes under 5% of the monitor's time on a store
+    of any size. Endpoints are named as the run names them: ``seeker``, each supporter,
+    ``judge``; in-flight requests and judge tokens are not stored and show as unknown.
 
     Args:
         path: the store file.
@@ -339,9 +346,15 @@ class StoreSource:
         self._turns_seen = self._scores_seen = self._events_seen = 0
         self._turns = Counter[str]()
         self._tokens = Counter[str]()
-        self._endpoints: dict[str, _EndpointTally] = {}
+        supporters = [s.get("name", "") for s in config.get("supporters") or [] if isinstance(s, dict)]
+        self._endpoints: dict[str, _EndpointTally] = {
+            name: _EndpointTally() for name in ["seeker", *supporters, *(["judge"] if config.get("judge") else [])]}
         self._board: tuple[tuple[LeaderRow, ...], tuple[str, ...], int, int] = ((), (), 0, 0)
-        self._board_at = -math.inf
+        self._board_at, self._board_cost = -math.inf, 0.0
+        self._board_counts: dict[str, int] = {}
+        self._board_scores_seen = 0
+        self._outcome_counts: tuple[int, dict[str, int]] = (-1, {})
+        self._last_end: tuple[int, float | None] = (-1, None)
         self._first_start: float | None = None
         self.following = episode is not None
         self.spotlight_key = self._resolve(episode) if episode is not None else None
@@ -358,16 +371,20 @@ class StoreSource:
         self._read_turns()
         self._read_scores()
         self._read_events()
-        if now - self._board_at >= self.leaderboard_every or not (counts.get("running") or counts.get("planned")):
+        over = not (counts.get("running") or counts.get("planned"))
+        if now - self._board_at >= max(self.leaderboard_every, 20 * self._board_cost) or (over and self._board_stale(counts)):
+            started = time.perf_counter()
             self._board = self._read_leaderboard()
-            self._board_at = now
+            self._board_at, self._board_cost = now, time.perf_counter() - started
+            self._board_counts, self._board_scores_seen = dict(counts), self._scores_seen
         leaderboard, dimensions, final_scores, failed_scores = self._board
         total = sum(counts.values())
         done, failed = counts.get("done", 0), counts.get("failed", 0)
         active, queued = counts.get("running", 0), counts.get("planned", 0)
-        elapsed = self._elapsed(active + queued == 0)
+        elapsed = self._elapsed(over, done + failed)
         idle = time.time() - self._last_write()
-        judge_pending = max(0, done * self.judge_dimensions - final_scores) if self.judge_dimensions else None
+        judged = bool(self.judge_dimensions or final_scores)
+        judge_pending = max(0, done * self.judge_dimensions - final_scores) if judged else None
         finished = (active + queued == 0 and idle >= self.quiet
                     and (not judge_pending or idle >= self.judge_quiet))
         state = self._state(finished, active, queued, idle)
@@ -379,13 +396,13 @@ class StoreSource:
         return Snapshot(
             title=self.title, state=state, elapsed=elapsed,
             total=total, skipped=0, done=done, failed=failed, active=active, queued=queued,
-            outcomes=self._outcomes(), turns=turns, tokens=tokens,
-            turn_rate=_rate(self.meter, "turns", turns, elapsed),
-            token_rates={r: (_rate(self.meter, f"tokens:{r}", float(tokens[r] or 0), elapsed) if tokens[r] is not None else None)
-                         for r in ROLES},
-            episode_rate=_rate(self.meter, "finished", done + failed, elapsed),
+            outcomes=self._outcomes(done + failed), turns=turns, tokens=tokens,
+            turn_rate=_rate(self.meter, "turns", turns, elapsed, over=over),
+            token_rates={r: (_rate(self.meter, f"tokens:{r}", float(tokens[r] or 0), elapsed, over=over)
+                             if tokens[r] is not None else None) for r in ROLES},
+            episode_rate=_rate(self.meter, "finished", done + failed, elapsed, over=over),
             endpoints=tuple(self._endpoint_views()),
-            judge_pending=judge_pending, judge_done=final_scores if self.judge_dimensions else None,
+            judge_pending=judge_pending, judge_done=final_scores if judged else None,
             judge_failed=failed_scores, leaderboard=leaderboard, dimensions=dimensions,
             spotlight_key=key, spotlight=lines, spotlight_outcome=outcome, following=self.following, finished=finished,
         )
@@ -417,8 +434,6 @@ class StoreSource:
         self._turns_seen = high
 
     def _read_scores(self) -> None:
-        if not self.judge_dimensions:
-            return
         high = self._scalar("SELECT MAX(rowid) FROM scores")
         if not high or high <= self._scores_seen:
             return
@@ -468,9 +483,15 @@ class StoreSource:
         dims = _ordered_dimensions([d for c in counts.values() for d in c])
         return _leaderboard(sums, counts), dims, final, failed
 
-    def _outcomes(self) -> dict[str, int]:
-        return {outcome: n for outcome, n in self.store.rows(
-            "SELECT outcome, COUNT(*) FROM episodes WHERE status IN ('done', 'failed') GROUP BY outcome") if outcome}
+    def _board_stale(self, counts: Mapping[str, int]) -> bool:
+        """Once the run is over, the leaderboard is read again whenever something was written since."""
+        return counts != self._board_counts or self._scores_seen != self._board_scores_seen
+
+    def _outcomes(self, finished: int) -> dict[str, int]:
+        if self._outcome_counts[0] != finished:  # a table scan: only when an episode ended since
+            self._outcome_counts = (finished, {outcome: n for outcome, n in self.store.rows(
+                "SELECT outcome, COUNT(*) FROM episodes WHERE status IN ('done', 'failed') GROUP BY outcome") if outcome})
+        return dict(self._outcome_counts[1])
 
     def _endpoint_views(self) -> Iterator[EndpointView]:
         for name, tally in self._endpoints.items():
@@ -488,7 +509,8 @@ class StoreSource:
             return str(found[0])
         if not found:
             raise StoreError(f"{self.path}: no episode key contains {episode!r}")
-        raise StoreError(f"{self.path}: {episode!r} matches several episodes ({', '.join(found[:5])}, ...); give more of the key")
+        listed = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise StoreError(f"{self.path}: {episode!r} matches several episodes ({listed}); give more of the key")
 
     def _spotlight(self) -> tuple[str | None, tuple[Line, ...], str | None]:
         key = self.spotlight_key
@@ -525,12 +547,17 @@ class StoreSource:
 
     # -- time ---------------------------------------------------------------------------------
 
-    def _elapsed(self, over: bool) -> float:
+    def _elapsed(self, over: bool, finished: int) -> float:
+        """Since the first episode started; for a run that is over, until the last one ended."""
         if self._first_start is None:
             self._first_start = self._scalar("SELECT MIN(started_at) FROM episodes")
         if self._first_start is None:
             return 0.0
-        end = self._scalar("SELECT MAX(ended_at) FROM episodes") if over else None
+        end = None
+        if over:
+            if self._last_end[0] != finished:
+                self._last_end = (finished, self._scalar("SELECT MAX(ended_at) FROM episodes"))
+            end = self._last_end[1]
         return max(0.0, (end or time.time()) - self._first_start)
 
     def _last_write(self) -> float:
@@ -589,7 +616,7 @@ def _per_second(value: float | None) -> str:
 
 def _faults(faults: Mapping[str, int]) -> str:
     kinds = [k for k in FAULT_KINDS if faults.get(k)] + sorted(k for k in faults if k not in FAULT_KINDS and faults[k])
-    return " · ".join(f"{k} {faults[k]:,}" for k in kinds) or "–"
+    return " ".join(f"{k}:{faults[k]:,}" for k in kinds) or "–"
 
 
 def _value(value: float | None) -> str:
@@ -605,7 +632,7 @@ def render(snapshot: Snapshot, *, plain: bool = False) -> Group:
     header = Text.assemble(("esc-eval ", "bold"), (s.title, "bold cyan"), "  ·  ",
                            (s.state, "green" if s.state in ("running", "finished") else "yellow"),
                            f"  ·  elapsed {_duration(s.elapsed)}")
-    parts: list[RenderableType] = [header, _progress(s, plain), _counts(s), _endpoints(s), _board(s), _episode(s)]
+    parts: list[RenderableType] = [header, _progress(s, plain), _counts(s), _Endpoints(s), _Board(s), _episode(s)]
     return Group(*parts)
 
 
@@ -620,48 +647,77 @@ def _progress(s: Snapshot, plain: bool) -> RenderableType:
     return bar
 
 
+def _row(table: Table, *cells: str) -> None:
+    """Add a row of plain text: names and model output are never read as rich markup."""
+    table.add_row(*(Text(cell) for cell in cells))
+
+
 def _counts(s: Snapshot) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
-    outcomes = " · ".join(f"{k} {v:,}" for k, v in sorted(s.outcomes.items())) or "–"
-    grid.add_row("Episodes", f"active {s.active:,} · queued {s.queued:,} · done {s.done:,} · failed {s.failed:,}"
-                 + (f" · skipped {s.skipped:,}" if s.skipped else "") + f"   outcomes: {outcomes}")
-    tokens = " · ".join(f"{role} {_per_second(s.token_rates.get(role))}" for role in ROLES)
-    grid.add_row("Throughput", f"turns {_per_second(s.turn_rate)} ({s.turns:,} total)   tokens out: {tokens}")
+    _row(grid, "Episodes", f"active {s.active:,} · queued {s.queued:,} · done {s.done:,} · failed {s.failed:,}"
+         + (f" · skipped {s.skipped:,}" if s.skipped else ""))
+    _row(grid, "Outcomes", " · ".join(f"{k} {v:,}" for k, v in sorted(s.outcomes.items())) or "–")
+    _row(grid, "Turns", f"{_per_second(s.turn_rate)} ({s.turns:,} in all)")
+    _row(grid, "Tokens out", " · ".join(f"{role} {_per_second(s.token_rates.get(role))}" for role in ROLES))
     if s.judge_pending is None:
         judge = "no judge in this run"
     else:
         judge = f"backlog {s.judge_pending:,} scores pending · {s.judge_done or 0:,} scored" + (
             f" ({s.judge_failed:,} failed)" if s.judge_failed else "")
-    grid.add_row("Judge", judge)
+    _row(grid, "Judge", judge)
     return grid
 
 
-def _endpoints(s: Snapshot) -> Table:
-    table = Table(title="Endpoints", title_justify="left", box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
-    for name, justify in (("endpoint", "left"), ("requests", "right"), ("in flight", "right"), ("p50", "right"),
-                          ("p95", "right"), ("retries", "right"), ("errors by kind", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "errors by kind")  # type: ignore[arg-type]
-    for e in s.endpoints:
-        table.add_row(e.name, f"{e.requests:,}", "–" if e.in_flight is None else f"{e.in_flight:,}", _latency(e.p50),
-                      _latency(e.p95), f"{e.retries:,}", _faults(e.faults))
-    if not s.endpoints:
-        table.add_row("–", "", "", "", "", "", "")
-    return table
+class _Endpoints:
+    """Per-endpoint health; narrow terminals get short headers and clipped names so errors keep room."""
+
+    def __init__(self, snapshot: Snapshot):
+        self.s = snapshot
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        narrow = options.max_width < 100
+        headers = ("endpoint", "req" if narrow else "requests", "active" if narrow else "in flight", "p50", "p95",
+                   "retry" if narrow else "retries", "errors")
+        table = Table(title="Endpoints", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in headers:
+            if name == "endpoint":
+                table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=16 if narrow else None)
+            elif name == "errors":
+                table.add_column(name, overflow="fold", min_width=16)
+            else:
+                table.add_column(name, justify="right", no_wrap=True)
+        for e in self.s.endpoints:
+            _row(table, e.name, f"{e.requests:,}", "–" if e.in_flight is None else f"{e.in_flight:,}", _latency(e.p50),
+                 _latency(e.p95), f"{e.retries:,}", _faults(e.faults))
+        if not self.s.endpoints:
+            _row(table, "–", "", "", "", "", "", "")
+        yield table
 
 
-def _board(s: Snapshot) -> Table:
-    table = Table(title="Leaderboard (running mean / 4 × 100)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("supporter", no_wrap=True)
-    table.add_column("scored", justify="right")
-    for dim in s.dimensions:
-        table.add_column(PAPER_NAMES.get(dim, dim), justify="right")
-    for row in s.leaderboard:
-        table.add_row(row.supporter, f"{row.scored:,}", *(_value(row.values.get(dim)) for dim in s.dimensions))
-    if not s.leaderboard:
-        table.add_row("no scores yet", "", *("" for _ in s.dimensions))
-    return table
+class _Board:
+    """The leaderboard table, with the paper's dimension names when they fit and short ones when not."""
+
+    def __init__(self, snapshot: Snapshot):
+        self.s = snapshot
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        s = self.s
+        names = [PAPER_NAMES.get(dim, dim) for dim in s.dimensions]
+        width = max((len(r.supporter) for r in s.leaderboard), default=13) + 9 + sum(len(n) + 3 for n in names)
+        if width > options.max_width:
+            names = [name[:4] for name in names]
+        table = Table(title="Leaderboard (running mean / 4 × 100)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("supporter", no_wrap=True)
+        table.add_column("scored", justify="right")
+        for name in names:
+            table.add_column(name, justify="right")
+        for row in s.leaderboard:
+            _row(table, row.supporter, f"{row.scored:,}", *(_value(row.values.get(dim)) for dim in s.dimensions))
+        if not s.leaderboard:
+            _row(table, "no scores yet", "", *("" for _ in s.dimensions))
+        yield table
 
 
 def _episode(s: Snapshot) -> RenderableType:
@@ -717,10 +773,11 @@ class Dashboard:
         if self._started:
             return
         self._started = True
+        terminal = {id(stream) for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
         self.live.start()
         root = logging.getLogger()
         for handler in list(root.handlers):
-            if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in (sys.__stderr__, sys.__stdout__, sys.stderr, sys.stdout):
+            if isinstance(handler, logging.StreamHandler) and id(getattr(handler, "stream", None)) in terminal:
                 rich = RichHandler(console=self.console, show_path=False, level=handler.level)
                 rich.setFormatter(logging.Formatter("%(name)s: %(message)s"))
                 root.removeHandler(handler)
@@ -728,7 +785,8 @@ class Dashboard:
                 self._handlers.append((handler, rich))
 
     def update(self, snapshot: Snapshot) -> None:
-        self.live.update(render(snapshot), refresh=True)
+        if self._started:
+            self.live.update(render(snapshot), refresh=True)
 
     def stop(self) -> None:
         """Leave the last frame on screen and give the terminal back. Safe to call twice."""
@@ -780,6 +838,15 @@ class PlainReporter:
 # -- loops -------------------------------------------------------------------------------------
 
 
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether ``stream`` (stdout) is a terminal that can host the live dashboard; else plain lines."""
+    stream = stream or sys.stdout
+    try:
+        return bool(stream.isatty()) and os.environ.get("TERM") != "dumb"
+    except ValueError:  # closed
+        return False
+
+
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
@@ -798,25 +865,30 @@ async def watch(source: Source, *, live: bool, interval: float, stop: asyncio.Ev
     if live:
         display = dashboard or Dashboard()
         with display:
-            while True:
-                snapshot = source.snapshot()
+            while True:  # a snapshot is taken after ``stop`` is set, so the last frame is final
+                snapshot = await _snapshot(source, stop, interval)
                 display.update(snapshot)
                 if stop.is_set() or (exit_when_finished and snapshot.finished):
-                    break
+                    return snapshot
                 await _pause(stop, interval)
-            if stop.is_set():  # one last frame with the final counts and state
-                snapshot = source.snapshot()
-                display.update(snapshot)
-        return snapshot
     reporter = PlainReporter(out)
     while True:
-        snapshot = source.snapshot()
+        snapshot = await _snapshot(source, stop, interval)
         if stop.is_set() or (exit_when_finished and snapshot.finished):
-            break
+            reporter.finish(snapshot)
+            return snapshot
         reporter.update(snapshot)
         await _pause(stop, interval)
-    reporter.finish(snapshot)
-    return snapshot
+
+
+async def _snapshot(source: Source, stop: asyncio.Event, interval: float) -> Snapshot:
+    """``source.snapshot()``, trying again next tick while the store is busy (a checkpoint, a lock)."""
+    while True:
+        try:
+            return source.snapshot()
+        except sqlite3.OperationalError as exc:
+            log.debug("monitor: store busy (%s); trying again", exc)
+            await _pause(stop, interval)
 
 
 class _Runner(Protocol):
@@ -875,6 +947,8 @@ async def run_with_monitor(runner: _Runner, *, live: bool, interval: float | Non
         stop.set()
         try:
             await view
+        except Exception:  # the view failing must never cost the run its result
+            log.exception("the run monitor failed; the run itself was not affected")
         finally:
             if handled:
                 loop.remove_signal_handler(signal.SIGINT)
@@ -890,7 +964,7 @@ def monitor_command(store_path: str | Path, episode: str | None = None, once: bo
     Raises ``StoreError`` when the file is not a store or ``episode`` names no episode.
     """
     source = StoreSource(store_path, episode=episode)
-    live = out is None and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    live = out is None and is_terminal()
     try:
         if once:
             snapshot = source.snapshot()

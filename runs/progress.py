@@ -58,7 +58,7 @@ class RunProgress:
     spotlight_outcome: str | None = None
     spotlight_followed: bool = False
     spotlight_dwell: float = 4.0
-    _spotlight_ended_at: float = 0.0
+    _spotlight_ended_at: float = field(default=0.0, repr=False)
 
     @property
     def to_run(self) -> int:

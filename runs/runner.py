@@ -24,12 +24,14 @@ from agents.messages import EPISODES_TOPIC, SamplingParams
 from agents.profiles import JudgeProfile, ProfileError, load_profile
 from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
+from environments.behaviours import SeekerBehaviour, load_behaviour
 from environments.environment import Environment, SupporterSpec, make_runtime
 from environments.episode import Episode
 from environments.termination import Detector, EndToken, MaxRounds, MaxTokens, Timeout
 from environments.turn_policies import Alternating
 from roles.cards import RoleCard
 from roles.loaders import builtin_cards, load_cards
+from roles.personas import RoleBreakRule, UnknownPersona, base_role_break
 from roles.templates import SeekerProtocol, load_protocol
 from runs.config import Config, ConfigError, EndpointConfig
 from runs.observers import StoreObserver
@@ -61,26 +63,36 @@ class RunPlan:
     cards: list[RoleCard]
     protocol: SeekerProtocol
     profile: JudgeProfile | None = None
+    behaviours: dict[str, SeekerBehaviour] = field(default_factory=dict)
+    """Persona name -> behaviour, in the config's order; episode keys use these names."""
 
     @classmethod
     def prepare(cls, config: Config) -> RunPlan:
-        """Load cards, protocol and judge profile; raises ``CardError``/``ProtocolError``/``ConfigError``."""
+        """Load cards, protocol, personas and judge profile; raises ``CardError``/``ProtocolError``/``PersonaError``/``ConfigError``."""
         cards = load_run_cards(config)
         profile = load_judge_profile(config, {c.language for c in cards}) if config.judge else None
-        return cls(config, cards, load_protocol(config.seeker.protocol), profile)
+        behaviours = load_run_behaviours(config, {c.language for c in cards})
+        return cls(config, cards, load_protocol(config.seeker.protocol), profile, behaviours)
 
     def episodes(self) -> Iterator[tuple[PlannedEpisode, RoleCard]]:
+        """The grid supporters x personas x repeats x cards, in that nesting order."""
         run = self.config.run
+        personas = list(self.behaviours) or list(self.config.seeker.persona_names)
         ordinal = 0
         for supporter in self.config.supporters:
-            for repeat in range(run.repeats):
-                for index, card in enumerate(self.cards):
-                    key = episode_key(index, card, supporter.name, self.config.seeker.persona, run.seed, repeat)
-                    yield PlannedEpisode(
-                        key, ordinal, index, card.id, card.language, card.category, card.source,
-                        supporter.name, self.config.seeker.persona, repeat, episode_seed(run.seed, key),
-                    ), card
-                    ordinal += 1
+            for persona in personas:
+                for repeat in range(run.repeats):
+                    for index, card in enumerate(self.cards):
+                        key = episode_key(index, card, supporter.name, persona, run.seed, repeat)
+                        yield PlannedEpisode(
+                            key, ordinal, index, card.id, card.language, card.category, card.source,
+                            supporter.name, persona, repeat, episode_seed(run.seed, key),
+                        ), card
+                        ordinal += 1
+
+    def role_break(self) -> RoleBreakRule:
+        """The built-in role-break detector with ``[seeker] role_break_retries``."""
+        return base_role_break(self.config.seeker.role_break_retries)
 
     def termination(self) -> Detector:
         run = self.config.run
@@ -92,6 +104,29 @@ class RunPlan:
         if run.episode_timeout:
             detector = detector | Timeout(run.episode_timeout)
         return detector
+
+
+def load_run_behaviours(config: Config, languages: set[str]) -> dict[str, SeekerBehaviour]:
+    """The run's personas as behaviours, each checked to have text for the cards' languages.
+
+    Raises:
+        ConfigError: a persona name is unknown (naming ``[seeker]`` field ``persona``/``personas``).
+        PersonaError: a persona file or plugin is invalid (naming the file and the field).
+    """
+    field_name = config.seeker.persona_field
+    behaviours: dict[str, SeekerBehaviour] = {}
+    for given in config.seeker.persona_names:
+        try:
+            name, behaviour = load_behaviour(given)
+        except UnknownPersona as exc:
+            raise ConfigError(f"{config.path}: [seeker] field '{field_name}': {exc}") from None
+        if name in behaviours:
+            raise ConfigError(f"{config.path}: [seeker] field '{field_name}': {given!r} is also named {name!r}; persona names must differ")
+        persona = getattr(behaviour, "persona", None)
+        if persona is not None:
+            persona.require(languages)
+        behaviours[name] = behaviour
+    return behaviours
 
 
 def load_judge_profile(config: Config, languages: set[str]) -> JudgeProfile:
@@ -224,6 +259,7 @@ class Runner:
             runtime, self.plan.protocol,
             {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters},
             seeker_params=sampling(config.seeker), policy=Alternating(opener=True), termination=self.plan.termination(),
+            behaviours=self.plan.behaviours, role_break=self.plan.role_break(),
         )
         runtime.start()
         try:

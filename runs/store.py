@@ -20,7 +20,8 @@ from typing import Any, Iterable, Iterator
 
 from agents.messages import TurnTaken
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first schema; 2: ``turns.state`` (the seeker's hidden state, JSON). Older stores are migrated on a writable open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS turns (
     completion_tokens INTEGER NOT NULL,
     latency REAL NOT NULL,
     at REAL NOT NULL,
+    state TEXT,
     PRIMARY KEY (episode_key, idx)
 );
 CREATE TABLE IF NOT EXISTS scores (
@@ -131,6 +133,8 @@ class Store:
     def open(cls, path: str | Path, *, readonly: bool = False, create: bool = False) -> Store:
         path = Path(path)
         if readonly or not create:
+            if path.is_dir():
+                raise StoreError(f"{path}: is a directory, not a store file")
             if not path.is_file():
                 raise StoreError(f"{path}: no such store file")
         try:
@@ -138,11 +142,15 @@ class Store:
                 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=5)
             else:
                 conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+            # check before any PRAGMA: switching a foreign database to WAL would write to it
+            version = cls._check_version(path, conn, creating=create and not readonly)
+            if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-            version = cls._check_version(path, conn, creating=create and not readonly)
             if version is None:
                 conn.executescript("BEGIN;" + _SCHEMA + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+            elif not readonly and version < SCHEMA_VERSION:
+                cls._migrate(conn, version)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a readable esc-eval store ({exc})") from None
         return cls(path, conn, readonly)
@@ -161,6 +169,13 @@ class Store:
         if version < 1:
             raise StoreError(f"{path}: store has no schema version")
         return version
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, version: int) -> None:
+        """Bring an older store up to ``SCHEMA_VERSION`` (readers cope with older stores as they are)."""
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(turns)")}
+        statements = [] if "state" in columns else ["ALTER TABLE turns ADD COLUMN state TEXT;"]
+        conn.executescript("BEGIN;" + "".join(statements) + f"UPDATE meta SET value='{SCHEMA_VERSION}' WHERE key='schema_version'; COMMIT;")
 
     # -- run-level metadata (synchronous, before and after the event loop work) --
 
@@ -211,7 +226,7 @@ class Store:
                 )
                 conn.execute("DELETE FROM turns WHERE episode_key=?", (e.key,))
                 conn.execute("DELETE FROM scores WHERE episode_key=?", (e.key,))
-                conn.executemany("INSERT INTO turns VALUES (?,?,?,?,0,0,0.0,?)",
+                conn.executemany("INSERT INTO turns VALUES (?,?,?,?,0,0,0.0,?,NULL)",
                                  [(e.key, index, role, text, item.at) for index, (role, text) in enumerate(item.transcript)])
                 conn.executemany("INSERT INTO scores VALUES (?,?,?,?,NULL,?,NULL,'ok',NULL,?)",
                                  [(e.key, dim, FINAL_ROUND, label, item.model, item.at) for dim, label in item.scores])
@@ -237,8 +252,9 @@ class Store:
         )
 
     def add_turn(self, turn: TurnTaken) -> None:
-        self._put(("INSERT OR REPLACE INTO turns VALUES (?,?,?,?,?,?,?,?)", (
+        self._put(("INSERT OR REPLACE INTO turns VALUES (?,?,?,?,?,?,?,?,?)", (
             turn.episode_key, turn.index, turn.role, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at,
+            turn.state or None,
         )))
 
     def end_episode(self, key: str, outcome: str, reason: str, at: float) -> None:

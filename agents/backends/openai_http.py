@@ -67,10 +67,12 @@ class OpenAIHTTPBackend:
         self._backoff = wait_exponential_jitter(multiplier=backoff, max=max_backoff, jitter=backoff)
         self.stats = BackendStats(name or base_url)
         self._headers = {"Content-Type": "application/json"}
+        self._secret: bytes | None = None
         if api_key_env:
             key = os.environ.get(api_key_env)
             if key:
                 self._headers["Authorization"] = f"Bearer {key}"
+                self._secret = key.encode()
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -134,6 +136,8 @@ class OpenAIHTTPBackend:
         try:
             async with self._client().post(self.url, data=payload) as response:
                 raw = await response.read()
+                if self._secret and self._secret in raw:  # a server reflecting our headers must not get the key stored
+                    raw = raw.replace(self._secret, b"[redacted]")
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
         except asyncio.TimeoutError:

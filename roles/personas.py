@@ -1,0 +1,653 @@
+"""Seeker personas: how a seeker behaves, as data.
+
+A persona is a YAML file of documented fields (reference: ``docs/personas.md``):
+
+``description``
+    one line, shown by ``esc-eval personas list``.
+``extends``
+    a persona to start from: a name (a sibling ``NAME.yaml`` first, then a built-in)
+    or a ``.yaml`` path relative to this file. Mappings merge key by key; text,
+    numbers and lists are replaced; ``directives`` and ``round_directives`` are
+    replaced as a whole.
+``emotion``
+    ``start`` distress (0 calm .. 10 overwhelmed) and how it moves after each
+    supporter reply: ``on_empathy``, ``on_advice``, ``on_neither``, ``drift``;
+    ``show`` tells the seeker its current feeling every round.
+``disclosure.reveal``
+    how many facts of the card's problem the seeker may have shared by reply
+    1, 2, 3, ... (``all`` for every fact; the last entry repeats).
+``openness``, ``resistance``
+    ``low`` | ``medium`` | ``high`` (resistance is to suggestions).
+``style``
+    ``length`` (short | medium | long), ``register`` (casual | formal),
+    ``language`` (en | zh; default: the card's).
+``ending``
+    ``marker`` and when to leave: ``when_satisfied`` (distress at most N),
+    ``when_advice_repeated`` (N advice replies in a row), ``after_unhelpful``
+    (N replies without empathy).
+``directives``, ``round_directives``
+    free text every round / from round N on, per language.
+``cues``, ``role_break``, ``emotion_labels``, ``phrases``
+    the cue lists, role-break detector, feeling names and sentence templates
+    (defaults in ``roles/data/personas/_base.yaml``).
+
+Every persona starts from ``_base.yaml``. ``load_persona`` reads one by name or path;
+``Persona.render`` compiles it, with the seeker's current state, into the text
+appended to the protocol's system prompt. The state machine that moves that state
+turn by turn is ``environments.behaviours.PersonaBehaviour``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from roles.cards import LANGUAGES, RoleCard
+
+SUFFIXES = (".yaml", ".yml")
+LEVELS = ("low", "medium", "high")
+LENGTHS = ("short", "medium", "long")
+REGISTERS = ("casual", "formal")
+CUE_KINDS = ("empathy", "advice")
+LEAVING = ("satisfied", "unheard", "advice_repeated")
+"""Why a seeker leaves; ``phrases`` holds a ``leave_<why>`` sentence for each."""
+DISTRESS_MAX = 10
+DEFAULT_ROLE_BREAK_RETRIES = 2
+"""Retries of a role-breaking seeker reply when neither the persona nor the run sets them."""
+BASE = "_base"
+ALL = "all"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+PHRASES = (
+    "header", "emotion", "disclosure_none", "disclosure_some", "disclosure_all",
+    *(f"openness_{level}" for level in LEVELS), *(f"resistance_{level}" for level in LEVELS),
+    *(f"length_{length}" for length in LENGTHS), *(f"register_{register}" for register in REGISTERS),
+    *(f"language_{lang}" for lang in LANGUAGES), *(f"leave_{why}" for why in LEAVING),
+)
+"""Every sentence template a persona compiles into; ``_base.yaml`` gives each in each language."""
+
+_FIELDS = {
+    "name", "description", "extends", "emotion", "disclosure", "openness", "resistance", "style", "ending",
+    "directives", "round_directives", "cues", "role_break", "emotion_labels", "phrases",
+}
+_REPLACED_WHOLE = {"directives", "round_directives"}
+_NOT_INHERITED = {"name", "description", "extends"}
+
+
+class PersonaError(ValueError):
+    """A persona file or name is invalid; the message names the file (or name) and the field."""
+
+    def __init__(self, source: str, message: str, *, field: str | None = None):
+        where = source if field is None else f"{source}: field '{field}'"
+        super().__init__(f"{where}: {message}")
+        self.source, self.field = source, field
+
+
+class UnknownPersona(PersonaError):
+    """No built-in, file, directory entry or plugin has this name; the message says what is known."""
+
+    def __init__(self, name: str, message: str):
+        ValueError.__init__(self, message)
+        self.source, self.field, self.name = name, None, name
+
+
+@dataclass(frozen=True, slots=True)
+class Emotion:
+    start: int = 5
+    on_empathy: int = 0
+    on_advice: int = 0
+    on_neither: int = 0
+    drift: int = 0
+    show: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    length: str | None = None
+    register: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    marker: str = "[END]"
+    when_satisfied: int | None = None
+    when_advice_repeated: int | None = None
+    after_unhelpful: int | None = None
+
+    @property
+    def active(self) -> bool:
+        """Some rule can make the seeker leave."""
+        return any(v is not None for v in (self.when_satisfied, self.when_advice_repeated, self.after_unhelpful))
+
+
+@dataclass(frozen=True, slots=True)
+class RoleBreakRule:
+    """Seeker replies that drop the role: ``find`` names the cue; ``reminder`` is added to a retried request.
+
+    ``retries``: how often such a reply is asked for again; ``None`` defers to the run's setting.
+    """
+
+    cues: Mapping[str, tuple[str, ...]]
+    reminder: Mapping[str, str]
+    retries: int | None = None
+    _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        cues = [c for lang in self.cues.values() for c in lang]
+        object.__setattr__(self, "_pattern", cue_pattern(cues) if cues else None)
+
+    def find(self, text: str) -> str | None:
+        """The first cue ``text`` holds (any language, case-insensitive), or ``None``."""
+        if self._pattern is None:
+            return None
+        found = self._pattern.search(text.lower())
+        return found.group(0) if found else None
+
+    def reminder_for(self, language: str) -> str:
+        return self.reminder.get(language) or next(iter(self.reminder.values()), "")
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A validated persona (``load_persona``); ``spec`` is the merged file content, for the record."""
+
+    name: str
+    description: str
+    source: str
+    emotion: Emotion
+    reveal: tuple[int | None, ...] | None
+    openness: str | None
+    resistance: str | None
+    style: Style
+    ending: Ending
+    directives: Mapping[str, str]
+    round_directives: tuple[tuple[int, Mapping[str, str]], ...]
+    cues: Mapping[str, Mapping[str, tuple[str, ...]]]
+    role_break: RoleBreakRule
+    emotion_labels: Mapping[str, tuple[tuple[int, str], ...]]
+    phrases: Mapping[str, Mapping[str, str]]
+    spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The card languages this persona has text for."""
+        return tuple(lang for lang in LANGUAGES if self._missing(lang) is None)
+
+    def require(self, languages: Iterable[str]) -> None:
+        """Raise ``PersonaError`` naming the field that lacks text for one of ``languages``."""
+        for lang in sorted(set(languages)):
+            missing = self._missing(lang)
+            if missing is not None:
+                raise PersonaError(self.source, f"no text for language '{lang}' (the cards need it)", field=missing)
+
+    def _missing(self, lang: str) -> str | None:
+        if set(PHRASES) - set(self.phrases.get(lang, {})):
+            return f"phrases.{lang}"
+        if not self.emotion_labels.get(lang):
+            return f"emotion_labels.{lang}"
+        if self.directives and lang not in self.directives:
+            return f"directives.{lang}"
+        for round_, texts in self.round_directives:
+            if lang not in texts:
+                return f"round_directives.{round_}.{lang}"
+        return None
+
+    def allowed_facts(self, round_: int, facts: int) -> int | None:
+        """Facts the seeker may have shared by reply ``round_`` (1-based); ``None`` if disclosure is free."""
+        if self.reveal is None:
+            return None
+        value = self.reveal[min(round_, len(self.reveal)) - 1]
+        return facts if value is None else min(value, facts)
+
+    def feeling(self, distress: int, language: str) -> str:
+        """The name of ``distress`` in ``language``: the label of the highest band at or below it."""
+        bands = self.emotion_labels.get(language) or next(iter(self.emotion_labels.values()))
+        label = bands[0][1]
+        for floor, name in bands:
+            if distress >= floor:
+                label = name
+        return label
+
+    def render(self, card: RoleCard, *, round: int, distress: int, leaving: str | None = None) -> str:
+        """The directives for the seeker's reply number ``round``, in the card's language.
+
+        Returns ``""`` when the persona asks nothing (the ``default`` persona), else a block
+        starting with a blank line, to append to the protocol's seeker system prompt. Once
+        ``leaving`` is set (satisfied, unheard, advice_repeated), only the goodbye, the
+        feeling and the talk style are asked for.
+        """
+        lang = card.language
+        self.require([lang])
+        phrases = self.phrases[lang]
+        lines: list[str] = []
+        if leaving is not None:
+            lines.append(_fill(phrases[f"leave_{leaving}"], marker=self.ending.marker))
+        if self.emotion.show:
+            lines.append(_fill(phrases["emotion"], emotion=self.feeling(distress, lang), distress=str(distress)))
+        if self.reveal is not None and leaving is None:
+            facts = card_facts(card)
+            allowed = self.allowed_facts(round, len(facts))
+            if allowed == 0:
+                lines.append(phrases["disclosure_none"])
+            elif allowed is not None and allowed < len(facts):
+                quote = "“{}”" if lang == "zh" else '"{}"'
+                sep = "；" if lang == "zh" else "; "
+                lines.append(_fill(
+                    phrases["disclosure_some"],
+                    allowed=sep.join(quote.format(f) for f in facts[:allowed]),
+                    held=sep.join(quote.format(f) for f in facts[allowed:]),
+                ))
+            else:
+                lines.append(phrases["disclosure_all"])
+        attitude = () if leaving is not None else (("openness", self.openness), ("resistance", self.resistance))
+        for key, value in (*attitude, ("length", self.style.length), ("register", self.style.register), ("language", self.style.language)):
+            if value is not None:
+                lines.append(phrases[f"{key}_{value}"])
+        if leaving is None:  # a goodbye needs no more story
+            if self.directives:
+                lines.append(self.directives[lang])
+            current = [texts for since, texts in self.round_directives if since <= round]
+            if current:
+                lines.append(current[-1][lang])
+        if not lines:
+            return ""
+        return "\n\n" + _fill(phrases["header"], round=str(round)) + "\n" + "\n".join(f"- {line}" for line in lines)
+
+
+# --------------------------------------------------------------------------- card facts
+
+_PROBLEM = re.compile(r"^\s*(problem|问题)\s*[:：]\s*", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")
+_CLAUSE_END = re.compile(r"(?<=[,，;；])\s*")
+_TRAILING = " ,，;；.。、"
+
+
+def card_facts(card: RoleCard) -> list[str]:
+    """The facts of a card's problem, in order: the sentences of its ``Problem:``/``问题：`` part.
+
+    Cards in ESC-Eval's shape (``Age: ...\\nProblem: ...``) give the problem's sentences;
+    other profiles give all their sentences. A problem of one long sentence is cut at
+    commas into clauses of a useful length. Disclosure pace counts these facts.
+    """
+    lines = card.profile.splitlines()
+    text = card.profile
+    for i, line in enumerate(lines):
+        if _PROBLEM.match(line):
+            text = " ".join([_PROBLEM.sub("", line), *lines[i + 1:]])
+            break
+    text = " ".join(text.split()) if card.language != "zh" else "".join(text.split())
+    facts = _pieces(_SENTENCE_END, text)
+    if len(facts) < 2:
+        facts = _merge_short(_pieces(_CLAUSE_END, text), 8 if card.language == "zh" else 30)
+    return [f.rstrip(_TRAILING) for f in facts] or [text]
+
+
+def _pieces(pattern: re.Pattern[str], text: str) -> list[str]:
+    return [p.strip() for p in pattern.split(text) if p.strip(_TRAILING)]
+
+
+def _merge_short(pieces: list[str], minimum: int) -> list[str]:
+    merged: list[str] = []
+    for piece in pieces:
+        if merged and len(merged[-1]) < minimum:
+            merged[-1] = merged[-1] + ("" if merged[-1][-1:] in "，；、" else " ") + piece
+        else:
+            merged.append(piece)
+    if len(merged) > 1 and len(merged[-1]) < minimum:
+        last = merged.pop()
+        merged[-1] = merged[-1] + ("" if merged[-1][-1:] in "，；" else " ") + last
+    return merged
+
+
+def cue_pattern(cues: Iterable[str]) -> re.Pattern[str]:
+    """One case-insensitive pattern for ``cues``: ASCII cues must start at a word boundary."""
+    parts = []
+    for cue in sorted({c.lower() for c in cues}, key=len, reverse=True):
+        escaped = re.escape(cue)
+        parts.append(rf"(?<![a-z0-9]){escaped}" if cue.isascii() and cue[:1].isalnum() else escaped)
+    return re.compile("|".join(parts))
+
+
+def _fill(template: str, **values: str) -> str:
+    """``{key}`` slots filled by plain replacement: persona text may hold other braces."""
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", str(value))
+    return template
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def builtin_personas() -> list[str]:
+    """Names of the personas shipped in ``roles/data/personas``."""
+    return sorted(p.name.rsplit(".", 1)[0] for p in _builtin_folder().iterdir()
+                  if p.name.endswith(SUFFIXES) and not p.name.startswith("_"))
+
+
+def persona_files(directory: str | Path) -> list[Path]:
+    """The persona files in ``directory`` (``*.yaml``/``*.yml``; names starting with ``_`` are bases, not personas)."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise PersonaError(str(folder), "not a directory")
+    return sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and not p.name.startswith("_") and p.is_file())
+
+
+def load_persona(name_or_path: str | Path, *, dirs: Iterable[str | Path] = ()) -> Persona:
+    """Load a persona by path, by name from ``dirs``, or by built-in name.
+
+    Args:
+        name_or_path: a ``.yaml`` file, or a name (``guarded``).
+        dirs: folders searched for ``NAME.yaml`` before the built-ins.
+
+    Raises:
+        UnknownPersona: no file or built-in of that name (the message lists the built-ins).
+        PersonaError: the file is invalid; the message names the file and the field.
+
+    Examples:
+        >>> load_persona("guarded").openness
+        'low'
+    """
+    text = str(name_or_path)
+    path = Path(text)
+    if text.endswith(SUFFIXES):
+        if not path.is_file():
+            raise UnknownPersona(text, f"no such persona file {text!r}")
+        return persona_from_file(path)
+    if not NAME_PATTERN.match(text):
+        raise UnknownPersona(text, f"{text!r} is neither a persona name (letters, digits, '.', '-', '_') nor a .yaml file")
+    for folder in dirs:
+        for suffix in SUFFIXES:
+            candidate = Path(folder) / f"{text}{suffix}"
+            if candidate.is_file():
+                return persona_from_file(candidate)
+    if text in builtin_personas():
+        return _load(_Source.builtin(text), [])
+    raise UnknownPersona(text, f"unknown persona {text!r} (built-ins: {', '.join(builtin_personas())})")
+
+
+def persona_from_file(path: str | Path) -> Persona:
+    """Load one persona file (its ``extends`` chain resolved next to it, then among the built-ins)."""
+    path = Path(path)
+    return _load(_Source.file(path), [])
+
+
+def base_role_break(retries: int | None = None) -> RoleBreakRule:
+    """The built-in role-break detector (``_base.yaml``), with ``retries``."""
+    rule = _build(_Source.builtin(BASE), _resolve(_Source.builtin(BASE), []), name=BASE).role_break
+    return RoleBreakRule(rule.cues, rule.reminder, retries)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a persona file is: shown in errors, and the folder its ``extends`` resolves against."""
+
+    label: str
+    stem: str
+    path: Path | None = None
+
+    @classmethod
+    def file(cls, path: Path) -> _Source:
+        return cls(str(path), path.stem, path)
+
+    @classmethod
+    def builtin(cls, name: str) -> _Source:
+        return cls(f"builtin:personas/{name}.yaml", name)
+
+    def read(self) -> str:
+        if self.path is None:
+            return (_builtin_folder() / f"{self.stem}.yaml").read_text(encoding="utf-8")
+        try:
+            return self.path.read_bytes().decode("utf-8-sig")
+        except OSError as exc:
+            raise PersonaError(self.label, f"cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise PersonaError(self.label, f"not UTF-8 text (byte {exc.start})") from None
+
+    def parent(self, value: str) -> _Source:
+        if value.endswith(SUFFIXES):
+            if self.path is None:
+                if (_builtin_folder() / value).is_file():
+                    return _Source.builtin(value.rsplit(".", 1)[0])
+            else:
+                candidate = (self.path.parent / value)
+                if candidate.is_file():
+                    return _Source.file(candidate)
+            raise PersonaError(self.label, f"no such file {value!r}", field="extends")
+        if self.path is not None:
+            for suffix in SUFFIXES:
+                sibling = self.path.parent / f"{value}{suffix}"
+                if sibling.is_file():
+                    return _Source.file(sibling)
+        if value in builtin_personas() or value == BASE:
+            return _Source.builtin(value)
+        raise PersonaError(self.label, f"unknown persona {value!r} (built-ins: {', '.join(builtin_personas())})", field="extends")
+
+
+def _builtin_folder() -> Any:
+    return resources.files("roles") / "data" / "personas"
+
+
+def _load(source: _Source, chain: list[str]) -> Persona:
+    merged = _resolve(source, chain)
+    name = merged.get("name") or source.stem
+    if not NAME_PATTERN.match(name) or name.startswith("_"):
+        raise PersonaError(source.label, f"the file name {source.stem!r} is not a persona name (letters, digits, '.', '-', '_'); set one",
+                           field="name")
+    return _build(source, merged, name=name)
+
+
+def _resolve(source: _Source, chain: list[str]) -> dict[str, Any]:
+    """The file's fields merged over its ``extends`` chain, over ``_base``."""
+    if source.label in chain:
+        raise PersonaError(source.label, "extends itself through " + " -> ".join([*chain, source.label]), field="extends")
+    raw = _load_raw(source)
+    if source.stem == BASE and source.path is None:
+        return _merge({}, raw)
+    parent_name = raw.get("extends")
+    parent = _resolve(source.parent(parent_name), [*chain, source.label]) if parent_name else _resolve(_Source.builtin(BASE), [])
+    inherited = {k: v for k, v in parent.items() if k not in _NOT_INHERITED}
+    if "description" not in raw and parent_name:
+        inherited["description"] = f"extends {parent_name}"
+    return _merge(inherited, raw)
+
+
+def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    out = dict(parent)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in _REPLACED_WHOLE:
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_raw(source: _Source) -> dict[str, Any]:
+    """Parse one file and check the fields it sets (so an error names the file that holds it)."""
+    try:
+        data = yaml.safe_load(source.read())
+    except yaml.YAMLError as exc:
+        raise PersonaError(source.label, f"not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PersonaError(source.label, f"a persona must be a mapping of fields, got {type(data).__name__}")
+    check = _Checker(source.label)
+    for key in data:
+        if key not in _FIELDS:
+            raise PersonaError(source.label, f"unknown field (known: {', '.join(sorted(_FIELDS))})", field=str(key))
+    if "name" in data:
+        name = check.text(data["name"], "name")
+        if not NAME_PATTERN.match(name) or name.startswith("_"):
+            raise PersonaError(source.label, f"must be letters, digits, '.', '-', '_', got {name!r}", field="name")
+    if "description" in data:
+        check.text(data["description"], "description", empty=True)
+    if data.get("extends") is not None:
+        check.text(data["extends"], "extends")
+    else:
+        data.pop("extends", None)
+    if "emotion" in data:
+        emotion = check.mapping(data["emotion"], "emotion", {"start", "on_empathy", "on_advice", "on_neither", "drift", "show"})
+        if "start" in emotion:
+            check.integer(emotion["start"], "emotion.start", 0, DISTRESS_MAX)
+        for key in ("on_empathy", "on_advice", "on_neither", "drift"):
+            if key in emotion:
+                check.integer(emotion[key], f"emotion.{key}", -DISTRESS_MAX, DISTRESS_MAX)
+        if "show" in emotion and not isinstance(emotion["show"], bool):
+            raise PersonaError(source.label, f"must be true or false, got {emotion['show']!r}", field="emotion.show")
+    if data.get("disclosure") is not None:
+        disclosure = check.mapping(data["disclosure"], "disclosure", {"reveal"})
+        data["disclosure"] = {"reveal": check.reveal(disclosure.get("reveal"))}
+    for key in ("openness", "resistance"):
+        if data.get(key) is not None:
+            check.choice(data[key], key, LEVELS)
+    if "style" in data:
+        style = check.mapping(data["style"], "style", {"length", "register", "language"})
+        for key, choices in (("length", LENGTHS), ("register", REGISTERS), ("language", LANGUAGES)):
+            if style.get(key) is not None:
+                check.choice(style[key], f"style.{key}", choices)
+    if "ending" in data:
+        ending = check.mapping(data["ending"], "ending", {"marker", "when_satisfied", "when_advice_repeated", "after_unhelpful"})
+        if "marker" in ending:
+            check.text(ending["marker"], "ending.marker")
+        if ending.get("when_satisfied") is not None:
+            check.integer(ending["when_satisfied"], "ending.when_satisfied", 0, DISTRESS_MAX)
+        for key in ("when_advice_repeated", "after_unhelpful"):
+            if ending.get(key) is not None:
+                check.integer(ending[key], f"ending.{key}", 1, 1000)
+    if data.get("directives") is not None:
+        data["directives"] = check.per_language(data["directives"], "directives")
+    if data.get("round_directives") is not None:
+        rounds = check.mapping(data["round_directives"], "round_directives", None)
+        normalised = {}
+        for key, texts in rounds.items():
+            key = int(key) if isinstance(key, str) and key.strip().isdigit() else key
+            number = check.integer(key, f"round_directives.{key}", 1, 1000)
+            normalised[number] = check.per_language(texts, f"round_directives.{key}")
+        data["round_directives"] = normalised
+    if "cues" in data:
+        cues = check.mapping(data["cues"], "cues", set(CUE_KINDS))
+        for kind, lists in cues.items():
+            check.cue_lists(lists, f"cues.{kind}")
+    if "role_break" in data:
+        rule = check.mapping(data["role_break"], "role_break", {"cues", "reminder", "retries"})
+        if "cues" in rule:
+            check.cue_lists(rule["cues"], "role_break.cues")
+        if "reminder" in rule:
+            rule["reminder"] = check.per_language(rule["reminder"], "role_break.reminder")
+        if rule.get("retries") is not None:
+            check.integer(rule["retries"], "role_break.retries", 0, 100)
+    if "emotion_labels" in data:
+        for lang, bands in check.mapping(data["emotion_labels"], "emotion_labels", set(LANGUAGES)).items():
+            bands = check.mapping(bands, f"emotion_labels.{lang}", None)
+            if not bands:
+                raise PersonaError(source.label, "must map distress levels to names", field=f"emotion_labels.{lang}")
+            for level, name in bands.items():
+                check.integer(level, f"emotion_labels.{lang}.{level}", 0, DISTRESS_MAX)
+                check.text(name, f"emotion_labels.{lang}.{level}")
+    if "phrases" in data:
+        for lang, texts in check.mapping(data["phrases"], "phrases", set(LANGUAGES)).items():
+            for key, text in check.mapping(texts, f"phrases.{lang}", set(PHRASES)).items():
+                check.text(text, f"phrases.{lang}.{key}")
+    return data
+
+
+class _Checker:
+    """Type checks that raise ``PersonaError`` naming the file and the dotted field."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, field: str, message: str) -> PersonaError:
+        return PersonaError(self.source, message, field=field)
+
+    def text(self, value: Any, field: str, *, empty: bool = False) -> str:
+        if not isinstance(value, str) or (not empty and not value.strip()):
+            raise self.fail(field, f"must be {'' if empty else 'non-empty '}text, got {type(value).__name__} {value!r:.60}")
+        return value
+
+    def integer(self, value: Any, field: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(field, f"must be a whole number, got {type(value).__name__} {value!r:.60}")
+        if not low <= value <= high:
+            raise self.fail(field, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def choice(self, value: Any, field: str, choices: tuple[str, ...]) -> str:
+        if value not in choices:
+            raise self.fail(field, f"must be one of {', '.join(choices)}, got {value!r:.60}")
+        return value
+
+    def mapping(self, value: Any, field: str, keys: set[str] | None) -> dict[Any, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(field, f"must be a mapping, got {type(value).__name__} {value!r:.60}")
+        if keys is not None:
+            for key in value:
+                if key not in keys:
+                    raise self.fail(f"{field}.{key}", f"unknown field (known: {', '.join(sorted(keys))})")
+        return value
+
+    def per_language(self, value: Any, field: str) -> dict[str, str]:
+        if isinstance(value, str):
+            self.text(value, field)
+            return {lang: value for lang in LANGUAGES}
+        texts = self.mapping(value, field, set(LANGUAGES))
+        if not texts:
+            raise self.fail(field, f"must give text for {' and/or '.join(LANGUAGES)}")
+        for lang, text in texts.items():
+            self.text(text, f"{field}.{lang}")
+        return dict(texts)
+
+    def cue_lists(self, value: Any, field: str) -> None:
+        for lang, cues in self.mapping(value, field, set(LANGUAGES)).items():
+            if not isinstance(cues, list):
+                raise self.fail(f"{field}.{lang}", f"must be a list of text, got {type(cues).__name__}")
+            for i, cue in enumerate(cues):
+                self.text(cue, f"{field}.{lang}[{i}]")
+
+    def reveal(self, value: Any) -> list[int | None]:
+        field = "disclosure.reveal"
+        if not isinstance(value, list) or not value:
+            raise self.fail(field, f"must be a non-empty list of fact counts (numbers or '{ALL}'), got {value!r:.60}")
+        out: list[int | None] = []
+        for i, item in enumerate(value):
+            count = None if item == ALL else self.integer(item, f"{field}[{i}]", 0, 1000)
+            if out and (out[-1] is None or (count is not None and count < out[-1])):
+                raise self.fail(f"{field}[{i}]", "must not decrease: facts once shared cannot be taken back")
+            out.append(count)
+        return out
+
+
+def _build(source: _Source, data: dict[str, Any], *, name: str) -> Persona:
+    label = source.label
+    for key in ("emotion", "style", "ending", "cues", "role_break", "emotion_labels", "phrases"):
+        if not isinstance(data.get(key), dict):
+            raise PersonaError(label, "missing (it must be set here or in the persona this extends)", field=key)
+    emotion = Emotion(**data["emotion"])
+    ending = Ending(**data["ending"])
+    rule = data["role_break"]
+    disclosure = data.get("disclosure")
+    return Persona(
+        name=name,
+        description=" ".join(str(data.get("description") or "").split()),
+        source=label,
+        emotion=emotion,
+        reveal=tuple(disclosure["reveal"]) if disclosure else None,
+        openness=data.get("openness"),
+        resistance=data.get("resistance"),
+        style=Style(**data["style"]),
+        ending=ending,
+        directives=dict(data.get("directives") or {}),
+        round_directives=tuple(sorted((int(k), dict(v)) for k, v in (data.get("round_directives") or {}).items())),
+        cues={kind: {lang: tuple(c) for lang, c in data["cues"].get(kind, {}).items()} for kind in CUE_KINDS},
+        role_break=RoleBreakRule({lang: tuple(c) for lang, c in rule.get("cues", {}).items()},
+                                 dict(rule.get("reminder", {})), rule.get("retries")),
+        emotion_labels={lang: tuple(sorted((int(k), v) for k, v in bands.items())) for lang, bands in data["emotion_labels"].items()},
+        phrases={lang: dict(texts) for lang, texts in data["phrases"].items()},
+        spec=data,
+    )

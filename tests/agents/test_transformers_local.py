@@ -1,0 +1,169 @@
+"""TransformersLocalBackend and embedded_model_dir against the real embedded SmolLM2-135M (no mocks).
+
+The embedded model is converted once per session into a temporary cache (~20-30 s on
+2 cores); every backend test then loads that folder. Answers are short (<= 24 tokens).
+Greedy answers are compared exactly between a prompt sent alone and the same prompt
+left-padded in a batch: the folder is float32, where that holds (measured 0/72
+differences); in bfloat16 it does not, which is why the folder is float32.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest_asyncio = pytest.importorskip("pytest_asyncio")
+
+from agents.backends.base import BackendError, ChatBackend, RequestRejected  # noqa: E402
+from agents.backends.transformers_local import (  # noqa: E402
+    EMBEDDED_NAME,
+    TransformersLocalBackend,
+    embedded_gguf,
+    embedded_model_dir,
+)
+from agents.messages import SamplingParams  # noqa: E402
+
+pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
+
+GREEDY = SamplingParams(max_tokens=20)
+
+# Different lengths, so a batch of them really is left-padded.
+PROMPTS = [
+    [{"role": "user", "content": "Hi"}],
+    [{"role": "user", "content": "I failed my driving test again."}],
+    [
+        {"role": "system", "content": "You are a patient, supportive listener. Answer in one or two sentences."},
+        {"role": "user", "content": "My boss yells at me every day, I can't sleep anymore and I dread Mondays."},
+    ],
+    [
+        {"role": "user", "content": "I moved to a new city."},
+        {"role": "assistant", "content": "How are you finding it so far?"},
+        {"role": "user", "content": "Lonely. I don't know anyone here."},
+    ],
+]
+
+
+@pytest.fixture(scope="module")
+def conversion(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
+    """Convert the embedded GGUF once into a fresh cache: (cache root, folder, seconds)."""
+    try:
+        embedded_gguf()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    root = tmp_path_factory.mktemp("esc-eval-cache")
+    started = time.perf_counter()
+    folder = embedded_model_dir(root)
+    return root, folder, time.perf_counter() - started
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def backend(conversion: tuple[Path, Path, float]):
+    local = TransformersLocalBackend(conversion[1], max_batch=8, max_wait=0.05, name="smol")
+    yield local
+    await local.aclose()
+
+
+async def alone(backend: TransformersLocalBackend, chat, params: SamplingParams):
+    """Send one request with nothing else queued, and check it ran as a batch of one."""
+    before = backend.batches_run
+    completion = await backend.complete(chat, params)
+    assert backend.batches_run == before + 1
+    return completion
+
+
+def test_embedded_model_dir_converts_once_then_reuses_the_cache(conversion: tuple[Path, Path, float]) -> None:
+    root, folder, first_seconds = conversion
+    assert folder == root / "models" / EMBEDDED_NAME
+    for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (folder / name).is_file(), name
+    config = json.loads((folder / "config.json").read_text())
+    assert config["dtype"] == "float32"
+    assert "quantization_config" not in config  # a plain folder, loadable without the GGUF quantizer
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+
+    started = time.perf_counter()
+    again = embedded_model_dir(root)
+    reuse_seconds = time.perf_counter() - started
+
+    assert again == folder
+    assert reuse_seconds < 1.0 < first_seconds
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # not rewritten
+    assert [p.name for p in (root / "models").iterdir() if p.name.startswith(f".{EMBEDDED_NAME}.tmp")] == []
+
+
+def test_the_backend_satisfies_the_protocol(backend: TransformersLocalBackend) -> None:
+    assert isinstance(backend, ChatBackend)
+
+
+async def test_one_chat_gets_a_non_empty_answer_with_usage(backend: TransformersLocalBackend) -> None:
+    requests = backend.stats.requests
+    completion = await backend.complete(PROMPTS[3], SamplingParams(max_tokens=24))
+    assert completion.text.strip() == completion.text != ""
+    assert completion.prompt_tokens > 10
+    assert 0 < completion.completion_tokens <= 24
+    assert completion.latency > 0
+    assert completion.model == "smol"
+    assert backend.stats.requests == requests + 1
+    assert backend.stats.in_flight == 0
+    assert backend.load_seconds is not None
+
+
+async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(backend: TransformersLocalBackend) -> None:
+    singles = [await alone(backend, chat, GREEDY) for chat in PROMPTS]
+
+    before = backend.batches_run
+    batched = await asyncio.gather(*(backend.complete(chat, GREEDY) for chat in PROMPTS))
+
+    assert backend.batches_run - before < len(PROMPTS)
+    assert backend.largest_batch >= 2
+    # Left padding is masked: the same prompt gives the same greedy tokens alone or padded in a batch.
+    assert [c.text for c in batched] == [c.text for c in singles]
+    assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in singles]
+    assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in singles]
+
+
+async def test_max_tokens_is_respected_per_request_within_a_batch(backend: TransformersLocalBackend) -> None:
+    budgets = [2, 5, 9, 16]
+    chat = PROMPTS[2]
+    batched = await asyncio.gather(*(backend.complete(chat, SamplingParams(max_tokens=n)) for n in budgets))
+    for budget, completion in zip(budgets, batched):
+        assert 0 < completion.completion_tokens <= budget
+    # A short budget ends that row early; it still reads exactly as the same request alone.
+    short_alone = await alone(backend, chat, SamplingParams(max_tokens=5))
+    assert batched[1].text == short_alone.text
+    assert batched[3].text.startswith(batched[1].text)
+
+
+async def test_seeded_sampling_is_reproducible_alone_or_batched(backend: TransformersLocalBackend) -> None:
+    sampled = SamplingParams(max_tokens=16, temperature=0.9, top_p=0.95, seed=7)
+    first = await alone(backend, PROMPTS[1], sampled)
+    batch = await asyncio.gather(
+        backend.complete(PROMPTS[1], sampled),
+        backend.complete(PROMPTS[0], GREEDY),
+        backend.complete(PROMPTS[2], SamplingParams(max_tokens=16, temperature=0.9, seed=8)),
+    )
+    assert batch[0].text == first.text  # the seed belongs to the request, not the batch
+
+
+async def test_other_model_names_are_rejected(backend: TransformersLocalBackend) -> None:
+    accepted = await backend.complete(PROMPTS[0], SamplingParams(max_tokens=4), model="smol")
+    assert accepted.model == "smol"
+    with pytest.raises(RequestRejected):
+        await backend.complete(PROMPTS[0], SamplingParams(max_tokens=4), model="gpt-4o")
+    with pytest.raises(RequestRejected):
+        await backend.complete(PROMPTS[0], SamplingParams(max_tokens=0))
+
+
+async def test_aclose_frees_the_model_and_refuses_new_requests(conversion: tuple[Path, Path, float]) -> None:
+    local = TransformersLocalBackend(conversion[1], name="closing")
+    await local.complete(PROMPTS[0], SamplingParams(max_tokens=3))
+    await local.aclose()
+    assert local._model is None
+    with pytest.raises(BackendError):
+        await local.complete(PROMPTS[0], SamplingParams(max_tokens=3))
