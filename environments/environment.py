@@ -91,12 +91,12 @@ class Environment:
         """Play ``episode`` to its outcome; backend failures end it as ``failed``, never raise."""
         topic = TopicId(EPISODES_TOPIC, source=EPISODES_SOURCE)
         spec = self.supporters[episode.supporter]
-        behaviour = self.behaviours.get(episode.persona, NEUTRAL)
+        behaviour = _Guarded(self.behaviours.get(episode.persona, NEUTRAL), episode)
         if self.policy.opener and not episode.turns:
             opener = episode.add(Role.SUPPORTER, self.protocol.opener(episode.card.language), generated=False)
             behaviour.on_turn(episode, opener)
             await self._publish(episode, opener, topic)
-        outcome = self.termination.check(episode)
+        outcome = behaviour.failure or self.termination.check(episode)
         while outcome is None:
             role = self.policy.next_speaker(episode)
             if role is None:
@@ -105,6 +105,9 @@ class Environment:
             directives = ""
             if role is Role.SEEKER:
                 directives = behaviour.directives(episode)
+                if behaviour.failure is not None:
+                    outcome = behaviour.failure
+                    break
                 request = TurnRequest(episode.key, seeker_view(self.protocol, episode, directives), self._params(self.seeker_params, episode))
                 recipient = AgentId(Role.SEEKER.value, self.seeker_key)
             else:
@@ -125,16 +128,11 @@ class Environment:
                 role, reply.text, prompt_tokens=reply.prompt_tokens,
                 completion_tokens=reply.completion_tokens, latency=reply.latency,
             )
-            try:
-                behaviour.on_turn(episode, turn)
-            except Exception as exc:  # a persona bug must end this episode, not the run
-                log.exception("episode %s: persona %s crashed", episode.key, episode.persona)
-                outcome = Outcome.failed(f"persona {episode.persona} error: {type(exc).__name__}: {exc}")
-                break
+            behaviour.on_turn(episode, turn)
             if role is Role.SEEKER and episode.state:
                 turn.state = copy.deepcopy(episode.state)
             await self._publish(episode, turn, topic)
-            outcome = self.termination.check(episode) or behaviour.wants_to_end(episode)
+            outcome = behaviour.failure or self.termination.check(episode) or behaviour.wants_to_end(episode)
         episode.outcome = outcome
         await self.runtime.publish_message(
             EpisodeEnded(
@@ -145,14 +143,14 @@ class Environment:
         )
         return episode
 
-    async def _keep_in_role(self, episode: Episode, behaviour: SeekerBehaviour, directives: str,
+    async def _keep_in_role(self, episode: Episode, behaviour: _Guarded, directives: str,
                             recipient: AgentId, reply: Completion) -> Completion:
         """Ask again, with a reminder, while the seeker's reply breaks the role; record it in ``episode.state``.
 
         ``episode.state["role_break"]`` is ``None`` for a reply in role, else the first cue found,
         the retries made, whether the kept reply is in role, and the discarded replies.
         """
-        rule = getattr(behaviour, "role_break", None) or self.role_break
+        rule = behaviour.role_break or self.role_break
         if rule is None:
             return reply
         cue = rule.find(reply.text)
@@ -193,3 +191,32 @@ class Environment:
             return base
         retry = f":{attempt}" if attempt else ""
         return replace(base, seed=zlib.crc32(f"{episode.seed}:{len(episode.turns)}{retry}".encode()))
+
+
+class _Guarded:
+    """A behaviour whose exceptions end its episode as ``failed`` (``failure``) instead of the run."""
+
+    def __init__(self, inner: SeekerBehaviour, episode: Episode):
+        self.inner, self.persona = inner, episode.persona
+        self.role_break: RoleBreakRule | None = getattr(inner, "role_break", None)
+        self.failure: Outcome | None = None
+
+    def directives(self, episode: Episode) -> str:
+        return self._call(self.inner.directives, "", episode) or ""
+
+    def on_turn(self, episode: Episode, turn: Turn) -> None:
+        self._call(self.inner.on_turn, None, episode, turn)
+
+    def wants_to_end(self, episode: Episode) -> Outcome | None:
+        wanted = self._call(self.inner.wants_to_end, None, episode)
+        return self.failure or wanted
+
+    def _call(self, method, default, *args):  # type: ignore[no-untyped-def]
+        if self.failure is not None:
+            return default
+        try:
+            return method(*args)
+        except Exception as exc:  # a persona bug must end this episode, not the run
+            log.exception("episode %s: persona %s crashed in %s", args[0].key, self.persona, method.__name__)
+            self.failure = Outcome.failed(f"persona {self.persona} error: {type(exc).__name__}: {exc}")
+            return default

@@ -6,21 +6,29 @@ Public API:
     load_cards, builtin_cards              -- read card files (ESC-Eval JSON, JSONL, YAML)
     SeekerProtocol, ProtocolError          -- the prompts each side sees, as data
     load_protocol, builtin_protocols       -- read a protocol by built-in name or path
+    Persona, PersonaError, UnknownPersona  -- how a seeker behaves, as data (docs/personas.md)
+    load_persona, builtin_personas         -- read a persona by built-in name or path
 """
 
 from roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
 from roles.loaders import builtin_cards, load_cards
+from roles.personas import Persona, PersonaError, UnknownPersona, builtin_personas, load_persona
 from roles.templates import ProtocolError, SeekerProtocol, builtin_protocols, load_protocol
 
 __all__ = [
     "CATEGORIES",
     "LANGUAGES",
     "CardError",
+    "Persona",
+    "PersonaError",
     "ProtocolError",
     "RoleCard",
     "SeekerProtocol",
+    "UnknownPersona",
     "builtin_cards",
+    "builtin_personas",
     "builtin_protocols",
     "load_cards",
+    "load_persona",
     "load_protocol",
 ]

@@ -140,7 +140,7 @@ class RoleBreakRule:
 
     def __post_init__(self) -> None:
         cues = [c for lang in self.cues.values() for c in lang]
-        object.__setattr__(self, "_pattern", cue_pattern(cues) if cues else None)
+        object.__setattr__(self, "_pattern", cue_pattern(cues, whole_words=True) if cues else None)
 
     def find(self, text: str) -> str | None:
         """The first cue ``text`` holds (any language, case-insensitive), or ``None``."""
@@ -305,12 +305,18 @@ def _merge_short(pieces: list[str], minimum: int) -> list[str]:
     return merged
 
 
-def cue_pattern(cues: Iterable[str]) -> re.Pattern[str]:
-    """One case-insensitive pattern for ``cues``: ASCII cues must start at a word boundary."""
+def cue_pattern(cues: Iterable[str], *, whole_words: bool = False) -> re.Pattern[str]:
+    """One pattern for ``cues`` (match it against lowercased text): an ASCII cue must start at a
+    word boundary ("try" matches "trying", not "country"); with ``whole_words`` it must end at one
+    too ("as an ai" does not match "as an aide")."""
     parts = []
     for cue in sorted({c.lower() for c in cues}, key=len, reverse=True):
-        escaped = re.escape(cue)
-        parts.append(rf"(?<![a-z0-9]){escaped}" if cue.isascii() and cue[:1].isalnum() else escaped)
+        part = re.escape(cue)
+        if cue.isascii() and cue[:1].isalnum():
+            part = rf"(?<![a-z0-9]){part}"
+        if whole_words and cue[-1:].isascii() and cue[-1:].isalnum():
+            part = rf"{part}(?![a-z0-9])"
+        parts.append(part)
     return re.compile("|".join(parts))
 
 

@@ -61,7 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-config-change", action="store_true",
                      help="with --resume: continue although the config changed (recorded in the store)")
     run.add_argument("--no-monitor", action="store_true", help="plain progress lines instead of the live display")
+    run.add_argument("--monitor-interval", type=float, metavar="SECONDS",
+                     help="seconds between plain progress lines (default 5) or dashboard frames (default 0.25)")
     run.set_defaults(handler=_run)
+
+    monitor = sub.add_parser("monitor", help="live view of a running or finished run, read-only from its store")
+    monitor.add_argument("store", type=Path)
+    monitor.add_argument("--episode", metavar="KEY", help="follow this episode turn by turn (its key or a unique part of it)")
+    monitor.add_argument("--once", action="store_true", help="print one frame and exit")
+    monitor.add_argument("--interval", type=float, metavar="SECONDS",
+                         help="seconds between refreshes (default 1 in a terminal, 5 for plain lines)")
+    monitor.set_defaults(handler=_monitor)
 
     export = sub.add_parser("export", help="write a store's transcripts (and scores) as files")
     export.add_argument("store", type=Path)
@@ -141,12 +151,14 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--retry-failed needs --resume")
     if args.allow_config_change and not args.resume:
         raise UsageError("--allow-config-change needs --resume")
+    if args.monitor_interval is not None and args.monitor_interval <= 0:
+        raise UsageError(f"--monitor-interval must be positive, got {args.monitor_interval}")
     return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed, monitor=not args.no_monitor,
-                    allow_config_change=args.allow_config_change)
+                    allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval)
 
 
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
-             allow_config_change: bool = False) -> int:
+             allow_config_change: bool = False, monitor_interval: float | None = None) -> int:
     from runs.runner import RunPlan, Runner, versions
     from runs.store import Store
 
@@ -168,13 +180,14 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
     else:
         if store_path.exists():
             raise UsageError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
-        store_path.parent.mkdir(parents=True, exist_ok=True)
-        store = Store.open(store_path, create=True)
-        store.set_meta(config=config.to_dict(), fingerprint=config.fingerprint(), seed=config.run.seed,
-                       versions=versions(), created_at=time.time())
+        store = Store.create(store_path, config=config.to_dict(), fingerprint=config.fingerprint(), seed=config.run.seed,
+                             versions=versions(), created_at=time.time())
     runner = Runner(plan, store, retry_failed=retry_failed)
     print(f"store: {store_path}")
-    result = asyncio.run(runner.run())
+    from runs.monitor import is_terminal, run_with_monitor
+
+    result = asyncio.run(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
+                                          title=f"{config.run.name} · {store_path}"))
     _summary(result.progress, store_path)
     return result.exit_code
 
@@ -190,6 +203,14 @@ def _summary(progress: object, store_path: Path) -> None:
     )
     print(f"store: {store_path}")
     print(f"next: esc-eval export {store_path} --format esc-eval --out OUT_DIR")
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from runs.monitor import monitor_command
+
+    if args.interval is not None and args.interval <= 0:
+        raise UsageError(f"--interval must be positive, got {args.interval}")
+    return monitor_command(args.store, args.episode, args.once, args.interval)
 
 
 def _export(args: argparse.Namespace) -> int:

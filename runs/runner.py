@@ -36,7 +36,7 @@ from roles.templates import SeekerProtocol, load_protocol
 from runs.config import Config, ConfigError, EndpointConfig
 from runs.observers import StoreObserver
 from runs.progress import RunProgress
-from runs.store import PlannedEpisode, Store
+from runs.store import FINAL_ROUND, PlannedEpisode, Store
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +278,11 @@ class Runner:
         scorer = make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [self._record_score])
         await JudgeAgent.register(runtime, "judge", lambda: JudgeAgent(scorer))
         await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "judge"))
-        for row in self.store.unscored(len(self.plan.profile.keys), include_failed=self.retry_failed):
+        dimensions = len(self.plan.profile.keys)
+        self.progress.judge_dimensions = dimensions  # progress.ended() queues this many per judged episode
+        for row in self.store.unscored(dimensions, include_failed=self.retry_failed):
             scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"])
+            self.progress.judge_queued(dimensions)
         return scorer
 
     def _record_score(self, score: Score) -> None:
@@ -287,6 +290,8 @@ class Runner:
             score.episode_key, score.dimension, score.label, score.raw, score.model, score.latency,
             status="failed" if score.failed else "ok", error=score.error, round=score.round,
         )
+        if score.round == FINAL_ROUND:
+            self.progress.score(score.supporter, score.dimension, score.label)
 
     async def _admit(self, env: Environment, todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
         slots = asyncio.Semaphore(self.plan.config.run.concurrency)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -128,6 +129,21 @@ class Store:
         self.write_error: BaseException | None = None
 
     # -- opening ---------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, **meta: Any) -> Store:
+        """Create a new store holding ``meta`` atomically: a crash leaves either no file or a complete one."""
+        path = Path(path)
+        if path.exists():
+            raise StoreError(f"{path}: already exists")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.creating")
+        tmp.unlink(missing_ok=True)
+        store = cls.open(tmp, create=True)
+        store.set_meta(**meta)
+        store.close_sync()
+        os.replace(tmp, path)
+        return cls.open(path)
 
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False, create: bool = False) -> Store:

@@ -269,14 +269,29 @@ async def test_a_python_behaviour_gets_every_turn_and_can_end_the_episode() -> N
     assert [t.state for t in episode.turns if t.role is Role.SEEKER] == [{"said": 1}, {"said": 2}]
 
 
-async def test_a_crashing_behaviour_fails_its_episode_only() -> None:
+@pytest.mark.parametrize("method", ["directives", "on_turn", "wants_to_end"])
+async def test_a_crashing_behaviour_fails_its_episode_only(method: str) -> None:
     class Broken(Countdown):
-        def on_turn(self, episode: Episode, turn: Turn) -> None:
-            if turn.generated:
+        def directives(self, episode: Episode) -> str:
+            if method == "directives" and episode.turns[-1].index >= 2:
                 raise RuntimeError("boom")
+            return super().directives(episode)
 
-    episode, _, _ = await play(Broken(), rounds=3)
-    assert episode.outcome is not None and episode.outcome.kind is OutcomeKind.FAILED and "boom" in episode.outcome.reason
+        def on_turn(self, episode: Episode, turn: Turn) -> None:
+            if method == "on_turn" and turn.generated:
+                raise RuntimeError("boom")
+            super().on_turn(episode, turn)
+
+        def wants_to_end(self, episode: Episode) -> Outcome | None:
+            if method == "wants_to_end":
+                raise RuntimeError("boom")
+            return None
+
+    episode, _, prompts = await play(Broken(), rounds=3)
+    assert episode.outcome is not None and episode.outcome.kind is OutcomeKind.FAILED
+    assert episode.outcome.reason == "persona custom error: RuntimeError: boom"
+    assert len(prompts) == 1 and len(episode.turns) == (3 if method == "directives" else 2)  # opener, seeker (, supporter)
+    assert [t.index for t in Published.turns] == list(range(len(episode.turns)))  # every line added was published
 
 
 async def test_an_unknown_persona_gets_the_neutral_behaviour() -> None:

@@ -203,6 +203,8 @@ def test_role_break_cues() -> None:
     assert rule.find("作为一个AI，我没有感情") is not None
     assert rule.find("我是人工智能助手") == "我是人工智能"
     assert rule.find("I said it plainly: my aim is to get some sleep.") is None
+    assert rule.find("I started as an aide at the clinic, as an airline clerk before that.") is None
+    assert rule.find("I'm an AI.") == "i'm an ai"
     assert "Stay in character" in rule.reminder_for("en") and "保持角色" in rule.reminder_for("zh")
 
 
