@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from roles.cards import CardError
+from roles.personas import PersonaError
 from roles.loaders import load_cards
 from roles.templates import ProtocolError
 from runs.config import Config, ConfigError, load_config, parse_config
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, CardError, ProtocolError, StoreError, TranscriptError, ReportError,
+    except (ConfigError, CardError, PersonaError, ProtocolError, StoreError, TranscriptError, ReportError,
             ResultFileError, UsageError) as exc:
         print(f"esc-eval: error: {exc}", file=sys.stderr)
         return BAD_INPUT
@@ -166,21 +167,21 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
     if resume:
         store = Store.open(store_path)
         recorded = store.meta("fingerprint")
-        if recorded != config.fingerprint() and not allow_config_change:
+        if recorded != plan.fingerprint() and not allow_config_change:
             store.close_sync()
             raise ConfigError(
                 f"{config.path}: differs from the config {store_path} was started with "
                 "(cards, models, rounds, seed or judge changed); start a new store, or pass --allow-config-change"
             )
-        if recorded != config.fingerprint():  # allowed: the store keeps every config it has run under
+        if recorded != plan.fingerprint():  # allowed: the store keeps every config it has run under
             history = store.meta("config_history") or [{"fingerprint": recorded, "config": store.meta("config"), "at": store.meta("created_at")}]
-            history.append({"fingerprint": config.fingerprint(), "config": config.to_dict(), "at": time.time()})
-            store.set_meta(config=config.to_dict(), fingerprint=config.fingerprint(), config_history=history)
-            store.add_event("config-change", f"old={recorded} new={config.fingerprint()}")
+            history.append({"fingerprint": plan.fingerprint(), "config": config.to_dict(), "at": time.time()})
+            store.set_meta(config=config.to_dict(), fingerprint=plan.fingerprint(), config_history=history)
+            store.add_event("config-change", f"old={recorded} new={plan.fingerprint()}")
     else:
         if store_path.exists():
             raise UsageError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
-        store = Store.create(store_path, config=config.to_dict(), fingerprint=config.fingerprint(), seed=config.run.seed,
+        store = Store.create(store_path, config=config.to_dict(), fingerprint=plan.fingerprint(), personas=plan.personas(), seed=config.run.seed,
                              versions=versions(), created_at=time.time())
     runner = Runner(plan, store, retry_failed=retry_failed)
     print(f"store: {store_path}")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from autogen_core import SingleThreadedAgentRuntime, TypeSubscription
 
@@ -73,6 +74,15 @@ class RunPlan:
         profile = load_judge_profile(config, {c.language for c in cards}) if config.judge else None
         behaviours = load_run_behaviours(config, {c.language for c in cards})
         return cls(config, cards, load_protocol(config.seeker.protocol), profile, behaviours)
+
+    def personas(self) -> dict[str, Any]:
+        """What each persona of the run says (a YAML persona's merged spec; a plugin's class), for the record."""
+        return {name: getattr(getattr(b, "persona", None), "spec", None) or type(b).__qualname__ for name, b in self.behaviours.items()}
+
+    def fingerprint(self) -> str:
+        """The config's fingerprint plus the personas: editing a persona file between a run and its resume counts."""
+        text = json.dumps([self.config.fingerprint(), self.personas()], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def episodes(self) -> Iterator[tuple[PlannedEpisode, RoleCard]]:
         """The grid supporters x personas x repeats x cards, in that nesting order."""

@@ -21,8 +21,8 @@ from typing import Any, Iterable, Iterator
 
 from agents.messages import TurnTaken
 
-SCHEMA_VERSION = 2
-"""1: the first schema; 2: ``turns.state`` (the seeker's hidden state, JSON). Older stores are migrated on a writable open."""
+SCHEMA_VERSION = 1
+"""Stores with a newer version are refused; bump it (and add a migration) when the schema changes."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -165,8 +165,6 @@ class Store:
                 conn.execute("PRAGMA synchronous=NORMAL")
             if version is None:
                 conn.executescript("BEGIN;" + _SCHEMA + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
-            elif not readonly and version < SCHEMA_VERSION:
-                cls._migrate(conn, version)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a readable esc-eval store ({exc})") from None
         return cls(path, conn, readonly)
@@ -185,13 +183,6 @@ class Store:
         if version < 1:
             raise StoreError(f"{path}: store has no schema version")
         return version
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection, version: int) -> None:
-        """Bring an older store up to ``SCHEMA_VERSION`` (readers cope with older stores as they are)."""
-        columns = {r[1] for r in conn.execute("PRAGMA table_info(turns)")}
-        statements = [] if "state" in columns else ["ALTER TABLE turns ADD COLUMN state TEXT;"]
-        conn.executescript("BEGIN;" + "".join(statements) + f"UPDATE meta SET value='{SCHEMA_VERSION}' WHERE key='schema_version'; COMMIT;")
 
     # -- run-level metadata (synchronous, before and after the event loop work) --
 

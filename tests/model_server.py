@@ -122,6 +122,7 @@ async def start_transformers_serve(
     process = await asyncio.create_subprocess_exec(
         *serve_command(folder, port, extra_args),
         stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=asyncio.subprocess.STDOUT, env=process_env,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     log_file.close()
     served = ServedModel(f"http://127.0.0.1:{port}/v1", str(folder), process, 0.0, log_path)
@@ -151,8 +152,23 @@ async def _wait_ready(served: ServedModel, health_url: str, timeout: float) -> N
             await asyncio.sleep(0.25)
 
 
-async def _stop(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
-    """SIGTERM this one process, then SIGKILL it if it lingers."""
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGKILL if the test process dies without stopping it."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+async def _stop(process: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+    """SIGTERM this one process, then SIGKILL it if it lingers.
+
+    uvicorn's graceful shutdown waits for requests in flight, and a generation whose
+    client went away keeps running, so SIGTERM alone can take minutes.
+    """
     if process.returncode is not None:
         return
     process.terminate()

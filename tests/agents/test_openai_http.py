@@ -58,7 +58,7 @@ def fault_server_factory(fake_server):  # type: ignore[no-untyped-def]
 
 
 async def test_slow_response_times_out_then_succeeds(fake_server) -> None:  # type: ignore[no-untyped-def]
-    server = await fake_server(slow_seconds=5)
+    server = await fake_server(slow_seconds=1.0)
     server.inject("slow")
     backend = backend_for(server, timeout=0.3)
     start = time.monotonic()

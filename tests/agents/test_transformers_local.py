@@ -29,7 +29,8 @@ from agents.backends.transformers_local import (  # noqa: E402
 )
 from agents.messages import SamplingParams  # noqa: E402
 
-pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.model
+shared_loop = pytest.mark.asyncio(loop_scope="module")  # the module-scoped backend lives on this loop
 
 GREEDY = SamplingParams(max_tokens=20)
 
@@ -101,6 +102,7 @@ def test_the_backend_satisfies_the_protocol(backend: TransformersLocalBackend) -
     assert isinstance(backend, ChatBackend)
 
 
+@shared_loop
 async def test_one_chat_gets_a_non_empty_answer_with_usage(backend: TransformersLocalBackend) -> None:
     requests = backend.stats.requests
     completion = await backend.complete(PROMPTS[3], SamplingParams(max_tokens=24))
@@ -114,6 +116,7 @@ async def test_one_chat_gets_a_non_empty_answer_with_usage(backend: Transformers
     assert backend.load_seconds is not None
 
 
+@shared_loop
 async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(backend: TransformersLocalBackend) -> None:
     singles = [await alone(backend, chat, GREEDY) for chat in PROMPTS]
 
@@ -128,6 +131,7 @@ async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(b
     assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in singles]
 
 
+@shared_loop
 async def test_max_tokens_is_respected_per_request_within_a_batch(backend: TransformersLocalBackend) -> None:
     budgets = [2, 5, 9, 16]
     chat = PROMPTS[2]
@@ -140,6 +144,7 @@ async def test_max_tokens_is_respected_per_request_within_a_batch(backend: Trans
     assert batched[3].text.startswith(batched[1].text)
 
 
+@shared_loop
 async def test_seeded_sampling_is_reproducible_alone_or_batched(backend: TransformersLocalBackend) -> None:
     sampled = SamplingParams(max_tokens=16, temperature=0.9, top_p=0.95, seed=7)
     first = await alone(backend, PROMPTS[1], sampled)
@@ -151,6 +156,7 @@ async def test_seeded_sampling_is_reproducible_alone_or_batched(backend: Transfo
     assert batch[0].text == first.text  # the seed belongs to the request, not the batch
 
 
+@shared_loop
 async def test_other_model_names_are_rejected(backend: TransformersLocalBackend) -> None:
     accepted = await backend.complete(PROMPTS[0], SamplingParams(max_tokens=4), model="smol")
     assert accepted.model == "smol"
@@ -160,6 +166,7 @@ async def test_other_model_names_are_rejected(backend: TransformersLocalBackend)
         await backend.complete(PROMPTS[0], SamplingParams(max_tokens=0))
 
 
+@shared_loop
 async def test_aclose_frees_the_model_and_refuses_new_requests(conversion: tuple[Path, Path, float]) -> None:
     local = TransformersLocalBackend(conversion[1], name="closing")
     await local.complete(PROMPTS[0], SamplingParams(max_tokens=3))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import sys
 import tomllib
 from pathlib import Path
@@ -21,7 +20,7 @@ from runs.config import ConfigError, parse_config
 from runs.exchange import export_jsonl
 from runs.report import build_report
 from runs.runner import RunPlan, Runner
-from runs.store import SCHEMA_VERSION, Store
+from runs.store import Store
 from tests.runs.cli_helpers import ROOT, esc_eval, write_config
 
 URL = "http://127.0.0.1:9/v1"
@@ -176,31 +175,6 @@ async def test_role_break_retries_come_from_the_run_config(tmp_path: Path) -> No
     store.close_sync()
     assert all(r["text"].startswith("As an AI") and json.loads(r["state"])["role_break"]["in_role"] is False for r in first_seeker)
     assert len(seeker.requests) == 4 * 3  # no retries
-
-
-def test_an_older_store_gains_the_state_column(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite"
-    conn = sqlite3.connect(path)
-    conn.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta VALUES ('schema_version', '1');
-        CREATE TABLE episodes (key TEXT PRIMARY KEY, ordinal INTEGER NOT NULL, card_index INTEGER NOT NULL, card_id TEXT NOT NULL,
-            language TEXT NOT NULL, category TEXT NOT NULL, source TEXT NOT NULL, supporter TEXT NOT NULL, persona TEXT NOT NULL,
-            repeat INTEGER NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'planned', outcome TEXT, reason TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0, started_at REAL, ended_at REAL);
-        CREATE TABLE turns (episode_key TEXT NOT NULL, idx INTEGER NOT NULL, role TEXT NOT NULL, text TEXT NOT NULL,
-            prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency REAL NOT NULL, at REAL NOT NULL,
-            PRIMARY KEY (episode_key, idx));
-        INSERT INTO turns VALUES ('k', 0, 'supporter', 'hi', 0, 0, 0.0, 0.0);
-    """)
-    conn.close()
-    readonly = Store.open(path, readonly=True)  # readers take older stores as they are
-    assert readonly.transcript("k") == [("supporter", "hi")]
-    readonly.close_sync()
-    store = Store.open(path)
-    assert store.meta("schema_version") == SCHEMA_VERSION == 2
-    assert store.rows("SELECT state FROM turns")[0]["state"] is None
-    store.close_sync()
 
 
 # -- the CLI and plugins ------------------------------------------------------------------------
