@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import math
 import os
@@ -110,6 +111,7 @@ class Line:
     index: int
     role: str
     text: str
+    state: str = ""
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,7 @@ class LiveSource:
         self.meter.add(now, counters)
         judged = p.judge_dimensions or p.judge_done or p.judge_pending
         over = self.state in ("finished", "stopped")
-        spotlight = tuple(Line(t.index, t.role, t.text) for t in p.spotlight)
+        spotlight = tuple(Line(t.index, t.role, t.text, state_summary(t.state)) for t in p.spotlight)
         return Snapshot(
             title=self.title, state=self.state, elapsed=elapsed,
             total=p.planned, skipped=p.skipped, done=p.done, failed=p.failed, active=p.active, queued=p.queued,
@@ -531,8 +533,8 @@ class StoreSource:
                     status, outcome = (row[0][0], row[0][1]) if row else (None, None)
         if key is None:
             return None, (), None
-        lines = tuple(Line(i, role, text) for i, role, text in reversed(self.store.rows(
-            "SELECT idx, role, text FROM turns WHERE episode_key = ? ORDER BY idx DESC LIMIT ?", (key, SPOTLIGHT_LINES))))
+        lines = tuple(Line(i, role, text, state_summary(state)) for i, role, text, state in reversed(self.store.rows(
+            "SELECT idx, role, text, state FROM turns WHERE episode_key = ? ORDER BY idx DESC LIMIT ?", (key, SPOTLIGHT_LINES))))
         return key, lines, outcome if status in ("done", "failed") else None
 
     def _newest_episode(self, exclude: str | None) -> str | None:
@@ -727,12 +729,40 @@ def _episode(s: Snapshot) -> RenderableType:
     title = Text.assemble(("Episode ", "bold"), (s.spotlight_key, "cyan"), f"  ({how}"
                           + (f", {s.spotlight_outcome}" if s.spotlight_outcome else "") + ")")
     width = max((len(line.role) for line in s.spotlight), default=0)
-    lines: list[RenderableType] = [
-        Text.assemble((f"{line.index:>3} ", "dim"), (f"{line.role:<{width}}  ", "bold"), " ".join(line.text.split()),
-                      no_wrap=True, overflow="ellipsis")
-        for line in s.spotlight
-    ] or [Text("    waiting for its first turn", style="dim")]
+    lines: list[RenderableType] = []
+    for line in s.spotlight:
+        lines.append(Text.assemble((f"{line.index:>3} ", "dim"), (f"{line.role:<{width}}  ", "bold"), " ".join(line.text.split()),
+                                   no_wrap=True, overflow="ellipsis"))
+        if line.state:
+            lines.append(Text(f"    {'':<{width}}  [{line.state}]", style="dim", no_wrap=True, overflow="ellipsis"))
+    lines = lines or [Text("    waiting for its first turn", style="dim")]
     return Group(title, *lines)
+
+
+_STATE_KEYS = ("persona", "emotion", "distress", "revealed", "unhelpful", "leaving")
+
+
+def state_summary(state: str | None) -> str:
+    """The seeker's hidden state (JSON) as one short line: emotion, distress, facts revealed, ..."""
+    if not state:
+        return ""
+    try:
+        data = json.loads(state)
+    except ValueError:
+        return ""
+    parts = []
+    for key in _STATE_KEYS:
+        value = data.get(key)
+        if value in (None, "", False):
+            continue
+        if isinstance(value, (list, tuple)):
+            total = data.get("facts")
+            value = f"{len(value)}/{total}" if isinstance(total, int) else len(value)
+        parts.append(f"{key} {value}")
+    role_break = data.get("role_break")
+    if isinstance(role_break, dict) and role_break.get("cue"):
+        parts.append("role break" + (" kept" if role_break.get("in_role") is False else " retried"))
+    return " · ".join(parts)
 
 
 def plain_text(renderable: RenderableType, *, width: int = 120) -> str:

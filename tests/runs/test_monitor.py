@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import asyncio
 import io
 import logging
@@ -451,3 +452,12 @@ async def test_a_failing_view_never_costs_the_run(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(LiveSource, "snapshot", broken)
     result = await asyncio.wait_for(run_with_monitor(runner_for(tmp_path / "s.sqlite"), live=False, interval=0.01), 60)
     assert result.progress.done == 3
+
+
+def test_seeker_state_is_summarised_for_the_episode_view() -> None:
+    from runs.monitor import state_summary
+
+    state = json.dumps({"persona": "guarded", "emotion": "upset", "distress": 5, "facts": 3, "revealed": ["job"],
+                        "unhelpful": 2, "leaving": None, "role_break": {"cue": "as an AI", "in_role": False}})
+    assert state_summary(state) == "persona guarded · emotion upset · distress 5 · revealed 1/3 · unhelpful 2 · role break kept"
+    assert state_summary("") == "" and state_summary("not json") == ""
