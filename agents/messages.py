@@ -46,13 +46,16 @@ class Completion:
     retries: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class TurnRequest:
     """Ask an agent for its next line, given the history as that agent sees it."""
 
     episode_key: str
     messages: list[ChatMessage]
     params: SamplingParams
+
+    def __repr__(self) -> str:  # short: autogen-core formats it into a log line per message, logged or not
+        return f"TurnRequest(episode_key={self.episode_key!r}, messages=<{len(self.messages)}>, params={self.params!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,7 @@ class TurnTaken:
     """The seeker's hidden state after this turn as JSON text ("" when none), e.g. emotion and disclosure."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class EpisodeEnded:
     """An episode reached its outcome; ``transcript`` is ``(role, text)`` per line."""
 
@@ -82,3 +85,7 @@ class EpisodeEnded:
     transcript: tuple[tuple[str, str], ...] = field(default=())
     at: float = 0.0
     supporter: str = ""
+
+    def __repr__(self) -> str:  # short, as TurnRequest's
+        return (f"EpisodeEnded(episode_key={self.episode_key!r}, outcome={self.outcome!r}, reason={self.reason!r},"
+                f" transcript=<{len(self.transcript)} lines>, supporter={self.supporter!r})")

@@ -12,6 +12,7 @@ topic; the environment never waits for them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -42,7 +43,41 @@ def make_runtime() -> SingleThreadedAgentRuntime:
     os.environ.setdefault("AUTOGEN_DISABLE_RUNTIME_TRACING", "true")
     for name in ("autogen_core", "autogen_core.events", "autogen_core.trace"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    return SingleThreadedAgentRuntime(tracer_provider=NoOpTracerProvider())
+    return _LeanRuntime(tracer_provider=NoOpTracerProvider())
+
+
+class _LeanRuntime(SingleThreadedAgentRuntime):
+    """autogen-core 0.7.5's runtime without the work done for nobody on every message.
+
+    It JSON-serializes each message (history included) up to four times per delivery for
+    event-log payloads and span attributes, even when the event logger is off and the
+    tracer is a no-op; that was most of its CPU per message. Here payloads are built only
+    when ``autogen_core.events`` logs INFO, span attributes never and spans not at all
+    (tracing is off: the no-op tracer's spans cost a context manager stack per message).
+    """
+
+    _events = logging.getLogger("autogen_core.events")
+
+    def __init__(self, **kwargs: object):
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._tracer_helper = _NoTracing()  # type: ignore[assignment]
+
+    def _try_serialize(self, message: object) -> str:
+        if self._events.isEnabledFor(logging.INFO):
+            return super()._try_serialize(message)
+        return ""
+
+    async def _create_otel_attributes(self, *args: object, **kwargs: object) -> dict[str, str]:
+        return {}
+
+
+class _NoTracing:
+    """Stands in for autogen-core's ``TraceHelper`` when tracing is off: every span is one shared no-op."""
+
+    _block = contextlib.nullcontext()
+
+    def trace_block(self, *args: object, **kwargs: object) -> contextlib.nullcontext[None]:
+        return self._block
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,18 @@ class UsageError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `esc-eval judge train ...` trains judge adapters; any other `esc-eval judge X` scores transcripts X
+    parser = _judge_train_parser() if argv[:2] == ["judge", "train"] else _parser()
+    args = parser.parse_args(argv[2:] if argv[:2] == ["judge", "train"] else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from runs.annotate import AnnotationError
+    from agents.training import TrainingError
+
     try:
         return int(args.handler(args) or 0)
     except (ConfigError, CardError, PersonaError, ProtocolError, StoreError, TranscriptError, ReportError,
-            ResultFileError, UsageError) as exc:
+            ResultFileError, UsageError, AnnotationError, TrainingError) as exc:
         print(f"esc-eval: error: {exc}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:
@@ -64,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-monitor", action="store_true", help="plain progress lines instead of the live display")
     run.add_argument("--monitor-interval", type=float, metavar="SECONDS",
                      help="seconds between plain progress lines (default 5) or dashboard frames (default 0.25)")
+    run.add_argument("--ray", metavar="ADDRESS",
+                     help="run on Ray workers ([run] workers): 'local' starts a local cluster, else a cluster address "
+                          "('auto', 'ray://HOST:10001'); see docs/distributed.md")
     run.set_defaults(handler=_run)
 
     monitor = sub.add_parser("monitor", help="live view of a running or finished run, read-only from its store")
@@ -88,13 +96,26 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--store", type=Path, help="also import the transcripts and their scores into this store (ESC-Eval result files)")
     judge.set_defaults(handler=_judge)
 
+    serve = sub.add_parser("serve", help="start the vLLM servers a config points at (127.0.0.1 ports, LoRA adapters); Ctrl-C stops them")
+    serve.add_argument("config", type=Path)
+    serve.add_argument("--python", default=sys.executable, metavar="PATH",
+                       help="interpreter of the environment that has vLLM (default: this one; see scripts/vllm-env.sh)")
+    serve.add_argument("--cpu", action="store_true", help="vLLM's CPU build: --enforce-eager and small-KV-cache defaults")
+    serve.add_argument("--vllm-args", default="", metavar="ARGS", help="more arguments for every server, e.g. '--dtype bfloat16'")
+    serve.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS", help="readiness wait per server (default 900)")
+    serve.add_argument("--log-dir", type=Path, default=Path("esc-eval-runs/serve"), help="server logs (default esc-eval-runs/serve)")
+    serve.add_argument("--dry-run", action="store_true", help="print the commands, start nothing")
+    serve.set_defaults(handler=_serve)
+
     report = sub.add_parser("report", help="leaderboard of a run: the 7 ESC-RANK dimensions per supporter")
     report.add_argument("store", type=Path)
     report.add_argument("--format", choices=("table", "md", "json", "csv"), default="table")
     report.add_argument("--by", action="append", default=[], metavar="COLUMNS",
                         help="group by supporter, language, category, source, persona (comma-separated or repeated)")
     report.add_argument("--plot", type=Path, metavar="PNG", help="also draw a comparison chart (needs esc-eval[plot])")
-    report.add_argument("--agreement", type=Path, metavar="SCORES.json", help="judge-vs-human ACC / ACC_soft against a human score file")
+    report.add_argument("--agreement", type=Path, nargs="?", const=True, metavar="SCORES.json",
+                        help="judge-vs-human ACC / ACC_soft against a human score file; with no file, against the store's "
+                             "annotations (esc-eval annotate), with inter-annotator alpha; --plot then draws confusion matrices")
     report.add_argument("--supporter", help="only this supporter")
     report.add_argument("--language", choices=("en", "zh"), help="only this language")
     report.set_defaults(handler=_report)
@@ -104,6 +125,19 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument("results", type=Path, nargs="+", metavar="RESULT.json")
     imports.add_argument("--scores", type=Path, nargs="*", default=[], metavar="SCORE.json")
     imports.set_defaults(handler=_import)
+
+    annotate = sub.add_parser("annotate", help="label a store's dialogues by hand in a web page; export/import the labels")
+    annotate.add_argument("store", type=Path)
+    annotate.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 picks a free one)")
+    annotate.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    annotate.add_argument("--k", type=int, default=2, help="annotators per dialogue (default 2)")
+    annotate.add_argument("--profile", default="default", help="judge profile whose dimensions and rubric are shown (built-in name or path)")
+    annotate.add_argument("--export", type=Path, metavar="LABELS.jsonl|SCORES.json", help="write the labels (no server)")
+    annotate.add_argument("--import", dest="import_", type=Path, metavar="LABELS.jsonl|SCORES.json", help="read labels into the store (no server)")
+    annotate.add_argument("--annotator", help="with --export: only this annotator's labels; with --import: store them under this name")
+    annotate.add_argument("--supporter", help="with --export/--import of a score file: this supporter's episodes")
+    annotate.add_argument("--language", choices=("en", "zh"), help="with --export/--import of a score file: this language's episodes")
+    annotate.set_defaults(handler=_annotate)
 
     cards = sub.add_parser("cards", help="role card tools")
     cards_sub = cards.add_subparsers(required=True, metavar="ACTION")
@@ -155,15 +189,23 @@ def _run(args: argparse.Namespace) -> int:
     if args.monitor_interval is not None and args.monitor_interval <= 0:
         raise UsageError(f"--monitor-interval must be positive, got {args.monitor_interval}")
     return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed, monitor=not args.no_monitor,
-                    allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval)
+                    allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval,
+                    ray_address=args.ray)
 
 
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
-             allow_config_change: bool = False, monitor_interval: float | None = None) -> int:
+             allow_config_change: bool = False, monitor_interval: float | None = None,
+             ray_address: str | None = None) -> int:
     from runs.runner import RunPlan, Runner, versions
     from runs.store import Store
 
     plan = RunPlan.prepare(config)  # every input check happens before the store exists
+    distributed = ray_address is not None or config.run.executor == "ray"
+    if distributed:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError('the ray executor (--ray, [run] executor = "ray") needs Ray: pip install "esc-eval[ray]"') from None
     if resume:
         store = Store.open(store_path)
         recorded = store.meta("fingerprint")
@@ -183,14 +225,28 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
             raise UsageError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
         store = Store.create(store_path, config=config.to_dict(), fingerprint=plan.fingerprint(), personas=plan.personas(), seed=config.run.seed,
                              versions=versions(), created_at=time.time())
-    runner = Runner(plan, store, retry_failed=retry_failed)
+    if distributed:
+        from runs.distributed import DistributedRunner
+
+        runner = DistributedRunner(plan, store, address=ray_address or config.run.ray_address, retry_failed=retry_failed)
+    else:
+        runner = Runner(plan, store, retry_failed=retry_failed)
     print(f"store: {store_path}")
     from runs.monitor import is_terminal, run_with_monitor
 
-    result = asyncio.run(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
-                                          title=f"{config.run.name} · {store_path}"))
+    result = _run_loop(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
+                                        title=f"{config.run.name} · {store_path}"))
     _summary(result.progress, store_path)
     return result.exit_code
+
+
+def _run_loop(main):  # type: ignore[no-untyped-def]
+    """``asyncio.run``, on uvloop when it is installed (extra ``perf``): less CPU per request at high concurrency."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _summary(progress: object, store_path: Path) -> None:
@@ -248,6 +304,63 @@ def _judge(args: argparse.Namespace) -> int:
     if failed:
         print(f"esc-eval: {failed} judgements failed after retries and are left out", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import shlex
+
+    from runs.serve import serve
+
+    config = _load_serve_config(args.config)
+    return serve(config, python=args.python, cpu=args.cpu, extra=shlex.split(args.vllm_args),
+                 timeout=args.timeout, log_dir=args.log_dir, dry_run=args.dry_run)
+
+
+def _load_serve_config(path: Path) -> Config:
+    """A full config, or one with only ``[judge]`` (a judge-only server)."""
+    import tomllib
+
+    try:
+        judge_only = set(tomllib.loads(path.read_text(encoding="utf-8"))) == {"judge"}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        judge_only = False  # load_config names the problem
+    return load_config(path, judge_only=judge_only)
+
+
+def _judge_train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esc-eval judge train",
+                                     description="fine-tune one LoRA adapter per judge dimension on human labels (needs esc-eval[train])")
+    parser.add_argument("--labels", type=Path, required=True, help="labels with transcripts (esc-eval annotate STORE --export LABELS.jsonl)")
+    parser.add_argument("--base", required=True, help="base model folder, or 'embedded' for the embedded SmolLM2")
+    parser.add_argument("--profile", default="default", help="judge profile whose prompts are trained (built-in name or path)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the adapters (OUT/KEY_LANG) and training.json")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps per adapter (default 200)")
+    parser.add_argument("--dimensions", help="comma-separated dimension keys (default: every dimension with labels)")
+    parser.add_argument("--holdout", type=float, default=0.2, help="share of dialogues held out for evaluation (default 0.2)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=2048, help="tokens per example; longer prompts lose their start")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_judge_train)
+    return parser
+
+
+def _judge_train(args: argparse.Namespace) -> int:
+    from agents.training import TrainingOptions, train_command
+
+    options = TrainingOptions(steps=args.steps, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
+                              max_length=args.max_length, holdout=args.holdout, seed=args.seed)
+    dimensions = [d.strip() for d in args.dimensions.split(",") if d.strip()] if args.dimensions else None
+    print(train_command(args.labels, args.base, args.profile, args.out, options, dimensions=dimensions))
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from runs.annotate import annotate_command
+
+    return annotate_command(args.store, port=args.port, host=args.host, k=args.k, profile=args.profile, export=args.export,
+                            import_=args.import_, annotator=args.annotator, supporter=args.supporter, language=args.language)
 
 
 def _report(args: argparse.Namespace) -> int:

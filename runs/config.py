@@ -15,7 +15,9 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-BACKENDS = ("openai", "transformers")
+BACKENDS = ("openai", "transformers", "vllm")
+
+EXECUTORS = ("local", "ray")
 
 
 class ConfigError(ValueError):
@@ -36,6 +38,8 @@ class EndpointConfig:
     max_tokens: int = 512
     temperature: float | None = None
     top_p: float | None = None
+    lora: dict[str, str] = field(default_factory=dict)
+    """LoRA adapter name -> folder: served with the model (``vllm`` backend, ``esc-eval serve``)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,12 @@ class RunSection:
     end_token: str | None = None
     max_episode_tokens: int | None = None
     episode_timeout: float | None = None
+    executor: str = "local"
+    """``local`` (one process) or ``ray`` (shards across Ray workers; ``docs/distributed.md``)."""
+    ray_address: str | None = None
+    """With ``executor = "ray"``: the cluster (``auto``, ``ray://HOST:10001``, or ``local`` to start one)."""
+    workers: int = 2
+    """With ``executor = "ray"``: Ray worker actors; connection limits and concurrency are split among them."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +124,13 @@ class Config:
     def fingerprint(self) -> str:
         """What decides the results: changing it between a run and its resume is refused."""
         data = self.to_dict()
-        for volatile in ("store", "concurrency", "name"):
+        for volatile in ("store", "concurrency", "name", "executor", "ray_address", "workers"):
             data["run"].pop(volatile)
         for section in [data["seeker"], data["judge"] or {}, *data["supporters"]]:
             for volatile in ("max_connections", "timeout", "max_attempts", "base_url", "api_key_env"):
                 section.pop(volatile, None)
+            if not section.get("lora"):  # added later: at its default, keep older fingerprints
+                section.pop("lora", None)
         for added, default in (("personas", ()), ("role_break_retries", 2)):  # at their defaults, keep older fingerprints
             if data["seeker"].get(added) in (default, list(default) if isinstance(default, tuple) else default):
                 data["seeker"].pop(added, None)
@@ -188,7 +200,9 @@ def _check_personas(name: str, raw: dict[str, Any], seeker: SeekerSection) -> No
 
 
 def _check_run(name: str, run: RunSection, cards: CardsSection) -> None:
-    for field_name in ("rounds", "concurrency", "repeats"):
+    if run.executor not in EXECUTORS:
+        raise ConfigError(f"{name}: [run] field 'executor': must be one of {', '.join(EXECUTORS)}, got {run.executor!r}")
+    for field_name in ("rounds", "concurrency", "repeats", "workers"):
         value = getattr(run, field_name)
         if value < 1:
             raise ConfigError(f"{name}: [run] field '{field_name}': must be at least 1, got {value}")
@@ -249,6 +263,8 @@ def _typed(where: str, value: Any, hint: Any) -> Any:
 def _check_endpoint(where: str, endpoint: EndpointConfig) -> None:
     if endpoint.backend not in BACKENDS:
         raise ConfigError(f"{where} field 'backend': unknown backend {endpoint.backend!r} (known: {', '.join(BACKENDS)})")
+    if endpoint.backend == "vllm" and not endpoint.model:
+        raise ConfigError(f"{where}: missing field 'model' (required by backend 'vllm': a folder or hub id)")
     if endpoint.backend == "openai":
         for required in ("base_url", "model"):
             if not getattr(endpoint, required):

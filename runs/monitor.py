@@ -105,6 +105,20 @@ class LeaderRow:
 
 
 @dataclass(frozen=True)
+class WorkerView:
+    """One Ray worker of a distributed run (``runs.distributed``): where it runs and how far it got."""
+
+    name: str
+    state: str
+    where: str
+    assigned: int
+    finished: int
+    active: int
+    requests: int
+    seen_ago: float
+
+
+@dataclass(frozen=True)
 class Line:
     """One turn of the spotlighted episode."""
 
@@ -153,6 +167,8 @@ class Snapshot:
     spotlight_outcome: str | None
     following: bool
     finished: bool = False
+    workers: tuple[WorkerView, ...] = ()
+    """Per-worker progress of a distributed run; empty otherwise (and from a store)."""
 
     @property
     def completed(self) -> int:
@@ -299,6 +315,9 @@ class LiveSource:
             dimensions=_ordered_dimensions([d for counts in p.score_counts.values() for d in counts]),
             spotlight_key=p.spotlight_key, spotlight=spotlight, spotlight_outcome=p.spotlight_outcome,
             following=p.spotlight_followed, finished=over,
+            workers=tuple(WorkerView(w.name, w.state + (f" ({w.lost} lost)" if w.lost else ""),
+                                     f"{w.node}:{w.pid}" if w.pid else "–", w.assigned, w.finished,
+                                     w.active, w.requests, now - w.last_seen) for w in p.workers.values()),
         )
 
     @staticmethod
@@ -635,6 +654,8 @@ def render(snapshot: Snapshot, *, plain: bool = False) -> Group:
                            (s.state, "green" if s.state in ("running", "finished") else "yellow"),
                            f"  ·  elapsed {_duration(s.elapsed)}")
     parts: list[RenderableType] = [header, _progress(s, plain), _counts(s), _Endpoints(s), _Board(s), _episode(s)]
+    if s.workers:
+        parts.insert(4, _workers(s))
     return Group(*parts)
 
 
@@ -720,6 +741,17 @@ class _Board:
         if not s.leaderboard:
             _row(table, "no scores yet", "", *("" for _ in s.dimensions))
         yield table
+
+
+def _workers(s: Snapshot) -> Table:
+    """Per-worker rows of a distributed run: state, where, shard progress, requests, last heard."""
+    table = Table(title="Workers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("worker", "state", "where", "finished", "active", "requests", "heard"):
+        table.add_column(header, no_wrap=True, justify="left" if header in ("worker", "state", "where") else "right")
+    for w in s.workers:
+        _row(table, w.name, w.state, w.where, f"{w.finished:,}/{w.assigned:,}", f"{w.active:,}", f"{w.requests:,}",
+             f"{w.seen_ago:.1f}s ago")
+    return table
 
 
 def _episode(s: Snapshot) -> RenderableType:
@@ -843,11 +875,12 @@ class PlainReporter:
         for e in s.endpoints:
             faults.update(e.faults)
         judge = "" if s.judge_pending is None else f" | judge pending {s.judge_pending:,} scored {s.judge_done or 0:,}"
+        workers = "".join(f" | {w.name} {w.state} {w.finished:,}/{w.assigned:,}" for w in s.workers)
         return (
             f"[{_duration(s.elapsed)}] episodes {s.completed:,}/{s.total:,} ({s.fraction * 100:.1f}%)"
             f" active {s.active:,} queued {s.queued:,} done {s.done:,} failed {s.failed:,}"
             f" | {s.episode_rate:,.2f} ep/s ETA {_duration(s.eta)} | turns {_per_second(s.turn_rate)}"
-            f" | tokens out {tokens}{judge} | errors {_faults(faults)}"
+            f" | tokens out {tokens}{judge} | errors {_faults(faults)}{workers}"
         )
 
     def summary(self, s: Snapshot) -> str:

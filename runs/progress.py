@@ -18,6 +18,29 @@ SPOTLIGHT_LINES = 12
 
 
 @dataclass
+class WorkerProgress:
+    """One Ray worker of a distributed run (``runs.distributed``), as its driver last heard.
+
+    ``state``: ``starting``, ``running``, ``finished``, ``lost`` (died; its unfinished episodes went
+    to a replacement) or ``stopped``. ``assigned`` counts the episodes (and re-judgings) of its shard;
+    ``finished`` those it reported complete (ended and, when judged, every score in).
+    """
+
+    name: str
+    state: str = "starting"
+    node: str = ""
+    pid: int = 0
+    assigned: int = 0
+    finished: int = 0
+    active: int = 0
+    turns: int = 0
+    requests: int = 0
+    lost: int = 0
+    """Workers of this slot that died; each time a replacement took over the unfinished episodes."""
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+@dataclass
 class RunProgress:
     """Counters of one process's run.
 
@@ -58,6 +81,8 @@ class RunProgress:
     spotlight_outcome: str | None = None
     spotlight_followed: bool = False
     spotlight_dwell: float = 4.0
+    workers: dict[str, WorkerProgress] = field(default_factory=dict)
+    """Worker name -> its progress; empty unless the run is distributed."""
     _spotlight_ended_at: float = field(default=0.0, repr=False)
 
     @property

@@ -405,6 +405,7 @@ def agreement_report(store: Store, human_scores_path: Path, *, supporter: str | 
         ReportError: a bad human score file, or the store holds several supporters or
             languages and ``supporter`` / ``language`` do not choose one.
     """
+    from runs.annotate import confusion_matrix
     from runs.importing import ResultFileError, read_score_file
 
     try:
@@ -429,6 +430,7 @@ def agreement_report(store: Store, human_scores_path: Path, *, supporter: str | 
                   "only_judge": sum(1 for k in judge if k not in human)},
         "dimensions": dimensions,
         "average": average,
+        "confusion": {d: confusion_matrix(judge, human, d) for d in order},
     }
 
 
@@ -458,10 +460,21 @@ def render_agreement(result: Mapping[str, Any], fmt: str) -> str:
         ["ACC_soft"] + [pct(v["acc_soft"]) for v in dims.values()] + [pct(result["average"]["acc_soft"])],
         ["n"] + [str(v["n"]) for v in dims.values()] + [""],
     ]
+    if result.get("alpha"):  # human labels from the store: inter-annotator agreement too
+        def alpha(x: Any) -> str:
+            return _num(float(x), 3)
+
+        rows += [["α (annotators)"] + [alpha(result["alpha"][d]["alpha"]) for d in dims] + [""],
+                 ["items ≥2 labels"] + [str(result["alpha"][d]["items"]) for d in dims] + [""]]
     cards = result["cards"]
+    if result.get("alpha"):
+        caption_extra = (" Human label per item: the annotators' majority, ties to the label nearest their mean. "
+                         "α = Krippendorff's alpha (ordinal) between annotators, over items with two labels or more.")
+    else:
+        caption_extra = ""
     title = (f"judge-human agreement: {result['supporter']} ({result['language']}) in {result['store']} vs {result['human']}")
     caption = (f"{cards['matched']} cards in both; {cards['only_human']} only in the human file, {cards['only_judge']} only in the store. "
-               "ACC = exact match, ACC_soft = |judge - human| <= 1; -1 labels and failed judge calls left out")
+               "ACC = exact match, ACC_soft = |judge - human| <= 1; -1 labels and failed judge calls left out" + caption_extra)
     if fmt == "md":
         return f"**{_md_escape(title)}**\n\n" + _markdown(header, rows, right_from=1) + f"\n{_md_escape(caption)}\n"
     return _rich_text(title, header, rows, caption, right_from=1, lines=False)
@@ -474,7 +487,7 @@ def _split_by(by: Sequence[str]) -> list[str]:
     return [part.strip() for item in by for part in item.split(",") if part.strip()]
 
 
-def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[str], agreement: Path | None,
+def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[str], agreement: Path | bool | None,
                    supporter: str | None, language: str | None) -> str:
     """``esc-eval report STORE``: returns the text to print.
 
@@ -483,8 +496,10 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
         fmt: ``table``, ``md``, ``json`` or ``csv``.
         plot_path: where to write the leaderboard chart (PNG), or ``None``.
         by: group columns; items may be comma-separated (``["supporter,language"]``); empty: supporter.
-        agreement: a human score file; when given, the output is the judge-human
-            agreement (in ``fmt``) instead of the leaderboard.
+        agreement: a human score file, or ``True`` for the store's own annotations
+            (``runs.annotate.store_agreement``: also inter-annotator alpha); when given, the
+            output is the judge-human agreement (in ``fmt``) instead of the leaderboard, and
+            ``plot_path`` gets the confusion matrices instead of the leaderboard chart.
         supporter / language: keep only these episodes (and choose the pair for agreement).
 
     Raises:
@@ -497,10 +512,21 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
     store = Store.open(store_path, readonly=True)
     try:
         report = build_report(store, by=columns, supporter=supporter, language=language)
-        result = agreement_report(store, agreement, supporter=supporter, language=language) if agreement is not None else None
+        if agreement is True:
+            from runs.annotate import store_agreement
+
+            result = store_agreement(store, supporter=supporter, language=language)
+        elif agreement is not None:
+            result = agreement_report(store, Path(agreement), supporter=supporter, language=language)
+        else:
+            result = None
     finally:
         store.close_sync()
-    if plot_path is not None:
+    if plot_path is not None and result is not None:
+        from runs.annotate import plot_confusion
+
+        plot_confusion(result, plot_path)
+    elif plot_path is not None:
         plot(report, plot_path)
     text = render_agreement(result, fmt) if result is not None else render(report, fmt)
     if plot_path is not None and fmt in ("table", "md"):

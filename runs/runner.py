@@ -193,7 +193,7 @@ class BackendPool:
     def get(self, role_name: str, endpoint: EndpointConfig) -> ChatBackend:
         if role_name in self.overrides:
             return self.overrides[role_name]
-        ident = (endpoint.backend, endpoint.base_url, endpoint.model, endpoint.api_key_env)
+        ident = (endpoint.backend, endpoint.base_url, endpoint.model, endpoint.api_key_env, tuple(sorted(endpoint.lora.items())))
         if ident not in self._by_endpoint:
             if endpoint.backend == "openai":
                 backend = create_backend(
@@ -201,6 +201,8 @@ class BackendPool:
                     max_connections=endpoint.max_connections, timeout=endpoint.timeout,
                     max_attempts=endpoint.max_attempts, name=role_name,
                 )
+            elif endpoint.backend == "vllm":
+                backend = create_backend("vllm", model=endpoint.model, lora=dict(endpoint.lora), name=role_name)
             else:
                 backend = create_backend(endpoint.backend, model=endpoint.model, name=role_name)
             self._by_endpoint[ident] = backend
@@ -233,11 +235,15 @@ class Runner:
         store: an open, writable ``Store``.
         backends: role name (``seeker``, a supporter name, ``judge``) -> backend, overriding the config (tests).
         retry_failed: run again episodes a previous attempt marked failed.
+        episodes: run exactly these ``(planned, card)`` pairs instead of the whole plan (a Ray worker's
+            shard, ``runs.distributed``); ``store`` may then be any object with the ``Store`` write API.
     """
 
     def __init__(self, plan: RunPlan, store: Store, *, backends: Mapping[str, ChatBackend] | None = None,
-                 retry_failed: bool = False, progress: RunProgress | None = None):
+                 retry_failed: bool = False, progress: RunProgress | None = None,
+                 episodes: list[tuple[PlannedEpisode, RoleCard]] | None = None):
         self.plan, self.store = plan, store
+        self.episodes = episodes
         self.pool = BackendPool(backends)
         self.retry_failed = retry_failed
         self.progress = progress or RunProgress()
@@ -249,7 +255,7 @@ class Runner:
 
     async def run(self) -> RunResult:
         config = self.plan.config
-        planned = list(self.plan.episodes())
+        planned = list(self.plan.episodes()) if self.episodes is None else list(self.episodes)
         self.store.plan(p for p, _ in planned)
         statuses = self.store.statuses()
         skip = {"done", "failed"} if not self.retry_failed else {"done"}

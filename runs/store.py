@@ -81,6 +81,19 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+_ANNOTATIONS = """
+CREATE TABLE IF NOT EXISTS annotations (
+    episode_key TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    dimension TEXT NOT NULL,
+    label INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (episode_key, annotator, dimension)
+);
+"""
+"""Human labels (``esc-eval annotate``). Additive: stores made before it gain the table on their first writable open."""
+_SCHEMA += _ANNOTATIONS
+
 FINAL_ROUND = -1
 """``scores.round`` of the score of a whole episode; per-round scores use the round number."""
 
@@ -127,6 +140,8 @@ class Store:
         self._executor: ThreadPoolExecutor | None = None
         self.writes = 0
         self.write_error: BaseException | None = None
+        self.batch_window = 0.02
+        """Seconds the writer waits after a write arrives for others to share its transaction."""
 
     # -- opening ---------------------------------------------------------------
 
@@ -165,6 +180,8 @@ class Store:
                 conn.execute("PRAGMA synchronous=NORMAL")
             if version is None:
                 conn.executescript("BEGIN;" + _SCHEMA + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+            elif not readonly:
+                conn.executescript(_ANNOTATIONS)  # idempotent; gives older stores the annotations table
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a readable esc-eval store ({exc})") from None
         return cls(path, conn, readonly)
@@ -310,6 +327,8 @@ class Store:
         done = False
         while not done:
             batch = [await self._queue.get()]
+            if batch[0] is not None and self.batch_window > 0:
+                await asyncio.sleep(self.batch_window)  # let a batch gather: one transaction and thread hop for many writes
             while not self._queue.empty() and len(batch) < 5000:
                 batch.append(self._queue.get_nowait())
             if batch[-1] is None or None in batch:
@@ -323,9 +342,17 @@ class Store:
 
     def _write(self, ops: list[tuple[tuple[str, tuple[Any, ...]], ...]]) -> None:
         with self._transaction() as conn:
-            for statements in ops:
+            sql_run: str | None = None
+            args_run: list[tuple[Any, ...]] = []
+            for statements in ops:  # consecutive runs of one statement go in one executemany, in order
                 for sql, args in statements:
-                    conn.execute(sql, args)
+                    if sql != sql_run:
+                        if args_run:
+                            conn.executemany(sql_run, args_run)  # type: ignore[arg-type]
+                        sql_run, args_run = sql, []
+                    args_run.append(args)
+            if args_run:
+                conn.executemany(sql_run, args_run)  # type: ignore[arg-type]
         self.writes += len(ops)
 
     def _transaction(self) -> _Transaction:
@@ -372,6 +399,28 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT status, COUNT(*) FROM episodes GROUP BY status"))
+
+    # -- human labels (esc-eval annotate) -------------------------------------------
+
+    def add_annotations(self, labels: Iterable[tuple[str, str, str, int, float]]) -> int:
+        """Write ``(episode_key, annotator, dimension, label, at)`` rows in one committed transaction.
+
+        Synchronous, not through the writer: a label is on disk when this returns. A
+        label the same annotator gave before for the same dimension is replaced.
+        """
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        rows = list(labels)
+        with self._transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO annotations VALUES (?,?,?,?,?)", rows)
+        return len(rows)
+
+    def annotations(self) -> list[sqlite3.Row]:
+        """Every human label (``episode_key, annotator, dimension, label, at``); none in a store without the table."""
+        if not self.rows("SELECT name FROM sqlite_master WHERE type='table' AND name='annotations'"):
+            return []
+        return self.rows("SELECT a.* FROM annotations a LEFT JOIN episodes e ON e.key=a.episode_key"
+                         " ORDER BY e.ordinal, a.episode_key, a.annotator, a.dimension")
 
 
 class _Transaction:

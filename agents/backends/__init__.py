@@ -1,4 +1,4 @@
-"""Chat backends by name: ``openai`` (HTTP), ``transformers`` (in-process), ``scripted`` (tests).
+"""Chat backends by name: ``openai`` (HTTP), ``transformers`` and ``vllm`` (in-process), ``scripted`` (tests).
 
 Public API:
     ChatBackend, BackendStats and the typed errors -- see ``agents.backends.base``
@@ -22,6 +22,10 @@ def create_backend(kind: str, **options: Any) -> ChatBackend:
         from agents.backends.transformers_local import TransformersLocalBackend
 
         return TransformersLocalBackend(**options)
+    if kind == "vllm":
+        from agents.backends.vllm_engine import VLLMEngineBackend
+
+        return VLLMEngineBackend(**options)
     if kind == "scripted":
         from agents.backends.scripted import ScriptedBackend
 

@@ -88,7 +88,22 @@ class OpenAIHTTPBackend:
             if value is not None:
                 body[field] = value
         payload = json.dumps(body, ensure_ascii=False).encode()
+        try:  # the first attempt skips tenacity's per-request machinery; a failure is replayed through it
+            completion = await self._post(payload, body["model"])
+            attempts = 1
+        except BackendError as first:
+            completion, attempts = await self._retry(payload, body["model"], first)
+        completion = Completion(
+            completion.text, completion.prompt_tokens, completion.completion_tokens,
+            completion.latency, completion.model, retries=attempts - 1,
+        )
+        self.stats.done(completion)
+        return completion
+
+    async def _retry(self, payload: bytes, model: str, first: BackendError) -> tuple[Completion, int]:
+        """Retry after ``first`` failed, under the declared policy; ``first`` counts as attempt 1."""
         attempts = 0
+        pending = [first]
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
             stop=stop_after_attempt(self.max_attempts),
@@ -100,19 +115,16 @@ class OpenAIHTTPBackend:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    completion = await self._post(payload, body["model"])
+                    if pending:
+                        raise pending.pop()
+                    completion = await self._post(payload, model)
         except BackendError as exc:
             if exc.retryable:
                 self.stats.fault(exc.kind, str(exc), retried=False)
                 raise GaveUp(self.stats.endpoint, attempts, exc) from exc
             self.stats.fault(exc.kind, str(exc), retried=False)
             raise
-        completion = Completion(
-            completion.text, completion.prompt_tokens, completion.completion_tokens,
-            completion.latency, completion.model, retries=attempts - 1,
-        )
-        self.stats.done(completion)
-        return completion
+        return completion, attempts
 
     async def aclose(self) -> None:
         if self._session is not None:

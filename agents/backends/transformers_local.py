@@ -10,15 +10,21 @@ dedicated thread, so the event loop never blocks on torch.
 Every request in a batch keeps its own decoding settings: greedy when
 ``temperature`` is None or 0, otherwise sampling with ``temperature``/``top_p`` from
 a ``torch.Generator`` of its own, seeded with ``params.seed``. Requests therefore
-never need to agree to share a batch, and a seeded request draws the same tokens
-whatever else was batched with it. Rows that reach their own ``max_tokens`` are
-ended early while the rest of the batch goes on.
+never need to agree to share a batch, and (in float32, below) a seeded request
+draws the same tokens whatever else was batched with it. A row that reaches its own
+``max_tokens`` is given the end token while the rest of the batch goes on.
 
 Numerics: the embedded folder is float32. In float32, greedy answers were measured
 identical whether a prompt is generated alone or left-padded in a batch (0 of 72
 differed, batch sizes 2-12, 48 tokens); in bfloat16 about half of them diverged
 after a few dozen tokens. bfloat16 is faster in large batches on CPUs with AMX;
 pass ``dtype="bfloat16"`` to trade reproducibility for that.
+
+CPU threads: torch uses ``threads`` intra-op threads (default: the CPUs this
+process may use; ``torch.set_num_threads`` is process-wide). Before torch's first
+import this module sets ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it: with
+spinning OpenMP waiters, generation on 2 shared cores collapsed up to 10x whenever
+anything else ran (see ``_import_torch``).
 
 torch and transformers are imported only when a model is loaded or converted, so
 importing this module is cheap.
@@ -33,6 +39,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -174,8 +181,23 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _convert_gguf(gguf: Path, dest: Path) -> None:
+def _import_torch() -> Any:
+    """Import torch, first asking OpenMP to sleep rather than spin while it waits.
+
+    On 2 shared cores (the event loop, a judge server, other processes) spinning
+    OpenMP threads made generation up to 10x slower; sleeping ones cost nothing
+    measurable when the cores are idle. Only effective before torch's first import,
+    and an ``OMP_WAIT_POLICY`` the user set wins.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
+
+    return torch
+
+
+def _convert_gguf(gguf: Path, dest: Path) -> None:
+    torch = _import_torch()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -334,8 +356,8 @@ class TransformersLocalBackend:
                 if self._wake is not None:
                     self._wake.set()
                 await worker
-            else:
-                worker.cancel()
+            elif self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(worker.cancel)
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
@@ -431,7 +453,7 @@ class TransformersLocalBackend:
             if self._closed:
                 raise BackendError(f"{self.name}: backend is closed")
             started = time.perf_counter()
-            import torch
+            torch = _import_torch()
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             if self.threads and torch.get_num_threads() != self.threads:

@@ -1,0 +1,110 @@
+"""``python -m benchmarks [scenario ...] [--quick] [--plot PNG] [--n N --c C]``: one JSON line per scenario.
+
+Scenarios: ``overhead-100``, ``overhead-1000``, ``overhead-5000``, ``overhead`` (with ``--n``/``--c``),
+``saturation``, ``local``; none given runs the three overhead presets, ``saturation`` and ``local``.
+``--quick`` shrinks every scenario (fewer episodes; for a smoke run, not for figures).
+``--plot PNG`` also measures the overhead at a grid of N and C and draws cost against them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+from benchmarks.overhead import overhead
+
+PRESETS = {"overhead-100": (100, 500), "overhead-1000": (1000, 3000), "overhead-5000": (5000, 10000)}
+"""Scenario -> (C, N): N is a few times C, so most of the run is at full concurrency."""
+QUICK = {"overhead-100": (100, 200), "overhead-1000": (1000, 1000), "overhead-5000": (5000, 5000)}
+DEFAULT = [*PRESETS, "saturation", "local"]
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+        with open("/proc/meminfo") as f:
+            info["mem_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
+        info["load_avg_1m"] = os.getloadavg()[0]
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    if name == "overhead":
+        return overhead(args.n, args.c, delay=args.delay)
+    if name in PRESETS:
+        c, n = (QUICK if args.quick else PRESETS)[name]
+        return overhead(n, c, delay=args.delay)
+    from benchmarks import models
+
+    if name == "saturation":
+        kwargs = {"episodes": 8, "c": 8, "rounds": 1} if args.quick else {}
+        return asyncio.run(models.saturation(**kwargs))
+    if name == "local":
+        kwargs = {"rounds": 1, "max_tokens": 24} if args.quick else {}
+        return asyncio.run(models.local(**kwargs))
+    raise SystemExit(f"unknown scenario {name!r} (known: overhead, {', '.join(DEFAULT)})")
+
+
+def targets(result: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets that this scenario's figures decide."""
+    name = result.get("scenario", "")
+    if name == "overhead-1000":
+        return {"ratio_wall<=1.10": result["ratio_wall"] <= 1.10, "ratio_cpu<=2.0": result["ratio_cpu"] <= 2.0,
+                "rss<=50KB/episode": result["rss_kb_per_active_episode"] <= 50}
+    if name == "overhead-5000":
+        return {"completed": result["completed"], "ratio_wall<=1.25": result["ratio_wall"] <= 1.25,
+                "rss<=50KB/episode": result["rss_kb_per_active_episode"] <= 50}
+    if name.startswith("overhead"):
+        return {"rss<=50KB/episode": result["rss_kb_per_active_episode"] <= 50}
+    if name == "saturation":
+        return {"tokens/s>=90%_of_raw": (result.get("ratio_tokens_per_s") or 0) >= 0.9}
+    if name == "local":
+        return {"speedup>=3x": (result.get("speedup_tokens_per_s") or 0) >= 3}
+    return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="*", help=f"default: {' '.join(DEFAULT)}")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (smoke, not figures)")
+    parser.add_argument("--n", type=int, default=20, help="episodes for the 'overhead' scenario")
+    parser.add_argument("--c", type=int, default=10, help="concurrency for the 'overhead' scenario")
+    parser.add_argument("--delay", type=float, default=0.02, help="fake server's answer delay in seconds (default 0.02)")
+    parser.add_argument("--plot", metavar="PNG", help="also measure overhead over a grid of N and C and plot it to PNG")
+    parser.add_argument("--out", metavar="JSONL", help="also append the JSON lines to this file")
+    args = parser.parse_args(argv)
+    info = machine()
+    results = []
+    for name in args.scenarios or DEFAULT:
+        try:
+            result = run_scenario(name, args)
+        except Exception as exc:  # one broken scenario must not hide the others' figures
+            result = {"scenario": name, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+        result["targets"] = targets(result) if "error" not in result else {}
+        result["machine"] = info
+        results.append(result)
+        line = json.dumps(result)
+        print(line, flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(line + "\n")
+    if args.plot:
+        from benchmarks.plot import sweep_and_plot
+
+        for line in sweep_and_plot(args.plot, results, quick=args.quick, delay=args.delay):
+            line["machine"] = info
+            print(json.dumps(line), flush=True)
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

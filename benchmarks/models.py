@@ -1,0 +1,173 @@
+"""Scenarios with the real embedded model (SmolLM2-135M-Instruct): server saturation and local micro-batching.
+
+``saturation``: ``transformers serve FOLDER --continuous-batching`` in its own process; a raw
+load generator (asyncio + aiohttp, the same conversations: system prompt + growing history,
+seeker and supporter turns) and then an esc-eval run (the full ``Runner`` with store, OpenAI
+backend) at the same concurrency; completion tokens per second of each.
+
+``local``: the in-process ``TransformersLocalBackend`` with dynamic micro-batching
+(``max_batch=8``) driving 8 concurrent episodes through the ``Runner``, beside ESC-Eval's
+loop: one dialogue after another, one reply at a time (``max_batch=1``, nothing concurrent).
+Same cards, rounds and max tokens; greedy decoding; the model is loaded before timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.overhead import _loop_name, _peak_rss_mb
+
+
+def _config(c: int, episodes: int, rounds: int, max_tokens: int, endpoint: dict[str, Any]) -> Any:
+    from runs.config import parse_config
+
+    return parse_config({
+        "run": {"rounds": rounds, "concurrency": c, "seed": 0},
+        "cards": {"language": "en", "limit": episodes},
+        "seeker": {**endpoint, "model": endpoint.get("model"), "max_tokens": max_tokens},
+        "supporters": [{**endpoint, "name": "sup", "max_tokens": max_tokens}],
+    })
+
+
+async def _esc_eval_run(config: Any, backends: dict[str, Any] | None = None) -> dict[str, Any]:
+    from runs.runner import RunPlan, Runner
+    from runs.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="esc-eval-bench-") as tmp:
+        store = Store.create(Path(tmp) / "bench.sqlite", config=config.to_dict())
+        runner = Runner(RunPlan.prepare(config), store, backends=backends)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        result = await runner.run()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    stats = [b.stats for b in runner.pool.all()]
+    tokens = sum(s.completion_tokens for s in stats)
+    return {"episodes_done": result.progress.done, "episodes_failed": result.progress.failed,
+            "requests": sum(s.requests for s in stats), "completion_tokens": tokens,
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "tokens_per_s": round(tokens / wall, 1)}
+
+
+def _system_prompts(episodes: int) -> tuple[list[str], str]:
+    """The seeker system prompts (one per card) and the supporter's, as esc-eval sends them."""
+    from roles.loaders import builtin_cards
+    from roles.templates import load_protocol
+
+    protocol = load_protocol("default")
+    cards = builtin_cards("en")[:episodes]
+    return [protocol.seeker_prompt(card) for card in cards], protocol.supporter_prompt("en")
+
+
+async def _raw_generator(url: str, model: str, c: int, episodes: int, rounds: int, max_tokens: int) -> dict[str, Any]:
+    """The same conversations with nothing but aiohttp: ``c`` in flight, each request carrying the history."""
+    import aiohttp
+
+    seeker_systems, supporter_system = _system_prompts(episodes)
+    opener = "Hello, I'm here to listen. What's on your mind?"
+    tokens = requests = 0
+    slots = asyncio.Semaphore(c)
+
+    async def call(session: aiohttp.ClientSession, messages: list[dict[str, str]]) -> str:
+        nonlocal tokens, requests
+        body = {"model": model, "messages": messages, "max_tokens": max_tokens}
+        async with session.post(url + "/chat/completions", json=body) as response:
+            data = await response.json()
+        tokens += int((data.get("usage") or {}).get("completion_tokens") or 0)
+        requests += 1
+        return str(data["choices"][0]["message"]["content"]).strip() or "..."
+
+    async def episode(session: aiohttp.ClientSession, system: str) -> None:
+        async with slots:
+            lines = [opener]
+            for _ in range(rounds):
+                seeker = [{"role": "system", "content": system}] + [
+                    {"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(lines)]
+                lines.append(await call(session, seeker))
+                supporter = [{"role": "system", "content": supporter_system}] + [
+                    {"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(lines[1:])]
+                lines.append(await call(session, supporter))
+
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=c)) as session:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(episode(session, s) for s in seeker_systems))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"requests": requests, "completion_tokens": tokens, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "tokens_per_s": round(tokens / wall, 1)}
+
+
+async def saturation(*, c: int = 16, episodes: int = 16, rounds: int = 2, max_tokens: int = 32) -> dict[str, Any]:
+    from agents.backends.transformers_local import embedded_model_dir
+    from tests.model_server import start_transformers_serve
+
+    folder = embedded_model_dir()
+    args = ["--continuous-batching", "--cb-num-blocks", "512", "--cb-block-size", "32"]
+    async with start_transformers_serve(folder, extra_args=args, timeout=180) as served:
+        warm = await _raw_generator(served.base_url, served.model_name, 2, 2, 1, 8)  # noqa: F841  (compile/warm caches)
+        raw = await _raw_generator(served.base_url, served.model_name, c, episodes, rounds, max_tokens)
+        endpoint = {"base_url": served.base_url, "model": served.model_name, "max_connections": c, "timeout": 600.0}
+        esc = await _esc_eval_run(_config(c, episodes, rounds, max_tokens, endpoint))
+    return {
+        "scenario": "saturation", "server": "transformers serve --continuous-batching", "model": "SmolLM2-135M-Instruct",
+        "c": c, "episodes": episodes, "rounds": rounds, "max_tokens": max_tokens,
+        "esc_eval": esc, "raw": raw,
+        "ratio_tokens_per_s": round(esc["tokens_per_s"] / raw["tokens_per_s"], 3) if raw["tokens_per_s"] else None,
+        "completed": esc["episodes_done"] == episodes,
+    }
+
+
+async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max_wait: float = 0.05) -> dict[str, Any]:
+    from agents.backends.transformers_local import TransformersLocalBackend
+    from agents.messages import SamplingParams
+    from roles.loaders import builtin_cards
+    from roles.templates import load_protocol
+    from environments.episode import Episode, Role
+    from environments.views import seeker_view, supporter_view
+
+    params = SamplingParams(max_tokens=max_tokens)
+    batched = TransformersLocalBackend(model=None, max_batch=8, max_wait=max_wait)
+    sequential = TransformersLocalBackend(model=None, max_batch=1, max_wait=0.0)
+    try:
+        warm = [{"role": "user", "content": "Hello"}]
+        await batched.complete(warm, SamplingParams(max_tokens=4))
+        await sequential.complete(warm, SamplingParams(max_tokens=4))
+
+        # ESC-Eval's loop: dialogue after dialogue, reply after reply.
+        protocol = load_protocol("default")
+        cards = builtin_cards("en")[:episodes]
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        tokens = 0
+        for index, card in enumerate(cards):
+            episode = Episode(f"seq/{index}", card, "sup")
+            episode.add(Role.SUPPORTER, protocol.opener("en"), generated=False)
+            for _ in range(rounds):
+                for role, view in ((Role.SEEKER, seeker_view(protocol, episode)), (Role.SUPPORTER, supporter_view(protocol, episode))):
+                    reply = await sequential.complete(view, params)
+                    tokens += reply.completion_tokens
+                    episode.add(role, reply.text, completion_tokens=reply.completion_tokens)
+        seq_wall, seq_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        seq = {"episodes_done": len(cards), "completion_tokens": tokens, "wall_s": round(seq_wall, 2), "cpu_s": round(seq_cpu, 2),
+               "tokens_per_s": round(tokens / seq_wall, 1), "dialogues_per_min": round(len(cards) / seq_wall * 60, 2)}
+
+        config = _config(episodes, episodes, rounds, max_tokens, {"backend": "transformers"})
+        esc = await _esc_eval_run(config, backends={"seeker": batched, "sup": batched})
+        esc["dialogues_per_min"] = round(esc["episodes_done"] / esc["wall_s"] * 60, 2)
+    finally:
+        await batched.aclose()
+        await sequential.aclose()
+    return {
+        "scenario": "local", "backend": "transformers_local", "model": "SmolLM2-135M-Instruct",
+        "episodes": episodes, "concurrent": episodes, "rounds": rounds, "max_tokens": max_tokens, "max_batch": 8, "max_wait_s": max_wait,
+        "micro_batched": esc, "sequential": seq,
+        "speedup_tokens_per_s": round(esc["tokens_per_s"] / seq["tokens_per_s"], 2) if seq["tokens_per_s"] else None,
+        "speedup_dialogues": round(esc["dialogues_per_min"] / seq["dialogues_per_min"], 2) if seq["dialogues_per_min"] else None,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "completed": esc["episodes_done"] == episodes,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(local(episodes=2, rounds=1, max_tokens=8))), _loop_name())

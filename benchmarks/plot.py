@@ -1,0 +1,79 @@
+"""How cost grows with N and C: overhead runs over a small grid, drawn with matplotlib into one PNG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.overhead import overhead
+
+GRID_C = (100, 1000, 5000)
+"""Concurrency (N = 3 x C unless an overhead scenario of this invocation measured that C)."""
+GRID_N = (1000, 3000)
+"""Episodes at C = 1000."""
+
+
+def sweep_and_plot(path: str, measured: list[dict[str, Any]], *, quick: bool = False, delay: float = 0.02) -> list[dict[str, Any]]:
+    """Draw cost against C (N = a few x C) and against N (C = 1000), reusing ``measured`` overhead rows.
+
+    Returns the rows measured here (missing grid points), for printing.
+    """
+    rows = {(r["n"], r["c"]): r for r in measured if str(r.get("scenario", "")).startswith("overhead") and "error" not in r}
+    grid_c = GRID_C[:2] if quick else GRID_C
+    grid_n = GRID_N[:1] if quick else GRID_N
+    new: list[dict[str, Any]] = []
+
+    def row(n: int, c: int) -> dict[str, Any]:
+        if (n, c) not in rows:
+            rows[(n, c)] = overhead(n, c, delay=delay)
+            rows[(n, c)]["scenario"] = f"sweep-n{n}-c{c}"
+            new.append(rows[(n, c)])
+        return rows[(n, c)]
+
+    by_c = [next((r for (n, c), r in rows.items() if c == cc), None) or row(3 * cc, cc) for cc in grid_c]
+    by_n = [row(n, 1000) for n in grid_n]
+    draw(path, sorted(by_c, key=lambda r: r["c"]), sorted(by_n, key=lambda r: r["n"]))
+    return new
+
+
+def draw(path: str, by_c: list[dict[str, Any]], by_n: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    ax = axes[0]
+    xs = [r["c"] for r in by_c]
+    for side, style in (("esc_eval", "-"), ("bare", "--")):
+        name = "esc-eval" if side == "esc_eval" else "bare aiohttp"
+        ax.plot(xs, [r[side]["cpu_s"] / max(1, r[side]["calls"]) * 1000 for r in by_c], "s" + style, label=f"{name} client CPU ms/request")
+        ax.plot(xs, [r[side]["wall_s"] / max(1, r["n"]) * 1000 for r in by_c], "o" + style, label=f"{name} wall ms/episode")
+    ax.set_xscale("log")
+    ax.set_xlabel("concurrency C (N = a few x C)")
+    ax.set_ylabel("milliseconds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    xs = [r["n"] for r in by_n]
+    ax.plot(xs, [r["esc_eval"]["wall_s"] for r in by_n], "o-", label="esc-eval wall s")
+    ax.plot(xs, [r["bare"]["wall_s"] for r in by_n], "o--", label="bare aiohttp wall s")
+    ax.plot(xs, [r["esc_eval"]["cpu_s"] for r in by_n], "s-", label="esc-eval CPU s")
+    ax.plot(xs, [r["bare"]["cpu_s"] for r in by_n], "s--", label="bare aiohttp CPU s")
+    ax.set_xlabel("episodes N (C = 1000)")
+    ax.set_ylabel("seconds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    xs = [r["c"] for r in by_c]
+    ax.plot(xs, [r["rss_kb_per_active_episode"] for r in by_c], "o-", label="esc-eval")
+    ax.plot(xs, [r["bare_rss_kb_per_active_episode"] for r in by_c], "o--", label="bare aiohttp")
+    ax.axhline(50, color="grey", lw=0.8, ls=":", label="target 50 KB")
+    ax.set_xscale("log")
+    ax.set_xlabel("concurrency C")
+    ax.set_ylabel("peak RSS growth per active episode (KB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle("esc-eval framework overhead vs a bare asyncio + aiohttp client (fake server, 20 ms replies, 17 calls/episode)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

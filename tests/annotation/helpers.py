@@ -1,0 +1,35 @@
+"""A small store of finished dialogues with judge scores, for the annotation tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runs.store import ImportedEpisode, PlannedEpisode, Store
+
+DIALOGUES = [
+    (("supporter", "Hi, I'm here to listen. What's on your mind?"), ("seeker", "I failed my exam and I feel useless."),
+     ("supporter", "That sounds really painful. Failing one exam doesn't make you useless."), ("seeker", "Thanks, that helps a bit.")),
+    (("supporter", "Hello. How are you today?"), ("seeker", "My mother is ill and I can't sleep."),
+     ("supporter", "ok. sleep more."), ("seeker", "That's not helpful.")),
+    (("supporter", "Hi there."), ("seeker", "My boss yells at me every day."),
+     ("supporter", "I'm sorry, being yelled at daily is exhausting. What happens when he does?"), ("seeker", "I just freeze.")),
+    (("supporter", "Welcome."), ("seeker", "I feel lonely since I moved."),
+     ("supporter", "Moving is hard. Have you found any group or club nearby?"), ("seeker", "Not yet.")),
+]
+
+
+def key(index: int, supporter: str = "bot") -> str:
+    return f"{supporter}/default/en-{index:05d}/imported/r0"
+
+
+def make_store(path: Path, judge: dict[int, dict[str, int]] | None = None, *, count: int = 4, supporter: str = "bot") -> Path:
+    """A store of ``count`` finished English dialogues of ``supporter``, judge scores per card index from ``judge``."""
+    store = Store.create(path, origin="test")
+    episodes = []
+    for index in range(count):
+        planned = PlannedEpisode(key(index, supporter), index, index, str(index), "en", "work", "test", supporter, "default", 0, 0)
+        scores = tuple((judge or {}).get(index, {}).items())
+        episodes.append(ImportedEpisode(planned, DIALOGUES[index % len(DIALOGUES)], scores, at=1.0))
+    store.import_episodes(episodes)
+    store.close_sync()
+    return path
