@@ -65,6 +65,7 @@ class TrainingOptions:
         eval_max_tokens: tokens generated per held-out judgement.
         layers: indices of the transformer layers that get adapters (``None``: all). Adapting only
             the last few layers makes a step much cheaper: backpropagation stops below them.
+        compare_base: also judge the held-out dialogues with the bare base model (``base_acc``).
     """
 
     steps: int = 200
@@ -79,6 +80,7 @@ class TrainingOptions:
     seed: int = 0
     eval_max_tokens: int = 8
     layers: tuple[int, ...] | None = None
+    compare_base: bool = True
 
     def check(self) -> None:
         for name in ("steps", "rank", "alpha", "batch_size", "max_length", "eval_max_tokens"):
@@ -295,7 +297,7 @@ def train_adapters(items: Sequence[Item], base: str | Path | None, profile: Judg
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
-                result.losses.append(float(loss))
+                result.losses.append(float(loss.detach()))
                 if step == 0 or (step + 1) % max(1, options.steps // 5) == 0:
                     progress(f"{name}: step {step + 1}/{options.steps} loss {float(loss):.4f}")
             model.eval()
@@ -303,10 +305,11 @@ def train_adapters(items: Sequence[Item], base: str | Path | None, profile: Judg
             if held_set:
                 truth = [i.labels[dim] for i in held_set]
                 predicted = [_judge(model, tokenizer, profile, dim, i, options.eval_max_tokens) for i in held_set]
-                with model.disable_adapter():
-                    base_predicted = [_judge(model, tokenizer, profile, dim, i, options.eval_max_tokens) for i in held_set]
                 result.acc, result.acc_soft = _rates(predicted, truth)
-                result.base_acc, result.base_acc_soft = _rates(base_predicted, truth)
+                if options.compare_base:
+                    with model.disable_adapter():
+                        base_predicted = [_judge(model, tokenizer, profile, dim, i, options.eval_max_tokens) for i in held_set]
+                    result.base_acc, result.base_acc_soft = _rates(base_predicted, truth)
                 result.unparsed = sum(p < 0 for p in predicted)
                 result.predictions = {i.key: p for i, p in zip(held_set, predicted)}
             result.seconds = time.perf_counter() - started

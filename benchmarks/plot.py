@@ -13,7 +13,7 @@ GRID_N = (1000, 3000)
 
 
 def sweep_and_plot(path: str, measured: list[dict[str, Any]], *, quick: bool = False, delay: float = 0.02) -> list[dict[str, Any]]:
-    """Draw cost against C (N = a few x C) and against N (C = 1000), reusing ``measured`` overhead rows.
+    """Draw cost against C (N = a few x C) and against N (every measured point), reusing ``measured`` overhead rows.
 
     Returns the rows measured here (missing grid points), for printing.
     """
@@ -29,8 +29,13 @@ def sweep_and_plot(path: str, measured: list[dict[str, Any]], *, quick: bool = F
             new.append(rows[(n, c)])
         return rows[(n, c)]
 
-    by_c = [next((r for (n, c), r in rows.items() if c == cc), None) or row(3 * cc, cc) for cc in grid_c]
-    by_n = [row(n, 1000) for n in grid_n]
+    for cc in grid_c:
+        if not any(c == cc for _, c in rows):
+            row(3 * cc, cc)
+    by_c = list({c: r for (n, c), r in sorted(rows.items())}.values())  # one point per C (its largest N)
+    for n in grid_n:
+        row(n, 1000)
+    by_n = list(rows.values())  # every measured (N, C): cost against N, each point labelled with its C
     draw(path, sorted(by_c, key=lambda r: r["c"]), sorted(by_n, key=lambda r: r["n"]))
     return new
 
@@ -46,11 +51,14 @@ def draw(path: str, by_c: list[dict[str, Any]], by_n: list[dict[str, Any]]) -> N
     xs = [r["c"] for r in by_c]
     for side, style in (("esc_eval", "-"), ("bare", "--")):
         name = "esc-eval" if side == "esc_eval" else "bare aiohttp"
-        ax.plot(xs, [r[side]["cpu_s"] / max(1, r[side]["calls"]) * 1000 for r in by_c], "s" + style, label=f"{name} client CPU ms/request")
-        ax.plot(xs, [r[side]["wall_s"] / max(1, r["n"]) * 1000 for r in by_c], "o" + style, label=f"{name} wall ms/episode")
+        ax.plot(xs, [r[side]["cpu_s"] / max(1, r[side]["calls"]) * 1000 for r in by_c], "s" + style, label=f"{name}")
+    for r in by_c:
+        ax.annotate(f"x{r['ratio_cpu']}", (r["c"], r["esc_eval"]["cpu_s"] / max(1, r["esc_eval"]["calls"]) * 1000),
+                    fontsize=7, textcoords="offset points", xytext=(3, 4))
     ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("concurrency C (N = a few x C)")
-    ax.set_ylabel("milliseconds")
+    ax.set_ylabel("client CPU ms per request")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax = axes[1]
@@ -59,7 +67,9 @@ def draw(path: str, by_c: list[dict[str, Any]], by_n: list[dict[str, Any]]) -> N
     ax.plot(xs, [r["bare"]["wall_s"] for r in by_n], "o--", label="bare aiohttp wall s")
     ax.plot(xs, [r["esc_eval"]["cpu_s"] for r in by_n], "s-", label="esc-eval CPU s")
     ax.plot(xs, [r["bare"]["cpu_s"] for r in by_n], "s--", label="bare aiohttp CPU s")
-    ax.set_xlabel("episodes N (C = 1000)")
+    for r in by_n:
+        ax.annotate(f"C={r['c']}", (r["n"], r["esc_eval"]["wall_s"]), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set_xlabel("episodes N")
     ax.set_ylabel("seconds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

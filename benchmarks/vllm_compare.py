@@ -28,7 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ENGINE_ARGS = {"dtype": "bfloat16", "max_model_len": 4096, "max_num_seqs": 32}
+ENGINE_ARGS = {"dtype": "bfloat16", "max_model_len": 4096, "max_num_seqs": 32, "enable_chunked_prefill": False}
 
 
 def _config(model: str, backend: str, base_url: str | None, args: argparse.Namespace):
@@ -87,7 +87,7 @@ async def bench_http(model: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
            "--port", str(port), "--enforce-eager", "--dtype", ENGINE_ARGS["dtype"],
            "--max-model-len", str(ENGINE_ARGS["max_model_len"]), "--max-num-seqs", str(ENGINE_ARGS["max_num_seqs"]),
-           "--disable-uvicorn-access-log"]
+           "--no-enable-chunked-prefill", "--disable-uvicorn-access-log"]
     log = open(Path(tempfile.gettempdir()) / f"vllm-bench-{port}.log", "wb")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"

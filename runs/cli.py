@@ -342,6 +342,7 @@ def _judge_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=2048, help="tokens per example; longer prompts lose their start")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", help="comma-separated layer indices to adapt (default: all; the last few train much faster)")
     parser.set_defaults(handler=_judge_train)
     return parser
 
@@ -350,7 +351,8 @@ def _judge_train(args: argparse.Namespace) -> int:
     from agents.training import TrainingOptions, train_command
 
     options = TrainingOptions(steps=args.steps, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
-                              max_length=args.max_length, holdout=args.holdout, seed=args.seed)
+                              max_length=args.max_length, holdout=args.holdout, seed=args.seed,
+                              layers=tuple(int(x) for x in args.layers.split(",")) if args.layers else None)
     dimensions = [d.strip() for d in args.dimensions.split(",") if d.strip()] if args.dimensions else None
     print(train_command(args.labels, args.base, args.profile, args.out, options, dimensions=dimensions))
     return 0

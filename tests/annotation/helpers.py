@@ -22,14 +22,15 @@ def key(index: int, supporter: str = "bot") -> str:
     return f"{supporter}/default/en-{index:05d}/imported/r0"
 
 
-def make_store(path: Path, judge: dict[int, dict[str, int]] | None = None, *, count: int = 4, supporter: str = "bot") -> Path:
+def make_store(path: Path, judge: dict[int, dict[str, int]] | None = None, *, count: int = 4, supporter: str = "bot",
+               dialogues: list[tuple[tuple[str, str], ...]] = DIALOGUES) -> Path:
     """A store of ``count`` finished English dialogues of ``supporter``, judge scores per card index from ``judge``."""
     store = Store.create(path, origin="test")
     episodes = []
     for index in range(count):
         planned = PlannedEpisode(key(index, supporter), index, index, str(index), "en", "work", "test", supporter, "default", 0, 0)
         scores = tuple((judge or {}).get(index, {}).items())
-        episodes.append(ImportedEpisode(planned, DIALOGUES[index % len(DIALOGUES)], scores, at=1.0))
+        episodes.append(ImportedEpisode(planned, dialogues[index % len(dialogues)], scores, at=1.0))
     store.import_episodes(episodes)
     store.close_sync()
     return path

@@ -7,7 +7,6 @@ these tests check routing and plumbing, not scores.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
