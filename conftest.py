@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Spinning OpenMP threads slow CPU generation ~10x when cores are shared; set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from pathlib import Path
 from typing import AsyncIterator, Callable
 

@@ -299,7 +299,7 @@ def train_adapters(items: Sequence[Item], base: str | Path | None, profile: Judg
                 optimizer.zero_grad()
                 result.losses.append(float(loss.detach()))
                 if step == 0 or (step + 1) % max(1, options.steps // 5) == 0:
-                    progress(f"{name}: step {step + 1}/{options.steps} loss {float(loss):.4f}")
+                    progress(f"{name}: step {step + 1}/{options.steps} loss {result.losses[-1]:.4f}")
             model.eval()
             model.save_pretrained(out / name)
             if held_set:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Spinning OpenMP threads slow CPU generation ~10x when cores are shared; set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import asyncio
 import logging
@@ -176,7 +181,7 @@ def _demo(args: argparse.Namespace) -> int:
     config = parse_config(raw, "demo.toml")
     store = args.store or Path("esc-eval-runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"
     print("esc-eval demo: SmolLM2-135M-Instruct (embedded) plays seeker and supporter; first start converts the model (~20 s)")
-    return _execute(config, store, resume=False, retry_failed=False, monitor=False)
+    return _execute(config, store, resume=False, retry_failed=False, monitor=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -352,10 +357,19 @@ def _judge_train(args: argparse.Namespace) -> int:
 
     options = TrainingOptions(steps=args.steps, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
                               max_length=args.max_length, holdout=args.holdout, seed=args.seed,
-                              layers=tuple(int(x) for x in args.layers.split(",")) if args.layers else None)
+                              layers=_layers(args.layers))
     dimensions = [d.strip() for d in args.dimensions.split(",") if d.strip()] if args.dimensions else None
     print(train_command(args.labels, args.base, args.profile, args.out, options, dimensions=dimensions))
     return 0
+
+
+def _layers(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--layers must be comma-separated layer numbers, got {text!r}") from None
 
 
 def _annotate(args: argparse.Namespace) -> int:

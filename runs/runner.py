@@ -203,6 +203,10 @@ class BackendPool:
                 )
             elif endpoint.backend == "vllm":
                 backend = create_backend("vllm", model=endpoint.model, lora=dict(endpoint.lora), name=role_name)
+            elif endpoint.backend == "transformers" and endpoint.lora:
+                from agents.backends.lora_local import LoraLocalBackend
+
+                backend = LoraLocalBackend(endpoint.model, adapters=dict(endpoint.lora), name=role_name)
             else:
                 backend = create_backend(endpoint.backend, model=endpoint.model, name=role_name)
             self._by_endpoint[ident] = backend

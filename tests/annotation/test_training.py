@@ -26,7 +26,7 @@ from runs.config import parse_config
 from runs.store import Store
 from tests.annotation.helpers import key, make_store
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.timeout(900)]  # ~60 s alone; far more when the machine is shared
 
 # short dialogues keep every step cheap (a forward pass costs ~2 x 135M flops per token)
 SHORT = [

@@ -31,10 +31,11 @@ async def esc_eval(*args: str, cwd: Path | None = None, env: dict[str, str] | No
 
 def write_config(path: Path, *, seeker_url: str, supporters: dict[str, str], cards: Path | None = None,
                  protocol: str = "default", extra: str = "", rounds: int = 5,
-                 language: str | None = None) -> Path:
+                 language: str | None = None, limit: int | None = None) -> Path:
     lines = ["[run]", 'name = "test"', f"rounds = {rounds}", "concurrency = 8", ""]
     if cards is not None:
-        lines += ["[cards]", f'path = "{cards}"'] + ([f'language = "{language}"'] if language else []) + [""]
+        lines += ["[cards]", f'path = "{cards}"'] + ([f'language = "{language}"'] if language else [])
+        lines += ([f"limit = {limit}"] if limit else []) + [""]
     lines += ["[seeker]", f'base_url = "{seeker_url}"', 'model = "esc-role"', f'protocol = "{protocol}"', "max_tokens = 512", ""]
     for name, url in supporters.items():
         lines += ["[[supporters]]", f'name = "{name}"', f'base_url = "{url}"', f'model = "{name}-model"', ""]
