@@ -1,6 +1,6 @@
 """The annotation page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
 
-Install both with ``scripts/browser-env.sh`` (apt chromium + pip playwright, no browser
+Install both with ``scripts/test-env.sh`` (apt chromium + pip playwright, no browser
 download). The test starts ``esc-eval annotate`` as a real subprocess, labels two
 dialogues with the keyboard, checks every label is in the store, reloads the page and
 checks nothing was lost.
@@ -28,9 +28,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-component-update", "--disable-sync"]
 DIMENSIONS = ["fluency", "diversity", "empathic", "suggestion", "tech", "human", "overall"]  # the default profile's
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="run scripts/browser-env.sh (pip install playwright)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="run scripts/test-env.sh (pip install playwright)")
 if not Path(CHROMIUM).exists():
-    pytest.skip("run scripts/browser-env.sh (apt-get install chromium)", allow_module_level=True)
+    pytest.skip("run scripts/test-env.sh (apt-get install chromium)", allow_module_level=True)
 
 
 def _free_port() -> int:
