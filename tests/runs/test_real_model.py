@@ -12,7 +12,7 @@ from runs.store import Store
 from tests.model_server import start_transformers_serve
 from tests.runs.cli_helpers import esc_eval, write_config
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.timeout(1500)]
 
 
 async def test_demo_runs_on_the_embedded_model_and_exports(tmp_path: Path) -> None:
