@@ -33,7 +33,7 @@ from agents.backends.transformers_local import (  # noqa: E402
 )
 from agents.messages import SamplingParams  # noqa: E402
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.timeout(1200)]
 shared_loop = pytest.mark.asyncio(loop_scope="module")  # the module-scoped backend lives on this loop
 
 GREEDY = SamplingParams(max_tokens=16)
