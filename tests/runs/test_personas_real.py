@@ -28,6 +28,7 @@ def _embedded_model_missing() -> str | None:
 
 pytestmark = [
     pytest.mark.model,
+    pytest.mark.timeout(1200),
     pytest.mark.skipif(_embedded_model_missing() is not None, reason=str(_embedded_model_missing())),
 ]
 
