@@ -28,12 +28,15 @@ CONCURRENCY = 200
 CONNECTIONS = 20
 RSS_LIMIT_MB = 400
 
-# runs.cli.main in the child, then its own peak RSS on stderr: a measure of that one process
+# runs.cli.main in the child, then its own peak RSS on stderr: a measure of that one process.
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child of a large pytest
+# process (one that loaded a model) would report the parent's peak.
 _MEASURED_MAIN = (
-    "import resource, sys\n"
+    "import re, sys\n"
     "from runs.cli import main\n"
     "code = main(sys.argv[1:])\n"
-    "print(f'peak_rss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+    "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+    "print(f'peak_rss_kb={hwm}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
