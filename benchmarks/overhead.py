@@ -15,7 +15,6 @@ import asyncio
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -64,7 +63,9 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak (VmHWM): ru_maxrss would carry a parent's peak across fork+exec."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 async def esc_eval_client(n: int, c: int, url: str, store_dir: str) -> dict[str, Any]:
