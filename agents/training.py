@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from agents.profiles import JudgeProfile, ProfileError, load_profile
+from roles.jsonl import read_jsonl
 
 
 class TrainingError(ValueError):
@@ -138,16 +139,8 @@ def read_training_labels(path: Path) -> list[Item]:
         raise TrainingError(f"{path}: cannot read: {exc}") from None
     transcripts: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
     gathered: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
+    for number, record in read_jsonl(text, str(path), TrainingError):
         where = f"{path}: line {number}"
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise TrainingError(f"{where}: not JSON ({exc})") from None
-        if not isinstance(record, dict):
-            raise TrainingError(f"{where}: expected an object")
         key, language, labels, turns = record.get("episode_key"), record.get("language", "en"), record.get("labels"), record.get("transcript")
         if not isinstance(key, str) or not key:
             raise TrainingError(f"{where}: field 'episode_key' must be non-empty text")

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import yaml
 
 from roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
+from roles.jsonl import read_jsonl
 
 SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 
@@ -83,14 +84,8 @@ def _parse(name: str, text: str, suffix: str) -> list[Any]:
         raise CardError(name, "the file is empty")
     try:
         if suffix == ".jsonl":
-            data: Any = []
-            # "\n" only: str.splitlines() also splits at U+2028, U+0085, ..., which JSON strings may hold raw
-            for lineno, line in enumerate(text.split("\n"), 1):
-                if line.strip():
-                    try:
-                        data.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise CardError(name, f"line {lineno}: not valid JSON: {exc.msg} at column {exc.colno}") from None
+            # objects=False: a record that is not an object is named by its card index, as in JSON and YAML files
+            data: Any = [record for _, record in read_jsonl(text, None, lambda message: CardError(name, message), objects=False)]
         elif suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text)
         elif suffix == ".json":

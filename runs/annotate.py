@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 from agents.profiles import DIMENSIONS, PAPER_NAMES, JudgeProfile
+from roles.jsonl import read_jsonl
 from runs.store import FINAL_ROUND, Store
 
 LABELS = (0, 1, 2, 3, 4)
@@ -268,15 +269,9 @@ def read_label_file(path: Path) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{path}: cannot read: {exc}") from None
     records = []
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
+    for number, record in read_jsonl(text, str(path), AnnotationError):
         where = f"{path}: line {number}"
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise AnnotationError(f"{where}: not JSON ({exc})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("labels"), dict):
+        if not isinstance(record.get("labels"), dict):
             raise AnnotationError(f"{where}: expected an object with 'labels' ({{dimension: label}})")
         if not isinstance(record.get("episode_key"), str) or not record["episode_key"]:
             raise AnnotationError(f"{where}: field 'episode_key' must be non-empty text")

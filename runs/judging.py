@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.judge import FINAL, Score
+from roles.jsonl import read_jsonl
 from runs.config import Config
 from runs.exchange import parse_lines, write_json
 
@@ -31,15 +32,12 @@ def read_transcripts(path: Path) -> dict[str, list[tuple[str, str]]]:
         raise TranscriptError(f"{path}: cannot read: {exc}") from None
     if path.suffix == ".jsonl":
         out = {}
-        for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): texts may hold U+2028 raw
-            if not line.strip():
-                continue
+        for number, record in read_jsonl(text, str(path), TranscriptError):
             try:
-                record = json.loads(line)
                 if record.get("status", "done") != "done":
                     continue
                 out[str(record["key"])] = [(t["role"], t["text"]) for t in record["turns"]]
-            except (ValueError, KeyError, TypeError) as exc:
+            except (KeyError, TypeError) as exc:
                 raise TranscriptError(f"{path}: line {number}: not an esc-eval episode record ({exc})") from None
         return out
     try:

@@ -7,6 +7,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from runs.judging import TranscriptError, read_transcripts
 from tests.runs.cli_helpers import esc_eval
 
 SUPPORTER, SEEKER = "AI assistant：", "ESC-Role："
@@ -87,3 +90,13 @@ async def test_judge_detects_chinese_and_rejects_bad_transcripts(tmp_path: Path,
     bad.write_text(json.dumps({"0": ["Speaker: hello"]}), encoding="utf-8")
     failed = await esc_eval("judge", str(bad), "--config", str(config))
     assert failed.returncode == 2 and "bad.json" in failed.stderr and "'0'" in failed.stderr
+
+
+def test_a_jsonl_export_line_that_is_not_an_object_is_named(tmp_path: Path) -> None:
+    export = tmp_path / "episodes.jsonl"
+    export.write_text(json.dumps({"key": "k0", "turns": [{"role": "supporter", "text": "Hi."}]}) + "\n[1, 2]\n", encoding="utf-8")
+    with pytest.raises(TranscriptError, match=r"episodes\.jsonl: line 2: expected a JSON object, got list"):
+        read_transcripts(export)
+    export.write_text("{broken\n", encoding="utf-8")
+    with pytest.raises(TranscriptError, match=r"episodes\.jsonl: line 1: not valid JSON"):
+        read_transcripts(export)

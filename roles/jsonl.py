@@ -1,0 +1,39 @@
+"""Read JSONL text one record at a time, with errors that name the file and the line.
+
+Card files, transcript exports and label files are all JSONL; this is their one reader,
+so a broken line is reported the same way whichever command reads it. It sits in
+``roles`` (the bottom layer) so that every package may use it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterator
+
+
+def read_jsonl(text: str, source: str | None, error: Callable[[str], Exception], *,
+               objects: bool = True) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of ``text``, numbered from 1.
+
+    Args:
+        text: the file's contents.
+        source: the file's name, which starts every message (``"labels.jsonl: line 3: ..."``);
+            ``None`` when ``error`` adds it itself (as ``CardError`` does).
+        error: called with the message to make the exception raised, e.g. ``TrainingError``.
+        objects: when true, a line must hold a JSON object, not a list, string or number.
+
+    Raises:
+        Whatever ``error`` returns, at the first line that is not valid JSON (or not an object).
+    """
+    prefix = "" if source is None else f"{source}: "
+    # "\n" only: str.splitlines() also splits at U+2028, U+0085, ..., which JSON strings may hold raw
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{prefix}line {number}: not valid JSON: {exc.msg} at column {exc.colno}") from None
+        if objects and not isinstance(value, dict):
+            raise error(f"{prefix}line {number}: expected a JSON object, got {type(value).__name__}")
+        yield number, value
