@@ -460,6 +460,37 @@ def _paper_name(key: str, given: Any, source: str, field: str) -> str:
     return PAPER_NAMES[key]
 
 
+def _dimensions(raw: Any, source: str, parse_one: Callable[[Mapping[str, Any], str, str], Dimension]) -> tuple[Dimension, ...]:
+    """A profile's ``dimensions`` list: each entry must be a mapping, read by ``parse_one(entry, source, where)``."""
+    if not isinstance(raw, list) or not raw:
+        raise ProfileError(source, "must be a non-empty list of dimensions", field="dimensions")
+    dimensions = []
+    for index, entry in enumerate(raw):
+        where = f"dimensions[{index}]"
+        dimensions.append(parse_one(_mapping(entry, source, where), source, where))
+    return tuple(dimensions)
+
+
+def _our_dimension(raw: Mapping[str, Any], source: str, where: str) -> Dimension:
+    """One entry of ``dimensions`` in our schema."""
+    unknown = sorted(set(raw) - _DIMENSION_KEYS)
+    if unknown:
+        raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_DIMENSION_KEYS))})", field=f"{where}.{unknown[0]}")
+    key = _text(raw.get("key"), source, f"{where}.key")
+    name = raw.get("name_in_prompt", key)
+    names: dict[str, str] = {}
+    if isinstance(name, dict):
+        names = {str(lang): _text(v, source, f"{where}.name_in_prompt.{lang}") for lang, v in name.items()}
+        if not names:
+            raise ProfileError(source, "must name the dimension", field=f"{where}.name_in_prompt")
+        name = names.get("en", next(iter(names.values())))
+    name = _text(name, source, f"{where}.name_in_prompt")
+    rubric = {str(lang): _text(v, source, f"{where}.rubric.{lang}") for lang, v in _mapping(raw.get("rubric"), source, f"{where}.rubric").items()}
+    if not rubric:
+        raise ProfileError(source, "needs a rubric for at least one language", field=f"{where}.rubric")
+    return Dimension(key, name, rubric, _paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"), names)
+
+
 def _our_profile(data: Any, source: str, default_name: str) -> JudgeProfile:
     """A profile in our schema (see ``agents/data/profiles/default.yaml``)."""
     data = _mapping(data, source, "(top level)")
@@ -484,32 +515,10 @@ def _our_profile(data: Any, source: str, default_name: str) -> JudgeProfile:
             elif not (key == "system_prompt" and value is None):
                 _text(value, source, where, allow_empty=key != "system_prompt")
         by_language[str(language)] = dict(overrides)
-    raw_dims = data.get("dimensions")
-    if not isinstance(raw_dims, list) or not raw_dims:
-        raise ProfileError(source, "must be a non-empty list of dimensions", field="dimensions")
-    dimensions = []
-    for index, raw in enumerate(raw_dims):
-        where = f"dimensions[{index}]"
-        raw = _mapping(raw, source, where)
-        unknown = sorted(set(raw) - _DIMENSION_KEYS)
-        if unknown:
-            raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_DIMENSION_KEYS))})", field=f"{where}.{unknown[0]}")
-        key = _text(raw.get("key"), source, f"{where}.key")
-        name = raw.get("name_in_prompt", key)
-        names: dict[str, str] = {}
-        if isinstance(name, dict):
-            names = {str(lang): _text(v, source, f"{where}.name_in_prompt.{lang}") for lang, v in name.items()}
-            if not names:
-                raise ProfileError(source, "must name the dimension", field=f"{where}.name_in_prompt")
-            name = names.get("en", next(iter(names.values())))
-        name = _text(name, source, f"{where}.name_in_prompt")
-        rubric = {str(lang): _text(v, source, f"{where}.rubric.{lang}") for lang, v in _mapping(raw.get("rubric"), source, f"{where}.rubric").items()}
-        if not rubric:
-            raise ProfileError(source, "needs a rubric for at least one language", field=f"{where}.rubric")
-        dimensions.append(Dimension(key, name, rubric, _paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"), names))
+    dimensions = _dimensions(data.get("dimensions"), source, _our_dimension)
     return JudgeProfile(
         name=_text(data.get("name", default_name), source, "name"),
-        dimensions=tuple(dimensions),
+        dimensions=dimensions,
         system_prompt=system,
         template=_template(data.get("template"), source, "template"),
         supporter_prefix=_text(data.get("supporter_prefix", ""), source, "supporter_prefix", allow_empty=True),
@@ -540,6 +549,20 @@ def _esc_prefixes(description: Any) -> tuple[str, str]:
     return found.get("supporter", _ESC_SUPPORTER_PREFIX), found.get("seeker", _ESC_SEEKER_PREFIX)
 
 
+def _esc_dimension(raw: Mapping[str, Any], source: str, where: str) -> Dimension:
+    """One entry of ``dimensions`` in ``esc_rank_prompts.json``."""
+    key = _text(raw.get("key"), source, f"{where}.key")
+    rubric = {lang: _text(raw[f"rubric_{lang}"], source, f"{where}.rubric_{lang}") for lang in ("en", "zh") if f"rubric_{lang}" in raw}
+    if not rubric:
+        raise ProfileError(source, "missing (need rubric_en and/or rubric_zh)", field=f"{where}.rubric_en")
+    return Dimension(
+        key=key,
+        name_in_prompt=_text(raw.get("name_in_prompt"), source, f"{where}.name_in_prompt"),
+        rubric=rubric,
+        paper_name=_paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"),
+    )
+
+
 def esc_rank_profile(data: Mapping[str, Any], source: str = "esc_rank_prompts.json") -> JudgeProfile:
     """The ESC-RANK profile from the parsed object of an ``esc_rank_prompts.json``-style file.
 
@@ -567,32 +590,14 @@ def esc_rank_profile(data: Mapping[str, Any], source: str = "esc_rank_prompts.js
     """
     data = _mapping(data, source, "(top level)")
     assembly = _mapping(data.get("assembly"), source, "assembly")
-    raw_dims = data.get("dimensions")
-    if not isinstance(raw_dims, list) or not raw_dims:
-        raise ProfileError(source, "must be a non-empty list of dimensions", field="dimensions")
-    dimensions = []
-    for index, raw in enumerate(raw_dims):
-        where = f"dimensions[{index}]"
-        raw = _mapping(raw, source, where)
-        key = _text(raw.get("key"), source, f"{where}.key")
-        rubric = {lang: _text(raw[f"rubric_{lang}"], source, f"{where}.rubric_{lang}") for lang in ("en", "zh") if f"rubric_{lang}" in raw}
-        if not rubric:
-            raise ProfileError(source, "missing (need rubric_en and/or rubric_zh)", field=f"{where}.rubric_en")
-        dimensions.append(
-            Dimension(
-                key=key,
-                name_in_prompt=_text(raw.get("name_in_prompt"), source, f"{where}.name_in_prompt"),
-                rubric=rubric,
-                paper_name=_paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"),
-            )
-        )
+    dimensions = _dimensions(data.get("dimensions"), source, _esc_dimension)
     system = assembly.get("system_prompt")
     if system is not None:
         _text(system, source, "assembly.system_prompt")
     supporter_prefix, seeker_prefix = _esc_prefixes(assembly.get("dialogue_lines"))
     return JudgeProfile(
         name="esc-rank",
-        dimensions=tuple(dimensions),
+        dimensions=dimensions,
         system_prompt=system,
         template=_template(assembly.get("prompt"), source, "assembly.prompt"),
         supporter_prefix=supporter_prefix,
