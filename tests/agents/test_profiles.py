@@ -13,6 +13,7 @@ from agents.profiles import (
     JudgeProfile,
     ProfileError,
     builtin_profiles,
+    esc_rank_profile,
     load_profile,
     parse_esc_rank,
     parse_label,
@@ -374,3 +375,18 @@ def test_our_schema_rejects_unknown_keys(tmp_path):
     )
     with pytest.raises(ProfileError, match=r"field 'dimensions\[0\].paper_name'"):
         load_profile(path)
+
+
+@pytest.mark.parametrize("dimensions, field, message", [
+    (None, "dimensions", "must be a non-empty list of dimensions"),
+    ([], "dimensions", "must be a non-empty list of dimensions"),
+    ("fluency", "dimensions", "must be a non-empty list of dimensions"),
+    (["fluency"], r"dimensions\[0\]", "must be a mapping, got str"),
+])
+def test_both_schemas_check_the_dimensions_list_alike(tmp_path, dimensions, field, message):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"template": "{rubric}{dialogue}", "dimensions": dimensions}), encoding="utf-8")
+    with pytest.raises(ProfileError, match=rf"mine.json: field '{field}': {message}"):
+        load_profile(path)
+    with pytest.raises(ProfileError, match=rf"rank.json: field '{field}': {message}"):
+        esc_rank_profile({"assembly": {}, "dimensions": dimensions}, "rank.json")
