@@ -143,6 +143,3 @@ class JudgeAgent(RoutedAgent):
     async def on_end(self, message: EpisodeEnded, ctx: MessageContext) -> None:
         if message.outcome != "failed":
             self.scorer.schedule(message.episode_key, message.language, message.transcript, message.supporter)
-
-    async def on_unhandled_message(self, message: object, ctx: MessageContext) -> None:
-        """Turns published on the topic are not the judge's business: ignored without autogen's per-message log line."""

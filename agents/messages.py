@@ -1,9 +1,10 @@
 """Messages that travel on the runtime, and the chat request/reply types backends speak.
 
 Agents are stateless per episode: a ``TurnRequest`` carries the whole history the
-agent needs. Observers (store, judge, monitor) see ``TurnTaken`` and
-``EpisodeEnded`` through the ``episodes`` topic; both carry plain data only, so
-no observer depends on the environment's classes.
+agent needs. Observers see ``TurnTaken`` on the ``turns`` topic and ``EpisodeEnded``
+on the ``episodes`` topic: one topic per kind, so an observer that wants only ends
+(the judge) is not called on every turn. Both carry plain data only, so no observer
+depends on the environment's classes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+TURNS_TOPIC = "turns"
+"""Topic type of ``TurnTaken``."""
 EPISODES_TOPIC = "episodes"
+"""Topic type of ``EpisodeEnded``."""
 EPISODES_SOURCE = "run"
 """One constant topic source: ``TypeSubscription`` maps the source to the observer's agent key,
 so a per-episode source would create an observer instance per episode."""

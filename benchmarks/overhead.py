@@ -27,6 +27,7 @@ ROUNDS = 5
 JUDGE_CALLS = 7
 CARDS = 15  # built-in English cards; N is reached with repeats
 MAX_TOKENS = 64
+DIALOGUE = "\x00dialogue\x00"
 
 
 # -- the two clients (run in a child process) -------------------------------------------------
@@ -68,21 +69,53 @@ def _peak_rss_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
-async def esc_eval_client(n: int, c: int, url: str, store_dir: str) -> dict[str, Any]:
-    """The full ``Runner``: runtime, environment, store writer, judge observer, OpenAI backends."""
+def _config(n: int, c: int, url: str) -> Any:
+    """The run both clients imitate: built-in cards and protocol, default persona and judge profile."""
     from runs.config import parse_config
-    from runs.runner import RunPlan, Runner
-    from runs.store import Store
 
     limit, repeats = _grid(n)
     endpoint = {"base_url": url, "max_connections": c, "max_tokens": MAX_TOKENS}
-    config = parse_config({
+    return parse_config({
         "run": {"rounds": ROUNDS, "concurrency": c, "repeats": repeats, "seed": 0},
         "cards": {"language": "en", "limit": limit},
         "seeker": {**endpoint, "model": "seeker"},
         "supporters": [{**endpoint, "name": "sup", "model": "sup"}],
         "judge": {**endpoint, "model": "judge"},
     })
+
+
+def prompt_kit(n: int, c: int, url: str) -> dict[str, Any]:
+    """The texts esc-eval's requests carry, so the bare client sends bodies of the same size.
+
+    Seeker system prompts per card, the supporter's system prompt and opener, and per judge
+    dimension its system message and user prompt with ``DIALOGUE`` where the dialogue goes.
+    """
+    from runs.runner import RunPlan
+
+    plan = RunPlan.prepare(_config(n, c, url))
+    assert plan.profile is not None
+    marker = [("seeker", DIALOGUE)]
+    judge = []
+    for key in plan.profile.keys:
+        messages = [dict(m) for m in plan.profile.messages(key, "en", marker)]
+        for m in messages:
+            m["content"] = m["content"].replace(plan.profile.format_dialogue(marker), DIALOGUE)
+        judge.append(messages)
+    return {
+        "seeker": [plan.protocol.seeker_prompt(card) for card in plan.cards],
+        "supporter": plan.protocol.supporter_prompt("en"),
+        "opener": plan.protocol.opener("en"),
+        "seeker_prefix": plan.profile.seeker_prefix, "supporter_prefix": plan.profile.supporter_prefix,
+        "join": plan.profile.join, "judge": judge,
+    }
+
+
+async def esc_eval_client(n: int, c: int, url: str, store_dir: str) -> dict[str, Any]:
+    """The full ``Runner``: runtime, environment, store writer, judge observer, OpenAI backends."""
+    from runs.runner import RunPlan, Runner
+    from runs.store import Store
+
+    config = _config(n, c, url)
     plan = RunPlan.prepare(config)
     store = Store.create(Path(store_dir) / "bench.sqlite", config=config.to_dict())
     runner = Runner(plan, store)
@@ -99,13 +132,13 @@ async def esc_eval_client(n: int, c: int, url: str, store_dir: str) -> dict[str,
     }
 
 
-async def bare_client(n: int, c: int, url: str) -> dict[str, Any]:
-    """The same request pattern with nothing but asyncio, aiohttp and json."""
+async def bare_client(n: int, c: int, url: str, kit: dict[str, Any]) -> dict[str, Any]:
+    """The same request pattern, carrying the same texts (``kit``), with nothing but asyncio, aiohttp and json."""
     import aiohttp
 
     limit, repeats = _grid(n)
     n = limit * repeats
-    system = "You are a person seeking emotional support. " * 12
+    prefixes = (kit["supporter_prefix"], kit["seeker_prefix"])  # lines alternate supporter, seeker from the opener
     calls = 0
 
     async def call(session: aiohttp.ClientSession, model: str, messages: list[dict[str, str]]) -> str:
@@ -122,34 +155,36 @@ async def bare_client(n: int, c: int, url: str) -> dict[str, Any]:
         tasks: set[asyncio.Task[Any]] = set()
         done = 0
 
-        async def judge_one(dimension: int, transcript: str) -> str:
+        async def judge_one(messages: list[dict[str, str]], dialogue: str) -> str:
             async with judge_slots:
-                return await call(session, "judge", [{"role": "user", "content": f"Rate dimension {dimension}:\n{transcript}"}])
+                return await call(session, "judge", [{"role": m["role"], "content": m["content"].replace(DIALOGUE, dialogue)} for m in messages])
 
-        async def judge(transcript: str) -> None:
-            await asyncio.gather(*(judge_one(d, transcript) for d in range(JUDGE_CALLS)))
+        async def judge(lines: list[str]) -> None:
+            dialogue = kit["join"].join(prefixes[i % 2] + t for i, t in enumerate(lines))
+            await asyncio.gather(*(judge_one(messages, dialogue) for messages in kit["judge"]))
 
-        async def episode() -> None:
+        async def episode(ordinal: int) -> None:
             nonlocal done
             try:
-                lines = ["Hello, what would you like to talk about?"]
+                lines = [kit["opener"]]
+                system = kit["seeker"][ordinal % limit]
                 for _ in range(ROUNDS):
                     seeker = [{"role": "system", "content": system}] + [
                         {"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(lines)]
                     lines.append(await call(session, "seeker", seeker))
-                    supporter = [{"role": "system", "content": system}] + [
+                    supporter = [{"role": "system", "content": kit["supporter"]}] + [
                         {"role": "assistant" if i % 2 == 0 else "user", "content": t} for i, t in enumerate(lines[1:])]
                     lines.append(await call(session, "sup", supporter))
                 done += 1
             finally:
                 slots.release()
-            task = asyncio.create_task(judge("\n".join(lines)))
+            task = asyncio.create_task(judge(lines))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        for _ in range(n):
+        for ordinal in range(n):
             await slots.acquire()
-            task = asyncio.create_task(episode())
+            task = asyncio.create_task(episode(ordinal))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         while tasks:
@@ -165,9 +200,11 @@ def _child(argv: list[str]) -> None:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--c", type=int, required=True)
     parser.add_argument("--url", required=True)
+    parser.add_argument("--kit", help="the bare client's texts (JSON from prompt_kit)")
     args = parser.parse_args(argv)
     if args.mode == "bare":
-        figures = _run(bare_client(args.n, args.c, args.url))
+        kit = json.loads(Path(args.kit).read_text()) if args.kit else prompt_kit(args.n, args.c, args.url)
+        figures = _run(bare_client(args.n, args.c, args.url, kit))
     else:
         with tempfile.TemporaryDirectory(prefix="esc-eval-bench-") as tmp:
             figures = _run(esc_eval_client(args.n, args.c, args.url, tmp))
@@ -212,15 +249,19 @@ def _cpu_of(pid: int) -> float:
 
 
 def _client(mode: str, n: int, c: int, url: str, server_pid: int) -> dict[str, Any]:
-    server_cpu0 = _cpu_of(server_pid)
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.overhead", "child", mode, "--n", str(n), "--c", str(c), "--url", url],
-        capture_output=True, text=True, cwd=_root(), env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="esc-eval-kit-") as kit:
+        json.dump(prompt_kit(n, c, url), kit)
+        kit.flush()
+        server_cpu0 = _cpu_of(server_pid)
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.overhead", "child", mode, "--n", str(n), "--c", str(c), "--url", url, "--kit", kit.name],
+            capture_output=True, text=True, cwd=_root(), env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        server_cpu = _cpu_of(server_pid) - server_cpu0
     if out.returncode != 0:
         raise RuntimeError(f"{mode} client failed ({out.returncode}):\n{out.stderr[-3000:]}")
     figures = json.loads(out.stdout.strip().splitlines()[-1])
-    figures["server_cpu_s"] = round(_cpu_of(server_pid) - server_cpu0, 3)
+    figures["server_cpu_s"] = round(server_cpu, 3)
     return figures
 
 

@@ -2,31 +2,28 @@
 
 For each step it asks the turn policy who speaks, builds that side's view, awaits
 ``send_message(TurnRequest, AgentId(role, model_key))``, appends the reply, publishes
-``TurnTaken`` on the ``episodes`` topic, and checks the termination detectors. At the
-end it publishes ``EpisodeEnded``. The episode's persona (a ``SeekerBehaviour``) adds
+``TurnTaken`` on the ``turns`` topic, and checks the termination detectors. At the
+end it publishes ``EpisodeEnded`` on the ``episodes`` topic. The episode's persona (a ``SeekerBehaviour``) adds
 directives to each seeker request, keeps the seeker's hidden state (copied onto each
 seeker turn) and may end the episode; seeker replies that break the role are asked for
 again up to the configured number of retries. Observers (store, judge, monitor) subscribe to the
-topic; the environment never waits for them.
+topics; the environment never waits for them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
-import os
 import time
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from autogen_core import AgentId, SingleThreadedAgentRuntime, TopicId
-from opentelemetry.trace import NoOpTracerProvider
 
 from agents.backends.base import BackendError
-from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
+from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, TURNS_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
 from environments.behaviours import NEUTRAL, SeekerBehaviour
 from environments.episode import Episode, Outcome, Role, Turn
 from environments.termination import Detector, MaxRounds
@@ -37,47 +34,8 @@ from roles.templates import SeekerProtocol
 
 log = logging.getLogger(__name__)
 
-
-def make_runtime() -> SingleThreadedAgentRuntime:
-    """A runtime with tracing off and autogen's chatty loggers quiet (they cost CPU per message)."""
-    os.environ.setdefault("AUTOGEN_DISABLE_RUNTIME_TRACING", "true")
-    for name in ("autogen_core", "autogen_core.events", "autogen_core.trace"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    return _LeanRuntime(tracer_provider=NoOpTracerProvider())
-
-
-class _LeanRuntime(SingleThreadedAgentRuntime):
-    """autogen-core 0.7.5's runtime without the work done for nobody on every message.
-
-    It JSON-serializes each message (history included) up to four times per delivery for
-    event-log payloads and span attributes, even when the event logger is off and the
-    tracer is a no-op; that was most of its CPU per message. Here payloads are built only
-    when ``autogen_core.events`` logs INFO, span attributes never and spans not at all
-    (tracing is off: the no-op tracer's spans cost a context manager stack per message).
-    """
-
-    _events = logging.getLogger("autogen_core.events")
-
-    def __init__(self, **kwargs: object):
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._tracer_helper = _NoTracing()  # type: ignore[assignment]
-
-    def _try_serialize(self, message: object) -> str:
-        if self._events.isEnabledFor(logging.INFO):
-            return super()._try_serialize(message)
-        return ""
-
-    async def _create_otel_attributes(self, *args: object, **kwargs: object) -> dict[str, str]:
-        return {}
-
-
-class _NoTracing:
-    """Stands in for autogen-core's ``TraceHelper`` when tracing is off: every span is one shared no-op."""
-
-    _block = contextlib.nullcontext()
-
-    def trace_block(self, *args: object, **kwargs: object) -> contextlib.nullcontext[None]:
-        return self._block
+_TURNS = TopicId(TURNS_TOPIC, source=EPISODES_SOURCE)
+_ENDS = TopicId(EPISODES_TOPIC, source=EPISODES_SOURCE)
 
 
 @dataclass(frozen=True)
@@ -124,13 +82,12 @@ class Environment:
 
     async def run(self, episode: Episode) -> Episode:
         """Play ``episode`` to its outcome; backend failures end it as ``failed``, never raise."""
-        topic = TopicId(EPISODES_TOPIC, source=EPISODES_SOURCE)
         spec = self.supporters[episode.supporter]
         behaviour = _Guarded(self.behaviours.get(episode.persona, NEUTRAL), episode)
         if self.policy.opener and not episode.turns:
             opener = episode.add(Role.SUPPORTER, self.protocol.opener(episode.card.language), generated=False)
             behaviour.on_turn(episode, opener)
-            await self._publish(episode, opener, topic)
+            await self._publish(episode, opener)
         outcome = behaviour.failure or self.termination.check(episode)
         while outcome is None:
             role = self.policy.next_speaker(episode)
@@ -166,7 +123,7 @@ class Environment:
             behaviour.on_turn(episode, turn)
             if role is Role.SEEKER and episode.state:
                 turn.state = copy.deepcopy(episode.state)
-            await self._publish(episode, turn, topic)
+            await self._publish(episode, turn)
             outcome = behaviour.failure or self.termination.check(episode) or behaviour.wants_to_end(episode)
         episode.outcome = outcome
         await self.runtime.publish_message(
@@ -174,7 +131,7 @@ class Environment:
                 episode.key, episode.card.language, outcome.kind.value, outcome.reason,
                 tuple((t.role.value, t.text) for t in episode.turns), time.time(), episode.supporter,
             ),
-            topic,
+            _ENDS,
         )
         return episode
 
@@ -212,11 +169,11 @@ class Environment:
         episode.state["role_breaks"] = episode.state.get("role_breaks", 0) + 1
         return reply
 
-    async def _publish(self, episode: Episode, turn: Turn, topic: TopicId) -> None:
+    async def _publish(self, episode: Episode, turn: Turn) -> None:
         state = json.dumps(turn.state, ensure_ascii=False, default=str) if turn.state else ""
         await self.runtime.publish_message(
             TurnTaken(episode.key, turn.index, turn.role.value, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at, state),
-            topic,
+            _TURNS,
         )
 
     @staticmethod

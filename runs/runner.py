@@ -21,12 +21,13 @@ from autogen_core import SingleThreadedAgentRuntime, TypeSubscription
 
 from agents.backends import ChatBackend, create_backend
 from agents.judge import JudgeAgent, Score, Scorer, ScoreSink
-from agents.messages import EPISODES_TOPIC, SamplingParams
+from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, SamplingParams
 from agents.profiles import JudgeProfile, ProfileError, load_profile
 from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
 from environments.behaviours import SeekerBehaviour, load_behaviour
-from environments.environment import Environment, SupporterSpec, make_runtime
+from environments.environment import Environment, SupporterSpec
+from environments.runtime import make_runtime
 from environments.episode import Episode
 from environments.termination import Detector, EndToken, MaxRounds, MaxTokens, Timeout
 from environments.turn_policies import Alternating
@@ -271,7 +272,8 @@ class Runner:
         await SeekerAgent.register_for(runtime, "seeker", {"seeker": self.pool.get("seeker", config.seeker)})
         await SupporterAgent.register_for(runtime, "supporter", {s.name: self.pool.get(s.name, s) for s in config.supporters})
         await StoreObserver.register(runtime, "store", lambda: StoreObserver(self.store, self.progress))
-        await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "store"))
+        for topic in (TURNS_TOPIC, EPISODES_TOPIC):
+            await runtime.add_subscription(TypeSubscription(topic, "store"))
         scorer = await self._judge(runtime) if self.plan.profile else None
         for backend in self.pool.all():
             backend.stats.listener = lambda endpoint, kind, detail: self.store.add_event(kind, detail, endpoint=endpoint)

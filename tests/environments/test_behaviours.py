@@ -11,11 +11,12 @@ import pytest
 from autogen_core import MessageContext, RoutedAgent, TypeSubscription, message_handler
 
 from agents.backends.scripted import ScriptedBackend
-from agents.messages import EPISODES_TOPIC, ChatMessage, SamplingParams, TurnTaken
+from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, ChatMessage, SamplingParams, TurnTaken
 from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
 from environments.behaviours import NEUTRAL, PersonaBehaviour, load_behaviour, mentions, preview
-from environments.environment import Environment, SupporterSpec, make_runtime
+from environments.environment import Environment, SupporterSpec
+from environments.runtime import make_runtime
 from environments.episode import Episode, Outcome, OutcomeKind, Role, Turn
 from environments.termination import MaxRounds
 from roles.loaders import builtin_cards
@@ -64,7 +65,8 @@ async def play(persona: str | Any, *, supporter: str = "neutral", rounds: int = 
     await SupporterAgent.register_for(runtime, "supporter", {"sup": ScriptedBackend(lambda m, p, model: line)})
     Published.turns = []
     await Published.register(runtime, "published", Published)
-    await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "published"))
+    for topic in (TURNS_TOPIC, EPISODES_TOPIC):
+        await runtime.add_subscription(TypeSubscription(topic, "published"))
     runtime.start()
     env = Environment(runtime, PROTOCOL, {"sup": SupporterSpec("sup")}, termination=MaxRounds(rounds),
                       behaviours={name: behaviour}, **env_args)

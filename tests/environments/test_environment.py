@@ -10,10 +10,11 @@ from autogen_core import MessageContext, RoutedAgent, TypeSubscription, message_
 
 from agents.backends.base import ServerError
 from agents.backends.scripted import ScriptedBackend
-from agents.messages import EPISODES_TOPIC, ChatMessage, EpisodeEnded, SamplingParams, TurnTaken
+from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, ChatMessage, EpisodeEnded, SamplingParams, TurnTaken
 from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
-from environments.environment import Environment, SupporterSpec, make_runtime
+from environments.environment import Environment, SupporterSpec
+from environments.runtime import make_runtime
 from environments.episode import Episode, OutcomeKind, Role
 from environments.termination import EndToken, MaxRounds
 from roles.cards import RoleCard
@@ -42,7 +43,8 @@ async def start(seeker: ScriptedBackend, supporters: dict[str, ScriptedBackend],
     await SupporterAgent.register_for(runtime, "supporter", supporters)
     Recorder.seen = []
     await Recorder.register(runtime, "recorder", Recorder)
-    await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "recorder"))
+    for topic in (TURNS_TOPIC, EPISODES_TOPIC):
+        await runtime.add_subscription(TypeSubscription(topic, "recorder"))
     runtime.start()
     env = Environment(runtime, load_protocol(protocol_path), {name: SupporterSpec(name) for name in supporters}, **env_args)  # type: ignore[arg-type]
     return runtime, env
