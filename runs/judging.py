@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agents.judge import FINAL, Score
 from roles.jsonl import read_jsonl
 from runs.config import Config
 from runs.exchange import parse_lines, write_json
@@ -68,6 +67,7 @@ def detect_language(path: Path, transcripts: dict[str, list[tuple[str, str]]]) -
 
 async def judge_transcripts(config: Config, path: Path, *, language: str | None, out: Path | None) -> tuple[dict[str, dict[str, int]], int, str]:
     """Score every transcript in ``path``; returns the score table, the number of failed judgements and the language."""
+    from agents.judge import FINAL, Score  # autogen-core: imported here, not when the CLI starts
     from runs.runner import BackendPool, load_judge_profile, make_scorer
 
     assert config.judge is not None

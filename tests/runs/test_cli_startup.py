@@ -1,0 +1,29 @@
+"""Start-up cost of the command line: a cheap command must not pay for the heavy libraries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.runs.cli_helpers import ROOT
+
+HEAVY = ("autogen_core", "torch", "aiohttp")
+
+
+def loaded_after(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter holds after running ``code``."""
+    script = f"{code}\nimport sys\nprint('heavy:', *(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1].split()[1:]
+
+
+def test_importing_the_cli_loads_no_heavy_library() -> None:
+    assert loaded_after("import runs.cli") == []
+
+
+def test_cards_validate_loads_no_heavy_library() -> None:
+    code = f"from runs.cli import main\nassert main(['cards', 'validate', {str(ROOT / 'roles/data/cards/en.yaml')!r}]) == 0"
+    assert loaded_after(code) == []
