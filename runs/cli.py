@@ -27,6 +27,7 @@ from runs.judging import TranscriptError
 from runs.report import ReportError
 from runs.store import StoreError
 
+FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes (runs.runner.RunResult.exit_code)
 BAD_INPUT = 2
 
 
@@ -225,7 +226,10 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
             history.append({"fingerprint": plan.fingerprint(), "config": config.to_dict(), "at": time.time()})
             store.set_meta(config=config.to_dict(), fingerprint=plan.fingerprint(), config_history=history)
             store.add_event("config-change", f"old={recorded} new={plan.fingerprint()}")
+        # without --retry-failed the runner skips these, so they are still failed when it ends
+        earlier_failed = 0 if retry_failed else store.counts().get("failed", 0)
     else:
+        earlier_failed = 0
         if store_path.exists():
             raise UsageError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
         store = Store.create(store_path, config=config.to_dict(), fingerprint=plan.fingerprint(), personas=plan.personas(), seed=config.run.seed,
@@ -241,7 +245,9 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
 
     result = _run_loop(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
                                         title=f"{config.run.name} · {store_path}"))
-    _summary(result.progress, store_path)
+    _summary(result.progress, store_path, earlier_failed)
+    if earlier_failed and not result.exit_code:
+        return FAILED_EPISODES  # a resumed run exits as a fresh one would with these episodes failed
     return result.exit_code
 
 
@@ -254,7 +260,7 @@ def _run_loop(main):  # type: ignore[no-untyped-def]
     return uvloop.run(main)
 
 
-def _summary(progress: object, store_path: Path) -> None:
+def _summary(progress: object, store_path: Path, earlier_failed: int = 0) -> None:
     from runs.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
@@ -263,6 +269,10 @@ def _summary(progress: object, store_path: Path) -> None:
         f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
         f"({outcomes}); {progress.turns} turns in {progress.elapsed():.1f}s"
     )
+    if progress.failed or earlier_failed:
+        earlier = f" ({earlier_failed} from an earlier attempt)" if earlier_failed else ""
+        print(f"hint: {progress.failed + earlier_failed} failed episodes remain in the store{earlier}; "
+              "run them again with --resume --retry-failed")
     print(f"store: {store_path}")
     print(f"next: esc-eval export {store_path} --format esc-eval --out OUT_DIR")
 

@@ -58,7 +58,11 @@ async def test_a_backend_that_always_fails_then_retry_failed_completes_each_epis
     # each failed episode: one retry, then the give-up, both on record under the endpoint's name
     assert a.events_by_endpoint == Counter({("bad", "retry:5xx"): cards, ("bad", "fault:5xx"): cards})
 
-    assert r.resumed.returncode == 0 and "0 failed" in r.resumed.stdout, r.resumed.stdout
+    # a plain --resume leaves them failed: exit 1 as for the first run, and a hint how to run them again
+    assert r.resumed.returncode == 1 and "0 failed" in r.resumed.stdout, r.resumed.stdout
+    assert f"hint: {cards} failed episodes remain in the store ({cards} from an earlier attempt); " \
+           "run them again with --resume --retry-failed" in r.resumed.stdout, r.resumed.stdout
+    assert "--retry-failed" in r.first.stdout and "--retry-failed" not in r.retried.stdout
     assert r.faults_after_resume == 2 * cards, "a plain --resume must not run failed episodes again"
 
     assert r.retried.returncode == 0, r.retried.stderr
