@@ -109,12 +109,11 @@ class Scorer:
 
     async def _one(self, key: str, dimension: str, round_: int, language: str, transcript: Sequence[tuple[str, str]], supporter: str) -> Score:
         model = self.model_for(dimension, language)
-        messages = self.profile.messages(dimension, language, transcript)
         self.pending += 1
         start = time.perf_counter()
         try:
-            async with self._slots:
-                completion = await self.backend.complete(messages, self.params, model=model)
+            async with self._slots:  # the prompt is built only once a slot is free: a backlog holds transcripts, not prompts
+                completion = await self.backend.complete(self.profile.messages(dimension, language, transcript), self.params, model=model)
         except BackendError as exc:
             score = Score(key, dimension, round_, None, None, model or "", time.perf_counter() - start, str(exc), supporter)
         else:

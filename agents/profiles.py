@@ -313,6 +313,10 @@ def _drop_list_markers(text: str) -> tuple[str, list[int]]:
     return _MARKER.sub(lambda m: m.group("lead"), text), cited
 
 
+_PLAIN = re.compile(r"[ \t\n]*(?:score|rating)[ \t]*:[ \t]*([0-4])\.?[ \t\n]*", re.IGNORECASE)
+"""A reply that is nothing but a score line, as the default profile asks: read without the tiers below."""
+
+
 def parse_label(text: str) -> int:
     """Our robust rule: the last explicit label in the reply, or -1 when there is none or it is ambiguous.
 
@@ -332,6 +336,13 @@ def parse_label(text: str) -> int:
     "3 or 4"), a fraction ("3.5") or off the scale ("Score: 5", "3/5", "3 out of
     10") makes the reply ambiguous: -1.
     """
+    plain = _PLAIN.fullmatch(text)
+    if plain:
+        return int(plain.group(1))
+    return _parse_tiers(text)
+
+
+def _parse_tiers(text: str) -> int:
     text = text.translate(_FULLWIDTH)
     text = _SCALE.sub(" ", text)
     text, cited = _drop_list_markers(text)

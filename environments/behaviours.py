@@ -27,6 +27,7 @@ file in a package (``package:path/to/file.yaml``)::
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass, replace
 from importlib import metadata, resources
@@ -148,10 +149,11 @@ class PersonaBehaviour:
         else:
             state["round"] += 1
             state["marker"] = self.persona.ending.marker in turn.text
-            facts = card_facts(episode.card)
-            state["revealed"] = sorted(set(state["revealed"]) | {
-                i for i, fact in enumerate(facts) if i not in state["revealed"] and mentions(fact, turn.text, episode.card.language)
-            })
+            revealed = state["revealed"]
+            new = [i for i, fact in enumerate(card_facts(episode.card))
+                   if i not in revealed and mentions(fact, turn.text, episode.card.language)]
+            if new:
+                state["revealed"] = sorted(revealed + new)
 
     def _heard(self, episode: Episode, state: dict[str, Any], text: str) -> None:
         emotion, ending = self.persona.emotion, self.persona.ending
@@ -203,14 +205,18 @@ def mentions(fact: str, text: str, language: str) -> bool:
     """Whether ``text`` seems to share ``fact``: at least half its keywords (en: words of 4+ letters
     but common ones; zh: character pairs), and at least two, appear in ``text``."""
     text = text.lower()
-    if language == "zh":
-        chars = [c for c in fact if c.isalnum()]
-        keys = {a + b for a, b in zip(chars, chars[1:])}
-    else:
-        keys = {w for w in _WORD.findall(fact.lower()) if w not in _STOP}
+    keys = _keywords(fact, language)
     if len(keys) < 2:
         return bool(keys) and all(k in text for k in keys)
     return sum(k in text for k in keys) * 2 >= len(keys)
+
+
+@functools.lru_cache(maxsize=4096)
+def _keywords(fact: str, language: str) -> frozenset[str]:
+    if language == "zh":
+        chars = [c for c in fact if c.isalnum()]
+        return frozenset(a + b for a, b in zip(chars, chars[1:]))
+    return frozenset(w for w in _WORD.findall(fact.lower()) if w not in _STOP)
 
 
 # --------------------------------------------------------------------------- finding personas

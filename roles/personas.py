@@ -39,6 +39,7 @@ turn by turn is ``environments.behaviours.PersonaBehaviour``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -268,12 +269,14 @@ _CLAUSE_END = re.compile(r"(?<=[,，;；])\s*")
 _TRAILING = " ,，;；.。、"
 
 
-def card_facts(card: RoleCard) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def card_facts(card: RoleCard) -> tuple[str, ...]:
     """The facts of a card's problem, in order: the sentences of its ``Problem:``/``问题：`` part.
 
     Cards in ESC-Eval's shape (``Age: ...\\nProblem: ...``) give the problem's sentences;
     other profiles give all their sentences. A problem of one long sentence is cut at
-    commas into clauses of a useful length. Disclosure pace counts these facts.
+    commas into clauses of a useful length. Disclosure pace counts these facts. Cached:
+    personas ask on every seeker turn.
     """
     lines = card.profile.splitlines()
     text = card.profile
@@ -285,7 +288,7 @@ def card_facts(card: RoleCard) -> list[str]:
     facts = _pieces(_SENTENCE_END, text)
     if len(facts) < 2:
         facts = _merge_short(_pieces(_CLAUSE_END, text), 8 if card.language == "zh" else 30)
-    return [f.rstrip(_TRAILING) for f in facts] or [text]
+    return tuple(f.rstrip(_TRAILING) for f in facts) or (text,)
 
 
 def _pieces(pattern: re.Pattern[str], text: str) -> list[str]:

@@ -77,7 +77,7 @@ class OpenAIHTTPBackend:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections)
+            connector = aiohttp.TCPConnector(limit=self.max_connections)  # one host per session: limit_per_host would only add bookkeeping
             self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, headers=self._headers)
         return self._session
 

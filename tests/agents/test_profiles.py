@@ -16,6 +16,8 @@ from agents.profiles import (
     esc_rank_profile,
     load_profile,
     parse_esc_rank,
+    _PLAIN,
+    _parse_tiers,
     parse_label,
 )
 
@@ -230,6 +232,17 @@ RUBRIC_ECHO = (
 )
 def test_parse_label(text, expected):
     assert parse_label(text) == expected
+
+
+@pytest.mark.parametrize("text", ["Score: 3", "score:0", "Rating: 4.", "  Score :  2 \n", "SCORE:\t1\n\n", "Score: 4.", "Rating:3"])
+def test_the_plain_score_line_shortcut_agrees_with_the_tiers(text):
+    assert _PLAIN.fullmatch(text) is not None
+    assert parse_label(text) == _parse_tiers(text) == int(text.split(":")[1].strip().rstrip("."))
+
+
+@pytest.mark.parametrize("text", ["Score: 3.5", "Score: 3-4", "Score: 5", "Score: 3/5", "Score: 3 or 4", "My score: 3"])
+def test_near_plain_lines_take_the_tiers(text):
+    assert _PLAIN.fullmatch(text) is None
 
 
 def test_profile_parse_handles_none():

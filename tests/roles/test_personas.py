@@ -183,7 +183,7 @@ def test_card_facts_of_our_cards_and_esc_eval_cards(shared: Path) -> None:
         assert facts and all(f.strip() for f in facts)
         assert not any(f.startswith(("Age", "年龄")) for f in facts)
     plain = RoleCard("x", "en", "I lost my job. My rent is due. I feel ashamed.", "work_study", "t")
-    assert card_facts(plain) == ["I lost my job", "My rent is due", "I feel ashamed"]
+    assert card_facts(plain) == ("I lost my job", "My rent is due", "I feel ashamed")
 
 
 def test_emotion_labels_and_leaving_text() -> None:
