@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import time
+from dataclasses import replace
 from typing import Any, Sequence
 
 import aiohttp
@@ -30,6 +31,9 @@ from agents.backends.base import (
     ServerError,
 )
 from agents.messages import ChatMessage, Completion, SamplingParams
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+"""One encoder: ``json.dumps`` with any option set builds a new one per call."""
 
 
 class OpenAIHTTPBackend:
@@ -87,16 +91,12 @@ class OpenAIHTTPBackend:
             value = getattr(params, field)
             if value is not None:
                 body[field] = value
-        payload = json.dumps(body, ensure_ascii=False).encode()
+        payload = _ENCODER.encode(body).encode()
         try:  # the first attempt skips tenacity's per-request machinery; a failure is replayed through it
             completion = await self._post(payload, body["model"])
-            attempts = 1
         except BackendError as first:
             completion, attempts = await self._retry(payload, body["model"], first)
-        completion = Completion(
-            completion.text, completion.prompt_tokens, completion.completion_tokens,
-            completion.latency, completion.model, retries=attempts - 1,
-        )
+            completion = replace(completion, retries=attempts - 1)
         self.stats.done(completion)
         return completion
 
