@@ -1,7 +1,9 @@
 """``python -m benchmarks [scenario ...] [--quick] [--plot PNG] [--n N --c C]``: one JSON line per scenario.
 
-Scenarios: ``overhead-100``, ``overhead-1000``, ``overhead-5000``, ``overhead`` (with ``--n``/``--c``),
-``saturation``, ``local``; none given runs the three overhead presets, ``saturation`` and ``local``.
+Scenarios: ``overhead-100``, ``overhead-1000``, ``overhead-5000`` (the fake server answers every request
+after 20 ms: both clients are CPU-bound), ``loaded-100``, ``loaded-1000``, ``loaded-5000`` (it answers
+like a loaded model server, ~1,000 requests/s at any concurrency: C ms, +-50 %), ``overhead`` (with
+``--n``/``--c``/``--delay``/``--jitter``), ``saturation``, ``local``; none given runs them all.
 ``--quick`` shrinks every scenario (fewer episodes; for a smoke run, not for figures).
 ``--plot PNG`` also measures the overhead at a grid of N and C and draws cost against them.
 """
@@ -21,6 +23,12 @@ from benchmarks.overhead import overhead
 PRESETS = {"overhead-100": (100, 500), "overhead-1000": (1000, 3000), "overhead-5000": (5000, 10000)}
 """Scenario -> (C, N): N is a few times C, so most of the run is at full concurrency."""
 QUICK = {"overhead-100": (100, 200), "overhead-1000": (1000, 1000), "overhead-5000": (5000, 5000)}
+for _name, _sizes in [*PRESETS.items()]:
+    PRESETS[_name.replace("overhead", "loaded")] = _sizes
+    QUICK[_name.replace("overhead", "loaded")] = QUICK[_name]
+LOADED_RATE = 1000.0
+"""Requests/s the ``loaded-*`` server completes: its delay is C / LOADED_RATE seconds (Little's law)."""
+LOADED_JITTER = 0.5
 DEFAULT = [*PRESETS, "saturation", "local"]
 
 
@@ -39,10 +47,12 @@ def machine() -> dict[str, Any]:
 
 def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if name == "overhead":
-        return overhead(args.n, args.c, delay=args.delay)
+        return overhead(args.n, args.c, delay=args.delay, jitter=args.jitter)
     if name in PRESETS:
         c, n = (QUICK if args.quick else PRESETS)[name]
-        return overhead(n, c, delay=args.delay)
+        if name.startswith("loaded"):
+            return overhead(n, c, delay=c / LOADED_RATE, jitter=LOADED_JITTER, scenario=name)
+        return overhead(n, c, delay=args.delay, jitter=args.jitter)
     from benchmarks import models
 
     if name == "saturation":
@@ -57,13 +67,13 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def targets(result: dict[str, Any]) -> dict[str, bool]:
     """The issue's targets that this scenario's figures decide."""
     name = result.get("scenario", "")
-    if name == "overhead-1000":
+    if name in ("overhead-1000", "loaded-1000"):
         return {"ratio_wall<=1.10": result["ratio_wall"] <= 1.10, "ratio_cpu<=2.0": result["ratio_cpu"] <= 2.0,
                 "rss<=50KB/episode": result["rss_kb_per_active_episode"] <= 50}
-    if name == "overhead-5000":
+    if name in ("overhead-5000", "loaded-5000"):
         return {"completed": result["completed"], "ratio_wall<=1.25": result["ratio_wall"] <= 1.25,
                 "rss<=50KB/episode": result["rss_kb_per_active_episode"] <= 50}
-    if name.startswith("overhead"):
+    if name.startswith(("overhead", "loaded")):
         return {"rss<=50KB/episode": result["rss_kb_per_active_episode"] <= 50}
     if name == "saturation":
         return {"tokens/s>=90%_of_raw": (result.get("ratio_tokens_per_s") or 0) >= 0.9}
@@ -79,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=20, help="episodes for the 'overhead' scenario")
     parser.add_argument("--c", type=int, default=10, help="concurrency for the 'overhead' scenario")
     parser.add_argument("--delay", type=float, default=0.02, help="fake server's answer delay in seconds (default 0.02)")
+    parser.add_argument("--jitter", type=float, default=0.0, help="each delay scaled by a uniform factor in [1-J, 1+J] (default 0)")
     parser.add_argument("--plot", metavar="PNG", help="also measure overhead over a grid of N and C and plot it to PNG")
     parser.add_argument("--out", metavar="JSONL", help="also append the JSON lines to this file")
     args = parser.parse_args(argv)

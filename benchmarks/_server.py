@@ -35,8 +35,8 @@ async def start(server: FakeOpenAIServer) -> None:
     await web.SockSite(server._runner, sock, backlog=8192).start()
 
 
-async def main(delay: float) -> None:
-    server = FakeOpenAIServer(responder=responder, delay=delay, record=False)
+async def main(delay: float, jitter: float) -> None:
+    server = FakeOpenAIServer(responder=responder, delay=delay, jitter=jitter, record=False)
     await start(server)
     print(f"PORT {server.port}", flush=True)
     loop = asyncio.get_running_loop()
@@ -47,10 +47,11 @@ async def main(delay: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--delay", type=float, default=0.02)
+    parser.add_argument("--jitter", type=float, default=0.0)
     args = parser.parse_args()
     try:
         import uvloop
 
-        uvloop.run(main(args.delay))
+        uvloop.run(main(args.delay, args.jitter))
     except ImportError:
-        asyncio.run(main(args.delay))
+        asyncio.run(main(args.delay, args.jitter))

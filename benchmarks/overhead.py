@@ -216,10 +216,10 @@ def _child(argv: list[str]) -> None:
 
 
 @contextmanager
-def fake_server(delay: float) -> Iterator[tuple[str, int]]:
+def fake_server(delay: float, jitter: float = 0.0) -> Iterator[tuple[str, int]]:
     """The fake OpenAI server in its own process; yields ``(base_url, pid)``."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._server", "--delay", str(delay)],
+        [sys.executable, "-m", "benchmarks._server", "--delay", str(delay), "--jitter", str(jitter)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=_root(),
     )
     try:
@@ -265,9 +265,9 @@ def _client(mode: str, n: int, c: int, url: str, server_pid: int) -> dict[str, A
     return figures
 
 
-def overhead(n: int, c: int, *, delay: float = 0.02) -> dict[str, Any]:
+def overhead(n: int, c: int, *, delay: float = 0.02, jitter: float = 0.0, scenario: str | None = None) -> dict[str, Any]:
     """One scenario: the bare client, then esc-eval, against one fresh server; one JSON-able dict."""
-    with fake_server(delay) as (url, pid):
+    with fake_server(delay, jitter) as (url, pid):
         _client("bare", min(n, 300), min(c, 100), url, pid)  # warm the server (and the page cache) once
         bare = _client("bare", n, c, url, pid)
         esc = _client("esc-eval", n, c, url, pid)
@@ -278,8 +278,8 @@ def overhead(n: int, c: int, *, delay: float = 0.02) -> dict[str, Any]:
         for key in ("wall_s", "cpu_s", "rss_start_mb", "peak_rss_mb"):
             figures[key] = round(figures[key], 3)
     return {
-        "scenario": f"overhead-{c}",
-        "n": esc["episodes"], "c": c, "rounds": ROUNDS, "judge_calls": JUDGE_CALLS, "delay_ms": delay * 1000,
+        "scenario": scenario or f"overhead-{c}",
+        "n": esc["episodes"], "c": c, "rounds": ROUNDS, "judge_calls": JUDGE_CALLS, "delay_ms": delay * 1000, "jitter": jitter,
         "esc_eval": esc, "bare": bare,
         "ratio_wall": round(esc["wall_s"] / bare["wall_s"], 3),
         "ratio_cpu": round(esc["cpu_s"] / bare["cpu_s"], 3),

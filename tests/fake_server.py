@@ -38,6 +38,8 @@ def default_responder(body: dict[str, Any]) -> str:
 class FakeOpenAIServer:
     responder: Responder = default_responder
     delay: float = 0.0
+    jitter: float = 0.0
+    """Each answer waits ``delay`` scaled by a seeded uniform factor in [1 - jitter, 1 + jitter]."""
     fault_rates: dict[str, float] = field(default_factory=dict)
     slow_seconds: float = 30.0
     retry_after: float = 0.05
@@ -123,7 +125,7 @@ class FakeOpenAIServer:
                 self.faults_served[fault] += 1
                 return await self._fault(request, fault)
             if self.delay:
-                await asyncio.sleep(self.delay)
+                await asyncio.sleep(self.delay * (1 + self.jitter * (2 * self._rng.random() - 1)) if self.jitter else self.delay)
             text = self.responder(body)
             self.answered += 1
             return web.json_response({
