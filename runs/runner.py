@@ -15,7 +15,7 @@ import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from autogen_core import SingleThreadedAgentRuntime, TypeSubscription
 
@@ -39,6 +39,9 @@ from runs.config import Config, ConfigError, EndpointConfig
 from runs.observers import StoreObserver
 from runs.progress import RunProgress
 from runs.store import FINAL_ROUND, PlannedEpisode, Store
+
+if TYPE_CHECKING:
+    from agents.backends.openai_http import HTTPSessions
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +187,14 @@ class BackendPool:
     """One backend per distinct endpoint (kind, url, model, key variable), shared by every role using it.
 
     Sharing matters for local models: the seeker and a supporter on the embedded model
-    load it once and have their requests micro-batched together.
+    load it once and have their requests micro-batched together. HTTP backends on one
+    server share its connection pool (``HTTPSessions``).
     """
 
     def __init__(self, overrides: Mapping[str, ChatBackend] | None = None):
         self._by_endpoint: dict[tuple[object, ...], ChatBackend] = {}
         self.overrides = dict(overrides or {})
+        self._http: HTTPSessions | None = None
 
     def get(self, role_name: str, endpoint: EndpointConfig) -> ChatBackend:
         if role_name in self.overrides:
@@ -197,10 +202,13 @@ class BackendPool:
         ident = (endpoint.backend, endpoint.base_url, endpoint.model, endpoint.api_key_env, tuple(sorted(endpoint.lora.items())))
         if ident not in self._by_endpoint:
             if endpoint.backend == "openai":
+                from agents.backends.openai_http import HTTPSessions
+
+                self._http = self._http or HTTPSessions()
                 backend = create_backend(
                     "openai", base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
                     max_connections=endpoint.max_connections, timeout=endpoint.timeout,
-                    max_attempts=endpoint.max_attempts, name=role_name,
+                    max_attempts=endpoint.max_attempts, name=role_name, sessions=self._http,
                 )
             elif endpoint.backend == "vllm":
                 backend = create_backend("vllm", model=endpoint.model, lora=dict(endpoint.lora), name=role_name)
@@ -219,6 +227,8 @@ class BackendPool:
     async def aclose(self) -> None:
         for backend in self.all():
             await backend.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 @dataclass

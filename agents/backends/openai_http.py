@@ -1,7 +1,8 @@
 """Any OpenAI-compatible chat server, over aiohttp with tenacity retries.
 
-One ``ClientSession`` per endpoint for the life of the run, a connection limit,
-explicit timeouts. Faults are typed (see ``agents.backends.base``); retryable ones
+One ``ClientSession`` per endpoint (server URL and key) for the life of the run, shared
+by every backend talking to it (``HTTPSessions``), a limit on each backend's requests
+in flight, explicit timeouts. Faults are typed (see ``agents.backends.base``); retryable ones
 (429 honouring Retry-After, 5xx, timeouts, resets, garbage JSON, empty replies)
 are retried with exponential backoff and jitter, then ``GaveUp`` is raised.
 """
@@ -43,10 +44,11 @@ class OpenAIHTTPBackend:
         base_url: e.g. ``http://127.0.0.1:8000/v1``.
         model: the default ``model`` field; ``complete(model=...)`` overrides it per request.
         api_key_env: name of the environment variable holding the key (never the key itself).
-        max_connections: connections to this endpoint, at most.
+        max_connections: this backend's requests in flight (so connections it holds), at most.
         timeout: seconds for one request, connect to last byte.
         max_attempts: tries per request, first included.
         name: label for counters and events (defaults to ``base_url``).
+        sessions: the run's shared sessions; by default the backend has its own.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class OpenAIHTTPBackend:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         name: str | None = None,
+        sessions: HTTPSessions | None = None,
     ):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
@@ -77,13 +80,10 @@ class OpenAIHTTPBackend:
             if key:
                 self._headers["Authorization"] = f"Bearer {key}"
                 self._secret = key.encode()
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections)  # one host per session: limit_per_host would only add bookkeeping
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, headers=self._headers)
-        return self._session
+        self._api_key_env = api_key_env
+        self._own_sessions = sessions is None
+        self._sessions = sessions if sessions is not None else HTTPSessions()
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Completion:
         body: dict[str, Any] = {"model": model or self.model, "messages": list(messages), "max_tokens": params.max_tokens}
@@ -127,9 +127,9 @@ class OpenAIHTTPBackend:
         return completion, attempts
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the backend's own session; shared ones are closed by their owner."""
+        if self._own_sessions:
+            await self._sessions.aclose()
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -145,8 +145,9 @@ class OpenAIHTTPBackend:
     async def _post(self, payload: bytes, model: str) -> Completion:
         start = time.perf_counter()
         self.stats.in_flight += 1
+        session = self._sessions.get(self.url, self._api_key_env, self._headers)
         try:
-            async with self._client().post(self.url, data=payload) as response:
+            async with self._slots, session.post(self.url, data=payload, timeout=self.timeout) as response:
                 raw = await response.read()
                 if self._secret and self._secret in raw:  # a server reflecting our headers must not get the key stored
                     raw = raw.replace(self._secret, b"[redacted]")
@@ -166,6 +167,30 @@ class OpenAIHTTPBackend:
         if status >= 400:
             raise RequestRejected(f"HTTP {status}: {_snippet(raw)}")
         return _parse_completion(raw, model, latency)
+
+
+class HTTPSessions:
+    """One aiohttp session (one connection pool) per server URL and key variable, shared by its backends.
+
+    The seeker, the supporters and the judge often live on one server (one vLLM with
+    adapters, say); a pool each would open and keep three times the connections for the
+    same traffic. Backends bound their own requests in flight, so the pool has no limit.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, str | None], aiohttp.ClientSession] = {}
+
+    def get(self, url: str, api_key_env: str | None, headers: dict[str, str]) -> aiohttp.ClientSession:
+        session = self._sessions.get((url, api_key_env))
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=headers)
+            self._sessions[url, api_key_env] = session
+        return session
+
+    async def aclose(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
 
 def _parse_completion(raw: bytes, model: str, latency: float) -> Completion:

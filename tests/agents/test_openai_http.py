@@ -8,7 +8,7 @@ import time
 import pytest
 
 from agents.backends.base import BackendError, EmptyReply, GaveUp, RequestRejected
-from agents.backends.openai_http import OpenAIHTTPBackend
+from agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend
 from agents.messages import SamplingParams
 
 MESSAGES = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hello there"}]
@@ -128,3 +128,19 @@ async def test_api_key_is_sent_from_the_environment_and_never_echoed(fake_server
     assert backend._headers["Authorization"] == "Bearer sk-planted-123"  # noqa: SLF001
     await backend.aclose()
     assert "sk-planted" not in str(err.value) and not any("sk-planted" in s for s in seen)
+
+
+async def test_backends_on_one_server_share_its_pool_and_keep_their_own_limits(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(delay=0.05)
+    sessions = HTTPSessions()
+    seeker = OpenAIHTTPBackend(server.base_url, "seeker", max_connections=2, sessions=sessions)
+    judge = OpenAIHTTPBackend(server.base_url, "judge", max_connections=3, sessions=sessions)
+    other = OpenAIHTTPBackend(server.base_url, "other", max_connections=1, api_key_env="SOME_OTHER_KEY", sessions=sessions)
+    await asyncio.gather(*(b.complete(MESSAGES, SamplingParams()) for b in (seeker, judge, other) for _ in range(12)))
+    assert server.peak_in_flight_by_model == {"seeker": 2, "judge": 3, "other": 1}
+    assert len(sessions._sessions) == 2  # noqa: SLF001  (one per URL and key variable)
+    await seeker.aclose()  # a shared pool outlives its users' aclose; its owner closes it
+    assert not any(s.closed for s in sessions._sessions.values())  # noqa: SLF001
+    pools = list(sessions._sessions.values())  # noqa: SLF001
+    await sessions.aclose()
+    assert all(s.closed for s in pools)
