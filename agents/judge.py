@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -79,9 +80,12 @@ class Scorer:
         self.default_model, self.models = default_model, dict(models or {})
         self.params, self.score_every_round = params, score_every_round
         self.sinks = list(sinks)
-        self._slots = asyncio.Semaphore(limit)
+        self.limit = limit
+        self._jobs: deque[tuple[asyncio.Future[Score], _Job]] = deque()
+        self._workers: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[list[Score]]] = set()
         self.pending = 0
+        """Judge requests queued or in flight."""
 
     def model_for(self, dimension: str, language: str) -> str | None:
         name = self.models.get(dimension, self.default_model)
@@ -99,31 +103,66 @@ class Scorer:
             await asyncio.gather(*list(self._tasks))
 
     async def score(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "") -> list[Score]:
-        """Every dimension (and round prefix) of one transcript, concurrently."""
+        """Every dimension (and round prefix) of one transcript, concurrently under the scorer's limit.
+
+        Requests wait as small queued jobs, not as tasks: when a thousand episodes end at
+        once, the backlog is a deque of tuples served by at most ``limit`` workers.
+        """
         jobs = [(dim, FINAL, transcript) for dim in self.profile.keys]
         if self.score_every_round:
             for round_, end in enumerate(_round_ends(transcript), 1):
                 if end < len(transcript):
                     jobs += [(dim, round_, transcript[:end]) for dim in self.profile.keys]
-        return list(await asyncio.gather(*(self._one(key, dim, r, language, lines, supporter) for dim, r, lines in jobs)))
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Score]] = []
+        for dim, round_, lines in jobs:
+            future: asyncio.Future[Score] = loop.create_future()
+            self._jobs.append((future, (key, dim, round_, language, lines, supporter)))
+            futures.append(future)
+        self.pending += len(futures)
+        for _ in range(min(len(futures), self.limit - len(self._workers))):
+            worker = asyncio.create_task(self._work(), name="judge-worker")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+        return list(await asyncio.gather(*futures))
+
+    async def _work(self) -> None:
+        while self._jobs:
+            future, job = self._jobs.popleft()
+            if future.done():  # its caller was cancelled
+                self.pending -= 1
+                continue
+            try:
+                score = await self._one(*job)
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as exc:  # a bug (a profile without this language, say) reaches score()'s caller
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(score)
+            finally:
+                self.pending -= 1
 
     async def _one(self, key: str, dimension: str, round_: int, language: str, transcript: Sequence[tuple[str, str]], supporter: str) -> Score:
         model = self.model_for(dimension, language)
-        self.pending += 1
         start = time.perf_counter()
         try:
-            async with self._slots:  # the prompt is built only once a slot is free: a backlog holds transcripts, not prompts
-                completion = await self.backend.complete(self.profile.messages(dimension, language, transcript), self.params, model=model)
+            completion = await self.backend.complete(self.profile.messages(dimension, language, transcript), self.params, model=model)
         except BackendError as exc:
             score = Score(key, dimension, round_, None, None, model or "", time.perf_counter() - start, str(exc), supporter)
         else:
             label = self.profile.parse(completion.text)
             score = Score(key, dimension, round_, label, completion.text, completion.model or model or "", completion.latency, None, supporter)
-        finally:
-            self.pending -= 1
         for sink in self.sinks:
             sink(score)
         return score
+
+
+_Job = tuple[str, str, int, str, Sequence[tuple[str, str]], str]
+"""``(key, dimension, round, language, transcript, supporter)`` of one judge request."""
 
 
 def _round_ends(transcript: Sequence[tuple[str, str]]) -> list[int]:

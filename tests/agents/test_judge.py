@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Sequence
+
+import pytest
 
 from agents.backends.base import GaveUp, ServerError
 from agents.backends.scripted import ScriptedBackend
 from agents.judge import FINAL, Score, Scorer
 from agents.messages import ChatMessage, SamplingParams
-from agents.profiles import load_profile
+from agents.profiles import ProfileError, load_profile
 
 TRANSCRIPT = [("supporter", "Hi, what's on your mind?"), ("seeker", "Work is crushing me."), ("supporter", "That sounds heavy."),
               ("seeker", "I can't sleep."), ("supporter", "Let's look at what keeps you up.")]
@@ -79,3 +82,21 @@ async def test_schedule_and_drain_with_a_limit() -> None:
     assert scorer.pending == 0  # nothing ran yet: scheduling never blocks the caller
     await scorer.drain()
     assert peak == 3 and scorer.pending == 0
+
+
+async def test_a_backlog_waits_as_jobs_served_by_at_most_limit_workers() -> None:
+    scorer = Scorer(load_profile("default"), ScriptedBackend(lambda *a: "Score: 3", delay=0.01), limit=4)
+    for i in range(50):
+        scorer.schedule(f"k{i}", "en", TRANSCRIPT)
+    await asyncio.sleep(0.005)
+    workers = [t for t in asyncio.all_tasks() if t.get_name() == "judge-worker"]
+    assert len(workers) == 4 and scorer.pending == 50 * 7  # 350 requests queued or in flight, 4 tasks serving them
+    await scorer.drain()
+    assert scorer.pending == 0 and not [t for t in asyncio.all_tasks() if t.get_name() == "judge-worker"]
+
+
+async def test_a_bug_in_one_job_reaches_the_caller_and_the_workers_go_on() -> None:
+    scorer = Scorer(load_profile("default"), ScriptedBackend(lambda *a: "Score: 3"), limit=2)
+    with pytest.raises(ProfileError, match="'xx'"):
+        await scorer.score("bad", "xx", TRANSCRIPT)  # no rubric in language 'xx'
+    assert len(await scorer.score("good", "en", TRANSCRIPT)) == 7 and scorer.pending == 0
