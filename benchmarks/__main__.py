@@ -3,7 +3,8 @@
 Scenarios: ``overhead-100``, ``overhead-1000``, ``overhead-5000`` (the fake server answers every request
 after 20 ms: both clients are CPU-bound), ``loaded-100``, ``loaded-1000``, ``loaded-5000`` (it answers
 like a loaded model server, ~1,000 requests/s at any concurrency: C ms, +-50 %), ``overhead`` (with
-``--n``/``--c``/``--delay``/``--jitter``), ``saturation``, ``local``; none given runs them all.
+``--n``/``--c``/``--delay``/``--jitter``), ``saturation``, ``local`` (float32, the backend's default),
+``local-bfloat16``; none given runs them all.
 ``--quick`` shrinks every scenario (fewer episodes; for a smoke run, not for figures).
 ``--plot PNG`` also measures the overhead at a grid of N and C and draws cost against them.
 """
@@ -29,7 +30,7 @@ for _name, _sizes in [*PRESETS.items()]:
 LOADED_RATE = 1000.0
 """Requests/s the ``loaded-*`` server completes: its delay is C / LOADED_RATE seconds (Little's law)."""
 LOADED_JITTER = 0.5
-DEFAULT = [*PRESETS, "saturation", "local"]
+DEFAULT = [*PRESETS, "saturation", "local", "local-bfloat16"]
 
 
 def machine() -> dict[str, Any]:
@@ -58,8 +59,10 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if name == "saturation":
         kwargs = {"episodes": 8, "c": 8, "rounds": 1} if args.quick else {}
         return asyncio.run(models.saturation(**kwargs))
-    if name == "local":
-        kwargs = {"rounds": 1, "max_tokens": 24} if args.quick else {}
+    if name in ("local", "local-bfloat16"):
+        kwargs: dict[str, Any] = {"rounds": 1, "max_tokens": 24} if args.quick else {}
+        if name == "local-bfloat16":
+            kwargs["dtype"] = "bfloat16"
         return asyncio.run(models.local(**kwargs))
     raise SystemExit(f"unknown scenario {name!r} (known: overhead, {', '.join(DEFAULT)})")
 
@@ -77,7 +80,7 @@ def targets(result: dict[str, Any]) -> dict[str, bool]:
         return {"rss<=50KB/episode": result["rss_kb_per_active_episode"] <= 50}
     if name == "saturation":
         return {"tokens/s>=90%_of_raw": (result.get("ratio_tokens_per_s") or 0) >= 0.9}
-    if name == "local":
+    if name.startswith("local"):
         return {"speedup>=3x": (result.get("speedup_tokens_per_s") or 0) >= 3}
     return {}
 

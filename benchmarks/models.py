@@ -124,7 +124,8 @@ async def saturation(*, c: int = 16, episodes: int = 16, rounds: int = 2, max_to
     }
 
 
-async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max_wait: float = 0.05) -> dict[str, Any]:
+async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max_wait: float = 0.05, dtype: str | None = None) -> dict[str, Any]:
+    """Both sides load the model in ``dtype`` (default: the backend's, float32)."""
     from agents.backends.transformers_local import TransformersLocalBackend
     from agents.messages import SamplingParams
     from roles.loaders import builtin_cards
@@ -133,8 +134,8 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max
     from environments.views import seeker_view, supporter_view
 
     params = SamplingParams(max_tokens=max_tokens)
-    batched = TransformersLocalBackend(model=None, max_batch=8, max_wait=max_wait)
-    sequential = TransformersLocalBackend(model=None, max_batch=1, max_wait=0.0)
+    batched = TransformersLocalBackend(model=None, max_batch=8, max_wait=max_wait, dtype=dtype)
+    sequential = TransformersLocalBackend(model=None, max_batch=1, max_wait=0.0, dtype=dtype)
     try:
         warm = [{"role": "user", "content": "Hello"}]
         await batched.complete(warm, SamplingParams(max_tokens=4))
@@ -164,7 +165,8 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max
         await batched.aclose()
         await sequential.aclose()
     return {
-        "scenario": "local", "backend": "transformers_local", "model": "SmolLM2-135M-Instruct",
+        "scenario": "local" if dtype is None else f"local-{dtype}", "backend": "transformers_local", "model": "SmolLM2-135M-Instruct",
+        "dtype": dtype or "float32",
         "episodes": episodes, "concurrent": episodes, "rounds": rounds, "max_tokens": max_tokens, "max_batch": 8, "max_wait_s": max_wait,
         "micro_batched": esc, "sequential": seq,
         "speedup_tokens_per_s": round(esc["tokens_per_s"] / seq["tokens_per_s"], 2) if seq["tokens_per_s"] else None,
