@@ -103,6 +103,7 @@ async def saturation(*, c: int = 16, episodes: int = 16, rounds: int = 2, max_to
     from agents.backends.transformers_local import embedded_model_dir
     from tests.model_server import start_transformers_serve
 
+    episodes = len(_system_prompts(episodes)[0])  # the built-in cards bound it (15 per language)
     folder = embedded_model_dir()
     args = ["--continuous-batching", "--cb-num-blocks", "512", "--cb-block-size", "32"]
     async with start_transformers_serve(folder, extra_args=args, timeout=180) as served:
