@@ -122,3 +122,20 @@ def test_episode_keys_are_deterministic() -> None:
     assert seeds != [p.seed for p, _ in RunPlan.prepare(make_config(seed=4, repeats=2)).episodes()]
     card = plan.cards[0]
     assert keys[0] == episode_key(0, card, "a", "default", 3, 0)
+
+
+def test_a_run_collects_garbage_rarely_and_restores_the_collector() -> None:
+    import gc
+
+    from runs.runner import RUN_GC_THRESHOLDS, few_collections
+
+    before = gc.get_threshold()
+    with few_collections():
+        assert gc.get_threshold() == RUN_GC_THRESHOLDS
+    assert gc.get_threshold() == before
+    try:
+        with few_collections():
+            raise KeyError("boom")
+    except KeyError:
+        pass
+    assert gc.get_threshold() == before
