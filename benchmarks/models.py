@@ -7,8 +7,9 @@ backend) at the same concurrency; completion tokens per second of each.
 
 ``local``: the in-process ``TransformersLocalBackend`` with dynamic micro-batching
 (``max_batch=8``) driving 8 concurrent episodes through the ``Runner``, beside ESC-Eval's
-loop: one dialogue after another, one reply at a time (``max_batch=1``, nothing concurrent).
-Same cards, rounds and max tokens; greedy decoding; the model is loaded before timing.
+loop: one dialogue after another, one reply at a time (``max_batch=1``, nothing concurrent, and
+no prefix cache: ESC-Eval prefills every prompt whole). Same cards, rounds and max tokens; greedy
+decoding; the model is loaded before timing.
 """
 
 from __future__ import annotations
@@ -136,11 +137,12 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max
 
     params = SamplingParams(max_tokens=max_tokens)
     batched = TransformersLocalBackend(model=None, max_batch=8, max_wait=max_wait, dtype=dtype)
-    sequential = TransformersLocalBackend(model=None, max_batch=1, max_wait=0.0, dtype=dtype)
+    sequential = TransformersLocalBackend(model=None, max_batch=1, max_wait=0.0, dtype=dtype, prefix_cache_mb=0)
     try:
         warm = [{"role": "user", "content": "Hello"}]
         await batched.complete(warm, SamplingParams(max_tokens=4))
         await sequential.complete(warm, SamplingParams(max_tokens=4))
+        warm_prefilled = batched.prefilled_tokens, sequential.prefilled_tokens
 
         # ESC-Eval's loop: dialogue after dialogue, reply after reply.
         protocol = load_protocol("default")
@@ -156,12 +158,13 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max
                     tokens += reply.completion_tokens
                     episode.add(role, reply.text, completion_tokens=reply.completion_tokens)
         seq_wall, seq_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        seq = {"episodes_done": len(cards), "completion_tokens": tokens, "wall_s": round(seq_wall, 2), "cpu_s": round(seq_cpu, 2),
+        seq = {"episodes_done": len(cards), "prefilled_tokens": sequential.prefilled_tokens - warm_prefilled[1], "completion_tokens": tokens, "wall_s": round(seq_wall, 2), "cpu_s": round(seq_cpu, 2),
                "tokens_per_s": round(tokens / seq_wall, 1), "dialogues_per_min": round(len(cards) / seq_wall * 60, 2)}
 
         config = _config(episodes, episodes, rounds, max_tokens, {"backend": "transformers"})
         esc = await _esc_eval_run(config, backends={"seeker": batched, "sup": batched})
         esc["dialogues_per_min"] = round(esc["episodes_done"] / esc["wall_s"] * 60, 2)
+        esc["prefilled_tokens"], esc["reused_tokens"] = batched.prefilled_tokens - warm_prefilled[0], batched.reused_tokens
     finally:
         await batched.aclose()
         await sequential.aclose()

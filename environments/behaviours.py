@@ -157,8 +157,9 @@ class PersonaBehaviour:
 
     def _heard(self, episode: Episode, state: dict[str, Any], text: str) -> None:
         emotion, ending = self.persona.emotion, self.persona.ending
-        empathy = self._has("empathy", text)
-        advice = self._has("advice", text)
+        lowered = text.lower()
+        empathy = self._has("empathy", lowered)
+        advice = self._has("advice", lowered)
         change = emotion.drift + (emotion.on_empathy if empathy else 0) + (emotion.on_advice if advice else 0)
         if not empathy and not advice:
             change += emotion.on_neither
@@ -175,9 +176,9 @@ class PersonaBehaviour:
             elif ending.after_unhelpful is not None and state["unhelpful"] >= ending.after_unhelpful:
                 state["leaving"] = "unheard"
 
-    def _has(self, kind: str, text: str) -> bool:
+    def _has(self, kind: str, lowered: str) -> bool:
         pattern = self._cues[kind]
-        return pattern is not None and pattern.search(text.lower()) is not None
+        return pattern is not None and pattern.search(lowered) is not None
 
     def wants_to_end(self, episode: Episode) -> Outcome | None:
         last = episode.last

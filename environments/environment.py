@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 _TURNS = TopicId(TURNS_TOPIC, source=EPISODES_SOURCE)
 _ENDS = TopicId(EPISODES_TOPIC, source=EPISODES_SOURCE)
+_STATE_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+"""One encoder for every seeker turn's state: ``json.dumps`` with options builds a new one per call."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ class Environment:
         return reply
 
     async def _publish(self, episode: Episode, turn: Turn) -> None:
-        state = json.dumps(turn.state, ensure_ascii=False, default=str) if turn.state else ""
+        state = _STATE_ENCODER.encode(turn.state) if turn.state else ""
         await self.runtime.publish_message(
             TurnTaken(episode.key, turn.index, turn.role.value, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at, state),
             _TURNS,

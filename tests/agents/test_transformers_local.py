@@ -3,9 +3,10 @@
 The embedded model is converted once per session into a temporary cache (~25 s on 2
 idle cores); every backend test then loads that folder. Answers are short (<= 24
 tokens): about a minute in all on idle cores, a few when other jobs share them.
-Greedy answers are compared exactly between a prompt sent alone and the same prompt
-left-padded in a batch: the folder is float32, where that holds (measured 0/72
-differences); in bfloat16 it does not, which is why the folder is float32.
+Greedy answers are compared exactly between a prompt sent alone to a backend without
+prefix cache and the same prompt left-padded in a batch, with its prefix reused from the
+cache: the folder is float32, where that holds; in bfloat16 it does not, which is why
+the folder is float32.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import random
 import time
 from pathlib import Path
 
@@ -28,6 +30,9 @@ from agents.backends.base import BackendError, ChatBackend, RequestRejected  # n
 from agents.backends.transformers_local import (  # noqa: E402
     EMBEDDED_NAME,
     TransformersLocalBackend,
+    _common_prefix,
+    _import_torch,
+    _PrefixCache,
     embedded_gguf,
     embedded_model_dir,
 )
@@ -70,6 +75,14 @@ def conversion(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, fl
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def backend(conversion: tuple[Path, Path, float]):
     local = TransformersLocalBackend(conversion[1], max_batch=8, max_wait=0.05, name="smol")
+    yield local
+    await local.aclose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def plain(conversion: tuple[Path, Path, float]):
+    """The reference answers: one request at a time, no prefix cache, every prompt prefilled whole."""
+    local = TransformersLocalBackend(conversion[1], max_batch=1, max_wait=0.0, name="plain", prefix_cache_mb=0)
     yield local
     await local.aclose()
 
@@ -121,8 +134,10 @@ async def test_one_chat_gets_a_non_empty_answer_with_usage(backend: Transformers
 
 
 @shared_loop
-async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(backend: TransformersLocalBackend) -> None:
-    singles = [await alone(backend, chat, GREEDY) for chat in PROMPTS]
+async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(
+    backend: TransformersLocalBackend, plain: TransformersLocalBackend
+) -> None:
+    singles = [await alone(plain, chat, GREEDY) for chat in PROMPTS]
 
     before = backend.batches_run
     batched = await asyncio.gather(*(backend.complete(chat, GREEDY) for chat in PROMPTS))
@@ -133,6 +148,88 @@ async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(b
     assert [c.text for c in batched] == [c.text for c in singles]
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in singles]
     assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in singles]
+
+
+@shared_loop
+async def test_a_conversation_reuses_its_previous_prompts_and_answers_as_without_cache(
+    backend: TransformersLocalBackend, plain: TransformersLocalBackend
+) -> None:
+    system = {
+        "role": "system",
+        "content": "You listen kindly to people who write to you late at night. Reflect their feelings, ask one gentle "
+        "question at a time, and keep every answer short.",
+    }
+    chats = [
+        [system, {"role": "user", "content": text}]
+        for text in ("I lost my job today.", "My cat is sick and I can't afford the vet.", "I feel invisible at school.")
+    ]
+    previous: list[int] = []
+    for follow_up in ("What should I do first?", "Thanks. Maybe I'll try that tomorrow."):
+        reused, prefilled = backend.reused_tokens, backend.prefilled_tokens
+        batched = await asyncio.gather(*(backend.complete(chat, GREEDY) for chat in chats))
+        references = [await alone(plain, chat, GREEDY) for chat in chats]
+
+        assert [c.text for c in batched] == [c.text for c in references]
+        assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in references]
+        prompt_tokens = [c.prompt_tokens for c in batched]
+        if not previous:  # a new system prompt, shared by the batch: computed once, reused by every row
+            assert backend.reused_tokens - reused >= len(chats) * 32
+        else:  # each row's previous prompt is a prefix of its new one
+            assert backend.reused_tokens - reused >= sum(previous)
+        assert backend.prefilled_tokens - prefilled < sum(prompt_tokens)
+        previous = prompt_tokens
+        for chat, completion in zip(chats, batched):
+            chat += [{"role": "assistant", "content": completion.text}, {"role": "user", "content": follow_up}]
+    assert plain.reused_tokens == 0
+
+
+@shared_loop
+async def test_without_prefix_cache_every_prompt_token_is_prefilled(plain: TransformersLocalBackend) -> None:
+    prefilled = plain.prefilled_tokens
+    first, again = [await plain.complete(PROMPTS[2], SamplingParams(max_tokens=2)) for _ in range(2)]
+    assert plain.prefilled_tokens - prefilled == first.prompt_tokens + again.prompt_tokens
+    assert plain.reused_tokens == 0
+    with pytest.raises(ValueError):
+        TransformersLocalBackend(prefix_cache_mb=-1)
+
+
+def test_the_prefix_cache_is_bounded_and_drops_the_least_recently_used_first() -> None:
+    torch = _import_torch()
+
+    def kv(tokens: int) -> list[tuple[object, object]]:  # 32 bytes a token: keys and values, 4 float32 each
+        return [(torch.zeros(1, 1, tokens, 4), torch.zeros(1, 1, tokens, 4))]
+
+    cache = _PrefixCache(max_bytes=32 * 10)
+    cache.add((1, 2, 3), kv(3))
+    cache.add((1, 2, 3, 4, 5), kv(5))  # extends (1, 2, 3), which goes
+    assert (len(cache), cache.nbytes) == (1, 32 * 5)
+    assert cache.longest((1, 2, 3, 9), 10)[1] == 3
+    assert cache.longest((1, 2, 3, 4, 5), 4)[1] == 4  # never more than the limit
+    assert cache.longest((9,), 1) == (None, 0)
+
+    cache.add((7, 8, 9), kv(3))
+    cache.longest((1, 2), 2)  # used: (7, 8, 9) is now the least recently used
+    cache.add((6, 6), kv(2))  # exactly full
+    assert (len(cache), cache.nbytes) == (3, 32 * 10)
+    cache.add((5,), kv(1))
+    assert cache.longest((7, 8, 9), 3) == (None, 0)
+    assert cache.longest((1, 2, 3, 4, 5), 5)[1] == 5
+    assert cache.nbytes == 32 * 8
+
+    cache.add(tuple(range(20, 31)), kv(11))  # larger than the whole cache: not kept, nothing dropped for it
+    assert (len(cache), cache.nbytes) == (3, 32 * 8)
+    cache.clear()
+    assert (len(cache), cache.nbytes) == (0, 0)
+
+
+def test_common_prefix_matches_a_plain_scan() -> None:
+    rng = random.Random(0)
+    for _ in range(500):
+        a = tuple(rng.choice((1, 2)) for _ in range(rng.randrange(0, 12)))
+        b = a[: rng.randrange(0, len(a) + 1)] + tuple(rng.choice((1, 2)) for _ in range(rng.randrange(0, 12)))
+        limit = rng.randrange(0, 14)
+        expected = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        assert _common_prefix(a, b, limit) == min(expected, limit)
 
 
 @shared_loop
