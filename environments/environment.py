@@ -12,7 +12,6 @@ topics; the environment never waits for them.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -124,7 +123,7 @@ class Environment:
             )
             behaviour.on_turn(episode, turn)
             if role is Role.SEEKER and episode.state:
-                turn.state = copy.deepcopy(episode.state)
+                turn.state_json = _STATE_ENCODER.encode(episode.state)
             await self._publish(episode, turn)
             outcome = behaviour.failure or self.termination.check(episode) or behaviour.wants_to_end(episode)
         episode.outcome = outcome
@@ -172,9 +171,9 @@ class Environment:
         return reply
 
     async def _publish(self, episode: Episode, turn: Turn) -> None:
-        state = _STATE_ENCODER.encode(turn.state) if turn.state else ""
         await self.runtime.publish_message(
-            TurnTaken(episode.key, turn.index, turn.role.value, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at, state),
+            TurnTaken(episode.key, turn.index, turn.role.value, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at,
+                      turn.state_json),
             _TURNS,
         )
 

@@ -8,6 +8,7 @@ An episode ends with an ``Outcome`` of one of three kinds:
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -57,8 +58,16 @@ class Turn:
     latency: float = 0.0
     generated: bool = True
     at: float = 0.0
-    state: dict[str, Any] | None = None
-    """The seeker's hidden state after this turn (seeker turns only; see ``environments.behaviours``)."""
+    state_json: str = ""
+    """The seeker's hidden state after this turn, as JSON (seeker turns only; see ``environments.behaviours``).
+
+    Kept as text, not a copied dict: it is what the store records, and a thousand live
+    episodes hold five of these each."""
+
+    @property
+    def state(self) -> dict[str, Any] | None:
+        """``state_json`` decoded: a snapshot that later changes to ``episode.state`` leave alone."""
+        return json.loads(self.state_json) if self.state_json else None
 
 
 @dataclass(slots=True)
@@ -71,7 +80,7 @@ class Episode:
         turns: the transcript so far, opener included.
         outcome: ``None`` while running.
         state: the seeker's hidden state (emotion, disclosure, ...), owned by its ``SeekerBehaviour``;
-            JSON-able, copied onto each seeker turn.
+            JSON-able, recorded as JSON on each seeker turn (``Turn.state_json``).
     """
 
     key: str
