@@ -8,6 +8,7 @@ ESC-Eval's ``esc_role_protocol.json`` loads unchanged, so requests match its own
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -48,8 +49,7 @@ class SeekerProtocol:
 
     def seeker_prompt(self, card: RoleCard) -> str:
         """The seeker's system prompt for ``card``: the card's profile put verbatim into ``{card}``."""
-        # str.replace, not str.format: card text may hold braces.
-        return self._pick(self.seeker_system_prompt, card.language).replace(CARD_SLOT, card.profile)
+        return _fill_card(self._pick(self.seeker_system_prompt, card.language), card.profile)
 
     def opener(self, language: str) -> str:
         """The supporter's fixed first line in ``language``."""
@@ -67,6 +67,15 @@ class SeekerProtocol:
 
 
 _BUILTIN_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@functools.lru_cache(maxsize=1024)
+def _fill_card(template: str, profile: str) -> str:
+    """One shared string per card: every seeker request of every episode on that card carries it.
+
+    str.replace, not str.format: card text may hold braces.
+    """
+    return template.replace(CARD_SLOT, profile)
 
 
 def builtin_protocols() -> list[str]:

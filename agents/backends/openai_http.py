@@ -86,16 +86,18 @@ class OpenAIHTTPBackend:
         self._slots = asyncio.Semaphore(max_connections)
 
     async def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Completion:
-        body: dict[str, Any] = {"model": model or self.model, "messages": list(messages), "max_tokens": params.max_tokens}
+        model_name = model or self.model
+        body: dict[str, Any] = {"model": model_name, "messages": list(messages), "max_tokens": params.max_tokens}
         for field in ("temperature", "top_p", "seed"):
             value = getattr(params, field)
             if value is not None:
                 body[field] = value
         payload = _ENCODER.encode(body).encode()
+        del body, messages  # encoded: an in-flight request holds one copy of its texts, not two
         try:  # the first attempt skips tenacity's per-request machinery; a failure is replayed through it
-            completion = await self._post(payload, body["model"])
+            completion = await self._post(payload, model_name)
         except BackendError as first:
-            completion, attempts = await self._retry(payload, body["model"], first)
+            completion, attempts = await self._retry(payload, model_name, first)
             completion = replace(completion, retries=attempts - 1)
         self.stats.done(completion)
         return completion

@@ -50,6 +50,7 @@ importing this module is cheap.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import importlib.metadata
 import json
@@ -327,6 +328,7 @@ class TransformersLocalBackend:
         self._tokenizer: Any = None
         self._eos_ids: list[int] = []
         self._pad_id = 0
+        self._plain_cache = False
         self._load_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._pending: deque[_Request] = deque()
@@ -504,7 +506,8 @@ class TransformersLocalBackend:
                 raise BackendError(f"{folder}: neither the generation config nor the tokenizer names an end token")
             self._eos_ids = eos_ids
             self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-            if self._prefixes is not None and not all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers):
+            self._plain_cache = all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+            if self._prefixes is not None and not self._plain_cache:
                 log.info("%s: %s keeps more than plain per-token keys and values; prefix reuse is off", self.name, folder)
                 self._prefixes = None
             self._tokenizer, self._model = tokenizer, model
@@ -515,7 +518,7 @@ class TransformersLocalBackend:
         """One left-padded ``generate`` over the batch, reusing cached prompt prefixes; runs in the backend's thread."""
         self._load()
         import torch
-        from transformers import DynamicCache, GenerationConfig, LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList
 
         tokenizer, model = self._tokenizer, self._model
         texts = [tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in chats]
@@ -537,11 +540,11 @@ class TransformersLocalBackend:
                 ids, suffix = torch.tensor(prompt), len(prompt) - count
                 input_ids[row, cached - count:cached], mask[row, cached - count:cached] = ids[:count], 1
                 input_ids[row, width - suffix:], mask[row, width - suffix:] = ids[count:], 1
-            past = DynamicCache(ddp_cache_data=_batch_kv(hits, cached), config=model.config) if cached else None
+            budgets = [p.max_tokens for p in params]
+            past = self._batch_cache(hits, cached, width + max(budgets))
             self.reused_tokens += sum(reused)
             self.prefilled_tokens += sum(len(prompt) for prompt in prompts) - sum(reused)
 
-            budgets = [p.max_tokens for p in params]
             rules = _RowRules(params, width, self._eos_ids[0], self.device)
             config = GenerationConfig(
                 max_new_tokens=max(budgets), do_sample=False, eos_token_id=self._eos_ids, pad_token_id=self._pad_id,
@@ -570,6 +573,23 @@ class TransformersLocalBackend:
             text = tokenizer.decode(content, skip_special_tokens=True).strip()
             answers.append(_Answer(text, len(prompt), len(row) if end is None else end + 1))
         return answers
+
+    def _batch_cache(self, hits: list[tuple[_Prefix | None, int]], cached: int, capacity: int) -> Any:
+        """The batch's cache, holding the reused prefixes, with room for ``capacity`` positions.
+
+        Growing a ``DynamicCache`` concatenates every layer's keys and values at every
+        step (12% of a decode step's time); writing into room reserved up front does not.
+        """
+        from transformers import DynamicCache
+
+        if not self._plain_cache:  # then prefix reuse is off too: nothing cached to pass
+            return None
+        past = DynamicCache(config=self._model.config)
+        past.layers = [_preallocated_layer()(capacity) for _ in past.layers]
+        if cached:
+            for layer, (keys, values) in zip(past.layers, _batch_kv(hits, cached)):
+                layer.update(keys, values)
+        return past
 
     def _prefill_shared(self, prompts: list[tuple[int, ...]]) -> None:
         """Prefill once, alone, each prefix that several prompts of the batch share beyond what the cache holds.
@@ -739,6 +759,45 @@ def _batch_kv(hits: Sequence[tuple[_Prefix | None, int]], length: int) -> list[t
                 values[row, :, length - count:] = entry.layers[layer][1][0, :, :count]
         merged.append((keys, values))
     return merged
+
+
+@functools.cache
+def _preallocated_layer() -> type:
+    """A ``DynamicLayer`` that writes keys and values into room reserved up front instead of concatenating.
+
+    Defined on first use, as transformers is imported only when a model is loaded. ``keys``
+    and ``values`` are views of the filled part; the layer grows (doubling) if it runs out.
+    """
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        def __init__(self, capacity: int):
+            super().__init__()
+            self.capacity = capacity
+            self.length = 0
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            end = self.length + key_states.shape[-2]
+            if not self.is_initialized:
+                self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+                self._keys, self._values = (
+                    states.new_empty((*states.shape[:2], max(end, self.capacity), states.shape[3]))
+                    for states in (key_states, value_states)
+                )
+            elif end > self._keys.shape[-2]:
+                room = max(end, 2 * self._keys.shape[-2])
+                self._keys, self._values = (
+                    torch.cat([old[:, :, :self.length], old.new_empty((*old.shape[:2], room - self.length, old.shape[3]))], dim=-2)
+                    for old in (self._keys, self._values)
+                )
+            self._keys[:, :, self.length:end] = key_states
+            self._values[:, :, self.length:end] = value_states
+            self.length = end
+            self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+            return self.keys, self.values
+
+    return PreallocatedLayer
 
 
 def _usable_cpus() -> int:

@@ -32,6 +32,7 @@ from agents.backends.transformers_local import (  # noqa: E402
     TransformersLocalBackend,
     _common_prefix,
     _import_torch,
+    _preallocated_layer,
     _PrefixCache,
     embedded_gguf,
     embedded_model_dir,
@@ -149,6 +150,18 @@ async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in singles]
     assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in singles]
 
+    # The reference itself answers as transformers' own generate does, with its default cache.
+    from transformers import GenerationConfig
+
+    tokenizer, model = plain._tokenizer, plain._model
+    config = GenerationConfig(max_new_tokens=GREEDY.max_tokens, do_sample=False, eos_token_id=plain._eos_ids, pad_token_id=plain._pad_id)
+    for chat, single in zip(PROMPTS, singles):
+        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        tokens = model.generate(**inputs, generation_config=config)[0, inputs["input_ids"].shape[1]:].tolist()
+        end = next((i for i, token in enumerate(tokens) if token in plain._eos_ids), len(tokens))
+        assert tokenizer.decode(tokens[:end], skip_special_tokens=True).strip() == single.text
+
 
 @shared_loop
 async def test_a_conversation_reuses_its_previous_prompts_and_answers_as_without_cache(
@@ -220,6 +233,17 @@ def test_the_prefix_cache_is_bounded_and_drops_the_least_recently_used_first() -
     assert (len(cache), cache.nbytes) == (3, 32 * 8)
     cache.clear()
     assert (len(cache), cache.nbytes) == (0, 0)
+
+
+def test_the_preallocated_layer_holds_what_concatenation_would_and_grows_past_its_room() -> None:
+    torch = _import_torch()
+    layer = _preallocated_layer()(3)
+    parts = [torch.randn(2, 1, n, 4) for n in (2, 1, 4)]
+    for index, part in enumerate(parts):
+        keys, values = layer.update(part, -part)
+        assert torch.equal(keys, torch.cat(parts[: index + 1], dim=-2))
+        assert torch.equal(values, -keys)
+    assert layer.get_seq_length() == 7
 
 
 def test_common_prefix_matches_a_plain_scan() -> None:
