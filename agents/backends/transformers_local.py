@@ -27,8 +27,11 @@ once on its own. After ``generate`` every prompt's keys and values are cached. C
 ``prefilled_tokens`` and ``reused_tokens``. Prefilling costs ~4-8 ms a token on 2 cores,
 a decode step ~80-190 ms a batch, so the cache cut the ``local`` benchmark's prefill by
 more than half. The embedded model's keys and values take 45 KiB a token in float32, so
-the default 512 MB holds ~11,000 prompt tokens. Models whose cache is more than plain per-token keys and values
-(sliding windows, recurrent layers) run without it.
+the default 512 MB holds ~11,000 prompt tokens. The batch's cache reserves room for the prompt and the
+answer up front (``_preallocated_layer``): a growing ``DynamicCache`` concatenated every
+layer at every decode step, ~19% of a batched decode's CPU. Models whose cache is more
+than plain per-token keys and values (sliding windows, recurrent layers) run without
+either.
 
 Numerics: the embedded folder is float32. In float32, greedy answers were measured
 identical whether a prompt is generated alone or left-padded in a batch (0 of 72
