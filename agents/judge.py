@@ -81,9 +81,9 @@ class Scorer:
         self.params, self.score_every_round = params, score_every_round
         self.sinks = list(sinks)
         self.limit = limit
-        self._jobs: deque[tuple[asyncio.Future[Score], _Job]] = deque()
+        self._jobs: deque[_Job] = deque()
         self._workers: set[asyncio.Task[None]] = set()
-        self._tasks: set[asyncio.Task[list[Score]]] = set()
+        self._scheduled: set[asyncio.Future[list[Score]]] = set()
         self.pending = 0
         """Judge requests queued or in flight."""
 
@@ -91,58 +91,65 @@ class Scorer:
         name = self.models.get(dimension, self.default_model)
         return name.replace("{lang}", language) if name else None
 
-    def schedule(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "") -> asyncio.Task[list[Score]]:
+    def schedule(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "") -> asyncio.Future[list[Score]]:
         """Start scoring in the background; ``drain()`` waits for everything scheduled."""
-        task = asyncio.create_task(self.score(key, language, transcript, supporter), name=f"judge:{key}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        future = self._enqueue(key, language, transcript, supporter)
+        self._scheduled.add(future)
+        future.add_done_callback(self._scheduled.discard)
+        return future
 
     async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        while self._scheduled:
+            await asyncio.gather(*list(self._scheduled))
 
     async def score(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "") -> list[Score]:
-        """Every dimension (and round prefix) of one transcript, concurrently under the scorer's limit.
+        """Every dimension (and round prefix) of one transcript, concurrently under the scorer's limit."""
+        return await self._enqueue(key, language, transcript, supporter)
 
-        Requests wait as small queued jobs, not as tasks: when a thousand episodes end at
-        once, the backlog is a deque of tuples served by at most ``limit`` workers.
+    def _enqueue(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str) -> asyncio.Future[list[Score]]:
+        """Queue one transcript's requests; the future gets their scores in order.
+
+        Requests wait as small tuples, not as tasks or futures each: when a thousand
+        episodes end at once, the backlog is a deque served by at most ``limit`` workers.
         """
         jobs = [(dim, FINAL, transcript) for dim in self.profile.keys]
         if self.score_every_round:
             for round_, end in enumerate(_round_ends(transcript), 1):
                 if end < len(transcript):
                     jobs += [(dim, round_, transcript[:end]) for dim in self.profile.keys]
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Score]] = []
-        for dim, round_, lines in jobs:
-            future: asyncio.Future[Score] = loop.create_future()
-            self._jobs.append((future, (key, dim, round_, language, lines, supporter)))
-            futures.append(future)
-        self.pending += len(futures)
-        for _ in range(min(len(futures), self.limit - len(self._workers))):
-            worker = asyncio.create_task(self._work(), name="judge-worker")
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
-        return list(await asyncio.gather(*futures))
+        batch = _Batch(key, language, supporter, len(jobs), asyncio.get_running_loop().create_future())
+        for index, (dim, round_, lines) in enumerate(jobs):
+            self._jobs.append((batch, index, dim, round_, lines))
+        self.pending += len(jobs)
+        for _ in range(min(len(jobs), self.limit - len(self._workers))):
+            self._workers.add(asyncio.create_task(self._work(), name="judge-worker"))
+        return batch.future
 
     async def _work(self) -> None:
+        try:
+            await self._serve()
+        finally:  # here, not in a done callback: a worker that is gone must not count when the next jobs arrive
+            self._workers.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _serve(self) -> None:
         while self._jobs:
-            future, job = self._jobs.popleft()
-            if future.done():  # its caller was cancelled
-                self.pending -= 1
-                continue
+            batch, index, dim, round_, lines = self._jobs.popleft()
             try:
-                score = await self._one(*job)
-            except asyncio.CancelledError:
-                future.cancel()
-                raise
-            except Exception as exc:  # a bug (a profile without this language, say) reaches score()'s caller
-                if not future.done():
-                    future.set_exception(exc)
-            else:
-                if not future.done():
-                    future.set_result(score)
+                if batch.future.cancelled():  # its caller was cancelled
+                    continue
+                try:
+                    score = await self._one(batch.key, dim, round_, batch.language, lines, batch.supporter)
+                except asyncio.CancelledError:
+                    batch.future.cancel()
+                    raise
+                except Exception as exc:  # a bug (a profile without this language, say) reaches score()'s caller
+                    if not batch.future.done():
+                        batch.future.set_exception(exc)
+                else:
+                    batch.scores[index] = score
+                    batch.left -= 1
+                    if not batch.left and not batch.future.done():
+                        batch.future.set_result(batch.scores)  # type: ignore[arg-type]  # every slot is filled
             finally:
                 self.pending -= 1
 
@@ -161,8 +168,20 @@ class Scorer:
         return score
 
 
-_Job = tuple[str, str, int, str, Sequence[tuple[str, str]], str]
-"""``(key, dimension, round, language, transcript, supporter)`` of one judge request."""
+class _Batch:
+    """One transcript's judge requests: where their scores go and who waits for them."""
+
+    __slots__ = ("key", "language", "supporter", "scores", "left", "future")
+
+    def __init__(self, key: str, language: str, supporter: str, size: int, future: asyncio.Future[list[Score]]):
+        self.key, self.language, self.supporter = key, language, supporter
+        self.scores: list[Score | None] = [None] * size
+        self.left = size
+        self.future = future
+
+
+_Job = tuple[_Batch, int, str, int, Sequence[tuple[str, str]]]
+"""``(batch, index in its scores, dimension, round, transcript)`` of one judge request."""
 
 
 def _round_ends(transcript: Sequence[tuple[str, str]]) -> list[int]:

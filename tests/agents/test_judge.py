@@ -79,7 +79,7 @@ async def test_schedule_and_drain_with_a_limit() -> None:
     scorer = Scorer(load_profile("default"), Slow(lambda *a: "Score: 3", delay=0.01), limit=3)
     for i in range(4):
         scorer.schedule(f"k{i}", "en", TRANSCRIPT)
-    assert scorer.pending == 0  # nothing ran yet: scheduling never blocks the caller
+    assert scorer.pending == 4 * 7 and active == 0  # queued, none sent yet: scheduling never blocks the caller
     await scorer.drain()
     assert peak == 3 and scorer.pending == 0
 
@@ -93,6 +93,21 @@ async def test_a_backlog_waits_as_jobs_served_by_at_most_limit_workers() -> None
     assert len(workers) == 4 and scorer.pending == 50 * 7  # 350 requests queued or in flight, 4 tasks serving them
     await scorer.drain()
     assert scorer.pending == 0 and not [t for t in asyncio.all_tasks() if t.get_name() == "judge-worker"]
+
+
+async def test_scores_come_back_in_job_order_and_a_cancelled_caller_frees_its_queued_jobs() -> None:
+    scorer = Scorer(load_profile("default"), ScriptedBackend(lambda *a: "Score: 3", delay=0.01), limit=1, score_every_round=True)
+    scores = await scorer.score("k", "en", TRANSCRIPT)
+    keys = scorer.profile.keys
+    assert [s.dimension for s in scores[:len(keys)]] == list(keys) and {s.round for s in scores[:len(keys)]} == {-1}
+    assert [s.round for s in scores[len(keys):]] == sorted(s.round for s in scores[len(keys):])
+    waiting = asyncio.ensure_future(scorer.score("gone", "en", TRANSCRIPT))
+    await asyncio.sleep(0.015)  # the single worker is on its first or second request
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.sleep(0.03)
+    assert scorer.pending == 0 and len(scorer.backend.requests) < 2 * len(scores)
 
 
 async def test_a_bug_in_one_job_reaches_the_caller_and_the_workers_go_on() -> None:
