@@ -182,7 +182,8 @@ def _demo(args: argparse.Namespace) -> int:
     config = parse_config(raw, "demo.toml")
     store = args.store or Path("esc-eval-runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"
     print("esc-eval demo: SmolLM2-135M-Instruct (embedded) plays seeker and supporter; first start converts the model (~20 s)")
-    return _execute(config, store, resume=False, retry_failed=False, monitor=True)
+    return _execute(config, store, resume=False, retry_failed=False, monitor=True,
+                    retry_hint="a demo is not resumed: run it again (the store keeps each failed episode's reason)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -201,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
              allow_config_change: bool = False, monitor_interval: float | None = None,
-             ray_address: str | None = None) -> int:
+             ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed") -> int:
     from runs.runner import RunPlan, Runner, versions
     from runs.store import Store
 
@@ -245,7 +246,7 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
 
     result = _run_loop(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
                                         title=f"{config.run.name} · {store_path}"))
-    _summary(result.progress, store_path, earlier_failed)
+    _summary(result.progress, store_path, retry_hint, earlier_failed)
     if earlier_failed and not result.exit_code:
         return FAILED_EPISODES  # a resumed run exits as a fresh one would with these episodes failed
     return result.exit_code
@@ -260,7 +261,7 @@ def _run_loop(main):  # type: ignore[no-untyped-def]
     return uvloop.run(main)
 
 
-def _summary(progress: object, store_path: Path, earlier_failed: int = 0) -> None:
+def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0) -> None:
     from runs.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
@@ -271,8 +272,7 @@ def _summary(progress: object, store_path: Path, earlier_failed: int = 0) -> Non
     )
     if progress.failed or earlier_failed:
         earlier = f" ({earlier_failed} from an earlier attempt)" if earlier_failed else ""
-        print(f"hint: {progress.failed + earlier_failed} failed episodes remain in the store{earlier}; "
-              "run them again with --resume --retry-failed")
+        print(f"hint: {progress.failed + earlier_failed} failed episodes remain in the store{earlier}; {retry_hint}")
     print(f"store: {store_path}")
     print(f"next: esc-eval export {store_path} --format esc-eval --out OUT_DIR")
 

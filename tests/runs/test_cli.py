@@ -75,3 +75,15 @@ async def test_cards_validate(tmp_path: Path, shared: Path) -> None:
     bad.write_text("")
     result = await esc_eval("cards", "validate", str(bad))
     assert result.returncode == 2 and "empty.jsonl" in result.stderr and "empty" in result.stderr
+
+
+def test_the_failed_episodes_hint_is_the_callers(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from runs.cli import _summary
+    from runs.progress import RunProgress
+
+    _summary(RunProgress(planned=3, done=2, failed=1), tmp_path / "s.sqlite", "a demo is not resumed: run it again")
+    out = capsys.readouterr().out
+    assert "hint: 1 failed episodes remain in the store; a demo is not resumed: run it again" in out
+    assert "--retry-failed" not in out
+    _summary(RunProgress(planned=3, done=3), tmp_path / "s.sqlite", "never shown")
+    assert "hint:" not in capsys.readouterr().out
