@@ -601,7 +601,6 @@ class TransformersLocalBackend:
         computed once rather than once per episode, even in the very first batch.
         """
         import torch
-        from transformers import DynamicCache
 
         assert self._prefixes is not None
         shared = set()
@@ -613,7 +612,7 @@ class TransformersLocalBackend:
                 shared.add(prompt[:common])
         for prefix in sorted(shared, key=len):  # shorter first: a longer one extends it
             entry, count = self._prefixes.longest(prefix, len(prefix))
-            past = DynamicCache(ddp_cache_data=_batch_kv([(entry, count)], count) if count else None, config=self._model.config)
+            past = self._batch_cache([(entry, count)], count, len(prefix))
             # The base model alone: hidden states, no logits, are enough to fill the cache.
             self._model.base_model(input_ids=torch.tensor([prefix[count:]], device=self.device), past_key_values=past, use_cache=True)
             self._prefixes.add(prefix, [(layer.keys, layer.values) for layer in past.layers])
