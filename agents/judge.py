@@ -1,6 +1,7 @@
 """The judge: scores ended episodes on every dimension of a prompt profile, alongside the simulation.
 
-``Scorer`` is the work: for one transcript it sends one request per dimension (and, with
+``Scorer`` is the work: for one transcript it sends one request per dimension (``samples``
+requests with different seeds when judge noise is measured; and, with
 ``score_every_round``, per round prefix) concurrently, under its own limit, and hands each
 ``Score`` to its sinks as it arrives. ``JudgeAgent`` is the runtime observer: on
 ``EpisodeEnded`` it schedules the scoring and returns at once, so the simulation never
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 from autogen_core import MessageContext, RoutedAgent, message_handler
@@ -42,6 +43,8 @@ class Score:
     latency: float
     error: str | None = None
     supporter: str = ""
+    sample: int = 0
+    """Which of the ``samples`` labels of this (episode, dimension, round) this is."""
 
     @property
     def failed(self) -> bool:
@@ -59,6 +62,9 @@ class Scorer:
             ESC-RANK's adapters read ``fluency = "fluency_{lang}"``); others use ``default_model``.
         limit: judge requests in flight at most, separate from the simulation's limits.
         score_every_round: also score each round's prefix of the dialogue (a score trajectory).
+        samples: labels per (episode, dimension, round); sample ``j`` is requested with seed
+            ``params.seed + j`` (0 + j when unset), so the k labels measure the judge's own noise.
+            With 1 the request is sent as ``params`` says.
     """
 
     def __init__(
@@ -71,14 +77,18 @@ class Scorer:
         params: SamplingParams = SamplingParams(max_tokens=64, temperature=0.0),
         limit: int = 16,
         score_every_round: bool = False,
+        samples: int = 1,
         sinks: Sequence[ScoreSink] = (),
     ):
+        if samples < 1:
+            raise ValueError(f"samples must be at least 1, got {samples}")
         unknown = set(models or {}) - set(profile.keys)
         if unknown:
             raise ValueError(f"[judge.models] names unknown dimensions {sorted(unknown)} (profile {profile.name} has {', '.join(profile.keys)})")
         self.profile, self.backend = profile, backend
         self.default_model, self.models = default_model, dict(models or {})
         self.params, self.score_every_round = params, score_every_round
+        self.samples = samples
         self.sinks = list(sinks)
         self.limit = limit
         self._jobs: deque[_Job] = deque()
@@ -112,14 +122,14 @@ class Scorer:
         Requests wait as small tuples, not as tasks or futures each: when a thousand
         episodes end at once, the backlog is a deque served by at most ``limit`` workers.
         """
-        jobs = [(dim, FINAL, transcript) for dim in self.profile.keys]
+        prefixes = [(FINAL, transcript)]
         if self.score_every_round:
-            for round_, end in enumerate(_round_ends(transcript), 1):
-                if end < len(transcript):
-                    jobs += [(dim, round_, transcript[:end]) for dim in self.profile.keys]
+            prefixes += [(round_, transcript[:end]) for round_, end in enumerate(_round_ends(transcript), 1) if end < len(transcript)]
+        jobs = [(dim, round_, lines, sample) for round_, lines in prefixes for dim in self.profile.keys
+                for sample in range(self.samples)]
         batch = _Batch(key, language, supporter, len(jobs), asyncio.get_running_loop().create_future())
-        for index, (dim, round_, lines) in enumerate(jobs):
-            self._jobs.append((batch, index, dim, round_, lines))
+        for index, (dim, round_, lines, sample) in enumerate(jobs):
+            self._jobs.append((batch, index, dim, round_, lines, sample))
         self.pending += len(jobs)
         for _ in range(min(len(jobs), self.limit - len(self._workers))):
             self._workers.add(asyncio.create_task(self._work(), name="judge-worker"))
@@ -133,12 +143,12 @@ class Scorer:
 
     async def _serve(self) -> None:
         while self._jobs:
-            batch, index, dim, round_, lines = self._jobs.popleft()
+            batch, index, dim, round_, lines, sample = self._jobs.popleft()
             try:
                 if batch.future.cancelled():  # its caller was cancelled
                     continue
                 try:
-                    score = await self._one(batch.key, dim, round_, batch.language, lines, batch.supporter)
+                    score = await self._one(batch.key, dim, round_, batch.language, lines, batch.supporter, sample)
                 except asyncio.CancelledError:
                     batch.future.cancel()
                     raise
@@ -153,16 +163,19 @@ class Scorer:
             finally:
                 self.pending -= 1
 
-    async def _one(self, key: str, dimension: str, round_: int, language: str, transcript: Sequence[tuple[str, str]], supporter: str) -> Score:
+    async def _one(self, key: str, dimension: str, round_: int, language: str, transcript: Sequence[tuple[str, str]],
+                   supporter: str, sample: int) -> Score:
         model = self.model_for(dimension, language)
+        params = self.params if self.samples == 1 else replace(self.params, seed=(self.params.seed or 0) + sample)
         start = time.perf_counter()
         try:
-            completion = await self.backend.complete(self.profile.messages(dimension, language, transcript), self.params, model=model)
+            completion = await self.backend.complete(self.profile.messages(dimension, language, transcript), params, model=model)
         except BackendError as exc:
-            score = Score(key, dimension, round_, None, None, model or "", time.perf_counter() - start, str(exc), supporter)
+            score = Score(key, dimension, round_, None, None, model or "", time.perf_counter() - start, str(exc), supporter, sample)
         else:
             label = self.profile.parse(completion.text)
-            score = Score(key, dimension, round_, label, completion.text, completion.model or model or "", completion.latency, None, supporter)
+            score = Score(key, dimension, round_, label, completion.text, completion.model or model or "", completion.latency, None,
+                          supporter, sample)
         for sink in self.sinks:
             sink(score)
         return score
@@ -180,8 +193,8 @@ class _Batch:
         self.future = future
 
 
-_Job = tuple[_Batch, int, str, int, Sequence[tuple[str, str]]]
-"""``(batch, index in its scores, dimension, round, transcript)`` of one judge request."""
+_Job = tuple[_Batch, int, str, int, Sequence[tuple[str, str]], int]
+"""``(batch, index in its scores, dimension, round, transcript, sample)`` of one judge request."""
 
 
 def _round_ends(transcript: Sequence[tuple[str, str]]) -> list[int]:

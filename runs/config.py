@@ -103,6 +103,8 @@ class JudgeSection(EndpointConfig):
     profile: str = "default"
     models: dict[str, str] = field(default_factory=dict)
     score_every_round: bool = False
+    samples: int = 1
+    """Labels per (episode, dimension), each with its own seed: measures judge noise (docs/statistics.md)."""
     max_tokens: int = 64
     max_connections: int = 16
 
@@ -158,6 +160,8 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
         if key not in known:
             raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
     judge = _section(name, "judge", raw["judge"], JudgeSection) if "judge" in raw else None
+    if judge is not None:
+        _check_judge(name, judge)
     if judge_only:
         if judge is None:
             raise ConfigError(f"{name}: missing section [judge]")
@@ -197,6 +201,14 @@ def _check_personas(name: str, raw: dict[str, Any], seeker: SeekerSection) -> No
         raise ConfigError(f"{name}: [seeker] field '{field_name}': {seen[0]!r} is listed twice")
     if seeker.role_break_retries < 0:
         raise ConfigError(f"{name}: [seeker] field 'role_break_retries': must be at least 0, got {seeker.role_break_retries}")
+
+
+def _check_judge(name: str, judge: JudgeSection) -> None:
+    if judge.samples < 1:
+        raise ConfigError(f"{name}: [judge] field 'samples': must be at least 1, got {judge.samples}")
+    if judge.samples > 1 and not judge.temperature:
+        raise ConfigError(f"{name}: [judge] field 'samples': {judge.samples} samples need a 'temperature' above 0 "
+                          "(greedy decoding gives the same label every time)")
 
 
 def _check_run(name: str, run: RunSection, cards: CardsSection) -> None:

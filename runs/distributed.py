@@ -112,7 +112,7 @@ class Batch:
 
     ``records`` are store calls in the order the worker made them: ``("start", key)``,
     ``("turn", TurnTaken)``, ``("end", key, outcome, reason, at)``,
-    ``("score", key, dimension, label, raw, model, latency, status, error, round)``,
+    ``("score", key, dimension, label, raw, model, latency, status, error, round, sample)``,
     ``("event", kind, detail, endpoint, episode_key)``. ``completed`` lists the keys whose every
     record is in this batch or an earlier one: the driver never hands those out again.
     ``over``: the shard is done and this is the last batch.
@@ -187,8 +187,8 @@ class RecordSink:
             self._expect(key, lines)
 
     def add_score(self, key: str, dimension: str, label: int | None, raw: str | None, model: str, latency: float,
-                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND) -> None:
-        self.records.append(("score", key, dimension, label, raw, model, latency, status, error, round))
+                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND, sample: int = 0) -> None:
+        self.records.append(("score", key, dimension, label, raw, model, latency, status, error, round, sample))
         self._scored[key] += 1
         self._check(key)
 
@@ -246,7 +246,7 @@ class EpisodeWorker:
         plan = self.plan
         profile = plan.profile
         judge = plan.config.judge
-        self.sink = RecordSink(dimensions=len(profile.keys) if profile and judge else 0,
+        self.sink = RecordSink(dimensions=len(profile.keys) * judge.samples if profile and judge else 0,  # labels per round
                                score_every_round=bool(judge and judge.score_every_round), rejudge=rejudge)
         episodes: list[tuple[PlannedEpisode, RoleCard]] = [(p, plan.cards[p.card_index]) for p in shard]
         self.runner = Runner(plan, self.sink, backends=self.backends, retry_failed=True, episodes=episodes)  # type: ignore[arg-type]
@@ -492,8 +492,8 @@ class DistributedRunner:
                 store.add_turn(turn)
                 progress.turn(turn)
             elif kind == "score":
-                _, key, dimension, label, raw, model, latency, status, error, round_ = record
-                store.add_score(key, dimension, label, raw, model, latency, status=status, error=error, round=round_)
+                _, key, dimension, label, raw, model, latency, status, error, round_, sample = record
+                store.add_score(key, dimension, label, raw, model, latency, status=status, error=error, round=round_, sample=sample)
                 counted = self._counted.setdefault(key, set())
                 if round_ == FINAL_ROUND and dimension not in counted:
                     counted.add(dimension)

@@ -167,7 +167,7 @@ def make_scorer(config: Config, profile: JudgeProfile, backend: ChatBackend, sin
     return Scorer(
         profile, backend, default_model=judge.model, models=judge.models,
         params=SamplingParams(judge.max_tokens, judge.temperature or 0.0, judge.top_p),
-        limit=judge.max_connections, score_every_round=judge.score_every_round, sinks=sinks,
+        limit=judge.max_connections, score_every_round=judge.score_every_round, samples=judge.samples, sinks=sinks,
     )
 
 
@@ -346,7 +346,7 @@ class Runner:
     def _record_score(self, score: Score) -> None:
         self.store.add_score(
             score.episode_key, score.dimension, score.label, score.raw, score.model, score.latency,
-            status="failed" if score.failed else "ok", error=score.error, round=score.round,
+            status="failed" if score.failed else "ok", error=score.error, round=score.round, sample=score.sample,
         )
         if score.round == FINAL_ROUND:
             self.progress.score(score.supporter, score.dimension, score.label)

@@ -21,8 +21,8 @@ from typing import Any, Iterable, Iterator
 
 from agents.messages import TurnTaken
 
-SCHEMA_VERSION = 1
-"""Stores with a newer version are refused; bump it (and add a migration) when the schema changes."""
+SCHEMA_VERSION = 2
+"""Stores with a newer version are refused; bump it (and add a migration to ``_MIGRATIONS``) when the schema changes."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS scores (
     status TEXT NOT NULL,
     error TEXT,
     at REAL NOT NULL,
-    PRIMARY KEY (episode_key, dimension, round)
+    sample INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (episode_key, dimension, round, sample)
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -93,6 +94,21 @@ CREATE TABLE IF NOT EXISTS annotations (
 """
 """Human labels (``esc-eval annotate``). Additive: stores made before it gain the table on their first writable open."""
 _SCHEMA += _ANNOTATIONS
+
+_MIGRATIONS = {
+    # 1 -> 2: judge samples ([judge] samples = k); a column in the primary key needs a new table
+    2: """
+    CREATE TABLE scores_v2 (
+        episode_key TEXT NOT NULL, dimension TEXT NOT NULL, round INTEGER NOT NULL, label INTEGER, raw TEXT, model TEXT,
+        latency REAL, status TEXT NOT NULL, error TEXT, at REAL NOT NULL, sample INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (episode_key, dimension, round, sample)
+    );
+    INSERT INTO scores_v2 SELECT episode_key, dimension, round, label, raw, model, latency, status, error, at, 0 FROM scores;
+    DROP TABLE scores;
+    ALTER TABLE scores_v2 RENAME TO scores;
+    """,
+}
+"""Schema version -> the SQL that brings a store of the version before up to it; run on a writable open."""
 
 FINAL_ROUND = -1
 """``scores.round`` of the score of a whole episode; per-round scores use the round number."""
@@ -181,10 +197,23 @@ class Store:
             if version is None:
                 conn.executescript("BEGIN;" + _SCHEMA + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
             elif not readonly:
+                cls._migrate(conn, version)
                 conn.executescript(_ANNOTATIONS)  # idempotent; gives older stores the annotations table
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a readable esc-eval store ({exc})") from None
         return cls(path, conn, readonly)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, version: int) -> None:
+        """Bring an older store up to ``SCHEMA_VERSION``, each step in one transaction (all or nothing)."""
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            try:
+                conn.executescript(f"BEGIN IMMEDIATE;{_MIGRATIONS[target]}"
+                                   f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{target}'); COMMIT;")
+            except sqlite3.DatabaseError:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     @staticmethod
     def _check_version(path: Path, conn: sqlite3.Connection, *, creating: bool) -> int | None:
@@ -252,7 +281,7 @@ class Store:
                 conn.execute("DELETE FROM scores WHERE episode_key=?", (e.key,))
                 conn.executemany("INSERT INTO turns VALUES (?,?,?,?,0,0,0.0,?,NULL)",
                                  [(e.key, index, role, text, item.at) for index, (role, text) in enumerate(item.transcript)])
-                conn.executemany("INSERT INTO scores VALUES (?,?,?,?,NULL,?,NULL,'ok',NULL,?)",
+                conn.executemany("INSERT INTO scores VALUES (?,?,?,?,NULL,?,NULL,'ok',NULL,?,0)",
                                  [(e.key, dim, FINAL_ROUND, label, item.model, item.at) for dim, label in item.scores])
                 count += 1
         return count
@@ -286,9 +315,10 @@ class Store:
         self._put(("UPDATE episodes SET status=?, outcome=?, reason=?, ended_at=? WHERE key=?", (status, outcome, reason, at, key)))
 
     def add_score(self, key: str, dimension: str, label: int | None, raw: str | None, model: str, latency: float,
-                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND) -> None:
-        self._put(("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?,?,?)",
-                   (key, dimension, round, label, raw, model, latency, status, error, time.time())))
+                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND, sample: int = 0) -> None:
+        """Queue one judge label; ``sample`` tells apart the k labels of ``[judge] samples = k``."""
+        self._put(("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                   (key, dimension, round, label, raw, model, latency, status, error, time.time(), sample)))
 
     def add_event(self, kind: str, detail: str = "", *, endpoint: str | None = None, episode_key: str | None = None) -> None:
         """Queue an event for the writer; before the writer starts (run setup) it is written at once."""
@@ -396,6 +426,17 @@ class Store:
             f"(SELECT COUNT(*) FROM scores s WHERE s.episode_key=e.key AND s.round=? {ok}) < ? ORDER BY e.ordinal",
             (FINAL_ROUND, dimensions),
         )
+
+    def final_scores(self) -> list[sqlite3.Row]:
+        """Whole-episode judge labels of finished episodes: ``episode_key, dimension, label, status, sample``.
+
+        Works read-only on a store of schema 1 (before judge samples): its labels are sample 0.
+        """
+        columns = {r["name"] for r in self.rows("PRAGMA table_info(scores)")}
+        sample = "s.sample" if "sample" in columns else "0"
+        return self.rows(f"SELECT s.episode_key, s.dimension, s.label, s.status, {sample} AS sample FROM scores s"
+                         " JOIN episodes e ON e.key = s.episode_key WHERE s.round=? AND e.status='done'"
+                         " ORDER BY e.ordinal, s.dimension, sample", (FINAL_ROUND,))
 
     def counts(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT status, COUNT(*) FROM episodes GROUP BY status"))

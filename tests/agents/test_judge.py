@@ -115,3 +115,25 @@ async def test_a_bug_in_one_job_reaches_the_caller_and_the_workers_go_on() -> No
     with pytest.raises(ProfileError, match="'xx'"):
         await scorer.score("bad", "xx", TRANSCRIPT)  # no rubric in language 'xx'
     assert len(await scorer.score("good", "en", TRANSCRIPT)) == 7 and scorer.pending == 0
+
+
+async def test_samples_score_each_dimension_k_times_with_different_seeds() -> None:
+    def by_seed(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+        return f"Score: {params.seed % 5}"
+
+    backend = ScriptedBackend(by_seed)
+    scorer = Scorer(load_profile("default"), backend, params=SamplingParams(max_tokens=8, temperature=0.7, seed=1), samples=3)
+    scores = await scorer.score("k", "en", TRANSCRIPT)
+    assert len(scores) == 7 * 3 and len(backend.requests) == 21
+    fluency = [s for s in scores if s.dimension == "fluency"]
+    assert [(s.sample, s.label) for s in fluency] == [(0, 1), (1, 2), (2, 3)]     # seeds 1, 2, 3
+    assert sorted({p.seed for _, p, _ in backend.requests}) == [1, 2, 3]
+    assert all(p.temperature == 0.7 for _, p, _ in backend.requests)
+
+
+async def test_one_sample_sends_the_params_unchanged() -> None:
+    backend = ScriptedBackend(lambda *a: "Score: 2")
+    scores = await Scorer(load_profile("default"), backend, samples=1).score("k", "en", TRANSCRIPT)
+    assert all(s.sample == 0 for s in scores) and all(p.seed is None for _, p, _ in backend.requests)
+    with pytest.raises(ValueError, match="samples must be at least 1"):
+        Scorer(load_profile("default"), backend, samples=0)

@@ -65,3 +65,13 @@ def test_fingerprint_ignores_operational_settings_only() -> None:
     assert parse_config(config(run={"rounds": 4})).fingerprint() != base
     assert parse_config(config(run={"seed": 1})).fingerprint() != base
     assert parse_config({"seeker": SEEKER, "supporters": [{**SUPPORTER, "model": "other"}]}).fingerprint() != base
+
+
+def test_judge_samples_need_sampling() -> None:
+    judge = {"base_url": "http://x/v1", "model": "j"}
+    assert parse_config({"judge": judge}, judge_only=True).judge.samples == 1
+    assert parse_config({"judge": {**judge, "samples": 3, "temperature": 0.7}}, judge_only=True).judge.samples == 3
+    with pytest.raises(ConfigError, match=r"j\.toml: \[judge\] field 'samples': must be at least 1, got 0"):
+        parse_config({"judge": {**judge, "samples": 0}}, "j.toml", judge_only=True)
+    with pytest.raises(ConfigError, match=r"\[judge\] field 'samples': 3 samples need a 'temperature' above 0"):
+        parse_config({"judge": {**judge, "samples": 3}}, "j.toml", judge_only=True)

@@ -1,0 +1,107 @@
+"""Store schema 2 (judge samples): new stores, and schema-1 stores opened read-only and migrated on a writable open."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from runs.store import _SCHEMA, FINAL_ROUND, SCHEMA_VERSION, PlannedEpisode, Store
+
+_SCORES_V1 = """CREATE TABLE IF NOT EXISTS scores (
+    episode_key TEXT NOT NULL,
+    dimension TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    label INTEGER,
+    raw TEXT,
+    model TEXT,
+    latency REAL,
+    status TEXT NOT NULL,
+    error TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (episode_key, dimension, round)
+);"""
+
+
+def _old_store(path: Path) -> Path:
+    """A store as esc-eval wrote it before judge samples: schema 1, no ``sample`` column."""
+    start = _SCHEMA.index("CREATE TABLE IF NOT EXISTS scores")
+    end = _SCHEMA.index(");", start) + 2
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA[:start] + _SCORES_V1 + _SCHEMA[end:] + "INSERT INTO meta VALUES ('schema_version', '1');")
+    conn.execute("INSERT INTO episodes (key, ordinal, card_index, card_id, language, category, source, supporter, persona,"
+                 " repeat, seed, status) VALUES ('e0', 0, 0, 'c0', 'en', 'work', 'ESConv', 'a', 'default', 0, 0, 'done')")
+    conn.executemany("INSERT INTO scores VALUES ('e0', ?, ?, ?, NULL, 'judge', 0.1, 'ok', NULL, 1.0)",
+                     [("fluency", FINAL_ROUND, 3), ("empathic", FINAL_ROUND, 2), ("fluency", 1, 1)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def _columns(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [r[1] for r in conn.execute("PRAGMA table_info(scores)")]
+    finally:
+        conn.close()
+
+
+def test_old_store_reads_read_only_without_changing(tmp_path: Path) -> None:
+    path = _old_store(tmp_path / "old.sqlite")
+    before = path.read_bytes()
+    store = Store.open(path, readonly=True)
+    try:
+        rows = [tuple(r) for r in store.final_scores()]
+    finally:
+        store.close_sync()
+    assert sorted(rows) == [("e0", "empathic", 2, "ok", 0), ("e0", "fluency", 3, "ok", 0)]
+    assert path.read_bytes() == before and "sample" not in _columns(path)
+
+
+def test_old_store_migrates_on_writable_open_and_takes_samples(tmp_path: Path) -> None:
+    path = _old_store(tmp_path / "old.sqlite")
+    store = Store.open(path)
+    assert store.meta("schema_version") == SCHEMA_VERSION == 2
+    assert _columns(path)[-1] == "sample"
+    assert sorted(tuple(r) for r in store.final_scores()) == [("e0", "empathic", 2, "ok", 0), ("e0", "fluency", 3, "ok", 0)]
+    assert len(store.rows("SELECT * FROM scores WHERE round=1")) == 1        # per-round scores kept too
+
+    async def more() -> None:
+        await store.start_writer()
+        store.add_score("e0", "fluency", 4, None, "judge", 0.1, sample=1)   # a second label: a new row, not a replacement
+        store.add_score("e0", "fluency", 2, None, "judge", 0.1, sample=1)   # the same sample again: replaces
+        await store.close()
+
+    asyncio.run(more())
+    again = Store.open(path, readonly=True)
+    try:
+        assert [tuple(r) for r in again.final_scores() if r["dimension"] == "fluency"] == [
+            ("e0", "fluency", 3, "ok", 0), ("e0", "fluency", 2, "ok", 1)]
+    finally:
+        again.close_sync()
+    Store.open(path).close_sync()                                            # a second writable open: nothing to migrate
+
+
+def test_new_store_keys_scores_by_sample(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "new.sqlite", create=True)
+    store.plan([PlannedEpisode("e0", 0, 0, "c0", "en", "work", "ESConv", "a", "default", 0, 0)])
+    pk = [r["name"] for r in sorted(store.rows("PRAGMA table_info(scores)"), key=lambda r: r["pk"]) if r["pk"]]
+    store.close_sync()
+    assert pk == ["episode_key", "dimension", "round", "sample"]
+
+
+def test_a_failed_migration_leaves_the_old_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runs import store as store_module
+    from runs.store import StoreError
+
+    path = _old_store(tmp_path / "old.sqlite")
+    monkeypatch.setitem(store_module._MIGRATIONS, 2, store_module._MIGRATIONS[2] + "SELECT no_such_function();")
+    with pytest.raises(StoreError, match="no_such_function"):
+        Store.open(path)
+    assert "sample" not in _columns(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+    assert conn.execute("SELECT COUNT(*) FROM scores").fetchone() == (3,)
+    conn.close()
