@@ -5,10 +5,17 @@ and views second (``render`` as table, markdown, JSON or CSV; ``plot`` as a PNG
 bar chart). Only the whole-episode scores (``round == FINAL_ROUND``) of finished
 episodes (status ``done``) count. Per dimension a row holds:
 
-* ``value``: ESC-Eval's leaderboard number, mean(label) / 4 × 100 over valid labels 0..4;
-* ``ci_low`` / ``ci_high``: its 95% normal-approximation interval (``runs.scoring``);
+* ``value`` (= ``mean``): ESC-Eval's leaderboard number, mean(label) / 4 × 100, as the mean
+  over episodes of each episode's mean valid label (one label unless ``[judge] samples = k``);
+* ``ci_low`` / ``ci_high``: its 95% bootstrap interval over role cards, inside [0, 100];
+  ``se_clustered``: its card-clustered standard error; ``n_episodes`` / ``n_cards``; rows with
+  fewer than 10 cards are marked (``runs.statistics``; docs/statistics.md);
 * ``n``: valid labels; ``n_unparsed``: labels -1 (the judge's reply held no label);
-  ``n_failed``: judge calls that failed; ``n_missing``: finished episodes with no score at all.
+  ``n_failed``: judge calls that failed; ``n_missing``: labels a finished episode lacks.
+
+``compare`` adds paired comparisons between supporters and rank intervals
+(``runs.comparisons``), ``corrected`` prediction-powered means from human labels,
+``power_delta`` the cards needed to detect a difference.
 
 Dimensions are shown with the paper's names, in its order: Fluency, Expression,
 Empathy, Information, Skillful, Humanoid, Overall (any other dimension a custom
@@ -33,8 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from agents.profiles import DIMENSIONS, PAPER_NAMES
-from runs.scoring import agreement, confidence_interval, leaderboard_value
+from runs.comparisons import CardTable, PairComparison, PowerRow, Rank
+from runs.comparisons import compare as compare_supporters
+from runs.comparisons import power as plan_power
+from runs.comparisons import ranks as supporter_ranks
+from runs.scoring import agreement, leaderboard_value
+from runs.statistics import RESAMPLES, SMALL_N, JudgeNoise, PPIEstimate, cluster_mean, judge_noise, ppi_mean
 from runs.store import FINAL_ROUND, Store
 
 #: Episode columns a report can be grouped by.
@@ -43,8 +57,6 @@ GROUP_COLUMNS: tuple[str, ...] = ("supporter", "language", "category", "source",
 FORMATS: tuple[str, ...] = ("table", "md", "json", "csv")
 
 _HEADERS = {"supporter": "Supporter", "language": "Language", "category": "Category", "source": "Source", "persona": "Persona"}
-_NOTE = ("value = mean(label)/4×100 over valid labels; [95% CI]; n = valid labels; "
-         "-1 = judge replies with no label; judge failed = judge calls that failed")
 
 
 class ReportError(ValueError):
@@ -53,7 +65,16 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class DimensionStats:
-    """One dimension of one report row; ``value``, ``ci_low`` and ``ci_high`` are ``nan`` when ``n == 0``."""
+    """One dimension of one report row; means and intervals are ``nan`` when undefined.
+
+    ``value`` (= ``mean``) is the mean over the row's scored episodes of each episode's
+    mean label × 25 (with ``[judge] samples = k`` an episode has k labels); ``ci_low`` /
+    ``ci_high`` its 95% bootstrap interval over role cards, ``se_clustered`` its
+    card-clustered standard error (``runs.statistics.cluster_mean``). ``small`` marks
+    rows with fewer than ``SMALL_N`` cards. ``noise`` splits label variance into judge
+    and episode parts (judge samples only); ``corrected`` is the prediction-powered
+    estimate from human labels (``report --corrected`` only).
+    """
 
     value: float
     ci_low: float
@@ -62,6 +83,19 @@ class DimensionStats:
     n_unparsed: int
     n_failed: int
     n_missing: int
+    se_clustered: float = math.nan
+    n_episodes: int = 0
+    n_cards: int = 0
+    noise: JudgeNoise | None = None
+    corrected: PPIEstimate | None = None
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    @property
+    def small(self) -> bool:
+        return self.n_cards < SMALL_N
 
 
 @dataclass(frozen=True)
@@ -86,12 +120,22 @@ class ReportRow:
 
 @dataclass(frozen=True)
 class Report:
-    """The leaderboard: rows in the order their groups first appear in the run's plan."""
+    """The leaderboard: rows in the order their groups first appear in the run's plan.
+
+    ``comparisons`` and ``ranks`` (``--compare``) and ``power`` (``--power DELTA``) are
+    between supporters, over all the report's episodes whatever ``by`` is.
+    """
 
     store: str
     by: tuple[str, ...]
     dimensions: tuple[str, ...]
     rows: tuple[ReportRow, ...] = field(default_factory=tuple)
+    samples: int = 1
+    corrected: bool = False
+    comparisons: tuple[PairComparison, ...] | None = None
+    ranks: Mapping[str, Sequence[Rank]] | None = None
+    power: tuple[PowerRow, ...] | None = None
+    delta: float | None = None
 
     def name(self, dimension: str) -> str:
         """The paper's name of ``dimension`` (its key when the paper has none)."""
@@ -111,14 +155,26 @@ def _check_by(by: Sequence[str]) -> tuple[str, ...]:
     return columns
 
 
-def build_report(store: Store, *, by: Sequence[str] = ("supporter",),
-                 supporter: str | None = None, language: str | None = None) -> Report:
+def _human_values(store: Store) -> dict[tuple[str, str], float]:
+    """(episode, dimension) -> the annotators' mean label × 25."""
+    found: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row in store.annotations():
+        found[(row["episode_key"], row["dimension"])].append(row["label"])
+    return {slot: sum(labels) / len(labels) * 25 for slot, labels in found.items()}
+
+
+def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter: str | None = None,
+                 language: str | None = None, compare: bool = False, corrected: bool = False,
+                 power_delta: float | None = None) -> Report:
     """The leaderboard of ``store`` grouped by the episode columns ``by``.
 
     Args:
         store: an open store (read-only is enough).
         by: columns of ``GROUP_COLUMNS``, outermost first; empty means ``("supporter",)``.
         supporter / language: keep only the episodes of this supporter / language.
+        compare: also compare every pair of supporters (``Report.comparisons``, ``Report.ranks``).
+        corrected: also the prediction-powered estimate from the store's human labels.
+        power_delta: also plan for detecting a difference of this many points (``Report.power``).
 
     Raises:
         ReportError: unknown group column, or a stored label outside -1..4.
@@ -130,55 +186,91 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",),
             where.append(f"{column}=?")
             params.append(value)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    episodes = store.rows(f"SELECT key, status, {', '.join(columns)} FROM episodes {clause} ORDER BY ordinal", tuple(params))
+    wanted = ", ".join(dict.fromkeys(("supporter", "language", "card_index") + columns))
+    episodes = store.rows(f"SELECT key, status, {wanted} FROM episodes {clause} ORDER BY ordinal", tuple(params))
     groups: dict[tuple[str, ...], dict[str, int]] = {}
-    group_of: dict[str, tuple[str, ...]] = {}
+    done: dict[str, tuple[tuple[str, ...], str, str]] = {}       # key -> (group, card, supporter)
     for e in episodes:
         group = tuple(str(e[c]) for c in columns)
         counts = groups.setdefault(group, {"done": 0, "failed": 0, "unfinished": 0})
         status = e["status"] if e["status"] in ("done", "failed") else "unfinished"
         counts[status] += 1
         if e["status"] == "done":
-            group_of[e["key"]] = group
+            done[e["key"]] = (group, f"{e['language']}:{e['card_index']}", e["supporter"])
 
-    labels: dict[tuple[tuple[str, ...], str], list[int]] = defaultdict(list)
+    labels: dict[tuple[str, str], list[int]] = defaultdict(list)   # (episode, dimension) -> valid labels
     unparsed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     failed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     seen_dims: set[str] = set()
-    score_rows = store.rows(
-        "SELECT s.episode_key, s.dimension, s.label, s.status FROM scores s JOIN episodes e ON e.key = s.episode_key"
-        " WHERE s.round=? AND e.status='done'", (FINAL_ROUND,))
-    for row in score_rows:
-        group = group_of.get(row["episode_key"])
-        if group is None:
+    samples = 1
+    for row in store.final_scores():
+        if row["episode_key"] not in done:
             continue
+        group = done[row["episode_key"]][0]
         dim, label = row["dimension"], row["label"]
         seen_dims.add(dim)
+        samples = max(samples, row["sample"] + 1)
         slot = (group, dim)
         if row["status"] != "ok":
             failed[slot] += 1
         elif label is None or label == -1:
             unparsed[slot] += 1
         elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label <= 4:
-            labels[slot].append(label)
+            labels[(row["episode_key"], dim)].append(label)
         else:
             raise ReportError(f"{store.path}: episode {row['episode_key']!r}, dimension {row['dimension']!r}: "
                               f"stored label {label!r} is not 0..4 or -1")
 
     dimensions = DIMENSIONS + tuple(sorted(seen_dims - set(DIMENSIONS)))
+    human = _human_values(store) if corrected else {}
+    per_group: dict[tuple[tuple[str, ...], str], list[str]] = defaultdict(list)    # scored episodes, plan order
+    for (key, dim) in labels:
+        per_group[(done[key][0], dim)].append(key)
     rows = []
     for group, counts in groups.items():
         stats = {}
         for dim in dimensions:
-            valid = labels.get((group, dim), [])
-            low, high = confidence_interval(valid)
+            keys = per_group.get((group, dim), [])
+            values = np.array([leaderboard_value(labels[(k, dim)]) for k in keys])
+            estimate = cluster_mean(values, np.array([done[k][1] for k in keys]))
+            n_valid = sum(len(labels[(k, dim)]) for k in keys)
             n_unparsed, n_failed = unparsed.get((group, dim), 0), failed.get((group, dim), 0)
+            noise = judge_noise([[x * 25 for x in labels[(k, dim)]] for k in keys]) if samples > 1 else None
+            ppi = None
+            if corrected:
+                marked = [k for k in keys if (k, dim) in human]
+                ppi = ppi_mean(np.array([leaderboard_value(labels[(k, dim)]) for k in keys if (k, dim) not in human]),
+                               np.array([leaderboard_value(labels[(k, dim)]) for k in marked]),
+                               np.array([human[(k, dim)] for k in marked]))
             stats[dim] = DimensionStats(
-                value=leaderboard_value(valid), ci_low=low, ci_high=high, n=len(valid), n_unparsed=n_unparsed,
-                n_failed=n_failed, n_missing=counts["done"] - len(valid) - n_unparsed - n_failed,
+                value=estimate.mean, ci_low=estimate.ci_low, ci_high=estimate.ci_high, n=n_valid, n_unparsed=n_unparsed,
+                n_failed=n_failed, n_missing=counts["done"] * samples - n_valid - n_unparsed - n_failed,
+                se_clustered=estimate.se_clustered, n_episodes=estimate.n_episodes, n_cards=estimate.n_cards,
+                noise=noise, corrected=ppi,
             )
         rows.append(ReportRow(dict(zip(columns, group)), counts["done"], counts["failed"], counts["unfinished"], stats))
-    return Report(str(store.path), columns, dimensions, tuple(rows))
+
+    comparisons = ranked = planned = None
+    if compare or power_delta is not None:
+        supporters = list(dict.fromkeys(e["supporter"] for e in episodes))
+        cards = _card_table(labels, done)
+        if compare:
+            comparisons = tuple(compare_supporters(cards, supporters, dimensions))
+            ranked = supporter_ranks(cards, supporters, dimensions)
+        if power_delta is not None:
+            planned = tuple(plan_power(cards, supporters, dimensions, power_delta))
+    return Report(str(store.path), columns, dimensions, tuple(rows), samples, corrected, comparisons, ranked, planned,
+                  power_delta)
+
+
+def _card_table(labels: Mapping[tuple[str, str], list[int]],
+                done: Mapping[str, tuple[tuple[str, ...], str, str]]) -> CardTable:
+    """dimension -> supporter -> card -> mean over the supporter's episodes on the card of their values."""
+    sums: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for (key, dim), found in labels.items():
+        _, card, supporter = done[key]
+        sums[dim][supporter][card].append(leaderboard_value(found))
+    return {d: {s: {c: sum(v) / len(v) for c, v in cards.items()} for s, cards in by_s.items()} for d, by_s in sums.items()}
 
 
 # -- rendering ----------------------------------------------------------------------
@@ -191,7 +283,15 @@ def _num(x: float, digits: int = 1) -> str:
 def _cell(stats: DimensionStats, sep: str) -> str:
     if stats.n == 0:
         return "–"
-    return f"{_num(stats.value)}{sep}[{_num(stats.ci_low)}, {_num(stats.ci_high)}]{sep}n={stats.n}"
+    interval = f"[{_num(stats.ci_low)}, {_num(stats.ci_high)}]" if not math.isnan(stats.ci_low) else "[no CI]"
+    text = f"{_num(stats.value)}{sep}{interval}{sep}n={stats.n} · {stats.n_cards} cards{'*' if stats.small else ''}"
+    if stats.noise is not None and not math.isnan(stats.noise.judge_share):
+        text += f"{sep}judge {100 * stats.noise.judge_share:.0f}% of var"
+    if stats.corrected is not None:
+        c = stats.corrected
+        text += (f"{sep}PPI {_num(c.mean)} [{_num(c.ci_low)}, {_num(c.ci_high)}] h={c.n_labelled}" if c.n_labelled >= 2
+                 else f"{sep}PPI – h={c.n_labelled}")
+    return text
 
 
 def _totals(row: ReportRow) -> tuple[int, int]:
@@ -210,6 +310,51 @@ def _text_rows(report: Report, sep: str) -> list[list[str]]:
         out.append(list(row.group.values()) + [str(row.episodes_done), str(row.episodes_failed)]
                    + [_cell(row.dimensions[d], sep) for d in report.dimensions] + [str(unparsed), str(failed)])
     return out
+
+
+def _p(x: float) -> str:
+    return "–" if math.isnan(x) else ("<0.001" if x < 0.001 else f"{x:.3f}")
+
+
+def _comparison_rows(report: Report) -> list[list[str]]:
+    return [[f"{c.a} − {c.b}", report.name(c.dimension), _num(c.diff), f"[{_num(c.ci_low)}, {_num(c.ci_high)}]", _p(c.p_value),
+             _p(c.p_holm) + (" *" if c.significant else ""), f"{c.wins}/{c.ties}/{c.losses}", str(c.n_cards)]
+            for c in report.comparisons or ()]
+
+
+_COMPARISON_HEADER = ["Pair", "Dimension", "Diff", "95% CI", "p", "p (Holm)", "W/T/L", "Cards"]
+
+
+def _rank_lines(report: Report) -> list[str]:
+    """Per dimension: supporters best first with their rank intervals, then the pairs that differ."""
+    lines = []
+    for d, ranked in (report.ranks or {}).items():
+        order = ", ".join(f"{r.supporter} {_num(r.mean)} (rank {r.rank}, {r.low}–{r.high})" for r in ranked)
+        differ = [f"{c.a} {'>' if c.diff > 0 else '<'} {c.b}" for c in report.comparisons or () if c.dimension == d and c.significant]
+        lines.append(f"{report.name(d)}: {order}; differ: {', '.join(differ) if differ else 'none'}")
+    return lines
+
+
+_POWER_HEADER = ["Pair", "Dimension", "SD of diff", "Cards", "Cards needed", "Detectable now"]
+
+
+def _power_rows(report: Report) -> list[list[str]]:
+    def cards(x: float) -> str:
+        return "–" if math.isnan(x) else ("never" if math.isinf(x) else str(int(x)))
+
+    return [[f"{p.a} − {p.b}" if p.b else f"{p.a} vs a like one", report.name(p.dimension), _num(p.sd_diff), str(p.n_cards),
+             cards(p.cards_needed), _num(p.min_detectable)] for p in report.power or ()]
+
+
+def _note(report: Report) -> str:
+    note = (f"mean of episode labels ×25; [95% CI]: bootstrap over role cards ({RESAMPLES} resamples, seeded), within [0, 100]; "
+            f"n = valid labels; * fewer than {SMALL_N} cards: the interval is too narrow to trust; [no CI]: one card. "
+            "-1 = judge replies with no label; judge failed = judge calls that failed")
+    if report.samples > 1:
+        note += f"; {report.samples} judge samples per episode: 'judge N% of var' = judge noise share of one label's variance"
+    if report.corrected:
+        note += "; PPI = prediction-powered mean from human labels on h episodes (docs/statistics.md)"
+    return note
 
 
 def _rich_text(title: str, header: list[str], rows: list[list[str]], caption: str, *, right_from: int, lines: bool) -> str:
@@ -248,24 +393,50 @@ def _json_number(x: float) -> float | None:
 
 def report_data(report: Report) -> dict[str, Any]:
     """The report as plain JSON-ready data (``nan`` -> ``None``)."""
-    return {
+    data: dict[str, Any] = {
         "store": report.store,
         "by": list(report.by),
         "dimensions": [{"key": d, "name": report.name(d)} for d in report.dimensions],
+        "judge_samples": report.samples,
         "rows": [
             {
                 "group": dict(row.group),
                 "episodes": {"done": row.episodes_done, "failed": row.episodes_failed, "unfinished": row.episodes_unfinished},
-                "scores": {
-                    d: {"name": report.name(d), "value": _json_number(s.value), "ci_low": _json_number(s.ci_low),
-                        "ci_high": _json_number(s.ci_high), "n": s.n, "n_unparsed": s.n_unparsed, "n_failed": s.n_failed,
-                        "n_missing": s.n_missing}
-                    for d, s in row.dimensions.items()
-                },
+                "scores": {d: _dimension_data(report.name(d), s) for d, s in row.dimensions.items()},
             }
             for row in report.rows
         ],
     }
+    if report.comparisons is not None:
+        data["comparisons"] = [{"a": c.a, "b": c.b, "dimension": c.dimension, "diff": _json_number(c.diff),
+                                "ci_low": _json_number(c.ci_low), "ci_high": _json_number(c.ci_high),
+                                "p_value": _json_number(c.p_value), "p_holm": _json_number(c.p_holm), "wins": c.wins,
+                                "ties": c.ties, "losses": c.losses, "n_cards": c.n_cards} for c in report.comparisons]
+        data["ranks"] = {d: [{"supporter": r.supporter, "mean": r.mean, "rank": r.rank, "rank_low": r.low, "rank_high": r.high}
+                             for r in ranked] for d, ranked in (report.ranks or {}).items()}
+    if report.power is not None:
+        data["power"] = {"delta": report.delta, "power": 0.8, "alpha": 0.05, "rows": [
+            {"a": p.a, "b": p.b or None, "dimension": p.dimension, "sd_diff": _json_number(p.sd_diff), "n_cards": p.n_cards,
+             "cards_needed": None if math.isnan(p.cards_needed) or math.isinf(p.cards_needed) else int(p.cards_needed),
+             "min_detectable": _json_number(p.min_detectable)} for p in report.power]}
+    return data
+
+
+def _dimension_data(name: str, s: DimensionStats) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": name, "value": _json_number(s.value), "ci_low": _json_number(s.ci_low), "ci_high": _json_number(s.ci_high),
+        "n": s.n, "n_unparsed": s.n_unparsed, "n_failed": s.n_failed, "n_missing": s.n_missing,
+        "mean": _json_number(s.mean), "se_clustered": _json_number(s.se_clustered), "n_episodes": s.n_episodes,
+        "n_cards": s.n_cards, "small_n": s.small,
+    }
+    if s.noise is not None:
+        out["judge_noise"] = {"var_judge": _json_number(s.noise.var_judge), "var_between": _json_number(s.noise.var_between),
+                              "judge_share": _json_number(s.noise.judge_share), "samples": _json_number(s.noise.samples)}
+    if s.corrected is not None:
+        c = s.corrected
+        out["corrected"] = {"mean": _json_number(c.mean), "ci_low": _json_number(c.ci_low), "ci_high": _json_number(c.ci_high),
+                            "n_labelled": c.n_labelled, "n_unlabelled": c.n_unlabelled, "weight": _json_number(c.weight)}
+    return out
 
 
 def _csv_number(x: float) -> str:
@@ -293,38 +464,77 @@ def render(report: Report, fmt: str) -> str:
         return json.dumps(report_data(report), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
     if fmt == "csv":
         header = list(report.by) + ["done", "failed", "unfinished"]
+        parts = ("ci_low", "ci_high", "n", "unparsed", "failed", "missing", "se", "episodes", "cards")
         for d in report.dimensions:
             name = report.name(d)
-            header += [name] + [f"{name}_{part}" for part in ("ci_low", "ci_high", "n", "unparsed", "failed", "missing")]
+            header += [name] + [f"{name}_{part}" for part in parts]
         rows = []
         for row in report.rows:
             cells: list[Any] = list(row.group.values()) + [row.episodes_done, row.episodes_failed, row.episodes_unfinished]
             for d in report.dimensions:
                 s = row.dimensions[d]
-                cells += [_csv_number(s.value), _csv_number(s.ci_low), _csv_number(s.ci_high), s.n, s.n_unparsed, s.n_failed, s.n_missing]
+                cells += [_csv_number(s.value), _csv_number(s.ci_low), _csv_number(s.ci_high), s.n, s.n_unparsed, s.n_failed,
+                          s.n_missing, _csv_number(s.se_clustered), s.n_episodes, s.n_cards]
             rows.append(cells)
         return _csv(header, rows)
     header = _header(report)
     if fmt == "md":
-        return _markdown(header, _text_rows(report, " "), right_from=len(report.by))
+        text = _markdown(header, _text_rows(report, " "), right_from=len(report.by))
+        if report.comparisons is not None:
+            text += "\n**Paired comparisons** (a − b over shared cards; * = differ after Holm)\n\n"
+            text += _markdown(_COMPARISON_HEADER, _comparison_rows(report), right_from=2)
+            text += "\n" + "\n".join(f"- {_md_escape(line)}" for line in _rank_lines(report)) + "\n"
+        if report.power is not None:
+            text += f"\n**Power** (cards to detect {_num(report.delta)} points at 80% power, α = 0.05)\n\n"
+            text += _markdown(_POWER_HEADER, _power_rows(report), right_from=2)
+        return text
     if not report.rows:
         return f"esc-eval report: {report.store}\nno episodes\n"
-    return _rich_text(f"esc-eval report: {report.store}", header, _text_rows(report, "\n"), _NOTE, right_from=len(report.by), lines=True)
+    text = _rich_text(f"esc-eval report: {report.store}", header, _text_rows(report, "\n"), _note(report),
+                      right_from=len(report.by), lines=True)
+    if report.comparisons is not None:
+        text += "\n" + _rich_text("paired comparisons: a − b over the cards both played", _COMPARISON_HEADER,
+                                  _comparison_rows(report), "diff and 95% CI (bootstrap over shared cards) in points; p: sign-flip "
+                                  "permutation test; * = p (Holm, over all pairs × dimensions) < 0.05; W/T/L: cards a scored "
+                                  "above / equal to / below b", right_from=2, lines=False)
+        text += "\nwhich supporters differ (rank 1 = best; rank range = 95% bootstrap interval):\n"
+        text += "".join(f"  {line}\n" for line in _rank_lines(report))
+    if report.power is not None:
+        text += "\n" + _rich_text(f"power: cards needed to detect {_num(report.delta)} points", _POWER_HEADER, _power_rows(report),
+                                  "paired t-test, 80% power, two-sided α = 0.05 for one comparison; 'detectable now' = "
+                                  "smallest difference (points) found at 80% power with the cards in this store",
+                                  right_from=2, lines=False)
+    return text
 
 
 # -- plotting -----------------------------------------------------------------------
 
 
-def plot(report: Report, path: Path) -> Path:
-    """Write a grouped bar chart (one bar per row for each dimension, 95% CI whiskers) as a PNG.
-
-    Raises:
-        ReportError: matplotlib is not installed (``pip install esc-eval[plot]``), or nothing to plot.
-    """
+def _figure() -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError:
         raise ReportError("--plot needs matplotlib: pip install esc-eval[plot]") from None
+    return Figure
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=120)
+    return path
+
+
+def plot(report: Report, path: Path) -> Path:
+    """Write the leaderboard as a PNG: per dimension, each row's mean (labelled with its number) and 95% CI.
+
+    The points and whiskers are the table's ``mean``, ``ci_low`` and ``ci_high``; a hollow
+    marker flags fewer than ``SMALL_N`` cards.
+
+    Raises:
+        ReportError: matplotlib is not installed (``pip install esc-eval[plot]``), or nothing to plot.
+    """
+    Figure = _figure()
     if not report.rows:
         raise ReportError(f"{report.store}: no episodes to plot")
     names = [report.name(d) for d in report.dimensions]
@@ -334,21 +544,52 @@ def plot(report: Report, path: Path) -> Path:
     ax = fig.add_subplot()
     for index, row in enumerate(report.rows):
         shown = [(i, row.dimensions[d]) for i, d in enumerate(report.dimensions) if row.dimensions[d].n]
-        positions = [i - 0.4 + width * (index + 0.5) for i, _ in shown]
-        heights = [s.value for _, s in shown]
-        below = [s.value - max(0.0, s.ci_low) for _, s in shown]
-        above = [min(100.0, s.ci_high) - s.value for _, s in shown]
-        ax.bar(positions, heights, width, yerr=[below, above], capsize=2, label=row.label, color=f"C{index % 10}",
-               error_kw={"linewidth": 0.8})
+        color = f"C{index % 10}"
+        for i, s in shown:
+            x = i - 0.4 + width * (index + 0.5)
+            if not math.isnan(s.ci_low):
+                ax.vlines(x, s.ci_low, s.ci_high, color=color, linewidth=1.5)
+            ax.plot([x], [s.value], "o", color=color, markerfacecolor="white" if s.small else color, markersize=5)
+            ax.annotate(_num(s.value), (x, s.value), xytext=(3, 0), textcoords="offset points", fontsize=6, va="center")
+        ax.plot([], [], "o", color=color, label=row.label)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("mean score / 4 × 100")
-    ax.set_ylim(0, 105)
-    ax.set_title(f"ESC-Eval dimensions by {', '.join(report.by)} (95% CI)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"ESC-Eval dimensions by {', '.join(report.by)} (95% bootstrap CI over cards; hollow: < {SMALL_N} cards)")
     fig.legend(loc="outside right upper", fontsize="small", frameon=False)
+    return _save(fig, path)
+
+
+def plot_comparisons(report: Report, path: Path) -> Path:
+    """Write a forest plot of the paired differences (a − b, 95% CI; filled: differ after Holm) as a PNG.
+
+    Raises:
+        ReportError: matplotlib is missing, or the report has no comparisons (one supporter).
+    """
+    Figure = _figure()
+    shown = [c for c in report.comparisons or () if not math.isnan(c.diff)]
+    if not shown:
+        raise ReportError(f"{report.store}: no pair of supporters to compare")
+    fig = Figure(figsize=(8.0, max(2.5, 0.28 * len(shown) + 1.2)), layout="constrained")
+    ax = fig.add_subplot()
+    for y, c in enumerate(reversed(shown)):
+        color = "C3" if c.significant else "C0"
+        if not math.isnan(c.ci_low):
+            ax.hlines(y, c.ci_low, c.ci_high, color=color, linewidth=1.5)
+        ax.plot([c.diff], [y], "s", color=color, markerfacecolor=color if c.significant else "white")
+        ax.annotate(f"{_num(c.diff)}  p={_p(c.p_holm)}", (c.diff, y), xytext=(0, 5), textcoords="offset points", fontsize=6,
+                    ha="center")
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_yticks(range(len(shown)), [f"{c.a} − {c.b}: {report.name(c.dimension)}" for c in reversed(shown)], fontsize=7)
+    ax.set_xlabel("difference in points (a − b), 95% paired bootstrap CI over shared cards")
+    ax.set_title("paired comparisons (filled: differ after Holm, α = 0.05)")
+    return _save(fig, path)
+
+
+def comparison_plot_path(path: Path) -> Path:
+    """Where ``--compare --plot PNG`` writes the forest plot: next to PNG, ``-compare`` added to its name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
-    return path
+    return path.with_name(f"{path.stem}-compare{path.suffix or '.png'}")
 
 
 # -- judge-human agreement ----------------------------------------------------------
@@ -488,30 +729,36 @@ def _split_by(by: Sequence[str]) -> list[str]:
 
 
 def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[str], agreement: Path | bool | None,
-                   supporter: str | None, language: str | None) -> str:
+                   supporter: str | None, language: str | None, *, compare: bool = False, corrected: bool = False,
+                   power_delta: float | None = None) -> str:
     """``esc-eval report STORE``: returns the text to print.
 
     Args:
         store_path: the run's store (opened read-only).
         fmt: ``table``, ``md``, ``json`` or ``csv``.
-        plot_path: where to write the leaderboard chart (PNG), or ``None``.
+        plot_path: where to write the leaderboard chart (PNG), or ``None``; with ``compare``
+            the forest plot goes next to it (``comparison_plot_path``).
         by: group columns; items may be comma-separated (``["supporter,language"]``); empty: supporter.
         agreement: a human score file, or ``True`` for the store's own annotations
             (``runs.annotate.store_agreement``: also inter-annotator alpha); when given, the
             output is the judge-human agreement (in ``fmt``) instead of the leaderboard, and
             ``plot_path`` gets the confusion matrices instead of the leaderboard chart.
         supporter / language: keep only these episodes (and choose the pair for agreement).
+        compare / corrected / power_delta: see ``build_report``.
 
     Raises:
-        ReportError: bad format, group column, human score file, or missing matplotlib.
+        ReportError: bad format, group column, human score file, power delta, or missing matplotlib.
         StoreError: the store cannot be opened.
     """
     if fmt not in FORMATS:
         raise ReportError(f"unknown report format {fmt!r} (use one of {', '.join(FORMATS)})")
+    if power_delta is not None and not (0 < power_delta <= 100):
+        raise ReportError(f"--power: the difference to detect must be in (0, 100] points, got {power_delta:g}")
     columns = _check_by(_split_by(by))
     store = Store.open(store_path, readonly=True)
     try:
-        report = build_report(store, by=columns, supporter=supporter, language=language)
+        report = build_report(store, by=columns, supporter=supporter, language=language, compare=compare,
+                              corrected=corrected, power_delta=power_delta)
         if agreement is True:
             from runs.annotate import store_agreement
 
@@ -522,13 +769,16 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
             result = None
     finally:
         store.close_sync()
+    plots = []
     if plot_path is not None and result is not None:
         from runs.annotate import plot_confusion
 
-        plot_confusion(result, plot_path)
+        plots.append(plot_confusion(result, plot_path))
     elif plot_path is not None:
-        plot(report, plot_path)
+        plots.append(plot(report, plot_path))
+        if compare and any(not math.isnan(c.diff) for c in report.comparisons or ()):
+            plots.append(plot_comparisons(report, comparison_plot_path(plot_path)))
     text = render_agreement(result, fmt) if result is not None else render(report, fmt)
-    if plot_path is not None and fmt in ("table", "md"):
-        text += f"\nplot: {plot_path}\n"
+    if plots and fmt in ("table", "md"):
+        text += "".join(f"\nplot: {path}" for path in plots) + "\n"
     return text

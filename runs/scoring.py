@@ -1,4 +1,4 @@
-"""Statistics for reports: leaderboard values, their confidence intervals, judge-human agreement.
+"""Label arithmetic for reports: ESC-Eval's leaderboard value and judge-human agreement (intervals: ``runs.statistics``).
 
 Pure functions over plain numbers (stdlib only). A score is a label 0..4; -1
 (the judge's reply held no label) and ``None`` (not scored) are missing values
@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import math
 from typing import Hashable, Mapping, Sequence
-
-Z_95 = 1.96
-
 
 def _label(score: object, where: str) -> int | None:
     """``score`` as a label 0..4, or ``None`` when it is missing (-1 or None)."""
@@ -40,30 +37,6 @@ def leaderboard_value(scores: Sequence[int | None]) -> float:
     if not valid:
         return math.nan
     return sum(valid) / len(valid) / 4 * 100
-
-
-def confidence_interval(scores: Sequence[int | None]) -> tuple[float, float]:
-    """95% normal-approximation interval of ``leaderboard_value``: value ± 1.96·sd/√n.
-
-    ``sd`` is the sample standard deviation (n − 1) of the per-item values
-    score/4×100. With one valid score the interval is ``(value, value)``; with
-    none it is ``(nan, nan)``. The interval is not clipped to [0, 100].
-
-    Example:
-        >>> confidence_interval([0, 4])
-        (-48.0, 148.0)
-    """
-    valid = _valid(scores)
-    if not valid:
-        return (math.nan, math.nan)
-    value = sum(valid) / len(valid) / 4 * 100
-    n = len(valid)
-    if n < 2:
-        return (value, value)
-    points = [s / 4 * 100 for s in valid]
-    sd = math.sqrt(sum((p - value) ** 2 for p in points) / (n - 1))
-    half = Z_95 * sd / math.sqrt(n)
-    return (value - half, value + half)
 
 
 def agreement(

@@ -82,15 +82,20 @@ def test_by_supporter_hand_computed(store: Store) -> None:
     assert (a.episodes_done, a.episodes_failed, a.episodes_unfinished) == (3, 0, 0)
     assert (b.episodes_done, b.episodes_failed, b.episodes_unfinished) == (2, 1, 1)
 
-    # fluency 4, 3, 2 -> 75; per-item values 100, 75, 50: sd 25, half width 1.96 * 25 / sqrt 3 = 28.2902
+    # fluency 4, 3, 2 on three cards -> 75; values 100, 75, 50: clustered se = sd / sqrt 3 = 25 / sqrt 3 (one episode
+    # a card); the bootstrap over three cards has 27 equally likely resamples, and its 2.5% / 97.5% percentiles are the
+    # all-50 and all-100 ones (1/27 each > 2.5%), where the normal interval was 75 -/+ 28.3 = [46.7, 103.3]
     fl = a.dimensions["fluency"]
-    assert fl.value == pytest.approx(75.0)
-    assert (fl.ci_low, fl.ci_high) == pytest.approx((75 - 28.290163, 75 + 28.290163))
+    assert fl.value == fl.mean == pytest.approx(75.0)
+    assert (fl.ci_low, fl.ci_high) == pytest.approx((50.0, 100.0))
+    assert fl.se_clustered == pytest.approx(25 / math.sqrt(3))
     assert (fl.n, fl.n_unparsed, fl.n_failed, fl.n_missing) == (3, 0, 0, 0)
-    # empathic 4, -1, 2 -> (4 + 2) / 2 = 3 -> 75; values 100, 50: sd 35.355, half 1.96 * 35.355 / sqrt 2 = 49
+    assert (fl.n_episodes, fl.n_cards, fl.small) == (3, 3, True)
+    # empathic 4, -1, 2 -> (4 + 2) / 2 = 3 -> 75; values 100, 50: the normal interval was [26.0, 124.0], off the scale
     em = a.dimensions["empathic"]
     assert em.value == pytest.approx(75.0)
-    assert (em.ci_low, em.ci_high) == pytest.approx((26.0, 124.0))
+    assert (em.ci_low, em.ci_high) == pytest.approx((50.0, 100.0))
+    assert em.se_clustered == pytest.approx(25.0)          # sqrt(2/1 * (25² + 25²)) / 2
     assert (em.n, em.n_unparsed, em.n_failed, em.n_missing) == (2, 1, 0, 0)
     # overall 3, failed, 3 -> 75 with a zero-width interval
     ov = a.dimensions["overall"]
@@ -105,6 +110,7 @@ def test_by_supporter_hand_computed(store: Store) -> None:
     assert b.dimensions["fluency"].value == pytest.approx(50.0)
     assert (b.dimensions["fluency"].ci_low, b.dimensions["fluency"].ci_high) == pytest.approx((50.0, 50.0))
     assert b.dimensions["empathic"].value == pytest.approx(25.0)
+    assert math.isnan(b.dimensions["empathic"].ci_low) and b.dimensions["empathic"].n_cards == 1   # one card: no interval
     assert (b.dimensions["empathic"].n, b.dimensions["empathic"].n_missing) == (1, 1)
     assert (b.dimensions["overall"].n, b.dimensions["overall"].n_failed) == (0, 1)
     assert math.isnan(b.dimensions["overall"].value)
@@ -141,7 +147,8 @@ def test_bad_group_and_format(store: Store) -> None:
 def test_table_is_plain_text(store: Store) -> None:
     text = render(build_report(store), "table")
     assert "\x1b" not in text
-    for name in PAPER_ORDER + ["Supporter", "75.0", "[46.7, 103.3]", "[26.0, 124.0]", "n=3", "Judge failed"]:
+    for name in PAPER_ORDER + ["Supporter", "75.0", "[50.0, 100.0]", "n=3 · 3 cards*", "[no CI]", "Judge failed",
+                               "fewer than 10 cards"]:
         assert name in text
     assert text.index("Fluency") < text.index("Expression") < text.index("Overall")
 
@@ -152,7 +159,7 @@ def test_markdown_has_paper_columns(store: Store) -> None:
     assert header == ["Supporter", "Done", "Failed", *PAPER_ORDER, "-1", "Judge failed"]
     assert set(lines[1].replace("|", "").replace(" ", "")) <= set("-:")
     row_a = [cell.strip() for cell in lines[2].strip("|").split("|")]
-    assert row_a[:4] == ["a", "3", "0", "75.0 [46.7, 103.3] n=3"]
+    assert row_a[:4] == ["a", "3", "0", "75.0 [50.0, 100.0] n=3 · 3 cards*"]
     assert row_a[4] == "–"                       # Expression: no scores
     assert row_a[-2:] == ["1", "1"]              # one -1 (empathic), one failed judge call (overall)
     assert len(lines) == 4
@@ -170,8 +177,10 @@ def test_json_is_stable_and_nan_free(store: Store) -> None:
     assert a["group"] == {"supporter": "a"}
     assert a["episodes"] == {"done": 3, "failed": 0, "unfinished": 0}
     assert a["scores"]["fluency"]["value"] == 75.0 and a["scores"]["fluency"]["name"] == "Fluency"
-    assert a["scores"]["empathic"] == {"name": "Empathy", "value": 75.0, "ci_low": pytest.approx(26.0), "ci_high": pytest.approx(124.0),
-                                       "n": 2, "n_unparsed": 1, "n_failed": 0, "n_missing": 0}
+    assert a["scores"]["empathic"] == {"name": "Empathy", "value": 75.0, "ci_low": pytest.approx(50.0), "ci_high": pytest.approx(100.0),
+                                       "n": 2, "n_unparsed": 1, "n_failed": 0, "n_missing": 0, "mean": 75.0,
+                                       "se_clustered": pytest.approx(25.0), "n_episodes": 2, "n_cards": 2, "small_n": True}
+    assert data["judge_samples"] == 1 and "comparisons" not in data and "power" not in data
     assert a["scores"]["diversity"]["value"] is None and a["scores"]["diversity"]["ci_low"] is None
     assert data["rows"][1]["episodes"] == {"done": 2, "failed": 1, "unfinished": 1}
 
@@ -181,7 +190,8 @@ def test_csv_parses(store: Store) -> None:
     assert [(r["supporter"], r["language"]) for r in rows] == [("a", "en"), ("a", "zh"), ("b", "en")]
     a_en = rows[0]
     assert float(a_en["Fluency"]) == 75.0 and a_en["Fluency_n"] == "2"
-    assert float(a_en["Fluency_ci_low"]) == pytest.approx(26.0)
+    assert float(a_en["Fluency_ci_low"]) == pytest.approx(50.0)
+    assert a_en["Fluency_cards"] == "2" and a_en["Fluency_episodes"] == "2" and float(a_en["Fluency_se"]) == pytest.approx(25.0)
     assert a_en["Expression"] == "" and a_en["Expression_missing"] == "2"
     assert rows[1]["Empathy_unparsed"] == "1" and rows[1]["Overall_failed"] == "1"
     assert rows[2]["done"] == "2" and rows[2]["failed"] == "1" and rows[2]["unfinished"] == "1"

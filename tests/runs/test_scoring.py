@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from runs.scoring import agreement, confidence_interval, leaderboard_value
+from runs.scoring import agreement, leaderboard_value
 
 
 def test_leaderboard_value_is_mean_over_four_times_100():
@@ -27,23 +27,6 @@ def test_leaderboard_value_skips_missing_labels():
 def test_leaderboard_value_rejects_non_labels(bad):
     with pytest.raises(ValueError, match="score 1"):
         leaderboard_value([3, bad])
-
-
-def test_confidence_interval_by_hand():
-    # values 50, 50, 100, 100: mean 75, sample sd sqrt(4 * 25^2 / 3) = 28.8675,
-    # half width 1.96 * 28.8675 / 2 = 28.2902
-    low, high = confidence_interval([2, 2, 4, 4])
-    assert low == pytest.approx(75 - 28.29016, abs=1e-4)
-    assert high == pytest.approx(75 + 28.29016, abs=1e-4)
-    # values 0, 100: sd sqrt(2 * 50^2) = 70.7107, half 1.96 * 70.7107 / sqrt 2 = 98
-    assert confidence_interval([0, 4, -1]) == pytest.approx((-48.0, 148.0))
-
-
-def test_confidence_interval_degenerate_cases():
-    assert confidence_interval([3, 3, 3]) == pytest.approx((75.0, 75.0))
-    assert confidence_interval([3, -1]) == (75.0, 75.0)
-    low, high = confidence_interval([-1])
-    assert math.isnan(low) and math.isnan(high)
 
 
 def test_agreement_exact_and_soft():

@@ -1,0 +1,128 @@
+"""Which supporters differ: paired comparisons over shared cards, rank intervals and power, per dimension.
+
+Input is one table per dimension: supporter -> {card: the supporter's mean value on
+that card (×25 scale, over its episodes on the card)}. Two supporters are compared
+on the cards both played; p-values are Holm-adjusted over every pair × dimension
+(one family), so "differs" means family-wise α = 0.05. The estimators live in
+``runs.statistics``; this module only pairs cards up and collects the results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from runs import statistics
+
+CardTable = Mapping[str, Mapping[str, Mapping[str, float]]]
+"""dimension -> supporter -> card -> value."""
+
+
+@dataclass(frozen=True)
+class PairComparison:
+    """``diff`` = mean(a) − mean(b) over ``n_cards`` shared cards, on the ×25 scale."""
+
+    a: str
+    b: str
+    dimension: str
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    p_holm: float
+    wins: int
+    ties: int
+    losses: int
+    n_cards: int
+
+    @property
+    def significant(self) -> bool:
+        return not math.isnan(self.p_holm) and self.p_holm < statistics.ALPHA
+
+
+@dataclass(frozen=True)
+class Rank:
+    """A supporter's rank on one dimension (1 = highest mean) and its 95% bootstrap interval."""
+
+    supporter: str
+    mean: float
+    rank: int
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class PowerRow:
+    """Planning for one pair (or, with one supporter, ``b`` empty: two independent supporters like it)."""
+
+    a: str
+    b: str
+    dimension: str
+    sd_diff: float
+    n_cards: int
+    cards_needed: float
+    min_detectable: float
+
+
+def _shared(table: Mapping[str, Mapping[str, float]], a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    cards = [card for card in table[a] if card in table[b]]
+    return np.array([table[a][c] for c in cards]), np.array([table[b][c] for c in cards])
+
+
+def compare(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str]) -> list[PairComparison]:
+    """Every pair of ``supporters`` (in the order given) on every dimension, Holm-adjusted together."""
+    pairs = [(a, b, d) for d in dimensions for a, b in combinations(supporters, 2) if d in cards]
+    flips = statistics.permutation_resamples(len(pairs))
+    raw = [statistics.paired_comparison(*_shared(cards[d], a, b), flips=flips) if a in cards[d] and b in cards[d]
+           else statistics.paired_comparison(np.array([]), np.array([])) for a, b, d in pairs]
+    adjusted = statistics.holm([c.p_value for c in raw])
+    return [PairComparison(a, b, d, c.diff, c.ci_low, c.ci_high, c.p_value, p_holm, c.wins, c.ties, c.losses, c.n_cards)
+            for (a, b, d), c, p_holm in zip(pairs, raw, adjusted)]
+
+
+def ranks(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str]) -> dict[str, list[Rank]]:
+    """Per dimension, the supporters by mean (highest first) with bootstrap rank intervals over cards."""
+    out: dict[str, list[Rank]] = {}
+    for d in dimensions:
+        table = cards.get(d, {})
+        present = [s for s in supporters if table.get(s)]
+        if not present:
+            continue
+        all_cards = sorted({c for s in present for c in table[s]})
+        matrix = np.array([[table[s].get(c, math.nan) for s in present] for c in all_cards])
+        found = statistics.rank_intervals(matrix)
+        means = np.nanmean(matrix, axis=0)
+        rows = [Rank(s, float(means[i]), *found[i]) for i, s in enumerate(present)]
+        out[d] = sorted(rows, key=lambda r: (r.rank, r.supporter))
+    return out
+
+
+def power(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str], delta: float) -> list[PowerRow]:
+    """Cards needed to detect ``delta`` points at 80% power, and the difference detectable with the cards at hand.
+
+    With two supporters or more: per pair, from the sd of their card-level differences.
+    With one: from its card-level sd, as if a second, uncorrelated supporter had the same
+    spread (sd of a difference = √2 · sd), which is pessimistic: real supporters share
+    the cards' difficulty, and pairing removes it.
+    """
+    rows = []
+    for d in dimensions:
+        table = cards.get(d, {})
+        present = [s for s in supporters if table.get(s)]
+        if len(present) == 1:
+            values = np.array(list(table[present[0]].values()))
+            sd = math.sqrt(2) * float(np.std(values, ddof=1)) if len(values) >= 2 else math.nan
+            pairs: list[tuple[str, str, float, int]] = [(present[0], "", sd, len(values))]
+        else:
+            pairs = []
+            for a, b in combinations(present, 2):
+                x, y = _shared(table, a, b)
+                pairs.append((a, b, float(np.std(x - y, ddof=1)) if len(x) >= 2 else math.nan, len(x)))
+        for a, b, sd, n in pairs:
+            rows.append(PowerRow(a, b, d, sd, n, statistics.cards_needed(delta, sd),
+                                 statistics.min_detectable_difference(n, sd)))
+    return rows
