@@ -580,6 +580,7 @@ def plot_comparisons(report: Report, path: Path) -> Path:
         ax.annotate(f"{_num(c.diff)}  p={_p(c.p_holm)}", (c.diff, y), xytext=(0, 5), textcoords="offset points", fontsize=6,
                     ha="center")
     ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_ylim(-0.8, len(shown) - 0.2)
     ax.set_yticks(range(len(shown)), [f"{c.a} − {c.b}: {report.name(c.dimension)}" for c in reversed(shown)], fontsize=7)
     ax.set_xlabel("difference in points (a − b), 95% paired bootstrap CI over shared cards")
     ax.set_title("paired comparisons (filled: differ after Holm, α = 0.05)")

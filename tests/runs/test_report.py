@@ -293,3 +293,113 @@ def test_empty_store_renders(tmp_path: Path) -> None:
             plot(report, tmp_path / "x.png")
     finally:
         store.close_sync()
+
+
+# -- statistics through a real store and the real command ----------------------------------------------------------
+
+async def _synthetic(path: Path, *, cards: int = 30, samples: int = 2, seed: int = 0) -> dict[str, float]:
+    """Supporters a (true 60) and b (true 40) on the same cards, two personas each, ``samples`` judge labels an episode.
+
+    Label = card difficulty (0..2) + Binomial(2, p) with p = 0.7 (a) or 0.3 (b) and the same difficulty for both,
+    so the truths are 25·(1 + 2p): a 60, b 40 (d = 20). Human labels (annotator "h") on the first
+    10 cards of a: the judge's label minus one where possible (the judge reads high).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    difficulty = rng.integers(0, 3, size=cards)
+    store = Store.open(path, create=True)
+    planned, ordinal = [], 0
+    for card in range(cards):
+        for sup in ("a", "b"):
+            for persona in ("calm", "angry"):
+                planned.append(PlannedEpisode(f"{sup}-{card}-{persona}", ordinal, card, f"c{card}", "en", "work", "ESConv",
+                                              sup, persona, 0, 0))
+                ordinal += 1
+    store.plan(planned)
+    await store.start_writer()
+    for e in planned:
+        store.start_episode(e.key)
+        store.add_turn(TurnTaken(e.key, 0, "supporter", "Hello", at=1.0))
+        store.end_episode(e.key, "truncated", "test", 2.0)
+        p = 0.7 if e.supporter == "a" else 0.3
+        for dim in ("fluency", "empathic"):
+            base = int(difficulty[e.card_index]) + int(rng.binomial(2, p))
+            for sample in range(samples):
+                label = min(4, max(0, base + int(rng.integers(-1, 2)) * (sample > 0)))
+                store.add_score(e.key, dim, label, f"Score: {label}", "judge", 0.1, sample=sample)
+    await store.close()
+    writable = Store.open(path)
+    human = []
+    for row in writable.final_scores():
+        key = row["episode_key"]
+        if key.startswith("a-") and int(key.split("-")[1]) < 10 and row["sample"] == 0:
+            human.append((key, "h", row["dimension"], max(0, row["label"] - 1), 1.0))
+    writable.add_annotations(human)
+    writable.close_sync()
+    return {"a": 60.0, "b": 40.0}
+
+
+async def test_report_json_compare_through_the_command(tmp_path: Path) -> None:
+    from tests.runs.cli_helpers import esc_eval
+
+    path = tmp_path / "synthetic.sqlite"
+    truth = await _synthetic(path)
+    done = await esc_eval("report", str(path), "--format", "json", "--compare", "--corrected", "--power", "10")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["judge_samples"] == 2
+    rows = {r["group"]["supporter"]: r for r in data["rows"]}
+    for sup, row in rows.items():
+        fl = row["scores"]["fluency"]
+        assert (fl["n_episodes"], fl["n_cards"], fl["n"], fl["small_n"]) == (60, 30, 120, False)
+        assert 0 <= fl["ci_low"] <= fl["mean"] <= fl["ci_high"] <= 100 and fl["value"] == fl["mean"]
+        assert fl["ci_low"] - 3 < truth[sup] < fl["ci_high"] + 3          # near the truth (a loose check: one study)
+        assert fl["se_clustered"] > 0
+        assert 0 < fl["judge_noise"]["judge_share"] < 1 and fl["judge_noise"]["samples"] == 2
+        assert row["scores"]["diversity"]["mean"] is None and row["scores"]["diversity"]["n_cards"] == 0
+    corrected = rows["a"]["scores"]["fluency"]["corrected"]
+    assert corrected["n_labelled"] == 20 and corrected["n_unlabelled"] == 40           # 10 cards × 2 personas
+    assert corrected["mean"] < rows["a"]["scores"]["fluency"]["mean"]                # humans read lower: pulled down
+    assert 0 <= corrected["ci_low"] <= corrected["mean"] <= corrected["ci_high"] <= 100
+    assert rows["b"]["scores"]["fluency"]["corrected"]["n_labelled"] == 0
+    assert rows["b"]["scores"]["fluency"]["corrected"]["mean"] is None
+
+    comparisons = data["comparisons"]
+    # only scored dimensions enter the family that Holm adjusts over
+    assert [(c["a"], c["b"], c["dimension"]) for c in comparisons] == [("a", "b", "fluency"), ("a", "b", "empathic")]
+    fluency = comparisons[0]
+    assert set(fluency) == {"a", "b", "dimension", "diff", "ci_low", "ci_high", "p_value", "p_holm", "wins", "ties",
+                            "losses", "n_cards"}
+    assert fluency["diff"] == pytest.approx(rows["a"]["scores"]["fluency"]["mean"] - rows["b"]["scores"]["fluency"]["mean"])
+    assert fluency["ci_low"] <= fluency["diff"] <= fluency["ci_high"]
+    assert fluency["n_cards"] == 30 and fluency["wins"] + fluency["ties"] + fluency["losses"] == 30
+    assert fluency["p_holm"] < 0.05 and fluency["p_value"] <= fluency["p_holm"] and fluency["diff"] > 0
+    assert comparisons[1]["p_holm"] == pytest.approx(min(1.0, 2 * min(c["p_value"] for c in comparisons)) if
+                                                     comparisons[1]["p_value"] < fluency["p_value"] else
+                                                     max(fluency["p_holm"], comparisons[1]["p_value"]))
+    assert [r["supporter"] for r in data["ranks"]["fluency"]] == ["a", "b"]
+    assert data["power"]["delta"] == 10 and {r["dimension"] for r in data["power"]["rows"]} == {"fluency", "empathic"}
+    for r in data["power"]["rows"]:
+        assert r["cards_needed"] >= 2 and r["min_detectable"] > 0 and r["n_cards"] == 30
+
+    table = await esc_eval("report", str(path), "--compare", "--power", "10", "--corrected", "--plot", str(tmp_path / "board.png"))
+    assert table.returncode == 0, table.stderr
+    for text in ("paired comparisons", "a − b", "which supporters differ", "Fluency: a", "differ: a > b",
+                 "cards needed to detect 10.0 points", "PPI ", "judge ", "board-compare.png"):
+        assert text in table.stdout, text
+    assert (tmp_path / "board.png").read_bytes().startswith(PNG_MAGIC)
+    assert (tmp_path / "board-compare.png").read_bytes().startswith(PNG_MAGIC)
+    bad = await esc_eval("report", str(path), "--power", "0")
+    assert bad.returncode == 2 and "--power" in bad.stderr and bad.stdout == ""
+
+
+def test_report_reads_an_old_store_read_only(tmp_path: Path) -> None:
+    from tests.runs.test_store import _old_store
+
+    path = _old_store(tmp_path / "old.sqlite")
+    before = path.read_bytes()
+    data = json.loads(report_command(path, "json", None, [], None, None, None, compare=True))
+    assert data["rows"][0]["scores"]["fluency"]["mean"] == 75.0 and data["judge_samples"] == 1
+    assert data["comparisons"] == []                     # one supporter: nothing to compare
+    assert path.read_bytes() == before
