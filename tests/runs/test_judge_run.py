@@ -69,3 +69,33 @@ async def test_resume_scores_episodes_a_crash_left_unscored(tmp_path: Path, fake
     assert len(judge.requests) - requests_before == 7  # the unscored episode, all dimensions again
     assert sim.requests and len(store.episodes(status="done")) == 2
     store.close_sync()
+
+
+async def test_judge_samples_reach_the_store_and_the_report(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    """``[judge] samples = 3``: three labels per (episode, dimension), asked with seeds 0, 1, 2."""
+    seeds: set[int] = set()
+
+    def judge_answer(body: dict) -> str:  # type: ignore[type-arg]
+        seeds.add(body["seed"])
+        return f"Score: {body['seed'] + 1}"
+
+    sim = await fake_server()
+    judge = await fake_server(responder=judge_answer)
+    config = write_config(tmp_path / "run.toml", seeker_url=sim.base_url, supporters={"s": sim.base_url}, rounds=1,
+                          extra=f'\n[cards]\nlimit = 2\nlanguage = "en"\n\n[judge]\nbase_url = "{judge.base_url}"\nmodel = "j"\n'
+                                "samples = 3\ntemperature = 0.7\n")
+    store_path = tmp_path / "run.sqlite"
+    result = await esc_eval("run", str(config), "--store", str(store_path), "--no-monitor")
+    assert result.returncode == 0, result.stderr
+    assert seeds == {0, 1, 2}
+    store = Store.open(store_path, readonly=True)
+    rows = store.final_scores()
+    store.close_sync()
+    assert len(rows) == 2 * 7 * 3
+    assert sorted({(r["sample"], r["label"]) for r in rows}) == [(0, 1), (1, 2), (2, 3)]
+    report = await esc_eval("report", str(store_path), "--format", "json")
+    data = json.loads(report.stdout)
+    fluency = data["rows"][0]["scores"]["fluency"]
+    assert data["judge_samples"] == 3 and fluency["n"] == 6 and fluency["n_episodes"] == 2 and fluency["n_missing"] == 0
+    assert fluency["mean"] == 50.0                        # labels 1, 2, 3 on each episode
+    assert fluency["judge_noise"]["var_judge"] == 625.0 and fluency["judge_noise"]["judge_share"] == 1.0
