@@ -210,7 +210,7 @@ def rank_intervals(table: np.ndarray, *, seed: int = SEED, resamples: int = RESA
 
 def _ranks(means: np.ndarray) -> np.ndarray:
     """Competition ranks per row, 1 for the highest mean; ``nan`` means rank last."""
-    filled = np.where(np.isnan(means), -np.inf, means)
+    filled = np.where(np.isnan(means), -np.inf, np.round(means, 9))   # equal means tie, whatever the float order
     return 1 + np.sum(filled[:, None, :] > filled[:, :, None], axis=2)
 
 
@@ -243,7 +243,7 @@ def judge_noise(samples: Sequence[Sequence[float]]) -> JudgeNoise:
         return JudgeNoise(math.nan, math.nan, 1.0 if groups else math.nan, len(groups))
     within = sum(float(np.sum((g - g.mean()) ** 2)) for g in repeated) / sum(len(g) - 1 for g in repeated)
     means = np.array([g.mean() for g in groups])
-    k = float(len(groups) / np.sum([1 / len(g) for g in groups]))   # harmonic mean of samples per episode
+    k = round(float(len(groups) / np.sum([1 / len(g) for g in groups])), 6)   # harmonic mean of samples per episode
     between = max(0.0, float(np.var(means, ddof=1)) - within / k) if len(groups) >= 2 else math.nan
     return JudgeNoise(within, between, k, len(groups))
 

@@ -403,3 +403,18 @@ def test_report_reads_an_old_store_read_only(tmp_path: Path) -> None:
     assert data["rows"][0]["scores"]["fluency"]["mean"] == 75.0 and data["judge_samples"] == 1
     assert data["comparisons"] == []                     # one supporter: nothing to compare
     assert path.read_bytes() == before
+
+
+def test_the_worked_example_in_docs_reproduces(tmp_path: Path) -> None:
+    """docs/statistics.md quotes scripts/statistics_example.py; the run is seeded, so its numbers must come back."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "scripts" / "statistics_example.py"), str(tmp_path)], cwd=root,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    doc = (root / "docs" / "statistics.md").read_text(encoding="utf-8")
+    for quoted in ("88.9", "[83.9, 93.3]", "PPI 70.8 [60.6, 81.1] h=12", "judge 92% of var",
+                   "Empathy: warm 88.9 (rank 1, 1–1), steady 82.8 (rank 2, 1–2), terse 59.4", "29.4", "[21.7, 37.8]"):
+        assert quoted in done.stdout, quoted
+    assert "| warm | 88.9 | [83.9, 93.3] | 2.53 | 90 / 30 / 15 | 92% | 70.8 [60.6, 81.1], h = 12, λ = 0.53 |" in doc

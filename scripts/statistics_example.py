@@ -1,0 +1,108 @@
+"""The worked example of docs/statistics.md: a real run against fake servers whose judge draws labels from a seeded model.
+
+Nothing here is a language model. The seeker's server states a number derived from the
+card's problem text in every reply, so a transcript names its card; the supporters' server answers as
+``{model} reply N``, so it names its supporter. The judge's server parses both and
+draws a label from a known distribution: card difficulty (-1, 0 or +1, from that number)
++ the supporter's quality on the dimension + noise seeded by the request's seed, plus a
+leniency of +0.6 label that humans do not share. Simulated "humans" label six cards of
+every supporter from the same distribution without the leniency, so ``--corrected`` has
+something to correct. Run from the repository root:
+
+    python scripts/statistics_example.py OUT_DIR
+
+It writes OUT_DIR/run.sqlite and prints the report commands' output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runs.store import Store  # noqa: E402
+from tests.fake_server import FakeOpenAIServer, default_responder  # noqa: E402
+
+QUALITY = {  # supporter -> label shift per dimension (0 = the middle label 2)
+    "warm": {"fluency": 0.8, "diversity": 0.2, "empathic": 1.0, "suggestion": 0.0, "tech": 0.4, "human": 0.6, "overall": 0.7},
+    "steady": {"fluency": 0.8, "diversity": 0.1, "empathic": 0.6, "suggestion": 0.2, "tech": 0.3, "human": 0.5, "overall": 0.5},
+    "terse": {"fluency": 0.3, "diversity": -0.6, "empathic": -0.4, "suggestion": -0.3, "tech": -0.4, "human": -0.2, "overall": -0.4},
+}
+LENIENCY = 0.6
+DIMENSION_WORDS = {"fluency": "fluency", "diversity": "diversity", "empathic": "empathy", "suggestion": "information",
+                   "tech": "support skills", "human": "human-likeness", "overall": "overall"}
+"""Dimension key -> how the built-in profile names it after "rate this conversation on"."""
+
+
+def _seeker(body: dict[str, Any]) -> str:
+    if body.get("model") != "esc-role":
+        return default_responder(body)
+    problem = re.search(r"Problem: (.*)", body["messages"][0]["content"])
+    card = int(hashlib.sha256((problem.group(1) if problem else "").encode()).hexdigest()[:6], 16) % 1000
+    return f"I am card {card} and struggling (turn {len(body['messages'])})"
+
+
+def _label(supporter: str, dimension: str, card: int, rng: random.Random, lenient: float) -> int:
+    difficulty = (card % 3) - 1
+    return max(0, min(4, round(2 + difficulty + QUALITY[supporter][dimension] + lenient + rng.gauss(0, 0.7))))
+
+
+def _judge(body: dict[str, Any]) -> str:
+    prompt = "\n".join(m["content"] for m in body["messages"])
+    supporter = next(s for s in QUALITY if f"{s}-model reply" in prompt)
+    card = int(re.search(r"I am card (\d+)", prompt).group(1))  # type: ignore[union-attr]
+    asked = prompt.lower().split("rate this conversation on")[-1]
+    dimension = next(d for d, word in DIMENSION_WORDS.items() if asked.strip().startswith(word))
+    digest = hashlib.sha256(f"{body.get('seed')}|{prompt}".encode()).hexdigest()
+    return f"Score: {_label(supporter, dimension, card, random.Random(digest), LENIENCY)}"
+
+
+def _humans(store_path: Path) -> int:
+    """Two simulated annotators label every episode of the first six cards, without the judge's leniency."""
+    store = Store.open(store_path)
+    try:
+        rows = store.rows("SELECT e.key, e.supporter, e.card_index, t.text FROM episodes e JOIN turns t ON t.episode_key = e.key"
+                          " WHERE e.status = 'done' AND t.role = 'seeker' AND t.idx = 1 AND e.card_index < 6")
+        labels = []
+        for row in rows:
+            card = int(re.search(r"I am card (\d+)", row["text"]).group(1))  # type: ignore[union-attr]
+            for annotator in ("h1", "h2"):
+                rng = random.Random(f"{annotator}|{row['key']}")
+                labels += [(row["key"], annotator, d, _label(row["supporter"], d, card, rng, 0.0), 0.0) for d in DIMENSION_WORDS]
+        return store.add_annotations(labels)
+    finally:
+        store.close_sync()
+
+
+async def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "run.sqlite"
+    async with FakeOpenAIServer(responder=_seeker) as sim, FakeOpenAIServer(responder=_judge) as judge:
+        supporters = "".join(f'[[supporters]]\nname = "{s}"\nbase_url = "{sim.base_url}"\nmodel = "{s}-model"\n\n' for s in QUALITY)
+        config = out / "run.toml"
+        config.write_text(
+            '[run]\nname = "statistics-example"\nrounds = 2\nconcurrency = 32\nseed = 0\n\n'
+            '[cards]\nlanguage = "en"\n\n'
+            f'[seeker]\nbase_url = "{sim.base_url}"\nmodel = "esc-role"\npersonas = ["default", "terse"]\n\n'
+            + supporters +
+            f'[judge]\nbase_url = "{judge.base_url}"\nmodel = "judge"\nsamples = 3\ntemperature = 0.7\n', encoding="utf-8")
+        run = await asyncio.create_subprocess_exec(sys.executable, "-m", "runs.cli", "run", str(config), "--store", str(store),
+                                                   "--no-monitor", cwd=ROOT, stdout=asyncio.subprocess.DEVNULL)
+        if await run.wait() != 0:
+            raise SystemExit(f"esc-eval run failed ({run.returncode})")
+    print(f"{_humans(store)} simulated human labels written")
+    for args in (["--compare", "--power", "10", "--corrected", "--plot", str(out / "board.png")],):
+        print(subprocess.run([sys.executable, "-m", "runs.cli", "report", str(store), *args], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1] if len(sys.argv) > 1 else "esc-eval-runs/statistics-example")))
