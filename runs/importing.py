@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.profiles import DIMENSIONS
+from roles.jsonl import json_error
 from runs.exchange import parse_lines
 from runs.store import ImportedEpisode, PlannedEpisode, Store
 
@@ -85,7 +86,7 @@ def _load_object(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ResultFileError(path, f"not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise ResultFileError(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ResultFileError(path, json_error(exc)) from None
     except OSError as exc:
         raise ResultFileError(path, f"cannot read: {exc.strerror or exc}") from None
     if not isinstance(data, dict):

@@ -25,7 +25,7 @@ ZH_FIELDS = ("年龄：", "性别：", "职业：", "问题：")
 
 def test_card_error_names_file_index_and_field():
     err = CardError("cards.json", "missing", index=3, field="base")
-    assert str(err) == "cards.json: card 3: field 'base': missing"
+    assert str(err) == "cards.json: card 4: field 'base': missing"  # index 3 is the fourth card
     assert (err.path, err.index, err.field) == ("cards.json", 3, "base")
     assert isinstance(err, ValueError)
 
@@ -36,8 +36,8 @@ def test_card_error_without_index_or_field_names_only_the_file():
     assert err.index is None and err.field is None
 
 
-def test_card_error_index_zero_is_still_named():
-    assert "card 0" in str(CardError("f.json", "bad", index=0))
+def test_card_error_counts_cards_from_one_like_lines():
+    assert str(CardError("f.json", "bad", index=0)) == "f.json: card 1: bad"
 
 
 # --- RoleCard ----------------------------------------------------------------

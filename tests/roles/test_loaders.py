@@ -215,7 +215,7 @@ def _error(path: Path, **kwargs) -> CardError:
 def _card_error(path: Path, index: int, field: str | None, **kwargs) -> CardError:
     err = _error(path, **kwargs)
     assert (err.index, err.field) == (index, field)
-    assert f"card {index}" in str(err)
+    assert f"card {index + 1}:" in str(err), "messages count cards from 1"
     if field is not None:
         assert f"'{field}'" in str(err)
     return err
@@ -287,7 +287,7 @@ def test_both_esc_and_our_field_names(tmp_path):
 
 def test_duplicate_ids(tmp_path):
     err = _card_error(write_json(tmp_path, [esc(id=1), esc(id=2), esc(id="1")]), 2, "id")
-    assert "card 0" in str(err)
+    assert "card 3: field 'id': duplicate id '1' (also card 1)" in str(err)
 
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl", ".yaml"])

@@ -35,7 +35,7 @@ async def test_card_file_missing_field(tmp_path: Path) -> None:
                      ' {"res": "家庭生活", "source": "x", "language": "english", "id": 2}]', encoding="utf-8")
     config = write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"}, cards=cards)
     line = await run_bad(tmp_path, config)
-    assert str(cards) in line and "card 1" in line and "'base'" in line
+    assert str(cards) in line and "card 2" in line and "'base'" in line
 
 
 async def test_unknown_protocol(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ async def test_mixed_languages_when_one_is_required(tmp_path: Path, shared: Path
     config = write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"},
                           cards=shared / "test_zh.json", language="en")
     line = await run_bad(tmp_path, config)
-    assert "test_zh.json" in line and "card 0" in line and "'language'" in line
+    assert "test_zh.json" in line and "card 1" in line and "'language'" in line
 
 
 async def test_existing_store_without_resume_is_refused(tmp_path: Path) -> None:
