@@ -91,14 +91,20 @@ class RunPlan:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def episodes(self) -> Iterator[tuple[PlannedEpisode, RoleCard]]:
-        """The grid supporters x personas x repeats x cards, in that nesting order."""
+        """The grid repeats x cards x personas x supporters, in that nesting order (supporters innermost).
+
+        Card-major with the supporters round-robin, so any prefix of the plan (a run
+        interrupted, stopped with Ctrl-C, or watched live) has every supporter on the same
+        cards and personas: the partial leaderboard compares like with like. Keys do not
+        depend on the order, so stores planned in another order resume as they were.
+        """
         run = self.config.run
         personas = list(self.behaviours) or list(self.config.seeker.persona_names)
         ordinal = 0
-        for supporter in self.config.supporters:
-            for persona in personas:
-                for repeat in range(run.repeats):
-                    for index, card in enumerate(self.cards):
+        for repeat in range(run.repeats):
+            for index, card in enumerate(self.cards):
+                for persona in personas:
+                    for supporter in self.config.supporters:
                         key = episode_key(index, card, supporter.name, persona, run.seed, repeat)
                         yield PlannedEpisode(
                             key, ordinal, index, card.id, card.language, card.category, card.source,
