@@ -246,7 +246,7 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
 
     result = _run_loop(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
                                         title=f"{config.run.name} · {store_path}"))
-    _summary(result.progress, store_path, retry_hint, earlier_failed)
+    _summary(result.progress, store_path, retry_hint, earlier_failed, idle=result.idle)
     if earlier_failed and not result.exit_code:
         return FAILED_EPISODES  # a resumed run exits as a fresh one would with these episodes failed
     return result.exit_code
@@ -261,15 +261,18 @@ def _run_loop(main):  # type: ignore[no-untyped-def]
     return uvloop.run(main)
 
 
-def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0) -> None:
+def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False) -> None:
     from runs.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(progress.outcomes.items())) or "none"
-    print(
-        f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
-        f"({outcomes}); {progress.turns} turns in {progress.elapsed():.1f}s"
-    )
+    if idle:
+        print(f"nothing to do: all {progress.planned} planned episodes already ended and are scored")
+    else:
+        print(
+            f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
+            f"({outcomes}); {progress.turns} turns in {progress.elapsed():.1f}s"
+        )
     if progress.failed or earlier_failed:
         earlier = f" ({earlier_failed} from an earlier attempt)" if earlier_failed else ""
         print(f"hint: {progress.failed + earlier_failed} failed episodes remain in the store{earlier}; {retry_hint}")

@@ -87,3 +87,17 @@ def test_the_failed_episodes_hint_is_the_callers(capsys: pytest.CaptureFixture[s
     assert "--retry-failed" not in out
     _summary(RunProgress(planned=3, done=3), tmp_path / "s.sqlite", "never shown")
     assert "hint:" not in capsys.readouterr().out
+
+
+async def test_resume_of_a_finished_store_has_nothing_to_do_and_starts_nothing(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server()
+    config = write_config(tmp_path / "c.toml", seeker_url=server.base_url, supporters={"a": server.base_url}, rounds=1)
+    store = tmp_path / "s.sqlite"
+    assert (await esc_eval("run", str(config), "--store", str(store), "--no-monitor")).returncode == 0
+    sent = len(server.requests)
+    again = await esc_eval("run", str(config), "--store", str(store), "--no-monitor", "--resume")
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+    # no cluster at this address: joining it would fail, so exit 0 proves Ray was never started
+    ray = await esc_eval("run", str(config), "--store", str(store), "--no-monitor", "--resume", "--ray", "127.0.0.1:9", timeout=60)
+    assert ray.returncode == 0 and "nothing to do" in ray.stdout, ray.stdout + ray.stderr
+    assert len(server.requests) == sent
