@@ -14,7 +14,7 @@ labelling the same dialogue at the same moment can take it past ``k``; nothing r
 
 Several annotators per item (``consensus``): the human label of an item is the most frequent
 label; on a tie, the tied label nearest the mean of all the item's labels, and of two such the
-lower. Krippendorff's alpha (``krippendorff_alpha``, ordinal metric) measures how far the
+lower. Krippendorff's alpha (``krippendorff_alpha``, ordinal metric, by the ``krippendorff`` package) measures how far the
 annotators agree beyond chance, per dimension, over the items with two labels or more.
 
 Label files (``export_labels`` / ``import_labels``):
@@ -86,54 +86,26 @@ def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: str = "ord
     """Krippendorff's alpha for integer labels, ``metric`` ``ordinal`` (default), ``interval`` or ``nominal``.
 
     Each unit (item) is the sequence of labels it received (``None`` for a missing label;
-    any order, any number of annotators). Units with fewer than two labels are not
-    pairable and are left out. With the coincidence matrix ``o[c][k]`` (each unit adds
-    ``1/(m_u - 1)`` for every ordered pair of its labels), ``n_c`` its margins and ``n``
-    their sum::
-
-        alpha = 1 - (n - 1) * sum(o[c][k] * d(c, k)) / sum(n_c * n_k * d(c, k))
-
-    with ``d`` the squared ordinal distance ``(sum_{g=c..k} n_g - (n_c + n_k) / 2)^2``,
-    the squared difference (interval) or 0/1 (nominal) (Krippendorff 2011, "Computing
-    Krippendorff's Alpha-Reliability"). Returns ``nan`` when fewer than two pairable
-    labels exist or every label is the same (no variation: alpha is undefined).
+    any order, any number of annotators), so it goes to the ``krippendorff`` package as
+    value counts per unit. Units with fewer than two labels are not pairable and are left
+    out. Returns ``nan`` when no unit is pairable or every pairable label is the same
+    (no variation: alpha is undefined), where the package would raise.
 
     Example (hand-computed in tests/annotation/test_agreement.py):
-        >>> krippendorff_alpha([[0, 0], [1, 2], [2, 2]])
-        0.7777777777777778
+        >>> round(krippendorff_alpha([[0, 0], [1, 2], [2, 2]]), 6)
+        0.777778
     """
+    import krippendorff
+    import numpy as np
+
     if metric not in ("ordinal", "interval", "nominal"):
         raise ValueError(f"unknown metric {metric!r} (use ordinal, interval or nominal)")
-    coincidence: dict[tuple[int, int], float] = defaultdict(float)
-    for unit in units:
-        values = [v for v in unit if v is not None]
-        m = len(values)
-        if m < 2:
-            continue
-        for i, c in enumerate(values):
-            for j, k in enumerate(values):
-                if i != j:
-                    coincidence[c, k] += 1 / (m - 1)
-    margins: dict[int, float] = defaultdict(float)
-    for (c, _), count in coincidence.items():
-        margins[c] += count
-    n = sum(margins.values())
-    values = sorted(margins)
-    if n < 2 or len(values) < 2:
+    pairable = [values for values in ([v for v in unit if v is not None] for unit in units) if len(values) >= 2]
+    domain = sorted({v for values in pairable for v in values})
+    if len(domain) < 2:
         return math.nan
-
-    def distance(c: int, k: int) -> float:
-        if metric == "nominal":
-            return 0.0 if c == k else 1.0
-        if metric == "interval":
-            return float((c - k) ** 2)
-        low, high = min(c, k), max(c, k)
-        between = sum(margins[g] for g in values if low <= g <= high)
-        return (between - (margins[c] + margins[k]) / 2) ** 2
-
-    observed = sum(count * distance(c, k) for (c, k), count in coincidence.items())
-    expected = sum(margins[c] * margins[k] * distance(c, k) for c in values for k in values)
-    return 1 - (n - 1) * observed / expected
+    counts = np.array([[values.count(v) for v in domain] for values in pairable])
+    return float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=metric))
 
 
 def confusion_matrix(judge: Mapping[Hashable, Mapping[str, int | None]], human: Mapping[Hashable, Mapping[str, int | None]],

@@ -154,30 +154,3 @@ def test_report_agreement_without_labels_is_a_clear_error(tmp_path: Path, capsys
     assert main(["report", str(path), "--agreement"]) == 2
     assert "no human labels" in capsys.readouterr().err
 
-
-def test_alpha_agrees_with_the_krippendorff_package() -> None:
-    """Ours against the ``krippendorff`` package on the hand example, Krippendorff (2011) and seeded random tables."""
-    import random
-
-    import krippendorff
-    import numpy as np
-
-    def package(units: list[list[int | None]], metric: str) -> float:
-        pairable = [[v for v in u if v is not None] for u in units]
-        pairable = [u for u in pairable if len(u) >= 2]
-        domain = sorted({v for u in pairable for v in u})
-        counts = np.array([[u.count(v) for v in domain] for u in pairable])
-        return float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=metric))
-
-    rng = random.Random(7)
-    tables: list[list[list[int | None]]] = [[[0, 0], [1, 2], [2, 2]], [[4, 4, 3], [1, 1], [3, 2], [3, 3]]]
-    coders = [[1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None], [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
-              [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None], [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None]]
-    tables.append([list(u) for u in zip(*coders)])
-    for _ in range(20):
-        truth = [rng.randint(0, 4) for _ in range(rng.randint(5, 40))]
-        tables.append([[None if rng.random() < 0.2 else min(4, max(0, t + rng.choice((-1, 0, 0, 0, 1))))
-                        for _ in range(rng.randint(2, 5))] for t in truth])
-    for units in tables:
-        for metric in ("ordinal", "interval", "nominal"):
-            assert krippendorff_alpha(units, metric) == pytest.approx(package(units, metric), abs=1e-9), (units, metric)
