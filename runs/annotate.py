@@ -7,15 +7,20 @@ committed to the store's ``annotations`` table before the server answers, so a r
 closed tab or a crashed server loses nothing that the page showed as saved.
 
 Assignment (``assignment``): each dialogue should get ``k`` annotators. An annotator's queue
-holds, in plan order rotated by a stable offset per name (so that annotators working at the
-same time start at different dialogues), every finished dialogue they have labelled already
-plus every dialogue that fewer than ``k`` *other* annotators have labelled. Two annotators
-labelling the same dialogue at the same moment can take it past ``k``; nothing refuses a label.
+holds every finished dialogue they have labelled already plus every dialogue that fewer than
+``k`` *other* annotators have labelled, shuffled by a seed drawn from their name. Two
+annotators labelling the same dialogue at the same moment can take it past ``k``; nothing
+refuses a label.
+
+The page (``AnnotationServer``) is guarded by a per-start token and Host/Origin checks, and is
+blind by default: annotators see an opaque item id (``item_ids``), not which supporter and
+persona produced the dialogue (``--unblind`` shows them).
 
 Several annotators per item (``consensus``): the human label of an item is the most frequent
 label; on a tie, the tied label nearest the mean of all the item's labels, and of two such the
-lower. Krippendorff's alpha (``krippendorff_alpha``, ordinal metric, by the ``krippendorff`` package) measures how far the
-annotators agree beyond chance, per dimension, over the items with two labels or more.
+lower. Krippendorff's alpha (``krippendorff_alpha``, ordinal metric, by the ``krippendorff``
+package) measures how far the annotators agree beyond chance, per dimension, over the items
+with two labels or more.
 
 Label files (``export_labels`` / ``import_labels``):
 
@@ -36,8 +41,11 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import hmac
+import ipaddress
 import json
 import math
+import secrets
 import time
 from collections import Counter, defaultdict
 from importlib import resources
@@ -130,7 +138,7 @@ def _eligible(store: Store, supporter: str | None = None, language: str | None =
             where.append(f"e.{column}=?")
             params.append(value)
     return store.rows(
-        f"SELECT e.key, e.card_index, e.card_id, e.language, e.supporter FROM episodes e WHERE {' AND '.join(where)}"
+        f"SELECT e.key, e.card_index, e.card_id, e.language, e.supporter, e.persona FROM episodes e WHERE {' AND '.join(where)}"
         " AND EXISTS (SELECT 1 FROM turns t WHERE t.episode_key=e.key) ORDER BY e.ordinal", tuple(params))
 
 
@@ -155,17 +163,17 @@ def consensus_labels(labels: Mapping[str, Mapping[str, Mapping[str, int]]]) -> d
 
 
 def assignment(store: Store, annotator: str, k: int) -> list[str]:
-    """Episode keys for ``annotator`` to label so that each dialogue gets ``k`` annotators (see the module docstring)."""
-    episodes = [e["key"] for e in _eligible(store)]
-    if not episodes:
-        return []
+    """Episode keys for ``annotator`` to label so that each dialogue gets ``k`` annotators, in the annotator's own order.
+
+    The order is a shuffle seeded by the annotator's name: dialogues sorted by
+    ``sha256(name, key)``. It is the same at every reload, keeps its relative order when
+    dialogues join or leave the queue, differs between annotators (who then start at
+    different dialogues) and hides the plan order, which groups dialogues by supporter.
+    """
     by_episode = human_labels(store)
-    queue = [key for key in episodes
-             if annotator in by_episode.get(key, {}) or len(set(by_episode.get(key, {})) - {annotator}) < k]
-    if not queue:
-        return []
-    offset = int(hashlib.sha256(annotator.encode()).hexdigest(), 16) % len(queue)
-    return queue[offset:] + queue[:offset]
+    queue = [e["key"] for e in _eligible(store)
+             if annotator in by_episode.get(e["key"], {}) or len(set(by_episode.get(e["key"], {})) - {annotator}) < k]
+    return sorted(queue, key=lambda key: hashlib.sha256(f"{annotator}\0{key}".encode()).digest())
 
 
 def check_name(name: Any) -> str:
@@ -407,91 +415,208 @@ def plot_confusion(result: Mapping[str, Any], path: Path) -> Path:
 
 _STATIC = ("index.html", "app.js", "style.css")
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+TOKEN_HEADER = "X-ESC-Eval-Token"
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the page's URL carries the token
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+}
 
 
 def _static(name: str) -> str:
     return resources.files("runs").joinpath("annotate_static", name).read_text(encoding="utf-8")
 
 
-def make_app(store: Store, profile: JudgeProfile, k: int) -> Any:
-    """The aiohttp application: the page, ``GET /api/session``, ``GET /api/episode``, ``POST /api/label``.
+def item_ids(store: Store) -> dict[str, str]:
+    """Episode key -> the opaque item id the page shows instead (blinding), for every finished dialogue.
 
-    The store must be writable; labels are committed synchronously inside the handler
-    (SQLite WAL, a millisecond), so the answer means the label is on disk.
+    An HMAC of the key under a random secret kept in the store's meta (created on the first
+    call on a writable store), so ids stay the same across restarts (a label the browser
+    still holds goes to the same dialogue) but say nothing about supporter or persona.
     """
-    from aiohttp import web
+    secret = store.meta("annotation_secret")
+    if secret is None:
+        secret = secrets.token_hex(16)
+        store.set_meta(annotation_secret=secret)
+    return {e["key"]: hmac.new(secret.encode(), e["key"].encode(), hashlib.sha256).hexdigest()[:12] for e in _eligible(store)}
 
-    def fail(status: int, message: str) -> web.Response:
-        return web.json_response({"error": message}, status=status)
 
-    def dimensions() -> list[dict[str, Any]]:
-        return [{"key": d.key, "name": d.paper_name, "rubric": dict(d.rubric)} for d in profile.dimensions]
+class AnnotationServer:
+    """The labelling page and its JSON API on one address, guarded as Jupyter guards a notebook.
 
-    async def page(request: web.Request) -> web.Response:
-        name = request.match_info.get("name", "index.html")
-        if name not in _STATIC:
-            raise web.HTTPNotFound()
-        return web.Response(text=_static(name), content_type=_TYPES[Path(name).suffix], headers={"Cache-Control": "no-store"})
+    Labels written here are the ground truth for judge agreement and judge training, so
+    any other web page the annotator has open must not be able to write or read them:
 
-    async def session(request: web.Request) -> web.Response:
+    * a random token, new at every start, travels in the page's URL (``?token=``) and comes
+      back from the page's script in the ``X-ESC-Eval-Token`` header of every API call
+      (compared in constant time); a cross-site page cannot know it, nor send the header
+      without a CORS preflight this server never grants;
+    * every request must name the bound address in ``Host`` (``localhost`` too when bound to
+      loopback), which defeats DNS rebinding; a request whose ``Origin`` is another site is refused;
+    * a label write must be ``application/json`` (what an HTML form cannot send).
+
+    Refusals answer 403 and write nothing. With ``blind`` (the default) the page sees an
+    opaque item id (``item_ids``) and the language, never the episode key, supporter,
+    persona or card; each annotator's queue is in their own shuffled order (``assignment``).
+    """
+
+    def __init__(self, store: Store, profile: JudgeProfile, k: int, *, host: str = "127.0.0.1", port: int = 0,
+                 blind: bool = True) -> None:
         try:
-            annotator = check_name(request.query.get("annotator"))
-        except AnnotationError as exc:
-            return fail(400, str(exc))
-        queue = assignment(store, annotator, k)
-        mine = human_labels(store)
-        meta = {e["key"]: e for e in _eligible(store)}
-        items = [{"key": key, "language": meta[key]["language"], "supporter": meta[key]["supporter"],
-                  "card": meta[key]["card_id"], "labels": mine.get(key, {}).get(annotator, {})} for key in queue]
-        return web.json_response({"annotator": annotator, "k": k, "profile": profile.name, "store": store.path.name,
-                                  "dimensions": dimensions(), "queue": items})
-
-    async def episode(request: web.Request) -> web.Response:
-        key = request.query.get("key", "")
-        annotator = request.query.get("annotator", "")
-        rows = store.rows("SELECT key, language, supporter, card_id, status FROM episodes WHERE key=?", (key,))
-        if not rows or rows[0]["status"] != "done":
-            return fail(404, f"no finished episode {key!r}")
-        labels = human_labels(store).get(key, {}).get(annotator.strip(), {})
-        transcript = [{"role": role, "text": text} for role, text in store.transcript(key)]
-        return web.json_response({"key": key, "language": rows[0]["language"], "supporter": rows[0]["supporter"],
-                                  "card": rows[0]["card_id"], "transcript": transcript, "labels": labels})
-
-    async def label(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
+            address = ipaddress.ip_address(host)
         except ValueError:
-            return fail(400, "expected a JSON body")
-        if not isinstance(body, dict):
-            return fail(400, "expected a JSON object")
-        try:
-            annotator = check_name(body.get("annotator"))
-            value = check_label(body.get("label"), "label")
-        except AnnotationError as exc:
-            return fail(400, str(exc))
-        dim, key = body.get("dimension"), body.get("episode_key")
-        if dim not in profile.keys:
-            return fail(400, f"unknown dimension {dim!r} (profile {profile.name}: {', '.join(profile.keys)})")
-        if not isinstance(key, str) or not store.rows("SELECT 1 FROM episodes WHERE key=? AND status='done'", (key,)):
-            return fail(404, f"no finished episode {key!r}")
-        store.add_annotations([(key, annotator, dim, value, time.time())])
-        return web.json_response({"ok": True, "episode_key": key, "dimension": dim, "label": value})
+            address = None
+        if address is not None and address.is_unspecified:
+            raise AnnotationError(f"--host {host}: give one address to listen on (the Host check needs it), not a wildcard")
+        self.store, self.profile, self.k, self.blind = store, profile, k, blind
+        self.host, self.port = host, port
+        self.token = secrets.token_urlsafe(32)
+        self._loopback = host == "localhost" or (address is not None and address.is_loopback)
+        self._runner: Any = None
 
-    app = web.Application(client_max_size=64 * 1024)
-    app.router.add_get("/", page)
-    app.router.add_get("/static/{name}", page)
-    app.router.add_get("/api/session", session)
-    app.router.add_get("/api/episode", episode)
-    app.router.add_post("/api/label", label)
-    return app
+    @property
+    def authority(self) -> str:
+        """``host:port`` as a browser writes it in ``Host`` (IPv6 in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The address to open: the page with the token."""
+        return f"http://{self.authority}/?token={self.token}"
+
+    def refusal(self, request: Any) -> str | None:
+        """Why ``request`` is refused (403), or ``None``: the Host, Origin, token and content-type checks."""
+        hosts = {self.authority} | ({f"localhost:{self.port}"} if self._loopback else set())
+        host = request.headers.get("Host", "")
+        if host not in hosts:
+            return f"Host {host!r} is not this server's address"
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in {f"http://{h}" for h in hosts}:
+            return f"Origin {origin!r} is another site"
+        if request.path.startswith("/api/"):
+            given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given, self.token.encode()):
+                return "missing or wrong token (open the address esc-eval annotate printed)"
+            if request.method == "POST" and request.content_type != "application/json":
+                return "label writes must be application/json"
+        return None
+
+    def app(self) -> Any:
+        """The aiohttp application: the page, ``GET /api/session``, ``GET /api/episode``, ``POST /api/label``.
+
+        The store must be writable; labels are committed synchronously inside the handler
+        (SQLite WAL, a millisecond), so the answer means the label is on disk.
+        """
+        from aiohttp import web
+
+        store, profile = self.store, self.profile
+
+        def fail(status: int, message: str) -> web.Response:
+            return web.json_response({"error": message}, status=status)
+
+        @web.middleware
+        async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+            reason = self.refusal(request)
+            if reason is not None:
+                return fail(403, f"forbidden: {reason}")
+            return await handler(request)
+
+        async def headers(request: web.Request, response: web.StreamResponse) -> None:
+            response.headers.update(_HEADERS)
+
+        def described(e: Any, item: str) -> dict[str, Any]:
+            """What the page may know of an episode: blind, its item id and language; unblinded, also who made it."""
+            shown = {"item": item, "language": e["language"]}
+            if not self.blind:
+                shown |= {"key": e["key"], "supporter": e["supporter"], "persona": e["persona"], "card": e["card_id"]}
+            return shown
+
+        def finished() -> tuple[dict[str, Any], dict[str, str]]:
+            """Episode rows by key, and episode key by item id."""
+            episodes = {e["key"]: e for e in _eligible(store)}
+            return episodes, {item: key for key, item in item_ids(store).items()}
+
+        async def page(request: web.Request) -> web.Response:
+            name = request.match_info.get("name", "index.html")
+            if name not in _STATIC:
+                raise web.HTTPNotFound()
+            return web.Response(text=_static(name), content_type=_TYPES[Path(name).suffix])
+
+        async def session(request: web.Request) -> web.Response:
+            try:
+                annotator = check_name(request.query.get("annotator"))
+            except AnnotationError as exc:
+                return fail(400, str(exc))
+            episodes, _ = finished()
+            ids = item_ids(store)
+            mine = human_labels(store)
+            items = [described(episodes[key], ids[key]) | {"labels": mine.get(key, {}).get(annotator, {})}
+                     for key in assignment(store, annotator, self.k)]
+            dimensions = [{"key": d.key, "name": d.paper_name, "rubric": dict(d.rubric)} for d in profile.dimensions]
+            return web.json_response({"annotator": annotator, "k": self.k, "profile": profile.name, "blind": self.blind,
+                                      "dimensions": dimensions, "queue": items})
+
+        async def episode(request: web.Request) -> web.Response:
+            item, annotator = request.query.get("item", ""), request.query.get("annotator", "").strip()
+            episodes, keys = finished()
+            if item not in keys:
+                return fail(404, f"no dialogue {item!r}")
+            key = keys[item]
+            transcript = [{"role": role, "text": text} for role, text in store.transcript(key)]
+            labels = human_labels(store).get(key, {}).get(annotator, {})
+            return web.json_response(described(episodes[key], item) | {"transcript": transcript, "labels": labels})
+
+        async def label(request: web.Request) -> web.Response:
+            try:
+                body = await request.json()
+            except ValueError:
+                return fail(400, "expected a JSON body")
+            if not isinstance(body, dict):
+                return fail(400, "expected a JSON object")
+            try:
+                annotator = check_name(body.get("annotator"))
+                value = check_label(body.get("label"), "label")
+            except AnnotationError as exc:
+                return fail(400, str(exc))
+            dim, item = body.get("dimension"), body.get("item")
+            if dim not in profile.keys:
+                return fail(400, f"unknown dimension {dim!r} (profile {profile.name}: {', '.join(profile.keys)})")
+            _, keys = finished()
+            if not isinstance(item, str) or item not in keys:
+                return fail(404, f"no dialogue {item!r}")
+            store.add_annotations([(keys[item], annotator, dim, value, time.time())])
+            return web.json_response({"ok": True, "item": item, "dimension": dim, "label": value})
+
+        app = web.Application(client_max_size=64 * 1024, middlewares=[guard])
+        app.on_response_prepare.append(headers)
+        app.router.add_get("/", page)
+        app.router.add_get("/static/{name}", page)
+        app.router.add_get("/api/session", session)
+        app.router.add_get("/api/episode", episode)
+        app.router.add_post("/api/label", label)
+        return app
+
+    async def start(self) -> None:
+        """Listen on ``host:port`` (port 0: a free one, then ``port`` is the bound one)."""
+        from aiohttp import web
+
+        item_ids(self.store)  # the secret exists before the first request
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
 
 def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int = 2, profile: str = "default",
-          ready: Any = print) -> None:
+          blind: bool = True, ready: Any = print) -> None:
     """Serve the annotation page until interrupted (``esc-eval annotate STORE``)."""
     import asyncio
-
-    from aiohttp import web
 
     from agents.profiles import ProfileError, load_profile
 
@@ -506,19 +631,17 @@ def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int
         count = len(_eligible(store))
         if not count:
             raise AnnotationError(f"{store_path}: no finished dialogues to annotate")
+        server = AnnotationServer(store, judge_profile, k, host=host, port=port, blind=blind)
 
         async def main() -> None:
-            runner = web.AppRunner(make_app(store, judge_profile, k), access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            bound = runner.addresses[0][1] if runner.addresses else port
+            await server.start()
             ready(f"esc-eval annotate: {count} dialogues, {len(judge_profile.keys)} dimensions ({judge_profile.name}), "
-                  f"{k} annotators each; open http://{host}:{bound}/  (Ctrl-C to stop; every label is saved as given)")
+                  f"{k} annotators each, {'blind' if blind else 'unblinded'}; open {server.url}  "
+                  "(Ctrl-C to stop; every label is saved as given)")
             try:
                 await asyncio.Event().wait()
             finally:
-                await runner.cleanup()
+                await server.stop()
 
         asyncio.run(main())
     finally:
@@ -526,7 +649,8 @@ def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int
 
 
 def annotate_command(store_path: Path, *, port: int, host: str, k: int, profile: str, export: Path | None,
-                     import_: Path | None, annotator: str | None, supporter: str | None, language: str | None) -> int:
+                     import_: Path | None, annotator: str | None, supporter: str | None, language: str | None,
+                     unblind: bool) -> int:
     """``esc-eval annotate STORE``: serve the page, or ``--export`` / ``--import`` labels."""
     if export is not None and import_ is not None:
         raise AnnotationError("give --export or --import, not both")
@@ -546,5 +670,5 @@ def annotate_command(store_path: Path, *, port: int, host: str, k: int, profile:
             store.close_sync()
         print(f"{store_path}: {written} labels imported from {import_}")
         return 0
-    serve(store_path, host=host, port=port, k=k, profile=profile, ready=lambda line: print(line, flush=True))
+    serve(store_path, host=host, port=port, k=k, profile=profile, blind=not unblind, ready=lambda line: print(line, flush=True))
     return 0
