@@ -429,17 +429,26 @@ def _static(name: str) -> str:
 
 
 def item_ids(store: Store) -> dict[str, str]:
-    """Episode key -> the opaque item id the page shows instead (blinding), for every finished dialogue.
+    """Episode key -> the opaque item id the page shows instead (blinding), for every finished dialogue."""
+    secret = _item_secret(store)
+    return {e["key"]: _item_id(secret, e["key"]) for e in _eligible(store)}
 
-    An HMAC of the key under a random secret kept in the store's meta (created on the first
-    call on a writable store), so ids stay the same across restarts (a label the browser
-    still holds goes to the same dialogue) but say nothing about supporter or persona.
+
+def _item_secret(store: Store) -> str:
+    """The store's random secret for item ids, created (in its meta) on the first call on a writable store.
+
+    Kept in the store so that ids stay the same across restarts (a label the browser still
+    holds goes to the same dialogue); random so that an id says nothing about the episode key.
     """
     secret = store.meta("annotation_secret")
     if secret is None:
         secret = secrets.token_hex(16)
         store.set_meta(annotation_secret=secret)
-    return {e["key"]: hmac.new(secret.encode(), e["key"].encode(), hashlib.sha256).hexdigest()[:12] for e in _eligible(store)}
+    return secret
+
+
+def _item_id(secret: str, key: str) -> str:
+    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 class AnnotationServer:
@@ -472,6 +481,7 @@ class AnnotationServer:
         self.store, self.profile, self.k, self.blind = store, profile, k, blind
         self.host, self.port = host, port
         self.token = secrets.token_urlsafe(32)
+        self._secret = _item_secret(store)
         self._loopback = host == "localhost" or (address is not None and address.is_loopback)
         self._runner: Any = None
 
@@ -494,7 +504,7 @@ class AnnotationServer:
         origin = request.headers.get("Origin")
         if origin is not None and origin not in {f"http://{h}" for h in hosts}:
             return f"Origin {origin!r} is another site"
-        if request.path.startswith("/api/"):
+        if request.path != "/" and not request.path.startswith("/static/"):  # the API, and anything not the page
             given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, self.token.encode()):
                 return "missing or wrong token (open the address esc-eval annotate printed)"
@@ -525,17 +535,16 @@ class AnnotationServer:
         async def headers(request: web.Request, response: web.StreamResponse) -> None:
             response.headers.update(_HEADERS)
 
-        def described(e: Any, item: str) -> dict[str, Any]:
+        def described(e: Any) -> dict[str, Any]:
             """What the page may know of an episode: blind, its item id and language; unblinded, also who made it."""
-            shown = {"item": item, "language": e["language"]}
+            shown = {"item": _item_id(self._secret, e["key"]), "language": e["language"]}
             if not self.blind:
                 shown |= {"key": e["key"], "supporter": e["supporter"], "persona": e["persona"], "card": e["card_id"]}
             return shown
 
-        def finished() -> tuple[dict[str, Any], dict[str, str]]:
-            """Episode rows by key, and episode key by item id."""
-            episodes = {e["key"]: e for e in _eligible(store)}
-            return episodes, {item: key for key, item in item_ids(store).items()}
+        def finished() -> dict[str, Any]:
+            """Finished episodes by item id."""
+            return {_item_id(self._secret, e["key"]): e for e in _eligible(store)}
 
         async def page(request: web.Request) -> web.Response:
             name = request.match_info.get("name", "index.html")
@@ -548,10 +557,9 @@ class AnnotationServer:
                 annotator = check_name(request.query.get("annotator"))
             except AnnotationError as exc:
                 return fail(400, str(exc))
-            episodes, _ = finished()
-            ids = item_ids(store)
+            episodes = {e["key"]: e for e in _eligible(store)}
             mine = human_labels(store)
-            items = [described(episodes[key], ids[key]) | {"labels": mine.get(key, {}).get(annotator, {})}
+            items = [described(episodes[key]) | {"labels": mine.get(key, {}).get(annotator, {})}
                      for key in assignment(store, annotator, self.k)]
             dimensions = [{"key": d.key, "name": d.paper_name, "rubric": dict(d.rubric)} for d in profile.dimensions]
             return web.json_response({"annotator": annotator, "k": self.k, "profile": profile.name, "blind": self.blind,
@@ -559,13 +567,12 @@ class AnnotationServer:
 
         async def episode(request: web.Request) -> web.Response:
             item, annotator = request.query.get("item", ""), request.query.get("annotator", "").strip()
-            episodes, keys = finished()
-            if item not in keys:
+            e = finished().get(item)
+            if e is None:
                 return fail(404, f"no dialogue {item!r}")
-            key = keys[item]
-            transcript = [{"role": role, "text": text} for role, text in store.transcript(key)]
-            labels = human_labels(store).get(key, {}).get(annotator, {})
-            return web.json_response(described(episodes[key], item) | {"transcript": transcript, "labels": labels})
+            transcript = [{"role": role, "text": text} for role, text in store.transcript(e["key"])]
+            labels = human_labels(store).get(e["key"], {}).get(annotator, {})
+            return web.json_response(described(e) | {"transcript": transcript, "labels": labels})
 
         async def label(request: web.Request) -> web.Response:
             try:
@@ -582,10 +589,10 @@ class AnnotationServer:
             dim, item = body.get("dimension"), body.get("item")
             if dim not in profile.keys:
                 return fail(400, f"unknown dimension {dim!r} (profile {profile.name}: {', '.join(profile.keys)})")
-            _, keys = finished()
-            if not isinstance(item, str) or item not in keys:
+            e = finished().get(item) if isinstance(item, str) else None
+            if e is None:
                 return fail(404, f"no dialogue {item!r}")
-            store.add_annotations([(keys[item], annotator, dim, value, time.time())])
+            store.add_annotations([(e["key"], annotator, dim, value, time.time())])
             return web.json_response({"ok": True, "item": item, "dimension": dim, "label": value})
 
         app = web.Application(client_max_size=64 * 1024, middlewares=[guard])
@@ -601,7 +608,6 @@ class AnnotationServer:
         """Listen on ``host:port`` (port 0: a free one, then ``port`` is the bound one)."""
         from aiohttp import web
 
-        item_ids(self.store)  # the secret exists before the first request
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()

@@ -71,7 +71,7 @@ def _label_dialogue(page: object, labels: list[int]) -> str:
     item = page.locator("body").get_attribute("data-item")  # type: ignore[attr-defined]
     for value in labels:
         page.keyboard.press(str(value))  # type: ignore[attr-defined]
-    page.wait_for_function("document.getElementById('status').textContent === 'all labels saved'")  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_test_id("status")).to_have_text("all labels saved")  # type: ignore[attr-defined]
     return item
 
 
@@ -81,7 +81,9 @@ def test_label_two_dialogues_and_reload(server: tuple[str, Path], tmp_path: Path
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)  # Playwright gives it a new empty profile
         try:
-            page = browser.new_page(bypass_csp=True)  # Playwright's waits evaluate strings, which the page's CSP forbids
+            page = browser.new_page()                              # under the page's Content-Security-Policy
+            blocked: list[str] = []
+            page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None)
             page.goto(url)
             page.get_by_test_id("name").fill("alice")
             page.get_by_test_id("name").press("Enter")
@@ -92,7 +94,7 @@ def test_label_two_dialogues_and_reload(server: tuple[str, Path], tmp_path: Path
             first = _label_dialogue(page, first_labels)
             assert "1 complete" in page.get_by_test_id("progress").inner_text()
             page.keyboard.press("n")
-            page.wait_for_function(f"document.body.dataset.item !== {first!r}")
+            sync_api.expect(page.locator("body")).not_to_have_attribute("data-item", first)
             second = _label_dialogue(page, second_labels)
             assert "2 complete" in page.get_by_test_id("progress").inner_text()
 
@@ -115,9 +117,10 @@ def test_label_two_dialogues_and_reload(server: tuple[str, Path], tmp_path: Path
                 assert page.get_by_test_id(f"label-{dim}-{value}").get_attribute("aria-pressed") == "true"
             page.keyboard.press("p" if shown == second else "n")
             other = first if shown == second else second
-            page.wait_for_function(f"document.body.dataset.item === {other!r}")
+            sync_api.expect(page.locator("body")).to_have_attribute("data-item", other)
             for dim, value in zip(DIMENSIONS, first_labels if other == first else second_labels):
                 assert page.get_by_test_id(f"label-{dim}-{value}").get_attribute("aria-pressed") == "true"
+            assert blocked == []                                   # the page needs nothing its CSP forbids
         finally:
             browser.close()
 
@@ -132,7 +135,7 @@ def test_dialogue_text_is_shown_as_text_and_the_token_is_required(tmp_path: Path
                 page.goto(url.split("?")[0])                        # no token: the page loads, the API refuses
                 page.get_by_test_id("name").fill("eve")
                 page.get_by_test_id("name").press("Enter")
-                page.wait_for_function("document.getElementById('status').textContent.includes('token')")
+                sync_api.expect(page.get_by_test_id("status")).to_contain_text("token")
                 assert page.locator("#turns li").count() == 0
 
                 page.goto(url)
