@@ -153,4 +153,3 @@ def test_report_agreement_without_labels_is_a_clear_error(tmp_path: Path, capsys
         report_command(path, "table", None, [], True, None, None)
     assert main(["report", str(path), "--agreement"]) == 2
     assert "no human labels" in capsys.readouterr().err
-
