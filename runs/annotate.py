@@ -104,7 +104,6 @@ def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: str = "ord
         0.777778
     """
     import krippendorff
-    import numpy as np
 
     if metric not in ("ordinal", "interval", "nominal"):
         raise ValueError(f"unknown metric {metric!r} (use ordinal, interval or nominal)")
@@ -112,7 +111,7 @@ def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: str = "ord
     domain = sorted({v for values in pairable for v in values})
     if len(domain) < 2:
         return math.nan
-    counts = np.array([[values.count(v) for v in domain] for values in pairable])
+    counts = [[values.count(v) for v in domain] for values in pairable]
     return float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=metric))
 
 
