@@ -143,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     annotate.add_argument("--annotator", help="with --export: only this annotator's labels; with --import: store them under this name")
     annotate.add_argument("--supporter", help="with --export/--import of a score file: this supporter's episodes")
     annotate.add_argument("--language", choices=("en", "zh"), help="with --export/--import of a score file: this language's episodes")
+    annotate.add_argument("--unblind", action="store_true", help="show annotators which supporter, persona and card made each dialogue")
     annotate.set_defaults(handler=_annotate)
 
     cards = sub.add_parser("cards", help="role card tools")
@@ -389,7 +390,8 @@ def _annotate(args: argparse.Namespace) -> int:
     from runs.annotate import annotate_command
 
     return annotate_command(args.store, port=args.port, host=args.host, k=args.k, profile=args.profile, export=args.export,
-                            import_=args.import_, annotator=args.annotator, supporter=args.supporter, language=args.language)
+                            import_=args.import_, annotator=args.annotator, supporter=args.supporter, language=args.language,
+                            unblind=args.unblind)
 
 
 def _report(args: argparse.Namespace) -> int:
