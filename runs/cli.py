@@ -12,11 +12,13 @@ import asyncio
 import logging
 import sys
 import time
+import warnings
 from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
+from agents.backends.base import LOADING_LOG
 from roles.cards import CardError
 from roles.personas import PersonaError
 from roles.loaders import load_cards
@@ -40,7 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `esc-eval judge train ...` trains judge adapters; any other `esc-eval judge X` scores transcripts X
     parser = _judge_train_parser() if argv[:2] == ["judge", "train"] else _parser()
     args = parser.parse_args(argv[2:] if argv[:2] == ["judge", "train"] else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().handlers[0].setFormatter(_LineFormatter())
+    logging.getLogger(LOADING_LOG).setLevel(logging.INFO)  # "loading MODEL", "loaded MODEL in 14.2 s"
     from runs.annotate import AnnotationError
     from agents.training import TrainingError
 
@@ -53,6 +58,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("esc-eval: interrupted", file=sys.stderr)
         return 130
+
+
+class _LineFormatter(logging.Formatter):
+    """Progress (INFO) as ``esc-eval: message``; warnings and errors with their level and source."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"esc-eval: {record.getMessage()}" if record.levelno == logging.INFO else super().format(record)
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter a user cannot act on out of esc-eval's output.
+
+    Hugging Face's per-file progress bars ("Loading weights 272/272") and advisory logs,
+    and Future/Deprecation/User warnings raised inside our dependencies, say something to
+    their developers, not to someone running an evaluation; esc-eval prints its own line
+    per model load instead (``LOADING_LOG``). Variables a user set win.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=_NOISY_LIBRARIES)
+
+
+_NOISY_LIBRARIES = r"(transformers|torch|peft|accelerate|huggingface_hub|vllm|ray|autogen_core|gguf)(\.|$)"
 
 
 def _parser() -> argparse.ArgumentParser:
