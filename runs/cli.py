@@ -103,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--out", type=Path, help="write ESC-Eval's score format here (SCORES.json)")
     judge.add_argument("--store", type=Path, help="also import the transcripts and every judgement (model, raw reply, failures) "
                                                    "into this store (ESC-Eval result files)")
+    judge.add_argument("--supporter", help="with --store: the supporter (default: from the file name, MODEL_LANG.json)")
     judge.set_defaults(handler=_judge)
 
     serve = sub.add_parser("serve", help="start the vLLM servers a config points at (127.0.0.1 ports, LoRA adapters); Ctrl-C stops them")
@@ -300,10 +301,14 @@ def _export(args: argparse.Namespace) -> int:
         if args.format == "jsonl":
             written = export_jsonl(store, args.out)
         else:
-            written = export_esc_eval(store, args.out, allow_missing=args.allow_missing)
-    except MissingScores as exc:
-        print(f"esc-eval: {exc}", file=sys.stderr)
-        return 1  # like a run that ended with failures: the data has a hole, the input was fine
+            try:
+                written = export_esc_eval(store, args.out)
+            except MissingScores as exc:
+                if not args.allow_missing:
+                    print(f"esc-eval: {exc}", file=sys.stderr)
+                    return FAILED_EPISODES  # nothing written: the data has a hole, the input was fine
+                print(f"esc-eval: warning: {exc.summary}; wrote -1 (ESC-Eval's 'no label') for them; {exc.RESCORE}", file=sys.stderr)
+                written = export_esc_eval(store, args.out, allow_missing=True)
     finally:
         store.close_sync()
     for path in written:
@@ -319,17 +324,19 @@ def _judge(args: argparse.Namespace) -> int:
     config = load_config(args.config, judge_only=True)
     if args.out is not None and args.out.suffix != ".json":
         raise UsageError(f"{args.out}: --out must name a .json file")
+    if args.supporter is not None and args.store is None:
+        raise UsageError("--supporter names the supporter in --store; give --store too")
     if args.store is not None:
         if args.transcripts.suffix != ".json":
             raise UsageError(f"{args.transcripts}: --store takes ESC-Eval result files (.json)")
-        supporter_and_language(args.transcripts, language=args.language or "en")  # the name must tell the supporter: check before judging
+        supporter_and_language(args.transcripts, args.supporter, args.language or "en")  # check before judging, not after
     judged = asyncio.run(judge_transcripts(config, args.transcripts, language=args.language, out=args.out))
     if args.out is None and args.store is None:
         print(json.dumps(judged.table, ensure_ascii=False, indent=4))
     if args.out is not None:
         print(f"{args.out}: scores for {len(judged.table)} dialogues")
     if args.store is not None:
-        _store_judged(args.store, args.transcripts, judged)
+        _store_judged(args.store, args.transcripts, judged, args.supporter)
     if judged.failed:
         stored = f" (kept as failed in {args.store})" if args.store is not None else ""
         print(f"esc-eval: {judged.failed} judgements failed after retries and are left out of the scores{stored}", file=sys.stderr)
@@ -418,13 +425,13 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_judged(store_path: Path, transcripts: Path, judged: Judged) -> None:
+def _store_judged(store_path: Path, transcripts: Path, judged: Judged, supporter: str | None) -> None:
     from runs.judging import store_judged
     from runs.store import Store
 
     store = Store.open(store_path, create=not store_path.exists())
     try:
-        summary = store_judged(store, transcripts, judged)
+        summary = store_judged(store, transcripts, judged, supporter=supporter)
     finally:
         store.close_sync()
     print(f"{store_path}: {summary.episodes} dialogues and {summary.scores} judgements of {summary.supporter} ({summary.language}); "

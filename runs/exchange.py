@@ -8,7 +8,6 @@ or ``"ESC-Role：text"`` (seeker), opener first, U+FF1A after the name.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from collections import defaultdict
@@ -19,8 +18,6 @@ from runs.store import FINAL_ROUND, Store
 
 PREFIXES = {"supporter": "AI assistant：", "seeker": "ESC-Role："}
 ROLES_BY_PREFIX = {prefix: role for role, prefix in PREFIXES.items()}
-
-log = logging.getLogger(__name__)
 
 
 def transcript_lines(transcript: Iterable[tuple[str, str]]) -> list[str]:
@@ -66,7 +63,7 @@ def export_esc_eval(store: Store, out: Path, *, allow_missing: bool = False) -> 
 
     A file whose dialogues are scored expects every dimension any of them has for each of
     them. A missing one (its judgement failed, or never ran) raises ``MissingScores`` before
-    anything is written; with ``allow_missing`` it is written as -1 and logged as a warning.
+    anything is written; with ``allow_missing`` it is written as -1, ESC-Eval's "no label".
     """
     episodes = {e["key"]: e for e in store.episodes(status="done")}
     results: dict[str, dict[str, list[str]]] = defaultdict(dict)
@@ -97,11 +94,8 @@ def export_esc_eval(store: Store, out: Path, *, allow_missing: bool = False) -> 
             short.add(key)
         if stem in dimensions:
             scores[stem][str(e["card_index"])] = {dim: -1 if own.get(dim) is None else own[dim] for dim in {**own, **dimensions[stem]}}
-    if short:
-        missing = MissingScores(store.path, len(short), failed, absent)
-        if not allow_missing:
-            raise missing
-        log.warning("%s; wrote -1 (ESC-Eval's 'no label') for them as --allow-missing asks; %s", missing.summary, missing.RESCORE)
+    if short and not allow_missing:
+        raise MissingScores(store.path, len(short), failed, absent)
     written = []
     for stem, data in sorted(results.items()):
         written.append(write_json(out / f"result_{stem}.json", _by_index(data)))

@@ -248,7 +248,9 @@ def _fields(path: Path, number: int, value: Any, where: str, required: dict[str,
     for name, item in value.items():
         if name in required or name in skip:
             continue
-        if name not in columns(table) or name in ("episode_key", "ordinal"):
+        if name in ("episode_key", "ordinal"):
+            raise fail(f"field '{where}{name}': not part of the format (the importing store sets it)")
+        if name not in columns(table):
             raise fail(f"field '{where}{name}': unknown to this esc-eval's store (table {table}); upgrade esc-eval")
         if isinstance(item, bool) or not isinstance(item, _SCALAR):
             raise fail(f"field '{where}{name}': expected text, a number or null, got {type(item).__name__}")

@@ -119,9 +119,12 @@ async def judge_transcripts(config: Config, path: Path, *, language: str | None,
     return judged
 
 
-def store_judged(store: Store, path: Path, judged: Judged) -> ImportSummary:
-    """Import the judged ESC-Eval result file with every judgement as judged: model, raw reply, failure and error."""
-    supporter, language = supporter_and_language(path, language=judged.language)
+def store_judged(store: Store, path: Path, judged: Judged, *, supporter: str | None = None) -> ImportSummary:
+    """Import the judged ESC-Eval result file with every judgement as judged: model, raw reply, failure and error.
+
+    The supporter is ``supporter`` or the file name's (``MODEL_LANG.json``); episodes the store has are skipped.
+    """
+    supporter, language = supporter_and_language(path, supporter, judged.language)
     at = time.time()
     episodes = []
     for episode in esc_eval_episodes(path, None, supporter, language):
