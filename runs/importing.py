@@ -164,9 +164,8 @@ def esc_eval_episodes(result_path: Path, score_path: Path | None, supporter: str
 
 def import_new(store: Store, episodes: list[EpisodeRows]) -> tuple[list[EpisodeRows], int]:
     """Write the episodes whose keys the store lacks, in one transaction; returns them and how many were skipped."""
-    known = store.statuses()
-    new = [e for e in episodes if e.episode["key"] not in known]
-    store.import_episodes(new)
+    written = set(store.import_episodes(episodes))
+    new = [e for e in episodes if e.episode["key"] in written]
     return new, len(episodes) - len(new)
 
 

@@ -261,8 +261,8 @@ class Store:
     def statuses(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, status FROM episodes"))
 
-    def import_episodes(self, episodes: Iterable[ImportedEpisode | EpisodeRows]) -> int:
-        """Write finished episodes with their turns and scores in one transaction; returns how many were new.
+    def import_episodes(self, episodes: Iterable[ImportedEpisode | EpisodeRows]) -> list[str]:
+        """Write finished episodes with their turns and scores in one transaction; returns the keys of the new ones.
 
         For imports from files, not for live runs: it refuses while the writer runs. An
         episode whose key the store holds already is skipped with its turns and scores, so
@@ -273,19 +273,18 @@ class Store:
             raise StoreError(f"{self.path}: opened read-only")
         if self._writer is not None:
             raise StoreError(f"{self.path}: cannot import while the store's writer is running")
-        count = 0
+        written = []
         with self._transaction() as conn:
             ordinal = conn.execute("SELECT COALESCE(MAX(ordinal), -1) + 1 FROM episodes").fetchone()[0]
             for item in episodes:
                 rows = item.rows() if isinstance(item, ImportedEpisode) else item
                 key = rows.episode["key"]
-                if not self._insert(conn, "episodes", [{**rows.episode, "ordinal": ordinal}], " ON CONFLICT(key) DO NOTHING"):
+                if not self._insert(conn, "episodes", [{**rows.episode, "ordinal": ordinal + len(written)}], " ON CONFLICT(key) DO NOTHING"):
                     continue  # the store has this episode already
                 self._insert(conn, "turns", [{**turn, "episode_key": key} for turn in rows.turns])
                 self._insert(conn, "scores", [{**score, "episode_key": key} for score in rows.scores])
-                ordinal += 1
-                count += 1
-        return count
+                written.append(key)
+        return written
 
     def _insert(self, conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], conflict: str = "") -> int:
         """``INSERT`` rows given as column -> value; names are checked against the schema, never pasted in blind."""
