@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ import sqlite3
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -117,6 +118,20 @@ FINAL_ROUND = -1
 """``scores.round`` of the score of a whole episode; per-round scores use the round number."""
 
 
+@functools.cache
+def columns(table: str) -> tuple[str, ...]:
+    """The columns of ``table`` in this esc-eval's schema (importers check a file's fields against them)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(_SCHEMA)
+        found = tuple(row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,)))
+    finally:
+        conn.close()
+    if not found:
+        raise ValueError(f"no table {table!r} in the store schema")
+    return found
+
+
 class StoreError(Exception):
     """The store file cannot be used (unreadable, not a store, newer schema, locked)."""
 
@@ -152,6 +167,19 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class EpisodeRows:
+    """One finished episode as rows of the store's tables (column -> value), for ``Store.import_episodes``.
+
+    ``episode`` holds the ``episodes`` columns but ``ordinal`` (the store numbers imports);
+    ``turns`` and ``scores`` hold their tables' columns but ``episode_key``.
+    """
+
+    episode: dict[str, Any]
+    turns: tuple[dict[str, Any], ...] = ()
+    scores: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ImportedEpisode:
     """A finished episode read from a file: its plan row, ``(role, text)`` turns and final ``(dimension, label)`` scores."""
 
@@ -162,6 +190,16 @@ class ImportedEpisode:
     reason: str = "imported"
     model: str = "imported"
     at: float = 0.0
+
+    def rows(self) -> EpisodeRows:
+        """As table rows: a ``done`` episode, turns without usage, ``ok`` final scores without raw replies."""
+        episode = {f.name: getattr(self.episode, f.name) for f in fields(PlannedEpisode) if f.name != "ordinal"}
+        episode.update(status="done", outcome=self.outcome, reason=self.reason, attempts=1, started_at=self.at, ended_at=self.at)
+        turns = tuple({"idx": index, "role": role, "text": text, "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "at": self.at}
+                      for index, (role, text) in enumerate(self.transcript))
+        scores = tuple({"dimension": dim, "round": FINAL_ROUND, "label": label, "model": self.model, "status": "ok", "at": self.at}
+                       for dim, label in self.scores)
+        return EpisodeRows(episode, turns, scores)
 
 
 class Store:
@@ -259,39 +297,42 @@ class Store:
     def statuses(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, status FROM episodes"))
 
-    def import_episodes(self, episodes: Iterable[ImportedEpisode]) -> int:
-        """Write finished episodes (transcript and final scores) in one transaction; returns how many.
+    def import_episodes(self, episodes: Iterable[ImportedEpisode | EpisodeRows]) -> list[str]:
+        """Write finished episodes with their turns and scores in one transaction; returns the keys of the new ones.
 
         For imports from files, not for live runs: it refuses while the writer runs. An
-        episode whose key exists is replaced (its turns and scores too) but keeps its
-        ordinal, so importing the same file twice changes nothing.
+        episode whose key the store holds already is skipped with its turns and scores, so
+        importing a file twice, or into the store it came from, duplicates nothing. New
+        episodes are numbered after the store's last ordinal, in the order given.
         """
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
         if self._writer is not None:
             raise StoreError(f"{self.path}: cannot import while the store's writer is running")
-        count = 0
+        written = []
         with self._transaction() as conn:
+            ordinal = conn.execute("SELECT COALESCE(MAX(ordinal), -1) + 1 FROM episodes").fetchone()[0]
             for item in episodes:
-                e = item.episode
-                conn.execute(
-                    "INSERT INTO episodes (key, ordinal, card_index, card_id, language, category, source, supporter, persona,"
-                    " repeat, seed, status, outcome, reason, attempts, started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'done',?,?,1,?,?)"
-                    " ON CONFLICT(key) DO UPDATE SET card_index=excluded.card_index, card_id=excluded.card_id,"
-                    " language=excluded.language, category=excluded.category, source=excluded.source, supporter=excluded.supporter,"
-                    " persona=excluded.persona, repeat=excluded.repeat, seed=excluded.seed, status='done', outcome=excluded.outcome,"
-                    " reason=excluded.reason, started_at=excluded.started_at, ended_at=excluded.ended_at",
-                    (e.key, e.ordinal, e.card_index, e.card_id, e.language, e.category, e.source, e.supporter, e.persona,
-                     e.repeat, e.seed, item.outcome, item.reason, item.at, item.at),
-                )
-                conn.execute("DELETE FROM turns WHERE episode_key=?", (e.key,))
-                conn.execute("DELETE FROM scores WHERE episode_key=?", (e.key,))
-                conn.executemany("INSERT INTO turns VALUES (?,?,?,?,0,0,0.0,?,NULL)",
-                                 [(e.key, index, role, text, item.at) for index, (role, text) in enumerate(item.transcript)])
-                conn.executemany("INSERT INTO scores VALUES (?,?,?,?,NULL,?,NULL,'ok',NULL,?)",
-                                 [(e.key, dim, FINAL_ROUND, label, item.model, item.at) for dim, label in item.scores])
-                count += 1
-        return count
+                rows = item.rows() if isinstance(item, ImportedEpisode) else item
+                key = rows.episode["key"]
+                if not self._insert(conn, "episodes", [{**rows.episode, "ordinal": ordinal + len(written)}], " ON CONFLICT(key) DO NOTHING"):
+                    continue  # the store has this episode already
+                self._insert(conn, "turns", [{**turn, "episode_key": key} for turn in rows.turns])
+                self._insert(conn, "scores", [{**score, "episode_key": key} for score in rows.scores])
+                written.append(key)
+        return written
+
+    def _insert(self, conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], conflict: str = "") -> int:
+        """``INSERT`` rows given as column -> value; names are checked against the schema, never pasted in blind."""
+        written = 0
+        for row in rows:
+            unknown = sorted(set(row) - set(columns(table)))
+            if unknown:
+                raise StoreError(f"{self.path}: table {table} has no column {', '.join(map(repr, unknown))}")
+            names = ", ".join(row)
+            written += conn.execute(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(row))}){conflict}",
+                                    tuple(row.values())).rowcount
+        return written
 
     # -- the writer --------------------------------------------------------------
 
