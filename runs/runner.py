@@ -91,14 +91,20 @@ class RunPlan:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def episodes(self) -> Iterator[tuple[PlannedEpisode, RoleCard]]:
-        """The grid supporters x personas x repeats x cards, in that nesting order."""
+        """The grid repeats x cards x personas x supporters, in that nesting order (supporters innermost).
+
+        Card-major with the supporters round-robin, so any prefix of the plan (a run
+        interrupted, stopped with Ctrl-C, or watched live) has every supporter on the same
+        cards and personas: the partial leaderboard compares like with like. Keys do not
+        depend on the order, so stores planned in another order resume as they were.
+        """
         run = self.config.run
         personas = list(self.behaviours) or list(self.config.seeker.persona_names)
         ordinal = 0
-        for supporter in self.config.supporters:
-            for persona in personas:
-                for repeat in range(run.repeats):
-                    for index, card in enumerate(self.cards):
+        for repeat in range(run.repeats):
+            for index, card in enumerate(self.cards):
+                for persona in personas:
+                    for supporter in self.config.supporters:
                         key = episode_key(index, card, supporter.name, persona, run.seed, repeat)
                         yield PlannedEpisode(
                             key, ordinal, index, card.id, card.language, card.category, card.source,
@@ -261,6 +267,8 @@ class RunResult:
     store: Path
     progress: RunProgress
     failures: list[str] = field(default_factory=list)
+    idle: bool = False
+    """Nothing was left to run or score: no backend was started (``--resume`` of a finished store)."""
 
     @property
     def exit_code(self) -> int:
@@ -301,6 +309,10 @@ class Runner:
         skip = {"done", "failed"} if not self.retry_failed else {"done"}
         todo = [(p, card) for p, card in planned if statuses.get(p.key) not in skip]
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
+        rejudge = self._unscored()
+        if not todo and not rejudge:  # a finished store: load no model, open no connection
+            await self.store.close()
+            return RunResult(self.store.path, self.progress, idle=True)
 
         await self.store.start_writer()
         runtime = make_runtime()
@@ -309,7 +321,7 @@ class Runner:
         await StoreObserver.register(runtime, "store", lambda: StoreObserver(self.store, self.progress))
         for topic in (TURNS_TOPIC, EPISODES_TOPIC):
             await runtime.add_subscription(TypeSubscription(topic, "store"))
-        scorer = await self._judge(runtime) if self.plan.profile else None
+        scorer = await self._judge(runtime, rejudge) if self.plan.profile else None
         for backend in self.pool.all():
             backend.stats.listener = lambda endpoint, kind, detail: self.store.add_event(kind, detail, endpoint=endpoint)
         env = Environment(
@@ -319,26 +331,36 @@ class Runner:
             behaviours=self.plan.behaviours, role_break=self.plan.role_break(),
         )
         runtime.start()
+        self.store.begin_run()
+        status = "interrupted"
         with few_collections():
             try:
                 await self._admit(env, todo)
+                status = "stopped" if self._stopping.is_set() else "finished"
             finally:
                 await runtime.stop_when_idle()  # every EpisodeEnded delivered, so every scoring is scheduled
                 if scorer is not None:
                     await scorer.drain()
                 await self.pool.aclose()
+                self.store.end_run(status)
                 await self.store.close()
         return RunResult(self.store.path, self.progress)
 
-    async def _judge(self, runtime: SingleThreadedAgentRuntime) -> Scorer:
-        """Register the judge as an observer and re-schedule scoring a crash interrupted."""
+    def _unscored(self) -> list[Any]:
+        """Finished episodes whose scoring a crash interrupted (or that failed, with ``retry_failed``)."""
+        if self.plan.profile is None:
+            return []
+        return list(self.store.unscored(len(self.plan.profile.keys), include_failed=self.retry_failed))
+
+    async def _judge(self, runtime: SingleThreadedAgentRuntime, rejudge: list[Any]) -> Scorer:
+        """Register the judge as an observer and re-schedule the scoring of ``rejudge`` (``_unscored``)."""
         assert self.plan.profile is not None and self.plan.config.judge is not None
         scorer = make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [self._record_score])
         await JudgeAgent.register(runtime, "judge", lambda: JudgeAgent(scorer))
         await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "judge"))
         dimensions = len(self.plan.profile.keys)
         self.progress.judge_dimensions = dimensions  # progress.ended() queues this many per judged episode
-        for row in self.store.unscored(dimensions, include_failed=self.retry_failed):
+        for row in rejudge:
             scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"])
             self.progress.judge_queued(dimensions)
         return scorer
