@@ -38,18 +38,15 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from agents.profiles import DIMENSIONS, PAPER_NAMES
-from runs.comparisons import CardTable, PairComparison, PowerRow, Rank
-from runs.comparisons import compare as compare_supporters
-from runs.comparisons import power as plan_power
-from runs.comparisons import ranks as supporter_ranks
 from runs.scoring import agreement, leaderboard_value
-from runs.statistics import RESAMPLES, SMALL_N, JudgeNoise, PPIEstimate, cluster_mean, judge_noise, ppi_mean
 from runs.store import FINAL_ROUND, Store
+
+if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
+    from runs.comparisons import CardTable, PairComparison, PowerRow, Rank
+    from runs.statistics import JudgeNoise, PPIEstimate
 
 #: Episode columns a report can be grouped by.
 GROUP_COLUMNS: tuple[str, ...] = ("supporter", "language", "category", "source", "persona")
@@ -95,6 +92,8 @@ class DimensionStats:
 
     @property
     def small(self) -> bool:
+        from runs.statistics import SMALL_N
+
         return self.n_cards < SMALL_N
 
 
@@ -179,6 +178,13 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     Raises:
         ReportError: unknown group column, or a stored label outside -1..4.
     """
+    import numpy as np
+
+    from runs.comparisons import compare as compare_supporters
+    from runs.comparisons import power as plan_power
+    from runs.comparisons import ranks as supporter_ranks
+    from runs.statistics import cluster_mean, judge_noise, ppi_mean
+
     columns = _check_by(by)
     where, params = [], []
     for column, value in (("supporter", supporter), ("language", language)):
@@ -347,6 +353,8 @@ def _power_rows(report: Report) -> list[list[str]]:
 
 
 def _note(report: Report) -> str:
+    from runs.statistics import RESAMPLES, SMALL_N
+
     note = (f"mean of episode labels ×25; [95% CI]: bootstrap over role cards ({RESAMPLES} resamples, seeded), within [0, 100]; "
             f"n = valid labels; * fewer than {SMALL_N} cards: the interval is too narrow to trust; [no CI]: one card. "
             "-1 = judge replies with no label; judge failed = judge calls that failed")
@@ -534,6 +542,8 @@ def plot(report: Report, path: Path) -> Path:
     Raises:
         ReportError: matplotlib is not installed (``pip install esc-eval[plot]``), or nothing to plot.
     """
+    from runs.statistics import SMALL_N
+
     Figure = _figure()
     if not report.rows:
         raise ReportError(f"{report.store}: no episodes to plot")

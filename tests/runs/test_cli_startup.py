@@ -27,3 +27,11 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
 def test_cards_validate_loads_no_heavy_library() -> None:
     code = f"from runs.cli import main\nassert main(['cards', 'validate', {str(ROOT / 'roles/data/cards/en.yaml')!r}]) == 0"
     assert loaded_after(code) == []
+
+
+
+def test_the_report_statistics_load_only_when_a_report_is_made() -> None:
+    script = "import runs.cli, sys\nprint(*(m for m in ('numpy', 'scipy', 'statsmodels') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
