@@ -83,8 +83,8 @@ class Judged:
 
     @property
     def table(self) -> dict[str, dict[str, int]]:
-        """ESC-Eval's score format: key -> dimension -> label; failed judgements are left out."""
-        return {key: {s.dimension: s.label for s in scores if s.round == FINAL_ROUND and s.label is not None}
+        """ESC-Eval's score format: key -> dimension -> label (the first of ``[judge] samples``); failed judgements are left out."""
+        return {key: {s.dimension: s.label for s in scores if s.round == FINAL_ROUND and s.sample == 0 and s.label is not None}
                 for key, scores in self.scores.items()}
 
     @property
@@ -112,7 +112,7 @@ async def judge_transcripts(config: Config, path: Path, *, language: str | None,
     finally:
         await pool.aclose()
     for found in scores.values():  # in the order they were asked, not answered
-        found.sort(key=lambda s: (s.round != FINAL_ROUND, s.round, order[s.dimension]))
+        found.sort(key=lambda s: (s.round != FINAL_ROUND, s.round, order[s.dimension], s.sample))
     judged = Judged(language, scores)
     if out is not None:
         write_json(out, judged.table)
@@ -132,6 +132,6 @@ def store_judged(store: Store, path: Path, judged: Judged, *, supporter: str | N
         judgements = judged.scores.get(rows.episode["card_id"], [])  # card_id is the card index, the file's key
         episodes.append(replace(rows, scores=tuple(
             {"dimension": s.dimension, "round": s.round, "label": s.label, "raw": s.raw, "model": s.model, "latency": s.latency,
-             "status": "failed" if s.failed else "ok", "error": s.error, "at": at} for s in judgements)))
+             "status": "failed" if s.failed else "ok", "error": s.error, "at": at, "sample": s.sample} for s in judgements)))
     new, skipped = import_new(store, episodes)
     return ImportSummary(path, None, supporter, language, len(new), sum(len(e.scores) for e in new), skipped)

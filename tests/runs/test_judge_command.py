@@ -139,3 +139,19 @@ async def test_judge_store_checks_the_file_name_before_judging(tmp_path: Path, f
     assert server.requests == [] and not (tmp_path / "s.sqlite").exists()
     named = await esc_eval("judge", str(transcripts), "--config", str(config), "--store", str(tmp_path / "s.sqlite"), "--supporter", "gpt-4")
     assert named.returncode == 0 and "1 dialogues and 7 judgements of gpt-4 (en)" in named.stdout, named.stderr
+
+
+async def test_judge_with_samples_keeps_every_sample_and_writes_the_first(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=lambda body: f"Score: {body['seed'] + 1}")
+    config = tmp_path / "judge.toml"
+    config.write_text(f'[judge]\nbase_url = "{server.base_url}"\nmodel = "j"\nsamples = 2\ntemperature = 0.5\n', encoding="utf-8")
+    transcripts = tmp_path / "result_llama3_en.json"
+    transcripts.write_text(json.dumps({"0": [SUPPORTER + "Hello!", SEEKER + "I lost my job.", SUPPORTER + "I'm sorry."]}), encoding="utf-8")
+    out, store = tmp_path / "scores.json", tmp_path / "judged.sqlite"
+    done = await esc_eval("judge", str(transcripts), "--config", str(config), "--out", str(out), "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(out.read_text(encoding="utf-8"))["0"].values()) == {1}        # ESC-Eval's one label: sample 0
+    conn = sqlite3.connect(store)
+    rows = conn.execute("SELECT sample, label FROM scores").fetchall()
+    conn.close()
+    assert sorted(set(rows)) == [(0, 1), (1, 2)] and len(rows) == 14
