@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from agents.profiles import DIMENSIONS, PAPER_NAMES
 from runs.scoring import agreement, leaderboard_value
-from runs.store import FINAL_ROUND, Store
+from runs.store import Store
 
 if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
     from runs.comparisons import CardTable, PairComparison, PowerRow, Rank
@@ -621,7 +621,7 @@ def _choose(store: Store, supporter: str | None, language: str | None) -> tuple[
 
 
 def judge_labels(store: Store, supporter: str, language: str) -> dict[str, dict[str, int | None]]:
-    """Card index (as text) -> {dimension: final judge label, ``None`` where the judge call failed}."""
+    """Card index (as text) -> {dimension: final judge label (the first sample), ``None`` where the judge call failed}."""
     episodes = store.rows("SELECT key, card_index FROM episodes WHERE status='done' AND supporter=? AND language=? ORDER BY ordinal",
                           (supporter, language))
     index_of: dict[str, str] = {}
@@ -632,9 +632,9 @@ def judge_labels(store: Store, supporter: str, language: str) -> dict[str, dict[
                               "(personas or repeats); agreement needs one episode per card")
         index_of[e["key"]] = card
     labels: dict[str, dict[str, int | None]] = {index_of[e["key"]]: {} for e in episodes}
-    for row in store.rows("SELECT episode_key, dimension, label, status FROM scores WHERE round=?", (FINAL_ROUND,)):
+    for row in store.final_scores():
         card = index_of.get(row["episode_key"])
-        if card is not None:
+        if card is not None and row["sample"] == 0:  # agreement compares one judge label, as ESC-Eval's Table 4
             labels[card][row["dimension"]] = row["label"] if row["status"] == "ok" else None
     return labels
 
