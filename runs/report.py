@@ -1,8 +1,8 @@
 """Reports over a store: the ESC-Eval leaderboard per supporter (or finer groups) and judge-human agreement.
 
 The report is data first (``Report``, a typed dataclass built by ``build_report``)
-and views second (``render`` as table, markdown, JSON or CSV; ``plot`` as a PNG
-bar chart). Only the whole-episode scores (``round == FINAL_ROUND``) of finished
+and views second (``render`` as table, markdown, JSON or CSV; ``plot`` as a PNG of
+means and intervals, ``plot_comparisons`` as a forest plot). Only the whole-episode scores (``round == FINAL_ROUND``) of finished
 episodes (status ``done``) count. Per dimension a row holds:
 
 * ``value`` (= ``mean``): ESC-Eval's leaderboard number, mean(label) / 4 × 100, as the mean

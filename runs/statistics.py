@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
 RESAMPLES = 2000
 """Bootstrap resamples per interval (Efron's rule of thumb for 95% percentile intervals)."""
@@ -99,8 +100,6 @@ def cluster_mean(values: np.ndarray, clusters: np.ndarray, *, seed: int = SEED, 
         values: one value per episode.
         clusters: the card of each episode (any hashable codes, same length).
     """
-    from scipy import stats  # here, not at the top: every CLI command imports the report module
-
     values, clusters = np.asarray(values, dtype=float), np.asarray(clusters)
     if len(values) == 0:
         return Estimate(math.nan, math.nan, math.nan, math.nan, 0, 0)
@@ -153,8 +152,6 @@ def paired_comparison(a: np.ndarray, b: np.ndarray, *, seed: int = SEED, resampl
     ``2**n_cards <= flips``); wins / ties / losses count cards where a is above / equal
     to / below b.
     """
-    from scipy import stats
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = a - b
     n = len(d)
@@ -276,8 +273,6 @@ def ppi_mean(judge_unlabelled: np.ndarray, judge_labelled: np.ndarray, human: np
         judge_unlabelled: judge values of the episodes without human labels (N).
         judge_labelled / human: judge and human values of the labelled episodes (n, paired).
     """
-    from scipy import stats
-
     f_u, f_l, y = (np.asarray(x, dtype=float) for x in (judge_unlabelled, judge_labelled, human))
     n, big_n = len(y), len(f_u)
     if n < 2:
