@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from autogen_core import SingleThreadedAgentRuntime, TypeSubscription
 
 from agents.backends import ChatBackend, create_backend
+from agents.backends.base import AuthFailed
 from agents.judge import JudgeAgent, Score, Scorer, ScoreSink
 from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, SamplingParams
 from agents.profiles import JudgeProfile, ProfileError, load_profile
@@ -210,7 +211,7 @@ class BackendPool:
                 backend = create_backend(
                     "openai", base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
                     max_connections=endpoint.max_connections, timeout=endpoint.timeout,
-                    max_attempts=endpoint.max_attempts, name=role_name, sessions=self._http,
+                    max_attempts=endpoint.max_attempts, max_retry_time=endpoint.max_retry_time, name=role_name, sessions=self._http,
                 )
             elif endpoint.backend == "vllm":
                 backend = create_backend("vllm", model=endpoint.model, lora=dict(endpoint.lora), name=role_name)
@@ -255,16 +256,21 @@ def few_collections() -> Iterator[None]:
 
 RUN_GC_THRESHOLDS = (200_000, 50, 1_000)
 
+_AUTH_FAULT = f"fault:{AuthFailed.kind}"
+"""The event kind a backend reports for a 401/403 (``BackendStats.fault``)."""
+
 
 @dataclass
 class RunResult:
     store: Path
     progress: RunProgress
     failures: list[str] = field(default_factory=list)
+    auth_failure: str | None = None
+    """``endpoint: HTTP 401 ...`` when an endpoint refused the credentials and the run stopped early."""
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.progress.failed else 0
+        return 1 if self.progress.failed or self.auth_failure else 0
 
 
 class Runner:
@@ -287,6 +293,7 @@ class Runner:
         self.pool = BackendPool(backends)
         self.retry_failed = retry_failed
         self.progress = progress or RunProgress()
+        self.auth_failure: str | None = None
         self._stopping = asyncio.Event()
 
     def stop_admitting(self) -> None:
@@ -311,7 +318,7 @@ class Runner:
             await runtime.add_subscription(TypeSubscription(topic, "store"))
         scorer = await self._judge(runtime) if self.plan.profile else None
         for backend in self.pool.all():
-            backend.stats.listener = lambda endpoint, kind, detail: self.store.add_event(kind, detail, endpoint=endpoint)
+            backend.stats.listener = self._backend_event
         env = Environment(
             runtime, self.plan.protocol,
             {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters},
@@ -328,7 +335,15 @@ class Runner:
                     await scorer.drain()
                 await self.pool.aclose()
                 await self.store.close()
-        return RunResult(self.store.path, self.progress)
+        return RunResult(self.store.path, self.progress, auth_failure=self.auth_failure)
+
+    def _backend_event(self, endpoint: str, kind: str, detail: str) -> None:
+        """Record a backend's fault or retry; a refused credential stops the run, as no retry can help."""
+        self.store.add_event(kind, detail, endpoint=endpoint)
+        if kind == _AUTH_FAULT and self.auth_failure is None:
+            self.auth_failure = f"{endpoint}: {detail}"
+            log.error("endpoint %s refused the credentials (%s): admitting no more episodes", endpoint, detail)
+            self.stop_admitting()
 
     async def _judge(self, runtime: SingleThreadedAgentRuntime) -> Scorer:
         """Register the judge as an observer and re-schedule scoring a crash interrupted."""
@@ -336,12 +351,20 @@ class Runner:
         scorer = make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [self._record_score])
         await JudgeAgent.register(runtime, "judge", lambda: JudgeAgent(scorer))
         await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "judge"))
-        dimensions = len(self.plan.profile.keys)
-        self.progress.judge_dimensions = dimensions  # progress.ended() queues this many per judged episode
-        for row in self.store.unscored(dimensions, include_failed=self.retry_failed):
-            scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"])
-            self.progress.judge_queued(dimensions)
+        self.progress.judge_dimensions = len(self.plan.profile.keys)  # progress.ended() queues this many per judged episode
+        self._rejudge(scorer, self.plan.profile.keys)
         return scorer
+
+    def _rejudge(self, scorer: Scorer, dimensions: tuple[str, ...]) -> None:
+        """Schedule the scores an earlier attempt left missing (and, with ``retry_failed``, those that failed).
+
+        The one place that decides what a resumed run scores again: only the dimensions
+        lacking a usable final score, so labels already given are never asked for twice.
+        """
+        for row in self.store.unscored(dimensions, include_failed=self.retry_failed):
+            missing = row.get("dimensions") or dimensions
+            scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], missing)
+            self.progress.judge_queued(len(missing))
 
     def _record_score(self, score: Score) -> None:
         self.store.add_score(
