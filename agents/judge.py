@@ -121,6 +121,8 @@ class Scorer:
                 if end < len(transcript):
                     jobs += [(dim, round_, transcript[:end]) for dim in keys]
         batch = _Batch(key, language, supporter, len(jobs), asyncio.get_running_loop().create_future())
+        if not jobs:  # nothing asked for: done now, or drain() would wait forever
+            batch.future.set_result([])
         for index, (dim, round_, lines) in enumerate(jobs):
             self._jobs.append((batch, index, dim, round_, lines))
         self.pending += len(jobs)

@@ -25,8 +25,9 @@ async def test_every_fault_kind_at_25_percent_loses_and_duplicates_nothing(tmp_p
         a = r.audit
         served = sum(r.faults_served.values())
         why = []
-        if r.run.returncode != (1 if a.failed else 0):
-            why.append(f"exit {r.run.returncode} with {a.failed} failed: {r.run.stderr[-400:]}")
+        failed_scores = a.score_status.get("failed", 0)
+        if r.run.returncode != (1 if a.failed or failed_scores else 0):
+            why.append(f"exit {r.run.returncode} with {a.failed} failed episodes, {failed_scores} failed scores: {r.run.stderr[-400:]}")
         if not a.ok:
             why.append(f"lost {a.lost}, duplicates {a.duplicates}, problems {a.problems[:3]}")
         if a.done + a.failed != a.planned or a.planned != 20:
