@@ -362,7 +362,7 @@ class Runner:
         lacking a usable final score, so labels already given are never asked for twice.
         """
         for row in self.store.unscored(dimensions, include_failed=self.retry_failed):
-            missing = row.get("dimensions") or dimensions
+            missing = row.get("dimensions") or dimensions  # a Ray worker's shard names none: it re-scores whole episodes
             scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], missing)
             self.progress.judge_queued(len(missing))
 

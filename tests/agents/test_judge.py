@@ -115,3 +115,14 @@ async def test_a_bug_in_one_job_reaches_the_caller_and_the_workers_go_on() -> No
     with pytest.raises(ProfileError, match="'xx'"):
         await scorer.score("bad", "xx", TRANSCRIPT)  # no rubric in language 'xx'
     assert len(await scorer.score("good", "en", TRANSCRIPT)) == 7 and scorer.pending == 0
+
+
+async def test_schedule_scores_only_the_dimensions_asked_for() -> None:
+    backend = ScriptedBackend(lambda *a: "Score: 2")
+    seen: list[Score] = []
+    scorer = Scorer(load_profile("default"), backend, score_every_round=True, sinks=[seen.append])
+    scores = await scorer.schedule("k", "en", TRANSCRIPT, "sup", ["tech", "human"])
+    assert {(s.dimension, s.round) for s in scores} == {(d, r) for d in ("tech", "human") for r in (FINAL, 1)}
+    assert len(backend.requests) == 4 and seen == scores
+    assert await asyncio.wait_for(scorer.schedule("k", "en", TRANSCRIPT, "sup", []), 1) == []  # nothing asked: done at once
+    await asyncio.wait_for(scorer.drain(), 1)
