@@ -13,16 +13,20 @@ from typing import AsyncIterator, Callable
 import pytest
 
 from tests.fake_server import FakeOpenAIServer
+from tests.reference import require_reference
 
-ROOT = Path(__file__).resolve().parent
-SHARED = ROOT.parent / "shared" / "esc-eval"
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``reference_data`` skip (fail under CI) before any fixture when the data is missing."""
+    if item.get_closest_marker("reference_data") is not None:
+        require_reference()
 
 
 @pytest.fixture
 def shared() -> Path:
-    """``../shared/esc-eval``: ESC-Eval's sample cards and prompt formats, read in place."""
-    assert SHARED.is_dir(), f"expected ESC-Eval sample data at {SHARED}"
-    return SHARED
+    """ESC-Eval's sample cards and prompt formats (``$ESC_EVAL_DATA``, default ``../shared/esc-eval``), read in place."""
+    return require_reference()
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from agents.messages import ChatMessage
+from roles.jsonl import json_error
 
 #: Dimension keys (as in ESC-Eval's score files) in the order reports show them.
 DIMENSIONS: tuple[str, ...] = ("fluency", "diversity", "empathic", "suggestion", "tech", "human", "overall")
@@ -424,7 +425,7 @@ def _parse_file(raw: str, source: str, *, yaml_syntax: bool) -> Any:
     try:
         return yaml.safe_load(raw) if yaml_syntax else json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ProfileError(source, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ProfileError(source, json_error(exc)) from None
     except yaml.YAMLError as exc:
         raise ProfileError(source, f"not valid YAML: {exc}") from None
 

@@ -10,12 +10,15 @@ CATEGORIES = ("family_life", "work_study", "society_other")
 
 
 class CardError(ValueError):
-    """A card file or card is invalid; the message names the file, card index and field."""
+    """A card file or card is invalid; the message names the file, the card and the field.
+
+    ``index`` counts from 0 (a list index); the message counts from 1, as line numbers do.
+    """
 
     def __init__(self, path: str, message: str, *, index: int | None = None, field: str | None = None):
         where = path
         if index is not None:
-            where += f": card {index}"
+            where += f": card {index + 1}"
         if field is not None:
             where += f": field '{field}'"
         super().__init__(f"{where}: {message}")

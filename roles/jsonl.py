@@ -33,7 +33,17 @@ def read_jsonl(text: str, source: str | None, error: Callable[[str], Exception],
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise error(f"{prefix}line {number}: not valid JSON: {exc.msg} at column {exc.colno}") from None
+            raise error(f"{prefix}line {number}: {json_error(exc, with_line=False)}") from None
         if objects and not isinstance(value, dict):
             raise error(f"{prefix}line {number}: expected a JSON object, got {type(value).__name__}")
         yield number, value
+
+
+def json_error(exc: json.JSONDecodeError, *, with_line: bool = True) -> str:
+    """``exc`` in words, with 1-based positions: ``not valid JSON: Expecting value (line 2, column 5)``.
+
+    The position goes in parentheses because some of json's messages already end in
+    a preposition ("Unterminated string starting at").
+    """
+    where = f"line {exc.lineno}, column {exc.colno}" if with_line else f"column {exc.colno}"
+    return f"not valid JSON: {exc.msg} ({where})"

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import yaml
 
 from roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
-from roles.jsonl import read_jsonl
+from roles.jsonl import json_error, read_jsonl
 
 SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 
@@ -93,7 +93,7 @@ def _parse(name: str, text: str, suffix: str) -> list[Any]:
         else:
             raise CardError(name, f"unknown card format '{suffix}' (use {', '.join(SUFFIXES)})")
     except json.JSONDecodeError as exc:
-        raise CardError(name, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise CardError(name, json_error(exc)) from None
     except yaml.YAMLError as exc:
         raise CardError(name, f"not valid YAML: {exc}") from None
     except RecursionError:
@@ -116,7 +116,7 @@ def _validate(name: str, records: Iterable[Any], language: str | None) -> list[R
         card = _card(name, index, record, language)
         if card.id in seen:
             # Episode keys (and so resume) are built from the card id: it must be unique.
-            raise CardError(name, f"duplicate id {card.id!r} (also card {seen[card.id]})", index=index, field="id")
+            raise CardError(name, f"duplicate id {card.id!r} (also card {seen[card.id] + 1})", index=index, field="id")
         seen[card.id] = index
         cards.append(card)
     return cards

@@ -7,15 +7,20 @@ committed to the store's ``annotations`` table before the server answers, so a r
 closed tab or a crashed server loses nothing that the page showed as saved.
 
 Assignment (``assignment``): each dialogue should get ``k`` annotators. An annotator's queue
-holds, in plan order rotated by a stable offset per name (so that annotators working at the
-same time start at different dialogues), every finished dialogue they have labelled already
-plus every dialogue that fewer than ``k`` *other* annotators have labelled. Two annotators
-labelling the same dialogue at the same moment can take it past ``k``; nothing refuses a label.
+holds every finished dialogue they have labelled already plus every dialogue that fewer than
+``k`` *other* annotators have labelled, shuffled by a seed drawn from their name. Two
+annotators labelling the same dialogue at the same moment can take it past ``k``; nothing
+refuses a label.
+
+The page (``AnnotationServer``) is guarded by a per-start token and Host/Origin checks, and is
+blind by default: annotators see an opaque item id (``item_ids``), not which supporter and
+persona produced the dialogue (``--unblind`` shows them).
 
 Several annotators per item (``consensus``): the human label of an item is the most frequent
 label; on a tie, the tied label nearest the mean of all the item's labels, and of two such the
-lower. Krippendorff's alpha (``krippendorff_alpha``, ordinal metric) measures how far the
-annotators agree beyond chance, per dimension, over the items with two labels or more.
+lower. Krippendorff's alpha (``krippendorff_alpha``, ordinal metric, by the ``krippendorff``
+package) measures how far the annotators agree beyond chance, per dimension, over the items
+with two labels or more.
 
 Label files (``export_labels`` / ``import_labels``):
 
@@ -36,8 +41,11 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import hmac
+import ipaddress
 import json
 import math
+import secrets
 import time
 from collections import Counter, defaultdict
 from importlib import resources
@@ -86,54 +94,25 @@ def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: str = "ord
     """Krippendorff's alpha for integer labels, ``metric`` ``ordinal`` (default), ``interval`` or ``nominal``.
 
     Each unit (item) is the sequence of labels it received (``None`` for a missing label;
-    any order, any number of annotators). Units with fewer than two labels are not
-    pairable and are left out. With the coincidence matrix ``o[c][k]`` (each unit adds
-    ``1/(m_u - 1)`` for every ordered pair of its labels), ``n_c`` its margins and ``n``
-    their sum::
-
-        alpha = 1 - (n - 1) * sum(o[c][k] * d(c, k)) / sum(n_c * n_k * d(c, k))
-
-    with ``d`` the squared ordinal distance ``(sum_{g=c..k} n_g - (n_c + n_k) / 2)^2``,
-    the squared difference (interval) or 0/1 (nominal) (Krippendorff 2011, "Computing
-    Krippendorff's Alpha-Reliability"). Returns ``nan`` when fewer than two pairable
-    labels exist or every label is the same (no variation: alpha is undefined).
+    any order, any number of annotators), so it goes to the ``krippendorff`` package as
+    value counts per unit. Units with fewer than two labels are not pairable and are left
+    out. Returns ``nan`` when no unit is pairable or every pairable label is the same
+    (no variation: alpha is undefined), where the package would raise.
 
     Example (hand-computed in tests/annotation/test_agreement.py):
-        >>> krippendorff_alpha([[0, 0], [1, 2], [2, 2]])
-        0.7777777777777778
+        >>> round(krippendorff_alpha([[0, 0], [1, 2], [2, 2]]), 6)
+        0.777778
     """
+    import krippendorff
+
     if metric not in ("ordinal", "interval", "nominal"):
         raise ValueError(f"unknown metric {metric!r} (use ordinal, interval or nominal)")
-    coincidence: dict[tuple[int, int], float] = defaultdict(float)
-    for unit in units:
-        values = [v for v in unit if v is not None]
-        m = len(values)
-        if m < 2:
-            continue
-        for i, c in enumerate(values):
-            for j, k in enumerate(values):
-                if i != j:
-                    coincidence[c, k] += 1 / (m - 1)
-    margins: dict[int, float] = defaultdict(float)
-    for (c, _), count in coincidence.items():
-        margins[c] += count
-    n = sum(margins.values())
-    values = sorted(margins)
-    if n < 2 or len(values) < 2:
+    pairable = [values for values in ([v for v in unit if v is not None] for unit in units) if len(values) >= 2]
+    domain = sorted({v for values in pairable for v in values})
+    if len(domain) < 2:
         return math.nan
-
-    def distance(c: int, k: int) -> float:
-        if metric == "nominal":
-            return 0.0 if c == k else 1.0
-        if metric == "interval":
-            return float((c - k) ** 2)
-        low, high = min(c, k), max(c, k)
-        between = sum(margins[g] for g in values if low <= g <= high)
-        return (between - (margins[c] + margins[k]) / 2) ** 2
-
-    observed = sum(count * distance(c, k) for (c, k), count in coincidence.items())
-    expected = sum(margins[c] * margins[k] * distance(c, k) for c in values for k in values)
-    return 1 - (n - 1) * observed / expected
+    counts = [[values.count(v) for v in domain] for values in pairable]
+    return float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=metric))
 
 
 def confusion_matrix(judge: Mapping[Hashable, Mapping[str, int | None]], human: Mapping[Hashable, Mapping[str, int | None]],
@@ -158,7 +137,7 @@ def _eligible(store: Store, supporter: str | None = None, language: str | None =
             where.append(f"e.{column}=?")
             params.append(value)
     return store.rows(
-        f"SELECT e.key, e.card_index, e.card_id, e.language, e.supporter FROM episodes e WHERE {' AND '.join(where)}"
+        f"SELECT e.key, e.card_index, e.card_id, e.language, e.supporter, e.persona FROM episodes e WHERE {' AND '.join(where)}"
         " AND EXISTS (SELECT 1 FROM turns t WHERE t.episode_key=e.key) ORDER BY e.ordinal", tuple(params))
 
 
@@ -183,17 +162,17 @@ def consensus_labels(labels: Mapping[str, Mapping[str, Mapping[str, int]]]) -> d
 
 
 def assignment(store: Store, annotator: str, k: int) -> list[str]:
-    """Episode keys for ``annotator`` to label so that each dialogue gets ``k`` annotators (see the module docstring)."""
-    episodes = [e["key"] for e in _eligible(store)]
-    if not episodes:
-        return []
+    """Episode keys for ``annotator`` to label so that each dialogue gets ``k`` annotators, in the annotator's own order.
+
+    The order is a shuffle seeded by the annotator's name: dialogues sorted by
+    ``sha256(name, key)``. It is the same at every reload, keeps its relative order when
+    dialogues join or leave the queue, differs between annotators (who then start at
+    different dialogues) and hides the plan order, which groups dialogues by supporter.
+    """
     by_episode = human_labels(store)
-    queue = [key for key in episodes
-             if annotator in by_episode.get(key, {}) or len(set(by_episode.get(key, {})) - {annotator}) < k]
-    if not queue:
-        return []
-    offset = int(hashlib.sha256(annotator.encode()).hexdigest(), 16) % len(queue)
-    return queue[offset:] + queue[:offset]
+    queue = [e["key"] for e in _eligible(store)
+             if annotator in by_episode.get(e["key"], {}) or len(set(by_episode.get(e["key"], {})) - {annotator}) < k]
+    return sorted(queue, key=lambda key: hashlib.sha256(f"{annotator}\0{key}".encode()).digest())
 
 
 def check_name(name: Any) -> str:
@@ -435,91 +414,214 @@ def plot_confusion(result: Mapping[str, Any], path: Path) -> Path:
 
 _STATIC = ("index.html", "app.js", "style.css")
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+TOKEN_HEADER = "X-ESC-Eval-Token"
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the page's URL carries the token
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+}
 
 
 def _static(name: str) -> str:
     return resources.files("runs").joinpath("annotate_static", name).read_text(encoding="utf-8")
 
 
-def make_app(store: Store, profile: JudgeProfile, k: int) -> Any:
-    """The aiohttp application: the page, ``GET /api/session``, ``GET /api/episode``, ``POST /api/label``.
+def item_ids(store: Store) -> dict[str, str]:
+    """Episode key -> the opaque item id the page shows instead (blinding), for every finished dialogue."""
+    secret = _item_secret(store)
+    return {e["key"]: _item_id(secret, e["key"]) for e in _eligible(store)}
 
-    The store must be writable; labels are committed synchronously inside the handler
-    (SQLite WAL, a millisecond), so the answer means the label is on disk.
+
+def _item_secret(store: Store) -> str:
+    """The store's random secret for item ids, created (in its meta) on the first call on a writable store.
+
+    Kept in the store so that ids stay the same across restarts (a label the browser still
+    holds goes to the same dialogue); random so that an id says nothing about the episode key.
     """
-    from aiohttp import web
+    secret = store.meta("annotation_secret")
+    if secret is None:
+        secret = secrets.token_hex(16)
+        store.set_meta(annotation_secret=secret)
+    return secret
 
-    def fail(status: int, message: str) -> web.Response:
-        return web.json_response({"error": message}, status=status)
 
-    def dimensions() -> list[dict[str, Any]]:
-        return [{"key": d.key, "name": d.paper_name, "rubric": dict(d.rubric)} for d in profile.dimensions]
+def _item_id(secret: str, key: str) -> str:
+    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:12]
 
-    async def page(request: web.Request) -> web.Response:
-        name = request.match_info.get("name", "index.html")
-        if name not in _STATIC:
-            raise web.HTTPNotFound()
-        return web.Response(text=_static(name), content_type=_TYPES[Path(name).suffix], headers={"Cache-Control": "no-store"})
 
-    async def session(request: web.Request) -> web.Response:
+class AnnotationServer:
+    """The labelling page and its JSON API on one address, guarded as Jupyter guards a notebook.
+
+    Labels written here are the ground truth for judge agreement and judge training, so
+    any other web page the annotator has open must not be able to write or read them:
+
+    * a random token, new at every start, travels in the page's URL (``?token=``) and comes
+      back from the page's script in the ``X-ESC-Eval-Token`` header of every API call
+      (compared in constant time); a cross-site page cannot know it, nor send the header
+      without a CORS preflight this server never grants;
+    * every request must name the bound address in ``Host`` (``localhost`` too when bound to
+      loopback), which defeats DNS rebinding; a request whose ``Origin`` is another site is refused;
+    * a label write must be ``application/json`` (what an HTML form cannot send).
+
+    Refusals answer 403 and write nothing. With ``blind`` (the default) the page sees an
+    opaque item id (``item_ids``) and the language, never the episode key, supporter,
+    persona or card; each annotator's queue is in their own shuffled order (``assignment``).
+    """
+
+    def __init__(self, store: Store, profile: JudgeProfile, k: int, *, host: str = "127.0.0.1", port: int = 0,
+                 blind: bool = True) -> None:
         try:
-            annotator = check_name(request.query.get("annotator"))
-        except AnnotationError as exc:
-            return fail(400, str(exc))
-        queue = assignment(store, annotator, k)
-        mine = human_labels(store)
-        meta = {e["key"]: e for e in _eligible(store)}
-        items = [{"key": key, "language": meta[key]["language"], "supporter": meta[key]["supporter"],
-                  "card": meta[key]["card_id"], "labels": mine.get(key, {}).get(annotator, {})} for key in queue]
-        return web.json_response({"annotator": annotator, "k": k, "profile": profile.name, "store": store.path.name,
-                                  "dimensions": dimensions(), "queue": items})
-
-    async def episode(request: web.Request) -> web.Response:
-        key = request.query.get("key", "")
-        annotator = request.query.get("annotator", "")
-        rows = store.rows("SELECT key, language, supporter, card_id, status FROM episodes WHERE key=?", (key,))
-        if not rows or rows[0]["status"] != "done":
-            return fail(404, f"no finished episode {key!r}")
-        labels = human_labels(store).get(key, {}).get(annotator.strip(), {})
-        transcript = [{"role": role, "text": text} for role, text in store.transcript(key)]
-        return web.json_response({"key": key, "language": rows[0]["language"], "supporter": rows[0]["supporter"],
-                                  "card": rows[0]["card_id"], "transcript": transcript, "labels": labels})
-
-    async def label(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
+            address = ipaddress.ip_address(host)
         except ValueError:
-            return fail(400, "expected a JSON body")
-        if not isinstance(body, dict):
-            return fail(400, "expected a JSON object")
-        try:
-            annotator = check_name(body.get("annotator"))
-            value = check_label(body.get("label"), "label")
-        except AnnotationError as exc:
-            return fail(400, str(exc))
-        dim, key = body.get("dimension"), body.get("episode_key")
-        if dim not in profile.keys:
-            return fail(400, f"unknown dimension {dim!r} (profile {profile.name}: {', '.join(profile.keys)})")
-        if not isinstance(key, str) or not store.rows("SELECT 1 FROM episodes WHERE key=? AND status='done'", (key,)):
-            return fail(404, f"no finished episode {key!r}")
-        store.add_annotations([(key, annotator, dim, value, time.time())])
-        return web.json_response({"ok": True, "episode_key": key, "dimension": dim, "label": value})
+            address = None
+        if address is not None and address.is_unspecified:
+            raise AnnotationError(f"--host {host}: give one address to listen on (the Host check needs it), not a wildcard")
+        self.store, self.profile, self.k, self.blind = store, profile, k, blind
+        self.host, self.port = host, port
+        self.token = secrets.token_urlsafe(32)
+        self._secret = _item_secret(store)
+        self._loopback = host == "localhost" or (address is not None and address.is_loopback)
+        self._runner: Any = None
 
-    app = web.Application(client_max_size=64 * 1024)
-    app.router.add_get("/", page)
-    app.router.add_get("/static/{name}", page)
-    app.router.add_get("/api/session", session)
-    app.router.add_get("/api/episode", episode)
-    app.router.add_post("/api/label", label)
-    return app
+    @property
+    def authority(self) -> str:
+        """``host:port`` as a browser writes it in ``Host`` (IPv6 in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The address to open: the page with the token."""
+        return f"http://{self.authority}/?token={self.token}"
+
+    def refusal(self, request: Any) -> str | None:
+        """Why ``request`` is refused (403), or ``None``: the Host, Origin, token and content-type checks."""
+        hosts = {self.authority} | ({f"localhost:{self.port}"} if self._loopback else set())
+        host = request.headers.get("Host", "")
+        if host not in hosts:
+            return f"Host {host!r} is not this server's address"
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in {f"http://{h}" for h in hosts}:
+            return f"Origin {origin!r} is another site"
+        if request.path != "/" and not request.path.startswith("/static/"):  # the API, and anything not the page
+            given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given, self.token.encode()):
+                return "missing or wrong token (open the address esc-eval annotate printed)"
+            if request.method == "POST" and request.content_type != "application/json":
+                return "label writes must be application/json"
+        return None
+
+    def app(self) -> Any:
+        """The aiohttp application: the page, ``GET /api/session``, ``GET /api/episode``, ``POST /api/label``.
+
+        The store must be writable; labels are committed synchronously inside the handler
+        (SQLite WAL, a millisecond), so the answer means the label is on disk.
+        """
+        from aiohttp import web
+
+        store, profile = self.store, self.profile
+
+        def fail(status: int, message: str) -> web.Response:
+            return web.json_response({"error": message}, status=status)
+
+        @web.middleware
+        async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+            reason = self.refusal(request)
+            if reason is not None:
+                return fail(403, f"forbidden: {reason}")
+            return await handler(request)
+
+        async def headers(request: web.Request, response: web.StreamResponse) -> None:
+            response.headers.update(_HEADERS)
+
+        def described(e: Any) -> dict[str, Any]:
+            """What the page may know of an episode: blind, its item id and language; unblinded, also who made it."""
+            shown = {"item": _item_id(self._secret, e["key"]), "language": e["language"]}
+            if not self.blind:
+                shown |= {"key": e["key"], "supporter": e["supporter"], "persona": e["persona"], "card": e["card_id"]}
+            return shown
+
+        def finished() -> dict[str, Any]:
+            """Finished episodes by item id."""
+            return {_item_id(self._secret, e["key"]): e for e in _eligible(store)}
+
+        async def page(request: web.Request) -> web.Response:
+            name = request.match_info.get("name", "index.html")
+            if name not in _STATIC:
+                raise web.HTTPNotFound()
+            return web.Response(text=_static(name), content_type=_TYPES[Path(name).suffix])
+
+        async def session(request: web.Request) -> web.Response:
+            try:
+                annotator = check_name(request.query.get("annotator"))
+            except AnnotationError as exc:
+                return fail(400, str(exc))
+            episodes = {e["key"]: e for e in _eligible(store)}
+            mine = human_labels(store)
+            items = [described(episodes[key]) | {"labels": mine.get(key, {}).get(annotator, {})}
+                     for key in assignment(store, annotator, self.k)]
+            dimensions = [{"key": d.key, "name": d.paper_name, "rubric": dict(d.rubric)} for d in profile.dimensions]
+            return web.json_response({"annotator": annotator, "k": self.k, "profile": profile.name, "blind": self.blind,
+                                      "dimensions": dimensions, "queue": items})
+
+        async def episode(request: web.Request) -> web.Response:
+            item, annotator = request.query.get("item", ""), request.query.get("annotator", "").strip()
+            e = finished().get(item)
+            if e is None:
+                return fail(404, f"no dialogue {item!r}")
+            transcript = [{"role": role, "text": text} for role, text in store.transcript(e["key"])]
+            labels = human_labels(store).get(e["key"], {}).get(annotator, {})
+            return web.json_response(described(e) | {"transcript": transcript, "labels": labels})
+
+        async def label(request: web.Request) -> web.Response:
+            try:
+                body = await request.json()
+            except ValueError:
+                return fail(400, "expected a JSON body")
+            if not isinstance(body, dict):
+                return fail(400, "expected a JSON object")
+            try:
+                annotator = check_name(body.get("annotator"))
+                value = check_label(body.get("label"), "label")
+            except AnnotationError as exc:
+                return fail(400, str(exc))
+            dim, item = body.get("dimension"), body.get("item")
+            if dim not in profile.keys:
+                return fail(400, f"unknown dimension {dim!r} (profile {profile.name}: {', '.join(profile.keys)})")
+            e = finished().get(item) if isinstance(item, str) else None
+            if e is None:
+                return fail(404, f"no dialogue {item!r}")
+            store.add_annotations([(e["key"], annotator, dim, value, time.time())])
+            return web.json_response({"ok": True, "item": item, "dimension": dim, "label": value})
+
+        app = web.Application(client_max_size=64 * 1024, middlewares=[guard])
+        app.on_response_prepare.append(headers)
+        app.router.add_get("/", page)
+        app.router.add_get("/static/{name}", page)
+        app.router.add_get("/api/session", session)
+        app.router.add_get("/api/episode", episode)
+        app.router.add_post("/api/label", label)
+        return app
+
+    async def start(self) -> None:
+        """Listen on ``host:port`` (port 0: a free one, then ``port`` is the bound one)."""
+        from aiohttp import web
+
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
 
 def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int = 2, profile: str = "default",
-          ready: Any = print) -> None:
+          blind: bool = True, ready: Any = print) -> None:
     """Serve the annotation page until interrupted (``esc-eval annotate STORE``)."""
     import asyncio
-
-    from aiohttp import web
 
     from agents.profiles import ProfileError, load_profile
 
@@ -534,19 +636,17 @@ def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int
         count = len(_eligible(store))
         if not count:
             raise AnnotationError(f"{store_path}: no finished dialogues to annotate")
+        server = AnnotationServer(store, judge_profile, k, host=host, port=port, blind=blind)
 
         async def main() -> None:
-            runner = web.AppRunner(make_app(store, judge_profile, k), access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            bound = runner.addresses[0][1] if runner.addresses else port
+            await server.start()
             ready(f"esc-eval annotate: {count} dialogues, {len(judge_profile.keys)} dimensions ({judge_profile.name}), "
-                  f"{k} annotators each; open http://{host}:{bound}/  (Ctrl-C to stop; every label is saved as given)")
+                  f"{k} annotators each, {'blind' if blind else 'unblinded'}; open {server.url}  "
+                  "(Ctrl-C to stop; every label is saved as given)")
             try:
                 await asyncio.Event().wait()
             finally:
-                await runner.cleanup()
+                await server.stop()
 
         asyncio.run(main())
     finally:
@@ -554,7 +654,8 @@ def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int
 
 
 def annotate_command(store_path: Path, *, port: int, host: str, k: int, profile: str, export: Path | None,
-                     import_: Path | None, annotator: str | None, supporter: str | None, language: str | None) -> int:
+                     import_: Path | None, annotator: str | None, supporter: str | None, language: str | None,
+                     unblind: bool) -> int:
     """``esc-eval annotate STORE``: serve the page, or ``--export`` / ``--import`` labels."""
     if export is not None and import_ is not None:
         raise AnnotationError("give --export or --import, not both")
@@ -574,5 +675,5 @@ def annotate_command(store_path: Path, *, port: int, host: str, k: int, profile:
             store.close_sync()
         print(f"{store_path}: {written} labels imported from {import_}")
         return 0
-    serve(store_path, host=host, port=port, k=k, profile=profile, ready=lambda line: print(line, flush=True))
+    serve(store_path, host=host, port=port, k=k, profile=profile, blind=not unblind, ready=lambda line: print(line, flush=True))
     return 0

@@ -13,18 +13,20 @@ import asyncio
 import logging
 import sys
 import time
+import warnings
 from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
+from agents.backends.base import LOADING_LOG
 from roles.cards import CardError
 from roles.personas import PersonaError
 from roles.loaders import load_cards
 from roles.templates import ProtocolError
 from runs.config import Config, ConfigError, check_api_keys, load_config, parse_config
-from runs.importing import ResultFileError
-from runs.judging import TranscriptError
+from runs.importing import ResultFileError, supporter_and_language
+from runs.judging import Judged, TranscriptError
 from runs.report import ReportError
 from runs.store import StoreError
 
@@ -41,7 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `esc-eval judge train ...` trains judge adapters; any other `esc-eval judge X` scores transcripts X
     parser = _judge_train_parser() if argv[:2] == ["judge", "train"] else _parser()
     args = parser.parse_args(argv[2:] if argv[:2] == ["judge", "train"] else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().handlers[0].setFormatter(_LineFormatter())
+    logging.getLogger(LOADING_LOG).setLevel(logging.INFO)  # "loading MODEL", "loaded MODEL in 14.2 s"
     from runs.annotate import AnnotationError
     from agents.training import TrainingError
 
@@ -54,6 +59,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("esc-eval: interrupted", file=sys.stderr)
         return 130
+
+
+class _LineFormatter(logging.Formatter):
+    """Progress (INFO) as ``esc-eval: message``; warnings and errors with their level and source."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"esc-eval: {record.getMessage()}" if record.levelno == logging.INFO else super().format(record)
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter a user cannot act on out of esc-eval's output.
+
+    Hugging Face's per-file progress bars ("Loading weights 272/272") and advisory logs,
+    and Future/Deprecation/User warnings raised inside our dependencies, say something to
+    their developers, not to someone running an evaluation; esc-eval prints its own line
+    per model load instead (``LOADING_LOG``). Variables a user set win.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=_NOISY_LIBRARIES)
+
+
+_NOISY_LIBRARIES = r"(transformers|torch|peft|accelerate|huggingface_hub|vllm|ray|autogen_core|gguf)(\.|$)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("store", type=Path)
     export.add_argument("--format", choices=("esc-eval", "jsonl"), default="esc-eval")
     export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--allow-missing", action="store_true",
+                        help="esc-eval format: write -1 for judge scores that failed or never ran (else: exit 1, nothing written)")
     export.set_defaults(handler=_export)
 
     judge = sub.add_parser("judge", help="score existing transcripts (ESC-Eval result files or JSONL exports)")
@@ -100,7 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--config", type=Path, required=True, help="a TOML file with a [judge] section")
     judge.add_argument("--language", choices=("en", "zh"), help="default: from the file name (_en/_zh) or the text")
     judge.add_argument("--out", type=Path, help="write ESC-Eval's score format here (SCORES.json)")
-    judge.add_argument("--store", type=Path, help="also import the transcripts and their scores into this store (ESC-Eval result files)")
+    judge.add_argument("--store", type=Path, help="also import the transcripts and every judgement (model, raw reply, failures) "
+                                                   "into this store (ESC-Eval result files)")
+    judge.add_argument("--supporter", help="with --store: the supporter (default: from the file name, MODEL_LANG.json)")
     judge.set_defaults(handler=_judge)
 
     serve = sub.add_parser("serve", help="start the vLLM servers a config points at (127.0.0.1 ports, LoRA adapters); Ctrl-C stops them")
@@ -127,10 +164,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--language", choices=("en", "zh"), help="only this language")
     report.set_defaults(handler=_report)
 
-    imports = sub.add_parser("import", help="load ESC-Eval result (and score) files into a store for reporting")
+    imports = sub.add_parser("import", help="load ESC-Eval result (and score) files or a JSONL export into a store; "
+                                            "episodes the store has are skipped")
     imports.add_argument("store", type=Path)
-    imports.add_argument("results", type=Path, nargs="+", metavar="RESULT.json")
+    imports.add_argument("files", type=Path, nargs="+", metavar="RESULT.json|EPISODES.jsonl")
     imports.add_argument("--scores", type=Path, nargs="*", default=[], metavar="SCORE.json")
+    imports.add_argument("--supporter", help="ESC-Eval result files: the supporter (default: from the name, MODEL_LANG.json)")
+    imports.add_argument("--language", help="ESC-Eval result files: the language, en or zh (default: from the name)")
     imports.set_defaults(handler=_import)
 
     annotate = sub.add_parser("annotate", help="label a store's dialogues by hand in a web page; export/import the labels")
@@ -144,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     annotate.add_argument("--annotator", help="with --export: only this annotator's labels; with --import: store them under this name")
     annotate.add_argument("--supporter", help="with --export/--import of a score file: this supporter's episodes")
     annotate.add_argument("--language", choices=("en", "zh"), help="with --export/--import of a score file: this language's episodes")
+    annotate.add_argument("--unblind", action="store_true", help="show annotators which supporter, persona and card made each dialogue")
     annotate.set_defaults(handler=_annotate)
 
     cards = sub.add_parser("cards", help="role card tools")
@@ -253,7 +294,8 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
         failed_scores = reader.failed_scores()  # this attempt's and, unless re-scored, earlier ones
     finally:
         reader.close_sync()
-    _summary(result.progress, store_path, retry_hint, earlier_failed, failed_scores, result.auth_failure)
+    _summary(result.progress, store_path, retry_hint, earlier_failed, idle=result.idle, failed_scores=failed_scores,
+             auth_failure=result.auth_failure)
     if (earlier_failed or failed_scores) and not result.exit_code:
         return FAILED_EPISODES  # a resumed run exits as a fresh one would with these episodes failed
     return result.exit_code
@@ -268,16 +310,19 @@ def _run_loop(main):  # type: ignore[no-untyped-def]
     return uvloop.run(main)
 
 
-def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, failed_scores: int = 0,
-             auth_failure: str | None = None) -> None:
+def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False,
+             failed_scores: int = 0, auth_failure: str | None = None) -> None:
     from runs.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(progress.outcomes.items())) or "none"
-    print(
-        f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
-        f"({outcomes}); {progress.turns} turns in {progress.elapsed():.1f}s"
-    )
+    if idle:
+        print(f"nothing to do: all {progress.planned} planned episodes already ended and are scored")
+    else:
+        print(
+            f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
+            f"({outcomes}); {progress.turns} turns in {progress.elapsed():.1f}s"
+        )
     if auth_failure:  # no retry hint: the same key fails again until someone fixes it
         print(f"esc-eval: {auth_failure}: the endpoint refused the credentials, so the run stopped early; "
               "check the key in the variable its api_key_env names", file=sys.stderr)
@@ -299,12 +344,22 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from runs.exchange import export_esc_eval, export_jsonl
+    from runs.exchange import MissingScores, export_esc_eval, export_jsonl
     from runs.store import Store
 
     store = Store.open(args.store, readonly=True)
     try:
-        written = export_esc_eval(store, args.out) if args.format == "esc-eval" else export_jsonl(store, args.out)
+        if args.format == "jsonl":
+            written = export_jsonl(store, args.out)
+        else:
+            try:
+                written = export_esc_eval(store, args.out)
+            except MissingScores as exc:
+                if not args.allow_missing:
+                    print(f"esc-eval: {exc}", file=sys.stderr)
+                    return FAILED_EPISODES  # nothing written: the data has a hole, the input was fine
+                print(f"esc-eval: warning: {exc.summary}; wrote -1 (ESC-Eval's 'no label') for them; {exc.RESCORE}", file=sys.stderr)
+                written = export_esc_eval(store, args.out, allow_missing=True)
     finally:
         store.close_sync()
     for path in written:
@@ -321,18 +376,23 @@ def _judge(args: argparse.Namespace) -> int:
     check_api_keys(config)
     if args.out is not None and args.out.suffix != ".json":
         raise UsageError(f"{args.out}: --out must name a .json file")
-    if args.store is not None and args.transcripts.suffix != ".json":
-        raise UsageError(f"{args.transcripts}: --store takes ESC-Eval result files (.json)")
-    table, failed, language = asyncio.run(judge_transcripts(config, args.transcripts, language=args.language, out=args.out))
-    if args.out is None and args.store is None:
-        print(json.dumps(table, ensure_ascii=False, indent=4))
-    if args.out is not None:
-        print(f"{args.out}: scores for {len(table)} dialogues")
+    if args.supporter is not None and args.store is None:
+        raise UsageError("--supporter names the supporter in --store; give --store too")
     if args.store is not None:
-        _store_judged(args.store, args.transcripts, table, language)
-    if failed:
-        print(f"esc-eval: {failed} judgements failed after retries and are left out", file=sys.stderr)
-    return 1 if failed else 0
+        if args.transcripts.suffix != ".json":
+            raise UsageError(f"{args.transcripts}: --store takes ESC-Eval result files (.json)")
+        supporter_and_language(args.transcripts, args.supporter, args.language or "en")  # check before judging, not after
+    judged = asyncio.run(judge_transcripts(config, args.transcripts, language=args.language, out=args.out))
+    if args.out is None and args.store is None:
+        print(json.dumps(judged.table, ensure_ascii=False, indent=4))
+    if args.out is not None:
+        print(f"{args.out}: scores for {len(judged.table)} dialogues")
+    if args.store is not None:
+        _store_judged(args.store, args.transcripts, judged, args.supporter)
+    if judged.failed:
+        stored = f" (kept as failed in {args.store})" if args.store is not None else ""
+        print(f"esc-eval: {judged.failed} judgements failed after retries and are left out of the scores{stored}", file=sys.stderr)
+    return 1 if judged.failed else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -400,7 +460,8 @@ def _annotate(args: argparse.Namespace) -> int:
     from runs.annotate import annotate_command
 
     return annotate_command(args.store, port=args.port, host=args.host, k=args.k, profile=args.profile, export=args.export,
-                            import_=args.import_, annotator=args.annotator, supporter=args.supporter, language=args.language)
+                            import_=args.import_, annotator=args.annotator, supporter=args.supporter, language=args.language,
+                            unblind=args.unblind)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -413,25 +474,21 @@ def _report(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from runs.importing import import_command
 
-    print(import_command(args.store, args.results, args.scores))
+    print(import_command(args.store, args.files, args.scores, supporter=args.supporter, language=args.language))
     return 0
 
 
-def _store_judged(store_path: Path, transcripts: Path, table: dict[str, dict[str, int]], language: str) -> None:
-    import tempfile
-
-    from runs.exchange import write_json
-    from runs.importing import import_esc_eval
+def _store_judged(store_path: Path, transcripts: Path, judged: Judged, supporter: str | None) -> None:
+    from runs.judging import store_judged
     from runs.store import Store
 
-    with tempfile.TemporaryDirectory() as tmp:
-        scores = write_json(Path(tmp) / "scores.json", table)
-        store = Store.open(store_path, create=True)
-        try:
-            summary = import_esc_eval(store, transcripts, scores, language=language)
-        finally:
-            store.close_sync()
-    print(f"{store_path}: {summary.episodes} dialogues and {summary.scores} scores of {summary.supporter} ({language})")
+    store = Store.open(store_path, create=not store_path.exists())
+    try:
+        summary = store_judged(store, transcripts, judged, supporter=supporter)
+    finally:
+        store.close_sync()
+    print(f"{store_path}: {summary.episodes} dialogues and {summary.scores} judgements of {summary.supporter} ({summary.language}); "
+          f"skipped {summary.skipped} already in the store")
 
 
 def _cards_validate(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tomllib
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, get_type_hints
 
@@ -119,10 +119,13 @@ class Config:
     seeker: SeekerSection
     supporters: tuple[SupporterSection, ...]
     judge: JudgeSection | None
+    as_written: Config | None = field(default=None, compare=False, repr=False)
+    """The config before its relative paths were resolved (``resolve_paths``); the fingerprint reads it."""
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, as_written=None))
         data.pop("path")
+        data.pop("as_written")
         return data
 
     def endpoints(self) -> Iterator[tuple[str, EndpointConfig]]:
@@ -134,7 +137,13 @@ class Config:
             yield "[judge]", self.judge
 
     def fingerprint(self) -> str:
-        """What decides the results: changing it between a run and its resume is refused."""
+        """What decides the results: changing it between a run and its resume is refused.
+
+        Computed from the paths as written, so the same file resumed from another folder,
+        or a store started before paths were resolved against the config, keeps its fingerprint.
+        """
+        if self.as_written is not None:
+            return self.as_written.fingerprint()
         data = self.to_dict()
         for volatile in ("store", "concurrency", "name", "executor", "ray_address", "workers"):
             data["run"].pop(volatile)
@@ -161,7 +170,7 @@ def load_config(path: str | Path, *, judge_only: bool = False) -> Config:
         raise ConfigError(f"{name}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: malformed TOML: {exc}") from None
-    return parse_config(raw, name, judge_only=judge_only)
+    return resolve_paths(parse_config(raw, name, judge_only=judge_only), path.parent)
 
 
 def check_api_keys(config: Config, environ: Mapping[str, str] = os.environ) -> None:
@@ -301,3 +310,46 @@ def _check_endpoint(where: str, endpoint: EndpointConfig) -> None:
     for positive in ("timeout", "max_retry_time"):
         if getattr(endpoint, positive) <= 0:
             raise ConfigError(f"{where} field '{positive}': must be positive, got {getattr(endpoint, positive)}")
+
+
+PATH_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".toml")
+"""A protocol, profile or persona value ending so (or holding a slash) is a path, not a built-in name."""
+
+LOCAL_BACKENDS = ("transformers", "vllm")
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    """``config`` with its relative paths made relative to ``base``, the config file's folder.
+
+    As in pyproject.toml or pytest.ini, a path in a file means the same wherever the
+    command runs: ``[run] store``, ``[cards] path``, ``lora`` folders, and a
+    ``protocol``, ``profile`` or ``persona(s)`` value that is a path (it holds a slash or
+    ends in a file suffix; a bare name is a built-in or plugin). A local backend's
+    ``model`` is resolved when the folder it names exists there (otherwise it stays a
+    hub id). Absolute paths are unchanged.
+    """
+    def path(text: str | None) -> str | None:
+        if text is None or Path(text).expanduser().is_absolute():
+            return text if text is None else str(Path(text).expanduser())
+        return str(base / text)
+
+    def name_or_path(text: str) -> str:
+        return path(text) if "/" in text or "\\" in text or text.lower().endswith(PATH_SUFFIXES) else text  # type: ignore[return-value]
+
+    def endpoint(section: Any, **changes: Any) -> Any:
+        model = section.model
+        if section.backend in LOCAL_BACKENDS and model and not Path(model).is_absolute() and (base / model).exists():
+            model = str(base / model)
+        return replace(section, model=model, lora={name: path(folder) for name, folder in section.lora.items()}, **changes)
+
+    seeker = config.seeker
+    return replace(
+        config,
+        run=replace(config.run, store=path(config.run.store)),
+        cards=replace(config.cards, path=path(config.cards.path)),
+        seeker=endpoint(seeker, protocol=name_or_path(seeker.protocol), persona=name_or_path(seeker.persona),
+                        personas=tuple(name_or_path(p) for p in seeker.personas)),
+        supporters=tuple(endpoint(s) for s in config.supporters),
+        judge=endpoint(config.judge, profile=name_or_path(config.judge.profile)) if config.judge else None,
+        as_written=config,
+    )

@@ -166,6 +166,12 @@ class RecordSink:
     async def start_writer(self) -> None:
         pass
 
+    def begin_run(self) -> None:
+        """The driver records the run (its heartbeat and end) in the real store."""
+
+    def end_run(self, status: str) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 
@@ -416,6 +422,9 @@ class DistributedRunner:
             for row in self.store.unscored(self.plan.profile.keys, include_failed=self.retry_failed):
                 rejudge.append(Rejudge(row["key"], row["language"], row["supporter"], tuple(self.store.transcript(row["key"]))))
             self.progress.judge_queued(dimensions * len(rejudge))
+        if not todo and not rejudge:  # a finished store: no cluster to start
+            await self.store.close()
+            return RunResult(self.store.path, self.progress, idle=True)
 
         connect(self.address, self.workers)
         import ray
@@ -424,16 +433,20 @@ class DistributedRunner:
         plan_ref = ray.put(worker_plan)
         self._worker_class = ray.remote(EpisodeWorker).options(num_cpus=self.worker_cpus, max_restarts=0, max_concurrency=64)
         await self.store.start_writer()
+        self.store.begin_run()
         self.store.add_event("distributed", f"workers={self.workers} address={self.address or 'local'} episodes={len(todo)}")
         self.slots = [_Slot(f"w{i}", shard, judged) for i, (shard, judged) in
                       enumerate(zip(deal(todo, self.workers), deal(rejudge, self.workers)))]
+        status = "interrupted"
         try:
             await asyncio.gather(*(self._drive(slot, plan_ref) for slot in self.slots))
+            status = "stopped" if self._stopping else "finished"
         finally:
             for slot in self.slots:
                 if slot.actor is not None:
                     ray.kill(slot.actor, no_restart=True)
                     slot.actor = None
+            self.store.end_run(status)
             await self.store.close()
         self.progress.active = 0
         return RunResult(self.store.path, self.progress)

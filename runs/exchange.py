@@ -46,19 +46,56 @@ def _file_stem(episode: Any) -> str:
     return f"{name}_{episode['language']}"
 
 
-def export_esc_eval(store: Store, out: Path) -> list[Path]:
-    """Write ``result_{supporter}_{lang}.json`` (and ``score_...`` when scored) for finished episodes."""
+class MissingScores(Exception):
+    """Finished dialogues lack judge scores (failed, or never scored): an ESC-Eval score file would hide them."""
+
+    RESCORE = "re-score them with `esc-eval run CONFIG --resume --retry-failed`"
+
+    def __init__(self, store: Path, dialogues: int, failed: int, absent: int):
+        self.store, self.dialogues, self.failed, self.absent = store, dialogues, failed, absent
+        self.summary = f"{store}: {dialogues} dialogues lack {failed + absent} judge scores ({failed} failed, {absent} never scored)"
+        super().__init__(f"{self.summary}, which ESC-Eval score files cannot show; {self.RESCORE}, "
+                         "or pass --allow-missing to write -1 (ESC-Eval's 'no label') for them")
+
+
+def export_esc_eval(store: Store, out: Path, *, allow_missing: bool = False) -> list[Path]:
+    """Write ``result_{supporter}_{lang}.json`` (and ``score_...`` when scored) for finished episodes.
+
+    A file whose dialogues are scored expects every dimension any of them has for each of
+    them. A missing one (its judgement failed, or never ran) raises ``MissingScores`` before
+    anything is written; with ``allow_missing`` it is written as -1, ESC-Eval's "no label".
+    """
     episodes = {e["key"]: e for e in store.episodes(status="done")}
     results: dict[str, dict[str, list[str]]] = defaultdict(dict)
     for key, transcript in store.transcripts():
         if key in episodes:
             e = episodes[key]
             results[_file_stem(e)][str(e["card_index"])] = transcript_lines(transcript)
-    scores: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
-    for row in store.rows("SELECT episode_key, dimension, label FROM scores WHERE round=? AND status='ok'", (FINAL_ROUND,)):
+    labels: dict[str, dict[str, int | None]] = defaultdict(dict)  # episode key -> dimension -> label (None: failed)
+    dimensions: dict[str, dict[str, None]] = defaultdict(dict)  # stem -> every dimension scored there, in first-seen order
+    for row in store.rows("SELECT episode_key, dimension, label, status FROM scores WHERE round=?", (FINAL_ROUND,)):
         e = episodes.get(row["episode_key"])
         if e is not None:
-            scores[_file_stem(e)].setdefault(str(e["card_index"]), {})[row["dimension"]] = row["label"]
+            labels[e["key"]][row["dimension"]] = row["label"] if row["status"] == "ok" else None
+            dimensions[_file_stem(e)].setdefault(row["dimension"])
+    scores: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    failed = absent = 0
+    short: set[str] = set()
+    for key, e in episodes.items():
+        stem = _file_stem(e)
+        own = labels.get(key, {})
+        for dim in dimensions.get(stem, ()):
+            if dim not in own:
+                absent += 1
+            elif own[dim] is None:
+                failed += 1
+            else:
+                continue
+            short.add(key)
+        if stem in dimensions:
+            scores[stem][str(e["card_index"])] = {dim: -1 if own.get(dim) is None else own[dim] for dim in {**own, **dimensions[stem]}}
+    if short and not allow_missing:
+        raise MissingScores(store.path, len(short), failed, absent)
     written = []
     for stem, data in sorted(results.items()):
         written.append(write_json(out / f"result_{stem}.json", _by_index(data)))
@@ -67,23 +104,32 @@ def export_esc_eval(store: Store, out: Path) -> list[Path]:
     return written
 
 
+JSONL_FORMAT_VERSION = 2
+"""``format_version`` of every line of a JSONL export. 1 (no field): labels only, no raw replies or
+failures, cannot be imported. 2: every column of the episode, its turns and its scores (all rounds)."""
+
+
 def export_jsonl(store: Store, out: Path) -> list[Path]:
-    """One line per planned episode with card, outcome, turns (with usage) and scores."""
+    """One line per planned episode: its columns, its turns (usage, seeker state) and its scores.
+
+    Scores are every row of the ``scores`` table (each round; ``status``/``error`` of a failed
+    judgement, the judge's ``raw`` reply and ``model``), so ``esc-eval import`` rebuilds the store.
+    """
     turns: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in store.rows("SELECT * FROM turns ORDER BY episode_key, idx"):
-        turn = {k: row[k] for k in ("role", "text", "prompt_tokens", "completion_tokens", "latency", "at")}
-        if "state" in row.keys() and row["state"]:  # the seeker's hidden state (stores of schema 2 on)
+        turn = {k: row[k] for k in row.keys() if k not in ("episode_key", "state")}
+        if row["state"]:  # the seeker's hidden state, as an object
             turn["state"] = json.loads(row["state"])
         turns[row["episode_key"]].append(turn)
-    scores: dict[str, dict[str, Any]] = defaultdict(dict)
-    for row in store.rows("SELECT * FROM scores WHERE round=?", (FINAL_ROUND,)):
-        scores[row["episode_key"]][row["dimension"]] = row["label"] if row["status"] == "ok" else None
+    scores: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in store.rows("SELECT * FROM scores ORDER BY episode_key, round, dimension"):
+        scores[row["episode_key"]].append({k: row[k] for k in row.keys() if k != "episode_key"})
     path = out / "episodes.jsonl"
     lines = []
     for e in store.episodes():
-        record = {k: e[k] for k in e.keys() if k != "ordinal"}
+        record = {"format_version": JSONL_FORMAT_VERSION, **{k: e[k] for k in e.keys() if k != "ordinal"}}
         record["turns"] = turns.get(e["key"], [])
-        record["scores"] = scores.get(e["key"], {})
+        record["scores"] = scores.get(e["key"], [])
         lines.append(json.dumps(record, ensure_ascii=False))
     return [write_text(path, "\n".join(lines) + "\n")]
 

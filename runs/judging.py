@@ -3,18 +3,26 @@
 Writes ESC-Eval's score format keyed like the input (``{"0": {"fluency": 3, ...}}``,
 -1 where the answer held no label). A dimension whose request finally failed is left
 out of the file and counted in the exit code -- a failure is never written as a score.
+With a store, every judgement is kept as a run keeps it: model, raw reply, failure and error.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roles.jsonl import read_jsonl
 from runs.config import Config
 from runs.exchange import parse_lines, write_json
+from runs.importing import ImportSummary, esc_eval_episodes, import_new, supporter_and_language
+from runs.store import FINAL_ROUND, Store
+
+if TYPE_CHECKING:
+    from agents.judge import Score
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -65,10 +73,28 @@ def detect_language(path: Path, transcripts: dict[str, list[tuple[str, str]]]) -
     return "zh" if sample and len(_CJK.findall(sample)) > 0.2 * len(sample) else "en"
 
 
-async def judge_transcripts(config: Config, path: Path, *, language: str | None, out: Path | None) -> tuple[dict[str, dict[str, int]], int, str]:
-    """Score every transcript in ``path``; returns the score table, the number of failed judgements and the language."""
-    from agents.judge import FINAL, Score  # autogen-core: imported here, not when the CLI starts
-    from runs.runner import BackendPool, load_judge_profile, make_scorer
+@dataclass(frozen=True)
+class Judged:
+    """What ``judge_transcripts`` found: every judgement of every transcript, in the profile's dimension order."""
+
+    language: str
+    scores: dict[str, list[Score]]
+    """Transcript key -> its scores (the whole dialogue's, then any per-round ones)."""
+
+    @property
+    def table(self) -> dict[str, dict[str, int]]:
+        """ESC-Eval's score format: key -> dimension -> label; failed judgements are left out."""
+        return {key: {s.dimension: s.label for s in scores if s.round == FINAL_ROUND and s.label is not None}
+                for key, scores in self.scores.items()}
+
+    @property
+    def failed(self) -> int:
+        return sum(s.failed for scores in self.scores.values() for s in scores if s.round == FINAL_ROUND)
+
+
+async def judge_transcripts(config: Config, path: Path, *, language: str | None, out: Path | None) -> Judged:
+    """Score every transcript in ``path``; writes ESC-Eval's score file to ``out`` when given."""
+    from runs.runner import BackendPool, load_judge_profile, make_scorer  # autogen-core: imported here, not when the CLI starts
 
     assert config.judge is not None
     transcripts = read_transcripts(path)
@@ -76,19 +102,36 @@ async def judge_transcripts(config: Config, path: Path, *, language: str | None,
     profile = load_judge_profile(config, {language})
     pool = BackendPool()
     backend = pool.get("judge", config.judge)
-    scores: dict[tuple[str, str], Score] = {}
-    scorer = make_scorer(config, profile, backend, [lambda s: scores.__setitem__((s.episode_key, s.dimension), s) if s.round == FINAL else None])
+    order = {dim: index for index, dim in enumerate(profile.keys)}
+    scores: dict[str, list[Score]] = {key: [] for key in transcripts}
+    scorer = make_scorer(config, profile, backend, [lambda s: scores[s.episode_key].append(s)])
     try:
         for key, lines in transcripts.items():
             scorer.schedule(key, language, lines)
         await scorer.drain()
     finally:
         await pool.aclose()
-    table = {
-        key: {dim: scores[key, dim].label for dim in profile.keys if not scores[key, dim].failed}  # type: ignore[misc]
-        for key in transcripts
-    }
-    failed = sum(1 for s in scores.values() if s.failed)
+    for found in scores.values():  # in the order they were asked, not answered
+        found.sort(key=lambda s: (s.round != FINAL_ROUND, s.round, order[s.dimension]))
+    judged = Judged(language, scores)
     if out is not None:
-        write_json(out, table)
-    return table, failed, language
+        write_json(out, judged.table)
+    return judged
+
+
+def store_judged(store: Store, path: Path, judged: Judged, *, supporter: str | None = None) -> ImportSummary:
+    """Import the judged ESC-Eval result file with every judgement as judged: model, raw reply, failure and error.
+
+    The supporter is ``supporter`` or the file name's (``MODEL_LANG.json``); episodes the store has are skipped.
+    """
+    supporter, language = supporter_and_language(path, supporter, judged.language)
+    at = time.time()
+    episodes = []
+    for episode in esc_eval_episodes(path, None, supporter, language):
+        rows = episode.rows()
+        judgements = judged.scores.get(rows.episode["card_id"], [])  # card_id is the card index, the file's key
+        episodes.append(replace(rows, scores=tuple(
+            {"dimension": s.dimension, "round": s.round, "label": s.label, "raw": s.raw, "model": s.model, "latency": s.latency,
+             "status": "failed" if s.failed else "ok", "error": s.error, "at": at} for s in judgements)))
+    new, skipped = import_new(store, episodes)
+    return ImportSummary(path, None, supporter, language, len(new), sum(len(e.scores) for e in new), skipped)

@@ -58,7 +58,7 @@ from rich.text import Text
 from agents.backends.base import BackendStats
 from agents.profiles import DIMENSIONS, PAPER_NAMES
 from runs.progress import SPOTLIGHT_LINES, RunProgress
-from runs.store import FINAL_ROUND, Store, StoreError
+from runs.store import FINAL_ROUND, HEARTBEAT_SECONDS, RunRecord, Store, StoreError
 
 ROLES = ("seeker", "supporter", "judge")
 FAULT_KINDS = ("429", "5xx", "timeout", "reset", "parse", "empty", "http")
@@ -357,14 +357,18 @@ class StoreSource:
     Args:
         path: the store file.
         episode: follow this episode key (or a unique part of one) instead of cycling.
-        quiet: seconds without a write after which a run with nothing running or planned is finished.
+        stale: seconds without a heartbeat after which a run the store says is running is
+            shown as crashed (the runner beats every ``HEARTBEAT_SECONDS``).
+
+    The run's state comes from the store's own ``runs`` rows (the runner's heartbeat and
+    end marker), never from file times: the read-only open creates nothing beside the store.
     """
 
-    def __init__(self, path: str | Path, *, episode: str | None = None, quiet: float = 5.0,
-                 judge_quiet: float = 120.0, leaderboard_every: float = 2.0, spotlight_dwell: float = 4.0):
+    def __init__(self, path: str | Path, *, episode: str | None = None, stale: float = 5 * HEARTBEAT_SECONDS,
+                 leaderboard_every: float = 2.0, spotlight_dwell: float = 4.0):
         self.path = Path(path)
         self.store = Store.open(self.path, readonly=True)
-        self.quiet, self.judge_quiet = quiet, judge_quiet
+        self.stale = stale
         self.leaderboard_every, self.spotlight_dwell = leaderboard_every, spotlight_dwell
         config = self.store.meta("config") or {}
         run = config.get("run") or {}
@@ -410,12 +414,9 @@ class StoreSource:
         done, failed = counts.get("done", 0), counts.get("failed", 0)
         active, queued = counts.get("running", 0), counts.get("planned", 0)
         elapsed = self._elapsed(over, done + failed)
-        idle = time.time() - self._last_write()
         judged = bool(self.judge_dimensions or final_scores)
         judge_pending = max(0, done * self.judge_dimensions - final_scores) if judged else None
-        finished = (active + queued == 0 and idle >= self.quiet
-                    and (not judge_pending or idle >= self.judge_quiet))
-        state = self._state(finished, active, queued, idle)
+        state, finished = self._state(self.store.last_run(), active, queued)
         turns = sum(self._turns.values())
         tokens: dict[str, int | None] = {"seeker": self._tokens["seeker"], "supporter": self._tokens["supporter"], "judge": None}
         self.meter.add(now, {"turns": turns, "finished": done + failed, "tokens:seeker": tokens["seeker"] or 0,
@@ -588,21 +589,19 @@ class StoreSource:
             end = self._last_end[1]
         return max(0.0, (end or time.time()) - self._first_start)
 
-    def _last_write(self) -> float:
-        times = []
-        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
-            with contextlib.suppress(OSError):
-                times.append(path.stat().st_mtime)
-        return max(times, default=0.0)
-
-    def _state(self, finished: bool, active: int, queued: int, idle: float) -> str:
-        if finished:
-            return "finished"
-        if idle >= self.quiet and active:
-            return f"no writes for {_duration(idle)} (stalled or crashed?)"
-        if idle >= self.quiet and queued:
-            return f"stopped: {queued:,} episodes not started (continue with esc-eval run --resume)"
-        return "running"
+    def _state(self, run: RunRecord | None, active: int, queued: int) -> tuple[str, bool]:
+        """The header's state and whether the run is over, from the newest ``runs`` row."""
+        resume = "continue with esc-eval run --resume"
+        if run is not None and run.ended_at is None:
+            silent = time.time() - run.heartbeat
+            if silent <= self.stale:
+                return "running", False
+            return f"no heartbeat for {_duration(silent)} (crashed? {resume})", False
+        if active:  # ended (or a store older than run records) with episodes marked running: cut off
+            return f"interrupted: {active:,} episodes cut off ({resume})", True
+        if queued:
+            return f"stopped: {queued:,} episodes not started ({resume})", True
+        return "finished", True
 
     def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         rows = self.store.rows(sql, params)

@@ -92,14 +92,20 @@ class RunPlan:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def episodes(self) -> Iterator[tuple[PlannedEpisode, RoleCard]]:
-        """The grid supporters x personas x repeats x cards, in that nesting order."""
+        """The grid repeats x cards x personas x supporters, in that nesting order (supporters innermost).
+
+        Card-major with the supporters round-robin, so any prefix of the plan (a run
+        interrupted, stopped with Ctrl-C, or watched live) has every supporter on the same
+        cards and personas: the partial leaderboard compares like with like. Keys do not
+        depend on the order, so stores planned in another order resume as they were.
+        """
         run = self.config.run
         personas = list(self.behaviours) or list(self.config.seeker.persona_names)
         ordinal = 0
-        for supporter in self.config.supporters:
-            for persona in personas:
-                for repeat in range(run.repeats):
-                    for index, card in enumerate(self.cards):
+        for repeat in range(run.repeats):
+            for index, card in enumerate(self.cards):
+                for persona in personas:
+                    for supporter in self.config.supporters:
                         key = episode_key(index, card, supporter.name, persona, run.seed, repeat)
                         yield PlannedEpisode(
                             key, ordinal, index, card.id, card.language, card.category, card.source,
@@ -265,6 +271,8 @@ class RunResult:
     store: Path
     progress: RunProgress
     failures: list[str] = field(default_factory=list)
+    idle: bool = False
+    """Nothing was left to run or score: no backend was started (``--resume`` of a finished store)."""
     auth_failure: str | None = None
     """``endpoint: HTTP 401 ...`` when an endpoint refused the credentials and the run stopped early."""
 
@@ -308,6 +316,10 @@ class Runner:
         skip = {"done", "failed"} if not self.retry_failed else {"done"}
         todo = [(p, card) for p, card in planned if statuses.get(p.key) not in skip]
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
+        rejudge = self._unscored()
+        if not todo and not rejudge:  # a finished store: load no model, open no connection
+            await self.store.close()
+            return RunResult(self.store.path, self.progress, idle=True)
 
         await self.store.start_writer()
         runtime = make_runtime()
@@ -316,7 +328,7 @@ class Runner:
         await StoreObserver.register(runtime, "store", lambda: StoreObserver(self.store, self.progress))
         for topic in (TURNS_TOPIC, EPISODES_TOPIC):
             await runtime.add_subscription(TypeSubscription(topic, "store"))
-        scorer = await self._judge(runtime) if self.plan.profile else None
+        scorer = await self._judge(runtime, rejudge) if self.plan.profile else None
         for backend in self.pool.all():
             backend.stats.listener = self._backend_event
         env = Environment(
@@ -326,14 +338,18 @@ class Runner:
             behaviours=self.plan.behaviours, role_break=self.plan.role_break(),
         )
         runtime.start()
+        self.store.begin_run()
+        status = "interrupted"
         with few_collections():
             try:
                 await self._admit(env, todo)
+                status = "stopped" if self._stopping.is_set() else "finished"
             finally:
                 await runtime.stop_when_idle()  # every EpisodeEnded delivered, so every scoring is scheduled
                 if scorer is not None:
                     await scorer.drain()
                 await self.pool.aclose()
+                self.store.end_run(status)
                 await self.store.close()
         return RunResult(self.store.path, self.progress, auth_failure=self.auth_failure)
 
@@ -345,26 +361,29 @@ class Runner:
             log.error("endpoint %s refused the credentials (%s): admitting no more episodes", endpoint, detail)
             self.stop_admitting()
 
-    async def _judge(self, runtime: SingleThreadedAgentRuntime) -> Scorer:
-        """Register the judge as an observer and re-schedule scoring a crash interrupted."""
+    def _unscored(self) -> list[Any]:
+        """Finished episodes with scores an earlier attempt left missing (and, with ``retry_failed``, failed ones).
+
+        The one place that decides what a resumed run scores again: each row names only the
+        dimensions lacking a usable score (``Store.unscored``), so labels given are never asked twice.
+        """
+        if self.plan.profile is None:
+            return []
+        return list(self.store.unscored(self.plan.profile.keys, include_failed=self.retry_failed))
+
+    async def _judge(self, runtime: SingleThreadedAgentRuntime, rejudge: list[Any]) -> Scorer:
+        """Register the judge as an observer and re-schedule the scoring of ``rejudge`` (``_unscored``)."""
         assert self.plan.profile is not None and self.plan.config.judge is not None
         scorer = make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [self._record_score])
         await JudgeAgent.register(runtime, "judge", lambda: JudgeAgent(scorer))
         await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "judge"))
-        self.progress.judge_dimensions = len(self.plan.profile.keys)  # progress.ended() queues this many per judged episode
-        self._rejudge(scorer, self.plan.profile.keys)
-        return scorer
-
-    def _rejudge(self, scorer: Scorer, dimensions: tuple[str, ...]) -> None:
-        """Schedule the scores an earlier attempt left missing (and, with ``retry_failed``, those that failed).
-
-        The one place that decides what a resumed run scores again: only the dimensions
-        lacking a usable final score, so labels already given are never asked for twice.
-        """
-        for row in self.store.unscored(dimensions, include_failed=self.retry_failed):
-            missing = row.get("dimensions") or dimensions  # a Ray worker's shard names none: it re-scores whole episodes
+        keys = self.plan.profile.keys
+        self.progress.judge_dimensions = len(keys)  # progress.ended() queues this many per judged episode
+        for row in rejudge:
+            missing = row.get("dimensions") or keys  # a Ray worker's shard names none: it re-scores whole episodes
             scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], missing)
             self.progress.judge_queued(len(missing))
+        return scorer
 
     def _record_score(self, score: Score) -> None:
         self.store.add_score(

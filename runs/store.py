@@ -10,12 +10,16 @@ Readers (monitor, report, export) open the file read-only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import os
+import socket
 import sqlite3
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -92,10 +96,40 @@ CREATE TABLE IF NOT EXISTS annotations (
 );
 """
 """Human labels (``esc-eval annotate``). Additive: stores made before it gain the table on their first writable open."""
-_SCHEMA += _ANNOTATIONS
+_RUNS = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    heartbeat REAL NOT NULL,
+    ended_at REAL,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    host TEXT
+);
+"""
+"""One row per invocation that ran the store (a run, each resume): the monitor's source of truth
+for "running", "finished" or "crashed". Additive, like ``annotations``."""
+_SCHEMA += _ANNOTATIONS + _RUNS
+
+HEARTBEAT_SECONDS = 2.0
+"""How often a running invocation touches its ``runs`` row; a reader sees it as alive for a few of these."""
 
 FINAL_ROUND = -1
 """``scores.round`` of the score of a whole episode; per-round scores use the round number."""
+
+
+@functools.cache
+def columns(table: str) -> tuple[str, ...]:
+    """The columns of ``table`` in this esc-eval's schema (importers check a file's fields against them)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(_SCHEMA)
+        found = tuple(row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,)))
+    finally:
+        conn.close()
+    if not found:
+        raise ValueError(f"no table {table!r} in the store schema")
+    return found
 
 
 class StoreError(Exception):
@@ -118,6 +152,34 @@ class PlannedEpisode:
 
 
 @dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One invocation that ran the store: ``status`` is ``running`` until it ends as
+    ``finished`` (its plan ran out), ``stopped`` (Ctrl-C: stopped admitting) or ``interrupted``
+    (it raised or was cancelled). A ``running`` row whose heartbeat went stale is a crash."""
+
+    id: int
+    started_at: float
+    heartbeat: float
+    ended_at: float | None
+    status: str
+    pid: int | None
+    host: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeRows:
+    """One finished episode as rows of the store's tables (column -> value), for ``Store.import_episodes``.
+
+    ``episode`` holds the ``episodes`` columns but ``ordinal`` (the store numbers imports);
+    ``turns`` and ``scores`` hold their tables' columns but ``episode_key``.
+    """
+
+    episode: dict[str, Any]
+    turns: tuple[dict[str, Any], ...] = ()
+    scores: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ImportedEpisode:
     """A finished episode read from a file: its plan row, ``(role, text)`` turns and final ``(dimension, label)`` scores."""
 
@@ -128,6 +190,16 @@ class ImportedEpisode:
     reason: str = "imported"
     model: str = "imported"
     at: float = 0.0
+
+    def rows(self) -> EpisodeRows:
+        """As table rows: a ``done`` episode, turns without usage, ``ok`` final scores without raw replies."""
+        episode = {f.name: getattr(self.episode, f.name) for f in fields(PlannedEpisode) if f.name != "ordinal"}
+        episode.update(status="done", outcome=self.outcome, reason=self.reason, attempts=1, started_at=self.at, ended_at=self.at)
+        turns = tuple({"idx": index, "role": role, "text": text, "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "at": self.at}
+                      for index, (role, text) in enumerate(self.transcript))
+        scores = tuple({"dimension": dim, "round": FINAL_ROUND, "label": label, "model": self.model, "status": "ok", "at": self.at}
+                       for dim, label in self.scores)
+        return EpisodeRows(episode, turns, scores)
 
 
 class Store:
@@ -142,6 +214,8 @@ class Store:
         self.write_error: BaseException | None = None
         self.batch_window = 0.02
         """Seconds the writer waits after a write arrives for others to share its transaction."""
+        self._run_id: int | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # -- opening ---------------------------------------------------------------
 
@@ -170,7 +244,7 @@ class Store:
                 raise StoreError(f"{path}: no such store file")
         try:
             if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=5)
+                conn = sqlite3.connect(_readonly_uri(path), uri=True, check_same_thread=False, timeout=5)
             else:
                 conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
             # check before any PRAGMA: switching a foreign database to WAL would write to it
@@ -181,7 +255,7 @@ class Store:
             if version is None:
                 conn.executescript("BEGIN;" + _SCHEMA + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
             elif not readonly:
-                conn.executescript(_ANNOTATIONS)  # idempotent; gives older stores the annotations table
+                conn.executescript(_ANNOTATIONS + _RUNS)  # idempotent; gives older stores the tables added since
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a readable esc-eval store ({exc})") from None
         return cls(path, conn, readonly)
@@ -223,39 +297,42 @@ class Store:
     def statuses(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, status FROM episodes"))
 
-    def import_episodes(self, episodes: Iterable[ImportedEpisode]) -> int:
-        """Write finished episodes (transcript and final scores) in one transaction; returns how many.
+    def import_episodes(self, episodes: Iterable[ImportedEpisode | EpisodeRows]) -> list[str]:
+        """Write finished episodes with their turns and scores in one transaction; returns the keys of the new ones.
 
         For imports from files, not for live runs: it refuses while the writer runs. An
-        episode whose key exists is replaced (its turns and scores too) but keeps its
-        ordinal, so importing the same file twice changes nothing.
+        episode whose key the store holds already is skipped with its turns and scores, so
+        importing a file twice, or into the store it came from, duplicates nothing. New
+        episodes are numbered after the store's last ordinal, in the order given.
         """
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
         if self._writer is not None:
             raise StoreError(f"{self.path}: cannot import while the store's writer is running")
-        count = 0
+        written = []
         with self._transaction() as conn:
+            ordinal = conn.execute("SELECT COALESCE(MAX(ordinal), -1) + 1 FROM episodes").fetchone()[0]
             for item in episodes:
-                e = item.episode
-                conn.execute(
-                    "INSERT INTO episodes (key, ordinal, card_index, card_id, language, category, source, supporter, persona,"
-                    " repeat, seed, status, outcome, reason, attempts, started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'done',?,?,1,?,?)"
-                    " ON CONFLICT(key) DO UPDATE SET card_index=excluded.card_index, card_id=excluded.card_id,"
-                    " language=excluded.language, category=excluded.category, source=excluded.source, supporter=excluded.supporter,"
-                    " persona=excluded.persona, repeat=excluded.repeat, seed=excluded.seed, status='done', outcome=excluded.outcome,"
-                    " reason=excluded.reason, started_at=excluded.started_at, ended_at=excluded.ended_at",
-                    (e.key, e.ordinal, e.card_index, e.card_id, e.language, e.category, e.source, e.supporter, e.persona,
-                     e.repeat, e.seed, item.outcome, item.reason, item.at, item.at),
-                )
-                conn.execute("DELETE FROM turns WHERE episode_key=?", (e.key,))
-                conn.execute("DELETE FROM scores WHERE episode_key=?", (e.key,))
-                conn.executemany("INSERT INTO turns VALUES (?,?,?,?,0,0,0.0,?,NULL)",
-                                 [(e.key, index, role, text, item.at) for index, (role, text) in enumerate(item.transcript)])
-                conn.executemany("INSERT INTO scores VALUES (?,?,?,?,NULL,?,NULL,'ok',NULL,?)",
-                                 [(e.key, dim, FINAL_ROUND, label, item.model, item.at) for dim, label in item.scores])
-                count += 1
-        return count
+                rows = item.rows() if isinstance(item, ImportedEpisode) else item
+                key = rows.episode["key"]
+                if not self._insert(conn, "episodes", [{**rows.episode, "ordinal": ordinal + len(written)}], " ON CONFLICT(key) DO NOTHING"):
+                    continue  # the store has this episode already
+                self._insert(conn, "turns", [{**turn, "episode_key": key} for turn in rows.turns])
+                self._insert(conn, "scores", [{**score, "episode_key": key} for score in rows.scores])
+                written.append(key)
+        return written
+
+    def _insert(self, conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], conflict: str = "") -> int:
+        """``INSERT`` rows given as column -> value; names are checked against the schema, never pasted in blind."""
+        written = 0
+        for row in rows:
+            unknown = sorted(set(row) - set(columns(table)))
+            if unknown:
+                raise StoreError(f"{self.path}: table {table} has no column {', '.join(map(repr, unknown))}")
+            names = ", ".join(row)
+            written += conn.execute(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(row))}){conflict}",
+                                    tuple(row.values())).rowcount
+        return written
 
     # -- the writer --------------------------------------------------------------
 
@@ -300,8 +377,47 @@ class Store:
             return
         self._put(statement)
 
+    def begin_run(self) -> None:
+        """Record that this process runs the store now, and keep its heartbeat fresh until ``end_run``.
+
+        Call after ``start_writer``. The row is written at once, so a monitor attached from
+        the first moment sees the run as running.
+        """
+        if self._queue is None:
+            raise StoreError("store writer not started")
+        now = time.time()
+        with self._transaction() as conn:
+            cursor = conn.execute("INSERT INTO runs (started_at, heartbeat, status, pid, host) VALUES (?,?,'running',?,?)",
+                                  (now, now, os.getpid(), socket.gethostname()))
+        self._run_id = cursor.lastrowid
+        self._heartbeat = asyncio.create_task(self._beat(), name="store-heartbeat")
+
+    def end_run(self, status: str) -> None:
+        """Mark this process's run ended (``finished``, ``stopped`` or ``interrupted``); written with the last batch."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        if self._run_id is not None:
+            now = time.time()
+            self._put(("UPDATE runs SET status=?, ended_at=?, heartbeat=? WHERE id=?", (status, now, now, self._run_id)))
+            self._run_id = None
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            self._put(("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), self._run_id)))
+
+    def last_run(self) -> RunRecord | None:
+        """The newest invocation that ran this store; ``None`` for a store older than the ``runs`` table."""
+        if not self.rows("SELECT name FROM sqlite_master WHERE type='table' AND name='runs'"):
+            return None
+        row = self._conn.execute("SELECT id, started_at, heartbeat, ended_at, status, pid, host FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return RunRecord(*row) if row else None
+
     async def close(self) -> None:
         """Drain pending writes and close. Safe to call twice."""
+        if self._heartbeat is not None:  # closed without end_run: the run did not end normally
+            self.end_run("interrupted")
         if self._writer is not None and self._queue is not None:
             self._queue.put_nowait(None)
             await self._writer
@@ -309,11 +425,21 @@ class Store:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        self._conn.close()
+        self.close_sync()
         if self.write_error is not None:
             raise StoreError(f"{self.path}: a write failed: {self.write_error}")
 
     def close_sync(self) -> None:
+        """Close; a writer leaves the file self-contained (no ``-wal``/``-shm``) when no one else has it open.
+
+        Switching back to rollback mode checkpoints the WAL into the file, so a finished
+        store is one file that a reader opens read-only without creating anything beside it,
+        even in a read-only directory. The next writable open switches to WAL again.
+        """
+        if not self.readonly:
+            with contextlib.suppress(sqlite3.Error):  # another connection (a monitor) holds it: stay in WAL
+                self._conn.execute("PRAGMA busy_timeout=0")
+                self._conn.execute("PRAGMA journal_mode=DELETE")
         self._conn.close()
 
     def _put(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
@@ -444,6 +570,21 @@ class Store:
             return []
         return self.rows("SELECT a.* FROM annotations a LEFT JOIN episodes e ON e.key=a.episode_key"
                          " ORDER BY e.ordinal, a.episode_key, a.annotator, a.dimension")
+
+
+def _readonly_uri(path: Path) -> str:
+    """A read-only URI that creates no file beside the store.
+
+    A WAL-mode file whose ``-wal`` is absent has no writer (a writer keeps its ``-wal``
+    until it closes): it is opened ``immutable``, since SQLite would otherwise create
+    ``-wal``/``-shm`` to read it. Otherwise ``mode=ro`` reads alongside a live writer.
+    """
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}"
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        header = f.read(20)
+        if len(header) == 20 and header[18] == 2 and not path.with_name(path.name + "-wal").exists():
+            return uri + "?immutable=1"
+    return uri + "?mode=ro"
 
 
 class _Transaction:

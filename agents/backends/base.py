@@ -91,6 +91,10 @@ class GaveUp(BackendError):
         self.attempts, self.last = attempts, last
 
 
+LOADING_LOG = "agents.backends.loading"
+"""The logger local backends report model conversion and loading on, at INFO: the one
+progress a user waits on before the first reply. Applications show it; ``esc-eval`` does."""
+
 EventListener = Callable[[str, str, str], None]
 """Called as ``listener(endpoint, kind, detail)`` on every fault and retry."""
 

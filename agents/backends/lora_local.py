@@ -38,10 +38,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from agents.backends.base import BackendError, BackendStats, EmptyReply, RequestRejected
+from agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyReply, RequestRejected
 from agents.messages import ChatMessage, Completion, SamplingParams
 
-log = logging.getLogger(__name__)
+load_log = logging.getLogger(LOADING_LOG)
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -161,6 +161,7 @@ class LoraLocalBackend:
             if self.threads:
                 torch.set_num_threads(self.threads)
             folder = resolve_base(self.model_arg)
+            load_log.info("%s: loading %s with %d adapters", self.name, folder, len(self.adapters))
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             base = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", local_files_only=True)
             names = list(self.adapters)
@@ -170,7 +171,7 @@ class LoraLocalBackend:
             model.to(self.device).eval()
             self._tokenizer, self._model = tokenizer, model
             self.load_seconds = time.perf_counter() - started
-            log.info("%s: loaded %s with %d adapters in %.1f s", self.name, folder, len(names), self.load_seconds)
+            load_log.info("%s: loaded %s with %d adapters in %.1f s", self.name, folder, len(names), self.load_seconds)
 
     def _generate(self, chat: list[dict[str, str]], params: SamplingParams, adapter: str | None) -> tuple[str, int, int]:
         self._load()

@@ -71,10 +71,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from agents.backends.base import BackendError, BackendStats, EmptyReply, RequestRejected
+from agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyReply, RequestRejected
 from agents.messages import ChatMessage, Completion, SamplingParams
 
 log = logging.getLogger(__name__)
+load_log = logging.getLogger(LOADING_LOG)
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
 """Folder name of the converted embedded model, and a model name ``complete`` accepts for it."""
@@ -153,7 +154,7 @@ def embedded_model_dir(cache_dir: Path | None = None) -> Path:
         temp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.tmp-", dir=target.parent))
         try:
             started = time.perf_counter()
-            log.info("converting the embedded model %s to %s (one time)", gguf.name, target)
+            load_log.info("converting the embedded model %s to %s (one time, ~20 s)", gguf.name, target)
             _convert_gguf(gguf, temp)
             (temp / _MARKER).write_text(json.dumps(source, indent=2) + "\n")
             if target.exists():  # an older format or a damaged folder: move it aside first
@@ -161,7 +162,7 @@ def embedded_model_dir(cache_dir: Path | None = None) -> Path:
                 os.replace(target, old / "folder")
                 shutil.rmtree(old, ignore_errors=True)
             os.replace(temp, target)
-            log.info("converted the embedded model in %.1f s", time.perf_counter() - started)
+            load_log.info("converted the embedded model in %.1f s", time.perf_counter() - started)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
@@ -496,6 +497,7 @@ class TransformersLocalBackend:
             if self.threads and torch.get_num_threads() != self.threads:
                 torch.set_num_threads(self.threads)
             folder = self.folder if self.folder is not None else embedded_model_dir()
+            load_log.info("%s: loading %s", self.name, folder)
             tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", local_files_only=True)
             if not getattr(tokenizer, "chat_template", None):
                 raise BackendError(f"{folder}: the tokenizer has no chat template")
@@ -515,7 +517,7 @@ class TransformersLocalBackend:
                 self._prefixes = None
             self._tokenizer, self._model = tokenizer, model
             self.load_seconds = time.perf_counter() - started
-            log.info("%s: loaded %s (%s) in %.1f s", self.name, folder, model.dtype, self.load_seconds)
+            load_log.info("%s: loaded %s (%s) in %.1f s", self.name, folder, model.dtype, self.load_seconds)
 
     def _generate(self, chats: list[list[dict[str, str]]], params: list[SamplingParams]) -> list[_Answer]:
         """One left-padded ``generate`` over the batch, reusing cached prompt prefixes; runs in the backend's thread."""

@@ -1,10 +1,13 @@
 // esc-eval annotate: label dialogues 0-4 per dimension, keyboard first. No build step.
 // Every label is POSTed when given; until the server confirms it, it is kept in
 // localStorage ("pending") and re-sent on the next load, so a reload loses nothing.
+// The server's per-start token comes in this page's URL (?token=) and goes back in a
+// header on every API call. Dialogue text is only ever set as text, never as HTML.
 "use strict";
 
 const NAME_KEY = "esc-eval-annotator";
-const PENDING_KEY = "esc-eval-pending";
+const PENDING_KEY = "esc-eval-pending-items";
+const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const $ = (id) => document.getElementById(id);
 
 const state = { annotator: null, session: null, index: 0, episode: null, labels: {}, dim: 0, inflight: 0 };
@@ -20,8 +23,9 @@ function setStatus(text, cls) {
   el.className = "status " + (cls || "");
 }
 
-async function api(path, options) {
-  const response = await fetch(path, options);
+async function api(path, options = {}) {
+  const headers = Object.assign({ "X-ESC-Eval-Token": TOKEN }, options.headers);
+  const response = await fetch(path, Object.assign({}, options, { headers }));
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error || response.statusText);
   return body;
@@ -42,7 +46,7 @@ async function start(name) {
   state.session = await api("/api/session?annotator=" + encodeURIComponent(name));
   const mine = pending();
   for (const entry of Object.values(mine)) {
-    const it = state.session.queue.find((q) => q.key === entry.episode_key);
+    const it = state.session.queue.find((q) => q.item === entry.item);
     if (it && entry.annotator === name) it.labels[entry.dimension] = entry.label;
   }
   if (!state.session.queue.length) {
@@ -59,13 +63,15 @@ async function show(index) {
   if (index < 0 || index >= queue.length) return;
   state.index = index;
   const it = item();
-  const episode = await api("/api/episode?key=" + encodeURIComponent(it.key) + "&annotator=" + encodeURIComponent(state.annotator));
+  const episode = await api("/api/episode?item=" + encodeURIComponent(it.item) + "&annotator=" + encodeURIComponent(state.annotator));
   state.episode = episode;
   state.labels = Object.assign({}, episode.labels, it.labels);
   it.labels = state.labels;
   const firstOpen = dims().findIndex((d) => state.labels[d.key] === undefined);
   state.dim = firstOpen < 0 ? 0 : firstOpen;
-  $("meta").textContent = `dialogue ${episode.key} · ${episode.supporter} · ${episode.language}`;
+  $("meta").textContent = state.session.blind
+    ? `item ${episode.item} · ${episode.language}`
+    : `dialogue ${episode.key} · supporter ${episode.supporter} · persona ${episode.persona} · ${episode.language}`;
   const turns = $("turns");
   turns.replaceChildren();
   for (const turn of episode.transcript) {
@@ -76,7 +82,7 @@ async function show(index) {
     li.append(who, document.createTextNode(turn.text));
     turns.append(li);
   }
-  document.body.dataset.episode = episode.key;
+  document.body.dataset.item = episode.item;
   render();
 }
 
@@ -124,9 +130,9 @@ function renderProgress() {
 function give(value) {
   const d = dims()[state.dim];
   state.labels[d.key] = value;
-  const entry = { annotator: state.annotator, episode_key: item().key, dimension: d.key, label: value };
+  const entry = { annotator: state.annotator, item: item().item, dimension: d.key, label: value };
   const p = pending();
-  p[`${entry.annotator}\u0000${entry.episode_key}\u0000${entry.dimension}`] = entry;
+  p[`${entry.annotator}\u0000${entry.item}\u0000${entry.dimension}`] = entry;
   savePending(p);
   const next = dims().findIndex((x, i) => i > state.dim && state.labels[x.key] === undefined);
   if (next >= 0) state.dim = next;

@@ -21,11 +21,10 @@ from agents.profiles import (
     parse_label,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "esc-eval"
+from tests.reference import DATA as SHARED, needs_reference
+
 ESC_RANK = SHARED / "esc_rank_prompts.json"
 ESC_ROLE = SHARED / "esc_role_protocol.json"
-
-needs_shared = pytest.mark.skipif(not ESC_RANK.is_file(), reason="shared ESC-Eval files not present")
 
 
 def _transcript(language: str) -> list[tuple[str, str]]:
@@ -71,7 +70,7 @@ def _score_py_prompt(rubric: str, name: str, result_lines: list[str]) -> str:
 # -- ESC-RANK profile ------------------------------------------------------------------
 
 
-@needs_shared
+@needs_reference
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_esc_rank_prompts_match_esc_eval_byte_for_byte(language):
     spec = json.loads(ESC_RANK.read_text(encoding="utf-8"))
@@ -89,7 +88,7 @@ def test_esc_rank_prompts_match_esc_eval_byte_for_byte(language):
         assert messages[1]["content"] == _score_py_prompt(dimension[f"rubric_{language}"], dimension["name_in_prompt"], result_lines)
 
 
-@needs_shared
+@needs_reference
 def test_esc_rank_profile_fields():
     profile = load_profile(str(ESC_RANK))
     assert profile.name == "esc-rank"
@@ -104,7 +103,7 @@ def test_esc_rank_profile_fields():
     assert profile.languages == ("en", "zh")
 
 
-@needs_shared
+@needs_reference
 def test_esc_rank_dialogue_is_stripped_once_not_per_line():
     profile = load_profile(ESC_RANK)
     transcript = [("supporter", "  hi  "), ("seeker", " sad \n")]
@@ -113,7 +112,7 @@ def test_esc_rank_dialogue_is_stripped_once_not_per_line():
     assert "\n**AI助手**：  hi  \n\n**用户** sad\nBased on the rules" in prompt
 
 
-@needs_shared
+@needs_reference
 def test_esc_rank_prefixes_come_from_the_dialogue_lines_text(tmp_path):
     spec = json.loads(ESC_RANK.read_text(encoding="utf-8"))
     spec["assembly"]["dialogue_lines"] = "supporter lines are prefixed 'Bot> ' and seeker lines 'Human> '"
@@ -127,7 +126,7 @@ def test_esc_rank_prefixes_come_from_the_dialogue_lines_text(tmp_path):
     assert (profile.supporter_prefix, profile.seeker_prefix) == ("AI assistant：", "ESC-Role：")
 
 
-@needs_shared
+@needs_reference
 def test_esc_rank_profile_parses_with_esc_eval_rule():
     profile = load_profile(ESC_RANK)
     assert profile.parse("4 out of 4... 0") == 0
@@ -300,7 +299,7 @@ def test_default_profile_in_each_language(language, supporter, seeker):
     assert profile.messages("fluency", "en", transcript)[0]["content"].startswith("You are a careful evaluator")
 
 
-@needs_shared
+@needs_reference
 def test_default_profile_is_in_our_own_words():
     spec = json.loads(ESC_RANK.read_text(encoding="utf-8"))
     ours = load_profile("default")
@@ -343,7 +342,7 @@ def test_invalid_json_is_named(tmp_path):
         load_profile(path)
 
 
-@needs_shared
+@needs_reference
 def test_esc_rank_file_errors_name_the_field(tmp_path):
     spec = json.loads(ESC_RANK.read_text(encoding="utf-8"))
     path = tmp_path / "bad.json"

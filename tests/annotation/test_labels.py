@@ -42,6 +42,18 @@ def test_assignment_gives_each_dialogue_k_annotators(tmp_path: Path) -> None:
     store.close_sync()
 
 
+def test_each_annotator_gets_an_own_shuffled_order(tmp_path: Path) -> None:
+    store = Store.open(make_store(tmp_path / "run.sqlite", count=12))
+    plan = [key(i) for i in range(12)]
+    orders = {name: assignment(store, name, 2) for name in ("ann", "bea", "cid")}
+    assert all(sorted(order) == plan for order in orders.values())
+    assert len({tuple(order) for order in orders.values()}) == 3          # differ between annotators
+    assert all(order != plan for order in orders.values())                # and from plan order (grouped by supporter)
+    store.add_annotations([(key(i), who, "fluency", 1, 1.0) for i in (0, 5, 7) for who in ("x", "y")])
+    assert assignment(store, "ann", 2) == [k for k in orders["ann"] if k not in {key(0), key(5), key(7)}]  # same relative order
+    store.close_sync()
+
+
 def test_jsonl_export_import_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = make_store(tmp_path / "a.sqlite")
     store = Store.open(source)

@@ -108,7 +108,7 @@ def _missing_card_field(t: Path):  # type: ignore[no-untyped-def]
     del broken["profile"]
     cards = cards_file(t, "cards.jsonl", [card(0), broken])
     config = base_config(t, cards={"path": str(cards)})
-    return [str(config)], None, [str(cards), "card 1", "'profile'", "missing"]
+    return [str(config)], None, [str(cards), "card 2", "'profile'", "missing"]
 
 
 def _empty_card_file(t: Path):  # type: ignore[no-untyped-def]
@@ -126,7 +126,7 @@ def _empty_card_list(t: Path):  # type: ignore[no-untyped-def]
 def _mixed_languages(t: Path):  # type: ignore[no-untyped-def]
     cards = cards_file(t, "cards.jsonl", [card(0), card(1), card(2, language="zh", profile="年龄：30。失业了。")])
     config = base_config(t, cards={"path": str(cards), "language": "en"})
-    return [str(config)], None, [str(cards), "card 2", "'language'", "'en' is required"]
+    return [str(config)], None, [str(cards), "card 3", "'language'", "'en' is required"]
 
 
 def _non_utf8_cards(t: Path):  # type: ignore[no-untyped-def]

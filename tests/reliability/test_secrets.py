@@ -70,7 +70,8 @@ async def test_keys_are_sent_but_never_stored_exported_printed_or_logged(tmp_pat
     assert run.returncode == 1, run.stderr  # the proxied supporter's episodes fail
     outputs += [run.stdout, run.stderr]
     for fmt in ("esc-eval", "jsonl"):
-        exported = await esc_eval("export", str(store), "--format", fmt, "--out", str(work / "export"), cwd=work, env=env)
+        # --allow-missing: a judge request may fault 6 times in a row (~1 in 1,400 here); its -1 is no concern of this test
+        exported = await esc_eval("export", str(store), "--format", fmt, "--out", str(work / "export"), "--allow-missing", cwd=work, env=env)
         assert exported.returncode == 0, exported.stderr
         outputs += [exported.stdout, exported.stderr]
     judged = await esc_eval("judge", str(work / "export" / "episodes.jsonl"), "--config", str(config), "--language", "en",

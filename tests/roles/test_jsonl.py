@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from roles import load_cards
 from roles.cards import CardError
 from roles.jsonl import read_jsonl
 
@@ -25,7 +26,7 @@ def test_a_string_may_hold_unicode_line_separators():
 def test_bad_json_names_file_line_and_column_in_the_callers_error():
     with pytest.raises(LineError) as info:
         list(read_jsonl('{"a": 1}\n\n{oops\n', "labels.jsonl", LineError))
-    assert str(info.value) == "labels.jsonl: line 3: not valid JSON: Expecting property name enclosed in double quotes at column 2"
+    assert str(info.value) == "labels.jsonl: line 3: not valid JSON: Expecting property name enclosed in double quotes (column 2)"
 
 
 def test_lines_before_the_bad_one_are_yielded_first():
@@ -47,3 +48,13 @@ def test_an_error_that_names_the_file_itself():
     with pytest.raises(CardError) as info:
         list(read_jsonl("{}\n{", None, lambda message: CardError("cards.jsonl", message)))
     assert str(info.value).startswith("cards.jsonl: line 2: not valid JSON: ") and info.value.path == "cards.jsonl"
+
+
+def test_json_errors_read_as_one_sentence_with_one_based_positions(tmp_path):
+    """json's "Unterminated string starting at" once printed as "... starting at at line 1 column 2"."""
+    path = tmp_path / "cards.json"
+    path.write_text('[{"base": "never closed', encoding="utf-8")
+    with pytest.raises(CardError) as info:
+        load_cards(path)
+    assert str(info.value) == f"{path}: not valid JSON: Unterminated string starting at (line 1, column 11)"
+    assert "at at" not in str(info.value)

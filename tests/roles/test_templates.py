@@ -12,7 +12,8 @@ import yaml
 from roles import ProtocolError, RoleCard, SeekerProtocol, builtin_protocols, load_cards, load_protocol
 from roles.templates import CARD_SLOT
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "esc-eval"
+from tests.reference import DATA as SHARED, needs_reference
+
 ESC_PROTOCOL = SHARED / "esc_role_protocol.json"
 
 
@@ -47,6 +48,7 @@ def valid(**overrides) -> dict:
 
 
 @pytest.mark.parametrize("lang, cards_file", [("en", "card_high_en.json"), ("zh", "card_high_zh.json")])
+@needs_reference
 def test_esc_eval_protocol_reproduces_the_seeker_prompt_exactly(esc_json, lang, cards_file):
     protocol = load_protocol(ESC_PROTOCOL)
     template = esc_json["seeker_system_prompt"][lang]
@@ -55,6 +57,7 @@ def test_esc_eval_protocol_reproduces_the_seeker_prompt_exactly(esc_json, lang, 
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
+@needs_reference
 def test_esc_eval_protocol_opener_and_supporter_prompt(esc_json, lang):
     protocol = load_protocol(ESC_PROTOCOL)
     assert protocol.opener(lang) == esc_json["supporter_opener"][lang]
@@ -63,10 +66,12 @@ def test_esc_eval_protocol_opener_and_supporter_prompt(esc_json, lang):
     assert protocol.name == str(ESC_PROTOCOL)
 
 
+@needs_reference
 def test_esc_eval_protocol_loads_from_a_string_path():
     assert load_protocol(str(ESC_PROTOCOL)).opener("en").startswith("Hello, I'm your personal assistant.")
 
 
+@needs_reference
 def test_esc_eval_first_english_prompt_literally():
     c = load_cards(SHARED / "test_en.json")[0]
     prompt = load_protocol(ESC_PROTOCOL).seeker_prompt(c)
@@ -112,6 +117,7 @@ def test_default_protocol_says_what_the_brief_requires():
     assert "caring" in protocol.supporter_prompt("en") and "倾听" in protocol.supporter_prompt("zh")
 
 
+@needs_reference
 def test_default_protocol_is_in_our_own_words(esc_json):
     protocol = load_protocol("default")
 
@@ -133,6 +139,7 @@ def test_default_protocol_is_in_our_own_words(esc_json):
 
 
 @pytest.mark.parametrize("profile", ["{card}", "{0}", "{}", "{{card}}", "{profile}", "%s", "\\1 \\g<0>", "}{"])
+@needs_reference
 def test_braces_and_specials_in_card_are_inserted_verbatim(profile):
     protocol = load_protocol(ESC_PROTOCOL)
     template = protocol.seeker_system_prompt["en"]

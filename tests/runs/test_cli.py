@@ -35,7 +35,7 @@ async def test_card_file_missing_field(tmp_path: Path) -> None:
                      ' {"res": "家庭生活", "source": "x", "language": "english", "id": 2}]', encoding="utf-8")
     config = write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"}, cards=cards)
     line = await run_bad(tmp_path, config)
-    assert str(cards) in line and "card 1" in line and "'base'" in line
+    assert str(cards) in line and "card 2" in line and "'base'" in line
 
 
 async def test_unknown_protocol(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ async def test_mixed_languages_when_one_is_required(tmp_path: Path, shared: Path
     config = write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"},
                           cards=shared / "test_zh.json", language="en")
     line = await run_bad(tmp_path, config)
-    assert "test_zh.json" in line and "card 0" in line and "'language'" in line
+    assert "test_zh.json" in line and "card 1" in line and "'language'" in line
 
 
 async def test_existing_store_without_resume_is_refused(tmp_path: Path) -> None:
@@ -87,3 +87,17 @@ def test_the_failed_episodes_hint_is_the_callers(capsys: pytest.CaptureFixture[s
     assert "--retry-failed" not in out
     _summary(RunProgress(planned=3, done=3), tmp_path / "s.sqlite", "never shown")
     assert "hint:" not in capsys.readouterr().out
+
+
+async def test_resume_of_a_finished_store_has_nothing_to_do_and_starts_nothing(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server()
+    config = write_config(tmp_path / "c.toml", seeker_url=server.base_url, supporters={"a": server.base_url}, rounds=1)
+    store = tmp_path / "s.sqlite"
+    assert (await esc_eval("run", str(config), "--store", str(store), "--no-monitor")).returncode == 0
+    sent = len(server.requests)
+    again = await esc_eval("run", str(config), "--store", str(store), "--no-monitor", "--resume")
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+    # no cluster at this address: joining it would fail, so exit 0 proves Ray was never started
+    ray = await esc_eval("run", str(config), "--store", str(store), "--no-monitor", "--resume", "--ray", "127.0.0.1:9", timeout=60)
+    assert ray.returncode == 0 and "nothing to do" in ray.stdout, ray.stdout + ray.stderr
+    assert len(server.requests) == sent

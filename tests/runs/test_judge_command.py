@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import zlib
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,41 @@ def test_a_jsonl_export_line_that_is_not_an_object_is_named(tmp_path: Path) -> N
     export.write_text("{broken\n", encoding="utf-8")
     with pytest.raises(TranscriptError, match=r"episodes\.jsonl: line 1: not valid JSON"):
         read_transcripts(export)
+
+
+async def test_judge_store_keeps_the_judge_model_raw_replies_and_failures(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=lambda body: f"Score: 2 (from {body['model']})")
+    server.inject("500")  # the first judge request fails, and with max_attempts = 1 it stays failed
+    config = tmp_path / "judge.toml"
+    config.write_text(f'[judge]\nbase_url = "{server.base_url}"\nmodel = "judge-7b"\nmax_attempts = 1\nmax_connections = 1\n',
+                      encoding="utf-8")
+    transcripts = tmp_path / "result_llama3_en.json"
+    transcripts.write_text(json.dumps({"0": [SUPPORTER + "Hello!", SEEKER + "I lost my job.", SUPPORTER + "I'm sorry."]}), encoding="utf-8")
+    store = tmp_path / "judged.sqlite"
+    done = await esc_eval("judge", str(transcripts), "--config", str(config), "--store", str(store))
+    assert done.returncode == 1 and "1 judgements failed" in done.stderr and f"kept as failed in {store}" in done.stderr
+    assert "1 dialogues and 7 judgements of llama3 (en); skipped 0 already in the store" in done.stdout
+
+    conn = sqlite3.connect(store)
+    rows = conn.execute("SELECT dimension, label, raw, model, status, error FROM scores ORDER BY dimension").fetchall()
+    conn.close()
+    failed = [r for r in rows if r[4] == "failed"]
+    assert len(rows) == 7 and len(failed) == 1
+    assert failed[0][1] is None and failed[0][2] is None and "500" in failed[0][5] and failed[0][3] == "judge-7b"
+    assert all(r[1:4] == (2, "Score: 2 (from judge-7b)", "judge-7b") and r[5] is None for r in rows if r[4] == "ok")
+
+    again = await esc_eval("judge", str(transcripts), "--config", str(config), "--store", str(store))
+    assert again.returncode == 0 and "0 dialogues and 0 judgements of llama3 (en); skipped 1 already in the store" in again.stdout
+
+
+async def test_judge_store_checks_the_file_name_before_judging(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=lambda body: "Score: 2")
+    config = tmp_path / "judge.toml"
+    config.write_text(f'[judge]\nbase_url = "{server.base_url}"\nmodel = "j"\n', encoding="utf-8")
+    transcripts = tmp_path / "dialogues.json"
+    transcripts.write_text(json.dumps({"0": [SUPPORTER + "Hello!", SEEKER + "Hi."]}), encoding="utf-8")
+    done = await esc_eval("judge", str(transcripts), "--config", str(config), "--store", str(tmp_path / "s.sqlite"))
+    assert done.returncode == 2 and "dialogues.json: cannot tell supporter and language" in done.stderr
+    assert server.requests == [] and not (tmp_path / "s.sqlite").exists()
+    named = await esc_eval("judge", str(transcripts), "--config", str(config), "--store", str(tmp_path / "s.sqlite"), "--supporter", "gpt-4")
+    assert named.returncode == 0 and "1 dialogues and 7 judgements of gpt-4 (en)" in named.stdout, named.stderr

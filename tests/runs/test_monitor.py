@@ -332,7 +332,7 @@ async def test_store_source_knows_when_the_run_is_over(tmp_path: Path) -> None:
     store.add_turn(TurnTaken("alpha/x", 0, "supporter", "hi", 0, 3, 0.2, time.time()))
     store.end_episode("alpha/x", "terminated", "bye", time.time())
     await store.close()
-    source = StoreSource(path, quiet=0)
+    source = StoreSource(path)
     try:
         snapshot = await asyncio.wait_for(watch(source, live=False, interval=0.01, exit_when_finished=True, out=io.StringIO()), 10)
     finally:

@@ -99,15 +99,19 @@ def test_grid_is_cards_by_personas_by_supporters_by_repeats() -> None:
     planned = [p for p, _ in plan.episodes()]
     assert len(planned) == 2 * 3 * 2 * 2 and len({p.key for p in planned}) == len(planned)
     assert [p.ordinal for p in planned] == list(range(len(planned)))
-    assert [(p.supporter, p.persona) for p in planned[:5]] == [("a", "terse")] * 4 + [("a", "guarded")]
+    assert [(p.card_index, p.persona, p.supporter) for p in planned[:7]] == [
+        (0, "terse", "a"), (0, "terse", "b"), (0, "guarded", "a"), (0, "guarded", "b"), (0, "default", "a"), (0, "default", "b"),
+        (1, "terse", "a"),
+    ], "card-major, supporters round-robin"
+    assert {p.repeat for p in planned[:12]} == {0}, "every card once before any repeat"
     assert all(f"/{p.persona}/" in p.key for p in planned)
     assert list(plan.behaviours) == ["terse", "guarded", "default"]
 
 
-def test_one_persona_keeps_the_plan_of_before() -> None:
+def test_one_persona_keeps_the_keys_of_before() -> None:
     planned = [p for p, _ in RunPlan.prepare(config()).episodes()]
     assert [p.key for p in planned] == [
-        "a/default/00000-en-001/s0/r0", "a/default/00001-en-002/s0/r0", "b/default/00000-en-001/s0/r0", "b/default/00001-en-002/s0/r0",
+        "a/default/00000-en-001/s0/r0", "b/default/00000-en-001/s0/r0", "a/default/00001-en-002/s0/r0", "b/default/00001-en-002/s0/r0",
     ]
 
 

@@ -20,6 +20,10 @@ async def test_demo_runs_on_the_embedded_model_and_exports(tmp_path: Path) -> No
     done = await esc_eval("demo", "--sessions", "4", "--store", str(store), timeout=1500)
     assert done.returncode in (0, 1), done.stderr
     assert f"store: {store}" in done.stdout and "episodes finished" in done.stdout
+    # one line per model load from esc-eval, no library progress bars or warnings a user cannot act on
+    assert "esc-eval: seeker: loaded" in done.stderr, done.stderr
+    for noise in ("Loading weights", "it/s]", "Warning", "warnings.warn"):
+        assert noise not in done.stderr and noise not in done.stdout, (noise, done.stderr)
     db = Store.open(store, readonly=True)
     episodes = db.episodes()
     assert len(episodes) == 4 and {e["status"] for e in episodes} == {"done"}, [e["reason"] for e in episodes]

@@ -139,3 +139,25 @@ def test_a_run_collects_garbage_rarely_and_restores_the_collector() -> None:
     except KeyError:
         pass
     assert gc.get_threshold() == before
+
+
+async def test_a_run_stopped_early_has_every_supporter_on_the_same_cards(tmp_path: Path) -> None:
+    """Interleaved plan: stop admitting after a few episodes and the finished ones still pair up by card."""
+    store = Store.open(tmp_path / "s.sqlite", create=True)
+    runner = Runner(RunPlan.prepare(make_config(concurrency=2)), store,
+                    backends={"seeker": ScriptedBackend(), "a": ScriptedBackend(), "b": ScriptedBackend(delay=0.01)})
+
+    ended = runner.progress.ended
+
+    def stop_after_four(message):  # type: ignore[no-untyped-def]
+        ended(message)
+        if runner.progress.done == 4:
+            runner.stop_admitting()
+
+    runner.progress.ended = stop_after_four  # type: ignore[method-assign]
+    result = await runner.run()
+    done = [row for row in Store.open(tmp_path / "s.sqlite", readonly=True).episodes() if row["status"] == "done"]
+    assert 4 <= result.progress.done < 10, "the run did stop early"
+    cards = {s: {r["card_index"] for r in done if r["supporter"] == s} for s in ("a", "b")}
+    assert len(cards["a"] & cards["b"]) >= 2, f"both supporters played the same cards: {cards}"
+    assert len(cards["a"] ^ cards["b"]) <= 1, f"at most the card in flight at the stop is unpaired: {cards}"

@@ -21,7 +21,7 @@ from tests.vllm.conftest import HERE, REPO, vllm_env
 pytestmark = [pytest.mark.model, pytest.mark.timeout(1800)]
 
 SUPPORTER, SEEKER = "AI assistant：", "ESC-Role："
-SHARED = REPO.parent / "shared" / "esc-eval"
+from tests.reference import DATA as SHARED
 DIMENSIONS = ("fluency", "diversity", "empathic", "suggestion", "tech", "human", "overall")
 ROUTES = {"fluency": "fluency_en", "empathic": "empathic_en"}
 

@@ -2,7 +2,8 @@
 
 ``Echoing`` is written in Python: it follows the ``SeekerBehaviour`` contract by duck
 typing (``directives``, ``on_turn``, ``wants_to_end``) and imports nothing of esc-eval.
-``stoic.yaml`` is a data persona found through its entry point ``package:file.yaml``.
+``personas/stoic.yaml`` is a data persona found through its entry point
+``esc_eval_plugin_persona.personas:stoic.yaml`` (``package:file``; a folder is named as a package).
 """
 
 from __future__ import annotations

@@ -1,0 +1,274 @@
+"""Round trips: a run's store, exported as JSONL and imported into a fresh store, is the same store,
+table by table; imports skip what the store has; ESC-Eval score exports never hide a failed judgement.
+
+The source store is a real run (``Runner`` with scripted backends): two supporters, two personas
+(seeker state, a natural ending), per-round judge scores with raw replies, unparsed (-1) labels,
+failed judgements with their errors and failed episodes with their reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+
+from agents.backends.base import ServerError
+from agents.backends.scripted import ScriptedBackend
+from agents.messages import ChatMessage, SamplingParams
+from roles.loaders import builtin_cards
+from runs.cli import main
+from runs.config import parse_config
+from runs.runner import RunPlan, Runner
+from runs.store import Store
+
+URL = "http://127.0.0.1:9/v1"
+TROUBLE = "Trouble at home, really."
+"""The seeker's line for the second card; supporter b fails on it, so those episodes fail."""
+
+
+def seeker_script(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+    if "end your message with [END]" in messages[0]["content"]:
+        return "Thanks, that helps. Bye. [END]"
+    if builtin_cards("en")[1].profile in messages[0]["content"]:
+        return TROUBLE
+    return "I keep going over it at night."
+
+
+def supporter_script(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+    if model == "b" and any(TROUBLE in m["content"] for m in messages):
+        raise ServerError("HTTP 500: supporter b is down")
+    return "That sounds so hard; I understand." if model == "a" else "Okay."
+
+
+def judge_script(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+    if model == "empathic-model" and any("Okay." in m["content"] for m in messages):
+        raise ServerError("HTTP 503: empathy adapter not loaded")
+    return "no label here" if model == "overall-model" else f"Score: {len(messages[-1]['content']) % 5}"
+
+
+async def make_run(path: Path) -> Path:
+    config = parse_config({
+        "run": {"rounds": 3, "concurrency": 8},
+        "cards": {"language": "en", "limit": 2},
+        "seeker": {"base_url": URL, "model": "seeker", "personas": ["leaves-when-satisfied", "default"]},
+        "supporters": [{"name": "a", "base_url": URL, "model": "a"}, {"name": "b", "base_url": URL, "model": "b"}],
+        "judge": {"base_url": URL, "model": "judge-model", "score_every_round": True,
+                  "models": {"empathic": "empathic-model", "overall": "overall-model"}},
+    }, "run.toml")
+    backends = {"seeker": ScriptedBackend(seeker_script, model="seeker"), "a": ScriptedBackend(supporter_script, model="a"),
+                "b": ScriptedBackend(supporter_script, model="b"), "judge": ScriptedBackend(judge_script, model="judge-model")}
+    store = Store.create(path, origin="test")
+    result = await Runner(RunPlan.prepare(config), store, backends=backends).run()
+    assert result.exit_code == 1  # supporter b's episodes on the second card failed
+    return path
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import asyncio
+
+    return asyncio.run(make_run(tmp_path_factory.mktemp("source") / "run.sqlite"))
+
+
+TABLES = {"episodes": "key", "turns": "episode_key, idx", "scores": "episode_key, dimension, round"}
+
+
+def content(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the tables a round trip must keep, in a fixed order."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return {table: [dict(row) for row in conn.execute(f"SELECT * FROM {table} ORDER BY {order}")] for table, order in TABLES.items()}
+    finally:
+        conn.close()
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_source_store_holds_what_a_round_trip_must_keep(source: Path) -> None:
+    """Else the comparisons below could pass on a store without the hard parts."""
+    tables = content(source)
+    episodes, turns, scores = tables["episodes"], tables["turns"], tables["scores"]
+    assert {e["persona"] for e in episodes} == {"leaves-when-satisfied", "default"} and {e["supporter"] for e in episodes} == {"a", "b"}
+    assert {e["outcome"] for e in episodes} == {"terminated", "truncated", "failed"}
+    assert all(e["reason"] for e in episodes) and any("supporter b is down" in e["reason"] for e in episodes if e["status"] == "failed")
+    assert {e["category"] for e in episodes} != {"unknown"} and all(e["card_id"] and e["seed"] for e in episodes)
+    assert any(t["state"] for t in turns) and any(t["prompt_tokens"] for t in turns)
+    failed = [s for s in scores if s["status"] == "failed"]
+    assert failed and all(s["label"] is None and "empathy adapter not loaded" in s["error"] for s in failed)
+    assert all(s["raw"] and s["model"] for s in scores if s["status"] == "ok")
+    assert any(s["label"] == -1 for s in scores) and {s["round"] for s in scores} >= {-1, 1, 2}
+
+
+def test_jsonl_export_imports_back_into_the_same_store(source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = content(source)
+    code, out, _ = cli(capsys, "export", source, "--format", "jsonl", "--out", tmp_path / "out")
+    assert code == 0
+    export = tmp_path / "out" / "episodes.jsonl"
+    records = [json.loads(line) for line in export.read_text(encoding="utf-8").split("\n") if line]
+    assert all(r["format_version"] == 2 for r in records)
+    failed_score = next(s for r in records for s in r["scores"] if s["status"] == "failed")
+    assert failed_score["label"] is None and "empathy adapter not loaded" in failed_score["error"]  # the export carries the failure
+
+    fresh = tmp_path / "fresh.sqlite"
+    code, out, _ = cli(capsys, "import", fresh, export)
+    n, failed = len(before["episodes"]), sum(e["status"] == "failed" for e in before["episodes"])
+    assert code == 0
+    assert f"{n} episodes ({n - failed} done, {failed} failed), {len(before['turns'])} turns, {len(before['scores'])} scores; skipped 0" in out
+    assert content(fresh) == before
+
+    # again, and into the store it came from: nothing new, every episode skipped and counted
+    for target in (fresh, source):
+        code, out, _ = cli(capsys, "import", target, export)
+        assert code == 0 and f"0 episodes (0 done, 0 failed), 0 turns, 0 scores; skipped {n} already in the store" in out
+        assert content(target) == before
+    imported = Store.open(fresh, readonly=True)
+    assert [entry["skipped"] for entry in imported.meta("imports")] == [0, n]
+    imported.close_sync()
+
+
+def test_esc_eval_score_export_refuses_missing_scores_unless_allowed(source: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "run.sqlite"
+    shutil.copy(source, store)
+    conn = sqlite3.connect(store)
+    failed = conn.execute("SELECT COUNT(*), COUNT(DISTINCT s.episode_key) FROM scores s JOIN episodes e ON e.key=s.episode_key"
+                          " WHERE e.status='done' AND s.round=-1 AND s.status='failed'").fetchone()
+    # one more hole: a judgement that never ran, in a dialogue with no failed one
+    gone, card = conn.execute("SELECT e.key, e.card_index FROM episodes e WHERE e.status='done' AND e.supporter='a'"
+                              " AND e.persona='default' ORDER BY e.ordinal LIMIT 1").fetchone()
+    conn.execute("DELETE FROM scores WHERE episode_key=? AND dimension='fluency' AND round=-1", (gone,))
+    conn.commit()
+    conn.close()
+    assert failed[0] > 0
+
+    out = tmp_path / "out"
+    code, stdout, err = cli(capsys, "export", store, "--out", out)
+    assert code == 1 and not out.exists()  # refused before writing anything
+    assert f"{failed[1] + 1} dialogues lack {failed[0] + 1} judge scores ({failed[0]} failed, 1 never scored)" in err
+    assert "--resume --retry-failed" in err and "--allow-missing" in err and len(err.strip().splitlines()) == 1
+
+    code, stdout, err = cli(capsys, "export", store, "--out", out, "--allow-missing")
+    assert code == 0 and f"lack {failed[0] + 1} judge scores ({failed[0]} failed, 1 never scored)" in err and "wrote -1" in err
+    written = sorted(p.name for p in out.iterdir())
+    assert "score_b_en.json" in written and "score_a_en.json" in written
+    b = json.loads((out / "score_b_en.json").read_text(encoding="utf-8"))
+    assert all(labels["empathic"] == -1 and len(labels) == 7 for labels in b.values())
+    a = json.loads((out / "score_a_en.json").read_text(encoding="utf-8"))
+    assert [index for index, labels in a.items() if labels["fluency"] == -1] == [str(card)] and all(len(labels) == 7 for labels in a.values())
+    assert all(labels["overall"] == -1 for labels in a.values())  # the judge's unparsed answers, -1 as before
+
+
+def test_jsonl_export_of_a_store_without_holes_is_refused_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store whose judgements all succeeded exports score files without a -1 added and without a warning."""
+    from tests.annotation.helpers import make_store
+
+    store = make_store(tmp_path / "s.sqlite", {i: {"fluency": 3, "empathic": i % 5} for i in range(4)})
+    code, _, err = cli(capsys, "export", store, "--out", tmp_path / "out")
+    assert code == 0 and err == ""
+    scores = json.loads((tmp_path / "out" / "score_bot_en.json").read_text(encoding="utf-8"))
+    assert scores == {str(i): {"fluency": 3, "empathic": i % 5} for i in range(4)}
+
+
+def _record(**changes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "format_version": 2, "key": "a/default/00000-en-001/s0/r0", "card_index": 0, "card_id": "en-001", "language": "en",
+        "category": "work", "source": "test", "supporter": "a", "persona": "default", "repeat": 0, "seed": 7, "status": "done",
+        "outcome": "truncated", "reason": "max_rounds=1", "attempts": 1, "started_at": 1.0, "ended_at": 2.0,
+        "turns": [{"idx": 0, "role": "supporter", "text": "Hi.", "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "at": 1.0},
+                  {"idx": 1, "role": "seeker", "text": "Hello.", "prompt_tokens": 3, "completion_tokens": 1, "latency": 0.1, "at": 1.5,
+                   "state": {"distress": 3}}],
+        "scores": [{"dimension": "fluency", "round": -1, "label": 3, "raw": "Score: 3", "model": "j", "latency": 0.2,
+                    "status": "ok", "error": None, "at": 2.5}],
+    }
+    for name, value in changes.items():
+        path = name.split("__")
+        target = record
+        for part in path[:-1]:
+            target = target[part] if not part.isdigit() else target[int(part)]  # type: ignore[index]
+        if value is _DROP:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+    return record
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"format_version": _DROP}, r"line 1: no 'format_version': not an esc-eval JSONL export, or one from before format 2"),
+    ({"format_version": 3}, r"line 1: format_version 3 is newer than this esc-eval reads \(2\); upgrade esc-eval"),
+    ({"format_version": "2"}, r"line 1: field 'format_version': expected 2, got '2'"),
+    ({"key": _DROP}, r"line 1: field 'key' is missing"),
+    ({"card_index": "0"}, r"line 1: field 'card_index': expected an integer, got '0'"),
+    ({"status": "lost"}, r"line 1: field 'status': expected planned, running, done or failed, got 'lost'"),
+    ({"colour": "red"}, r"line 1: field 'colour': unknown to this esc-eval's store \(table episodes\)"),
+    ({"ordinal": 4}, r"line 1: field 'ordinal': not part of the format \(the importing store sets it\)"),
+    ({"turns": {}}, r"line 1: field 'turns': expected a list, got dict"),
+    ({"turns__1__role": "bot"}, r"line 1: field 'turns\[1\]\.role': expected seeker or supporter, got 'bot'"),
+    ({"turns__1__latency": None}, r"line 1: field 'turns\[1\]\.latency': expected a number, got None"),
+    ({"turns__1__state": [1]}, r"line 1: field 'turns\[1\]\.state': expected an object, got list"),
+    ({"turns__1__idx": 0}, r"line 1: field 'turns': two turns have the same idx"),
+    ({"scores__0__label": 5}, r"line 1: field 'scores\[0\]\.label': expected a label 0\.\.4, -1 or null, got 5"),
+    ({"scores__0__label": True}, r"line 1: field 'scores\[0\]\.label': expected an integer or null, got True"),
+    ({"scores__0__status": "maybe"}, r"line 1: field 'scores\[0\]\.status': expected ok or failed, got 'maybe'"),
+    ({"scores__0__weight": 2}, r"line 1: field 'scores\[0\]\.weight': unknown to this esc-eval's store \(table scores\)"),
+    ({"turns__0__mood": {"a": 1}}, r"line 1: field 'turns\[0\]\.mood': unknown to this esc-eval's store \(table turns\)"),
+])
+def test_bad_jsonl_lines_name_line_and_field_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               changes: dict[str, Any], message: str) -> None:
+    export = tmp_path / "episodes.jsonl"
+    export.write_text(json.dumps(_record(**changes)) + "\n", encoding="utf-8")
+    store = tmp_path / "new.sqlite"
+    code, _, err = cli(capsys, "import", store, export)
+    assert code == 2 and not store.exists()
+    assert err.startswith(f"esc-eval: error: {export}: ") and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+
+
+def test_a_good_record_imports_and_duplicates_and_unfinished_lines_are_handled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "episodes.jsonl"
+    export.write_text(json.dumps(_record()) + "\n" + json.dumps(_record(key="k2", status="running", turns=[], scores=[])) + "\n",
+                      encoding="utf-8")
+    code, out, _ = cli(capsys, "import", tmp_path / "s.sqlite", export)
+    assert code == 0 and "1 episodes (1 done, 0 failed), 2 turns, 1 scores; skipped 0 already in the store; 1 unfinished" in out
+    tables = content(tmp_path / "s.sqlite")
+    assert tables["turns"][1]["state"] == '{"distress": 3}' and tables["scores"][0]["raw"] == "Score: 3"
+    assert tables["episodes"][0]["ordinal"] == 0 and tables["episodes"][0]["seed"] == 7
+
+    export.write_text(json.dumps(_record()) + "\n" + json.dumps(_record()) + "\n", encoding="utf-8")
+    code, _, err = cli(capsys, "import", tmp_path / "t.sqlite", export)
+    assert code == 2 and "line 2: episode 'a/default/00000-en-001/s0/r0' is on line 1 already" in err
+    assert not (tmp_path / "t.sqlite").exists()
+
+
+def test_import_takes_supporter_and_language_its_error_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dialogues = tmp_path / "dialogues.json"
+    dialogues.write_text(json.dumps({"0": ["AI assistant：Hi.", "ESC-Role：I can't sleep."]}, ensure_ascii=False), encoding="utf-8")
+    store = tmp_path / "s.sqlite"
+    code, _, err = cli(capsys, "import", store, dialogues)
+    assert code == 2 and "or give --supporter and --language" in err and not store.exists()
+    code, out, _ = cli(capsys, "import", store, dialogues, "--supporter", "gpt-4", "--language", "english")
+    assert code == 0 and "1 episodes, 0 scores (supporter gpt-4, language en); skipped 0 already in the store" in out
+    code, out, _ = cli(capsys, "import", store, dialogues, "--supporter", "gpt-4", "--language", "en")
+    assert code == 0 and "0 episodes, 0 scores (supporter gpt-4, language en); skipped 1 already in the store" in out
+    assert [e["key"] for e in content(store)["episodes"]] == ["gpt-4/default/en-00000/imported/r0"]
+
+    other = tmp_path / "more.json"
+    other.write_text(dialogues.read_text(encoding="utf-8"), encoding="utf-8")
+    code, _, err = cli(capsys, "import", tmp_path / "t.sqlite", dialogues, other, "--supporter", "x", "--language", "en")
+    assert code == 2 and "names the same supporter and language as" in err and not (tmp_path / "t.sqlite").exists()
+    export = tmp_path / "episodes.jsonl"
+    export.write_text(json.dumps(_record()) + "\n", encoding="utf-8")
+    code, _, err = cli(capsys, "import", tmp_path / "t.sqlite", export, "--supporter", "x")
+    assert code == 2 and "--supporter, --language and --scores are for ESC-Eval result files" in err
