@@ -257,14 +257,17 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
         except ImportError:
             raise UsageError('the ray executor (--ray, [run] executor = "ray") needs Ray: pip install "esc-eval[ray]"') from None
     if resume:
-        store = Store.open(store_path)
-        recorded = store.meta("fingerprint")
+        checked = Store.open(store_path, readonly=True)  # a writable open switches the journal mode: a refusal must write nothing
+        try:
+            recorded = checked.meta("fingerprint")
+        finally:
+            checked.close_sync()
         if recorded != plan.fingerprint() and not allow_config_change:
-            store.close_sync()
             raise ConfigError(
                 f"{config.path}: differs from the config {store_path} was started with "
                 "(cards, models, rounds, seed or judge changed); start a new store, or pass --allow-config-change"
             )
+        store = Store.open(store_path)
         if recorded != plan.fingerprint():  # allowed: the store keeps every config it has run under
             history = store.meta("config_history") or [{"fingerprint": recorded, "config": store.meta("config"), "at": store.meta("created_at")}]
             history.append({"fingerprint": plan.fingerprint(), "config": config.to_dict(), "at": time.time()})
@@ -317,7 +320,8 @@ def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed
     assert isinstance(progress, RunProgress)
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(progress.outcomes.items())) or "none"
     if idle:
-        print(f"nothing to do: all {progress.planned} planned episodes already ended and are scored")
+        scored = "" if earlier_failed or failed_scores else " and are scored"
+        print(f"nothing to do: all {progress.planned} planned episodes already ended{scored}")
     else:
         print(
             f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "

@@ -69,6 +69,7 @@ async def test_a_judge_call_that_fails_for_good_exits_1_and_retry_failed_fills_t
         judged = len(judge.requests)
         resumed = await esc_eval(*run, "--resume")
         assert resumed.returncode == 1 and "hint: 1 judge scores failed" in resumed.stdout, resumed.stdout
+        assert f"nothing to do: all {CARDS} planned episodes already ended\n" in resumed.stdout, "not 'and are scored'"
         assert len(judge.requests) == judged, "a plain --resume leaves failed scores alone"
 
         fail.healed = True
