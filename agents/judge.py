@@ -101,9 +101,10 @@ class Scorer:
         name = self.models.get(dimension, self.default_model)
         return name.replace("{lang}", language) if name else None
 
-    def schedule(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "") -> asyncio.Future[list[Score]]:
-        """Start scoring in the background; ``drain()`` waits for everything scheduled."""
-        future = self._enqueue(key, language, transcript, supporter)
+    def schedule(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "",
+                 dimensions: Sequence[str] | None = None) -> asyncio.Future[list[Score]]:
+        """Start scoring in the background (only ``dimensions``, when given); ``drain()`` waits for everything scheduled."""
+        future = self._enqueue(key, language, transcript, supporter, dimensions)
         self._scheduled.add(future)
         future.add_done_callback(self._scheduled.discard)
         return future
@@ -114,20 +115,23 @@ class Scorer:
 
     async def score(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "") -> list[Score]:
         """Every dimension (and round prefix) of one transcript, concurrently under the scorer's limit."""
-        return await self._enqueue(key, language, transcript, supporter)
+        return await self._enqueue(key, language, transcript, supporter, None)
 
-    def _enqueue(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str) -> asyncio.Future[list[Score]]:
+    def _enqueue(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str,
+                 dimensions: Sequence[str] | None) -> asyncio.Future[list[Score]]:
         """Queue one transcript's requests; the future gets their scores in order.
 
         Requests wait as small tuples, not as tasks or futures each: when a thousand
         episodes end at once, the backlog is a deque served by at most ``limit`` workers.
         """
+        keys = self.profile.keys if dimensions is None else dimensions
         prefixes = [(FINAL, transcript)]
         if self.score_every_round:
             prefixes += [(round_, transcript[:end]) for round_, end in enumerate(_round_ends(transcript), 1) if end < len(transcript)]
-        jobs = [(dim, round_, lines, sample) for round_, lines in prefixes for dim in self.profile.keys
-                for sample in range(self.samples)]
+        jobs = [(dim, round_, lines, sample) for round_, lines in prefixes for dim in keys for sample in range(self.samples)]
         batch = _Batch(key, language, supporter, len(jobs), asyncio.get_running_loop().create_future())
+        if not jobs:  # nothing asked for: done now, or drain() would wait forever
+            batch.future.set_result([])
         for index, (dim, round_, lines, sample) in enumerate(jobs):
             self._jobs.append((batch, index, dim, round_, lines, sample))
         self.pending += len(jobs)

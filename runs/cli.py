@@ -1,4 +1,5 @@
-"""The ``esc-eval`` command. Exit codes: 0 ok, 1 run finished with failed episodes, 2 bad input."""
+"""The ``esc-eval`` command. Exit codes: 0 ok, 1 run finished with failed episodes or scores (or an endpoint refused
+its credentials), 2 bad input."""
 
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ from roles.cards import CardError
 from roles.personas import PersonaError
 from roles.loaders import load_cards
 from roles.templates import ProtocolError
-from runs.config import Config, ConfigError, load_config, parse_config
+from runs.config import Config, ConfigError, check_api_keys, load_config, parse_config
 from runs.importing import ResultFileError, supporter_and_language
 from runs.judging import Judged, TranscriptError
 from runs.report import ReportError
 from runs.store import StoreError
 
-FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes (runs.runner.RunResult.exit_code)
+FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes or judge scores (runs.runner.RunResult.exit_code)
 BAD_INPUT = 2
 
 
@@ -256,6 +257,7 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
     from runs.store import Store
 
     plan = RunPlan.prepare(config)  # every input check happens before the store exists
+    check_api_keys(config)
     distributed = ray_address is not None or config.run.executor == "ray"
     if distributed:
         try:
@@ -263,14 +265,17 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
         except ImportError:
             raise UsageError('the ray executor (--ray, [run] executor = "ray") needs Ray: pip install "esc-eval[ray]"') from None
     if resume:
-        store = Store.open(store_path)
-        recorded = store.meta("fingerprint")
+        checked = Store.open(store_path, readonly=True)  # a writable open switches the journal mode: a refusal must write nothing
+        try:
+            recorded = checked.meta("fingerprint")
+        finally:
+            checked.close_sync()
         if recorded != plan.fingerprint() and not allow_config_change:
-            store.close_sync()
             raise ConfigError(
                 f"{config.path}: differs from the config {store_path} was started with "
                 "(cards, models, rounds, seed or judge changed); start a new store, or pass --allow-config-change"
             )
+        store = Store.open(store_path)
         if recorded != plan.fingerprint():  # allowed: the store keeps every config it has run under
             history = store.meta("config_history") or [{"fingerprint": recorded, "config": store.meta("config"), "at": store.meta("created_at")}]
             history.append({"fingerprint": plan.fingerprint(), "config": config.to_dict(), "at": time.time()})
@@ -295,8 +300,14 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
 
     result = _run_loop(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
                                         title=f"{config.run.name} · {store_path}"))
-    _summary(result.progress, store_path, retry_hint, earlier_failed, idle=result.idle)
-    if earlier_failed and not result.exit_code:
+    reader = Store.open(store_path, readonly=True)
+    try:
+        failed_scores = reader.failed_scores()  # this attempt's and, unless re-scored, earlier ones
+    finally:
+        reader.close_sync()
+    _summary(result.progress, store_path, retry_hint, earlier_failed, idle=result.idle, failed_scores=failed_scores,
+             auth_failure=result.auth_failure)
+    if (earlier_failed or failed_scores) and not result.exit_code:
         return FAILED_EPISODES  # a resumed run exits as a fresh one would with these episodes failed
     return result.exit_code
 
@@ -310,21 +321,28 @@ def _run_loop(main):  # type: ignore[no-untyped-def]
     return uvloop.run(main)
 
 
-def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False) -> None:
+def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False,
+             failed_scores: int = 0, auth_failure: str | None = None) -> None:
     from runs.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(progress.outcomes.items())) or "none"
     if idle:
-        print(f"nothing to do: all {progress.planned} planned episodes already ended and are scored")
+        scored = "" if earlier_failed or failed_scores else " and are scored"
+        print(f"nothing to do: all {progress.planned} planned episodes already ended{scored}")
     else:
         print(
             f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
             f"({outcomes}); {progress.turns} turns in {progress.elapsed():.1f}s"
         )
-    if progress.failed or earlier_failed:
+    if auth_failure:  # no retry hint: the same key fails again until someone fixes it
+        print(f"esc-eval: {auth_failure}: the endpoint refused the credentials, so the run stopped early; "
+              "check the key in the variable its api_key_env names", file=sys.stderr)
+    elif progress.failed or earlier_failed:
         earlier = f" ({earlier_failed} from an earlier attempt)" if earlier_failed else ""
         print(f"hint: {progress.failed + earlier_failed} failed episodes remain in the store{earlier}; {retry_hint}")
+    if failed_scores and not auth_failure:
+        print(f"hint: {failed_scores} judge scores failed (the judge gave up) and are missing from the results; {retry_hint}")
     print(f"store: {store_path}")
     print(f"next: esc-eval export {store_path} --format esc-eval --out OUT_DIR")
 
@@ -367,6 +385,7 @@ def _judge(args: argparse.Namespace) -> int:
     from runs.judging import judge_transcripts
 
     config = load_config(args.config, judge_only=True)
+    check_api_keys(config)
     if args.out is not None and args.out.suffix != ".json":
         raise UsageError(f"{args.out}: --out must name a .json file")
     if args.supporter is not None and args.store is None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Iterator, Mapping, get_type_hints
 
 BACKENDS = ("openai", "transformers", "vllm")
 
@@ -35,6 +36,9 @@ class EndpointConfig:
     max_connections: int = 64
     timeout: float = 120.0
     max_attempts: int = 6
+    """Tries per request, first included, counting hard faults (5xx, timeouts, resets, garbage); throttling does not count."""
+    max_retry_time: float = 900.0
+    """Seconds after a request's first failure within which it is retried (throttling waits as long as this allows)."""
     max_tokens: int = 512
     temperature: float | None = None
     top_p: float | None = None
@@ -126,6 +130,14 @@ class Config:
         data.pop("as_written")
         return data
 
+    def endpoints(self) -> Iterator[tuple[str, EndpointConfig]]:
+        """Each endpoint section with its name as error messages give it."""
+        yield "[seeker]", self.seeker
+        for i, supporter in enumerate(self.supporters):
+            yield f"[[supporters]] {i}", supporter
+        if self.judge is not None:
+            yield "[judge]", self.judge
+
     def fingerprint(self) -> str:
         """What decides the results: changing it between a run and its resume is refused.
 
@@ -138,7 +150,7 @@ class Config:
         for volatile in ("store", "concurrency", "name", "executor", "ray_address", "workers"):
             data["run"].pop(volatile)
         for section in [data["seeker"], data["judge"] or {}, *data["supporters"]]:
-            for volatile in ("max_connections", "timeout", "max_attempts", "base_url", "api_key_env"):
+            for volatile in ("max_connections", "timeout", "max_attempts", "max_retry_time", "base_url", "api_key_env"):
                 section.pop(volatile, None)
             if not section.get("lora"):  # added later: at its default, keep older fingerprints
                 section.pop("lora", None)
@@ -161,6 +173,18 @@ def load_config(path: str | Path, *, judge_only: bool = False) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: malformed TOML: {exc}") from None
     return resolve_paths(parse_config(raw, name, judge_only=judge_only), path.parent)
+
+
+def check_api_keys(config: Config, environ: Mapping[str, str] = os.environ) -> None:
+    """Every variable an ``api_key_env`` names must hold a key before anything is sent.
+
+    Without it requests would go out unauthenticated, cost money and fail with 401 one by one.
+    The message names the variable, never a value.
+    """
+    for section, endpoint in config.endpoints():
+        name = endpoint.api_key_env
+        if name and not environ.get(name, "").strip():
+            raise ConfigError(f"{config.path}: {section} field 'api_key_env': environment variable {name} is not set")
 
 
 def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: bool = False) -> Config:
@@ -295,8 +319,9 @@ def _check_endpoint(where: str, endpoint: EndpointConfig) -> None:
     for positive in ("max_connections", "max_attempts", "max_tokens"):
         if getattr(endpoint, positive) < 1:
             raise ConfigError(f"{where} field '{positive}': must be at least 1, got {getattr(endpoint, positive)}")
-    if endpoint.timeout <= 0:
-        raise ConfigError(f"{where} field 'timeout': must be positive, got {endpoint.timeout}")
+    for positive in ("timeout", "max_retry_time"):
+        if getattr(endpoint, positive) <= 0:
+            raise ConfigError(f"{where} field '{positive}': must be positive, got {getattr(endpoint, positive)}")
 
 
 PATH_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".toml")

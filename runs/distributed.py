@@ -154,7 +154,8 @@ class RecordSink:
     def statuses(self) -> dict[str, str]:
         return {}
 
-    def unscored(self, dimensions: int, *, include_failed: bool = False) -> list[dict[str, str]]:
+    def unscored(self, dimensions: Sequence[str], *, include_failed: bool = False) -> list[dict[str, str]]:
+        """Every re-judging of this shard, whole (the driver re-scores whole episodes)."""
         for r in self._rejudge.values():
             self._expect(r.key, r.transcript)
         return [{"key": r.key, "language": r.language, "supporter": r.supporter} for r in self._rejudge.values()]
@@ -418,7 +419,7 @@ class DistributedRunner:
         if self.plan.profile is not None and self.plan.config.judge is not None:
             dimensions = len(self.plan.profile.keys)
             self.progress.judge_dimensions = dimensions
-            for row in self.store.unscored(dimensions, include_failed=self.retry_failed):
+            for row in self.store.unscored(self.plan.profile.keys, include_failed=self.retry_failed):
                 rejudge.append(Rejudge(row["key"], row["language"], row["supporter"], tuple(self.store.transcript(row["key"]))))
             self.progress.judge_queued(dimensions * len(rejudge))
         if not todo and not rejudge:  # a finished store: no cluster to start

@@ -89,6 +89,12 @@ class EndpointView:
     p95: float | None
     retries: int
     faults: Mapping[str, int]
+    limit: int | None = None
+    """Requests allowed in flight now (it halves while the server throttles); ``None`` when unknown (a store)."""
+    limit_min: int | None = None
+    throttled_waits: int = 0
+    throttled_seconds: float = 0.0
+    """Backoff waits the server asked for (429, 503, Retry-After), and their total length."""
 
 
 @dataclass(frozen=True)
@@ -324,7 +330,8 @@ class LiveSource:
     def _endpoint(stats: BackendStats) -> EndpointView:
         recent = sorted(stats.latencies[-LATENCY_WINDOW:])
         return EndpointView(stats.endpoint, stats.requests, stats.in_flight, percentile(recent, 0.5), percentile(recent, 0.95),
-                            stats.retries, dict(stats.faults))
+                            stats.retries, dict(stats.faults), stats.limit or None, stats.limit_min or None,
+                            stats.throttled_waits, stats.throttled_seconds)
 
 
 @dataclass
@@ -634,6 +641,14 @@ def _per_second(value: float | None) -> str:
     return f"{value:,.0f}/s" if value >= 100 else f"{value:,.1f}/s"
 
 
+def _throttled(e: EndpointView) -> str:
+    """Waits the server asked for and the in-flight limit they drove down: ``12 · 34s · limit 2 (min 1)``."""
+    if not e.throttled_waits and e.limit == e.limit_min:
+        return "–"
+    limit = "" if e.limit is None else f" · limit {e.limit}" + (f" (min {e.limit_min})" if e.limit_min != e.limit else "")
+    return f"{e.throttled_waits:,} · {e.throttled_seconds:,.0f}s{limit}"
+
+
 def _faults(faults: Mapping[str, int]) -> str:
     kinds = [k for k in FAULT_KINDS if faults.get(k)] + sorted(k for k in faults if k not in FAULT_KINDS and faults[k])
     return " ".join(f"{k}:{faults[k]:,}" for k in kinds) or "–"
@@ -701,7 +716,7 @@ class _Endpoints:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         narrow = options.max_width < 100
         headers = ("endpoint", "req" if narrow else "requests", "active" if narrow else "in flight", "p50", "p95",
-                   "retry" if narrow else "retries", "errors")
+                   "retry" if narrow else "retries", "throttled", "errors")
         table = Table(title="Endpoints", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for name in headers:
             if name == "endpoint":
@@ -712,9 +727,9 @@ class _Endpoints:
                 table.add_column(name, justify="right", no_wrap=True)
         for e in self.s.endpoints:
             _row(table, e.name, f"{e.requests:,}", "–" if e.in_flight is None else f"{e.in_flight:,}", _latency(e.p50),
-                 _latency(e.p95), f"{e.retries:,}", _faults(e.faults))
+                 _latency(e.p95), f"{e.retries:,}", _throttled(e), _faults(e.faults))
         if not self.s.endpoints:
-            _row(table, "–", "", "", "", "", "", "")
+            _row(table, "–", "", "", "", "", "", "", "")
         yield table
 
 
@@ -874,12 +889,14 @@ class PlainReporter:
         for e in s.endpoints:
             faults.update(e.faults)
         judge = "" if s.judge_pending is None else f" | judge pending {s.judge_pending:,} scored {s.judge_done or 0:,}"
+        waits = sum(e.throttled_waits for e in s.endpoints)
+        throttled = f" | throttled waits {waits:,}" if waits else ""
         workers = "".join(f" | {w.name} {w.state} {w.finished:,}/{w.assigned:,}" for w in s.workers)
         return (
             f"[{_duration(s.elapsed)}] episodes {s.completed:,}/{s.total:,} ({s.fraction * 100:.1f}%)"
             f" active {s.active:,} queued {s.queued:,} done {s.done:,} failed {s.failed:,}"
             f" | {s.episode_rate:,.2f} ep/s ETA {_duration(s.eta)} | turns {_per_second(s.turn_rate)}"
-            f" | tokens out {tokens}{judge} | errors {_faults(faults)}{workers}"
+            f" | tokens out {tokens}{judge}{throttled} | errors {_faults(faults)}{workers}"
         )
 
     def summary(self, s: Snapshot) -> str:

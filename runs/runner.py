@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from autogen_core import SingleThreadedAgentRuntime, TypeSubscription
 
 from agents.backends import ChatBackend, create_backend
+from agents.backends.base import AuthFailed
 from agents.judge import JudgeAgent, Score, Scorer, ScoreSink
 from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, SamplingParams
 from agents.profiles import JudgeProfile, ProfileError, load_profile
@@ -216,7 +217,7 @@ class BackendPool:
                 backend = create_backend(
                     "openai", base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
                     max_connections=endpoint.max_connections, timeout=endpoint.timeout,
-                    max_attempts=endpoint.max_attempts, name=role_name, sessions=self._http,
+                    max_attempts=endpoint.max_attempts, max_retry_time=endpoint.max_retry_time, name=role_name, sessions=self._http,
                 )
             elif endpoint.backend == "vllm":
                 backend = create_backend("vllm", model=endpoint.model, lora=dict(endpoint.lora), name=role_name)
@@ -261,6 +262,9 @@ def few_collections() -> Iterator[None]:
 
 RUN_GC_THRESHOLDS = (200_000, 50, 1_000)
 
+_AUTH_FAULT = f"fault:{AuthFailed.kind}"
+"""The event kind a backend reports for a 401/403 (``BackendStats.fault``)."""
+
 
 @dataclass
 class RunResult:
@@ -269,10 +273,12 @@ class RunResult:
     failures: list[str] = field(default_factory=list)
     idle: bool = False
     """Nothing was left to run or score: no backend was started (``--resume`` of a finished store)."""
+    auth_failure: str | None = None
+    """``endpoint: HTTP 401 ...`` when an endpoint refused the credentials and the run stopped early."""
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.progress.failed else 0
+        return 1 if self.progress.failed or self.auth_failure else 0
 
 
 class Runner:
@@ -295,6 +301,7 @@ class Runner:
         self.pool = BackendPool(backends)
         self.retry_failed = retry_failed
         self.progress = progress or RunProgress()
+        self.auth_failure: str | None = None
         self._stopping = asyncio.Event()
 
     def stop_admitting(self) -> None:
@@ -323,7 +330,7 @@ class Runner:
             await runtime.add_subscription(TypeSubscription(topic, "store"))
         scorer = await self._judge(runtime, rejudge) if self.plan.profile else None
         for backend in self.pool.all():
-            backend.stats.listener = lambda endpoint, kind, detail: self.store.add_event(kind, detail, endpoint=endpoint)
+            backend.stats.listener = self._backend_event
         env = Environment(
             runtime, self.plan.protocol,
             {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters},
@@ -344,13 +351,25 @@ class Runner:
                 await self.pool.aclose()
                 self.store.end_run(status)
                 await self.store.close()
-        return RunResult(self.store.path, self.progress)
+        return RunResult(self.store.path, self.progress, auth_failure=self.auth_failure)
+
+    def _backend_event(self, endpoint: str, kind: str, detail: str) -> None:
+        """Record a backend's fault or retry; a refused credential stops the run, as no retry can help."""
+        self.store.add_event(kind, detail, endpoint=endpoint)
+        if kind == _AUTH_FAULT and self.auth_failure is None:
+            self.auth_failure = f"{endpoint}: {detail}"
+            log.error("endpoint %s refused the credentials (%s): admitting no more episodes", endpoint, detail)
+            self.stop_admitting()
 
     def _unscored(self) -> list[Any]:
-        """Finished episodes whose scoring a crash interrupted (or that failed, with ``retry_failed``)."""
+        """Finished episodes with scores an earlier attempt left missing (and, with ``retry_failed``, failed ones).
+
+        The one place that decides what a resumed run scores again: each row names only the
+        dimensions lacking a usable score (``Store.unscored``), so labels given are never asked twice.
+        """
         if self.plan.profile is None:
             return []
-        return list(self.store.unscored(len(self.plan.profile.keys), include_failed=self.retry_failed))
+        return list(self.store.unscored(self.plan.profile.keys, include_failed=self.retry_failed))
 
     async def _judge(self, runtime: SingleThreadedAgentRuntime, rejudge: list[Any]) -> Scorer:
         """Register the judge as an observer and re-schedule the scoring of ``rejudge`` (``_unscored``)."""
@@ -358,11 +377,12 @@ class Runner:
         scorer = make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [self._record_score])
         await JudgeAgent.register(runtime, "judge", lambda: JudgeAgent(scorer))
         await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "judge"))
-        dimensions = len(self.plan.profile.keys)
-        self.progress.judge_dimensions = dimensions  # progress.ended() queues this many per judged episode
+        keys, samples = self.plan.profile.keys, self.plan.config.judge.samples
+        self.progress.judge_dimensions = len(keys) * samples  # progress.ended() queues this many final labels per judged episode
         for row in rejudge:
-            scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"])
-            self.progress.judge_queued(dimensions)
+            missing = row.get("dimensions") or keys  # a Ray worker's shard names none: it re-scores whole episodes
+            scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], missing)
+            self.progress.judge_queued(len(missing) * samples)
         return scorer
 
     def _record_score(self, score: Score) -> None:

@@ -21,7 +21,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from agents.messages import TurnTaken
 
@@ -544,14 +544,37 @@ class Store:
         if current is not None:
             yield current, lines
 
-    def unscored(self, dimensions: int, *, include_failed: bool = False) -> list[sqlite3.Row]:
-        """Finished episodes lacking some final score (a crash or a judge failure came between)."""
+    def unscored(self, dimensions: Sequence[str], *, include_failed: bool = False) -> list[dict[str, Any]]:
+        """Finished episodes with judge dimensions to score (again), in plan order.
+
+        A dimension is to score when its final score is missing (a crash came between the
+        episode's end and its scores) or, with ``include_failed``, when any of its scores
+        (final or per round) failed. Each item: ``key``, ``language``, ``supporter``, ``dimensions``.
+        """
+        sep = "\x1f"
         ok = "AND s.status='ok'" if include_failed else ""
-        return self.rows(
-            "SELECT e.key, e.language, e.supporter FROM episodes e WHERE e.status='done' AND "
-            f"(SELECT COUNT(*) FROM scores s WHERE s.episode_key=e.key AND s.round=? {ok}) < ? ORDER BY e.ordinal",
-            (FINAL_ROUND, dimensions),
+        found = self.rows(
+            "SELECT e.key, e.language, e.supporter,"
+            f" (SELECT group_concat(s.dimension, char(31)) FROM scores s WHERE s.episode_key=e.key AND s.round=? {ok}) AS scored,"
+            " (SELECT group_concat(s.dimension, char(31)) FROM scores s WHERE s.episode_key=e.key AND s.status='failed') AS failed"
+            " FROM episodes e WHERE e.status='done' ORDER BY e.ordinal",
+            (FINAL_ROUND,),
         )
+        todo = []
+        for row in found:
+            complete = set((row["scored"] or "").split(sep))
+            if include_failed:
+                complete -= set((row["failed"] or "").split(sep))
+            missing = [d for d in dimensions if d not in complete]
+            if missing:
+                todo.append({"key": row["key"], "language": row["language"], "supporter": row["supporter"], "dimensions": missing})
+        return todo
+
+    def failed_scores(self) -> int:
+        """Judge scores of finished episodes that failed (the judge gave up), final or per round."""
+        return self._conn.execute(
+            "SELECT COUNT(*) FROM scores s JOIN episodes e ON e.key=s.episode_key WHERE s.status='failed' AND e.status='done'"
+        ).fetchone()[0]
 
     def final_scores(self) -> list[sqlite3.Row]:
         """Whole-episode judge labels of finished episodes: ``episode_key, dimension, label, status, sample``.

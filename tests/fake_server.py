@@ -11,18 +11,21 @@ import asyncio
 import json
 import random
 import socket
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aiohttp import web
 
-FAULTS = ("500", "503", "429", "429-retry-after", "slow", "reset", "garbage", "truncated", "empty", "no-choices", "echo-headers")
+FAULTS = ("500", "503", "429", "429-retry-after", "500-retry-after", "slow", "reset", "garbage", "truncated", "empty",
+          "no-choices", "echo-headers", "401", "403")
 """Fault kinds. ``echo-headers`` is a misbehaving proxy: a 500 whose body reflects the request headers."""
 
 CLIENT_FAULT_KIND = {
     "500": "5xx", "503": "5xx", "429": "429", "429-retry-after": "429", "slow": "timeout", "reset": "reset",
     "garbage": "parse", "truncated": "parse", "empty": "empty", "no-choices": "parse", "echo-headers": "5xx",
+    "500-retry-after": "5xx", "401": "auth", "403": "auth",
 }
 """The ``BackendError.kind`` a client should see for each injected fault (``slow`` needs a client timeout)."""
 
@@ -41,6 +44,8 @@ class FakeOpenAIServer:
     jitter: float = 0.0
     """Each answer waits ``delay`` scaled by a seeded uniform factor in [1 - jitter, 1 + jitter]."""
     fault_rates: dict[str, float] = field(default_factory=dict)
+    fault_for: Callable[[dict[str, Any]], str | None] | None = None
+    """Picks a fault (or none) from the request body, before the script and the rates: one model always failing, say."""
     slow_seconds: float = 30.0
     retry_after: float = 0.05
     seed: int = 0
@@ -60,6 +65,9 @@ class FakeOpenAIServer:
         self.in_flight_by_model: Counter[str] = Counter()
         self.peak_in_flight_by_model: Counter[str] = Counter()
         self.answered = 0
+        self.throttled_until = 0.0
+        """``time.monotonic()`` until which every request gets a 429 (``throttle``)."""
+        self._throttle_fault = "429"
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -72,6 +80,13 @@ class FakeOpenAIServer:
         for fault in faults:
             assert fault in FAULTS, fault
         self.script.extend(faults)
+
+    def throttle(self, seconds: float, *, retry_after: float | None = None) -> None:
+        """Answer every request with 429 for the next ``seconds`` (with ``Retry-After`` when given), then recover."""
+        self.throttled_until = time.monotonic() + seconds
+        self._throttle_fault = "429" if retry_after is None else "429-retry-after"
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     async def start(self) -> FakeOpenAIServer:
         app = web.Application()
@@ -96,7 +111,13 @@ class FakeOpenAIServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _next_fault(self) -> str | None:
+    def _next_fault(self, body: dict[str, Any]) -> str | None:
+        if self.throttled_until and time.monotonic() < self.throttled_until:
+            return self._throttle_fault
+        if self.fault_for is not None:
+            chosen = self.fault_for(body)
+            if chosen:
+                return chosen
         if self.script:
             return self.script.popleft()
         for fault, rate in self.fault_rates.items():
@@ -120,7 +141,7 @@ class FakeOpenAIServer:
             if self.record:
                 self.requests.append(body)
                 self.headers.append(dict(request.headers))
-            fault = self._next_fault()
+            fault = self._next_fault(body)
             if fault:
                 self.faults_served[fault] += 1
                 return await self._fault(request, fault)
@@ -146,6 +167,10 @@ class FakeOpenAIServer:
             return web.Response(status=429, text="rate limited")
         if fault == "429-retry-after":
             return web.Response(status=429, text="rate limited", headers={"Retry-After": str(self.retry_after)})
+        if fault == "500-retry-after":
+            return web.Response(status=500, text="overloaded", headers={"Retry-After": str(self.retry_after)})
+        if fault in ("401", "403"):
+            return web.Response(status=int(fault), text="invalid api key")
         if fault == "slow":
             await asyncio.sleep(self.slow_seconds)
             return web.Response(status=500, text="too late")

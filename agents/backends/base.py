@@ -10,25 +10,43 @@ from agents.messages import ChatMessage, Completion, SamplingParams
 
 
 class BackendError(Exception):
-    """A request failed. ``kind`` names the fault for counters: 429, 5xx, timeout, reset, parse, empty, http."""
+    """A request failed. ``kind`` names the fault for counters: 429, 5xx, timeout, reset, parse, empty, http, auth.
+
+    ``throttled`` errors are the server asking for time, not failing: they are retried for up
+    to a time budget (``max_retry_time``) instead of counting against ``max_attempts``.
+    """
 
     kind = "error"
     retryable = False
+    throttled = False
 
 
 class RetryableError(BackendError):
     retryable = True
 
 
-class RateLimited(RetryableError):
-    kind = "429"
+class Throttled(RetryableError):
+    """The server asks for time: 429, 503, or ``Retry-After`` on any status; ``retry_after`` in seconds when given."""
+
+    kind = "http"
+    throttled = True
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
 
 
+class RateLimited(Throttled):
+    kind = "429"
+
+
 class ServerError(RetryableError):
+    kind = "5xx"
+
+
+class Overloaded(Throttled, ServerError):
+    """503, or another 5xx with ``Retry-After``: alive, but asking for time."""
+
     kind = "5xx"
 
 
@@ -56,6 +74,12 @@ class RequestRejected(BackendError):
     """A 4xx other than 429: retrying the same request cannot help."""
 
     kind = "http"
+
+
+class AuthFailed(RequestRejected):
+    """401 or 403: the key is missing, wrong or lacks access; every request to this endpoint will fail alike."""
+
+    kind = "auth"
 
 
 class GaveUp(BackendError):
@@ -89,6 +113,13 @@ class BackendStats:
     completion_tokens: int = 0
     retries: int = 0
     faults: Counter[str] = field(default_factory=Counter)
+    limit: int = 0
+    """Requests this endpoint may have in flight now (adaptive: it shrinks while the server throttles)."""
+    limit_min: int = 0
+    """The lowest ``limit`` reached."""
+    throttled_waits: int = 0
+    throttled_seconds: float = 0.0
+    """Backoff waits the server asked for (429, 503, Retry-After), and their total length."""
     latencies: list[float] = field(default_factory=list)
     listener: EventListener | None = None
     _latency_window: int = 2048

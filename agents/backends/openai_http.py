@@ -1,10 +1,18 @@
 """Any OpenAI-compatible chat server, over aiohttp with tenacity retries.
 
 One ``ClientSession`` per endpoint (server URL and key) for the life of the run, shared
-by every backend talking to it (``HTTPSessions``), a limit on each backend's requests
-in flight, explicit timeouts. Faults are typed (see ``agents.backends.base``); retryable ones
-(429 honouring Retry-After, 5xx, timeouts, resets, garbage JSON, empty replies)
-are retried with exponential backoff and jitter, then ``GaveUp`` is raised.
+by every backend talking to it (``HTTPSessions``), an adaptive limit on each backend's
+requests in flight, explicit timeouts. Faults are typed (see ``agents.backends.base``) and
+retried with exponential backoff and jitter under one declared policy:
+
+- hard faults (5xx, timeouts, resets, garbage JSON, empty replies): up to ``max_attempts``;
+- throttling (429, 503, ``Retry-After`` on any status): waits as long as ``Retry-After`` says
+  (else the backoff) and does not count as an attempt; the request gives up when its next
+  attempt would start more than ``max_retry_time`` after its first failure. Each throttle
+  halves the backend's in-flight limit, each answer adds one back (``AdaptiveLimit``);
+- 401/403 (``AuthFailed``) and other 4xx: never retried.
+
+Exhausted retries raise ``GaveUp``.
 """
 
 from __future__ import annotations
@@ -17,20 +25,25 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential_jitter
+from tenacity.stop import stop_base
 
 from agents.backends.base import (
+    AuthFailed,
     BackendError,
     BackendStats,
     BadResponse,
     ConnectionLost,
     EmptyReply,
     GaveUp,
+    Overloaded,
     RateLimited,
     RequestRejected,
     RequestTimeout,
     ServerError,
+    Throttled,
 )
+from agents.backends.limiter import AdaptiveLimit
 from agents.messages import ChatMessage, Completion, SamplingParams
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
@@ -44,9 +57,11 @@ class OpenAIHTTPBackend:
         base_url: e.g. ``http://127.0.0.1:8000/v1``.
         model: the default ``model`` field; ``complete(model=...)`` overrides it per request.
         api_key_env: name of the environment variable holding the key (never the key itself).
-        max_connections: this backend's requests in flight (so connections it holds), at most.
+        max_connections: this backend's requests in flight (so connections it holds), at most;
+            fewer while the server throttles.
         timeout: seconds for one request, connect to last byte.
-        max_attempts: tries per request, first included.
+        max_attempts: tries per request, first included, counting hard faults only (not throttling).
+        max_retry_time: seconds after a request's first failure within which it is retried.
         name: label for counters and events (defaults to ``base_url``).
         sessions: the run's shared sessions; by default the backend has its own.
     """
@@ -60,6 +75,7 @@ class OpenAIHTTPBackend:
         max_connections: int = 64,
         timeout: float = 120.0,
         max_attempts: int = 6,
+        max_retry_time: float = 900.0,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         name: str | None = None,
@@ -70,7 +86,7 @@ class OpenAIHTTPBackend:
         self.max_connections = max_connections
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.max_attempts = max_attempts
-        self.max_backoff = max_backoff
+        self.max_retry_time = max_retry_time
         self._backoff = wait_exponential_jitter(multiplier=backoff, max=max_backoff, jitter=backoff)
         self.stats = BackendStats(name or base_url)
         self._headers = {"Content-Type": "application/json"}
@@ -83,7 +99,7 @@ class OpenAIHTTPBackend:
         self._api_key_env = api_key_env
         self._own_sessions = sessions is None
         self._sessions = sessions if sessions is not None else HTTPSessions()
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = AdaptiveLimit(max_connections, self.stats)
 
     async def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Completion:
         model_name = model or self.model
@@ -108,7 +124,7 @@ class OpenAIHTTPBackend:
         pending = [first]
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
-            stop=stop_after_attempt(self.max_attempts),
+            stop=_StopAfterFaults(self.max_attempts) | stop_before_delay(self.max_retry_time),
             wait=self._wait,
             before_sleep=self._count_retry,
             reraise=True,
@@ -134,14 +150,18 @@ class OpenAIHTTPBackend:
             await self._sessions.aclose()
 
     def _wait(self, state: RetryCallState) -> float:
+        """``Retry-After`` as the server gave it (the time budget bounds it), else exponential backoff with jitter."""
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return min(max(exc.retry_after, 0.0), self.max_backoff)
+        if isinstance(exc, Throttled) and exc.retry_after is not None:
+            return max(exc.retry_after, 0.0)
         return self._backoff(state)
 
     def _count_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, BackendError):
+            if exc.throttled:
+                self.stats.throttled_waits += 1
+                self.stats.throttled_seconds += state.upcoming_sleep
             self.stats.fault(exc.kind, str(exc), retried=True)
 
     async def _post(self, payload: bytes, model: str) -> Completion:
@@ -149,12 +169,14 @@ class OpenAIHTTPBackend:
         self.stats.in_flight += 1
         session = self._sessions.get(self.url, self._api_key_env, self._headers)
         try:
-            async with self._slots, session.post(self.url, data=payload, timeout=self.timeout) as response:
-                raw = await response.read()
-                if self._secret and self._secret in raw:  # a server reflecting our headers must not get the key stored
-                    raw = raw.replace(self._secret, b"[redacted]")
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
+            async with self._slots:
+                sent = time.perf_counter()
+                async with session.post(self.url, data=payload, timeout=self.timeout) as response:
+                    raw = await response.read()
+                    if self._secret and self._secret in raw:  # a server reflecting our headers must not get the key stored
+                        raw = raw.replace(self._secret, b"[redacted]")
+                    status = response.status
+                    retry_after = response.headers.get("Retry-After")
         except asyncio.TimeoutError:
             raise RequestTimeout(f"no answer within {self.timeout.total}s") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
@@ -162,13 +184,13 @@ class OpenAIHTTPBackend:
         finally:
             self.stats.in_flight -= 1
         latency = time.perf_counter() - start
-        if status == 429:
-            raise RateLimited(f"HTTP 429: {_snippet(raw)}", _seconds(retry_after))
-        if status >= 500:
-            raise ServerError(f"HTTP {status}: {_snippet(raw)}")
-        if status >= 400:
-            raise RequestRejected(f"HTTP {status}: {_snippet(raw)}")
-        return _parse_completion(raw, model, latency)
+        if status < 400:
+            self._slots.succeeded()
+            return _parse_completion(raw, model, latency)
+        error = _http_error(status, f"HTTP {status}: {_snippet(raw)}", _seconds(retry_after), retry_after is not None)
+        if error.throttled:
+            self._slots.throttled(sent)
+        raise error
 
 
 class HTTPSessions:
@@ -193,6 +215,37 @@ class HTTPSessions:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+
+class _StopAfterFaults(stop_base):
+    """Stop at the ``limit``-th hard fault; throttled attempts do not count (``stop_before_delay`` bounds those).
+
+    One per request's retry loop: tenacity calls ``stop`` once per failed, retryable attempt.
+    """
+
+    def __init__(self, limit: int):
+        self.limit, self.faults = limit, 0
+
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if not getattr(exc, "throttled", False):
+            self.faults += 1
+        return self.faults >= self.limit
+
+
+def _http_error(status: int, message: str, retry_after: float | None, has_retry_after: bool) -> BackendError:
+    """The typed error for an HTTP error status: throttling, auth, server fault or a rejected request."""
+    if status in (401, 403):
+        return AuthFailed(message)
+    if status == 429:
+        return RateLimited(message, retry_after)
+    if status == 503 or (status >= 500 and has_retry_after):
+        return Overloaded(message, retry_after)
+    if status >= 500:
+        return ServerError(message)
+    if has_retry_after:
+        return Throttled(message, retry_after)
+    return RequestRejected(message)
 
 
 def _parse_completion(raw: bytes, model: str, latency: float) -> Completion:

@@ -137,3 +137,14 @@ async def test_one_sample_sends_the_params_unchanged() -> None:
     assert all(s.sample == 0 for s in scores) and all(p.seed is None for _, p, _ in backend.requests)
     with pytest.raises(ValueError, match="samples must be at least 1"):
         Scorer(load_profile("default"), backend, samples=0)
+
+
+async def test_schedule_scores_only_the_dimensions_asked_for() -> None:
+    backend = ScriptedBackend(lambda *a: "Score: 2")
+    seen: list[Score] = []
+    scorer = Scorer(load_profile("default"), backend, score_every_round=True, sinks=[seen.append])
+    scores = await scorer.schedule("k", "en", TRANSCRIPT, "sup", ["tech", "human"])
+    assert {(s.dimension, s.round) for s in scores} == {(d, r) for d in ("tech", "human") for r in (FINAL, 1)}
+    assert len(backend.requests) == 4 and seen == scores
+    assert await asyncio.wait_for(scorer.schedule("k", "en", TRANSCRIPT, "sup", []), 1) == []  # nothing asked: done at once
+    await asyncio.wait_for(scorer.drain(), 1)

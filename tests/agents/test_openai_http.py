@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from agents.backends.base import BackendError, EmptyReply, GaveUp, RequestRejected
-from agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend
+from agents.backends.base import (
+    AuthFailed, BackendError, EmptyReply, GaveUp, Overloaded, RateLimited, RequestRejected, ServerError, Throttled,
+)
+from agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend, _http_error, _seconds
 from agents.messages import SamplingParams
 
 MESSAGES = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hello there"}]
@@ -144,3 +146,86 @@ async def test_backends_on_one_server_share_its_pool_and_keep_their_own_limits(f
     pools = list(sessions._sessions.values())  # noqa: SLF001
     await sessions.aclose()
     assert all(s.closed for s in pools)
+
+
+# -- throttling: waits within a time budget, not attempts ---------------------------------
+
+
+@pytest.mark.parametrize("fault", ["429", "429-retry-after", "503", "500-retry-after"])
+async def test_throttling_does_not_count_against_max_attempts(fake_server, fault: str) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(retry_after=0.01)
+    server.inject(*[fault] * 8)
+    backend = backend_for(server, max_attempts=2)
+    completion = await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert completion.retries == 8 and backend.stats.throttled_waits == 8 and backend.stats.retries == 8
+    assert backend.stats.throttled_seconds > 0
+
+
+async def test_hard_faults_between_throttles_still_give_up_at_max_attempts(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server()
+    server.inject("429", "500", "429", "500", "429", "500", "429")
+    backend = backend_for(server, max_attempts=3)
+    with pytest.raises(GaveUp) as err:
+        await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert err.value.attempts == 6 and err.value.kind == "5xx", "three hard faults, three throttles not counted"
+    assert backend.stats.throttled_waits == 3
+
+
+async def test_throttling_gives_up_when_the_time_budget_is_spent(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(fault_rates={"429": 1.0})
+    backend = backend_for(server, max_attempts=2, max_retry_time=0.5, backoff=0.05, max_backoff=0.1)
+    with pytest.raises(GaveUp) as err:
+        await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert err.value.kind == "429" and err.value.attempts > 2, "attempts beyond max_attempts: the budget bounded them"
+    assert len(server.requests) == err.value.attempts
+
+
+async def test_retry_after_longer_than_the_budget_gives_up_at_once(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(retry_after=60)
+    server.inject("429-retry-after")
+    backend = backend_for(server, max_retry_time=5.0)
+    with pytest.raises(GaveUp) as err:
+        await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert err.value.attempts == 1 and len(server.requests) == 1
+
+
+@pytest.mark.parametrize("status, retry_after, expected, throttled", [
+    (429, None, RateLimited, True), (429, "2", RateLimited, True), (503, None, Overloaded, True),
+    (500, "1", Overloaded, True), (500, None, ServerError, False), (502, None, ServerError, False),
+    (409, "3", Throttled, True), (400, None, RequestRejected, False), (401, None, AuthFailed, False),
+    (403, "5", AuthFailed, False), (404, None, RequestRejected, False),
+])
+def test_http_status_to_error(status: int, retry_after: str | None, expected: type, throttled: bool) -> None:
+    error = _http_error(status, f"HTTP {status}", _seconds(retry_after), retry_after is not None)
+    assert type(error) is expected and error.throttled is throttled
+    assert error.retryable is (expected not in (RequestRejected, AuthFailed))
+    if retry_after is not None and throttled:
+        assert error.retry_after == float(retry_after)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fault", ["401", "403"])
+async def test_auth_failure_is_not_retried_and_is_reported_as_auth(fake_server, fault: str) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server()
+    server.inject(fault, fault)
+    events: list[str] = []
+    backend = backend_for(server)
+    backend.stats.listener = lambda endpoint, kind, detail: events.append(kind)
+    with pytest.raises(AuthFailed) as err:
+        await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert f"HTTP {fault}" in str(err.value) and len(server.requests) == 1 and events == ["fault:auth"]
+
+
+async def test_a_throttling_server_sees_the_in_flight_limit_drop_and_recover(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(delay=0.02)
+    backend = backend_for(server, max_connections=16, max_backoff=0.2)
+    server.throttle(1.0)
+    results = await asyncio.gather(*(backend.complete(MESSAGES, SamplingParams()) for _ in range(200)))
+    await backend.aclose()
+    assert len(results) == 200 and server.faults_served["429"] > 0
+    assert backend.stats.limit_min <= 2, "every request throttled for a second: the limit halves down to (nearly) 1"
+    assert backend.stats.limit == 16, "after the server recovers, answers grow the limit back to max_connections"

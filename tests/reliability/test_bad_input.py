@@ -18,6 +18,7 @@ from tests.reliability.scenarios import JUDGE_MODEL, write_run_config
 from tests.runs.cli_helpers import esc_eval
 
 DEAD_URL = "http://127.0.0.1:9/v1"  # nothing listens: bad input must be caught before any request
+UNSET_KEY = "ESC_EVAL_TEST_KEY_NOBODY_SETS"
 
 
 def base_config(tmp_path: Path, *, cards: dict[str, Any] | None = None, judge: dict[str, Any] | None = None,
@@ -145,6 +146,11 @@ def _unknown_judge_dimension(t: Path):  # type: ignore[no-untyped-def]
     return [str(config)], None, [str(config), "[judge.models]", "empathy", "empathic"]
 
 
+def _unset_api_key(t: Path):  # type: ignore[no-untyped-def]
+    config = base_config(t, judge={"base_url": DEAD_URL, "model": JUDGE_MODEL, "api_key_env": UNSET_KEY})
+    return [str(config)], None, [str(config), "[judge] field 'api_key_env'", UNSET_KEY, "not set"]
+
+
 def _store_is_a_directory(t: Path):  # type: ignore[no-untyped-def]
     store = t / "store.sqlite"
     store.mkdir()
@@ -190,6 +196,7 @@ CASES: dict[str, Case] = {
     "non-utf8-cards": _non_utf8_cards,
     "unknown-profile": _unknown_profile,
     "unknown-judge-dimension": _unknown_judge_dimension,
+    "unset-api-key": _unset_api_key,
     "store-is-a-directory": _store_is_a_directory,
     "store-is-garbage": _store_is_garbage,
     "store-is-a-foreign-sqlite-db": _store_is_someone_elses_database,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.config import ConfigError, load_config, parse_config
+from runs.config import ConfigError, check_api_keys, load_config, parse_config
 
 SEEKER = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
 SUPPORTER = {"name": "a", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
@@ -62,6 +62,7 @@ def test_fingerprint_ignores_operational_settings_only() -> None:
     base = parse_config(config()).fingerprint()
     assert parse_config(config(run={"concurrency": 500, "store": "x.sqlite"})).fingerprint() == base
     assert parse_config({"seeker": {**SEEKER, "max_connections": 3}, "supporters": [SUPPORTER]}).fingerprint() == base
+    assert parse_config({"seeker": {**SEEKER, "max_retry_time": 60}, "supporters": [SUPPORTER]}).fingerprint() == base
     assert parse_config(config(run={"rounds": 4})).fingerprint() != base
     assert parse_config(config(run={"seed": 1})).fingerprint() != base
     assert parse_config({"seeker": SEEKER, "supporters": [{**SUPPORTER, "model": "other"}]}).fingerprint() != base
@@ -75,3 +76,25 @@ def test_judge_samples_need_sampling() -> None:
         parse_config({"judge": {**judge, "samples": 0}}, "j.toml", judge_only=True)
     with pytest.raises(ConfigError, match=r"\[judge\] field 'samples': 3 samples need a 'temperature' above 0"):
         parse_config({"judge": {**judge, "samples": 3}}, "j.toml", judge_only=True)
+
+
+def test_max_retry_time_must_be_positive() -> None:
+    assert parse_config(config(seeker={**SEEKER, "max_retry_time": 30})).seeker.max_retry_time == 30.0
+    assert parse_config(config()).seeker.max_retry_time == 900.0
+    with pytest.raises(ConfigError, match="\\[seeker\\] field 'max_retry_time': must be positive, got 0"):
+        parse_config(config(seeker={**SEEKER, "max_retry_time": 0}))
+
+
+def test_an_api_key_variable_that_is_not_set_names_section_and_variable_never_a_value() -> None:
+    second = {**SUPPORTER, "name": "b", "api_key_env": "B_KEY"}
+    c = parse_config({"seeker": {**SEEKER, "api_key_env": "SEEKER_KEY"}, "supporters": [SUPPORTER, second],
+                      "judge": {"base_url": "http://127.0.0.1:9/v1", "model": "j", "api_key_env": "JUDGE_KEY"}}, "run.toml")
+    check_api_keys(c, {"SEEKER_KEY": "sk-1", "B_KEY": "sk-2", "JUDGE_KEY": "sk-3"})
+    with pytest.raises(ConfigError) as err:
+        check_api_keys(c, {"SEEKER_KEY": "sk-1", "JUDGE_KEY": "sk-3"})
+    assert str(err.value) == "run.toml: [[supporters]] 1 field 'api_key_env': environment variable B_KEY is not set"
+    with pytest.raises(ConfigError, match="\\[judge\\] field 'api_key_env': environment variable JUDGE_KEY"):
+        check_api_keys(c, {"SEEKER_KEY": "sk-1", "B_KEY": "sk-2", "JUDGE_KEY": "  "})  # blank is not a key
+    with pytest.raises(ConfigError, match="\\[seeker\\]") as err:
+        check_api_keys(c, {"B_KEY": "sk-2", "JUDGE_KEY": "sk-3"})
+    assert "sk-" not in str(err.value)

@@ -66,7 +66,7 @@ async def test_resume_scores_episodes_a_crash_left_unscored(tmp_path: Path, fake
     assert again.returncode == 0, again.stderr
     store = Store.open(store_path, readonly=True)
     assert store.rows("SELECT COUNT(*) AS n FROM scores")[0]["n"] == 2 * 7
-    assert len(judge.requests) - requests_before == 7  # the unscored episode, all dimensions again
+    assert len(judge.requests) - requests_before == 2  # only the two missing dimensions: labels given are never asked for twice
     assert sim.requests and len(store.episodes(status="done")) == 2
     store.close_sync()
 

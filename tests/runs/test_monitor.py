@@ -61,7 +61,8 @@ def sample_progress() -> tuple[RunProgress, list[BackendStats]]:
                 progress.score(supporter, dimension, label)
     progress.judge_queued(5)
     seeker = BackendStats("seeker", requests=3000, in_flight=41, retries=7,
-                          faults=Counter({"429": 5, "timeout": 2, "http": 1}), latencies=[i / 1000 for i in range(1, 101)])
+                          faults=Counter({"429": 5, "timeout": 2, "http": 1}), latencies=[i / 1000 for i in range(1, 101)],
+                          limit=6, limit_min=2, throttled_waits=5, throttled_seconds=12.4)
     alpha = BackendStats("alpha", requests=1700, in_flight=23, latencies=[2.0] * 10)
     judge = BackendStats("judge", requests=28, in_flight=5, completion_tokens=280, faults=Counter({"5xx": 3}), retries=3)
     return progress, [seeker, alpha, judge]
@@ -85,6 +86,7 @@ def test_live_snapshot_renders_progress_counts_latency_faults_and_leaderboard() 
     assert "backlog 5 scores pending" in text and "28 scored" in text
     assert "50ms" in text and "95ms" in text and "2.00s" in text
     assert "429:5 timeout:2 http:1" in text and "5xx:3" in text
+    assert "5 · 12s · limit 6 (min 2)" in text  # throttled waits, and the in-flight limit they drove down
     for name in ("Fluency", "Expression", "Empathy", "Information", "Skillful", "Humanoid", "Overall"):
         assert name in text
     alpha_row = [line for line in text.splitlines() if line.strip().startswith("alpha")][-1]  # endpoint, then leaderboard
@@ -357,7 +359,7 @@ async def test_plain_reporter_prints_lines_and_a_summary_without_control_codes(m
     assert "\x1b" not in text
     lines = [line for line in text.splitlines() if line.startswith("[")]
     assert len(lines) >= 2 and "episodes 700/1,000 (70.0%)" in lines[0]
-    assert "errors 429:5 5xx:3 timeout:2 http:1" in lines[0]
+    assert "errors 429:5 5xx:3 timeout:2 http:1" in lines[0] and "throttled waits 5 |" in lines[0]
     assert "710/1,000" in text and "Leaderboard" in text and "87.5" in text
 
 
