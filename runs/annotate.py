@@ -54,7 +54,7 @@ from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 from agents.profiles import DIMENSIONS, PAPER_NAMES, JudgeProfile
 from roles.jsonl import read_jsonl
-from runs.store import FINAL_ROUND, Store
+from runs.store import Store
 
 LABELS = (0, 1, 2, 3, 4)
 MAX_NAME = 64
@@ -320,10 +320,11 @@ def import_labels(store: Store, path: Path, *, annotator: str | None = None, sup
 
 
 def judge_labels_by_episode(store: Store) -> dict[str, dict[str, int | None]]:
-    """Episode key -> {dimension: final judge label; ``None`` where the judge call failed}."""
+    """Episode key -> {dimension: final judge label of the first sample; ``None`` where the judge call failed}."""
     out: dict[str, dict[str, int | None]] = defaultdict(dict)
-    for row in store.rows("SELECT episode_key, dimension, label, status FROM scores WHERE round=?", (FINAL_ROUND,)):
-        out[row["episode_key"]][row["dimension"]] = row["label"] if row["status"] == "ok" else None
+    for row in store.final_scores():
+        if row["sample"] == 0:
+            out[row["episode_key"]][row["dimension"]] = row["label"] if row["status"] == "ok" else None
     return dict(out)
 
 

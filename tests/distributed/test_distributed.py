@@ -130,4 +130,4 @@ async def test_cli_run_with_ray_address(cluster, server, tmp_path):
     assert audit.ok and audit.done == 40
     assert audit.events["distributed"] == 1
     again = await esc_eval("run", str(config), "--store", str(store), "--no-monitor", "--ray", cluster, "--resume", timeout=100)
-    assert again.returncode == 0 and "40 already done" in again.stdout, again.stdout + again.stderr
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
