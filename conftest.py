@@ -12,7 +12,7 @@ from typing import AsyncIterator, Callable
 
 import pytest
 
-from tests.fake_server import FakeOpenAIServer
+from testing.fake_server import FakeOpenAIServer
 from tests.reference import require_reference
 
 

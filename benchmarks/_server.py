@@ -1,4 +1,4 @@
-"""Child process: a fake OpenAI server (``tests/fake_server.py``) answering after a fixed delay.
+"""Child process: a fake OpenAI server (``testing/fake_server.py``) answering after a fixed delay.
 
 Prints ``PORT <n>`` when ready; serves until its stdin closes. Replies are short: judge
 requests (model ``judge``) get ``Score: 3``, everyone else one short line.
@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fake_server import FakeOpenAIServer
+from testing.fake_server import FakeOpenAIServer
 
 
 def responder(body: dict[str, Any]) -> str:

@@ -45,7 +45,7 @@ def start_server(delay: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def write_config(workdir: Path, base_url: str, episodes: int, rounds: int, concurrency: int, connections: int) -> Path:
-    from tests.reliability.scenarios import write_cards, write_run_config
+    from testing.scenarios import write_cards, write_run_config
 
     endpoint = {"base_url": base_url, "max_connections": connections, "timeout": 60.0}
     return write_run_config(
@@ -61,7 +61,7 @@ def write_config(workdir: Path, base_url: str, episodes: int, rounds: int, concu
 async def run_once(config_path: Path, store_path: Path, workers: int | None) -> dict[str, object]:
     from runs.config import load_config
     from runs.distributed import DistributedRunner
-    from runs.runner import RunPlan, Runner
+    from runs.execution.runner import RunPlan, Runner
     from runs.store import Store
 
     plan = RunPlan.prepare(load_config(config_path))

@@ -36,7 +36,7 @@ def _config(c: int, episodes: int, rounds: int, max_tokens: int, endpoint: dict[
 
 
 async def _esc_eval_run(config: Any, backends: dict[str, Any] | None = None) -> dict[str, Any]:
-    from runs.runner import RunPlan, Runner
+    from runs.execution.runner import RunPlan, Runner
     from runs.store import Store
 
     with tempfile.TemporaryDirectory(prefix="esc-eval-bench-") as tmp:
@@ -102,7 +102,7 @@ async def _raw_generator(url: str, model: str, c: int, episodes: int, rounds: in
 
 async def saturation(*, c: int = 16, episodes: int = 16, rounds: int = 2, max_tokens: int = 32) -> dict[str, Any]:
     from agents.backends.transformers_local import embedded_model_dir
-    from tests.model_server import start_transformers_serve
+    from testing.model_server import start_transformers_serve
 
     episodes = len(_system_prompts(episodes)[0])  # the built-in cards bound it (15 per language)
     folder = embedded_model_dir()

@@ -90,7 +90,7 @@ def prompt_kit(n: int, c: int, url: str) -> dict[str, Any]:
     Seeker system prompts per card, the supporter's system prompt and opener, and per judge
     dimension its system message and user prompt with ``DIALOGUE`` where the dialogue goes.
     """
-    from runs.runner import RunPlan
+    from runs.execution.runner import RunPlan
 
     plan = RunPlan.prepare(_config(n, c, url))
     assert plan.profile is not None
@@ -112,7 +112,7 @@ def prompt_kit(n: int, c: int, url: str) -> dict[str, Any]:
 
 async def esc_eval_client(n: int, c: int, url: str, store_dir: str) -> dict[str, Any]:
     """The full ``Runner``: runtime, environment, store writer, judge observer, OpenAI backends."""
-    from runs.runner import RunPlan, Runner
+    from runs.execution.runner import RunPlan, Runner
     from runs.store import Store
 
     config = _config(n, c, url)

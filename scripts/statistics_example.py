@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from runs.store import Store  # noqa: E402
-from tests.fake_server import FakeOpenAIServer, default_responder  # noqa: E402
+from testing.fake_server import FakeOpenAIServer, default_responder  # noqa: E402
 
 QUALITY = {  # supporter -> label shift per dimension (0 = the middle label 2)
     "warm": {"fluency": 0.8, "diversity": 0.2, "empathic": 1.0, "suggestion": 0.0, "tech": 0.4, "human": 0.6, "overall": 0.7},

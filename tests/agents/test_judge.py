@@ -9,9 +9,9 @@ import pytest
 
 from agents.backends.base import GaveUp, ServerError
 from agents.backends.scripted import ScriptedBackend
-from agents.judge import FINAL, Score, Scorer
+from agents.judge.agent import FINAL, Score, Scorer
 from agents.messages import ChatMessage, SamplingParams
-from agents.profiles import ProfileError, load_profile
+from agents.judge.profiles import ProfileError, load_profile
 
 TRANSCRIPT = [("supporter", "Hi, what's on your mind?"), ("seeker", "Work is crushing me."), ("supporter", "That sounds heavy."),
               ("seeker", "I can't sleep."), ("supporter", "Let's look at what keeps you up.")]

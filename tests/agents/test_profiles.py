@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.profiles import (
+from agents.judge.profiles import (
     DIMENSIONS,
     PAPER_NAMES,
     JudgeProfile,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runs.annotate import confusion_matrix, consensus, krippendorff_alpha, store_agreement
+from runs.annotation.server import confusion_matrix, consensus, krippendorff_alpha, store_agreement
 from runs.cli import main
-from runs.report import ReportError, render_agreement, report_command
+from runs.analysis.report import ReportError, render_agreement, report_command
 from runs.store import Store
 from tests.annotation.helpers import key, make_store
 

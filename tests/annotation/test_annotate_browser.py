@@ -21,7 +21,7 @@ from typing import Iterator
 
 import pytest
 
-from runs.annotate import human_labels, item_ids
+from runs.annotation.server import human_labels, item_ids
 from runs.store import Store
 from tests.annotation.helpers import DIALOGUES, make_store
 

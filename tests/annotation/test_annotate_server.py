@@ -14,8 +14,8 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from agents.profiles import load_profile
-from runs.annotate import TOKEN_HEADER, AnnotationError, AnnotationServer, assignment, human_labels, item_ids
+from agents.judge.profiles import load_profile
+from runs.annotation.server import TOKEN_HEADER, AnnotationError, AnnotationServer, assignment, human_labels, item_ids
 from runs.cli import main
 from runs.store import Store
 from tests.annotation.helpers import key, make_store

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.annotate import AnnotationError, assignment, export_labels, human_labels, import_labels
+from runs.annotation.server import AnnotationError, assignment, export_labels, human_labels, import_labels
 from runs.cli import main
 from runs.store import Store
 from tests.annotation.helpers import key, make_store

@@ -16,11 +16,11 @@ import pytest
 
 from agents.backends.base import RequestRejected
 from agents.backends.lora_local import LoraLocalBackend, adapters_in
-from agents.judge import Scorer
+from agents.judge.agent import Scorer
 from agents.messages import SamplingParams
-from agents.profiles import load_profile
-from agents.training import TrainingOptions, read_training_labels, train_adapters
-from runs.annotate import export_labels
+from agents.judge.profiles import load_profile
+from agents.judge.training import TrainingOptions, read_training_labels, train_adapters
+from runs.annotation.server import export_labels
 from runs.cli import main
 from runs.config import parse_config
 from runs.store import Store

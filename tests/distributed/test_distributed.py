@@ -19,11 +19,11 @@ import pytest
 
 from runs.config import load_config
 from runs.distributed import DistributedRunner
-from runs.runner import RunPlan, Runner
+from runs.execution.runner import RunPlan, Runner
 from runs.store import Store
 from tests.distributed.helpers import ThreadedServer, dump, write_config
-from tests.reliability.scenarios import DIMENSIONS, audit_store
-from tests.runs.cli_helpers import esc_eval
+from testing.scenarios import DIMENSIONS, audit_store
+from testing.cli import esc_eval
 
 # Before Ray is imported: with this, Ray takes 127.0.0.1 as the node address and binds every server to loopback.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -18,10 +18,10 @@ import pytest
 from agents.backends.scripted import ScriptedBackend
 from environments.episode import Episode
 from runs.config import parse_config
-from runs.runner import RunPlan, Runner
+from runs.execution.runner import RunPlan, Runner
 from runs.store import Store
-from tests.reliability.scenarios import write_cards, write_run_config
-from tests.runs.cli_helpers import ROOT
+from testing.scenarios import write_cards, write_run_config
+from testing.cli import ROOT
 
 EPISODES = 2000
 CONCURRENCY = 200
@@ -98,7 +98,7 @@ class CountedEpisode(Episode):
 
 
 async def test_the_runner_never_holds_more_than_concurrency_episodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("runs.runner.Episode", CountedEpisode)
+    monkeypatch.setattr("runs.execution.runner.Episode", CountedEpisode)
     concurrency, planned = 50, 1500
     url = "http://127.0.0.1:9/v1"
     config = parse_config({

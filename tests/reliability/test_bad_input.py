@@ -14,8 +14,8 @@ from typing import Any, Callable
 import pytest
 
 from runs.store import Store
-from tests.reliability.scenarios import JUDGE_MODEL, write_run_config
-from tests.runs.cli_helpers import esc_eval
+from testing.scenarios import JUDGE_MODEL, write_run_config
+from testing.cli import esc_eval
 
 DEAD_URL = "http://127.0.0.1:9/v1"  # nothing listens: bad input must be caught before any request
 UNSET_KEY = "ESC_EVAL_TEST_KEY_NOBODY_SETS"

@@ -13,8 +13,8 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from tests.fake_server import CLIENT_FAULT_KIND
-from tests.reliability.scenarios import DIMENSIONS, FAULT_KINDS, run_fault_scenario, run_give_up_scenario
+from testing.fake_server import CLIENT_FAULT_KIND
+from testing.scenarios import DIMENSIONS, FAULT_KINDS, run_fault_scenario, run_give_up_scenario
 
 
 async def test_every_fault_kind_at_25_percent_loses_and_duplicates_nothing(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import sqlite3
 from pathlib import Path
 
 from runs.store import Store
-from tests.reliability.scenarios import DIMENSIONS, ChainResponder, run_kill_scenario, write_run_config
-from tests.runs.cli_helpers import esc_eval
+from testing.scenarios import DIMENSIONS, ChainResponder, run_kill_scenario, write_run_config
+from testing.cli import esc_eval
 
 EPISODES, ROUNDS = 30, 3
 

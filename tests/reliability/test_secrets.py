@@ -13,8 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 from runs.store import Store
-from tests.reliability.scenarios import JUDGE_MODEL, ChainResponder, kill_when, spawn_esc_eval, write_run_config
-from tests.runs.cli_helpers import esc_eval
+from testing.scenarios import JUDGE_MODEL, ChainResponder, kill_when, spawn_esc_eval, write_run_config
+from testing.cli import esc_eval
 
 
 def leaks(root: Path, outputs: list[str], keys: dict[str, str]) -> list[str]:

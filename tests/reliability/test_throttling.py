@@ -14,9 +14,9 @@ from pathlib import Path
 
 from agents.backends.openai_http import OpenAIHTTPBackend
 from runs.config import parse_config
-from runs.runner import RunPlan, Runner
+from runs.execution.runner import RunPlan, Runner
 from runs.store import Store
-from tests.reliability.scenarios import DIMENSIONS, JUDGE_MODEL, ChainResponder, audit_store, write_cards
+from testing.scenarios import DIMENSIONS, JUDGE_MODEL, ChainResponder, audit_store, write_cards
 
 THROTTLE_SECONDS = 20.0
 CARDS = 24

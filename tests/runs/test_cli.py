@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.runs.cli_helpers import esc_eval, write_config
+from testing.cli import esc_eval, write_config
 
 
 async def run_bad(tmp_path: Path, config: Path, *extra: str) -> str:
@@ -79,7 +79,7 @@ async def test_cards_validate(tmp_path: Path, shared: Path) -> None:
 
 def test_the_failed_episodes_hint_is_the_callers(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from runs.cli import _summary
-    from runs.progress import RunProgress
+    from runs.execution.progress import RunProgress
 
     _summary(RunProgress(planned=3, done=2, failed=1), tmp_path / "s.sqlite", "a demo is not resumed: run it again")
     out = capsys.readouterr().out

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.runs.cli_helpers import ROOT
+from testing.cli import ROOT
 
 HEAVY = ("autogen_core", "torch", "aiohttp")
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from runs.judging import TranscriptError, read_transcripts
-from tests.runs.cli_helpers import esc_eval
+from runs.formats.judging import TranscriptError, read_transcripts
+from testing.cli import esc_eval
 
 SUPPORTER, SEEKER = "AI assistant：", "ESC-Role："
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from runs.store import Store
-from tests.runs.cli_helpers import esc_eval, write_config
+from testing.cli import esc_eval, write_config
 
 
 async def test_scoring_overlaps_simulation(tmp_path: Path, shared: Path, fake_server) -> None:  # type: ignore[no-untyped-def]

@@ -21,14 +21,14 @@ from rich.console import Console
 from agents.backends.base import BackendStats
 from agents.backends.scripted import ScriptedBackend
 from agents.messages import Completion, EpisodeEnded, TurnTaken
-from agents.profiles import DIMENSIONS
+from agents.judge.profiles import DIMENSIONS
 from runs.config import parse_config
 from runs.monitor import (
     Dashboard, LiveSource, RateMeter, Snapshot, StoreSource, monitor_command, percentile, render,
     run_with_monitor, watch,
 )
-from runs.progress import RunProgress
-from runs.runner import RunPlan, Runner
+from runs.execution.progress import RunProgress
+from runs.execution.runner import RunPlan, Runner
 from runs.store import PlannedEpisode, Store, StoreError
 
 WIDTH = 140

@@ -17,9 +17,9 @@ from pathlib import Path
 from agents.backends.scripted import ScriptedBackend
 from runs.config import parse_config
 from runs.monitor import StoreSource
-from runs.runner import RunPlan, Runner
+from runs.execution.runner import RunPlan, Runner
 from runs.store import HEARTBEAT_SECONDS, Store
-from tests.runs.cli_helpers import ROOT
+from testing.cli import ROOT
 
 URL = "http://127.0.0.1:9/v1"
 

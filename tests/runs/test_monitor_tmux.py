@@ -19,11 +19,11 @@ from typing import Callable, Iterator
 import pytest
 
 from runs.store import Store
-from tests.runs.cli_helpers import ROOT, write_config
+from testing.cli import ROOT, write_config
 
 SERVER = """
 import asyncio
-from tests.fake_server import FakeOpenAIServer
+from testing.fake_server import FakeOpenAIServer
 
 def reply(body):
     if body.get("model") == "judge-model":

@@ -17,11 +17,11 @@ from agents.messages import ChatMessage, SamplingParams
 from environments.behaviours import list_personas, load_behaviour
 from roles.personas import PersonaError
 from runs.config import ConfigError, parse_config
-from runs.exchange import export_jsonl
-from runs.report import build_report
-from runs.runner import RunPlan, Runner
+from runs.formats.exchange import export_jsonl
+from runs.analysis.report import build_report
+from runs.execution.runner import RunPlan, Runner
 from runs.store import Store
-from tests.runs.cli_helpers import ROOT, esc_eval, write_config
+from testing.cli import ROOT, esc_eval, write_config
 
 URL = "http://127.0.0.1:9/v1"
 PLUGIN = ROOT / "tests" / "plugin_persona"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runs.cli_helpers import ROOT, esc_eval, write_config
+from testing.cli import ROOT, esc_eval, write_config
 
 PLUGIN = ROOT / "tests" / "plugin_persona"
 

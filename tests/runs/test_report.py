@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agents.messages import TurnTaken
-from runs.report import ReportError, agreement_report, build_report, plot, render, render_agreement, report_command
+from runs.analysis.report import ReportError, agreement_report, build_report, plot, render, render_agreement, report_command
 from runs.store import PlannedEpisode, Store, StoreError
 
 PAPER_ORDER = ["Fluency", "Expression", "Empathy", "Information", "Skillful", "Humanoid", "Overall"]
@@ -341,7 +341,7 @@ async def _synthetic(path: Path, *, cards: int = 30, samples: int = 2, seed: int
 
 
 async def test_report_json_compare_through_the_command(tmp_path: Path) -> None:
-    from tests.runs.cli_helpers import esc_eval
+    from testing.cli import esc_eval
 
     path = tmp_path / "synthetic.sqlite"
     truth = await _synthetic(path)

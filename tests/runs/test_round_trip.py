@@ -23,7 +23,7 @@ from agents.messages import ChatMessage, SamplingParams
 from roles.loaders import builtin_cards
 from runs.cli import main
 from runs.config import parse_config
-from runs.runner import RunPlan, Runner
+from runs.execution.runner import RunPlan, Runner
 from runs.store import Store
 
 URL = "http://127.0.0.1:9/v1"

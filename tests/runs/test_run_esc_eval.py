@@ -8,7 +8,7 @@ from pathlib import Path
 from roles.loaders import load_cards
 from roles.templates import load_protocol
 from runs.store import Store
-from tests.runs.cli_helpers import esc_eval, write_config
+from testing.cli import esc_eval, write_config
 
 
 async def test_two_supporters_three_cards_match_esc_eval(tmp_path: Path, shared: Path, fake_server) -> None:  # type: ignore[no-untyped-def]

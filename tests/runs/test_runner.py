@@ -11,7 +11,7 @@ from agents.backends.scripted import ScriptedBackend
 from agents.messages import ChatMessage, SamplingParams
 from roles.loaders import builtin_cards
 from runs.config import parse_config
-from runs.runner import RunPlan, Runner, episode_key
+from runs.execution.runner import RunPlan, Runner, episode_key
 from runs.store import Store
 
 URL = "http://127.0.0.1:9/v1"
@@ -127,7 +127,7 @@ def test_episode_keys_are_deterministic() -> None:
 def test_a_run_collects_garbage_rarely_and_restores_the_collector() -> None:
     import gc
 
-    from runs.runner import RUN_GC_THRESHOLDS, few_collections
+    from runs.execution.runner import RUN_GC_THRESHOLDS, few_collections
 
     before = gc.get_threshold()
     with few_collections():

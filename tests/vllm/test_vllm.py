@@ -84,9 +84,9 @@ async def test_adapters_change_the_output(vllm_server) -> None:  # type: ignore[
 
 
 async def test_judge_routes_each_dimension_to_its_adapter(vllm_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from agents.judge import FINAL, Score
+    from agents.judge.agent import FINAL, Score
     from runs.config import load_config
-    from runs.runner import BackendPool, load_judge_profile, make_scorer
+    from runs.execution.runner import BackendPool, load_judge_profile, make_scorer
 
     transcripts = result_file(tmp_path)
     config = load_config(judge_config(tmp_path, vllm_server.base_url, vllm_server.model), judge_only=True)
@@ -94,7 +94,7 @@ async def test_judge_routes_each_dimension_to_its_adapter(vllm_server, tmp_path:
     scores: list[Score] = []
     pool = BackendPool()
     scorer = make_scorer(config, profile, pool.get("judge", config.judge), [scores.append])  # type: ignore[arg-type]
-    from runs.judging import read_transcripts
+    from runs.formats.judging import read_transcripts
 
     for key, lines in read_transcripts(transcripts).items():
         scorer.schedule(key, "en", lines)

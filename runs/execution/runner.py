@@ -23,9 +23,9 @@ from autogen_core import SingleThreadedAgentRuntime, TypeSubscription
 
 from agents.backends import ChatBackend, create_backend
 from agents.backends.base import AuthFailed
-from agents.judge import JudgeAgent, Score, Scorer, ScoreSink
+from agents.judge.agent import JudgeAgent, Score, Scorer, ScoreSink
 from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, SamplingParams
-from agents.profiles import JudgeProfile, ProfileError, load_profile
+from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
 from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
 from environments.behaviours import SeekerBehaviour, load_behaviour
@@ -39,8 +39,8 @@ from roles.loaders import builtin_cards, load_cards
 from roles.personas import RoleBreakRule, UnknownPersona, base_role_break
 from roles.templates import SeekerProtocol, load_protocol
 from runs.config import Config, ConfigError, EndpointConfig
-from runs.observers import StoreObserver
-from runs.progress import RunProgress
+from runs.execution.observers import StoreObserver
+from runs.execution.progress import RunProgress
 from runs.store import FINAL_ROUND, PlannedEpisode, Store
 
 if TYPE_CHECKING:

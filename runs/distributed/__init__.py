@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from agents.backends.base import BackendStats
-from agents.judge import _round_ends
+from agents.judge.agent import _round_ends
 from agents.messages import EpisodeEnded, TurnTaken
 from roles.cards import RoleCard
 from runs.config import Config
-from runs.progress import RunProgress, WorkerProgress
-from runs.runner import RunPlan, RunResult
+from runs.execution.progress import RunProgress, WorkerProgress
+from runs.execution.runner import RunPlan, RunResult
 from runs.store import FINAL_ROUND, PlannedEpisode, Store
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class EpisodeWorker:
         return socket.gethostname(), os.getpid()
 
     async def run(self, shard: list[PlannedEpisode], rejudge: list[Rejudge]) -> int:
-        from runs.runner import Runner
+        from runs.execution.runner import Runner
 
         plan = self.plan
         profile = plan.profile

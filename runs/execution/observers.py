@@ -5,7 +5,7 @@ from __future__ import annotations
 from autogen_core import MessageContext, RoutedAgent, message_handler
 
 from agents.messages import EpisodeEnded, TurnTaken
-from runs.progress import RunProgress
+from runs.execution.progress import RunProgress
 from runs.store import Store
 
 

@@ -25,12 +25,12 @@ from roles.personas import PersonaError
 from roles.loaders import load_cards
 from roles.templates import ProtocolError
 from runs.config import Config, ConfigError, check_api_keys, load_config, parse_config
-from runs.importing import ResultFileError, supporter_and_language
-from runs.judging import Judged, TranscriptError
-from runs.report import ReportError
+from runs.formats.importing import ResultFileError, supporter_and_language
+from runs.formats.judging import Judged, TranscriptError
+from runs.analysis.report import ReportError
 from runs.store import StoreError
 
-FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes or judge scores (runs.runner.RunResult.exit_code)
+FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes or judge scores (runs.execution.runner.RunResult.exit_code)
 BAD_INPUT = 2
 
 
@@ -47,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().handlers[0].setFormatter(_LineFormatter())
     logging.getLogger(LOADING_LOG).setLevel(logging.INFO)  # "loading MODEL", "loaded MODEL in 14.2 s"
-    from runs.annotate import AnnotationError
-    from agents.training import TrainingError
+    from runs.annotation.server import AnnotationError
+    from agents.judge.training import TrainingError
 
     try:
         return int(args.handler(args) or 0)
@@ -253,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
              allow_config_change: bool = False, monitor_interval: float | None = None,
              ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed") -> int:
-    from runs.runner import RunPlan, Runner, versions
+    from runs.execution.runner import RunPlan, Runner, versions
     from runs.store import Store
 
     plan = RunPlan.prepare(config)  # every input check happens before the store exists
@@ -323,7 +323,7 @@ def _run_loop(main):  # type: ignore[no-untyped-def]
 
 def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False,
              failed_scores: int = 0, auth_failure: str | None = None) -> None:
-    from runs.progress import RunProgress
+    from runs.execution.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(progress.outcomes.items())) or "none"
@@ -356,7 +356,7 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from runs.exchange import MissingScores, export_esc_eval, export_jsonl
+    from runs.formats.exchange import MissingScores, export_esc_eval, export_jsonl
     from runs.store import Store
 
     store = Store.open(args.store, readonly=True)
@@ -382,7 +382,7 @@ def _export(args: argparse.Namespace) -> int:
 def _judge(args: argparse.Namespace) -> int:
     import json
 
-    from runs.judging import judge_transcripts
+    from runs.formats.judging import judge_transcripts
 
     config = load_config(args.config, judge_only=True)
     check_api_keys(config)
@@ -449,7 +449,7 @@ def _judge_train_parser() -> argparse.ArgumentParser:
 
 
 def _judge_train(args: argparse.Namespace) -> int:
-    from agents.training import TrainingOptions, train_command
+    from agents.judge.training import TrainingOptions, train_command
 
     options = TrainingOptions(steps=args.steps, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
                               max_length=args.max_length, holdout=args.holdout, seed=args.seed,
@@ -469,7 +469,7 @@ def _layers(text: str | None) -> tuple[int, ...] | None:
 
 
 def _annotate(args: argparse.Namespace) -> int:
-    from runs.annotate import annotate_command
+    from runs.annotation.server import annotate_command
 
     return annotate_command(args.store, port=args.port, host=args.host, k=args.k, profile=args.profile, export=args.export,
                             import_=args.import_, annotator=args.annotator, supporter=args.supporter, language=args.language,
@@ -477,7 +477,7 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from runs.report import report_command
+    from runs.analysis.report import report_command
 
     print(report_command(args.store, args.format, args.plot, args.by, args.agreement, args.supporter, args.language,
                          compare=args.compare, corrected=args.corrected, power_delta=args.power))
@@ -485,14 +485,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from runs.importing import import_command
+    from runs.formats.importing import import_command
 
     print(import_command(args.store, args.files, args.scores, supporter=args.supporter, language=args.language))
     return 0
 
 
 def _store_judged(store_path: Path, transcripts: Path, judged: Judged, supporter: str | None) -> None:
-    from runs.judging import store_judged
+    from runs.formats.judging import store_judged
     from runs.store import Store
 
     store = Store.open(store_path, create=not store_path.exists())
@@ -561,6 +561,3 @@ def _personas_show(args: argparse.Namespace) -> int:
         print(f"\n== the seeker leaves: {outcome.kind.value} ({outcome.reason}) ==")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

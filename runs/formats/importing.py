@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.profiles import DIMENSIONS
+from agents.judge.profiles import DIMENSIONS
 from roles.jsonl import json_error, read_jsonl
-from runs.exchange import JSONL_FORMAT_VERSION, parse_lines
+from runs.formats.exchange import JSONL_FORMAT_VERSION, parse_lines
 from runs.store import EpisodeRows, ImportedEpisode, PlannedEpisode, Store, columns
 
 UNKNOWN = "unknown"

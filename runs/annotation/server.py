@@ -52,7 +52,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
-from agents.profiles import DIMENSIONS, PAPER_NAMES, JudgeProfile
+from agents.judge.profiles import DIMENSIONS, PAPER_NAMES, JudgeProfile
 from roles.jsonl import read_jsonl
 from runs.store import Store
 
@@ -196,7 +196,7 @@ def check_label(label: Any, where: str) -> int:
 def export_labels(store: Store, path: Path, *, annotator: str | None = None, supporter: str | None = None,
                   language: str | None = None) -> int:
     """Write the store's human labels to ``path`` (``.jsonl`` or an ESC-Eval ``.json`` score file); returns items written."""
-    from runs.exchange import write_json, write_text
+    from runs.formats.exchange import write_json, write_text
 
     path = Path(path)
     labels = human_labels(store)
@@ -291,7 +291,7 @@ def import_labels(store: Store, path: Path, *, annotator: str | None = None, sup
             at = float(record["at"]) if isinstance(record.get("at"), (int, float)) else now
             rows += [(record["episode_key"], who, dim, label, at) for dim, label in record["labels"].items()]
     elif path.suffix == ".json":
-        from runs.importing import ResultFileError, read_score_file, supporter_and_language
+        from runs.formats.importing import ResultFileError, read_score_file, supporter_and_language
 
         try:
             table = read_score_file(path)
@@ -335,14 +335,14 @@ def store_agreement(store: Store, *, supporter: str | None = None, language: str
     human labels; the human label of an item is the ``consensus`` of its annotators.
 
     Returns:
-        the shape of ``runs.report.agreement_report`` (``dimensions``: ``{key: {"name",
+        the shape of ``runs.analysis.report.agreement_report`` (``dimensions``: ``{key: {"name",
         "acc", "acc_soft", "n"}}``, ``average``, ``cards``), plus ``alpha``: ``{key:
         {"alpha", "items", "labels"}}`` (ordinal Krippendorff's alpha over items with two
         labels or more), ``annotators`` (names) and ``confusion``: ``{key: 5×5}`` (row
         human, column judge).
     """
-    from runs.report import ReportError
-    from runs.scoring import agreement
+    from runs.analysis.report import ReportError
+    from runs.analysis.scoring import agreement
 
     episodes = {e["key"] for e in _eligible(store, supporter, language)}
     per_annotator = {key: by for key, by in human_labels(store).items() if key in episodes}
@@ -381,7 +381,7 @@ def store_agreement(store: Store, *, supporter: str | None = None, language: str
 
 def plot_confusion(result: Mapping[str, Any], path: Path) -> Path:
     """One 5×5 heat map per dimension (rows human, columns judge), as a PNG."""
-    from runs.report import ReportError
+    from runs.analysis.report import ReportError
 
     try:
         from matplotlib.figure import Figure
@@ -425,7 +425,7 @@ _HEADERS = {
 
 
 def _static(name: str) -> str:
-    return resources.files("runs").joinpath("annotate_static", name).read_text(encoding="utf-8")
+    return resources.files("runs.annotation").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def item_ids(store: Store) -> dict[str, str]:
@@ -624,7 +624,7 @@ def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int
     """Serve the annotation page until interrupted (``esc-eval annotate STORE``)."""
     import asyncio
 
-    from agents.profiles import ProfileError, load_profile
+    from agents.judge.profiles import ProfileError, load_profile
 
     if k < 1:
         raise AnnotationError(f"--k must be at least 1, got {k}")

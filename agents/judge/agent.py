@@ -22,7 +22,7 @@ from autogen_core import MessageContext, RoutedAgent, message_handler
 
 from agents.backends.base import BackendError, ChatBackend
 from agents.messages import EpisodeEnded, SamplingParams
-from agents.profiles import JudgeProfile
+from agents.judge.profiles import JudgeProfile
 
 log = logging.getLogger(__name__)
 

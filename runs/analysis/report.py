@@ -9,12 +9,12 @@ episodes (status ``done``) count. Per dimension a row holds:
   over episodes of each episode's mean valid label (one label unless ``[judge] samples = k``);
 * ``ci_low`` / ``ci_high``: its 95% bootstrap interval over role cards, inside [0, 100];
   ``se_clustered``: its card-clustered standard error; ``n_episodes`` / ``n_cards``; rows with
-  fewer than 10 cards are marked (``runs.statistics``; docs/statistics.md);
+  fewer than 10 cards are marked (``runs.analysis.statistics``; docs/statistics.md);
 * ``n``: valid labels; ``n_unparsed``: labels -1 (the judge's reply held no label);
   ``n_failed``: judge calls that failed; ``n_missing``: labels a finished episode lacks.
 
 ``compare`` adds paired comparisons between supporters and rank intervals
-(``runs.comparisons``), ``corrected`` prediction-powered means from human labels,
+(``runs.analysis.comparisons``), ``corrected`` prediction-powered means from human labels,
 ``power_delta`` the cards needed to detect a difference.
 
 Dimensions are shown with the paper's names, in its order: Fluency, Expression,
@@ -40,13 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from agents.profiles import DIMENSIONS, PAPER_NAMES
-from runs.scoring import agreement, leaderboard_value
+from agents.judge.profiles import DIMENSIONS, PAPER_NAMES
+from runs.analysis.scoring import agreement, leaderboard_value
 from runs.store import Store
 
 if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
-    from runs.comparisons import CardTable, PairComparison, PowerRow, Rank
-    from runs.statistics import JudgeNoise, PPIEstimate
+    from runs.analysis.comparisons import CardTable, PairComparison, PowerRow, Rank
+    from runs.analysis.statistics import JudgeNoise, PPIEstimate
 
 #: Episode columns a report can be grouped by.
 GROUP_COLUMNS: tuple[str, ...] = ("supporter", "language", "category", "source", "persona")
@@ -67,7 +67,7 @@ class DimensionStats:
     ``value`` (= ``mean``) is the mean over the row's scored episodes of each episode's
     mean label × 25 (with ``[judge] samples = k`` an episode has k labels); ``ci_low`` /
     ``ci_high`` its 95% bootstrap interval over role cards, ``se_clustered`` its
-    card-clustered standard error (``runs.statistics.cluster_mean``). ``small`` marks
+    card-clustered standard error (``runs.analysis.statistics.cluster_mean``). ``small`` marks
     rows with fewer than ``SMALL_N`` cards. ``noise`` splits label variance into judge
     and episode parts (judge samples only); ``corrected`` is the prediction-powered
     estimate from human labels (``report --corrected`` only).
@@ -92,7 +92,7 @@ class DimensionStats:
 
     @property
     def small(self) -> bool:
-        from runs.statistics import SMALL_N
+        from runs.analysis.statistics import SMALL_N
 
         return self.n_cards < SMALL_N
 
@@ -180,10 +180,10 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     """
     import numpy as np
 
-    from runs.comparisons import compare as compare_supporters
-    from runs.comparisons import power as plan_power
-    from runs.comparisons import ranks as supporter_ranks
-    from runs.statistics import cluster_mean, judge_noise, ppi_mean
+    from runs.analysis.comparisons import compare as compare_supporters
+    from runs.analysis.comparisons import power as plan_power
+    from runs.analysis.comparisons import ranks as supporter_ranks
+    from runs.analysis.statistics import cluster_mean, judge_noise, ppi_mean
 
     columns = _check_by(by)
     where, params = [], []
@@ -353,7 +353,7 @@ def _power_rows(report: Report) -> list[list[str]]:
 
 
 def _note(report: Report) -> str:
-    from runs.statistics import RESAMPLES, SMALL_N
+    from runs.analysis.statistics import RESAMPLES, SMALL_N
 
     note = (f"mean of episode labels ×25; [95% CI]: bootstrap over role cards ({RESAMPLES} resamples, seeded), within [0, 100]; "
             f"n = valid labels; * fewer than {SMALL_N} cards: the interval is too narrow to trust; [no CI]: one card. "
@@ -542,7 +542,7 @@ def plot(report: Report, path: Path) -> Path:
     Raises:
         ReportError: matplotlib is not installed (``pip install esc-eval[plot]``), or nothing to plot.
     """
-    from runs.statistics import SMALL_N
+    from runs.analysis.statistics import SMALL_N
 
     Figure = _figure()
     if not report.rows:
@@ -657,8 +657,8 @@ def agreement_report(store: Store, human_scores_path: Path, *, supporter: str | 
         ReportError: a bad human score file, or the store holds several supporters or
             languages and ``supporter`` / ``language`` do not choose one.
     """
-    from runs.annotate import confusion_matrix
-    from runs.importing import ResultFileError, read_score_file
+    from runs.annotation.server import confusion_matrix
+    from runs.formats.importing import ResultFileError, read_score_file
 
     try:
         human = read_score_file(Path(human_scores_path))
@@ -751,7 +751,7 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
             the forest plot goes next to it (``comparison_plot_path``).
         by: group columns; items may be comma-separated (``["supporter,language"]``); empty: supporter.
         agreement: a human score file, or ``True`` for the store's own annotations
-            (``runs.annotate.store_agreement``: also inter-annotator alpha); when given, the
+            (``runs.annotation.server.store_agreement``: also inter-annotator alpha); when given, the
             output is the judge-human agreement (in ``fmt``) instead of the leaderboard, and
             ``plot_path`` gets the confusion matrices instead of the leaderboard chart.
         supporter / language: keep only these episodes (and choose the pair for agreement).
@@ -771,7 +771,7 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
         report = build_report(store, by=columns, supporter=supporter, language=language, compare=compare,
                               corrected=corrected, power_delta=power_delta)
         if agreement is True:
-            from runs.annotate import store_agreement
+            from runs.annotation.server import store_agreement
 
             result = store_agreement(store, supporter=supporter, language=language)
         elif agreement is not None:
@@ -782,7 +782,7 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
         store.close_sync()
     plots = []
     if plot_path is not None and result is not None:
-        from runs.annotate import plot_confusion
+        from runs.annotation.server import plot_confusion
 
         plots.append(plot_confusion(result, plot_path))
     elif plot_path is not None:

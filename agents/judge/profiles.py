@@ -4,7 +4,7 @@ A ``JudgeProfile`` is data, not code: a template, a rubric per dimension and
 language, speaker prefixes, a join string, text rewrites and the name of a label
 parser. Two kinds of source are loaded by ``load_profile``:
 
-* built-in profiles, YAML files in ``agents/data/profiles/`` named by their stem
+* built-in profiles, YAML files in ``agents/judge/data/profiles/`` named by their stem
   (``"default"`` is ours, written in our own words);
 * an ESC-RANK prompt file (JSON of the form of ESC-Eval's
   ``esc_rank_prompts.json``), given by path, which reproduces ESC-Eval's judge
@@ -374,8 +374,8 @@ _DIMENSION_KEYS = {"key", "name_in_prompt", "paper_name", "rubric"}
 
 
 def builtin_profiles() -> list[str]:
-    """Names of the built-in profiles (stems of the YAML files in ``agents/data/profiles``)."""
-    folder = resources.files("agents").joinpath(_PROFILE_DIR)
+    """Names of the built-in profiles (stems of the YAML files in ``agents/judge/data/profiles``)."""
+    folder = resources.files("agents.judge").joinpath(_PROFILE_DIR)
     return sorted(
         entry.name.rsplit(".", 1)[0] for entry in folder.iterdir() if entry.name.endswith(_PROFILE_SUFFIXES)
     )
@@ -387,7 +387,7 @@ def load_profile(name_or_path: str | Path) -> JudgeProfile:
     A path ending in ``.json`` whose object has an ``assembly`` section is an
     ESC-RANK prompt file (see ``esc_rank_profile``); any other ``.json``,
     ``.yaml`` or ``.yml`` file is a profile in our schema (that of
-    ``agents/data/profiles/default.yaml``).
+    ``agents/judge/data/profiles/default.yaml``).
 
     Raises:
         ProfileError: unknown built-in name (the message lists the known ones), or
@@ -400,7 +400,7 @@ def load_profile(name_or_path: str | Path) -> JudgeProfile:
         if text not in known:
             raise ProfileError("profile", f"unknown built-in profile {text!r} (known: {', '.join(known)}); or give a path to a profile file")
         for suffix in _PROFILE_SUFFIXES:
-            entry = resources.files("agents").joinpath(_PROFILE_DIR, text + suffix)
+            entry = resources.files("agents.judge").joinpath(_PROFILE_DIR, text + suffix)
             if entry.is_file():
                 return _our_profile(_parse_file(entry.read_text(encoding="utf-8"), f"builtin:{text}", yaml_syntax=True), f"builtin:{text}", text)
     path = Path(name_or_path)
@@ -504,7 +504,7 @@ def _our_dimension(raw: Mapping[str, Any], source: str, where: str) -> Dimension
 
 
 def _our_profile(data: Any, source: str, default_name: str) -> JudgeProfile:
-    """A profile in our schema (see ``agents/data/profiles/default.yaml``)."""
+    """A profile in our schema (see ``agents/judge/data/profiles/default.yaml``)."""
     data = _mapping(data, source, "(top level)")
     unknown = sorted(set(data) - _OUR_KEYS)
     if unknown:

@@ -56,8 +56,8 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.backends.base import BackendStats
-from agents.profiles import DIMENSIONS, PAPER_NAMES
-from runs.progress import SPOTLIGHT_LINES, RunProgress
+from agents.judge.profiles import DIMENSIONS, PAPER_NAMES
+from runs.execution.progress import SPOTLIGHT_LINES, RunProgress
 from runs.store import FINAL_ROUND, HEARTBEAT_SECONDS, RunRecord, Store, StoreError
 
 ROLES = ("seeker", "supporter", "judge")
@@ -611,7 +611,7 @@ class StoreSource:
         if not judge:
             return 0
         try:
-            from agents.profiles import load_profile
+            from agents.judge.profiles import load_profile
 
             return len(load_profile(judge.get("profile", "default")).keys)
         except Exception:  # a profile path relative to another directory: ESC-RANK's seven

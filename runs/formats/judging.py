@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from roles.jsonl import read_jsonl
 from runs.config import Config
-from runs.exchange import parse_lines, write_json
-from runs.importing import ImportSummary, esc_eval_episodes, import_new, supporter_and_language
+from runs.formats.exchange import parse_lines, write_json
+from runs.formats.importing import ImportSummary, esc_eval_episodes, import_new, supporter_and_language
 from runs.store import FINAL_ROUND, Store
 
 if TYPE_CHECKING:
-    from agents.judge import Score
+    from agents.judge.agent import Score
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -94,7 +94,7 @@ class Judged:
 
 async def judge_transcripts(config: Config, path: Path, *, language: str | None, out: Path | None) -> Judged:
     """Score every transcript in ``path``; writes ESC-Eval's score file to ``out`` when given."""
-    from runs.runner import BackendPool, load_judge_profile, make_scorer  # autogen-core: imported here, not when the CLI starts
+    from runs.execution.runner import BackendPool, load_judge_profile, make_scorer  # autogen-core: imported here, not when the CLI starts
 
     assert config.judge is not None
     transcripts = read_transcripts(path)

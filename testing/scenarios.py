@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from tests.fake_server import CLIENT_FAULT_KIND, FakeOpenAIServer
-from tests.runs.cli_helpers import ROOT, Completed, esc_eval
+from testing.fake_server import CLIENT_FAULT_KIND, FakeOpenAIServer
+from testing.cli import ROOT, Completed, esc_eval
 
 JUDGE_MODEL = "judge-model"
 DIMENSIONS = 7
@@ -218,7 +218,7 @@ def audit_store(path: Path, planned_keys: Iterable[str], *, rounds: int, dimensi
 
 def planned_keys(config: Path) -> list[str]:
     from runs.config import load_config
-    from runs.runner import RunPlan
+    from runs.execution.runner import RunPlan
 
     return [p.key for p, _ in RunPlan.prepare(load_config(config)).episodes()]
 

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from agents.profiles import JudgeProfile, ProfileError, load_profile
+from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
 from roles.jsonl import read_jsonl
 
 

@@ -1,0 +1,11 @@
+"""The judge: scores ended episodes on ESC-RANK-style dimensions.
+
+Public API, by module (imported on use: the agent needs autogen-core, training needs peft):
+    agents.judge.agent     -- JudgeAgent (observes ended episodes), Scorer (one scoring job per
+                              transcript x dimension x sample, under its own limit), Score
+    agents.judge.profiles  -- JudgeProfile, load_profile, builtin_profiles, parse_label,
+                              DIMENSIONS, PAPER_NAMES: prompt profiles as data
+    agents.judge.training  -- train_command, TrainingOptions: one LoRA adapter per dimension
+"""
+
+__all__ = ["agent", "profiles", "training"]
