@@ -1,0 +1,181 @@
+"""The refresh loops: ``watch`` a source, ``run_with_monitor`` (``esc-eval run``), ``monitor_command`` (``esc-eval monitor``).
+
+Example::
+
+    source = LiveSource(runner.progress, lambda: [b.stats for b in runner.pool.all()])
+    stop = asyncio.Event()
+    view = asyncio.create_task(watch(source, live=sys.stdout.isatty(), interval=0.25, stop=stop))
+    result = await runner.run()
+    stop.set(); await view
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from rich.console import Console
+
+from runs.execution.progress import RunProgress
+from runs.monitor.render import Dashboard, PlainReporter, render
+from runs.monitor.snapshot import Snapshot, Source
+from runs.monitor.sources import LiveSource, StoreSource
+
+log = logging.getLogger(__name__)
+
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether ``stream`` (stdout) is a terminal that can host the live dashboard; else plain lines."""
+    stream = stream or sys.stdout
+    try:
+        return bool(stream.isatty()) and os.environ.get("TERM") != "dumb"
+    except ValueError:  # closed
+        return False
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def watch(source: Source, *, live: bool, interval: float, stop: asyncio.Event | None = None,
+                exit_when_finished: bool = False, dashboard: Dashboard | None = None,
+                out: TextIO | None = None) -> Snapshot:
+    """Show ``source`` until ``stop`` is set (or, with ``exit_when_finished``, the run is over).
+
+    ``live`` draws the dashboard, refreshed every ``interval`` seconds (0.25 gives rich's
+    4 frames a second), and leaves its final frame on screen. Otherwise a ``PlainReporter``
+    prints a line every ``interval`` seconds and the summary at the end. Returns the last snapshot.
+    """
+    stop = stop or asyncio.Event()
+    if live:
+        display = dashboard or Dashboard()
+        with display:
+            while True:  # a snapshot is taken after ``stop`` is set, so the last frame is final
+                snapshot = await _snapshot(source, stop, interval)
+                display.update(snapshot)
+                if stop.is_set() or (exit_when_finished and snapshot.finished):
+                    return snapshot
+                await _pause(stop, interval)
+    reporter = PlainReporter(out)
+    while True:
+        snapshot = await _snapshot(source, stop, interval)
+        if stop.is_set() or (exit_when_finished and snapshot.finished):
+            reporter.finish(snapshot)
+            return snapshot
+        reporter.update(snapshot)
+        await _pause(stop, interval)
+
+
+async def _snapshot(source: Source, stop: asyncio.Event, interval: float) -> Snapshot:
+    """``source.snapshot()``, trying again next tick while the store is busy (a checkpoint, a lock)."""
+    while True:
+        try:
+            return source.snapshot()
+        except sqlite3.OperationalError as exc:
+            log.debug("monitor: store busy (%s); trying again", exc)
+            await _pause(stop, interval)
+
+
+class _Runner(Protocol):
+    progress: RunProgress
+    pool: Any
+
+    def stop_admitting(self) -> None: ...
+
+    async def run(self) -> Any: ...
+
+
+INTERRUPTED = 130
+
+
+async def run_with_monitor(runner: _Runner, *, live: bool, interval: float | None = None, title: str = "",
+                           console: Console | None = None, out: TextIO | None = None) -> Any:
+    """Run ``runner`` with its view (``esc-eval run``) and return ``runner.run()``'s result.
+
+    Ctrl-C once: admit no more episodes, let the active ones (and their scoring) finish, end
+    normally. Ctrl-C again: stop the display and leave the process at once with status 130;
+    the store keeps every committed turn and ``--resume`` continues the run.
+    ``interval`` defaults to 0.25 s live and 5 s for plain lines.
+    """
+    source = LiveSource(runner.progress, lambda: [backend.stats for backend in runner.pool.all()], title=title)
+    dashboard = Dashboard(console) if live else None
+    stop = asyncio.Event()
+    view = asyncio.create_task(watch(source, live=live, interval=interval or (0.25 if live else 5.0), stop=stop,
+                                     dashboard=dashboard, out=out), name="monitor")
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def interrupted() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            runner.stop_admitting()
+            source.state = f"stopping: finishing {runner.progress.active:,} active episodes (Ctrl-C again quits now)"
+            if not live:
+                print("esc-eval: stopping: no new episodes; active ones finish (Ctrl-C again quits now)", file=sys.stderr, flush=True)
+            return
+        if dashboard is not None:
+            dashboard.stop()
+        sys.stdout.flush()
+        print("esc-eval: interrupted; finished episodes are in the store, continue with --resume", file=sys.stderr, flush=True)
+        os._exit(INTERRUPTED)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        handled = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        handled = False
+    try:
+        result = await runner.run()
+        source.state = "finished" if not presses else "stopped"
+    finally:
+        stop.set()
+        try:
+            await view
+        except Exception:  # the view failing must never cost the run its result
+            log.exception("the run monitor failed; the run itself was not affected")
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGINT)
+    return result
+
+
+def monitor_command(store_path: str | Path, episode: str | None = None, once: bool = False,
+                    interval: float | None = None, *, out: TextIO | None = None) -> int:
+    """``esc-eval monitor STORE``: watch a run through its store until it finishes or Ctrl-C.
+
+    ``once`` prints one frame and returns. In a terminal the view is the dashboard
+    (refreshed every ``interval`` seconds, default 1); elsewhere plain lines (default every 5 s).
+    Raises ``StoreError`` when the file is not a store or ``episode`` names no episode.
+    """
+    source = StoreSource(store_path, episode=episode)
+    live = out is None and is_terminal()
+    try:
+        if once:
+            snapshot = source.snapshot()
+            if live:
+                Console().print(render(snapshot))
+            else:
+                PlainReporter(out).finish(snapshot)
+            return 0
+        asyncio.run(_monitor(source, live, interval or (1.0 if live else 5.0), out))
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        source.close()
+
+
+async def _monitor(source: StoreSource, live: bool, interval: float, out: TextIO | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    await watch(source, live=live, interval=interval, stop=stop, exit_when_finished=True, out=out)
