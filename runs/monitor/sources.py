@@ -7,8 +7,8 @@ same run watched through its store look alike:
   (``RunProgress`` and every backend's ``BackendStats``). Both are O(1)-sized, so a
   snapshot costs the same with 10 or 5,000 episodes in flight.
 * ``StoreSource(path)`` attaches read-only to a run's SQLite store, running or
-  finished, and keeps running totals from a few aggregate queries per refresh:
-  episodes by status, turns, scores and events past a rowid watermark.
+  finished, and keeps running totals from what its ``LiveReader`` (``runs.store.live``)
+  finds written since the last refresh: the monitor itself holds no SQL.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from runs.monitor.snapshot import (
     LATENCY_WINDOW, ROLES, EndpointView, LeaderRow, Line, RateMeter, Snapshot, WorkerView, duration, fault_kind,
     ordered_dimensions, percentile, running_leaderboard, state_summary, windowed_rate,
 )
-from runs.store import FINAL_ROUND, HEARTBEAT_SECONDS, RunRecord, Store, StoreError
+from runs.store import HEARTBEAT_SECONDS, RunRecord, Store
+from runs.store.live import LiveReader
 
 # -- sources -----------------------------------------------------------------------------------
 
@@ -131,6 +132,7 @@ class StoreSource:
                  leaderboard_every: float = 2.0, spotlight_dwell: float = 4.0):
         self.path = Path(path)
         self.store = Store.open(self.path, readonly=True)
+        self.reader = LiveReader(self.store, recent=LATENCY_WINDOW)
         self.stale = stale
         self.leaderboard_every, self.spotlight_dwell = leaderboard_every, spotlight_dwell
         config = self.store.meta("config") or {}
@@ -138,7 +140,6 @@ class StoreSource:
         self.title = f"{run.get('name', 'run')} · {self.path}"
         self.judge_dimensions = self._judge_dimensions(config.get("judge"))
         self.meter = RateMeter()
-        self._turns_seen = self._scores_seen = self._events_seen = 0
         self._turns = Counter[str]()
         self._tokens = Counter[str]()
         supporters = [s.get("name", "") for s in config.get("supporters") or [] if isinstance(s, dict)]
@@ -152,7 +153,7 @@ class StoreSource:
         self._last_end: tuple[int, float | None] = (-1, None)
         self._first_start: float | None = None
         self.following = episode is not None
-        self.spotlight_key = self._resolve(episode) if episode is not None else None
+        self.spotlight_key = self.reader.find_episode(episode) if episode is not None else None
         self._spotlight_ended: float | None = None
 
     def close(self) -> None:
@@ -162,7 +163,7 @@ class StoreSource:
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
-        counts = self.store.counts()
+        counts = self.reader.status_counts()
         self._read_turns()
         self._read_scores()
         self._read_events()
@@ -171,7 +172,7 @@ class StoreSource:
             started = time.perf_counter()
             self._board = self._read_leaderboard()
             self._board_at, self._board_cost = now, time.perf_counter() - started
-            self._board_counts, self._board_scores_seen = dict(counts), self._scores_seen
+            self._board_counts, self._board_scores_seen = dict(counts), self.reader.scores_seen
         leaderboard, dimensions, final_scores, failed_scores = self._board
         total = sum(counts.values())
         done, failed = counts.get("done", 0), counts.get("failed", 0)
@@ -179,7 +180,7 @@ class StoreSource:
         elapsed = self._elapsed(over, done + failed)
         judged = bool(self.judge_dimensions or final_scores)
         judge_pending = max(0, done * self.judge_dimensions - final_scores) if judged else None
-        state, finished = self._state(self.store.last_run(), active, queued)
+        state, finished = self._state(self.reader.last_run(), active, queued)
         turns = sum(self._turns.values())
         tokens: dict[str, int | None] = {"seeker": self._tokens["seeker"], "supporter": self._tokens["supporter"], "judge": None}
         self.meter.add(now, {"turns": turns, "finished": done + failed, "tokens:seeker": tokens["seeker"] or 0,
@@ -205,84 +206,52 @@ class StoreSource:
         return self._endpoints[endpoint]
 
     def _read_turns(self) -> None:
-        high = self._scalar("SELECT MAX(rowid) FROM turns")
-        if not high or high <= self._turns_seen:
-            return
-        low = self._turns_seen
-        for role, supporter, n, tokens, requests in self.store.rows(
-            "SELECT t.role, e.supporter, COUNT(*), SUM(t.completion_tokens), COUNT(CASE WHEN t.latency > 0 THEN 1 END)"
-            " FROM turns t JOIN episodes e ON e.key = t.episode_key"
-            " WHERE t.rowid > ? AND t.rowid <= ? GROUP BY t.role, e.supporter", (low, high),
-        ):  # a turn with no latency was not generated (the fixed opener): no request behind it
-            self._turns[role] += n
-            self._tokens[role] += tokens or 0
-            if requests:
-                self._tally(supporter if role == "supporter" else role).requests += requests
-        for role, supporter, latency in self.store.rows(
-            "SELECT t.role, e.supporter, t.latency FROM turns t JOIN episodes e ON e.key = t.episode_key"
-            " WHERE t.rowid > ? AND t.rowid <= ? AND t.latency > 0 ORDER BY t.rowid", (max(low, high - 4 * LATENCY_WINDOW), high),
-        ):
-            self._tally(supporter if role == "supporter" else role).latencies.append(latency)
-        self._turns_seen = high
+        new = self.reader.new_turns()
+        for c in new.counts:  # a turn with no latency was not generated (the fixed opener): no request behind it
+            self._turns[c.role] += c.turns
+            self._tokens[c.role] += c.tokens
+            if c.requests:
+                self._tally(c.supporter if c.role == "supporter" else c.role).requests += c.requests
+        for t in new.latencies:
+            self._tally(t.supporter if t.role == "supporter" else t.role).latencies.append(t.seconds)
 
     def _read_scores(self) -> None:
-        high = self._scalar("SELECT MAX(rowid) FROM scores")
-        if not high or high <= self._scores_seen:
-            return
-        judge = self._tally("judge")
-        judge.requests += self._scalar("SELECT COUNT(*) FROM scores WHERE rowid > ? AND rowid <= ? AND status = 'ok'",
-                                       (self._scores_seen, high)) or 0
-        for (latency,) in self.store.rows(
-            "SELECT latency FROM scores WHERE rowid > ? AND rowid <= ? AND status = 'ok' ORDER BY rowid",
-            (max(self._scores_seen, high - LATENCY_WINDOW), high),
-        ):
-            judge.latencies.append(latency or 0.0)
-        self._scores_seen = high
+        new = self.reader.new_scores()
+        if new.ok or new.latencies:
+            judge = self._tally("judge")
+            judge.requests += new.ok
+            judge.latencies.extend(new.latencies)
 
     def _read_events(self) -> None:
-        high = self._scalar("SELECT MAX(id) FROM events")
-        if not high or high <= self._events_seen:
-            return
-        for endpoint, kind, n in self.store.rows(
-            "SELECT endpoint, kind, COUNT(*) FROM events WHERE id > ? AND id <= ? GROUP BY endpoint, kind", (self._events_seen, high),
-        ):
-            parsed = fault_kind(kind)
+        for event in self.reader.new_events():
+            parsed = fault_kind(event.kind)
             if parsed is None:
                 continue
-            tally = self._tally(endpoint or "?")
-            tally.faults[parsed[0]] += n
+            tally = self._tally(event.endpoint or "?")
+            tally.faults[parsed[0]] += event.count
             if parsed[1]:
-                tally.retries += n
-        self._events_seen = high
+                tally.retries += event.count
 
     def _read_leaderboard(self) -> tuple[tuple[LeaderRow, ...], tuple[str, ...], int, int]:
         sums: dict[str, dict[str, float]] = {}
         counts: dict[str, dict[str, int]] = {}
         final = failed = 0
-        for supporter, dimension, total, valid, n, errors in self.store.rows(
-            "SELECT e.supporter, s.dimension,"
-            " SUM(CASE WHEN s.status = 'ok' AND s.label BETWEEN 0 AND 4 THEN s.label END),"
-            " COUNT(CASE WHEN s.status = 'ok' AND s.label BETWEEN 0 AND 4 THEN 1 END), COUNT(*),"
-            " COUNT(CASE WHEN s.status != 'ok' THEN 1 END)"
-            " FROM scores s JOIN episodes e ON e.key = s.episode_key WHERE s.round = ? GROUP BY e.supporter, s.dimension",
-            (FINAL_ROUND,),
-        ):
-            final += n
-            failed += errors
-            if valid:
-                sums.setdefault(supporter, {})[dimension] = total
-                counts.setdefault(supporter, {})[dimension] = valid
+        for tally in self.reader.final_score_tallies():
+            final += tally.scores
+            failed += tally.failed
+            if tally.valid:
+                sums.setdefault(tally.supporter, {})[tally.dimension] = tally.label_sum
+                counts.setdefault(tally.supporter, {})[tally.dimension] = tally.valid
         dims = ordered_dimensions([d for c in counts.values() for d in c])
         return running_leaderboard(sums, counts), dims, final, failed
 
     def _board_stale(self, counts: Mapping[str, int]) -> bool:
         """Once the run is over, the leaderboard is read again whenever something was written since."""
-        return counts != self._board_counts or self._scores_seen != self._board_scores_seen
+        return counts != self._board_counts or self.reader.scores_seen != self._board_scores_seen
 
     def _outcomes(self, finished: int) -> dict[str, int]:
         if self._outcome_counts[0] != finished:  # a table scan: only when an episode ended since
-            self._outcome_counts = (finished, {outcome: n for outcome, n in self.store.rows(
-                "SELECT outcome, COUNT(*) FROM episodes WHERE status IN ('done', 'failed') GROUP BY outcome") if outcome})
+            self._outcome_counts = (finished, self.reader.outcome_counts())
         return dict(self._outcome_counts[1])
 
     def _endpoint_views(self) -> Iterator[EndpointView]:
@@ -293,62 +262,42 @@ class StoreSource:
 
     # -- the spotlighted episode -------------------------------------------------------------
 
-    def _resolve(self, episode: str) -> str:
-        if self.store.rows("SELECT 1 FROM episodes WHERE key = ?", (episode,)):
-            return episode
-        found = [r[0] for r in self.store.rows("SELECT key FROM episodes WHERE instr(key, ?) > 0 LIMIT 6", (episode,))]
-        if len(found) == 1:
-            return str(found[0])
-        if not found:
-            raise StoreError(f"{self.path}: no episode key contains {episode!r}")
-        listed = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
-        raise StoreError(f"{self.path}: {episode!r} matches several episodes ({listed}); give more of the key")
-
     def _spotlight(self) -> tuple[str | None, tuple[Line, ...], str | None]:
         key = self.spotlight_key
         status = outcome = None
         if key is not None:
-            row = self.store.rows("SELECT status, outcome FROM episodes WHERE key = ?", (key,))
-            status, outcome = (row[0][0], row[0][1]) if row else (None, None)
+            status, outcome = self._episode_state(key)
         if not self.following:
             ended = status in ("done", "failed")
             if ended and self._spotlight_ended is None:
                 self._spotlight_ended = time.monotonic()
             if key is None or (ended and time.monotonic() - self._spotlight_ended >= self.spotlight_dwell):  # type: ignore[operator]
-                newest = self._newest_episode(exclude=key)
+                newest = self.reader.newest_episode(exclude=key)
                 if newest is not None:
                     key, self._spotlight_ended = newest, None
                     self.spotlight_key = key
-                    row = self.store.rows("SELECT status, outcome FROM episodes WHERE key = ?", (key,))
-                    status, outcome = (row[0][0], row[0][1]) if row else (None, None)
+                    status, outcome = self._episode_state(key)
         if key is None:
             return None, (), None
-        lines = tuple(Line(i, role, text, state_summary(state)) for i, role, text, state in reversed(self.store.rows(
-            "SELECT idx, role, text, state FROM turns WHERE episode_key = ? ORDER BY idx DESC LIMIT ?", (key, SPOTLIGHT_LINES))))
+        lines = tuple(Line(t.index, t.role, t.text, state_summary(t.state)) for t in self.reader.last_turns(key, SPOTLIGHT_LINES))
         return key, lines, outcome if status in ("done", "failed") else None
 
-    def _newest_episode(self, exclude: str | None) -> str | None:
-        """The episode that most recently started (its first turn is among the latest), else the latest written."""
-        high = self._turns_seen
-        for sql in ("SELECT episode_key FROM turns WHERE rowid > ? AND idx = 0 AND episode_key IS NOT ? ORDER BY rowid DESC LIMIT 1",
-                    "SELECT episode_key FROM turns WHERE rowid > ? AND episode_key IS NOT ? ORDER BY rowid DESC LIMIT 1"):
-            row = self.store.rows(sql, (high - 4 * LATENCY_WINDOW, exclude))
-            if row:
-                return str(row[0][0])
-        return None
+    def _episode_state(self, key: str) -> tuple[str | None, str | None]:
+        state = self.reader.episode_state(key)
+        return (state.status, state.outcome) if state else (None, None)
 
     # -- time ---------------------------------------------------------------------------------
 
     def _elapsed(self, over: bool, finished: int) -> float:
         """Since the first episode started; for a run that is over, until the last one ended."""
         if self._first_start is None:
-            self._first_start = self._scalar("SELECT MIN(started_at) FROM episodes")
+            self._first_start = self.reader.first_start()
         if self._first_start is None:
             return 0.0
         end = None
         if over:
             if self._last_end[0] != finished:
-                self._last_end = (finished, self._scalar("SELECT MAX(ended_at) FROM episodes"))
+                self._last_end = (finished, self.reader.last_end())
             end = self._last_end[1]
         return max(0.0, (end or time.time()) - self._first_start)
 
@@ -365,10 +314,6 @@ class StoreSource:
         if queued:
             return f"stopped: {queued:,} episodes not started ({resume})", True
         return "finished", True
-
-    def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        rows = self.store.rows(sql, params)
-        return rows[0][0] if rows else None
 
     def _judge_dimensions(self, judge: Mapping[str, Any] | None) -> int:
         if not judge:

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import signal
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -27,6 +26,7 @@ from runs.execution.progress import RunProgress
 from runs.monitor.render import Dashboard, PlainReporter, render
 from runs.monitor.snapshot import Snapshot, Source
 from runs.monitor.sources import LiveSource, StoreSource
+from runs.store.live import StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ async def _snapshot(source: Source, stop: asyncio.Event, interval: float) -> Sna
     while True:
         try:
             return source.snapshot()
-        except sqlite3.OperationalError as exc:
+        except StoreBusy as exc:
             log.debug("monitor: store busy (%s); trying again", exc)
             await _pause(stop, interval)
 

@@ -638,3 +638,6 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+from runs.store.live import LiveReader, StoreBusy  # noqa: E402,F401  (last: live.py builds on Store)
