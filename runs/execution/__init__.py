@@ -5,6 +5,7 @@ Public API, by module (imported on use; the runner needs autogen-core):
                                  RunResult, BackendPool, episode_key
     runs.execution.progress   -- RunProgress: the live counters the monitor reads
     runs.execution.observers  -- StoreObserver: the runtime subscriber that records turns and ends
+    runs.execution.interrupt  -- InterruptPolicy: what Ctrl-C does to a run (stop admitting, then quit), INTERRUPTED
 """
 
-__all__ = ["observers", "progress", "runner"]
+__all__ = ["interrupt", "observers", "progress", "runner"]

@@ -1,5 +1,8 @@
 """The refresh loops: ``watch`` a source, ``run_with_monitor`` (``esc-eval run``), ``monitor_command`` (``esc-eval monitor``).
 
+What Ctrl-C does to a run is not decided here but in ``runs.execution.interrupt``; the view only
+shows it. ``esc-eval monitor`` merely watches, so there Ctrl-C just ends the watching.
+
 Example::
 
     source = LiveSource(runner.progress, lambda: [b.stats for b in runner.pool.all()])
@@ -22,6 +25,7 @@ from typing import Any, Protocol, TextIO
 
 from rich.console import Console
 
+from runs.execution.interrupt import InterruptPolicy
 from runs.execution.progress import RunProgress
 from runs.monitor.render import Dashboard, PlainReporter, render
 from runs.monitor.snapshot import Snapshot, Source
@@ -92,58 +96,35 @@ class _Runner(Protocol):
     async def run(self) -> Any: ...
 
 
-INTERRUPTED = 130
-
-
 async def run_with_monitor(runner: _Runner, *, live: bool, interval: float | None = None, title: str = "",
                            console: Console | None = None, out: TextIO | None = None) -> Any:
     """Run ``runner`` with its view (``esc-eval run``) and return ``runner.run()``'s result.
 
-    Ctrl-C once: admit no more episodes, let the active ones (and their scoring) finish, end
-    normally. Ctrl-C again: stop the display and leave the process at once with status 130;
-    the store keeps every committed turn and ``--resume`` continues the run.
-    ``interval`` defaults to 0.25 s live and 5 s for plain lines.
+    Ctrl-C follows ``InterruptPolicy`` (``runs.execution.interrupt``): once, the run stops
+    admitting episodes and the header says so; twice, the display gives the terminal back and
+    the process leaves with status 130. ``interval`` defaults to 0.25 s live and 5 s for plain lines.
     """
     source = LiveSource(runner.progress, lambda: [backend.stats for backend in runner.pool.all()], title=title)
     dashboard = Dashboard(console) if live else None
     stop = asyncio.Event()
     view = asyncio.create_task(watch(source, live=live, interval=interval or (0.25 if live else 5.0), stop=stop,
                                      dashboard=dashboard, out=out), name="monitor")
-    loop = asyncio.get_running_loop()
-    presses = 0
 
-    def interrupted() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            runner.stop_admitting()
-            source.state = f"stopping: finishing {runner.progress.active:,} active episodes (Ctrl-C again quits now)"
-            if not live:
-                print("esc-eval: stopping: no new episodes; active ones finish (Ctrl-C again quits now)", file=sys.stderr, flush=True)
-            return
-        if dashboard is not None:
-            dashboard.stop()
-        sys.stdout.flush()
-        print("esc-eval: interrupted; finished episodes are in the store, continue with --resume", file=sys.stderr, flush=True)
-        os._exit(INTERRUPTED)
+    def stopping() -> None:
+        source.state = f"stopping: finishing {runner.progress.active:,} active episodes (Ctrl-C again quits now)"
+        if not live:
+            print("esc-eval: stopping: no new episodes; active ones finish (Ctrl-C again quits now)", file=sys.stderr, flush=True)
 
-    try:
-        loop.add_signal_handler(signal.SIGINT, interrupted)
-        handled = True
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
-        handled = False
-    try:
-        result = await runner.run()
-        source.state = "finished" if not presses else "stopped"
-    finally:
-        stop.set()
+    with InterruptPolicy(runner, on_stopping=stopping, on_quit=dashboard.stop if dashboard else None) as ctrl_c:
         try:
-            await view
-        except Exception:  # the view failing must never cost the run its result
-            log.exception("the run monitor failed; the run itself was not affected")
+            result = await runner.run()
+            source.state = "stopped" if ctrl_c.stopping else "finished"
         finally:
-            if handled:
-                loop.remove_signal_handler(signal.SIGINT)
+            stop.set()
+            try:
+                await view
+            except Exception:  # the view failing must never cost the run its result
+                log.exception("the run monitor failed; the run itself was not affected")
     return result
 
 
