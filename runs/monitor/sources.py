@@ -30,8 +30,6 @@ from runs.monitor.snapshot import (
 from runs.store import HEARTBEAT_SECONDS, RunRecord, Store
 from runs.store.live import LiveReader
 
-# -- sources -----------------------------------------------------------------------------------
-
 
 StatsProvider = Callable[[], Sequence[BackendStats]]
 
@@ -216,8 +214,9 @@ class StoreSource:
             self._tally(t.supporter if t.role == "supporter" else t.role).latencies.append(t.seconds)
 
     def _read_scores(self) -> None:
+        seen = self.reader.scores_seen
         new = self.reader.new_scores()
-        if new.ok or new.latencies:
+        if self.reader.scores_seen != seen:  # any score written, even a failed one, shows the judge's endpoint
             judge = self._tally("judge")
             judge.requests += new.ok
             judge.latencies.extend(new.latencies)
