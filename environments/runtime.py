@@ -11,8 +11,8 @@ delivers directly:
 - ``send_message`` awaits the recipient's handler in the caller's task; its reply or
   exception comes back as autogen's does, and cancelling the caller cancels the handler.
 - ``publish_message`` starts one task per subscriber and returns at once, as the queue
-  did; a handler's exception is logged, as autogen logs it. ``stop_when_idle`` waits
-  for those deliveries.
+  did; a handler's exception is logged, as autogen logs it. ``idle`` and
+  ``stop_when_idle`` wait for those deliveries.
 
 It does so through autogen-core's public API: agents from ``try_get_underlying_agent_instance`` (kept per id),
 recipients from the ``Subscription``s it is given (``is_match``/``map_to_agent``, cached per
@@ -116,6 +116,15 @@ class LeanRuntime(QuietQueueRuntime):
             task = asyncio.create_task(self._deliver(agent_id, message, ctx))
             self._deliveries.add(task)
             task.add_done_callback(self._deliveries.discard)
+
+    async def idle(self) -> None:
+        """Wait until every message published so far (and every one those handlers publish) is delivered; keep running."""
+        if self._queued:
+            await super().stop_when_idle()
+            self.start()
+            return
+        while self._deliveries:
+            await asyncio.gather(*list(self._deliveries))
 
     async def stop_when_idle(self) -> None:
         while self._deliveries:
