@@ -106,8 +106,12 @@ class Environment:
         """Begin ``episode`` (built by the caller, e.g. with the runner's key): the opener, if the policy has one.
 
         The episode may end here already (a limit of zero, a persona failing on the opener).
+
+        Raises:
+            KeyError: the episode's supporter is not one of this environment's.
         """
-        self.supporters[episode.supporter]  # KeyError: a supporter this environment does not know
+        if episode.supporter not in self.supporters:
+            raise KeyError(f"episode {episode.key}: unknown supporter {episode.supporter!r} (known: {', '.join(self.supporters)})")
         behaviour = _Guarded(self.behaviours.get(episode.persona, NEUTRAL), episode)
         if self.policy.opener and not episode.turns:
             opener = episode.add(Role.SUPPORTER, self.protocol.opener(episode.card.language), generated=False)
