@@ -1,6 +1,6 @@
 """The prefix cache of ``TransformersLocalBackend``: past prompts' keys and values, reused by later prompts.
 
-Prefix cache: prompts are long (a system prompt or seeker card of ~100-220 tokens) and
+Prompts are long (a system prompt or seeker card of ~100-220 tokens) and
 every turn re-sends the whole history, so most of a prompt was already computed at the
 agent's previous turn, and the supporter's system prompt is the same in every episode.
 The backend keeps past prompts' keys and values (``prefix_cache_mb``, least recently used
