@@ -1,0 +1,12 @@
+"""Who speaks: the seeker and supporter agents, the judge, and the chat backends behind them.
+
+Public API, by module (imported on use: agents need autogen-core, local backends need torch):
+    agents.messages     -- TurnRequest, Completion, SamplingParams, ChatMessage; the observed
+                           TurnTaken, EpisodeEnded, Score and their topics
+    agents.chat_agent   -- ChatAgent: one stateless agent per (role, model key)
+    agents.seeker, agents.supporter -- SeekerAgent, SupporterAgent
+    agents.backends     -- ChatBackend and its backends (see its docstring)
+    agents.judge        -- Scorer, JudgeAgent, judge profiles, label parsers, training
+"""
+
+__all__ = ["backends", "chat_agent", "judge", "messages", "seeker", "supporter"]

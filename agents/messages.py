@@ -1,10 +1,10 @@
 """Messages that travel on the runtime, and the chat request/reply types backends speak.
 
 Agents are stateless per episode: a ``TurnRequest`` carries the whole history the
-agent needs. Observers see ``TurnTaken`` on the ``turns`` topic and ``EpisodeEnded``
-on the ``episodes`` topic: one topic per kind, so an observer that wants only ends
-(the judge) is not called on every turn. Both carry plain data only, so no observer
-depends on the environment's classes.
+agent needs. Observers see ``TurnTaken`` on the ``turns`` topic, ``EpisodeEnded``
+on the ``episodes`` topic and the judge's ``Score``s on the ``scores`` topic: one topic
+per kind, so an observer that wants only ends (the judge) is not called on every turn.
+All carry plain data only, so no observer depends on the environment's or the judge's classes.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ TURNS_TOPIC = "turns"
 """Topic type of ``TurnTaken``."""
 EPISODES_TOPIC = "episodes"
 """Topic type of ``EpisodeEnded``."""
+SCORES_TOPIC = "scores"
+"""Topic type of ``Score``: the judge publishes each label as it arrives; the store records it."""
 EPISODES_SOURCE = "run"
 """One constant topic source: ``TypeSubscription`` maps the source to the observer's agent key,
 so a per-episode source would create an observer instance per episode."""
@@ -93,3 +95,28 @@ class EpisodeEnded:
     def __repr__(self) -> str:  # short, as TurnRequest's
         return (f"EpisodeEnded(episode_key={self.episode_key!r}, outcome={self.outcome!r}, reason={self.reason!r},"
                 f" transcript=<{len(self.transcript)} lines>, supporter={self.supporter!r})")
+
+
+FINAL = -1
+"""``Score.round`` of a whole-episode score."""
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One judgement. ``label`` is 0..4, -1 when the answer held no label, ``None`` when the request failed."""
+
+    episode_key: str
+    dimension: str
+    round: int
+    label: int | None
+    raw: str | None
+    model: str
+    latency: float
+    error: str | None = None
+    supporter: str = ""
+    sample: int = 0
+    """Which of the ``samples`` labels of this (episode, dimension, round) this is."""
+
+    @property
+    def failed(self) -> bool:
+        return self.label is None

@@ -1,4 +1,9 @@
-"""The environment: drives episodes on one autogen-core runtime.
+"""The environment: drives episodes on one autogen-core runtime, Gymnasium-style.
+
+``reset(card, persona, seed) -> Episode`` begins a conversation (the opener, if the
+policy has one); ``step(episode) -> StepResult`` adds one turn; ``run(episode)`` is a loop
+over them, which the runner uses. A researcher can drive one conversation turn by turn
+(and look at, or change, ``episode.state`` between turns) and gets the same transcript.
 
 For each step it asks the turn policy who speaks, builds that side's view, awaits
 ``send_message(TurnRequest, AgentId(role, model_key))``, appends the reply, publishes
@@ -24,10 +29,11 @@ from autogen_core import AgentId, SingleThreadedAgentRuntime, TopicId
 from agents.backends.base import BackendError
 from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, TURNS_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
 from environments.behaviours import NEUTRAL, SeekerBehaviour
-from environments.episode import Episode, Outcome, Role, Turn
+from environments.episode import Episode, Outcome, OutcomeKind, Role, StepResult, Turn
 from environments.termination import Detector, MaxRounds
 from environments.turn_policies import Alternating, TurnPolicy
 from environments.views import seeker_view, supporter_view
+from roles.cards import RoleCard
 from roles.personas import DEFAULT_ROLE_BREAK_RETRIES, RoleBreakRule
 from roles.templates import SeekerProtocol
 
@@ -81,51 +87,100 @@ class Environment:
         self.policy, self.termination = policy, termination
         self.behaviours, self.role_break = dict(behaviours or {}), role_break
 
-    async def run(self, episode: Episode) -> Episode:
-        """Play ``episode`` to its outcome; backend failures end it as ``failed``, never raise."""
-        spec = self.supporters[episode.supporter]
+    async def reset(self, card: RoleCard, persona: str = "default", seed: int = 0, *, supporter: str | None = None,
+                    key: str | None = None, repeat: int = 0) -> Episode:
+        """A new episode of ``card`` played by ``persona``, started (``start``): drive it with ``step``.
+
+        ``supporter`` may be left out when the environment has one; ``key`` defaults to
+        ``supporter/persona/card id/s{seed}/r{repeat}``.
+        """
+        if supporter is None:
+            if len(self.supporters) != 1:
+                raise ValueError(f"name the supporter: one of {', '.join(self.supporters) or '(none)'}")
+            supporter = next(iter(self.supporters))
+        episode = Episode(key or f"{supporter}/{persona}/{card.id}/s{seed}/r{repeat}", card, supporter, persona, seed, repeat)
+        await self.start(episode)
+        return episode
+
+    async def start(self, episode: Episode) -> None:
+        """Begin ``episode`` (built by the caller, e.g. with the runner's key): the opener, if the policy has one.
+
+        The episode may end here already (a limit of zero, a persona failing on the opener).
+
+        Raises:
+            KeyError: the episode's supporter is not one of this environment's.
+        """
+        if episode.supporter not in self.supporters:
+            raise KeyError(f"episode {episode.key}: unknown supporter {episode.supporter!r} (known: {', '.join(self.supporters)})")
         behaviour = _Guarded(self.behaviours.get(episode.persona, NEUTRAL), episode)
         if self.policy.opener and not episode.turns:
             opener = episode.add(Role.SUPPORTER, self.protocol.opener(episode.card.language), generated=False)
             behaviour.on_turn(episode, opener)
             await self._publish(episode, opener)
         outcome = behaviour.failure or self.termination.check(episode)
-        while outcome is None:
-            role = self.policy.next_speaker(episode)
-            if role is None:
-                outcome = Outcome.terminated("turn policy ended the conversation")
-                break
-            directives = ""
+        if outcome is not None:
+            await self._end(episode, outcome)
+
+    async def step(self, episode: Episode) -> StepResult:
+        """One turn: ask whoever the policy names, append and publish the reply, check whether it ended.
+
+        Backend and persona failures end the episode as ``failed``, never raise.
+
+        Raises:
+            ValueError: the episode has already ended.
+        """
+        if episode.outcome is not None:
+            raise ValueError(f"episode {episode.key} has ended ({episode.outcome.kind}: {episode.outcome.reason})")
+        turn, outcome = await self._turn(episode, _Guarded(self.behaviours.get(episode.persona, NEUTRAL), episode))
+        if outcome is not None:
+            await self._end(episode, outcome)
+        kind = outcome.kind if outcome is not None else None
+        return StepResult(turn, kind is OutcomeKind.TERMINATED, kind is OutcomeKind.TRUNCATED,
+                          {"outcome": outcome, "failed": kind is OutcomeKind.FAILED})
+
+    async def run(self, episode: Episode) -> Episode:
+        """Play ``episode`` to its outcome (``start``, then ``step`` until it ends); failures end it as ``failed``, never raise."""
+        await self.start(episode)
+        while episode.outcome is None:
+            await self.step(episode)
+        return episode
+
+    async def _turn(self, episode: Episode, behaviour: _Guarded) -> tuple[Turn | None, Outcome | None]:
+        """The next line and, if the episode ends with it (or without one), its outcome."""
+        role = self.policy.next_speaker(episode)
+        if role is None:
+            return None, Outcome.terminated("turn policy ended the conversation")
+        directives = ""
+        if role is Role.SEEKER:
+            directives = behaviour.directives(episode)
+            if behaviour.failure is not None:
+                return None, behaviour.failure
+            request = TurnRequest(episode.key, seeker_view(self.protocol, episode, directives), self._params(self.seeker_params, episode))
+            recipient = AgentId(Role.SEEKER.value, self.seeker_key)
+        else:
+            spec = self.supporters[episode.supporter]
+            request = TurnRequest(episode.key, supporter_view(self.protocol, episode, spec.system_prompt), self._params(spec.params, episode))
+            recipient = AgentId(Role.SUPPORTER.value, spec.model_key)
+        try:
+            reply: Completion = await self.runtime.send_message(request, recipient)
             if role is Role.SEEKER:
-                directives = behaviour.directives(episode)
-                if behaviour.failure is not None:
-                    outcome = behaviour.failure
-                    break
-                request = TurnRequest(episode.key, seeker_view(self.protocol, episode, directives), self._params(self.seeker_params, episode))
-                recipient = AgentId(Role.SEEKER.value, self.seeker_key)
-            else:
-                request = TurnRequest(episode.key, supporter_view(self.protocol, episode, spec.system_prompt), self._params(spec.params, episode))
-                recipient = AgentId(Role.SUPPORTER.value, spec.model_key)
-            try:
-                reply: Completion = await self.runtime.send_message(request, recipient)
-                if role is Role.SEEKER:
-                    reply = await self._keep_in_role(episode, behaviour, directives, recipient, reply)
-            except BackendError as exc:
-                outcome = Outcome.failed(f"{role} backend: {exc}")
-                break
-            except Exception as exc:  # an agent bug must end this episode, not the run
-                log.exception("episode %s: %s turn crashed", episode.key, role)
-                outcome = Outcome.failed(f"{role} agent error: {type(exc).__name__}: {exc}")
-                break
-            turn = episode.add(
-                role, reply.text, prompt_tokens=reply.prompt_tokens,
-                completion_tokens=reply.completion_tokens, latency=reply.latency,
-            )
-            behaviour.on_turn(episode, turn)
-            if role is Role.SEEKER and episode.state:
-                turn.state_json = _STATE_ENCODER.encode(episode.state)
-            await self._publish(episode, turn)
-            outcome = behaviour.failure or self.termination.check(episode) or behaviour.wants_to_end(episode)
+                reply = await self._keep_in_role(episode, behaviour, directives, recipient, reply)
+        except BackendError as exc:
+            return None, Outcome.failed(f"{role} backend: {exc}")
+        except Exception as exc:  # an agent bug must end this episode, not the run
+            log.exception("episode %s: %s turn crashed", episode.key, role)
+            return None, Outcome.failed(f"{role} agent error: {type(exc).__name__}: {exc}")
+        turn = episode.add(
+            role, reply.text, prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens, latency=reply.latency,
+        )
+        behaviour.on_turn(episode, turn)
+        if role is Role.SEEKER and episode.state:
+            turn.state_json = _STATE_ENCODER.encode(episode.state)
+        await self._publish(episode, turn)
+        return turn, behaviour.failure or self.termination.check(episode) or behaviour.wants_to_end(episode)
+
+    async def _end(self, episode: Episode, outcome: Outcome) -> None:
         episode.outcome = outcome
         await self.runtime.publish_message(
             EpisodeEnded(
@@ -134,7 +189,6 @@ class Environment:
             ),
             _ENDS,
         )
-        return episode
 
     async def _keep_in_role(self, episode: Episode, behaviour: _Guarded, directives: str,
                             recipient: AgentId, reply: Completion) -> Completion:

@@ -114,3 +114,27 @@ class Episode:
         turn = Turn(len(self.turns), role, text, at=time.time(), **usage)  # type: ignore[arg-type]
         self.turns.append(turn)
         return turn
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one ``Environment.step`` did, in Gymnasium's terms.
+
+    Attributes:
+        turn: the line the step added, or ``None`` when the episode ended without one (a
+            backend gave up, the turn policy had no speaker, the persona failed).
+        terminated: the episode ended naturally (goodbye, end token, persona satisfied).
+        truncated: a limit cut it off (rounds, tokens, time).
+        info: ``outcome`` (the ``Outcome``, ``None`` while running) and ``failed`` (a backend or
+            agent gave up: the episode is over, neither terminated nor truncated).
+    """
+
+    turn: Turn | None
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        """The episode is over, however it ended: stop stepping."""
+        return self.info["outcome"] is not None

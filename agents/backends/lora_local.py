@@ -56,9 +56,9 @@ def adapters_in(folder: str | Path) -> dict[str, Path]:
 
 def resolve_base(model: str | Path | None) -> Path:
     """A base model folder: the given one, or the embedded SmolLM2 for ``None`` / ``"embedded"``."""
-    if model is None or str(model) in ("embedded", "smollm2-135m-instruct"):
-        from agents.backends.transformers_local import embedded_model_dir
+    from agents.backends.embedded import EMBEDDED_ALIASES, embedded_model_dir
 
+    if model is None or str(model) in EMBEDDED_ALIASES:
         return embedded_model_dir()
     folder = Path(model).expanduser()
     if not folder.is_dir():
@@ -152,9 +152,9 @@ class LoraLocalBackend:
             if self._model is not None:
                 return
             started = time.perf_counter()
-            from agents.backends.transformers_local import _import_torch
+            from agents.backends.torch_import import import_torch
 
-            torch = _import_torch()
+            torch = import_torch()
             from peft import PeftModel
             from transformers import AutoModelForCausalLM, AutoTokenizer
 

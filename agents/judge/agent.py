@@ -5,7 +5,8 @@ requests with different seeds when judge noise is measured; and, with
 ``score_every_round``, per round prefix) concurrently, under its own limit, and hands each
 ``Score`` to its sinks as it arrives. ``JudgeAgent`` is the runtime observer: on
 ``EpisodeEnded`` it schedules the scoring and returns at once, so the simulation never
-waits for the judge. A failed request is retried by the backend, then recorded as
+waits for the judge. In a run the sink is ``score_publisher``: each score goes out on the
+``scores`` topic, where the store observes it, as turns and episode ends do. A failed request is retried by the backend, then recorded as
 ``failed`` -- never as a score; an answer without a label is stored as -1 with its text.
 """
 
@@ -15,43 +16,19 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Awaitable, Callable, Mapping, Sequence
 
-from autogen_core import MessageContext, RoutedAgent, message_handler
+from autogen_core import AgentRuntime, MessageContext, RoutedAgent, TopicId, message_handler
 
 from agents.backends.base import BackendError, ChatBackend
-from agents.messages import EpisodeEnded, SamplingParams
+from agents.messages import EPISODES_SOURCE, FINAL, SCORES_TOPIC, EpisodeEnded, SamplingParams, Score
 from agents.judge.profiles import JudgeProfile
 
 log = logging.getLogger(__name__)
 
-FINAL = -1
-"""``Score.round`` of a whole-episode score."""
-
-
-@dataclass(frozen=True, slots=True)
-class Score:
-    """One judgement. ``label`` is 0..4, -1 when the answer held no label, ``None`` when the request failed."""
-
-    episode_key: str
-    dimension: str
-    round: int
-    label: int | None
-    raw: str | None
-    model: str
-    latency: float
-    error: str | None = None
-    supporter: str = ""
-    sample: int = 0
-    """Which of the ``samples`` labels of this (episode, dimension, round) this is."""
-
-    @property
-    def failed(self) -> bool:
-        return self.label is None
-
-
-ScoreSink = Callable[[Score], None]
+ScoreSink = Callable[[Score], Awaitable[None] | None]
+"""Called with each ``Score`` as it arrives; an async sink (``score_publisher``) is awaited."""
 
 
 class Scorer:
@@ -181,7 +158,9 @@ class Scorer:
             score = Score(key, dimension, round_, label, completion.text, completion.model or model or "", completion.latency, None,
                           supporter, sample)
         for sink in self.sinks:
-            sink(score)
+            delivered = sink(score)
+            if delivered is not None:
+                await delivered
         return score
 
 
@@ -217,3 +196,16 @@ class JudgeAgent(RoutedAgent):
     async def on_end(self, message: EpisodeEnded, ctx: MessageContext) -> None:
         if message.outcome != "failed":
             self.scorer.schedule(message.episode_key, message.language, message.transcript, message.supporter)
+
+
+def score_publisher(runtime: AgentRuntime) -> ScoreSink:
+    """A sink publishing each ``Score`` on the ``scores`` topic of ``runtime`` (the store and any monitor observe it)."""
+    topic = TopicId(SCORES_TOPIC, EPISODES_SOURCE)
+
+    async def publish(score: Score) -> None:
+        await runtime.publish_message(score, topic)
+
+    return publish
+
+
+__all__ = ["FINAL", "JudgeAgent", "Score", "ScoreSink", "Scorer", "score_publisher"]

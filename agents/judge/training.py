@@ -238,10 +238,10 @@ def train_adapters(items: Sequence[Item], base: str | Path | None, profile: Judg
     try:
         import peft
         from agents.backends.lora_local import resolve_base
-        from agents.backends.transformers_local import _import_torch
+        from agents.backends.torch_import import import_torch
     except ImportError:
         raise TrainingError("judge training needs peft: pip install esc-eval[train]") from None
-    torch = _import_torch()
+    torch = import_torch()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:

@@ -1,16 +1,16 @@
-"""Runtime subscribers that record what the environment publishes: the store and the live counters."""
+"""Runtime subscribers that record what the environment and the judge publish: the store and the live counters."""
 
 from __future__ import annotations
 
 from autogen_core import MessageContext, RoutedAgent, message_handler
 
-from agents.messages import EpisodeEnded, TurnTaken
+from agents.messages import EpisodeEnded, Score, TurnTaken
 from runs.execution.progress import RunProgress
-from runs.store import Store
+from runs.store import FINAL_ROUND, Store
 
 
 class StoreObserver(RoutedAgent):
-    """Queues every turn and episode end for the store's writer; never touches disk itself."""
+    """Queues every turn, episode end and score for the store's writer; never touches disk itself."""
 
     def __init__(self, store: Store, progress: RunProgress):
         super().__init__("records turns and outcomes in the run store")
@@ -25,3 +25,12 @@ class StoreObserver(RoutedAgent):
     async def on_end(self, message: EpisodeEnded, ctx: MessageContext) -> None:
         self.store.end_episode(message.episode_key, message.outcome, message.reason, message.at)
         self.progress.ended(message)
+
+    @message_handler
+    async def on_score(self, message: Score, ctx: MessageContext) -> None:
+        self.store.add_score(
+            message.episode_key, message.dimension, message.label, message.raw, message.model, message.latency,
+            status="failed" if message.failed else "ok", error=message.error, round=message.round, sample=message.sample,
+        )
+        if message.round == FINAL_ROUND:
+            self.progress.score(message.supporter, message.dimension, message.label)

@@ -19,18 +19,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from autogen_core import SingleThreadedAgentRuntime, TypeSubscription
+from autogen_core import TypeSubscription
 
 from agents.backends import ChatBackend, create_backend
 from agents.backends.base import AuthFailed
-from agents.judge.agent import JudgeAgent, Score, Scorer, ScoreSink
-from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, SamplingParams
+from agents.judge.agent import JudgeAgent, Scorer, ScoreSink, score_publisher
+from agents.messages import EPISODES_TOPIC, SCORES_TOPIC, TURNS_TOPIC, SamplingParams
 from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
 from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
 from environments.behaviours import SeekerBehaviour, load_behaviour
 from environments.environment import Environment, SupporterSpec
-from environments.runtime import make_runtime
+from environments.runtime import LeanRuntime, make_runtime
 from environments.episode import Episode
 from environments.termination import Detector, EndToken, MaxRounds, MaxTokens, Timeout
 from environments.turn_policies import Alternating
@@ -41,7 +41,7 @@ from roles.templates import SeekerProtocol, load_protocol
 from runs.config import Config, ConfigError, EndpointConfig
 from runs.execution.observers import StoreObserver
 from runs.execution.progress import RunProgress
-from runs.store import FINAL_ROUND, PlannedEpisode, Store
+from runs.store import PlannedEpisode, Store
 
 if TYPE_CHECKING:
     from agents.backends.openai_http import HTTPSessions
@@ -326,7 +326,7 @@ class Runner:
         await SeekerAgent.register_for(runtime, "seeker", {"seeker": self.pool.get("seeker", config.seeker)})
         await SupporterAgent.register_for(runtime, "supporter", {s.name: self.pool.get(s.name, s) for s in config.supporters})
         await StoreObserver.register(runtime, "store", lambda: StoreObserver(self.store, self.progress))
-        for topic in (TURNS_TOPIC, EPISODES_TOPIC):
+        for topic in (TURNS_TOPIC, EPISODES_TOPIC, SCORES_TOPIC):
             await runtime.add_subscription(TypeSubscription(topic, "store"))
         scorer = await self._judge(runtime, rejudge) if self.plan.profile else None
         for backend in self.pool.all():
@@ -345,9 +345,10 @@ class Runner:
                 await self._admit(env, todo)
                 status = "stopped" if self._stopping.is_set() else "finished"
             finally:
-                await runtime.stop_when_idle()  # every EpisodeEnded delivered, so every scoring is scheduled
+                await runtime.idle()  # every EpisodeEnded delivered, so every scoring is scheduled
                 if scorer is not None:
                     await scorer.drain()
+                await runtime.stop_when_idle()  # every Score delivered to the store
                 await self.pool.aclose()
                 self.store.end_run(status)
                 await self.store.close()
@@ -371,10 +372,10 @@ class Runner:
             return []
         return list(self.store.unscored(self.plan.profile.keys, include_failed=self.retry_failed))
 
-    async def _judge(self, runtime: SingleThreadedAgentRuntime, rejudge: list[Any]) -> Scorer:
-        """Register the judge as an observer and re-schedule the scoring of ``rejudge`` (``_unscored``)."""
+    async def _judge(self, runtime: LeanRuntime, rejudge: list[Any]) -> Scorer:
+        """Register the judge as an observer publishing its scores, and re-schedule the scoring of ``rejudge`` (``_unscored``)."""
         assert self.plan.profile is not None and self.plan.config.judge is not None
-        scorer = make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [self._record_score])
+        scorer = make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [score_publisher(runtime)])
         await JudgeAgent.register(runtime, "judge", lambda: JudgeAgent(scorer))
         await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "judge"))
         keys, samples = self.plan.profile.keys, self.plan.config.judge.samples
@@ -384,14 +385,6 @@ class Runner:
             scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], missing)
             self.progress.judge_queued(len(missing) * samples)
         return scorer
-
-    def _record_score(self, score: Score) -> None:
-        self.store.add_score(
-            score.episode_key, score.dimension, score.label, score.raw, score.model, score.latency,
-            status="failed" if score.failed else "ok", error=score.error, round=score.round, sample=score.sample,
-        )
-        if score.round == FINAL_ROUND:
-            self.progress.score(score.supporter, score.dimension, score.label)
 
     async def _admit(self, env: Environment, todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
         slots = asyncio.Semaphore(self.plan.config.run.concurrency)

@@ -6,12 +6,14 @@ import asyncio
 from typing import Sequence
 
 import pytest
+from autogen_core import MessageContext, RoutedAgent, TopicId, TypeSubscription, message_handler
 
 from agents.backends.base import GaveUp, ServerError
 from agents.backends.scripted import ScriptedBackend
-from agents.judge.agent import FINAL, Score, Scorer
-from agents.messages import ChatMessage, SamplingParams
+from agents.judge.agent import FINAL, JudgeAgent, Score, Scorer, score_publisher
+from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, SCORES_TOPIC, ChatMessage, EpisodeEnded, SamplingParams
 from agents.judge.profiles import ProfileError, load_profile
+from environments.runtime import make_runtime
 
 TRANSCRIPT = [("supporter", "Hi, what's on your mind?"), ("seeker", "Work is crushing me."), ("supporter", "That sounds heavy."),
               ("seeker", "I can't sleep."), ("supporter", "Let's look at what keeps you up.")]
@@ -148,3 +150,33 @@ async def test_schedule_scores_only_the_dimensions_asked_for() -> None:
     assert len(backend.requests) == 4 and seen == scores
     assert await asyncio.wait_for(scorer.schedule("k", "en", TRANSCRIPT, "sup", []), 1) == []  # nothing asked: done at once
     await asyncio.wait_for(scorer.drain(), 1)
+
+
+class ScoreRecorder(RoutedAgent):
+    def __init__(self, heard: list[Score]) -> None:
+        super().__init__("records scores")
+        self.heard = heard
+
+    @message_handler
+    async def on_score(self, message: Score, ctx: MessageContext) -> None:
+        assert ctx.topic_id is not None and ctx.topic_id.type == SCORES_TOPIC
+        self.heard.append(message)
+
+
+async def test_the_judge_agent_publishes_every_score_on_the_scores_topic() -> None:
+    """DESIGN's flow: the judge observes episode ends and publishes each score; an observer of ``scores`` records them."""
+    heard: list[Score] = []
+    runtime = make_runtime()
+    scorer = Scorer(load_profile("default"), ScriptedBackend(lambda *a: "Score: 3"), sinks=[score_publisher(runtime)])
+    await JudgeAgent.register(runtime, "judge", lambda: JudgeAgent(scorer))
+    await ScoreRecorder.register(runtime, "recorder", lambda: ScoreRecorder(heard))
+    await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "judge"))
+    await runtime.add_subscription(TypeSubscription(SCORES_TOPIC, "recorder"))
+    runtime.start()
+    ends = TopicId(EPISODES_TOPIC, EPISODES_SOURCE)
+    await runtime.publish_message(EpisodeEnded("k1", "en", "truncated", "max_rounds=5", tuple(TRANSCRIPT), supporter="sup"), ends)
+    await runtime.publish_message(EpisodeEnded("k2", "en", "failed", "down", tuple(TRANSCRIPT[:2]), supporter="sup"), ends)
+    await runtime.idle()  # the ends are delivered and scoring scheduled; the runtime keeps running
+    await scorer.drain()
+    await runtime.stop_when_idle()
+    assert sorted((s.episode_key, s.dimension, s.label) for s in heard) == sorted(("k1", d, 3) for d in load_profile("default").keys)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.judge.labels import _PLAIN, _parse_tiers, parse_esc_rank, parse_label
 from agents.judge.profiles import (
     DIMENSIONS,
     PAPER_NAMES,
@@ -15,10 +16,6 @@ from agents.judge.profiles import (
     builtin_profiles,
     esc_rank_profile,
     load_profile,
-    parse_esc_rank,
-    _PLAIN,
-    _parse_tiers,
-    parse_label,
 )
 
 from tests.reference import DATA as SHARED, needs_reference

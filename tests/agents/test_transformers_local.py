@@ -27,16 +27,10 @@ if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transf
     pytest.skip("needs the 'local' extra (torch, transformers)", allow_module_level=True)
 
 from agents.backends.base import BackendError, ChatBackend, RequestRejected  # noqa: E402
-from agents.backends.transformers_local import (  # noqa: E402
-    EMBEDDED_NAME,
-    TransformersLocalBackend,
-    _common_prefix,
-    _import_torch,
-    _preallocated_layer,
-    _PrefixCache,
-    embedded_gguf,
-    embedded_model_dir,
-)
+from agents.backends.embedded import EMBEDDED_NAME, embedded_gguf, embedded_model_dir  # noqa: E402
+from agents.backends.kv_cache import PrefixCache, common_prefix, preallocated_layer  # noqa: E402
+from agents.backends.torch_import import import_torch  # noqa: E402
+from agents.backends.transformers_local import TransformersLocalBackend  # noqa: E402
 from agents.messages import SamplingParams  # noqa: E402
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(1200)]
@@ -207,12 +201,12 @@ async def test_without_prefix_cache_every_prompt_token_is_prefilled(plain: Trans
 
 
 def test_the_prefix_cache_is_bounded_and_drops_the_least_recently_used_first() -> None:
-    torch = _import_torch()
+    torch = import_torch()
 
     def kv(tokens: int) -> list[tuple[object, object]]:  # 32 bytes a token: keys and values, 4 float32 each
         return [(torch.zeros(1, 1, tokens, 4), torch.zeros(1, 1, tokens, 4))]
 
-    cache = _PrefixCache(max_bytes=32 * 10)
+    cache = PrefixCache(max_bytes=32 * 10)
     cache.add((1, 2, 3), kv(3))
     cache.add((1, 2, 3, 4, 5), kv(5))  # extends (1, 2, 3), which goes
     assert (len(cache), cache.nbytes) == (1, 32 * 5)
@@ -236,8 +230,8 @@ def test_the_prefix_cache_is_bounded_and_drops_the_least_recently_used_first() -
 
 
 def test_the_preallocated_layer_holds_what_concatenation_would_and_grows_past_its_room() -> None:
-    torch = _import_torch()
-    layer = _preallocated_layer()(3)
+    torch = import_torch()
+    layer = preallocated_layer()(3)
     parts = [torch.randn(2, 1, n, 4) for n in (2, 1, 4)]
     for index, part in enumerate(parts):
         keys, values = layer.update(part, -part)
@@ -253,7 +247,7 @@ def test_common_prefix_matches_a_plain_scan() -> None:
         b = a[: rng.randrange(0, len(a) + 1)] + tuple(rng.choice((1, 2)) for _ in range(rng.randrange(0, 12)))
         limit = rng.randrange(0, 14)
         expected = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        assert _common_prefix(a, b, limit) == min(expected, limit)
+        assert common_prefix(a, b, limit) == min(expected, limit)
 
 
 @shared_loop

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from autogen_core import MessageContext, RoutedAgent, TypeSubscription, message_handler
 
@@ -140,3 +142,78 @@ async def test_sampling_seed_is_derived_per_episode_and_turn() -> None:
     assert seeds[0] != seeds[1]  # each turn its own seed
     assert seeds[4:6] != seeds[:2]
     assert all(p.max_tokens == 32 and p.temperature == 0.7 for _, p, _ in seeker.requests)
+
+
+def seeded(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+    """A reply that depends on what the model saw and on the per-turn seed, as sampling would."""
+    if "end your message with [END]" in messages[0]["content"]:
+        return f"thanks, bye [END] (seed {params.seed})"
+    return f"[{model}] line {len(messages)} seed {params.seed}"
+
+
+async def stepped_and_run(persona: str, supporter_line: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[Any]]:
+    """The same episode twice on one runtime: driven step by step, then by ``run``."""
+    from environments.behaviours import load_behaviour
+
+    name, behaviour = load_behaviour(persona)
+    runtime, env = await start(ScriptedBackend(seeded), {"sup": ScriptedBackend(lambda m, p, model: supporter_line)}, "default",
+                               termination=MaxRounds(4), behaviours={name: behaviour}, seeker_params=SamplingParams(temperature=0.7))
+    card = RoleCard("c7", "en", "Problem: I cannot sleep since I lost my job.", "work_study", "t")
+    episode = await env.reset(card, name, seed=11)
+    assert episode.key == f"sup/{name}/c7/s11/r0" and [t.generated for t in episode.turns] == [False]  # the opener
+    results = []
+    while True:
+        result = await env.step(episode)
+        results.append(result)
+        if result.done:
+            break
+    assert all(r.turn is episode.turns[i + 1] for i, r in enumerate(results))
+    assert [r.done for r in results] == [False] * (len(results) - 1) + [True]
+    last = results[-1]
+    assert last.info["outcome"] is episode.outcome and not last.info["failed"]
+    assert (last.terminated, last.truncated) == (episode.outcome.kind is OutcomeKind.TERMINATED, episode.outcome.kind is OutcomeKind.TRUNCATED)
+    with pytest.raises(ValueError, match="has ended"):
+        await env.step(episode)
+    whole = await env.run(Episode(episode.key, card, "sup", name, seed=11))
+    await runtime.stop_when_idle()
+
+    def lines(e: Episode) -> list[tuple[object, ...]]:
+        return [(t.role, t.text, t.generated, t.state_json) for t in e.turns] + [(e.outcome,)]
+
+    return lines(episode), lines(whole), list(Recorder.seen)
+
+
+async def test_stepping_an_episode_gives_the_transcript_run_gives() -> None:
+    stepped, whole, published = await stepped_and_run("default", "That sounds hard.")
+    assert stepped == whole
+    assert len(stepped) == 1 + 1 + 2 * 4 and stepped[-1][0].kind is OutcomeKind.TRUNCATED  # opener, 4 rounds, outcome
+    assert len({text for _, text, *_ in stepped[1:-1:2]}) == 4  # each seeker line had its own seed
+    stepped_published, run_published = published[:10], published[10:]  # stepping publishes as run does
+    assert [type(m).__name__ for m in stepped_published] == ["TurnTaken"] * 9 + ["EpisodeEnded"]
+    assert [(m.index, m.text, m.state) for m in stepped_published[:-1]] == [(m.index, m.text, m.state) for m in run_published[:-1]]
+    assert stepped_published[-1].transcript == run_published[-1].transcript
+
+
+async def test_stepping_a_persona_that_leaves_ends_as_terminated_with_its_state() -> None:
+    stepped, whole, _ = await stepped_and_run("leaves-when-unheard", "Okay. Tell me more.")
+    assert stepped == whole
+    outcome = stepped[-1][0]
+    assert outcome.kind is OutcomeKind.TERMINATED and "unheard" in outcome.reason
+    assert all(state for role, _, generated, state in stepped[:-1] if role is Role.SEEKER and generated)
+
+
+async def test_reset_needs_a_supporter_name_when_there_are_several_and_step_reports_failures() -> None:
+    def down(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
+        raise ServerError("HTTP 503: down")
+
+    runtime, env = await start(ScriptedBackend(), {"a": ScriptedBackend(down), "b": ScriptedBackend()}, "default")
+    card = RoleCard("c", "en", "Problem: x", "family_life", "t")
+    with pytest.raises(ValueError, match="name the supporter: one of a, b"):
+        await env.reset(card)
+    episode = await env.reset(card, supporter="a")
+    first = await env.step(episode)
+    assert first.turn is not None and first.turn.role is Role.SEEKER and not first.done
+    second = await env.step(episode)
+    await runtime.stop_when_idle()
+    assert second.turn is None and second.done and second.info["failed"] and not (second.terminated or second.truncated)
+    assert episode.outcome is not None and episode.outcome.kind is OutcomeKind.FAILED and "503" in episode.outcome.reason

@@ -139,3 +139,42 @@ async def test_intervention_handlers_use_autogens_queue() -> None:
     assert await runtime.send_message(Ask("hi"), AgentId("a", "k")) == "k:hi:True"
     await runtime.stop_when_idle()
     assert seen == [Ask("hi")]
+
+
+async def test_subscriptions_added_or_removed_after_a_publish_change_who_hears_the_next() -> None:
+    runtime, made = await runtime_with("a", "b", topics={"episodes": ["a"]})
+    await runtime.publish_message(News("one"), TopicId("episodes", "run"))
+    await runtime.add_subscription(TypeSubscription("episodes", "b", id="b-episodes"))
+    with pytest.raises(ValueError, match="already exists"):  # autogen's own check still applies
+        await runtime.add_subscription(TypeSubscription("episodes", "b", id="b-episodes"))
+    await runtime.publish_message(News("two"), TopicId("episodes", "run"))
+    await runtime.remove_subscription("b-episodes")
+    await runtime.publish_message(News("three"), TopicId("episodes", "run"))
+    await runtime.stop_when_idle()
+    assert made["a"].news == ["episodes:one", "episodes:two", "episodes:three"]
+    assert made["b"].news == ["episodes:two"]
+
+
+@pytest.mark.parametrize("queued", [False, True])
+async def test_idle_waits_for_published_messages_and_keeps_the_runtime_running(queued: bool) -> None:
+    class Pass(DefaultInterventionHandler):
+        pass
+
+    runtime = LeanRuntime(intervention_handlers=[Pass()] if queued else None)
+    made: dict[str, Echo] = {}
+
+    def factory() -> Echo:
+        made["a"] = Echo()
+        return made["a"]
+
+    await Echo.register(runtime, "a", factory)
+    await runtime.add_subscription(TypeSubscription("episodes", "a"))
+    runtime.start()
+    await runtime.send_message(Ask("make"), AgentId("a", "run"))
+    await runtime.publish_message(News("before"), TopicId("episodes", "run"))
+    await runtime.idle()
+    assert made["a"].news == ["episodes:before"]
+    await runtime.publish_message(News("after"), TopicId("episodes", "run"))  # still running: delivered
+    assert await runtime.send_message(Ask("hi"), AgentId("a", "run")) == "run:hi:True"
+    await runtime.stop_when_idle()
+    assert made["a"].news == ["episodes:before", "episodes:after"]
