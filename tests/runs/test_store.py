@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runs.store import _SCHEMA, FINAL_ROUND, SCHEMA_VERSION, PlannedEpisode, Store
+from runs.store import FINAL_ROUND, SCHEMA_VERSION, PlannedEpisode, Store
+from runs.store.schema import SCHEMA as _SCHEMA
 
 _SCORES_V1 = """CREATE TABLE IF NOT EXISTS scores (
     episode_key TEXT NOT NULL,
@@ -77,7 +78,7 @@ def test_old_store_migrates_on_writable_open_and_takes_samples(tmp_path: Path) -
     asyncio.run(more())
     again = Store.open(path, readonly=True)
     try:
-        assert [tuple(r) for r in again.final_scores() if r["dimension"] == "fluency"] == [
+        assert [tuple(r) for r in again.final_scores() if r.dimension == "fluency"] == [
             ("e0", "fluency", 3, "ok", 0), ("e0", "fluency", 2, "ok", 1)]
     finally:
         again.close_sync()
@@ -93,11 +94,11 @@ def test_new_store_keys_scores_by_sample(tmp_path: Path) -> None:
 
 
 def test_a_failed_migration_leaves_the_old_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from runs import store as store_module
+    from runs.store import schema as store_module
     from runs.store import StoreError
 
     path = _old_store(tmp_path / "old.sqlite")
-    monkeypatch.setitem(store_module._MIGRATIONS, 2, store_module._MIGRATIONS[2] + "SELECT no_such_function();")
+    monkeypatch.setitem(store_module.MIGRATIONS, 2, store_module.MIGRATIONS[2] + "SELECT no_such_function();")
     with pytest.raises(StoreError, match="no_such_function"):
         Store.open(path)
     assert "sample" not in _columns(path)
