@@ -96,9 +96,14 @@ class Reader:
 
     # -- judge scores ---------------------------------------------------------------------
 
+    def _sample(self, table: str = "") -> str:
+        """The ``sample`` column (of the ``table`` alias), or 0 in a store of schema 1 (before judge samples) read read-only."""
+        have = any(r[1] == "sample" for r in self._conn.execute("PRAGMA table_info(scores)"))
+        return f"{table + '.' if table else ''}sample" if have else "0 AS sample"
+
     def scores(self) -> list[ScoreRecord]:
         """Every judge score, final and per round, by episode key, round and dimension (exports)."""
-        names = ", ".join(ScoreRecord._fields)
+        names = ", ".join(ScoreRecord._fields).replace("sample", self._sample())
         return [ScoreRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM scores ORDER BY episode_key, round, dimension")]
 
     def final_scores(self) -> list[FinalScore]:
@@ -106,10 +111,8 @@ class Reader:
 
         Works read-only on a store of schema 1 (before judge samples): its labels are sample 0.
         """
-        have = {r[1] for r in self._conn.execute("PRAGMA table_info(scores)")}
-        sample = "s.sample" if "sample" in have else "0"
         return [FinalScore(*row) for row in self._conn.execute(
-            f"SELECT s.episode_key, s.dimension, s.label, s.status, {sample} AS sample FROM scores s"
+            f"SELECT s.episode_key, s.dimension, s.label, s.status, {self._sample('s')} FROM scores s"
             " JOIN episodes e ON e.key = s.episode_key WHERE s.round=? AND e.status='done'"
             " ORDER BY e.ordinal, s.dimension, sample", (FINAL_ROUND,))]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.annotation.server import confusion_matrix, consensus, krippendorff_alpha, store_agreement
+from runs.analysis.agreement import confusion_matrix, consensus, krippendorff_alpha, store_agreement
 from runs.cli import main
 from runs.analysis.report import ReportError, render_agreement, report_command
 from runs.store import Store

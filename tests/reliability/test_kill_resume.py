@@ -82,7 +82,7 @@ async def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path: 
         assert [h["fingerprint"] for h in history] == [old_fp, new_fp]
         assert [x["name"] for x in history[0]["config"]["supporters"]] == ["a"]
         assert [x["name"] for x in s.meta("config")["supporters"]] == ["a", "b"]
-        assert {(e["supporter"], e["status"], e["attempts"]) for e in s.episodes()} == {("a", "done", 1), ("b", "done", 1)}
+        assert {(e.supporter, e.status, e.attempts) for e in s.episodes()} == {("a", "done", 1), ("b", "done", 1)}
     finally:
         s.close_sync()
 

@@ -89,7 +89,7 @@ async def test_keys_are_sent_but_never_stored_exported_printed_or_logged(tmp_pat
     # the error texts that reflected the keys were recorded, redacted
     s = Store.open(store, readonly=True)
     try:
-        reasons = [e["reason"] for e in s.episodes(status="failed")]
+        reasons = [e.reason for e in s.episodes(status="failed")]
         details = [e["detail"] for e in s.rows("SELECT detail FROM events WHERE kind LIKE '%5xx'")]
     finally:
         s.close_sync()

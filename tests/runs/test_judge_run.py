@@ -28,7 +28,7 @@ async def test_scoring_overlaps_simulation(tmp_path: Path, shared: Path, fake_se
     assert {s["label"] for s in scores if s["dimension"] != "overall"} == {3}
     assert {(s["label"], s["raw"]) for s in scores if s["dimension"] == "overall"} == {(-1, "no idea")}
     first_score = min(s["at"] for s in scores)
-    last_episode_end = max(e["ended_at"] for e in store.episodes())
+    last_episode_end = max(e.ended_at for e in store.episodes())
     assert first_score < last_episode_end, "scoring must start before the last episode ends"
     store.close_sync()
 
@@ -92,7 +92,7 @@ async def test_judge_samples_reach_the_store_and_the_report(tmp_path: Path, fake
     rows = store.final_scores()
     store.close_sync()
     assert len(rows) == 2 * 7 * 3
-    assert sorted({(r["sample"], r["label"]) for r in rows}) == [(0, 1), (1, 2), (2, 3)]
+    assert sorted({(r.sample, r.label) for r in rows}) == [(0, 1), (1, 2), (2, 3)]
     report = await esc_eval("report", str(store_path), "--format", "json")
     data = json.loads(report.stdout)
     fluency = data["rows"][0]["scores"]["fluency"]

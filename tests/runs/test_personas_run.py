@@ -145,8 +145,8 @@ async def test_a_run_with_personas_records_state_and_reports_by_persona(tmp_path
     assert result.exit_code == 0 and result.progress.done == 2 * 3 * 2
 
     store = Store.open(tmp_path / "run.sqlite", readonly=True)
-    episodes = {e["key"]: e for e in store.episodes()}
-    outcomes = {(e["supporter"], e["persona"], e["outcome"], e["reason"]) for e in episodes.values()}
+    episodes = {e.key: e for e in store.episodes()}
+    outcomes = {(e.supporter, e.persona, e.outcome, e.reason) for e in episodes.values()}
     # supporter a is empathic: the satisfied persona leaves; b never is: the unheard persona leaves
     assert ("a", "leaves-when-satisfied", "terminated", "persona satisfied") in outcomes
     assert ("b", "leaves-when-unheard", "terminated", "persona unheard: 2 replies without empathy") in outcomes
@@ -158,7 +158,7 @@ async def test_a_run_with_personas_records_state_and_reports_by_persona(tmp_path
             assert row["state"] is None
         else:
             state = json.loads(row["state"])
-            assert state["persona"] == episodes[row["episode_key"]]["persona"] and "distress" in state
+            assert state["persona"] == episodes[row["episode_key"]].persona and "distress" in state
             if row["idx"] == 1:  # the first seeker request broke the role and was asked again
                 assert state["role_break"]["retries"] == 1 and state["role_break"]["in_role"] is True
     assert all("As an AI" not in text for _, text in store.transcript(next(iter(episodes))))

@@ -106,3 +106,27 @@ def test_a_failed_migration_leaves_the_old_store(tmp_path: Path, monkeypatch: py
     assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
     assert conn.execute("SELECT COUNT(*) FROM scores").fetchone() == (3,)
     conn.close()
+
+
+def test_typed_reads_of_an_old_store_read_only(tmp_path: Path) -> None:
+    path = _old_store(tmp_path / "old.sqlite")
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:
+        scores = store.scores()
+        (episode,) = store.episodes(status="done")
+    assert [(s.dimension, s.round, s.label, s.sample) for s in scores] == [
+        ("empathic", FINAL_ROUND, 2, 0), ("fluency", FINAL_ROUND, 3, 0), ("fluency", 1, 1, 0)]
+    assert (episode.key, episode.card_id, episode.supporter, episode.status) == ("e0", "c0", "a", "done")
+    assert path.read_bytes() == before
+
+
+def test_store_closes_when_the_with_block_ends_even_on_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with pytest.raises(RuntimeError), Store.open(path, create=True) as store:
+        store.set_meta(name="x")
+        raise RuntimeError("boom")
+    with pytest.raises(sqlite3.ProgrammingError):  # closed: the connection refuses work
+        store.meta("name")
+    assert not path.with_name(path.name + "-wal").exists()  # closed as a writer closes: one self-contained file
+    with Store.open(path, readonly=True) as again:
+        assert again.meta("name") == "x"
