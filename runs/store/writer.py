@@ -1,10 +1,11 @@
-"""The run store: one SQLite file (WAL) per run holding config, episodes, turns, scores and events.
+"""The store's write side: ``Store`` opens a run's file and writes it (its reads are ``runs.store.reader``).
 
 Writes go through one writer task that drains a queue into batched transactions on
 a dedicated thread, so no coroutine waits on disk and every turn is committed moments
 after it happens. Episodes have deterministic keys; starting an episode wipes any
 partial turns and scores a crashed attempt left, so a resumed run never duplicates.
-Readers (monitor, report, export) open the file read-only.
+Readers (monitor, report, export) open the file read-only. Imports and human labels
+are written synchronously, each in one transaction.
 """
 
 from __future__ import annotations
