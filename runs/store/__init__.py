@@ -7,7 +7,7 @@ Public API (everything SQL stays inside this package):
   (``episodes``, ``turns``, ``scores``, ``final_scores``, ``annotations``, ...) (``writer``, ``reader``);
 * records (``records``): ``PlannedEpisode``, ``ImportedEpisode``, ``EpisodeRows`` in;
   ``EpisodeRecord``, ``TurnRecord``, ``ScoreRecord``, ``FinalScore``, ``AnnotationRecord``,
-  ``RunRecord`` out; ``final_labels`` (the judge label ESC-Eval compares); ``FINAL_ROUND``;
+  ``EventRecord``, ``RunRecord`` out; ``final_labels`` (the judge label ESC-Eval compares); ``FINAL_ROUND``;
 * the schema (``schema``): ``SCHEMA_VERSION``, ``columns``, ``StoreError``.
 """
 
@@ -16,6 +16,7 @@ from runs.store.records import (
     AnnotationRecord,
     EpisodeRecord,
     EpisodeRows,
+    EventRecord,
     FinalScore,
     ImportedEpisode,
     PlannedEpisode,
@@ -28,7 +29,7 @@ from runs.store.schema import SCHEMA_VERSION, StoreError, columns
 from runs.store.writer import HEARTBEAT_SECONDS, Store
 
 __all__ = [
-    "FINAL_ROUND", "HEARTBEAT_SECONDS", "SCHEMA_VERSION", "AnnotationRecord", "EpisodeRecord", "EpisodeRows", "FinalScore",
+    "FINAL_ROUND", "HEARTBEAT_SECONDS", "SCHEMA_VERSION", "AnnotationRecord", "EpisodeRecord", "EpisodeRows", "EventRecord", "FinalScore",
     "ImportedEpisode", "PlannedEpisode", "RunRecord", "ScoreRecord", "Store", "StoreError", "TurnRecord", "columns",
     "final_labels",
 ]

@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from runs.store.records import FINAL_ROUND, AnnotationRecord, EpisodeRecord, FinalScore, RunRecord, ScoreRecord, TurnRecord
+from runs.store.records import FINAL_ROUND, AnnotationRecord, EpisodeRecord, EventRecord, FinalScore, RunRecord, ScoreRecord, TurnRecord
 
 
 class Reader:
@@ -54,6 +54,12 @@ class Reader:
             return None
         row = self._conn.execute("SELECT id, started_at, heartbeat, ended_at, status, pid, host FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return RunRecord(*row) if row else None
+
+    def events(self, kind: str | None = None) -> list[EventRecord]:
+        """The run's events in the order they happened, optionally of one ``kind``."""
+        names = ", ".join(EventRecord._fields)
+        where, params = ("WHERE kind=?", (kind,)) if kind is not None else ("", ())
+        return [EventRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM events {where} ORDER BY id", params)]
 
     # -- episodes and turns -------------------------------------------------------------
 

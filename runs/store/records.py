@@ -143,6 +143,17 @@ class FinalScore(NamedTuple):
     sample: int
 
 
+class EventRecord(NamedTuple):
+    """One row of ``events``: something that happened to the run (a retry, a 5xx, a config change)."""
+
+    id: int
+    at: float
+    kind: str
+    endpoint: str | None
+    episode_key: str | None
+    detail: str | None
+
+
 class AnnotationRecord(NamedTuple):
     """One human label (``esc-eval annotate``): ``annotator`` gave ``label`` 0..4 on ``dimension`` of an episode."""
 

@@ -107,7 +107,7 @@ def test_imported_episodes_and_turns(tmp_path: Path, files: dict[str, Path]) -> 
         # importing again replaces, never duplicates
         import_esc_eval(store, files["result_en"], files["score_en"])
         assert len(store.episodes()) == 4
-        assert store.rows("SELECT COUNT(*) AS n FROM scores")[0]["n"] == 28
+        assert len(store.scores()) == 28
         assert [e.ordinal for e in store.episodes()] == [0, 1, 2, 3]
     finally:
         store.close_sync()
@@ -186,7 +186,7 @@ def test_bad_files_name_file_and_key_and_write_nothing(tmp_path: Path, result: o
         with pytest.raises(ResultFileError, match=message) as caught:
             import_esc_eval(store, result_path, score_path)
         assert isinstance(caught.value, ValueError)
-        assert store.episodes() == [] and store.rows("SELECT * FROM turns") == []
+        assert store.episodes() == [] and store.turns() == []
     finally:
         store.close_sync()
 

@@ -67,7 +67,7 @@ def test_old_store_migrates_on_writable_open_and_takes_samples(tmp_path: Path) -
     assert store.meta("schema_version") == SCHEMA_VERSION == 2
     assert _columns(path)[-1] == "sample"
     assert sorted(tuple(r) for r in store.final_scores()) == [("e0", "empathic", 2, "ok", 0), ("e0", "fluency", 3, "ok", 0)]
-    assert len(store.rows("SELECT * FROM scores WHERE round=1")) == 1        # per-round scores kept too
+    assert len([s for s in store.scores() if s.round == 1]) == 1        # per-round scores kept too
 
     async def more() -> None:
         await store.start_writer()
@@ -88,8 +88,10 @@ def test_old_store_migrates_on_writable_open_and_takes_samples(tmp_path: Path) -
 def test_new_store_keys_scores_by_sample(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "new.sqlite", create=True)
     store.plan([PlannedEpisode("e0", 0, 0, "c0", "en", "work", "ESConv", "a", "default", 0, 0)])
-    pk = [r["name"] for r in sorted(store.rows("PRAGMA table_info(scores)"), key=lambda r: r["pk"]) if r["pk"]]
     store.close_sync()
+    conn = sqlite3.connect(tmp_path / "new.sqlite")
+    pk = [r[1] for r in sorted(conn.execute("PRAGMA table_info(scores)"), key=lambda r: r[5]) if r[5]]
+    conn.close()
     assert pk == ["episode_key", "dimension", "round", "sample"]
 
 
