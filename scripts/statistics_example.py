@@ -67,19 +67,17 @@ def _judge(body: dict[str, Any]) -> str:
 
 def _humans(store_path: Path) -> int:
     """Two simulated annotators label every episode of the first six cards, without the judge's leniency."""
-    store = Store.open(store_path)
-    try:
-        rows = store.rows("SELECT e.key, e.supporter, e.card_index, t.text FROM episodes e JOIN turns t ON t.episode_key = e.key"
-                          " WHERE e.status = 'done' AND t.role = 'seeker' AND t.idx = 1 AND e.card_index < 6")
+    with Store.open(store_path) as store:
         labels = []
-        for row in rows:
-            card = int(re.search(r"I am card (\d+)", row["text"]).group(1))  # type: ignore[union-attr]
+        for episode in store.episodes("done"):
+            if episode.card_index >= 6:
+                continue
+            first_seeker_line = store.transcript(episode.key)[1][1]
+            card = int(re.search(r"I am card (\d+)", first_seeker_line).group(1))  # type: ignore[union-attr]
             for annotator in ("h1", "h2"):
-                rng = random.Random(f"{annotator}|{row['key']}")
-                labels += [(row["key"], annotator, d, _label(row["supporter"], d, card, rng, 0.0), 0.0) for d in DIMENSION_WORDS]
+                rng = random.Random(f"{annotator}|{episode.key}")
+                labels += [(episode.key, annotator, d, _label(episode.supporter, d, card, rng, 0.0), 0.0) for d in DIMENSION_WORDS]
         return store.add_annotations(labels)
-    finally:
-        store.close_sync()
 
 
 async def main(out: Path) -> None:

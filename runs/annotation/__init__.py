@@ -2,7 +2,10 @@
 
 Public API, by module:
     runs.annotation.server  -- AnnotationServer (token, Host/Origin checks, blind by default),
-                               annotate_command, assignment, consensus_labels, export/import of labels
+                               annotate_command, serve, item_ids
+    runs.annotation.labels  -- assignment (who labels what), check_name / check_label,
+                               export_labels / import_labels / read_label_file, AnnotationError
+Judge-human agreement and the statistics of labels are in ``runs.analysis.agreement``.
 """
 
-__all__ = ["server"]
+__all__ = ["labels", "server"]

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from runs.store import Store
+from runs.store import EpisodeRecord, Store, final_labels
 
 PREFIXES = {"supporter": "AI assistant：", "seeker": "ESC-Role："}
 ROLES_BY_PREFIX = {prefix: role for role, prefix in PREFIXES.items()}
@@ -37,13 +37,13 @@ def parse_lines(lines: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _file_stem(episode: Any) -> str:
-    name = episode["supporter"]
-    if episode["persona"] != "default":
-        name += f"-{episode['persona']}"
-    if episode["repeat"]:
-        name += f"-r{episode['repeat']}"
-    return f"{name}_{episode['language']}"
+def _file_stem(episode: EpisodeRecord) -> str:
+    name = episode.supporter
+    if episode.persona != "default":
+        name += f"-{episode.persona}"
+    if episode.repeat:
+        name += f"-r{episode.repeat}"
+    return f"{name}_{episode.language}"
 
 
 class MissingScores(Exception):
@@ -65,19 +65,17 @@ def export_esc_eval(store: Store, out: Path, *, allow_missing: bool = False) -> 
     them. A missing one (its judgement failed, or never ran) raises ``MissingScores`` before
     anything is written; with ``allow_missing`` it is written as -1, ESC-Eval's "no label".
     """
-    episodes = {e["key"]: e for e in store.episodes(status="done")}
+    episodes = {e.key: e for e in store.episodes(status="done")}
     results: dict[str, dict[str, list[str]]] = defaultdict(dict)
     for key, transcript in store.transcripts():
         if key in episodes:
             e = episodes[key]
-            results[_file_stem(e)][str(e["card_index"])] = transcript_lines(transcript)
-    labels: dict[str, dict[str, int | None]] = defaultdict(dict)  # episode key -> dimension -> label (None: failed)
+            results[_file_stem(e)][str(e.card_index)] = transcript_lines(transcript)
+    labels = final_labels(store.final_scores())  # episode key -> dimension -> label (None: failed)
     dimensions: dict[str, dict[str, None]] = defaultdict(dict)  # stem -> every dimension scored there, in first-seen order
-    for row in store.final_scores():
-        e = episodes.get(row["episode_key"])
-        if e is not None and row["sample"] == 0:  # with [judge] samples = k, ESC-Eval's one label is the first
-            labels[e["key"]][row["dimension"]] = row["label"] if row["status"] == "ok" else None
-            dimensions[_file_stem(e)].setdefault(row["dimension"])
+    for key, own in labels.items():
+        for dim in own:
+            dimensions[_file_stem(episodes[key])].setdefault(dim)
     scores: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
     failed = absent = 0
     short: set[str] = set()
@@ -93,7 +91,7 @@ def export_esc_eval(store: Store, out: Path, *, allow_missing: bool = False) -> 
                 continue
             short.add(key)
         if stem in dimensions:
-            scores[stem][str(e["card_index"])] = {dim: -1 if own.get(dim) is None else own[dim] for dim in {**own, **dimensions[stem]}}
+            scores[stem][str(e.card_index)] = {dim: -1 if own.get(dim) is None else own[dim] for dim in {**own, **dimensions[stem]}}
     if short and not allow_missing:
         raise MissingScores(store.path, len(short), failed, absent)
     written = []
@@ -116,20 +114,20 @@ def export_jsonl(store: Store, out: Path) -> list[Path]:
     judgement, the judge's ``raw`` reply and ``model``), so ``esc-eval import`` rebuilds the store.
     """
     turns: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in store.rows("SELECT * FROM turns ORDER BY episode_key, idx"):
-        turn = {k: row[k] for k in row.keys() if k not in ("episode_key", "state")}
-        if row["state"]:  # the seeker's hidden state, as an object
-            turn["state"] = json.loads(row["state"])
-        turns[row["episode_key"]].append(turn)
+    for t in store.turns():
+        turn = {k: v for k, v in t._asdict().items() if k not in ("episode_key", "state")}
+        if t.state:  # the seeker's hidden state, as an object
+            turn["state"] = json.loads(t.state)
+        turns[t.episode_key].append(turn)
     scores: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in store.rows("SELECT * FROM scores ORDER BY episode_key, round, dimension"):
-        scores[row["episode_key"]].append({k: row[k] for k in row.keys() if k != "episode_key"})
+    for s in store.scores():
+        scores[s.episode_key].append({k: v for k, v in s._asdict().items() if k != "episode_key"})
     path = out / "episodes.jsonl"
     lines = []
     for e in store.episodes():
-        record = {"format_version": JSONL_FORMAT_VERSION, **{k: e[k] for k in e.keys() if k != "ordinal"}}
-        record["turns"] = turns.get(e["key"], [])
-        record["scores"] = scores.get(e["key"], [])
+        record = {"format_version": JSONL_FORMAT_VERSION, **{k: v for k, v in e._asdict().items() if k != "ordinal"}}
+        record["turns"] = turns.get(e.key, [])
+        record["scores"] = scores.get(e.key, [])
         lines.append(json.dumps(record, ensure_ascii=False))
     return [write_text(path, "\n".join(lines) + "\n")]
 

@@ -19,8 +19,8 @@ counted, so importing a file twice, or into the store it came from, duplicates n
 
 Example::
 
-    store = Store.open("imported.sqlite", create=True)
-    import_esc_eval(store, Path("result_llama3_en.json"), Path("score_llama3_en.json"))
+    with Store.open("imported.sqlite", create=True) as store:
+        import_esc_eval(store, Path("result_llama3_en.json"), Path("score_llama3_en.json"))
 """
 
 from __future__ import annotations
@@ -384,9 +384,8 @@ def import_command(store_path: Path, files: list[Path], scores: list[Path], *,
     created = not store_path.exists()
     if created:
         store_path.parent.mkdir(parents=True, exist_ok=True)
-    store = Store.open(store_path, create=created)
     lines = []
-    try:
+    with Store.open(store_path, create=created) as store:
         if created:
             store.set_meta(created_at=time.time(), origin="esc-eval import")
         imports = list(store.meta("imports", []))
@@ -409,7 +408,5 @@ def import_command(store_path: Path, files: list[Path], scores: list[Path], *,
                          f"(supporter {who_supporter}, language {who_language})" + (f" with {score_path}" if score_path else "")
                          + f"; skipped {skipped} already in the store")
         store.set_meta(imports=imports)
-    finally:
-        store.close_sync()
     lines.append(f"store: {store_path}{' (created)' if created else ''}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.annotation.server import confusion_matrix, consensus, krippendorff_alpha, store_agreement
+from runs.analysis.agreement import confusion_matrix, consensus, krippendorff_alpha, store_agreement
 from runs.cli import main
 from runs.analysis.report import ReportError, render_agreement, report_command
 from runs.store import Store
@@ -153,3 +153,18 @@ def test_report_agreement_without_labels_is_a_clear_error(tmp_path: Path, capsys
         report_command(path, "table", None, [], True, None, None)
     assert main(["report", str(path), "--agreement"]) == 2
     assert "no human labels" in capsys.readouterr().err
+
+
+def test_analysis_does_not_import_annotation() -> None:
+    """Agreement lives in runs.analysis.agreement; annotation depends on analysis, never the other way (no cycle),
+    not even through an import inside a function."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for path in sorted((root / "runs" / "analysis").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])]
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and any(n.startswith("runs.annotation") for n in names):
+                found.append(f"{path.name}:{node.lineno}")
+    assert not found, found

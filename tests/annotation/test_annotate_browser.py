@@ -21,7 +21,8 @@ from typing import Iterator
 
 import pytest
 
-from runs.annotation.server import human_labels, item_ids
+from runs.analysis.agreement import human_labels
+from runs.annotation.server import item_ids
 from runs.store import Store
 from tests.annotation.helpers import DIALOGUES, make_store
 

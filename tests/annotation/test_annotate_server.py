@@ -15,7 +15,9 @@ import aiohttp
 import pytest
 
 from agents.judge.profiles import load_profile
-from runs.annotation.server import TOKEN_HEADER, AnnotationError, AnnotationServer, assignment, human_labels, item_ids
+from runs.analysis.agreement import human_labels
+from runs.annotation.labels import AnnotationError, assignment
+from runs.annotation.server import TOKEN_HEADER, AnnotationServer, item_ids
 from runs.cli import main
 from runs.store import Store
 from tests.annotation.helpers import key, make_store

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runs.annotation.server import AnnotationError, assignment, export_labels, human_labels, import_labels
+from runs.analysis.agreement import human_labels
+from runs.annotation.labels import AnnotationError, assignment, export_labels, import_labels
 from runs.cli import main
 from runs.store import Store
 from tests.annotation.helpers import key, make_store

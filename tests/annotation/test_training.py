@@ -20,7 +20,7 @@ from agents.judge.agent import Scorer
 from agents.messages import SamplingParams
 from agents.judge.profiles import load_profile
 from agents.judge.training import TrainingOptions, read_training_labels, train_adapters
-from runs.annotation.server import export_labels
+from runs.annotation.labels import export_labels
 from runs.cli import main
 from runs.config import parse_config
 from runs.store import Store

@@ -277,12 +277,12 @@ async def test_hostile_cards_run_to_the_end_and_survive_store_and_exports(tmp_pa
     s = Store.open(store, readonly=True)
     try:
         assert s.counts() == {"done": 5}
-        texts = [text for e in s.episodes() for _, text in s.transcript(e["key"])]
+        texts = [text for e in s.episodes() for _, text in s.transcript(e.key)]
         assert len(texts) == 5 * 5
         for c in hostile[1:]:  # what the seeker "heard" is stored exactly, control characters and all
             assert any(c["profile"].strip() in text for text in texts), c["id"]
-        assert s.rows("SELECT COUNT(*) AS n FROM scores WHERE status='ok' AND label=2")[0]["n"] == 5 * 7
-        assert {e["card_id"] for e in s.episodes()} == {c["id"] for c in hostile}
+        assert sum(x.status == "ok" and x.label == 2 for x in s.scores()) == 5 * 7
+        assert {e.card_id for e in s.episodes()} == {c["id"] for c in hostile}
     finally:
         s.close_sync()
 

@@ -7,6 +7,7 @@ which case the change is on record in the store.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 from runs.store import Store
@@ -30,10 +31,11 @@ async def test_sigkill_three_times_then_resume_loses_and_duplicates_nothing(tmp_
     s = Store.open(r.store, readonly=True)  # opens: not corrupt, schema intact
     try:
         assert s.counts() == {"done": EPISODES}
-        assert s.rows("SELECT COUNT(*) AS n FROM turns")[0]["n"] == EPISODES * (1 + 2 * ROUNDS)
-        assert s.rows("SELECT COUNT(*) AS n FROM scores")[0]["n"] == EPISODES * DIMENSIONS
-        dupes = s.rows("SELECT text, COUNT(*) AS n FROM turns WHERE idx > 0 GROUP BY text HAVING n > 1")
-        assert not dupes, [tuple(d) for d in dupes[:3]]
+        assert len(s.turns()) == EPISODES * (1 + 2 * ROUNDS)
+        assert len(s.scores()) == EPISODES * DIMENSIONS
+        said = Counter(t.text for t in s.turns() if t.idx > 0)
+        dupes = [(text, n) for text, n in said.items() if n > 1]
+        assert not dupes, dupes[:3]
     finally:
         s.close_sync()
 
@@ -76,13 +78,13 @@ async def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path: 
     try:
         new_fp = s.meta("fingerprint")
         assert new_fp != old_fp
-        events = s.rows("SELECT kind, detail FROM events WHERE kind='config-change'")
-        assert [(e["kind"], e["detail"]) for e in events] == [("config-change", f"old={old_fp} new={new_fp}")]
+        events = s.events("config-change")
+        assert [(e.kind, e.detail) for e in events] == [("config-change", f"old={old_fp} new={new_fp}")]
         history = s.meta("config_history")
         assert [h["fingerprint"] for h in history] == [old_fp, new_fp]
         assert [x["name"] for x in history[0]["config"]["supporters"]] == ["a"]
         assert [x["name"] for x in s.meta("config")["supporters"]] == ["a", "b"]
-        assert {(e["supporter"], e["status"], e["attempts"]) for e in s.episodes()} == {("a", "done", 1), ("b", "done", 1)}
+        assert {(e.supporter, e.status, e.attempts) for e in s.episodes()} == {("a", "done", 1), ("b", "done", 1)}
     finally:
         s.close_sync()
 

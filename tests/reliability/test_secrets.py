@@ -89,8 +89,8 @@ async def test_keys_are_sent_but_never_stored_exported_printed_or_logged(tmp_pat
     # the error texts that reflected the keys were recorded, redacted
     s = Store.open(store, readonly=True)
     try:
-        reasons = [e["reason"] for e in s.episodes(status="failed")]
-        details = [e["detail"] for e in s.rows("SELECT detail FROM events WHERE kind LIKE '%5xx'")]
+        reasons = [e.reason for e in s.episodes(status="failed")]
+        details = [e.detail for e in s.events() if e.kind.endswith("5xx")]
     finally:
         s.close_sync()
     assert len(reasons) == 4 and all("Authorization" in r and "Bearer [redacted]" in r for r in reasons), reasons

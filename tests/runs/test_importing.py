@@ -95,20 +95,20 @@ def test_imported_episodes_and_turns(tmp_path: Path, files: dict[str, Path]) -> 
     try:
         import_esc_eval(store, files["result_en"], files["score_en"])
         episodes = store.episodes()
-        assert [e["card_index"] for e in episodes] == [0, 1, 2, 10]
+        assert [e.card_index for e in episodes] == [0, 1, 2, 10]
         first = episodes[0]
-        assert first["key"] == episode_key("llama3", "en", 0)
-        assert (first["status"], first["card_id"], first["category"], first["source"], first["persona"], first["repeat"]) == (
+        assert first.key == episode_key("llama3", "en", 0)
+        assert (first.status, first.card_id, first.category, first.source, first.persona, first.repeat) == (
             "done", "0", "unknown", "unknown", "default", 0)
-        assert store.transcript(first["key"])[:2] == [
+        assert store.transcript(first.key)[:2] == [
             ("supporter", OPENER_EN.removeprefix("AI assistant：")), ("seeker", "I can't sleep.")]
         # a supporter line quoting the other prefix keeps it as text
-        assert store.transcript(episodes[1]["key"])[-1] == ("supporter", "Teenagers: AI assistant：is a quote")
+        assert store.transcript(episodes[1].key)[-1] == ("supporter", "Teenagers: AI assistant：is a quote")
         # importing again replaces, never duplicates
         import_esc_eval(store, files["result_en"], files["score_en"])
         assert len(store.episodes()) == 4
-        assert store.rows("SELECT COUNT(*) AS n FROM scores")[0]["n"] == 28
-        assert [e["ordinal"] for e in store.episodes()] == [0, 1, 2, 3]
+        assert len(store.scores()) == 28
+        assert [e.ordinal for e in store.episodes()] == [0, 1, 2, 3]
     finally:
         store.close_sync()
 
@@ -153,7 +153,7 @@ def test_supporter_and_language_overrides(tmp_path: Path) -> None:
             import_esc_eval(store, path)
         summary = import_esc_eval(store, path, supporter="gpt-4", language="english")
         assert (summary.supporter, summary.language) == ("gpt-4", "en")
-        assert store.episodes()[0]["supporter"] == "gpt-4"
+        assert store.episodes()[0].supporter == "gpt-4"
     finally:
         store.close_sync()
 
@@ -186,7 +186,7 @@ def test_bad_files_name_file_and_key_and_write_nothing(tmp_path: Path, result: o
         with pytest.raises(ResultFileError, match=message) as caught:
             import_esc_eval(store, result_path, score_path)
         assert isinstance(caught.value, ValueError)
-        assert store.episodes() == [] and store.rows("SELECT * FROM turns") == []
+        assert store.episodes() == [] and store.turns() == []
     finally:
         store.close_sync()
 

@@ -23,12 +23,12 @@ async def test_scoring_overlaps_simulation(tmp_path: Path, shared: Path, fake_se
     assert result.returncode == 0, result.stderr
 
     store = Store.open(store_path, readonly=True)
-    scores = store.rows("SELECT * FROM scores")
-    assert len(scores) == 6 * 7 and {s["status"] for s in scores} == {"ok"}
-    assert {s["label"] for s in scores if s["dimension"] != "overall"} == {3}
-    assert {(s["label"], s["raw"]) for s in scores if s["dimension"] == "overall"} == {(-1, "no idea")}
-    first_score = min(s["at"] for s in scores)
-    last_episode_end = max(e["ended_at"] for e in store.episodes())
+    scores = store.scores()
+    assert len(scores) == 6 * 7 and {s.status for s in scores} == {"ok"}
+    assert {s.label for s in scores if s.dimension != "overall"} == {3}
+    assert {(s.label, s.raw) for s in scores if s.dimension == "overall"} == {(-1, "no idea")}
+    first_score = min(s.at for s in scores)
+    last_episode_end = max(e.ended_at for e in store.episodes())
     assert first_score < last_episode_end, "scoring must start before the last episode ends"
     store.close_sync()
 
@@ -65,7 +65,7 @@ async def test_resume_scores_episodes_a_crash_left_unscored(tmp_path: Path, fake
     again = await esc_eval("run", str(config), "--store", str(store_path), "--no-monitor", "--resume")
     assert again.returncode == 0, again.stderr
     store = Store.open(store_path, readonly=True)
-    assert store.rows("SELECT COUNT(*) AS n FROM scores")[0]["n"] == 2 * 7
+    assert len(store.scores()) == 2 * 7
     assert len(judge.requests) - requests_before == 2  # only the two missing dimensions: labels given are never asked for twice
     assert sim.requests and len(store.episodes(status="done")) == 2
     store.close_sync()
@@ -92,7 +92,7 @@ async def test_judge_samples_reach_the_store_and_the_report(tmp_path: Path, fake
     rows = store.final_scores()
     store.close_sync()
     assert len(rows) == 2 * 7 * 3
-    assert sorted({(r["sample"], r["label"]) for r in rows}) == [(0, 1), (1, 2), (2, 3)]
+    assert sorted({(r.sample, r.label) for r in rows}) == [(0, 1), (1, 2), (2, 3)]
     report = await esc_eval("report", str(store_path), "--format", "json")
     data = json.loads(report.stdout)
     fluency = data["rows"][0]["scores"]["fluency"]

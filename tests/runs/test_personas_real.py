@@ -50,15 +50,14 @@ async def test_personas_on_the_embedded_model(tmp_path: Path) -> None:
     store = Store.open(path, readonly=True)
     try:
         episodes = store.episodes()
-        assert sorted(e["persona"] for e in episodes) == sorted(PERSONAS)
+        assert sorted(e.persona for e in episodes) == sorted(PERSONAS)
         for episode in episodes:
-            assert episode["status"] == "done" and episode["outcome"] in ("terminated", "truncated")
-            transcript = store.transcript(episode["key"])
+            assert episode.status == "done" and episode.outcome in ("terminated", "truncated")
+            transcript = store.transcript(episode.key)
             assert len(transcript) >= 3 and transcript[0][0] == "supporter"  # the opener, then seeker and supporter lines
             assert all(text.strip() for _, text in transcript)
-            states = [json.loads(r["state"]) for r in store.rows(
-                "SELECT state FROM turns WHERE episode_key=? AND role='seeker' ORDER BY idx", (episode["key"],))]
-            assert states and all(s["persona"] == episode["persona"] and 0 <= s["distress"] <= 10 for s in states)
+            states = [json.loads(t.state) for t in store.turns() if t.episode_key == episode.key and t.role == "seeker"]
+            assert states and all(s["persona"] == episode.persona and 0 <= s["distress"] <= 10 for s in states)
             assert [s["round"] for s in states] == list(range(1, len(states) + 1))
     finally:
         store.close_sync()

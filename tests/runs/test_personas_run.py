@@ -145,21 +145,20 @@ async def test_a_run_with_personas_records_state_and_reports_by_persona(tmp_path
     assert result.exit_code == 0 and result.progress.done == 2 * 3 * 2
 
     store = Store.open(tmp_path / "run.sqlite", readonly=True)
-    episodes = {e["key"]: e for e in store.episodes()}
-    outcomes = {(e["supporter"], e["persona"], e["outcome"], e["reason"]) for e in episodes.values()}
+    episodes = {e.key: e for e in store.episodes()}
+    outcomes = {(e.supporter, e.persona, e.outcome, e.reason) for e in episodes.values()}
     # supporter a is empathic: the satisfied persona leaves; b never is: the unheard persona leaves
     assert ("a", "leaves-when-satisfied", "terminated", "persona satisfied") in outcomes
     assert ("b", "leaves-when-unheard", "terminated", "persona unheard: 2 replies without empathy") in outcomes
     assert ("a", "default", "truncated", "max_rounds=3") in outcomes and ("b", "leaves-when-satisfied", "truncated", "max_rounds=3") in outcomes
 
-    rows = store.rows("SELECT t.episode_key, t.idx, t.role, t.state FROM turns t ORDER BY t.episode_key, t.idx")
-    for row in rows:
-        if row["role"] == "supporter":
-            assert row["state"] is None
+    for row in store.turns():
+        if row.role == "supporter":
+            assert row.state is None
         else:
-            state = json.loads(row["state"])
-            assert state["persona"] == episodes[row["episode_key"]]["persona"] and "distress" in state
-            if row["idx"] == 1:  # the first seeker request broke the role and was asked again
+            state = json.loads(row.state)
+            assert state["persona"] == episodes[row.episode_key].persona and "distress" in state
+            if row.idx == 1:  # the first seeker request broke the role and was asked again
                 assert state["role_break"]["retries"] == 1 and state["role_break"]["in_role"] is True
     assert all("As an AI" not in text for _, text in store.transcript(next(iter(episodes))))
 
@@ -175,9 +174,10 @@ async def test_a_run_with_personas_records_state_and_reports_by_persona(tmp_path
 async def test_role_break_retries_come_from_the_run_config(tmp_path: Path) -> None:
     _, seeker = await run(tmp_path, ["default"], role_break_retries=0)
     store = Store.open(tmp_path / "run.sqlite", readonly=True)
-    first_seeker = store.rows("SELECT text, state FROM turns WHERE idx=1")
+    first_seeker = [t for t in store.turns() if t.idx == 1]
     store.close_sync()
-    assert all(r["text"].startswith("As an AI") and json.loads(r["state"])["role_break"]["in_role"] is False for r in first_seeker)
+    assert first_seeker and all(t.text.startswith("As an AI") and json.loads(t.state)["role_break"]["in_role"] is False
+                                for t in first_seeker)
     assert len(seeker.requests) == 4 * 3  # no retries
 
 
@@ -223,8 +223,8 @@ async def test_a_plugin_persona_runs(plugin: Path, tmp_path: Path) -> None:
     assert any("Echo first: begin your reply with the listener's last words" in p for p in prompts)
     assert any("flat, factual voice" in p for p in prompts)
     store = Store.open(tmp_path / "run.sqlite", readonly=True)
-    states = [json.loads(r["state"]) for r in store.rows(
-        "SELECT t.state FROM turns t JOIN episodes e ON e.key=t.episode_key WHERE e.persona='echoing' AND t.role='seeker'")]
+    echoing = {e.key for e in store.episodes() if e.persona == "echoing"}
+    states = [json.loads(t.state) for t in store.turns() if t.episode_key in echoing and t.role == "seeker"]
     store.close_sync()
     assert states and all(s["echoes"] >= 1 for s in states)
 

@@ -26,12 +26,12 @@ async def test_demo_runs_on_the_embedded_model_and_exports(tmp_path: Path) -> No
         assert noise not in done.stderr and noise not in done.stdout, (noise, done.stderr)
     db = Store.open(store, readonly=True)
     episodes = db.episodes()
-    assert len(episodes) == 4 and {e["status"] for e in episodes} == {"done"}, [e["reason"] for e in episodes]
+    assert len(episodes) == 4 and {e.status for e in episodes} == {"done"}, [e.reason for e in episodes]
     for e in episodes:
-        transcript = db.transcript(e["key"])
+        transcript = db.transcript(e.key)
         assert len(transcript) == 1 + 2 * 3 and all(text.strip() for _, text in transcript)
-    scores = db.rows("SELECT label, status FROM scores")
-    assert len(scores) == 4 * 7 and all(s["status"] == "ok" and -1 <= s["label"] <= 4 for s in scores)
+    scores = db.scores()
+    assert len(scores) == 4 * 7 and all(s.status == "ok" and -1 <= s.label <= 4 for s in scores)
     db.close_sync()
     out = tmp_path / "export"
     exported = await esc_eval("export", str(store), "--format", "esc-eval", "--out", str(out))
@@ -53,9 +53,9 @@ async def test_full_episode_through_transformers_serve(tmp_path: Path, shared: P
     assert done.returncode == 0, done.stderr
     db = Store.open(store, readonly=True)
     (episode,) = db.episodes()
-    transcript = db.transcript(episode["key"])
-    assert episode["status"] == "done" and episode["outcome"] == "truncated"
+    transcript = db.transcript(episode.key)
+    assert episode.status == "done" and episode.outcome == "truncated"
     assert len(transcript) == 11 and all(text.strip() for _, text in transcript)
-    tokens = db.rows("SELECT SUM(completion_tokens) AS n FROM turns")[0]["n"]
+    tokens = sum(t.completion_tokens for t in db.turns())
     assert tokens > 0
     db.close_sync()

@@ -332,9 +332,9 @@ async def _synthetic(path: Path, *, cards: int = 30, samples: int = 2, seed: int
     writable = Store.open(path)
     human = []
     for row in writable.final_scores():
-        key = row["episode_key"]
-        if key.startswith("a-") and int(key.split("-")[1]) < 10 and row["sample"] == 0:
-            human.append((key, "h", row["dimension"], max(0, row["label"] - 1), 1.0))
+        key = row.episode_key
+        if key.startswith("a-") and int(key.split("-")[1]) < 10 and row.sample == 0:
+            human.append((key, "h", row.dimension, max(0, row.label - 1), 1.0))
     writable.add_annotations(human)
     writable.close_sync()
     return {"a": 60.0, "b": 40.0}

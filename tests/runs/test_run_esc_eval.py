@@ -54,10 +54,10 @@ async def test_two_supporters_three_cards_match_esc_eval(tmp_path: Path, shared:
     # the store: 6 complete episodes of 11 lines
     db = Store.open(store, readonly=True)
     episodes = db.episodes()
-    assert len(episodes) == 6 and {e["status"] for e in episodes} == {"done"}
-    assert {e["outcome"] for e in episodes} == {"truncated"}
+    assert len(episodes) == 6 and {e.status for e in episodes} == {"done"}
+    assert {e.outcome for e in episodes} == {"truncated"}
     for e in episodes:
-        assert len(db.transcript(e["key"])) == 11
+        assert len(db.transcript(e.key)) == 11
     assert db.meta("seed") == 0 and "autogen-core" in db.meta("versions")
     db.close_sync()
 

@@ -74,7 +74,7 @@ async def test_resume_skips_done_and_retry_failed_reruns_only_failed(tmp_path: P
     failed = store.episodes(status="failed")
     store.close_sync()
     assert first.exit_code == 1 and first.progress.failed == len(failed) == 1
-    assert all(e["supporter"] == "a" and "injected" in e["reason"] for e in failed)
+    assert all(e.supporter == "a" and "injected" in e.reason for e in failed)
 
     again = await run_once(path, {"seeker": ScriptedBackend(seeker_script), "a": ScriptedBackend(flaky), "b": ScriptedBackend()}, create=False)
     assert again.progress.skipped == 10 and again.progress.done == again.progress.failed == 0
@@ -87,8 +87,8 @@ async def test_resume_skips_done_and_retry_failed_reruns_only_failed(tmp_path: P
     store = Store.open(path, readonly=True)
     assert store.counts() == {"done": 10}
     for e in store.episodes():
-        assert len(store.transcript(e["key"])) == 5
-    assert all(e["attempts"] == 2 for e in store.episodes() if e["key"] in {f["key"] for f in failed})
+        assert len(store.transcript(e.key)) == 5
+    assert all(e.attempts == 2 for e in store.episodes() if e.key in {f.key for f in failed})
     store.close_sync()
 
 
@@ -108,7 +108,7 @@ async def test_resume_after_a_crash_restarts_partial_episodes_cleanly(tmp_path: 
     store = Store.open(path, readonly=True)
     transcript = store.transcript(key)
     assert len(transcript) == 5 and all(text != "stale" for _, text in transcript)
-    assert store.rows("SELECT COUNT(*) AS n FROM turns")[0]["n"] == 50
+    assert len(store.turns()) == 50
     store.close_sync()
 
 
@@ -156,8 +156,8 @@ async def test_a_run_stopped_early_has_every_supporter_on_the_same_cards(tmp_pat
 
     runner.progress.ended = stop_after_four  # type: ignore[method-assign]
     result = await runner.run()
-    done = [row for row in Store.open(tmp_path / "s.sqlite", readonly=True).episodes() if row["status"] == "done"]
+    done = [row for row in Store.open(tmp_path / "s.sqlite", readonly=True).episodes() if row.status == "done"]
     assert 4 <= result.progress.done < 10, "the run did stop early"
-    cards = {s: {r["card_index"] for r in done if r["supporter"] == s} for s in ("a", "b")}
+    cards = {s: {r.card_index for r in done if r.supporter == s} for s in ("a", "b")}
     assert len(cards["a"] & cards["b"]) >= 2, f"both supporters played the same cards: {cards}"
     assert len(cards["a"] ^ cards["b"]) <= 1, f"at most the card in flight at the stop is unpaired: {cards}"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runs.store import _SCHEMA, FINAL_ROUND, SCHEMA_VERSION, PlannedEpisode, Store
+from runs.store import FINAL_ROUND, SCHEMA_VERSION, PlannedEpisode, Store
+from runs.store.schema import SCHEMA as _SCHEMA
 
 _SCORES_V1 = """CREATE TABLE IF NOT EXISTS scores (
     episode_key TEXT NOT NULL,
@@ -66,7 +67,7 @@ def test_old_store_migrates_on_writable_open_and_takes_samples(tmp_path: Path) -
     assert store.meta("schema_version") == SCHEMA_VERSION == 2
     assert _columns(path)[-1] == "sample"
     assert sorted(tuple(r) for r in store.final_scores()) == [("e0", "empathic", 2, "ok", 0), ("e0", "fluency", 3, "ok", 0)]
-    assert len(store.rows("SELECT * FROM scores WHERE round=1")) == 1        # per-round scores kept too
+    assert len([s for s in store.scores() if s.round == 1]) == 1        # per-round scores kept too
 
     async def more() -> None:
         await store.start_writer()
@@ -77,7 +78,7 @@ def test_old_store_migrates_on_writable_open_and_takes_samples(tmp_path: Path) -
     asyncio.run(more())
     again = Store.open(path, readonly=True)
     try:
-        assert [tuple(r) for r in again.final_scores() if r["dimension"] == "fluency"] == [
+        assert [tuple(r) for r in again.final_scores() if r.dimension == "fluency"] == [
             ("e0", "fluency", 3, "ok", 0), ("e0", "fluency", 2, "ok", 1)]
     finally:
         again.close_sync()
@@ -87,17 +88,19 @@ def test_old_store_migrates_on_writable_open_and_takes_samples(tmp_path: Path) -
 def test_new_store_keys_scores_by_sample(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "new.sqlite", create=True)
     store.plan([PlannedEpisode("e0", 0, 0, "c0", "en", "work", "ESConv", "a", "default", 0, 0)])
-    pk = [r["name"] for r in sorted(store.rows("PRAGMA table_info(scores)"), key=lambda r: r["pk"]) if r["pk"]]
     store.close_sync()
+    conn = sqlite3.connect(tmp_path / "new.sqlite")
+    pk = [r[1] for r in sorted(conn.execute("PRAGMA table_info(scores)"), key=lambda r: r[5]) if r[5]]
+    conn.close()
     assert pk == ["episode_key", "dimension", "round", "sample"]
 
 
 def test_a_failed_migration_leaves_the_old_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from runs import store as store_module
+    from runs.store import schema as store_module
     from runs.store import StoreError
 
     path = _old_store(tmp_path / "old.sqlite")
-    monkeypatch.setitem(store_module._MIGRATIONS, 2, store_module._MIGRATIONS[2] + "SELECT no_such_function();")
+    monkeypatch.setitem(store_module.MIGRATIONS, 2, store_module.MIGRATIONS[2] + "SELECT no_such_function();")
     with pytest.raises(StoreError, match="no_such_function"):
         Store.open(path)
     assert "sample" not in _columns(path)
@@ -105,3 +108,27 @@ def test_a_failed_migration_leaves_the_old_store(tmp_path: Path, monkeypatch: py
     assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
     assert conn.execute("SELECT COUNT(*) FROM scores").fetchone() == (3,)
     conn.close()
+
+
+def test_typed_reads_of_an_old_store_read_only(tmp_path: Path) -> None:
+    path = _old_store(tmp_path / "old.sqlite")
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:
+        scores = store.scores()
+        (episode,) = store.episodes(status="done")
+    assert [(s.dimension, s.round, s.label, s.sample) for s in scores] == [
+        ("empathic", FINAL_ROUND, 2, 0), ("fluency", FINAL_ROUND, 3, 0), ("fluency", 1, 1, 0)]
+    assert (episode.key, episode.card_id, episode.supporter, episode.status) == ("e0", "c0", "a", "done")
+    assert path.read_bytes() == before
+
+
+def test_store_closes_when_the_with_block_ends_even_on_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with pytest.raises(RuntimeError), Store.open(path, create=True) as store:
+        store.set_meta(name="x")
+        raise RuntimeError("boom")
+    with pytest.raises(sqlite3.ProgrammingError):  # closed: the connection refuses work
+        store.meta("name")
+    assert not path.with_name(path.name + "-wal").exists()  # closed as a writer closes: one self-contained file
+    with Store.open(path, readonly=True) as again:
+        assert again.meta("name") == "x"

@@ -1,0 +1,264 @@
+"""The leaderboard: ``build_report`` assembles a typed ``Report`` from a store (ESC-Eval's numbers with intervals).
+
+Only the whole-episode scores (``round == FINAL_ROUND``) of finished episodes (status ``done``)
+count. Per dimension a row holds:
+
+* ``value`` (= ``mean``): ESC-Eval's leaderboard number, mean(label) / 4 × 100, as the mean
+  over episodes of each episode's mean valid label (one label unless ``[judge] samples = k``);
+* ``ci_low`` / ``ci_high``: its 95% bootstrap interval over role cards, inside [0, 100];
+  ``se_clustered``: its card-clustered standard error; ``n_episodes`` / ``n_cards``; rows with
+  fewer than 10 cards are marked (``runs.analysis.statistics``; docs/statistics.md);
+* ``n``: valid labels; ``n_unparsed``: labels -1 (the judge's reply held no label);
+  ``n_failed``: judge calls that failed; ``n_missing``: labels a finished episode lacks.
+
+``compare`` adds paired comparisons between supporters and rank intervals
+(``runs.analysis.comparisons``), ``corrected`` prediction-powered means from human labels,
+``power_delta`` the cards needed to detect a difference. Views of a report are in
+``runs.analysis.render`` (text) and ``runs.analysis.plots`` (PNG).
+
+Dimensions are shown with the paper's names, in its order: Fluency, Expression,
+Empathy, Information, Skillful, Humanoid, Overall (any other dimension a custom
+judge profile scored follows, under its key).
+
+Example::
+
+    with Store.open("run.sqlite", readonly=True) as store:
+        report = build_report(store, by=("supporter", "language"))
+    print(render(report, "md"))
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+from agents.judge.profiles import DIMENSIONS, PAPER_NAMES
+from runs.analysis.scoring import leaderboard_value
+from runs.store import Store
+
+if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
+    from runs.analysis.comparisons import CardTable, PairComparison, PowerRow, Rank
+    from runs.analysis.statistics import JudgeNoise, PPIEstimate
+
+#: Episode columns a report can be grouped by.
+GROUP_COLUMNS: tuple[str, ...] = ("supporter", "language", "category", "source", "persona")
+#: Output formats of ``render``.
+FORMATS: tuple[str, ...] = ("table", "md", "json", "csv")
+
+class ReportError(ValueError):
+    """A report cannot be made from the given input (unknown group or format, bad score file, missing matplotlib)."""
+
+
+@dataclass(frozen=True)
+class DimensionStats:
+    """One dimension of one report row; means and intervals are ``nan`` when undefined.
+
+    ``value`` (= ``mean``) is the mean over the row's scored episodes of each episode's
+    mean label × 25 (with ``[judge] samples = k`` an episode has k labels); ``ci_low`` /
+    ``ci_high`` its 95% bootstrap interval over role cards, ``se_clustered`` its
+    card-clustered standard error (``runs.analysis.statistics.cluster_mean``). ``small`` marks
+    rows with fewer than ``SMALL_N`` cards. ``noise`` splits label variance into judge
+    and episode parts (judge samples only); ``corrected`` is the prediction-powered
+    estimate from human labels (``report --corrected`` only).
+    """
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_unparsed: int
+    n_failed: int
+    n_missing: int
+    se_clustered: float = math.nan
+    n_episodes: int = 0
+    n_cards: int = 0
+    noise: JudgeNoise | None = None
+    corrected: PPIEstimate | None = None
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    @property
+    def small(self) -> bool:
+        from runs.analysis.statistics import SMALL_N
+
+        return self.n_cards < SMALL_N
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One group (``group`` maps each ``Report.by`` column to its value) and its statistics.
+
+    ``episodes_done`` / ``episodes_failed`` / ``episodes_unfinished`` count the group's
+    episodes by status (unfinished: planned or running). ``dimensions`` maps each
+    dimension key of ``Report.dimensions`` to its ``DimensionStats``.
+    """
+
+    group: Mapping[str, str]
+    episodes_done: int
+    episodes_failed: int
+    episodes_unfinished: int
+    dimensions: Mapping[str, DimensionStats]
+
+    @property
+    def label(self) -> str:
+        return " / ".join(self.group.values())
+
+
+@dataclass(frozen=True)
+class Report:
+    """The leaderboard: rows in the order their groups first appear in the run's plan.
+
+    ``comparisons`` and ``ranks`` (``--compare``) and ``power`` (``--power DELTA``) are
+    between supporters, over all the report's episodes whatever ``by`` is.
+    """
+
+    store: str
+    by: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    rows: tuple[ReportRow, ...] = field(default_factory=tuple)
+    samples: int = 1
+    corrected: bool = False
+    comparisons: tuple[PairComparison, ...] | None = None
+    ranks: Mapping[str, Sequence[Rank]] | None = None
+    power: tuple[PowerRow, ...] | None = None
+    delta: float | None = None
+
+    def name(self, dimension: str) -> str:
+        """The paper's name of ``dimension`` (its key when the paper has none)."""
+        return PAPER_NAMES.get(dimension, dimension)
+
+
+# -- building -----------------------------------------------------------------------
+
+
+def check_by(by: Sequence[str]) -> tuple[str, ...]:
+    """The group columns ``by`` checked (``ReportError`` names a bad one); empty means supporter."""
+    columns = tuple(by) or ("supporter",)
+    for column in columns:
+        if column not in GROUP_COLUMNS:
+            raise ReportError(f"cannot group by {column!r} (use any of {', '.join(GROUP_COLUMNS)})")
+    if len(set(columns)) != len(columns):
+        raise ReportError(f"group columns repeat: {', '.join(columns)}")
+    return columns
+
+
+def _human_values(store: Store) -> dict[tuple[str, str], float]:
+    """(episode, dimension) -> the annotators' mean label × 25."""
+    found: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row in store.annotations():
+        found[(row.episode_key, row.dimension)].append(row.label)
+    return {slot: sum(labels) / len(labels) * 25 for slot, labels in found.items()}
+
+
+def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter: str | None = None,
+                 language: str | None = None, compare: bool = False, corrected: bool = False,
+                 power_delta: float | None = None) -> Report:
+    """The leaderboard of ``store`` grouped by the episode columns ``by``.
+
+    Args:
+        store: an open store (read-only is enough).
+        by: columns of ``GROUP_COLUMNS``, outermost first; empty means ``("supporter",)``.
+        supporter / language: keep only the episodes of this supporter / language.
+        compare: also compare every pair of supporters (``Report.comparisons``, ``Report.ranks``).
+        corrected: also the prediction-powered estimate from the store's human labels.
+        power_delta: also plan for detecting a difference of this many points (``Report.power``).
+
+    Raises:
+        ReportError: unknown group column, or a stored label outside -1..4.
+    """
+    import numpy as np
+
+    from runs.analysis.comparisons import compare as compare_supporters
+    from runs.analysis.comparisons import power as plan_power
+    from runs.analysis.comparisons import ranks as supporter_ranks
+    from runs.analysis.statistics import cluster_mean, judge_noise, ppi_mean
+
+    columns = check_by(by)
+    episodes = store.episodes(supporter=supporter, language=language)
+    groups: dict[tuple[str, ...], dict[str, int]] = {}
+    done: dict[str, tuple[tuple[str, ...], str, str]] = {}       # key -> (group, card, supporter)
+    for e in episodes:
+        group = tuple(str(getattr(e, c)) for c in columns)
+        counts = groups.setdefault(group, {"done": 0, "failed": 0, "unfinished": 0})
+        status = e.status if e.status in ("done", "failed") else "unfinished"
+        counts[status] += 1
+        if e.status == "done":
+            done[e.key] = (group, f"{e.language}:{e.card_index}", e.supporter)
+
+    labels: dict[tuple[str, str], list[int]] = defaultdict(list)   # (episode, dimension) -> valid labels
+    unparsed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
+    failed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
+    seen_dims: set[str] = set()
+    samples = 1
+    for row in store.final_scores():
+        if row.episode_key not in done:
+            continue
+        group = done[row.episode_key][0]
+        dim, label = row.dimension, row.label
+        seen_dims.add(dim)
+        samples = max(samples, row.sample + 1)
+        slot = (group, dim)
+        if row.status != "ok":
+            failed[slot] += 1
+        elif label is None or label == -1:
+            unparsed[slot] += 1
+        elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label <= 4:
+            labels[(row.episode_key, dim)].append(label)
+        else:
+            raise ReportError(f"{store.path}: episode {row.episode_key!r}, dimension {row.dimension!r}: "
+                              f"stored label {label!r} is not 0..4 or -1")
+
+    dimensions = DIMENSIONS + tuple(sorted(seen_dims - set(DIMENSIONS)))
+    human = _human_values(store) if corrected else {}
+    per_group: dict[tuple[tuple[str, ...], str], list[str]] = defaultdict(list)    # scored episodes, plan order
+    for (key, dim) in labels:
+        per_group[(done[key][0], dim)].append(key)
+    rows = []
+    for group, counts in groups.items():
+        stats = {}
+        for dim in dimensions:
+            keys = per_group.get((group, dim), [])
+            values = np.array([leaderboard_value(labels[(k, dim)]) for k in keys])
+            estimate = cluster_mean(values, np.array([done[k][1] for k in keys]))
+            n_valid = sum(len(labels[(k, dim)]) for k in keys)
+            n_unparsed, n_failed = unparsed.get((group, dim), 0), failed.get((group, dim), 0)
+            noise = judge_noise([[x * 25 for x in labels[(k, dim)]] for k in keys]) if samples > 1 else None
+            ppi = None
+            if corrected:
+                marked = [k for k in keys if (k, dim) in human]
+                ppi = ppi_mean(np.array([leaderboard_value(labels[(k, dim)]) for k in keys if (k, dim) not in human]),
+                               np.array([leaderboard_value(labels[(k, dim)]) for k in marked]),
+                               np.array([human[(k, dim)] for k in marked]))
+            stats[dim] = DimensionStats(
+                value=estimate.mean, ci_low=estimate.ci_low, ci_high=estimate.ci_high, n=n_valid, n_unparsed=n_unparsed,
+                n_failed=n_failed, n_missing=counts["done"] * samples - n_valid - n_unparsed - n_failed,
+                se_clustered=estimate.se_clustered, n_episodes=estimate.n_episodes, n_cards=estimate.n_cards,
+                noise=noise, corrected=ppi,
+            )
+        rows.append(ReportRow(dict(zip(columns, group)), counts["done"], counts["failed"], counts["unfinished"], stats))
+
+    comparisons = ranked = planned = None
+    if compare or power_delta is not None:
+        supporters = list(dict.fromkeys(e.supporter for e in episodes))
+        cards = _card_table(labels, done)
+        if compare:
+            comparisons = tuple(compare_supporters(cards, supporters, dimensions))
+            ranked = supporter_ranks(cards, supporters, dimensions)
+        if power_delta is not None:
+            planned = tuple(plan_power(cards, supporters, dimensions, power_delta))
+    return Report(str(store.path), columns, dimensions, tuple(rows), samples, corrected, comparisons, ranked, planned,
+                  power_delta)
+
+
+def _card_table(labels: Mapping[tuple[str, str], list[int]],
+                done: Mapping[str, tuple[tuple[str, ...], str, str]]) -> CardTable:
+    """dimension -> supporter -> card -> mean over the supporter's episodes on the card of their values."""
+    sums: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for (key, dim), found in labels.items():
+        _, card, supporter = done[key]
+        sums[dim][supporter][card].append(leaderboard_value(found))
+    return {d: {s: {c: sum(v) / len(v) for c, v in cards.items()} for s, cards in by_s.items()} for d, by_s in sums.items()}

@@ -1,0 +1,298 @@
+"""Text views of reports: the leaderboard (``render``) and judge-human agreement (``render_agreement``).
+
+Formats (``FORMATS``): ``table`` (plain text, no ANSI codes), ``md`` (a GitHub table), ``json``
+and ``csv``; ``report_data`` is the leaderboard as plain JSON-ready data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any, Mapping
+
+from runs.analysis.leaderboard import FORMATS, DimensionStats, Report, ReportError, ReportRow
+
+_HEADERS = {"supporter": "Supporter", "language": "Language", "category": "Category", "source": "Source", "persona": "Persona"}
+
+
+def number_text(x: float, digits: int = 1) -> str:
+    """``x`` with ``digits`` decimals; a dash for ``nan`` (undefined)."""
+    return "–" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def _cell(stats: DimensionStats, sep: str) -> str:
+    if stats.n == 0:
+        return "–"
+    interval = f"[{number_text(stats.ci_low)}, {number_text(stats.ci_high)}]" if not math.isnan(stats.ci_low) else "[no CI]"
+    text = f"{number_text(stats.value)}{sep}{interval}{sep}n={stats.n} · {stats.n_cards} cards{'*' if stats.small else ''}"
+    if stats.noise is not None and not math.isnan(stats.noise.judge_share):
+        text += f"{sep}judge {100 * stats.noise.judge_share:.0f}% of var"
+    if stats.corrected is not None:
+        c = stats.corrected
+        text += (f"{sep}PPI {number_text(c.mean)} [{number_text(c.ci_low)}, {number_text(c.ci_high)}] h={c.n_labelled}" if c.n_labelled >= 2
+                 else f"{sep}PPI – h={c.n_labelled}")
+    return text
+
+
+def _totals(row: ReportRow) -> tuple[int, int]:
+    return sum(s.n_unparsed for s in row.dimensions.values()), sum(s.n_failed for s in row.dimensions.values())
+
+
+def _header(report: Report) -> list[str]:
+    return ([_HEADERS[c] for c in report.by] + ["Done", "Failed"] + [report.name(d) for d in report.dimensions]
+            + ["-1", "Judge failed"])
+
+
+def _text_rows(report: Report, sep: str) -> list[list[str]]:
+    out = []
+    for row in report.rows:
+        unparsed, failed = _totals(row)
+        out.append(list(row.group.values()) + [str(row.episodes_done), str(row.episodes_failed)]
+                   + [_cell(row.dimensions[d], sep) for d in report.dimensions] + [str(unparsed), str(failed)])
+    return out
+
+
+def p_text(x: float) -> str:
+    """A p-value as shown in tables and plots."""
+    return "–" if math.isnan(x) else ("<0.001" if x < 0.001 else f"{x:.3f}")
+
+
+def _comparison_rows(report: Report) -> list[list[str]]:
+    return [[f"{c.a} − {c.b}", report.name(c.dimension), number_text(c.diff), f"[{number_text(c.ci_low)}, {number_text(c.ci_high)}]", p_text(c.p_value),
+             p_text(c.p_holm) + (" *" if c.significant else ""), f"{c.wins}/{c.ties}/{c.losses}", str(c.n_cards)]
+            for c in report.comparisons or ()]
+
+
+_COMPARISON_HEADER = ["Pair", "Dimension", "Diff", "95% CI", "p", "p (Holm)", "W/T/L", "Cards"]
+
+
+def _rank_lines(report: Report) -> list[str]:
+    """Per dimension: supporters best first with their rank intervals, then the pairs that differ."""
+    lines = []
+    for d, ranked in (report.ranks or {}).items():
+        order = ", ".join(f"{r.supporter} {number_text(r.mean)} (rank {r.rank}, {r.low}–{r.high})" for r in ranked)
+        differ = [f"{c.a} {'>' if c.diff > 0 else '<'} {c.b}" for c in report.comparisons or () if c.dimension == d and c.significant]
+        lines.append(f"{report.name(d)}: {order}; differ: {', '.join(differ) if differ else 'none'}")
+    return lines
+
+
+_POWER_HEADER = ["Pair", "Dimension", "SD of diff", "Cards", "Cards needed", "Detectable now"]
+
+
+def _power_rows(report: Report) -> list[list[str]]:
+    def cards(x: float) -> str:
+        return "–" if math.isnan(x) else ("never" if math.isinf(x) else str(int(x)))
+
+    return [[f"{p.a} − {p.b}" if p.b else f"{p.a} vs a like one", report.name(p.dimension), number_text(p.sd_diff), str(p.n_cards),
+             cards(p.cards_needed), number_text(p.min_detectable)] for p in report.power or ()]
+
+
+def _note(report: Report) -> str:
+    from runs.analysis.statistics import RESAMPLES, SMALL_N
+
+    note = (f"mean of episode labels ×25; [95% CI]: bootstrap over role cards ({RESAMPLES} resamples, seeded), within [0, 100]; "
+            f"n = valid labels; * fewer than {SMALL_N} cards: the interval is too narrow to trust; [no CI]: one card. "
+            "-1 = judge replies with no label; judge failed = judge calls that failed")
+    if report.samples > 1:
+        note += f"; {report.samples} judge samples per episode: 'judge N% of var' = judge noise share of one label's variance"
+    if report.corrected:
+        note += "; PPI = prediction-powered mean from human labels on h episodes (docs/statistics.md)"
+    return note
+
+
+def _rich_text(title: str, header: list[str], rows: list[list[str]], caption: str, *, right_from: int, lines: bool) -> str:
+    """A rich table rendered to plain text (no ANSI codes), with ``title`` above and ``caption`` below it."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_lines=lines)
+    for index, name in enumerate(header):
+        table.add_column(name, justify="right" if index >= right_from else "left", no_wrap=index < right_from)
+    for row in rows:
+        table.add_row(*row)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=max(80, 24 * len(header)), force_terminal=False, color_system=None,
+                      no_color=True, highlight=False, emoji=False, markup=False, legacy_windows=False)
+    console.print(table)
+    body = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+    return f"{title}\n{body}\n{caption}\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(header: list[str], rows: list[list[str]], *, right_from: int) -> str:
+    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |",
+             "| " + " | ".join("---:" if i >= right_from else "---" for i in range(len(header))) + " |"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _json_number(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def report_data(report: Report) -> dict[str, Any]:
+    """The report as plain JSON-ready data (``nan`` -> ``None``)."""
+    data: dict[str, Any] = {
+        "store": report.store,
+        "by": list(report.by),
+        "dimensions": [{"key": d, "name": report.name(d)} for d in report.dimensions],
+        "judge_samples": report.samples,
+        "rows": [
+            {
+                "group": dict(row.group),
+                "episodes": {"done": row.episodes_done, "failed": row.episodes_failed, "unfinished": row.episodes_unfinished},
+                "scores": {d: _dimension_data(report.name(d), s) for d, s in row.dimensions.items()},
+            }
+            for row in report.rows
+        ],
+    }
+    if report.comparisons is not None:
+        data["comparisons"] = [{"a": c.a, "b": c.b, "dimension": c.dimension, "diff": _json_number(c.diff),
+                                "ci_low": _json_number(c.ci_low), "ci_high": _json_number(c.ci_high),
+                                "p_value": _json_number(c.p_value), "p_holm": _json_number(c.p_holm), "wins": c.wins,
+                                "ties": c.ties, "losses": c.losses, "n_cards": c.n_cards} for c in report.comparisons]
+        data["ranks"] = {d: [{"supporter": r.supporter, "mean": r.mean, "rank": r.rank, "rank_low": r.low, "rank_high": r.high}
+                             for r in ranked] for d, ranked in (report.ranks or {}).items()}
+    if report.power is not None:
+        data["power"] = {"delta": report.delta, "power": 0.8, "alpha": 0.05, "rows": [
+            {"a": p.a, "b": p.b or None, "dimension": p.dimension, "sd_diff": _json_number(p.sd_diff), "n_cards": p.n_cards,
+             "cards_needed": None if math.isnan(p.cards_needed) or math.isinf(p.cards_needed) else int(p.cards_needed),
+             "min_detectable": _json_number(p.min_detectable)} for p in report.power]}
+    return data
+
+
+def _dimension_data(name: str, s: DimensionStats) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": name, "value": _json_number(s.value), "ci_low": _json_number(s.ci_low), "ci_high": _json_number(s.ci_high),
+        "n": s.n, "n_unparsed": s.n_unparsed, "n_failed": s.n_failed, "n_missing": s.n_missing,
+        "mean": _json_number(s.mean), "se_clustered": _json_number(s.se_clustered), "n_episodes": s.n_episodes,
+        "n_cards": s.n_cards, "small_n": s.small,
+    }
+    if s.noise is not None:
+        out["judge_noise"] = {"var_judge": _json_number(s.noise.var_judge), "var_between": _json_number(s.noise.var_between),
+                              "judge_share": _json_number(s.noise.judge_share), "samples": _json_number(s.noise.samples)}
+    if s.corrected is not None:
+        c = s.corrected
+        out["corrected"] = {"mean": _json_number(c.mean), "ci_low": _json_number(c.ci_low), "ci_high": _json_number(c.ci_high),
+                            "n_labelled": c.n_labelled, "n_unlabelled": c.n_unlabelled, "weight": _json_number(c.weight)}
+    return out
+
+
+def _csv_number(x: float) -> str:
+    return "" if math.isnan(x) else repr(x)
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report as text: ``table`` (plain text, no ANSI codes), ``md`` (GitHub table), ``json`` or ``csv``.
+
+    ``csv`` has one line per row: the group columns, ``done``, ``failed``, ``unfinished``,
+    then per dimension ``{Name}``, ``{Name}_ci_low``, ``{Name}_ci_high``, ``{Name}_n``,
+    ``{Name}_unparsed``, ``{Name}_failed``, ``{Name}_missing`` (empty where undefined).
+    """
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown report format {fmt!r} (use one of {', '.join(FORMATS)})")
+    if fmt == "json":
+        return json.dumps(report_data(report), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    if fmt == "csv":
+        header = list(report.by) + ["done", "failed", "unfinished"]
+        parts = ("ci_low", "ci_high", "n", "unparsed", "failed", "missing", "se", "episodes", "cards")
+        for d in report.dimensions:
+            name = report.name(d)
+            header += [name] + [f"{name}_{part}" for part in parts]
+        rows = []
+        for row in report.rows:
+            cells: list[Any] = list(row.group.values()) + [row.episodes_done, row.episodes_failed, row.episodes_unfinished]
+            for d in report.dimensions:
+                s = row.dimensions[d]
+                cells += [_csv_number(s.value), _csv_number(s.ci_low), _csv_number(s.ci_high), s.n, s.n_unparsed, s.n_failed,
+                          s.n_missing, _csv_number(s.se_clustered), s.n_episodes, s.n_cards]
+            rows.append(cells)
+        return _csv(header, rows)
+    header = _header(report)
+    if fmt == "md":
+        text = _markdown(header, _text_rows(report, " "), right_from=len(report.by))
+        if report.comparisons is not None:
+            text += "\n**Paired comparisons** (a − b over shared cards; * = differ after Holm)\n\n"
+            text += _markdown(_COMPARISON_HEADER, _comparison_rows(report), right_from=2)
+            text += "\n" + "\n".join(f"- {_md_escape(line)}" for line in _rank_lines(report)) + "\n"
+        if report.power is not None:
+            text += f"\n**Power** (cards to detect {number_text(report.delta)} points at 80% power, α = 0.05)\n\n"
+            text += _markdown(_POWER_HEADER, _power_rows(report), right_from=2)
+        return text
+    if not report.rows:
+        return f"esc-eval report: {report.store}\nno episodes\n"
+    text = _rich_text(f"esc-eval report: {report.store}", header, _text_rows(report, "\n"), _note(report),
+                      right_from=len(report.by), lines=True)
+    if report.comparisons is not None:
+        text += "\n" + _rich_text("paired comparisons: a − b over the cards both played", _COMPARISON_HEADER,
+                                  _comparison_rows(report), "diff and 95% CI (bootstrap over shared cards) in points; p: sign-flip "
+                                  "permutation test; * = p (Holm, over all pairs × dimensions) < 0.05; W/T/L: cards a scored "
+                                  "above / equal to / below b", right_from=2, lines=False)
+        text += "\nwhich supporters differ (rank 1 = best; rank range = 95% bootstrap interval):\n"
+        text += "".join(f"  {line}\n" for line in _rank_lines(report))
+    if report.power is not None:
+        text += "\n" + _rich_text(f"power: cards needed to detect {number_text(report.delta)} points", _POWER_HEADER, _power_rows(report),
+                                  "paired t-test, 80% power, two-sided α = 0.05 for one comparison; 'detectable now' = "
+                                  "smallest difference (points) found at 80% power with the cards in this store",
+                                  right_from=2, lines=False)
+    return text
+
+
+def render_agreement(result: Mapping[str, Any], fmt: str) -> str:
+    """An ``agreement_report`` result as ``table``, ``md``, ``json`` or ``csv`` (rates as fractions in json/csv)."""
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown report format {fmt!r} (use one of {', '.join(FORMATS)})")
+    dims = result["dimensions"]
+    if fmt == "json":
+        def clean(value: Any) -> Any:
+            if isinstance(value, float) and math.isnan(value):
+                return None
+            if isinstance(value, Mapping):
+                return {k: clean(v) for k, v in value.items()}
+            return value
+        return json.dumps(clean(result), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    if fmt == "csv":
+        rows = [[d, v["name"], _csv_number(float(v["acc"])), _csv_number(float(v["acc_soft"])), v["n"]] for d, v in dims.items()]
+        return _csv(["dimension", "name", "acc", "acc_soft", "n"], rows)
+
+    def pct(x: Any) -> str:
+        return number_text(100 * float(x)) + ("" if math.isnan(float(x)) else "%")
+
+    header = ["Metric"] + [v["name"] for v in dims.values()] + ["Average"]
+    rows = [
+        ["ACC"] + [pct(v["acc"]) for v in dims.values()] + [pct(result["average"]["acc"])],
+        ["ACC_soft"] + [pct(v["acc_soft"]) for v in dims.values()] + [pct(result["average"]["acc_soft"])],
+        ["n"] + [str(v["n"]) for v in dims.values()] + [""],
+    ]
+    if result.get("alpha"):  # human labels from the store: inter-annotator agreement too
+        def alpha(x: Any) -> str:
+            return number_text(float(x), 3)
+
+        rows += [["α (annotators)"] + [alpha(result["alpha"][d]["alpha"]) for d in dims] + [""],
+                 ["items ≥2 labels"] + [str(result["alpha"][d]["items"]) for d in dims] + [""]]
+    cards = result["cards"]
+    if result.get("alpha"):
+        caption_extra = (" Human label per item: the annotators' majority, ties to the label nearest their mean. "
+                         "α = Krippendorff's alpha (ordinal) between annotators, over items with two labels or more.")
+    else:
+        caption_extra = ""
+    title = (f"judge-human agreement: {result['supporter']} ({result['language']}) in {result['store']} vs {result['human']}")
+    caption = (f"{cards['matched']} cards in both; {cards['only_human']} only in the human file, {cards['only_judge']} only in the store. "
+               "ACC = exact match, ACC_soft = |judge - human| <= 1; -1 labels and failed judge calls left out" + caption_extra)
+    if fmt == "md":
+        return f"**{_md_escape(title)}**\n\n" + _markdown(header, rows, right_from=1) + f"\n{_md_escape(caption)}\n"
+    return _rich_text(title, header, rows, caption, right_from=1, lines=False)

@@ -1,0 +1,160 @@
+"""Typed reads of a store: every query analysis, annotation, formats and the CLI need, as methods.
+
+``Reader`` is the read half of ``Store``: it holds the connection and answers with the
+records of ``runs.store.records``, so no module outside ``runs/store/`` writes SQL. Reads
+work on a read-only open, and on stores of older schemas (tables added since read as empty).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from runs.store.records import FINAL_ROUND, AnnotationRecord, EpisodeRecord, EventRecord, FinalScore, RunRecord, ScoreRecord, TurnRecord
+
+
+class Reader:
+    """Queries over one open SQLite connection of a store."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path, self._conn = path, conn
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        self._conn.row_factory = sqlite3.Row
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        finally:
+            self._conn.row_factory = None
+
+    def _has_table(self, name: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+    # -- run-level -------------------------------------------------------------------
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def statuses(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT key, status FROM episodes"))
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT status, COUNT(*) FROM episodes GROUP BY status"))
+
+    def last_run(self) -> RunRecord | None:
+        """The newest invocation that ran this store; ``None`` for a store older than the ``runs`` table."""
+        if not self._has_table("runs"):
+            return None
+        row = self._conn.execute("SELECT id, started_at, heartbeat, ended_at, status, pid, host FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return RunRecord(*row) if row else None
+
+    def events(self, kind: str | None = None) -> list[EventRecord]:
+        """The run's events in the order they happened, optionally of one ``kind``."""
+        names = ", ".join(EventRecord._fields)
+        where, params = ("WHERE kind=?", (kind,)) if kind is not None else ("", ())
+        return [EventRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM events {where} ORDER BY id", params)]
+
+    # -- episodes and turns -------------------------------------------------------------
+
+    def episodes(self, status: str | None = None, *, supporter: str | None = None, language: str | None = None,
+                 with_turns: bool = False) -> list[EpisodeRecord]:
+        """Episodes in plan order, optionally only of one ``status`` / ``supporter`` / ``language``, or having turns."""
+        where, params = [], []
+        for column, value in (("status", status), ("supporter", supporter), ("language", language)):
+            if value is not None:
+                where.append(f"e.{column}=?")
+                params.append(value)
+        if with_turns:
+            where.append("EXISTS (SELECT 1 FROM turns t WHERE t.episode_key=e.key)")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        names = ", ".join(f"e.{name}" for name in EpisodeRecord._fields)
+        return [EpisodeRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM episodes e {clause} ORDER BY e.ordinal",
+                                                                   tuple(params))]
+
+    def transcript(self, key: str) -> list[tuple[str, str]]:
+        return [tuple(r) for r in self._conn.execute("SELECT role, text FROM turns WHERE episode_key=? ORDER BY idx", (key,))]  # type: ignore[misc]
+
+    def transcripts(self) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+        """Every episode's (key, transcript), in plan order, in one scan."""
+        current, lines = None, []
+        for key, role, text in self._conn.execute(
+            "SELECT t.episode_key, t.role, t.text FROM turns t JOIN episodes e ON e.key=t.episode_key ORDER BY e.ordinal, t.idx"
+        ):
+            if key != current:
+                if current is not None:
+                    yield current, lines
+                current, lines = key, []
+            lines.append((role, text))
+        if current is not None:
+            yield current, lines
+
+    def turns(self) -> list[TurnRecord]:
+        """Every turn, by episode key and index (exports)."""
+        names = ", ".join(TurnRecord._fields)
+        return [TurnRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM turns ORDER BY episode_key, idx")]
+
+    # -- judge scores ---------------------------------------------------------------------
+
+    def _sample(self, table: str = "") -> str:
+        """The ``sample`` column (of the ``table`` alias), or 0 in a store of schema 1 (before judge samples) read read-only."""
+        have = any(r[1] == "sample" for r in self._conn.execute("PRAGMA table_info(scores)"))
+        return f"{table + '.' if table else ''}sample" if have else "0 AS sample"
+
+    def scores(self) -> list[ScoreRecord]:
+        """Every judge score, final and per round, by episode key, round and dimension (exports)."""
+        names = ", ".join(ScoreRecord._fields).replace("sample", self._sample())
+        return [ScoreRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM scores ORDER BY episode_key, round, dimension")]
+
+    def final_scores(self) -> list[FinalScore]:
+        """Whole-episode judge labels of finished episodes, in plan order, then dimension and sample.
+
+        Works read-only on a store of schema 1 (before judge samples): its labels are sample 0.
+        """
+        return [FinalScore(*row) for row in self._conn.execute(
+            f"SELECT s.episode_key, s.dimension, s.label, s.status, {self._sample('s')} FROM scores s"
+            " JOIN episodes e ON e.key = s.episode_key WHERE s.round=? AND e.status='done'"
+            " ORDER BY e.ordinal, s.dimension, sample", (FINAL_ROUND,))]
+
+    def unscored(self, dimensions: Sequence[str], *, include_failed: bool = False) -> list[dict[str, Any]]:
+        """Finished episodes with judge dimensions to score (again), in plan order.
+
+        A dimension is to score when its final score is missing (a crash came between the
+        episode's end and its scores) or, with ``include_failed``, when any of its scores
+        (final or per round) failed. Each item: ``key``, ``language``, ``supporter``, ``dimensions``.
+        """
+        sep = "\x1f"
+        ok = "AND s.status='ok'" if include_failed else ""
+        found = self._rows(
+            "SELECT e.key, e.language, e.supporter,"
+            f" (SELECT group_concat(s.dimension, char(31)) FROM scores s WHERE s.episode_key=e.key AND s.round=? {ok}) AS scored,"
+            " (SELECT group_concat(s.dimension, char(31)) FROM scores s WHERE s.episode_key=e.key AND s.status='failed') AS failed"
+            " FROM episodes e WHERE e.status='done' ORDER BY e.ordinal",
+            (FINAL_ROUND,),
+        )
+        todo = []
+        for row in found:
+            complete = set((row["scored"] or "").split(sep))
+            if include_failed:
+                complete -= set((row["failed"] or "").split(sep))
+            missing = [d for d in dimensions if d not in complete]
+            if missing:
+                todo.append({"key": row["key"], "language": row["language"], "supporter": row["supporter"], "dimensions": missing})
+        return todo
+
+    def failed_scores(self) -> int:
+        """Judge scores of finished episodes that failed (the judge gave up), final or per round."""
+        return self._conn.execute(
+            "SELECT COUNT(*) FROM scores s JOIN episodes e ON e.key=s.episode_key WHERE s.status='failed' AND e.status='done'"
+        ).fetchone()[0]
+
+    # -- human labels ---------------------------------------------------------------------
+
+    def annotations(self) -> list[AnnotationRecord]:
+        """Every human label, in plan order; none in a store without the table."""
+        if not self._has_table("annotations"):
+            return []
+        return [AnnotationRecord(*row) for row in self._conn.execute(
+            "SELECT a.episode_key, a.annotator, a.dimension, a.label, a.at FROM annotations a"
+            " LEFT JOIN episodes e ON e.key=a.episode_key ORDER BY e.ordinal, a.episode_key, a.annotator, a.dimension")]

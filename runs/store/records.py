@@ -1,0 +1,177 @@
+"""Typed records of the store: what goes in (planned and imported episodes) and what reads return.
+
+Reads return ``NamedTuple`` records (attribute access, cheap to build from a row, still
+tuples); their fields are the store's columns, in table order, so importers and exporters
+can map them to and from files. ``final_labels`` is the one place that turns whole-episode
+scores into the judge label ESC-Eval compares (the first sample; ``None`` when it failed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, NamedTuple
+
+FINAL_ROUND = -1
+"""``scores.round`` of the score of a whole episode; per-round scores use the round number."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEpisode:
+    key: str
+    ordinal: int
+    card_index: int
+    card_id: str
+    language: str
+    category: str
+    source: str
+    supporter: str
+    persona: str
+    repeat: int
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One invocation that ran the store: ``status`` is ``running`` until it ends as
+    ``finished`` (its plan ran out), ``stopped`` (Ctrl-C: stopped admitting) or ``interrupted``
+    (it raised or was cancelled). A ``running`` row whose heartbeat went stale is a crash."""
+
+    id: int
+    started_at: float
+    heartbeat: float
+    ended_at: float | None
+    status: str
+    pid: int | None
+    host: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeRows:
+    """One finished episode as rows of the store's tables (column -> value), for ``Store.import_episodes``.
+
+    ``episode`` holds the ``episodes`` columns but ``ordinal`` (the store numbers imports);
+    ``turns`` and ``scores`` hold their tables' columns but ``episode_key``.
+    """
+
+    episode: dict[str, Any]
+    turns: tuple[dict[str, Any], ...] = ()
+    scores: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedEpisode:
+    """A finished episode read from a file: its plan row, ``(role, text)`` turns and final ``(dimension, label)`` scores."""
+
+    episode: PlannedEpisode
+    transcript: tuple[tuple[str, str], ...]
+    scores: tuple[tuple[str, int], ...] = ()
+    outcome: str = "truncated"
+    reason: str = "imported"
+    model: str = "imported"
+    at: float = 0.0
+
+    def rows(self) -> EpisodeRows:
+        """As table rows: a ``done`` episode, turns without usage, ``ok`` final scores without raw replies."""
+        episode = {f.name: getattr(self.episode, f.name) for f in fields(PlannedEpisode) if f.name != "ordinal"}
+        episode.update(status="done", outcome=self.outcome, reason=self.reason, attempts=1, started_at=self.at, ended_at=self.at)
+        turns = tuple({"idx": index, "role": role, "text": text, "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "at": self.at}
+                      for index, (role, text) in enumerate(self.transcript))
+        scores = tuple({"dimension": dim, "round": FINAL_ROUND, "label": label, "model": self.model, "status": "ok", "at": self.at}
+                       for dim, label in self.scores)
+        return EpisodeRows(episode, turns, scores)
+
+
+class EpisodeRecord(NamedTuple):
+    """One row of ``episodes``: the plan (card, supporter, persona, repeat, seed) and its state."""
+
+    key: str
+    ordinal: int
+    card_index: int
+    card_id: str
+    language: str
+    category: str
+    source: str
+    supporter: str
+    persona: str
+    repeat: int
+    seed: int
+    status: str
+    outcome: str | None
+    reason: str | None
+    attempts: int
+    started_at: float | None
+    ended_at: float | None
+
+
+class TurnRecord(NamedTuple):
+    """One row of ``turns``: an utterance with its usage and, for the seeker, its hidden state (JSON text)."""
+
+    episode_key: str
+    idx: int
+    role: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency: float
+    at: float
+    state: str | None
+
+
+class ScoreRecord(NamedTuple):
+    """One row of ``scores``: a judge label (``round == FINAL_ROUND`` for the whole episode), or its failure."""
+
+    episode_key: str
+    dimension: str
+    round: int
+    label: int | None
+    raw: str | None
+    model: str | None
+    latency: float | None
+    status: str
+    error: str | None
+    at: float
+    sample: int
+
+
+class FinalScore(NamedTuple):
+    """A whole-episode judge label of a finished episode (``Store.final_scores``)."""
+
+    episode_key: str
+    dimension: str
+    label: int | None
+    status: str
+    sample: int
+
+
+class EventRecord(NamedTuple):
+    """One row of ``events``: something that happened to the run (a retry, a 5xx, a config change)."""
+
+    id: int
+    at: float
+    kind: str
+    endpoint: str | None
+    episode_key: str | None
+    detail: str | None
+
+
+class AnnotationRecord(NamedTuple):
+    """One human label (``esc-eval annotate``): ``annotator`` gave ``label`` 0..4 on ``dimension`` of an episode."""
+
+    episode_key: str
+    annotator: str
+    dimension: str
+    label: int
+    at: float
+
+
+def final_labels(scores: Iterable[FinalScore]) -> dict[str, dict[str, int | None]]:
+    """Episode key -> {dimension: the judge's label of the first sample, ``None`` where the judge call failed}.
+
+    With ``[judge] samples = k`` ESC-Eval's single label (its files, its Table 4 agreement)
+    is the first sample's; the others feed only the report's judge-noise statistics.
+    """
+    out: dict[str, dict[str, int | None]] = {}
+    for s in scores:
+        if s.sample == 0:
+            out.setdefault(s.episode_key, {})[s.dimension] = s.label if s.status == "ok" else None
+    return out

@@ -1,0 +1,191 @@
+"""The store's schema: its tables (DDL), version and migrations; the only module that knows the SQL of tables.
+
+``SCHEMA`` creates a new store; ``MIGRATIONS`` bring an older one up to ``SCHEMA_VERSION`` on a
+writable open (each step one transaction); ``ADDITIVE`` gives older stores the tables added
+since without a version bump. Read-only opens never change a file (``readonly_uri``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sqlite3
+import urllib.parse
+from pathlib import Path
+
+
+class StoreError(Exception):
+    """The store file cannot be used (unreadable, not a store, newer schema, locked)."""
+
+
+SCHEMA_VERSION = 2
+"""Stores with a newer version are refused; bump it (and add a migration to ``MIGRATIONS``) when the schema changes."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS episodes (
+    key TEXT PRIMARY KEY,
+    ordinal INTEGER NOT NULL,
+    card_index INTEGER NOT NULL,
+    card_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    category TEXT NOT NULL,
+    source TEXT NOT NULL,
+    supporter TEXT NOT NULL,
+    persona TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'planned',
+    outcome TEXT,
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS episodes_status ON episodes (status);
+CREATE TABLE IF NOT EXISTS turns (
+    episode_key TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency REAL NOT NULL,
+    at REAL NOT NULL,
+    state TEXT,
+    PRIMARY KEY (episode_key, idx)
+);
+CREATE TABLE IF NOT EXISTS scores (
+    episode_key TEXT NOT NULL,
+    dimension TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    label INTEGER,
+    raw TEXT,
+    model TEXT,
+    latency REAL,
+    status TEXT NOT NULL,
+    error TEXT,
+    at REAL NOT NULL,
+    sample INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (episode_key, dimension, round, sample)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    endpoint TEXT,
+    episode_key TEXT,
+    detail TEXT
+);
+"""
+
+ANNOTATIONS = """
+CREATE TABLE IF NOT EXISTS annotations (
+    episode_key TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    dimension TEXT NOT NULL,
+    label INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (episode_key, annotator, dimension)
+);
+"""
+"""Human labels (``esc-eval annotate``). Additive: stores made before it gain the table on their first writable open."""
+RUNS = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    heartbeat REAL NOT NULL,
+    ended_at REAL,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    host TEXT
+);
+"""
+"""One row per invocation that ran the store (a run, each resume): the monitor's source of truth
+for "running", "finished" or "crashed". Additive, like ``annotations``."""
+ADDITIVE = ANNOTATIONS + RUNS
+"""Tables added without a schema bump; idempotent, run on every writable open."""
+SCHEMA += ADDITIVE
+
+MIGRATIONS = {
+    # 1 -> 2: judge samples ([judge] samples = k); a column in the primary key needs a new table
+    2: """
+    CREATE TABLE scores_v2 (
+        episode_key TEXT NOT NULL, dimension TEXT NOT NULL, round INTEGER NOT NULL, label INTEGER, raw TEXT, model TEXT,
+        latency REAL, status TEXT NOT NULL, error TEXT, at REAL NOT NULL, sample INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (episode_key, dimension, round, sample)
+    );
+    INSERT INTO scores_v2 SELECT episode_key, dimension, round, label, raw, model, latency, status, error, at, 0 FROM scores;
+    DROP TABLE scores;
+    ALTER TABLE scores_v2 RENAME TO scores;
+    """,
+}
+"""Schema version -> the SQL that brings a store of the version before up to it; run on a writable open."""
+
+
+@functools.cache
+def columns(table: str) -> tuple[str, ...]:
+    """The columns of ``table`` in this esc-eval's schema (importers check a file's fields against them)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        found = tuple(row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,)))
+    finally:
+        conn.close()
+    if not found:
+        raise ValueError(f"no table {table!r} in the store schema")
+    return found
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create every table in an empty file, stamped with ``SCHEMA_VERSION``, in one transaction."""
+    conn.executescript("BEGIN;" + SCHEMA + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+
+
+def upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a writable store of ``version`` up to date: the migrations, then the additive tables."""
+    migrate(conn, version)
+    conn.executescript(ADDITIVE)
+
+
+def migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring an older store up to ``SCHEMA_VERSION``, each step in one transaction (all or nothing)."""
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;{MIGRATIONS[target]}"
+                               f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{target}'); COMMIT;")
+        except sqlite3.DatabaseError:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def check_version(path: Path, conn: sqlite3.Connection, *, creating: bool) -> int | None:
+    """The store's schema version; ``None`` for an empty file being created. Raises ``StoreError`` for a foreign or newer file."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "meta" not in tables:
+        if creating and not tables:
+            return None
+        raise StoreError(f"{path}: not an esc-eval store (no meta table)")
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path}: store schema {version} is newer than this esc-eval understands ({SCHEMA_VERSION}); upgrade esc-eval")
+    if version < 1:
+        raise StoreError(f"{path}: store has no schema version")
+    return version
+
+
+def readonly_uri(path: Path) -> str:
+    """A read-only URI that creates no file beside the store.
+
+    A WAL-mode file whose ``-wal`` is absent has no writer (a writer keeps its ``-wal``
+    until it closes): it is opened ``immutable``, since SQLite would otherwise create
+    ``-wal``/``-shm`` to read it. Otherwise ``mode=ro`` reads alongside a live writer.
+    """
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}"
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        header = f.read(20)
+        if len(header) == 20 and header[18] == 2 and not path.with_name(path.name + "-wal").exists():
+            return uri + "?immutable=1"
+    return uri + "?mode=ro"
