@@ -11,7 +11,8 @@ from agents.backends.scripted import ScriptedBackend
 from agents.messages import ChatMessage, SamplingParams
 from roles.loaders import builtin_cards
 from runs.config import parse_config
-from runs.execution.runner import RunPlan, Runner, episode_key
+from runs.execution.plan import RunPlan, episode_key
+from runs.execution.runner import Runner
 from runs.store import Store
 
 URL = "http://127.0.0.1:9/v1"

@@ -63,7 +63,7 @@ def test_serve_dry_run_prints_the_commands(tmp_path: Path, capsys: pytest.Captur
 def test_vllm_backend_config_and_routing_without_vllm() -> None:
     from agents.backends import create_backend
     from agents.backends.base import RequestRejected
-    from runs.execution.runner import BackendPool
+    from runs.execution.pool import BackendPool
 
     c = parse_config({"judge": {"backend": "vllm", "model": "/m", "lora": {"fluency_en": "/a"}}}, judge_only=True)
     backend = BackendPool().get("judge", c.judge)  # type: ignore[arg-type]
