@@ -28,6 +28,7 @@ from runs.config import Config, ConfigError, check_api_keys, load_config, parse_
 from runs.formats.importing import ResultFileError, supporter_and_language
 from runs.formats.judging import Judged, TranscriptError
 from runs.analysis.report import ReportError
+from runs.cli import plugins
 from runs.store import StoreError
 
 FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes or judge scores (runs.execution.runner.RunResult.exit_code)
@@ -216,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--supporter", choices=("empathic", "advice", "neutral"), default="empathic",
                       help="how the imagined supporter answers every round (moves emotion and ending rules)")
     show.set_defaults(handler=_personas_show)
+    plugins.add_parser(sub)
     return parser
 
 

@@ -13,7 +13,8 @@ from typing import Any, Iterator
 
 from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
 from environments.behaviours import SeekerBehaviour, load_behaviour
-from environments.termination import Detector, EndToken, MaxRounds, MaxTokens, Timeout
+from environments.termination import TERMINATION, AnyOf, Detector
+from environments.turn_policies import TURN_POLICIES, TurnPolicy
 from roles.cards import RoleCard
 from roles.loaders import builtin_cards, load_cards
 from roles.personas import RoleBreakRule, UnknownPersona, base_role_break
@@ -91,15 +92,28 @@ class RunPlan:
         return base_role_break(self.config.seeker.role_break_retries)
 
     def termination(self) -> Detector:
-        run = self.config.run
-        detector: Detector = MaxRounds(run.rounds)
-        if run.end_token:
-            detector = EndToken(run.end_token) | detector
-        if run.max_episode_tokens:
-            detector = detector | MaxTokens(run.max_episode_tokens)
-        if run.episode_timeout:
-            detector = detector | Timeout(run.episode_timeout)
-        return detector
+        """The ``[run]`` detectors (named or shorthand), in order; any that fires ends the episode."""
+        detectors = [TERMINATION.create(spec) for spec in self.config.run.termination_specs()]
+        return detectors[0] if len(detectors) == 1 else AnyOf(tuple(detectors))
+
+    def turn_policy(self) -> TurnPolicy:
+        return TURN_POLICIES.create(self.config.run.turn_policy_spec())
+
+    def plugins(self) -> dict[str, Any]:
+        """The resolved specs of every named extension the run uses, for the store's meta (``plugins``)."""
+        return {
+            "backends": {role: endpoint.backend for role, endpoint in self._roles()},
+            "turn_policy": self.config.run.turn_policy_spec(),
+            "termination": self.config.run.termination_specs(),
+            "personas": list(self.behaviours) or list(self.config.seeker.persona_names),
+        }
+
+    def _roles(self) -> Iterator[tuple[str, Any]]:
+        yield "seeker", self.config.seeker
+        for supporter in self.config.supporters:
+            yield supporter.name, supporter
+        if self.config.judge is not None:
+            yield "judge", self.config.judge
 
 
 def load_run_behaviours(config: Config, languages: set[str]) -> dict[str, SeekerBehaviour]:

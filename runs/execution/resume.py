@@ -40,7 +40,7 @@ def open_run_store(plan: RunPlan, store_path: Path, *, resume: bool, retry_faile
         if store_path.exists():
             raise StoreError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
         store = Store.create(store_path, config=config.to_dict(), fingerprint=plan.fingerprint(), personas=plan.personas(),
-                             seed=config.run.seed, versions=versions(), created_at=time.time())
+                             plugins=plan.plugins(), seed=config.run.seed, versions=versions(), created_at=time.time())
         return RunStore(store, 0)
     checked = Store.open(store_path, readonly=True)  # a writable open switches the journal mode: a refusal must write nothing
     try:

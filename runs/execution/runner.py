@@ -27,7 +27,6 @@ from agents.supporter import SupporterAgent
 from environments.environment import Environment, SupporterSpec
 from environments.episode import Episode
 from environments.runtime import make_runtime
-from environments.turn_policies import Alternating
 from roles.cards import RoleCard
 from runs.config import Config, EndpointConfig
 from runs.execution.observers import StoreObserver
@@ -147,7 +146,7 @@ class Runner:
         env = Environment(
             runtime, self.plan.protocol,
             {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters},
-            seeker_params=sampling(config.seeker), policy=Alternating(opener=True), termination=self.plan.termination(),
+            seeker_params=sampling(config.seeker), policy=self.plan.turn_policy(), termination=self.plan.termination(),
             behaviours=self.plan.behaviours, role_break=self.plan.role_break(),
         )
         runtime.start()
