@@ -19,6 +19,10 @@ from typing import Any, Iterator, Mapping, get_type_hints
 EXECUTORS = ("local", "ray")
 
 
+SCHEMA: dict[str, Any] = {"extra": "forbid", "use_attribute_docstrings": True}
+"""How pydantic reads each section dataclass into the JSON Schema (``runs.config_schema``): unknown keys are errors."""
+
+
 class ConfigError(ValueError):
     """The config is invalid; the message names the file, the field and the value."""
 
@@ -26,6 +30,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class EndpointConfig:
     """Where a model is and how to talk to it (shared by seeker, supporters and judge)."""
+
+    __pydantic_config__ = SCHEMA
 
     backend: str = "openai"
     base_url: str | None = None
@@ -46,6 +52,8 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class RunSection:
+    __pydantic_config__ = SCHEMA
+
     name: str = "esc-eval"
     rounds: int = 5
     concurrency: int = 64
@@ -87,6 +95,8 @@ class RunSection:
 
 @dataclass(frozen=True)
 class CardsSection:
+    __pydantic_config__ = SCHEMA
+
     path: str | None = None
     language: str | None = None
     limit: int | None = None

@@ -28,7 +28,8 @@ from runs.config import Config, ConfigError, check_api_keys, load_config, parse_
 from runs.formats.importing import ResultFileError, supporter_and_language
 from runs.formats.judging import Judged, TranscriptError
 from runs.analysis.report import ReportError
-from runs.cli import plugins
+from runs.cli import config as config_command
+from runs.cli import plugins as plugins_command
 from runs.store import StoreError
 
 FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes or judge scores (runs.execution.runner.RunResult.exit_code)
@@ -217,7 +218,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--supporter", choices=("empathic", "advice", "neutral"), default="empathic",
                       help="how the imagined supporter answers every round (moves emotion and ending rules)")
     show.set_defaults(handler=_personas_show)
-    plugins.add_parser(sub)
+    plugins_command.add_parser(sub)
+    config_command.add_parser(sub)
     return parser
 
 
