@@ -11,6 +11,8 @@ nothing of the project, so every room can declare a registry.
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -99,6 +101,7 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} {name!r}: {exc}") from None
         except ValueError:  # no signature (a builtin callable): let the call decide
             pass
+        _check_types(self.kind, name, factory, args)
         try:
             return factory(**args, **extra)  # type: ignore[operator]
         except ValueError as exc:  # a value the factory refuses (RegistryError included)
@@ -122,6 +125,30 @@ def split_spec(spec: str | Mapping[str, Any], kind: str) -> tuple[str, dict[str,
     if not isinstance(name, str) or not name:
         raise RegistryError(f"a {kind} needs a 'name' (a text value), got {dict(spec)!r:.80}")
     return name, args
+
+
+def _check_types(kind: str, name: str, factory: Any, args: Mapping[str, Any]) -> None:
+    """Arguments annotated with plain types (``int``, ``float``, ``str``, ``bool``, optional ones) must have them.
+
+    A spec comes from a TOML file: a quoted number must be refused here, not fail mid-run.
+    """
+    try:
+        hints = typing.get_type_hints(factory)
+    except Exception:  # unresolvable annotations (a plugin's): let the call decide
+        return
+    for arg, value in args.items():
+        allowed = typing.get_args(hints[arg]) if isinstance(hints.get(arg), types.UnionType) else (hints.get(arg),)
+        plain = [t for t in allowed if t in _PLAIN]
+        if len(plain) != len(allowed) or (any(isinstance(value, _PLAIN[t]) for t in plain) and (bool in plain or not isinstance(value, bool))):
+            continue
+        expected = " or ".join("none" if t is type(None) else t.__name__ for t in plain)
+        raise RegistryError(f"{kind} {name!r}: argument '{arg}' must be {expected}, got {type(value).__name__} {value!r:.40}")
+
+
+_PLAIN: dict[Any, tuple[type, ...]] = {
+    int: (int,), float: (int, float), str: (str,), bool: (bool,), type(None): (type(None),),
+}
+"""Annotation -> the TOML values it takes (an int is a float; a bool is neither, though Python says so)."""
 
 
 def _first_line(obj: object) -> str:

@@ -9,10 +9,10 @@ name the file, section, field and value, which a schema validator's reports do n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Required
 
 from pydantic import TypeAdapter, with_config
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict
 
 from runs.config import EXECUTORS, SCHEMA, CardsSection, JudgeSection, RunSection, SeekerSection, SupporterSection
 

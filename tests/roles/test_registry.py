@@ -74,3 +74,15 @@ def test_plugins_come_from_entry_points_and_cannot_replace_a_builtin(plugins: li
         things.get("broken")
     sources = {e.name: e.source for e in things.entries()}
     assert sources["small"] == "built-in" and sources["bounded"].startswith("plugin ") and "environments.termination:MaxTokens" in sources["bounded"]
+
+
+def test_arguments_of_the_wrong_type_are_refused_before_anything_runs() -> None:
+    from environments.termination import TERMINATION, Timeout
+
+    with pytest.raises(RegistryError, match=r"termination 'max_rounds': argument 'rounds' must be int, got str '5'"):
+        TERMINATION.create({"name": "max_rounds", "rounds": "5"})
+    with pytest.raises(RegistryError, match=r"argument 'rounds' must be int, got bool"):
+        TERMINATION.create({"name": "max_rounds", "rounds": True})
+    with pytest.raises(RegistryError, match=r"argument 'role' must be str or none, got int"):
+        TERMINATION.create({"name": "end_token", "role": 1})
+    assert TERMINATION.create({"name": "timeout", "seconds": 3}) == Timeout(3)  # TOML's 3 is a fine float
