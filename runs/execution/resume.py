@@ -56,7 +56,7 @@ def open_run_store(plan: RunPlan, store_path: Path, *, resume: bool, retry_faile
     if recorded != plan.fingerprint():  # allowed: the store keeps every config it has run under
         history = store.meta("config_history") or [{"fingerprint": recorded, "config": store.meta("config"), "at": store.meta("created_at")}]
         history.append({"fingerprint": plan.fingerprint(), "config": config.to_dict(), "at": time.time()})
-        store.set_meta(config=config.to_dict(), fingerprint=plan.fingerprint(), config_history=history)
+        store.set_meta(config=config.to_dict(), fingerprint=plan.fingerprint(), plugins=plan.plugins(), config_history=history)
         store.add_event("config-change", f"old={recorded} new={plan.fingerprint()}")
     # without retry_failed the runner skips these, so they are still failed when it ends
     return RunStore(store, 0 if retry_failed else store.counts().get("failed", 0))
