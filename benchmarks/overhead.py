@@ -90,7 +90,7 @@ def prompt_kit(n: int, c: int, url: str) -> dict[str, Any]:
     Seeker system prompts per card, the supporter's system prompt and opener, and per judge
     dimension its system message and user prompt with ``DIALOGUE`` where the dialogue goes.
     """
-    from runs.execution.runner import RunPlan
+    from runs.execution.plan import RunPlan
 
     plan = RunPlan.prepare(_config(n, c, url))
     assert plan.profile is not None

@@ -22,6 +22,8 @@ file in a package (``package:path/to/file.yaml``)::
     [project.entry-points."esc_eval.personas"]
     echoing = "my_package:Echoing"
     stoic = "my_package:personas/stoic.yaml"
+
+Code using esc-eval as a library registers a behaviour factory with ``@PERSONAS.register("name")``.
 """
 
 from __future__ import annotations
@@ -36,12 +38,16 @@ from typing import Any, Iterable, Literal, Protocol, runtime_checkable
 
 from environments.episode import Episode, Outcome, Role, Turn
 from roles.cards import RoleCard
+from roles.registry import Registry
 from roles.personas import (
     CUE_KINDS, DISTRESS_MAX, NAME_PATTERN, SUFFIXES, Persona, PersonaError, RoleBreakRule, UnknownPersona,
     builtin_personas, card_facts, cue_pattern, load_persona, persona_files, persona_from_file,
 )
 
 ENTRY_POINT_GROUP = "esc_eval.personas"
+
+PERSONAS: Registry[Any] = Registry("persona", ENTRY_POINT_GROUP)
+"""Personas given by code (registered here) or plugins; the YAML built-ins are ``roles.personas.builtin_personas``."""
 
 
 @runtime_checkable
@@ -234,7 +240,7 @@ class PersonaInfo:
 
 def plugin_entry_points() -> dict[str, metadata.EntryPoint]:
     """Installed plugins: entry point name -> entry point, in the group ``esc_eval.personas``."""
-    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return PERSONAS.entry_points()
 
 
 def load_plugin(entry_point: metadata.EntryPoint) -> SeekerBehaviour:
@@ -309,7 +315,11 @@ def list_personas(dirs: Iterable[str | Path] = ()) -> list[PersonaInfo]:
             except PersonaError as exc:
                 found.append(PersonaInfo(path.stem, str(path), f"(invalid: {exc})"))
     builtins = set(builtin_personas())
-    for name, ep in sorted(plugin_entry_points().items()):
+    plugins = plugin_entry_points()
+    for name in PERSONAS.names():
+        if name not in plugins:  # registered in code
+            found.append(PersonaInfo(name, "registered", describe(_as_behaviour(PERSONAS.get(name), f"persona {name!r}", name))))
+    for name, ep in sorted(plugins.items()):
         dist = ep.dist.metadata["Name"] if ep.dist is not None else "?"
         source = f"plugin {dist} ({ep.value})"
         try:
@@ -339,11 +349,13 @@ def load_behaviour(name_or_path: str | Path, *, dirs: Iterable[str | Path] = ())
         if text.endswith(SUFFIXES):
             raise
         plugins = plugin_entry_points()
-        if text in plugins:
+        if text in PERSONAS.names():
             if not NAME_PATTERN.match(text):
                 raise PersonaError(f"plugin {text!r}", "its name must be letters, digits, '.', '-', '_' to name episodes") from None
-            return text, load_plugin(plugins[text])
-        known = [*builtin_personas(), *sorted(plugins)]
+            if text in plugins:
+                return text, load_plugin(plugins[text])
+            return text, _as_behaviour(PERSONAS.get(text), f"persona {text!r}", text)
+        known = [*builtin_personas(), *PERSONAS.names()]
         raise UnknownPersona(text, f"unknown persona {text!r}: not a .yaml file, a built-in or a plugin (known: {', '.join(known)})") from None
     return persona.name, PersonaBehaviour(persona)
 
@@ -390,6 +402,6 @@ def preview(behaviour: SeekerBehaviour, card: RoleCard, *, opener: str = "", rou
 
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "NEUTRAL", "NeutralBehaviour", "PersonaBehaviour", "PersonaInfo", "PreviewRound", "SeekerBehaviour",
+    "ENTRY_POINT_GROUP", "NEUTRAL", "PERSONAS", "NeutralBehaviour", "PersonaBehaviour", "PersonaInfo", "PreviewRound", "SeekerBehaviour",
     "describe", "list_personas", "load_behaviour", "load_plugin", "mentions", "plugin_entry_points", "preview",
 ]

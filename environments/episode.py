@@ -75,7 +75,7 @@ class Episode:
     """One conversation between a seeker (playing ``card``) and one supporter.
 
     Attributes:
-        key: deterministic identity (card, supporter, persona, seed, repeat); see ``runs.execution.runner``.
+        key: deterministic identity (card, supporter, persona, seed, repeat); see ``runs.execution.plan``.
         seed: per-episode seed derived from the run seed and the key.
         turns: the transcript so far, opener included.
         outcome: ``None`` while running.

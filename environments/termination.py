@@ -2,21 +2,26 @@
 
 ``a | b`` ends the episode when either fires (the first to fire, in order, gives the outcome);
 ``a & b`` ends it only when both fire, with ``terminated`` winning over ``truncated``.
-Detectors are checked after every turn.
+Detectors are checked after every turn. ``TERMINATION`` names them for configs
+(``[run] termination = [{name = "max_rounds", rounds = 5}, {name = "end_token"}]``); a
+plugin registers a factory returning any object with ``check`` in ``esc_eval.termination``.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Protocol
 
 from environments.episode import Episode, Outcome, OutcomeKind, Role
+from roles.registry import Registry
 
 
-class Detector(ABC):
-    @abstractmethod
+class Detector(Protocol):
+    """Anything with ``check``; subclassing it (the built-ins do) adds ``|`` and ``&``."""
+
     def check(self, episode: Episode) -> Outcome | None:
         """Return an outcome if the episode should end now."""
+        ...
 
     def __or__(self, other: Detector) -> Detector:
         return AnyOf((self, other))
@@ -101,3 +106,16 @@ class Timeout(Detector):
         if episode.elapsed() >= self.seconds:
             return Outcome.truncated(f"timeout={self.seconds}s")
         return None
+
+
+TERMINATION: Registry[type[Detector]] = Registry("termination", "esc_eval.termination")
+"""Detectors by config name; several named in ``[run] termination`` end an episode when any fires, in order."""
+TERMINATION.register("max_rounds")(MaxRounds)
+TERMINATION.register("max_tokens")(MaxTokens)
+TERMINATION.register("timeout")(Timeout)
+
+
+@TERMINATION.register("end_token")
+def end_token(token: str = "[END]", role: str | None = "seeker") -> Detector:
+    """Terminate when a line by ``role`` (``seeker``, ``supporter``, or any if empty) contains ``token``."""
+    return EndToken(token, Role(role) if role else None)

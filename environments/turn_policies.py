@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from environments.episode import Episode, Role
+from roles.registry import Registry
 
 
 class TurnPolicy(Protocol):
@@ -36,11 +37,6 @@ class Alternating:
         return Role.SUPPORTER
 
 
-POLICIES: dict[str, type[Alternating]] = {"alternating": Alternating}
-
-
-def make_policy(name: str, **args: bool) -> TurnPolicy:
-    try:
-        return POLICIES[name](**args)
-    except KeyError:
-        raise ValueError(f"unknown turn policy '{name}' (known: {', '.join(POLICIES)})") from None
+TURN_POLICIES: Registry[type[TurnPolicy]] = Registry("turn policy", "esc_eval.turn_policies")
+"""Turn policies by config name (``[run] turn_policy = {name = "alternating", opener = true}``)."""
+TURN_POLICIES.register("alternating")(Alternating)

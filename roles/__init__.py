@@ -8,11 +8,13 @@ Public API:
     load_protocol, builtin_protocols       -- read a protocol by built-in name or path
     Persona, PersonaError, UnknownPersona  -- how a seeker behaves, as data (docs/personas.md)
     load_persona, builtin_personas         -- read a persona by built-in name or path
+    Registry, RegistryError                -- named extension points every room declares (docs/plugins.md)
 """
 
 from roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
 from roles.loaders import builtin_cards, load_cards
 from roles.personas import Persona, PersonaError, UnknownPersona, builtin_personas, load_persona
+from roles.registry import Registry, RegistryError
 from roles.templates import ProtocolError, SeekerProtocol, builtin_protocols, load_protocol
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "Persona",
     "PersonaError",
     "ProtocolError",
+    "Registry",
+    "RegistryError",
     "RoleCard",
     "SeekerProtocol",
     "UnknownPersona",

@@ -9,6 +9,10 @@ Two record shapes are accepted in every format:
 A JSON or YAML file holds a list of records, or a mapping whose ``cards`` key holds
 that list; a JSONL file holds one record per non-blank line. Fields the loader does
 not know (ESC-Eval's ``base_biaozhu``, ...) are kept in ``RoleCard.annotations``.
+
+``CARD_READERS`` maps a file suffix (without the dot) to a reader ``(name, text) -> records``;
+a plugin adds a format through the entry point group ``esc_eval.card_readers`` (its reader
+raises ``CardError`` naming the file for text it cannot parse).
 """
 
 from __future__ import annotations
@@ -22,8 +26,38 @@ import yaml
 
 from roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
 from roles.jsonl import json_error, read_jsonl
+from roles.registry import Registry, RegistryError
 
-SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
+CARD_READERS: Registry[Any] = Registry("card reader", "esc_eval.card_readers")
+"""File suffix without the dot -> ``reader(name, text)`` returning a list of records (or ``{cards: [...]}``)."""
+
+
+@CARD_READERS.register("json")
+def read_json(name: str, text: str) -> Any:
+    """A JSON list of cards (ESC-Eval's card files), or ``{"cards": [...]}``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CardError(name, json_error(exc)) from None
+
+
+@CARD_READERS.register("jsonl")
+def read_cards_jsonl(name: str, text: str) -> Any:
+    """One card per non-blank line."""
+    # objects=False: a record that is not an object is named by its card index, as in JSON and YAML files
+    return [record for _, record in read_jsonl(text, None, lambda message: CardError(name, message), objects=False)]
+
+
+@CARD_READERS.register("yaml")
+def read_yaml(name: str, text: str) -> Any:
+    """A YAML list of cards, or ``cards: [...]``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CardError(name, f"not valid YAML: {exc}") from None
+
+
+CARD_READERS.register("yml", "A YAML list of cards, or ``cards: [...]``.")(read_yaml)
 
 _LANGUAGE_NAMES = {"en": "en", "english": "en", "zh": "zh", "chinese": "zh"}
 _CATEGORY_NAMES = {
@@ -55,8 +89,9 @@ def load_cards(path: str | Path, *, language: str | None = None) -> list[RoleCar
     path = Path(path)
     name = str(path)
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise CardError(name, f"unknown card format '{suffix or '(no suffix)'}' (use {', '.join(SUFFIXES)})")
+    if suffix[1:] not in CARD_READERS.names():
+        known = ", ".join(f".{s}" for s in CARD_READERS.names())
+        raise CardError(name, f"unknown card format '{suffix or '(no suffix)'}' (use {known})")
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
@@ -83,19 +118,9 @@ def _parse(name: str, text: str, suffix: str) -> list[Any]:
     if not text.strip():
         raise CardError(name, "the file is empty")
     try:
-        if suffix == ".jsonl":
-            # objects=False: a record that is not an object is named by its card index, as in JSON and YAML files
-            data: Any = [record for _, record in read_jsonl(text, None, lambda message: CardError(name, message), objects=False)]
-        elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise CardError(name, f"unknown card format '{suffix}' (use {', '.join(SUFFIXES)})")
-    except json.JSONDecodeError as exc:
-        raise CardError(name, json_error(exc)) from None
-    except yaml.YAMLError as exc:
-        raise CardError(name, f"not valid YAML: {exc}") from None
+        data = CARD_READERS.get(suffix[1:])(name, text)
+    except RegistryError as exc:  # a plugin that cannot be imported
+        raise CardError(name, str(exc)) from None
     except RecursionError:
         raise CardError(name, "nested too deeply to be a card file") from None
     if isinstance(data, dict) and "cards" in data:

@@ -16,9 +16,11 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, get_type_hints
 
-BACKENDS = ("openai", "transformers", "vllm")
-
 EXECUTORS = ("local", "ray")
+
+
+SCHEMA: dict[str, Any] = {"extra": "forbid", "use_attribute_docstrings": True}
+"""How pydantic reads each section dataclass into the JSON Schema (``runs.config_schema``): unknown keys are errors."""
 
 
 class ConfigError(ValueError):
@@ -28,6 +30,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class EndpointConfig:
     """Where a model is and how to talk to it (shared by seeker, supporters and judge)."""
+
+    __pydantic_config__ = SCHEMA
 
     backend: str = "openai"
     base_url: str | None = None
@@ -48,6 +52,8 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class RunSection:
+    __pydantic_config__ = SCHEMA
+
     name: str = "esc-eval"
     rounds: int = 5
     concurrency: int = 64
@@ -63,10 +69,34 @@ class RunSection:
     """With ``executor = "ray"``: the cluster (``auto``, ``ray://HOST:10001``, or ``local`` to start one)."""
     workers: int = 2
     """With ``executor = "ray"``: Ray worker actors; connection limits and concurrency are split among them."""
+    termination: tuple[dict[str, Any], ...] = ()
+    """Detectors by name (``{name = "max_rounds", rounds = 5}``), instead of the shorthands ``rounds``,
+    ``end_token``, ``max_episode_tokens`` and ``episode_timeout``; see ``environments.termination.TERMINATION``."""
+    turn_policy: dict[str, Any] | None = None
+    """``{name = "alternating", opener = true}`` (the default); see ``environments.turn_policies.TURN_POLICIES``."""
+
+    def termination_specs(self) -> list[dict[str, Any]]:
+        """The detectors this section asks for, the shorthands spelled as specs (any that fires ends an episode)."""
+        if self.termination:
+            return [dict(spec) for spec in self.termination]
+        specs: list[dict[str, Any]] = []
+        if self.end_token:
+            specs.append({"name": "end_token", "token": self.end_token})
+        specs.append({"name": "max_rounds", "rounds": self.rounds})
+        if self.max_episode_tokens:
+            specs.append({"name": "max_tokens", "tokens": self.max_episode_tokens})
+        if self.episode_timeout:
+            specs.append({"name": "timeout", "seconds": self.episode_timeout})
+        return specs
+
+    def turn_policy_spec(self) -> dict[str, Any]:
+        return dict(self.turn_policy or {"name": "alternating", "opener": True})
 
 
 @dataclass(frozen=True)
 class CardsSection:
+    __pydantic_config__ = SCHEMA
+
     path: str | None = None
     language: str | None = None
     limit: int | None = None
@@ -154,6 +184,9 @@ class Config:
                 section.pop(volatile, None)
             if not section.get("lora"):  # added later: at its default, keep older fingerprints
                 section.pop("lora", None)
+        for added in ("termination", "turn_policy"):  # at their defaults, keep older fingerprints
+            if not data["run"].get(added):
+                data["run"].pop(added, None)
         for added, default in (("personas", ()), ("role_break_retries", 2)):  # at their defaults, keep older fingerprints
             if data["seeker"].get(added) in (default, list(default) if isinstance(default, tuple) else default):
                 data["seeker"].pop(added, None)
@@ -216,6 +249,7 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
         if names.index(s.name) != i:
             raise ConfigError(f"{name}: [[supporters]] {i} field 'name': duplicate name {s.name!r}")
     _check_run(name, run, cards)
+    _check_plugins(name, raw.get("run", {}), run)
     return Config(name, run, cards, seeker, supporters, judge)
 
 
@@ -257,6 +291,31 @@ def _check_run(name: str, run: RunSection, cards: CardsSection) -> None:
         raise ConfigError(f"{name}: [cards] field 'language': must be 'en' or 'zh', got {cards.language!r}")
 
 
+SHORTHANDS = ("rounds", "end_token", "max_episode_tokens", "episode_timeout")
+"""``[run]`` fields a ``termination`` list replaces."""
+
+
+def _check_plugins(name: str, raw: dict[str, Any], run: RunSection) -> None:
+    """Every named termination detector and the turn policy exist and take the arguments given."""
+    from environments.termination import TERMINATION
+    from environments.turn_policies import TURN_POLICIES
+    from roles.registry import RegistryError
+
+    if run.termination:
+        both = [f for f in SHORTHANDS if f in raw]
+        if both:
+            raise ConfigError(f"{name}: [run] field 'termination': replaces '{both[0]}'; set one or the other")
+    for i, spec in enumerate(run.termination_specs()):  # the shorthands' specs are valid by their types
+        try:
+            TERMINATION.create(spec)
+        except RegistryError as exc:
+            raise ConfigError(f"{name}: [run] field 'termination' {i}: {exc}") from None
+    try:
+        TURN_POLICIES.create(run.turn_policy_spec())
+    except RegistryError as exc:
+        raise ConfigError(f"{name}: [run] field 'turn_policy': {exc}") from None
+
+
 def _section(name: str, section: str, raw: Any, cls: type[Any]) -> Any:
     where = f"{name}: [{section}]"
     if not isinstance(raw, dict):
@@ -282,6 +341,14 @@ def _typed(where: str, value: Any, hint: Any) -> Any:
     optional = "None" in text
     if optional and value is None:
         return None
+    if "tuple[dict" in text:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"{where}: must be a list of tables, got {value!r:.80}")
+        return tuple(value)
+    if "dict[str, typing.Any]" in text or "dict[str, Any]" in text:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: must be a table, got {value!r:.80}")
+        return dict(value)
     if "tuple[str, ...]" in text:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: must be a list of text values, got {value!r:.80}")
@@ -306,8 +373,10 @@ def _typed(where: str, value: Any, hint: Any) -> Any:
 
 
 def _check_endpoint(where: str, endpoint: EndpointConfig) -> None:
-    if endpoint.backend not in BACKENDS:
-        raise ConfigError(f"{where} field 'backend': unknown backend {endpoint.backend!r} (known: {', '.join(BACKENDS)})")
+    from agents.backends import BACKENDS
+
+    if endpoint.backend not in BACKENDS.names():
+        raise ConfigError(f"{where} field 'backend': unknown backend {endpoint.backend!r} (known: {', '.join(BACKENDS.names())})")
     if endpoint.backend == "vllm" and not endpoint.model:
         raise ConfigError(f"{where}: missing field 'model' (required by backend 'vllm': a folder or hub id)")
     if endpoint.backend == "openai":

@@ -218,7 +218,7 @@ def audit_store(path: Path, planned_keys: Iterable[str], *, rounds: int, dimensi
 
 def planned_keys(config: Path) -> list[str]:
     from runs.config import load_config
-    from runs.execution.runner import RunPlan
+    from runs.execution.plan import RunPlan
 
     return [p.key for p, _ in RunPlan.prepare(load_config(config)).episodes()]
 

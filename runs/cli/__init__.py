@@ -28,6 +28,8 @@ from runs.config import Config, ConfigError, check_api_keys, load_config, parse_
 from runs.formats.importing import ResultFileError, supporter_and_language
 from runs.formats.judging import Judged, TranscriptError
 from runs.analysis.report import ReportError
+from runs.cli import config as config_command
+from runs.cli import plugins as plugins_command
 from runs.store import StoreError
 
 FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes or judge scores (runs.execution.runner.RunResult.exit_code)
@@ -216,6 +218,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--supporter", choices=("empathic", "advice", "neutral"), default="empathic",
                       help="how the imagined supporter answers every round (moves emotion and ending rules)")
     show.set_defaults(handler=_personas_show)
+    plugins_command.add_parser(sub)
+    config_command.add_parser(sub)
     return parser
 
 
@@ -253,7 +257,9 @@ def _run(args: argparse.Namespace) -> int:
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
              allow_config_change: bool = False, monitor_interval: float | None = None,
              ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed") -> int:
-    from runs.execution.runner import RunPlan, Runner, versions
+    from runs.execution.plan import RunPlan
+    from runs.execution.resume import open_run_store
+    from runs.execution.runner import Runner
     from runs.store import Store
 
     plan = RunPlan.prepare(config)  # every input check happens before the store exists
@@ -264,31 +270,8 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
             import ray  # noqa: F401
         except ImportError:
             raise UsageError('the ray executor (--ray, [run] executor = "ray") needs Ray: pip install "esc-eval[ray]"') from None
-    if resume:
-        checked = Store.open(store_path, readonly=True)  # a writable open switches the journal mode: a refusal must write nothing
-        try:
-            recorded = checked.meta("fingerprint")
-        finally:
-            checked.close_sync()
-        if recorded != plan.fingerprint() and not allow_config_change:
-            raise ConfigError(
-                f"{config.path}: differs from the config {store_path} was started with "
-                "(cards, models, rounds, seed or judge changed); start a new store, or pass --allow-config-change"
-            )
-        store = Store.open(store_path)
-        if recorded != plan.fingerprint():  # allowed: the store keeps every config it has run under
-            history = store.meta("config_history") or [{"fingerprint": recorded, "config": store.meta("config"), "at": store.meta("created_at")}]
-            history.append({"fingerprint": plan.fingerprint(), "config": config.to_dict(), "at": time.time()})
-            store.set_meta(config=config.to_dict(), fingerprint=plan.fingerprint(), config_history=history)
-            store.add_event("config-change", f"old={recorded} new={plan.fingerprint()}")
-        # without --retry-failed the runner skips these, so they are still failed when it ends
-        earlier_failed = 0 if retry_failed else store.counts().get("failed", 0)
-    else:
-        earlier_failed = 0
-        if store_path.exists():
-            raise UsageError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
-        store = Store.create(store_path, config=config.to_dict(), fingerprint=plan.fingerprint(), personas=plan.personas(), seed=config.run.seed,
-                             versions=versions(), created_at=time.time())
+    opened = open_run_store(plan, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
+    store, earlier_failed = opened.store, opened.earlier_failed
     if distributed:
         from runs.distributed import DistributedRunner
 

@@ -49,7 +49,8 @@ from agents.messages import EpisodeEnded, TurnTaken
 from roles.cards import RoleCard
 from runs.config import Config
 from runs.execution.progress import RunProgress, WorkerProgress
-from runs.execution.runner import RunPlan, RunResult
+from runs.execution.plan import RunPlan
+from runs.execution.runner import RunResult
 from runs.store import FINAL_ROUND, PlannedEpisode, Store
 
 log = logging.getLogger(__name__)

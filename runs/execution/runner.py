@@ -1,4 +1,4 @@
-"""The runner: plans episode keys, skips finished ones, admits at most ``concurrency`` at a time.
+"""The runner: skips finished episodes of a plan (``runs.execution.plan``), admits at most ``concurrency`` at a time.
 
 Episodes are created lazily as they are admitted, so a run of 100k planned episodes holds
 only ``concurrency`` of them in memory. Every turn reaches the store through the runtime's
@@ -9,163 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
-import json
 import logging
-import platform
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from autogen_core import TypeSubscription
 
-from agents.backends import ChatBackend, create_backend
+from agents.backends import ChatBackend
 from agents.backends.base import AuthFailed
 from agents.judge.agent import JudgeAgent, Scorer, ScoreSink, score_publisher
+from agents.judge.profiles import JudgeProfile
 from agents.messages import EPISODES_TOPIC, SCORES_TOPIC, TURNS_TOPIC, SamplingParams
-from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
 from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
-from environments.behaviours import SeekerBehaviour, load_behaviour
 from environments.environment import Environment, SupporterSpec
-from environments.runtime import LeanRuntime, make_runtime
 from environments.episode import Episode
-from environments.termination import Detector, EndToken, MaxRounds, MaxTokens, Timeout
-from environments.turn_policies import Alternating
+from environments.runtime import LeanRuntime, make_runtime
 from roles.cards import RoleCard
-from roles.loaders import builtin_cards, load_cards
-from roles.personas import RoleBreakRule, UnknownPersona, base_role_break
-from roles.templates import SeekerProtocol, load_protocol
-from runs.config import Config, ConfigError, EndpointConfig
+from runs.config import Config, EndpointConfig
 from runs.execution.observers import StoreObserver
+from runs.execution.plan import RunPlan
+from runs.execution.pool import BackendPool
 from runs.execution.progress import RunProgress
 from runs.store import PlannedEpisode, Store
 
-if TYPE_CHECKING:
-    from agents.backends.openai_http import HTTPSessions
-
 log = logging.getLogger(__name__)
-
-
-def episode_key(card_index: int, card: RoleCard, supporter: str, persona: str, seed: int, repeat: int) -> str:
-    """Deterministic and readable: the same plan always yields the same keys."""
-    return f"{supporter}/{persona}/{card_index:05d}-{card.id}/s{seed}/r{repeat}"
-
-
-def episode_seed(run_seed: int, key: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{run_seed}|{key}".encode()).digest()[:4], "big")
-
-
-def load_run_cards(config: Config) -> list[RoleCard]:
-    cards = load_cards(config.cards.path, language=config.cards.language) if config.cards.path else builtin_cards(config.cards.language)
-    return cards[: config.cards.limit] if config.cards.limit else cards
-
-
-@dataclass
-class RunPlan:
-    """Everything a run needs that can be checked before anything is written."""
-
-    config: Config
-    cards: list[RoleCard]
-    protocol: SeekerProtocol
-    profile: JudgeProfile | None = None
-    behaviours: dict[str, SeekerBehaviour] = field(default_factory=dict)
-    """Persona name -> behaviour, in the config's order; episode keys use these names."""
-
-    @classmethod
-    def prepare(cls, config: Config) -> RunPlan:
-        """Load cards, protocol, personas and judge profile; raises ``CardError``/``ProtocolError``/``PersonaError``/``ConfigError``."""
-        cards = load_run_cards(config)
-        profile = load_judge_profile(config, {c.language for c in cards}) if config.judge else None
-        behaviours = load_run_behaviours(config, {c.language for c in cards})
-        return cls(config, cards, load_protocol(config.seeker.protocol), profile, behaviours)
-
-    def personas(self) -> dict[str, Any]:
-        """What each persona of the run says (a YAML persona's merged spec; a plugin's class), for the record."""
-        return {name: getattr(getattr(b, "persona", None), "spec", None) or type(b).__qualname__ for name, b in self.behaviours.items()}
-
-    def fingerprint(self) -> str:
-        """The config's fingerprint plus the personas: editing a persona file between a run and its resume counts."""
-        text = json.dumps([self.config.fingerprint(), self.personas()], sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def episodes(self) -> Iterator[tuple[PlannedEpisode, RoleCard]]:
-        """The grid repeats x cards x personas x supporters, in that nesting order (supporters innermost).
-
-        Card-major with the supporters round-robin, so any prefix of the plan (a run
-        interrupted, stopped with Ctrl-C, or watched live) has every supporter on the same
-        cards and personas: the partial leaderboard compares like with like. Keys do not
-        depend on the order, so stores planned in another order resume as they were.
-        """
-        run = self.config.run
-        personas = list(self.behaviours) or list(self.config.seeker.persona_names)
-        ordinal = 0
-        for repeat in range(run.repeats):
-            for index, card in enumerate(self.cards):
-                for persona in personas:
-                    for supporter in self.config.supporters:
-                        key = episode_key(index, card, supporter.name, persona, run.seed, repeat)
-                        yield PlannedEpisode(
-                            key, ordinal, index, card.id, card.language, card.category, card.source,
-                            supporter.name, persona, repeat, episode_seed(run.seed, key),
-                        ), card
-                        ordinal += 1
-
-    def role_break(self) -> RoleBreakRule:
-        """The built-in role-break detector with ``[seeker] role_break_retries``."""
-        return base_role_break(self.config.seeker.role_break_retries)
-
-    def termination(self) -> Detector:
-        run = self.config.run
-        detector: Detector = MaxRounds(run.rounds)
-        if run.end_token:
-            detector = EndToken(run.end_token) | detector
-        if run.max_episode_tokens:
-            detector = detector | MaxTokens(run.max_episode_tokens)
-        if run.episode_timeout:
-            detector = detector | Timeout(run.episode_timeout)
-        return detector
-
-
-def load_run_behaviours(config: Config, languages: set[str]) -> dict[str, SeekerBehaviour]:
-    """The run's personas as behaviours, each checked to have text for the cards' languages.
-
-    Raises:
-        ConfigError: a persona name is unknown (naming ``[seeker]`` field ``persona``/``personas``).
-        PersonaError: a persona file or plugin is invalid (naming the file and the field).
-    """
-    field_name = config.seeker.persona_field
-    behaviours: dict[str, SeekerBehaviour] = {}
-    for given in config.seeker.persona_names:
-        try:
-            name, behaviour = load_behaviour(given)
-        except UnknownPersona as exc:
-            raise ConfigError(f"{config.path}: [seeker] field '{field_name}': {exc}") from None
-        if name in behaviours:
-            raise ConfigError(f"{config.path}: [seeker] field '{field_name}': {given!r} is also named {name!r}; persona names must differ")
-        persona = getattr(behaviour, "persona", None)
-        if persona is not None:
-            persona.require(languages)
-        behaviours[name] = behaviour
-    return behaviours
-
-
-def load_judge_profile(config: Config, languages: set[str]) -> JudgeProfile:
-    """The judge's profile, checked against the run's languages and ``[judge.models]``."""
-    assert config.judge is not None
-    try:
-        profile = load_profile(config.judge.profile)
-    except ProfileError as exc:
-        raise ConfigError(f"{config.path}: [judge] field 'profile': {exc}") from None
-    missing = sorted(languages - set(profile.languages))
-    if missing:
-        raise ConfigError(f"{config.path}: [judge] field 'profile': {profile.name} has no rubric for language {', '.join(missing)}")
-    unknown = sorted(set(config.judge.models) - set(profile.keys))
-    if unknown:
-        raise ConfigError(f"{config.path}: [judge.models]: unknown dimension {', '.join(unknown)} (known: {', '.join(profile.keys)})")
-    return profile
 
 
 def make_scorer(config: Config, profile: JudgeProfile, backend: ChatBackend, sinks: list[ScoreSink]) -> Scorer:
@@ -178,66 +48,8 @@ def make_scorer(config: Config, profile: JudgeProfile, backend: ChatBackend, sin
     )
 
 
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for dist in ("esc-eval", "autogen-core", "aiohttp", "tenacity", "transformers", "torch"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
-
-
 def sampling(endpoint: EndpointConfig) -> SamplingParams:
     return SamplingParams(endpoint.max_tokens, endpoint.temperature, endpoint.top_p)
-
-
-class BackendPool:
-    """One backend per distinct endpoint (kind, url, model, key variable), shared by every role using it.
-
-    Sharing matters for local models: the seeker and a supporter on the embedded model
-    load it once and have their requests micro-batched together. HTTP backends on one
-    server share its connection pool (``HTTPSessions``).
-    """
-
-    def __init__(self, overrides: Mapping[str, ChatBackend] | None = None):
-        self._by_endpoint: dict[tuple[object, ...], ChatBackend] = {}
-        self.overrides = dict(overrides or {})
-        self._http: HTTPSessions | None = None
-
-    def get(self, role_name: str, endpoint: EndpointConfig) -> ChatBackend:
-        if role_name in self.overrides:
-            return self.overrides[role_name]
-        ident = (endpoint.backend, endpoint.base_url, endpoint.model, endpoint.api_key_env, tuple(sorted(endpoint.lora.items())))
-        if ident not in self._by_endpoint:
-            if endpoint.backend == "openai":
-                from agents.backends.openai_http import HTTPSessions
-
-                self._http = self._http or HTTPSessions()
-                backend = create_backend(
-                    "openai", base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
-                    max_connections=endpoint.max_connections, timeout=endpoint.timeout,
-                    max_attempts=endpoint.max_attempts, max_retry_time=endpoint.max_retry_time, name=role_name, sessions=self._http,
-                )
-            elif endpoint.backend == "vllm":
-                backend = create_backend("vllm", model=endpoint.model, lora=dict(endpoint.lora), name=role_name)
-            elif endpoint.backend == "transformers" and endpoint.lora:
-                from agents.backends.lora_local import LoraLocalBackend
-
-                backend = LoraLocalBackend(endpoint.model, adapters=dict(endpoint.lora), name=role_name)
-            else:
-                backend = create_backend(endpoint.backend, model=endpoint.model, name=role_name)
-            self._by_endpoint[ident] = backend
-        return self._by_endpoint[ident]
-
-    def all(self) -> list[ChatBackend]:
-        return list({id(b): b for b in [*self._by_endpoint.values(), *self.overrides.values()]}.values())
-
-    async def aclose(self) -> None:
-        for backend in self.all():
-            await backend.aclose()
-        if self._http is not None:
-            await self._http.aclose()
 
 
 @contextmanager
@@ -334,7 +146,7 @@ class Runner:
         env = Environment(
             runtime, self.plan.protocol,
             {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters},
-            seeker_params=sampling(config.seeker), policy=Alternating(opener=True), termination=self.plan.termination(),
+            seeker_params=sampling(config.seeker), policy=self.plan.turn_policy(), termination=self.plan.termination(),
             behaviours=self.plan.behaviours, role_break=self.plan.role_break(),
         )
         runtime.start()

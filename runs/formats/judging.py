@@ -94,7 +94,9 @@ class Judged:
 
 async def judge_transcripts(config: Config, path: Path, *, language: str | None, out: Path | None) -> Judged:
     """Score every transcript in ``path``; writes ESC-Eval's score file to ``out`` when given."""
-    from runs.execution.runner import BackendPool, load_judge_profile, make_scorer  # autogen-core: imported here, not when the CLI starts
+    from runs.execution.plan import load_judge_profile  # autogen-core: imported here, not when the CLI starts
+    from runs.execution.pool import BackendPool
+    from runs.execution.runner import make_scorer
 
     assert config.judge is not None
     transcripts = read_transcripts(path)

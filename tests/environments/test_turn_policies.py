@@ -1,5 +1,5 @@
 from environments.episode import Episode, Role
-from environments.turn_policies import Alternating, make_policy
+from environments.turn_policies import TURN_POLICIES, Alternating
 from roles.cards import RoleCard
 
 CARD = RoleCard("c1", "en", "Age: 30\nProblem: stress", "work_study", "test")
@@ -22,10 +22,10 @@ def test_after_the_opener_the_seeker_speaks() -> None:
     assert Alternating().opener is True
 
 
-def test_make_policy_by_name() -> None:
-    assert make_policy("alternating", opener=False) == Alternating(opener=False)
+def test_policy_by_name() -> None:
+    assert TURN_POLICIES.create({"name": "alternating", "opener": False}) == Alternating(opener=False)
     try:
-        make_policy("round-robin")
+        TURN_POLICIES.create({"name": "round-robin"})
     except ValueError as exc:
         assert "round-robin" in str(exc) and "alternating" in str(exc)
     else:

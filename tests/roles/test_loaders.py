@@ -349,6 +349,22 @@ def test_unknown_suffix(tmp_path, name):
     assert "unknown card format" in str(_error(path))
 
 
+def test_a_card_reader_plugin_reads_its_suffix(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from roles import registry
+
+    plugin = metadata.EntryPoint("cards", "roles.loaders:read_json", "esc_eval.card_readers")
+    real = metadata.entry_points
+    monkeypatch.setattr(registry.metadata, "entry_points",
+                        lambda *, group: [plugin] if group == "esc_eval.card_readers" else real(group=group))
+    path = tmp_path / "deck.cards"
+    path.write_text(json.dumps([ours()]), encoding="utf-8")
+    assert [c.id for c in load_cards(path)] == [ours()["id"]]
+    err = _error(tmp_path / "deck.txt")
+    assert "unknown card format '.txt' (use .json, .jsonl, .yaml, .yml, .cards)" in str(err)
+
+
 def test_missing_file(tmp_path):
     assert "cannot read" in str(_error(tmp_path / "nope.json"))
 

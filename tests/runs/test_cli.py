@@ -101,3 +101,24 @@ async def test_resume_of_a_finished_store_has_nothing_to_do_and_starts_nothing(t
     ray = await esc_eval("run", str(config), "--store", str(store), "--no-monitor", "--resume", "--ray", "127.0.0.1:9", timeout=60)
     assert ray.returncode == 0 and "nothing to do" in ray.stdout, ray.stdout + ray.stderr
     assert len(server.requests) == sent
+
+
+async def test_an_unknown_termination_detector_is_exit_2_naming_the_known_ones(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[run]\ntermination = [{name = "max_turns", turns = 3}]\n\n[seeker]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n\n'
+                      '[[supporters]]\nname = "a"\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n', encoding="utf-8")
+    line = await run_bad(tmp_path, config)
+    assert line == (f"esc-eval: error: {config}: [run] field 'termination' 0: unknown termination 'max_turns' "
+                    "(known: max_rounds, max_tokens, timeout, end_token)")
+
+
+async def test_plugins_list_shows_every_kind_built_in() -> None:
+    result = await esc_eval("plugins", "list")
+    assert result.returncode == 0, result.stderr
+    rows = {tuple(line.split()[:3]) for line in result.stdout.splitlines() if not line.startswith("turn policy")}
+    for kind, name in [("backend", "openai"), ("backend", "vllm"), ("termination", "max_rounds"), ("termination", "end_token"),
+                       ("persona", "default"), ("persona", "terse")]:
+        assert (kind, name, "built-in") in rows, result.stdout
+    assert any(line.split()[:4] == ["turn", "policy", "alternating", "built-in"] for line in result.stdout.splitlines())
+    only = await esc_eval("plugins", "list", "--kind", "backend")
+    assert {line.split()[0] for line in only.stdout.splitlines()} == {"backend"}

@@ -98,3 +98,41 @@ def test_an_api_key_variable_that_is_not_set_names_section_and_variable_never_a_
     with pytest.raises(ConfigError, match="\\[seeker\\]") as err:
         check_api_keys(c, {"B_KEY": "sk-2", "JUDGE_KEY": "sk-3"})
     assert "sk-" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        ({"termination": [{"name": "max_turns"}]},
+         "x.toml: [run] field 'termination' 0: unknown termination 'max_turns' (known: max_rounds, max_tokens, timeout, end_token)"),
+        ({"termination": [{"name": "max_rounds", "rounds": 2}, {"name": "end_token", "colour": 1}]},
+         "x.toml: [run] field 'termination' 1: termination 'end_token': got an unexpected keyword argument 'colour'"),
+        ({"termination": [{"rounds": 2}]}, "x.toml: [run] field 'termination' 0: a termination needs a 'name'"),
+        ({"termination": "max_rounds"}, "x.toml: [run] field 'termination': must be a list of tables"),
+        ({"termination": [{"name": "max_rounds", "rounds": 2}], "end_token": "[END]"},
+         "x.toml: [run] field 'termination': replaces 'end_token'; set one or the other"),
+        ({"turn_policy": {"name": "round_robin"}}, "x.toml: [run] field 'turn_policy': unknown turn policy 'round_robin' (known: alternating)"),
+        ({"turn_policy": "alternating"}, "x.toml: [run] field 'turn_policy': must be a table"),
+    ],
+)
+def test_named_extensions_unknown_or_misused_are_one_line_errors(run: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(config(run=run), "x.toml")
+    assert str(info.value).startswith(expected) and "\n" not in str(info.value)
+
+
+def test_an_unknown_backend_lists_the_registered_ones() -> None:
+    with pytest.raises(ConfigError, match=r"\[seeker\] field 'backend': unknown backend 'llamafile' \(known: openai, transformers, vllm\)"):
+        parse_config({"seeker": {**SEEKER, "backend": "llamafile"}, "supporters": [SUPPORTER]})
+
+
+def test_shorthands_are_specs_and_old_fingerprints_hold() -> None:
+    short = parse_config(config(run={"rounds": 3, "end_token": "[END]", "episode_timeout": 60.0}))
+    assert short.run.termination_specs() == [
+        {"name": "end_token", "token": "[END]"}, {"name": "max_rounds", "rounds": 3}, {"name": "timeout", "seconds": 60.0}]
+    assert short.run.turn_policy_spec() == {"name": "alternating", "opener": True}
+    # the fingerprints stores were started with before [run] termination/turn_policy existed
+    assert parse_config(config()).fingerprint() == "eea2648d6a6ae037"
+    assert parse_config(config(run={"end_token": "[END]", "max_episode_tokens": 100})).fingerprint() == "6988f230a286c9bf"
+    named = parse_config(config(run={"termination": [{"name": "max_rounds", "rounds": 5}]}))
+    assert named.fingerprint() != parse_config(config()).fingerprint()  # the spec decides results: it is fingerprinted

@@ -11,7 +11,8 @@ from agents.backends.scripted import ScriptedBackend
 from agents.messages import ChatMessage, SamplingParams
 from roles.loaders import builtin_cards
 from runs.config import parse_config
-from runs.execution.runner import RunPlan, Runner, episode_key
+from runs.execution.plan import RunPlan, episode_key
+from runs.execution.runner import Runner
 from runs.store import Store
 
 URL = "http://127.0.0.1:9/v1"
@@ -19,7 +20,7 @@ URL = "http://127.0.0.1:9/v1"
 
 def make_config(**run: object):  # type: ignore[no-untyped-def]
     return parse_config({
-        "run": {"rounds": 2, "concurrency": 4, **run},
+        "run": {k: v for k, v in {"rounds": 2, "concurrency": 4, **run}.items() if v is not None},
         "cards": {"language": "en", "limit": 5},
         "seeker": {"base_url": URL, "model": "seeker"},
         "supporters": [{"name": "a", "base_url": URL, "model": "a"}, {"name": "b", "base_url": URL, "model": "b"}],
@@ -161,3 +162,37 @@ async def test_a_run_stopped_early_has_every_supporter_on_the_same_cards(tmp_pat
     cards = {s: {r.card_index for r in done if r.supporter == s} for s in ("a", "b")}
     assert len(cards["a"] & cards["b"]) >= 2, f"both supporters played the same cards: {cards}"
     assert len(cards["a"] ^ cards["b"]) <= 1, f"at most the card in flight at the stop is unpaired: {cards}"
+
+
+async def test_named_termination_and_turn_policy_drive_the_run(tmp_path: Path) -> None:
+    seeker = ScriptedBackend(lambda messages, params, model: "I am fine [END]" if len(messages) > 2 else "I feel low")
+    termination = [{"name": "end_token", "token": "[END]"}, {"name": "max_rounds", "rounds": 4}]
+    result = await run_once(tmp_path / "s.sqlite", {"seeker": seeker, "a": ScriptedBackend(), "b": ScriptedBackend()},
+                            create=True, rounds=None, termination=termination, turn_policy={"name": "alternating", "opener": False})
+    assert result.progress.done == 10
+    store = Store.open(tmp_path / "s.sqlite", readonly=True)
+    try:
+        for e in store.episodes():
+            roles = [role for role, _ in store.transcript(e["key"])]
+            assert roles == ["seeker", "supporter", "seeker"]  # no opener; the seeker's [END] ends before round 4
+            assert "end_token='[END]'" in e["reason"]
+    finally:
+        store.close_sync()
+
+
+def test_a_new_store_records_the_resolved_specs(tmp_path: Path) -> None:
+    from runs.execution.resume import open_run_store
+
+    plan = RunPlan.prepare(make_config(end_token="[END]"))
+    opened = open_run_store(plan, tmp_path / "s.sqlite", resume=False)
+    opened.store.close_sync()
+    store = Store.open(tmp_path / "s.sqlite", readonly=True)
+    try:
+        assert store.meta("plugins") == {
+            "backends": {"seeker": "openai", "a": "openai", "b": "openai"},
+            "turn_policy": {"name": "alternating", "opener": True},
+            "termination": [{"name": "end_token", "token": "[END]"}, {"name": "max_rounds", "rounds": 2}],
+            "personas": ["default"],
+        }
+    finally:
+        store.close_sync()

@@ -16,11 +16,11 @@ import time
 
 
 async def check(model_dir: str, lora: dict[str, str]) -> dict:
-    from agents.backends import create_backend
+    from agents.backends.vllm_engine import VLLMEngineBackend
     from agents.messages import SamplingParams
 
-    backend = create_backend("vllm", model=model_dir, lora=lora, name="check",
-                             engine_options={"dtype": os.environ.get("ESC_EVAL_VLLM_DTYPE", "float32"), "max_model_len": 2048})
+    backend = VLLMEngineBackend(model=model_dir, lora=lora, name="check",
+                                engine_options={"dtype": os.environ.get("ESC_EVAL_VLLM_DTYPE", "float32"), "max_model_len": 2048})
     messages = [{"role": "system", "content": "You are a kind listener."},
                 {"role": "user", "content": "I failed my exam and I feel terrible. What should I do?"}]
     greedy = SamplingParams(max_tokens=24, temperature=0.0)

@@ -61,9 +61,9 @@ def test_serve_dry_run_prints_the_commands(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_vllm_backend_config_and_routing_without_vllm() -> None:
-    from agents.backends import create_backend
+    from agents.backends.vllm_engine import VLLMEngineBackend
     from agents.backends.base import RequestRejected
-    from runs.execution.runner import BackendPool
+    from runs.execution.pool import BackendPool
 
     c = parse_config({"judge": {"backend": "vllm", "model": "/m", "lora": {"fluency_en": "/a"}}}, judge_only=True)
     backend = BackendPool().get("judge", c.judge)  # type: ignore[arg-type]
@@ -71,7 +71,7 @@ def test_vllm_backend_config_and_routing_without_vllm() -> None:
     assert backend.lora_request(None) is None and backend.lora_request("/m") is None  # type: ignore[attr-defined]
     with pytest.raises(RequestRejected, match="unknown model 'other'"):
         backend.lora_request("other")  # type: ignore[attr-defined]
-    assert create_backend("vllm", model="/m").stats.endpoint == "/m"
+    assert VLLMEngineBackend(model="/m").stats.endpoint == "/m"
     with pytest.raises(ConfigError, match="required by backend 'vllm'"):
         parse_config({"judge": {"backend": "vllm"}}, judge_only=True)
     assert c.fingerprint() != parse_config({"judge": {"backend": "vllm", "model": "/m"}}, judge_only=True).fingerprint()

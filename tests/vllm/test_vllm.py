@@ -86,7 +86,9 @@ async def test_adapters_change_the_output(vllm_server) -> None:  # type: ignore[
 async def test_judge_routes_each_dimension_to_its_adapter(vllm_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from agents.judge.agent import FINAL, Score
     from runs.config import load_config
-    from runs.execution.runner import BackendPool, load_judge_profile, make_scorer
+    from runs.execution.plan import load_judge_profile
+    from runs.execution.pool import BackendPool
+    from runs.execution.runner import make_scorer
 
     transcripts = result_file(tmp_path)
     config = load_config(judge_config(tmp_path, vllm_server.base_url, vllm_server.model), judge_only=True)

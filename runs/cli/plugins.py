@@ -1,0 +1,38 @@
+"""``esc-eval plugins list``: every named extension a config can use, built-in or installed."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    plugins = sub.add_parser("plugins", help="backends, turn policies, termination detectors, personas and card formats a config can name")
+    actions = plugins.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="everything registered: built-ins and installed plugins (entry points)")
+    listing.add_argument("--kind", choices=KINDS, help="only this kind")
+    listing.set_defaults(handler=_list)
+
+
+KINDS = ("backend", "turn policy", "termination", "persona", "card reader")
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = [row for row in _rows() if args.kind in (None, row[0])]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + f"  {row[3]}".rstrip())
+    return 0
+
+
+def _rows() -> list[tuple[str, str, str, str]]:
+    """(kind, name, source, description) for every registry; personas as ``esc-eval personas list`` shows them."""
+    from agents.backends import BACKENDS
+    from environments.behaviours import list_personas
+    from environments.termination import TERMINATION
+    from environments.turn_policies import TURN_POLICIES
+    from roles.loaders import CARD_READERS
+
+    rows = [(e.kind, e.name, e.source, e.description) for registry in (BACKENDS, TURN_POLICIES, TERMINATION) for e in registry.entries()]
+    rows += [("persona", p.name, p.source, p.description) for p in list_personas()]
+    rows += [(e.kind, e.name, e.source, e.description) for e in CARD_READERS.entries()]
+    return rows

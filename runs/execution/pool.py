@@ -1,0 +1,39 @@
+"""The backends of a run: one per distinct endpoint, shared by every role that uses it."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from agents.backends import BACKENDS, ChatBackend, Shared
+from runs.config import EndpointConfig
+
+
+class BackendPool:
+    """One backend per distinct endpoint (kind, url, model, key variable), shared by every role using it.
+
+    Sharing matters for local models: the seeker and a supporter on the embedded model
+    load it once and have their requests micro-batched together. HTTP backends on one
+    server share its connection pool (``Shared``). The endpoint's ``backend`` names the
+    factory in ``agents.backends.BACKENDS``.
+    """
+
+    def __init__(self, overrides: Mapping[str, ChatBackend] | None = None):
+        self._by_endpoint: dict[tuple[object, ...], ChatBackend] = {}
+        self.overrides = dict(overrides or {})
+        self._shared = Shared()
+
+    def get(self, role_name: str, endpoint: EndpointConfig) -> ChatBackend:
+        if role_name in self.overrides:
+            return self.overrides[role_name]
+        ident = (endpoint.backend, endpoint.base_url, endpoint.model, endpoint.api_key_env, tuple(sorted(endpoint.lora.items())))
+        if ident not in self._by_endpoint:
+            self._by_endpoint[ident] = BACKENDS.get(endpoint.backend)(endpoint, name=role_name, shared=self._shared)
+        return self._by_endpoint[ident]
+
+    def all(self) -> list[ChatBackend]:
+        return list({id(b): b for b in [*self._by_endpoint.values(), *self.overrides.values()]}.values())
+
+    async def aclose(self) -> None:
+        for backend in self.all():
+            await backend.aclose()
+        await self._shared.aclose()

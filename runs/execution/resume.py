@@ -1,0 +1,74 @@
+"""Which store a run writes into: a new one, or an earlier one resumed under the fingerprint rules.
+
+A resumed store must have been started with the same plan (``RunPlan.fingerprint``: config
+and personas); a changed plan is refused unless allowed, and an allowed change is recorded
+in the store's ``config_history`` and as a ``config-change`` event. A refusal writes nothing.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from runs.config import ConfigError
+from runs.execution.plan import RunPlan
+from runs.store import Store, StoreError
+
+
+@dataclass
+class RunStore:
+    """The open, writable store of a run and what an earlier attempt left failed."""
+
+    store: Store
+    earlier_failed: int
+    """Failed episodes of an earlier attempt the runner will skip (0 with ``retry_failed`` or a new store)."""
+
+
+def open_run_store(plan: RunPlan, store_path: Path, *, resume: bool, retry_failed: bool = False,
+                   allow_config_change: bool = False) -> RunStore:
+    """Create the run's store, or reopen it for ``resume`` after checking the fingerprint.
+
+    Raises:
+        ConfigError: resuming with a changed plan without ``allow_config_change``.
+        StoreError: a new store's file exists already, or the store cannot be opened.
+    """
+    config = plan.config
+    if not resume:
+        if store_path.exists():
+            raise StoreError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
+        store = Store.create(store_path, config=config.to_dict(), fingerprint=plan.fingerprint(), personas=plan.personas(),
+                             plugins=plan.plugins(), seed=config.run.seed, versions=versions(), created_at=time.time())
+        return RunStore(store, 0)
+    checked = Store.open(store_path, readonly=True)  # a writable open switches the journal mode: a refusal must write nothing
+    try:
+        recorded = checked.meta("fingerprint")
+    finally:
+        checked.close_sync()
+    if recorded != plan.fingerprint() and not allow_config_change:
+        raise ConfigError(
+            f"{config.path}: differs from the config {store_path} was started with "
+            "(cards, models, rounds, seed or judge changed); start a new store, or pass --allow-config-change"
+        )
+    store = Store.open(store_path)
+    if recorded != plan.fingerprint():  # allowed: the store keeps every config it has run under
+        history = store.meta("config_history") or [{"fingerprint": recorded, "config": store.meta("config"), "at": store.meta("created_at")}]
+        history.append({"fingerprint": plan.fingerprint(), "config": config.to_dict(), "at": time.time()})
+        store.set_meta(config=config.to_dict(), fingerprint=plan.fingerprint(), plugins=plan.plugins(), config_history=history)
+        store.add_event("config-change", f"old={recorded} new={plan.fingerprint()}")
+    # without retry_failed the runner skips these, so they are still failed when it ends
+    return RunStore(store, 0 if retry_failed else store.counts().get("failed", 0))
+
+
+def versions() -> dict[str, str]:
+    """The library versions a store records at creation (numbers depend on them)."""
+    found = {"python": platform.python_version()}
+    for dist in ("esc-eval", "autogen-core", "aiohttp", "tenacity", "transformers", "torch"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
