@@ -41,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().handlers[0].setFormatter(_LineFormatter())
     logging.getLogger(LOADING_LOG).setLevel(logging.INFO)  # "loading MODEL", "loaded MODEL in 14.2 s"
-    from runs.annotation.server import AnnotationError
     from agents.judge.training import TrainingError
+    from runs.annotation.server import AnnotationError
 
     try:
         return int(args.handler(args) or 0)
