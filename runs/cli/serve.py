@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agents.backends.vllm_server import ServerPlan
+from agents.backends.vllm_server import ServerPlan, serve
 from runs.config import Config, ConfigError, EndpointConfig, load_config
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -36,8 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import shlex
-
-    from agents.backends.vllm_server import serve
 
     plans = plan_servers(_load_serve_config(args.config))
     return serve(plans, python=args.python, cpu=args.cpu, extra=shlex.split(args.vllm_args),
