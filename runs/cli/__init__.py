@@ -27,6 +27,7 @@ from roles.templates import ProtocolError
 from runs.analysis.report import ReportError
 from runs.cli import annotate, cards, formats, judge, monitor, personas, report, run, serve
 from runs.cli.errors import BAD_INPUT, FAILED_EPISODES, UsageError
+from runs.cli.parsing import CommandParser
 from runs.config import ConfigError
 from runs.formats.importing import ResultFileError
 from runs.formats.judging import TranscriptError
@@ -85,7 +86,7 @@ _NOISY_LIBRARIES = r"(transformers|torch|peft|accelerate|huggingface_hub|vllm|ra
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esc-eval", description="Evaluate emotional-support conversation models by simulation.")
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=CommandParser)
     for group in (run, monitor, formats, judge, serve, report, annotate, cards, personas):  # the order of `esc-eval -h`
         group.add_parser(sub)
     return parser

@@ -19,8 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                          "'judge train' trains judge adapters",
                            description="esc-eval judge FILE --config C (or: judge score FILE ...) scores transcripts; "
                                        "esc-eval judge train ... fine-tunes judge adapters")
-    actions = judge.add_subparsers(required=True, metavar="ACTION", action=_ScoreUnlessNamed)
-    score = actions.add_parser(SCORE, help="score transcripts (the default: 'esc-eval judge FILE' means 'judge score FILE')")
+    actions = judge.add_subparsers(required=True, metavar="ACTION")
+    judge.default_action("score", actions)
+    score = actions.add_parser("score", help="score transcripts (the default: 'esc-eval judge FILE' means 'judge score FILE')")
     score.add_argument("transcripts", type=Path)
     score.add_argument("--config", type=Path, required=True, help="a TOML file with a [judge] section")
     score.add_argument("--language", choices=("en", "zh"), help="default: from the file name (_en/_zh) or the text")
@@ -30,27 +31,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--supporter", help="with --store: the supporter (default: from the file name, MODEL_LANG.json)")
     score.set_defaults(handler=_judge)
     _add_train_parser(actions)
-
-
-SCORE = "score"
-
-
-class _ScoreUnlessNamed(argparse._SubParsersAction):
-    """Sub-actions of ``judge`` where a first word naming no action means ``score``.
-
-    ``esc-eval judge FILE`` scored transcripts before ``judge train`` existed, so the action name stays optional.
-    """
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.choices = None  # any first word passes argparse's check; __call__ picks the action
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                 option_string: str | None = None) -> None:
-        words = list(values)  # type: ignore[call-overload]
-        if words[0] not in self._name_parser_map:
-            words.insert(0, SCORE)
-        super().__call__(parser, namespace, words, option_string)
 
 
 def _judge(args: argparse.Namespace) -> int:

@@ -164,7 +164,8 @@ def test_judge_actions_score_by_default_and_train_is_a_sub_command(tmp_path: Pat
     config = tmp_path / "judge.toml"
     config.write_text('[judge]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "j"\n', encoding="utf-8")
     missing = tmp_path / "missing_en.json"
-    for argv in (["judge", str(missing), "--config", str(config)], ["judge", "score", str(missing), "--config", str(config)]):
+    for argv in (["judge", str(missing), "--config", str(config)], ["judge", "--config", str(config), str(missing)],
+                 ["judge", "score", str(missing), "--config", str(config)]):
         assert main(argv) == 2
         assert str(missing) in capsys.readouterr().err
     assert main(["judge", "train", "--labels", str(tmp_path / "labels.jsonl"), "--base", "embedded", "--out", str(tmp_path / "o"),
