@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 # Spinning OpenMP threads slow CPU generation ~10x when cores are shared; set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -18,9 +19,13 @@ from tests.reference import require_reference
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Tests marked ``reference_data`` skip (fail under CI) before any fixture when the data is missing."""
+    """Tests marked ``reference_data`` or ``tmux`` skip (fail under CI) before any fixture when what they need is missing."""
     if item.get_closest_marker("reference_data") is not None:
         require_reference()
+    if item.get_closest_marker("tmux") is not None and shutil.which("tmux") is None:
+        if os.environ.get("CI"):
+            pytest.fail("tmux is missing (CI is set: tmux tests must run); apt-get install tmux", pytrace=False)
+        pytest.skip("tmux is missing: apt-get install tmux")
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-component-update", "--disable-sync"]
 DIMENSIONS = ["fluency", "diversity", "empathic", "suggestion", "tech", "human", "overall"]  # the default profile's
 
+pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="run scripts/test-env.sh (pip install playwright)")
 if not Path(CHROMIUM).exists():
     pytest.skip("run scripts/test-env.sh (apt-get install chromium)", allow_module_level=True)

@@ -28,6 +28,7 @@ from testing.cli import esc_eval
 # Before Ray is imported: with this, Ray takes 127.0.0.1 as the node address and binds every server to loopback.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,13 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from testing.fake_server import CLIENT_FAULT_KIND
 from testing.scenarios import DIMENSIONS, FAULT_KINDS, run_fault_scenario, run_give_up_scenario
 
 
+@pytest.mark.slow
 async def test_every_fault_kind_at_25_percent_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     # all kinds at once: the subprocesses mostly sleep in backoff, so this costs one scenario's wall time
     results = await asyncio.gather(*(run_fault_scenario(tmp_path / kind, kind, 0.25, seed=i) for i, kind in enumerate(FAULT_KINDS)))

@@ -12,6 +12,8 @@ import secrets
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from runs.store import Store
 from testing.scenarios import JUDGE_MODEL, ChainResponder, kill_when, spawn_esc_eval, write_run_config
 from testing.cli import esc_eval
@@ -30,6 +32,7 @@ def leaks(root: Path, outputs: list[str], keys: dict[str, str]) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 async def test_keys_are_sent_but_never_stored_exported_printed_or_logged(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
     keys = {role: f"sk-test-{role}-{secrets.token_hex(16)}" for role in ("SEEKER", "SUPPORTER", "JUDGE")}
     env = {f"ESC_{role}_KEY": key for role, key in keys.items()}

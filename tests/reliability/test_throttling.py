@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from agents.backends.openai_http import OpenAIHTTPBackend
 from runs.config import parse_config
 from runs.execution.runner import RunPlan, Runner
@@ -29,6 +31,7 @@ def backend(url: str, model: str, name: str, connections: int) -> OpenAIHTTPBack
                              max_attempts=3, max_retry_time=120.0, timeout=10.0)
 
 
+@pytest.mark.slow
 async def test_429_for_20_seconds_delays_the_run_and_fails_nothing(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
     responder = ChainResponder()
     sim = await fake_server(responder=responder, delay=0.05)

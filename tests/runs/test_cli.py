@@ -78,7 +78,7 @@ async def test_cards_validate(tmp_path: Path, shared: Path) -> None:
 
 
 def test_the_failed_episodes_hint_is_the_callers(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from runs.cli import _summary
+    from runs.cli.run import _summary
     from runs.execution.progress import RunProgress
 
     _summary(RunProgress(planned=3, done=2, failed=1), tmp_path / "s.sqlite", "a demo is not resumed: run it again")

@@ -155,3 +155,22 @@ async def test_judge_with_samples_keeps_every_sample_and_writes_the_first(tmp_pa
     rows = conn.execute("SELECT sample, label FROM scores").fetchall()
     conn.close()
     assert sorted(set(rows)) == [(0, 1), (1, 2)] and len(rows) == 14
+
+
+def test_judge_actions_score_by_default_and_train_is_a_sub_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`judge FILE` and `judge score FILE` are one command; `judge train` parses its own options."""
+    from runs.cli import main
+
+    config = tmp_path / "judge.toml"
+    config.write_text('[judge]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "j"\n', encoding="utf-8")
+    missing = tmp_path / "missing_en.json"
+    for argv in (["judge", str(missing), "--config", str(config)], ["judge", "--config", str(config), str(missing)],
+                 ["judge", "score", str(missing), "--config", str(config)]):
+        assert main(argv) == 2
+        assert str(missing) in capsys.readouterr().err
+    assert main(["judge", "train", "--labels", str(tmp_path / "labels.jsonl"), "--base", "embedded", "--out", str(tmp_path / "o"),
+                 "--layers", "1,x"]) == 2
+    assert "--layers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as parsed:
+        main(["judge", "train", "--config", str(config)])  # a scoring option: train's parser refuses it
+    assert parsed.value.code == 2 and "--labels" in capsys.readouterr().err

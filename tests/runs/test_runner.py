@@ -170,14 +170,11 @@ async def test_named_termination_and_turn_policy_drive_the_run(tmp_path: Path) -
     result = await run_once(tmp_path / "s.sqlite", {"seeker": seeker, "a": ScriptedBackend(), "b": ScriptedBackend()},
                             create=True, rounds=None, termination=termination, turn_policy={"name": "alternating", "opener": False})
     assert result.progress.done == 10
-    store = Store.open(tmp_path / "s.sqlite", readonly=True)
-    try:
+    with Store.open(tmp_path / "s.sqlite", readonly=True) as store:
         for e in store.episodes():
-            roles = [role for role, _ in store.transcript(e["key"])]
+            roles = [role for role, _ in store.transcript(e.key)]
             assert roles == ["seeker", "supporter", "seeker"]  # no opener; the seeker's [END] ends before round 4
-            assert "end_token='[END]'" in e["reason"]
-    finally:
-        store.close_sync()
+            assert "end_token='[END]'" in e.reason
 
 
 def test_a_new_store_records_the_resolved_specs(tmp_path: Path) -> None:

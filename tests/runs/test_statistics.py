@@ -32,6 +32,7 @@ def _table(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     return {s: {str(c): float(v[c].mean()) for c in range(len(v))} for s, v in values.items()}
 
 
+@pytest.mark.slow
 def test_no_true_difference_is_declared_in_at_most_5_percent_of_studies() -> None:
     """Two supporters of one distribution, 7 dimensions, 200 studies: family-wise false positives after Holm."""
     rng = np.random.default_rng(17)

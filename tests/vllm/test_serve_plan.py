@@ -9,7 +9,8 @@ import pytest
 
 from runs.cli import main
 from runs.config import ConfigError, parse_config
-from runs.serve import ServerPlan, max_lora_rank, plan_servers
+from agents.backends.vllm_server import ServerPlan, max_lora_rank
+from runs.cli.serve import plan_servers
 
 ENDPOINT = {"base_url": "http://127.0.0.1:8001/v1", "model": "sup"}
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.vllm.conftest import HERE, REPO, vllm_env
 
-pytestmark = [pytest.mark.model, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.model, pytest.mark.vllm, pytest.mark.timeout(1800)]
 
 SUPPORTER, SEEKER = "AI assistant：", "ESC-Role："
 from tests.reference import DATA as SHARED

@@ -1,15 +1,13 @@
-"""``esc-eval serve CONFIG.toml``: start the vLLM OpenAI servers a config points at.
+"""Launch vLLM OpenAI servers on 127.0.0.1: the server side of the ``openai`` backend (``esc-eval serve``).
 
-Every ``openai`` endpoint of the config (seeker, supporters, judge) whose ``base_url``
-is on this machine (``127.0.0.1``/``localhost``) gets one vLLM server on that port,
-started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console
-script fails on vLLM's CPU build) with the interpreter given by ``--python``. An
-endpoint with a ``lora`` table gets ``--enable-lora --lora-modules NAME=PATH ...``,
-so the judge's per-dimension model names (``[judge.models]``) reach their adapters.
-Endpoints that share a port must name the same model; ``vllm`` and ``transformers``
-endpoints run in-process and need no server.
+A ``ServerPlan`` is plain data (model, port, LoRA adapters); which plans a config needs is
+decided by the CLI (``runs.cli.serve.plan_servers``), so this module knows nothing of configs.
+Each server is started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm``
+console script fails on vLLM's CPU build) with the given interpreter. A plan with adapters
+gets ``--enable-lora --lora-modules NAME=PATH ...``, so the judge's per-dimension model
+names reach their adapters.
 
-The command waits until every server answers ``GET /v1/models``, prints one line per
+``serve`` waits until every server answers ``GET /v1/models``, prints one line per
 server, and keeps them running until Ctrl-C (or SIGTERM), which stops them all.
 """
 
@@ -27,11 +25,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import urlsplit
 
-from runs.config import Config, ConfigError, EndpointConfig
-
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 """The ranks vLLM's ``--max-lora-rank`` accepts."""
 CPU_ENV = {
@@ -77,35 +71,6 @@ def max_lora_rank(paths: Sequence[str] | object) -> int:
     return next((r for r in LORA_RANKS if r >= need), need)
 
 
-def plan_servers(config: Config) -> list[ServerPlan]:
-    """The servers ``config`` needs, one per local port; raises ``ConfigError`` on a clash."""
-    endpoints: list[tuple[str, EndpointConfig]] = [("seeker", config.seeker)]
-    endpoints += [(f"supporters[{i}] ({s.name})", s) for i, s in enumerate(config.supporters)]
-    if config.judge is not None:
-        endpoints.append(("judge", config.judge))
-    by_port: dict[int, ServerPlan] = {}
-    for role, endpoint in endpoints:
-        if endpoint.backend != "openai" or not endpoint.base_url or not endpoint.model:
-            continue
-        url = urlsplit(endpoint.base_url)
-        if url.hostname not in LOCAL_HOSTS:
-            continue
-        port = url.port or (443 if url.scheme == "https" else 80)
-        plan = by_port.get(port)
-        if plan is None:
-            by_port[port] = ServerPlan(endpoint.model, port, [role], dict(endpoint.lora))
-            continue
-        if plan.model != endpoint.model:
-            raise ConfigError(f"{config.path}: [{role}] field 'model': port {port} already serves {plan.model!r} "
-                              f"for {plan.roles[0]}; one vLLM server serves one base model, got {endpoint.model!r}")
-        for name, path in endpoint.lora.items():
-            if plan.lora.get(name, path) != path:
-                raise ConfigError(f"{config.path}: [{role}] field 'lora': adapter {name!r} on port {port} is already {plan.lora[name]!r}")
-            plan.lora[name] = path
-        plan.roles.append(role)
-    return list(by_port.values())
-
-
 def cpu_bind() -> str:
     """This process's CPUs as vLLM's ``VLLM_CPU_OMP_THREADS_BIND`` wants them (``0-1``, or ``0,2,5``)."""
     cpus = sorted(os.sched_getaffinity(0))
@@ -131,11 +96,10 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float) 
         time.sleep(0.5)
 
 
-def serve(config: Config, *, python: str, cpu: bool, extra: Sequence[str], timeout: float, log_dir: Path,
+def serve(plans: Sequence[ServerPlan], *, python: str, cpu: bool, extra: Sequence[str], timeout: float, log_dir: Path,
           dry_run: bool = False, out=None) -> int:
     """Start, wait for and keep the servers; returns the exit code (0 after Ctrl-C)."""
     out = out or sys.stdout
-    plans = plan_servers(config)
     if not plans:
         print("esc-eval serve: no openai endpoint on 127.0.0.1/localhost in this config: nothing to start", file=out)
         return 0

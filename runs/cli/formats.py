@@ -1,0 +1,57 @@
+"""``esc-eval export`` and ``esc-eval import``: a store's episodes to and from files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from runs.cli.errors import FAILED_EPISODES
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``export`` and ``import`` commands."""
+    export = sub.add_parser("export", help="write a store's transcripts (and scores) as files")
+    export.add_argument("store", type=Path)
+    export.add_argument("--format", choices=("esc-eval", "jsonl"), default="esc-eval")
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--allow-missing", action="store_true",
+                        help="esc-eval format: write -1 for judge scores that failed or never ran (else: exit 1, nothing written)")
+    export.set_defaults(handler=_export)
+
+    imports = sub.add_parser("import", help="load ESC-Eval result (and score) files or a JSONL export into a store; "
+                                            "episodes the store has are skipped")
+    imports.add_argument("store", type=Path)
+    imports.add_argument("files", type=Path, nargs="+", metavar="RESULT.json|EPISODES.jsonl")
+    imports.add_argument("--scores", type=Path, nargs="*", default=[], metavar="SCORE.json")
+    imports.add_argument("--supporter", help="ESC-Eval result files: the supporter (default: from the name, MODEL_LANG.json)")
+    imports.add_argument("--language", help="ESC-Eval result files: the language, en or zh (default: from the name)")
+    imports.set_defaults(handler=_import)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from runs.formats.exchange import MissingScores, export_esc_eval, export_jsonl
+    from runs.store import Store
+
+    with Store.open(args.store, readonly=True) as store:
+        if args.format == "jsonl":
+            written = export_jsonl(store, args.out)
+        else:
+            try:
+                written = export_esc_eval(store, args.out)
+            except MissingScores as exc:
+                if not args.allow_missing:
+                    print(f"esc-eval: {exc}", file=sys.stderr)
+                    return FAILED_EPISODES  # nothing written: the data has a hole, the input was fine
+                print(f"esc-eval: warning: {exc.summary}; wrote -1 (ESC-Eval's 'no label') for them; {exc.RESCORE}", file=sys.stderr)
+                written = export_esc_eval(store, args.out, allow_missing=True)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from runs.formats.importing import import_command
+
+    print(import_command(args.store, args.files, args.scores, supporter=args.supporter, language=args.language))
+    return 0

@@ -1,0 +1,142 @@
+"""``esc-eval demo`` and ``esc-eval run``: execute a run into a store, then summarise it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from runs.cli.errors import FAILED_EPISODES, UsageError
+from runs.config import Config, check_api_keys, load_config, parse_config
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``demo`` and ``run`` commands."""
+    demo = sub.add_parser("demo", help="run a small evaluation on the embedded model (no server)")
+    demo.add_argument("--sessions", type=int, default=4, help="number of conversations (default 4)")
+    demo.add_argument("--store", type=Path, help="SQLite store to write (default ./esc-eval-runs/demo-TIME.sqlite)")
+    demo.add_argument("--rounds", type=int, help="rounds per conversation (default 3)")
+    demo.set_defaults(handler=_demo)
+
+    run = sub.add_parser("run", help="run the evaluation a TOML config describes")
+    run.add_argument("config", type=Path)
+    run.add_argument("--store", type=Path, help="overrides [run] store")
+    run.add_argument("--resume", action="store_true", help="continue a run in an existing store")
+    run.add_argument("--retry-failed", action="store_true", help="with --resume: run failed episodes again")
+    run.add_argument("--allow-config-change", action="store_true",
+                     help="with --resume: continue although the config changed (recorded in the store)")
+    run.add_argument("--no-monitor", action="store_true", help="plain progress lines instead of the live display")
+    run.add_argument("--monitor-interval", type=float, metavar="SECONDS",
+                     help="seconds between plain progress lines (default 5) or dashboard frames (default 0.25)")
+    run.add_argument("--ray", metavar="ADDRESS",
+                     help="run on Ray workers ([run] workers): 'local' starts a local cluster, else a cluster address "
+                          "('auto', 'ray://HOST:10001'); see docs/distributed.md")
+    run.set_defaults(handler=_run)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.sessions < 1:
+        raise UsageError(f"--sessions must be at least 1, got {args.sessions}")
+    source = resources.files("runs") / "data" / "demo.toml"
+    import tomllib
+
+    raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    raw["cards"]["limit"] = args.sessions
+    if args.rounds:
+        raw["run"]["rounds"] = args.rounds
+    config = parse_config(raw, "demo.toml")
+    store = args.store or Path("esc-eval-runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"
+    print("esc-eval demo: SmolLM2-135M-Instruct (embedded) plays seeker and supporter; first start converts the model (~20 s)")
+    return _execute(config, store, resume=False, retry_failed=False, monitor=True,
+                    retry_hint="a demo is not resumed: run it again (the store keeps each failed episode's reason)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = args.store or (Path(config.run.store) if config.run.store else Path("esc-eval-runs") / f"{config.run.name}.sqlite")
+    if args.retry_failed and not args.resume:
+        raise UsageError("--retry-failed needs --resume")
+    if args.allow_config_change and not args.resume:
+        raise UsageError("--allow-config-change needs --resume")
+    if args.monitor_interval is not None and args.monitor_interval <= 0:
+        raise UsageError(f"--monitor-interval must be positive, got {args.monitor_interval}")
+    return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed, monitor=not args.no_monitor,
+                    allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval,
+                    ray_address=args.ray)
+
+
+def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
+             allow_config_change: bool = False, monitor_interval: float | None = None,
+             ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed") -> int:
+    from runs.execution.plan import RunPlan
+    from runs.execution.resume import open_run_store
+    from runs.execution.runner import Runner
+
+    plan = RunPlan.prepare(config)  # every input check happens before the store exists
+    check_api_keys(config)
+    distributed = ray_address is not None or config.run.executor == "ray"
+    if distributed:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError('the ray executor (--ray, [run] executor = "ray") needs Ray: pip install "esc-eval[ray]"') from None
+    opened = open_run_store(plan, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
+    store, earlier_failed = opened.store, opened.earlier_failed
+    if distributed:
+        from runs.distributed import DistributedRunner
+
+        runner = DistributedRunner(plan, store, address=ray_address or config.run.ray_address, retry_failed=retry_failed)
+    else:
+        runner = Runner(plan, store, retry_failed=retry_failed)
+    print(f"store: {store_path}")
+    from runs.monitor import is_terminal, run_with_monitor
+
+    result = _run_loop(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
+                                        title=f"{config.run.name} · {store_path}"))
+    from runs.store import Store
+
+    with Store.open(store_path, readonly=True) as reader:
+        failed_scores = reader.failed_scores()  # this attempt's and, unless re-scored, earlier ones
+    _summary(result.progress, store_path, retry_hint, earlier_failed, idle=result.idle, failed_scores=failed_scores,
+             auth_failure=result.auth_failure)
+    if (earlier_failed or failed_scores) and not result.exit_code:
+        return FAILED_EPISODES  # a resumed run exits as a fresh one would with these episodes failed
+    return result.exit_code
+
+
+def _run_loop(main):  # type: ignore[no-untyped-def]
+    """``asyncio.run``, on uvloop when it is installed (extra ``perf``): less CPU per request at high concurrency."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False,
+             failed_scores: int = 0, auth_failure: str | None = None) -> None:
+    from runs.execution.progress import RunProgress
+
+    assert isinstance(progress, RunProgress)
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(progress.outcomes.items())) or "none"
+    if idle:
+        scored = "" if earlier_failed or failed_scores else " and are scored"
+        print(f"nothing to do: all {progress.planned} planned episodes already ended{scored}")
+    else:
+        print(
+            f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
+            f"({outcomes}); {progress.turns} turns in {progress.elapsed():.1f}s"
+        )
+    if auth_failure:  # no retry hint: the same key fails again until someone fixes it
+        print(f"esc-eval: {auth_failure}: the endpoint refused the credentials, so the run stopped early; "
+              "check the key in the variable its api_key_env names", file=sys.stderr)
+    elif progress.failed or earlier_failed:
+        earlier = f" ({earlier_failed} from an earlier attempt)" if earlier_failed else ""
+        print(f"hint: {progress.failed + earlier_failed} failed episodes remain in the store{earlier}; {retry_hint}")
+    if failed_scores and not auth_failure:
+        print(f"hint: {failed_scores} judge scores failed (the judge gave up) and are missing from the results; {retry_hint}")
+    print(f"store: {store_path}")
+    print(f"next: esc-eval export {store_path} --format esc-eval --out OUT_DIR")
