@@ -10,11 +10,11 @@ from pathlib import Path
 
 from tests.reference import ROOT
 
-TMUX_TESTS = "tests/runs/test_monitor_tmux.py"
+TMUX_TESTS = "tests/runs/monitor/test_tmux.py"
 HEAVY_FILES = {  # each holds only tests the fast command must leave out, one per marker
-    "tests/runs/test_monitor_tmux.py": "tmux",
-    "tests/annotation/test_annotate_browser.py": "browser",
-    "tests/distributed/test_distributed.py": "ray",
+    "tests/runs/monitor/test_tmux.py": "tmux",
+    "tests/runs/annotation/test_browser.py": "browser",
+    "tests/runs/distributed/test_ray.py": "ray",
     "tests/vllm/test_vllm.py": "vllm",
     "tests/runs/test_real_model.py": "model",
 }

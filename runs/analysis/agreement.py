@@ -62,7 +62,7 @@ def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: str = "ord
     out. Returns ``nan`` when no unit is pairable or every pairable label is the same
     (no variation: alpha is undefined), where the package would raise.
 
-    Example (hand-computed in tests/annotation/test_agreement.py):
+    Example (hand-computed in tests/runs/analysis/test_agreement.py):
         >>> round(krippendorff_alpha([[0, 0], [1, 2], [2, 2]]), 6)
         0.777778
     """

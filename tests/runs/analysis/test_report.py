@@ -395,7 +395,7 @@ async def test_report_json_compare_through_the_command(tmp_path: Path) -> None:
 
 
 def test_report_reads_an_old_store_read_only(tmp_path: Path) -> None:
-    from tests.runs.test_store import _old_store
+    from tests.runs.store.test_store import _old_store
 
     path = _old_store(tmp_path / "old.sqlite")
     before = path.read_bytes()
@@ -409,7 +409,7 @@ def test_the_worked_example_in_docs_reproduces(tmp_path: Path) -> None:
     """docs/statistics.md quotes scripts/statistics_example.py; the run is seeded, so its numbers must come back."""
     import subprocess
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, str(root / "scripts" / "statistics_example.py"), str(tmp_path)], cwd=root,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr

@@ -24,7 +24,7 @@ import pytest
 from runs.analysis.agreement import human_labels
 from runs.annotation.server import item_ids
 from runs.store import Store
-from tests.annotation.helpers import DIALOGUES, make_store
+from tests.runs.annotation.helpers import DIALOGUES, make_store
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -51,7 +51,7 @@ def _serve(store: Path) -> Iterator[str]:
     """Run ``esc-eval annotate STORE`` and yield the address it prints (which carries the token)."""
     port = _free_port()
     process = subprocess.Popen([sys.executable, "-m", "runs.cli", "annotate", str(store), "--port", str(port), "--k", "1"],
-                               cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               cwd=Path(__file__).resolve().parents[3], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = process.stdout.readline()  # type: ignore[union-attr]
         found = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=[\w-]+)", line)

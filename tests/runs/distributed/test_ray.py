@@ -21,7 +21,7 @@ from runs.config import load_config
 from runs.distributed import DistributedRunner
 from runs.execution.runner import RunPlan, Runner
 from runs.store import Store
-from tests.distributed.helpers import ThreadedServer, dump, write_config
+from tests.runs.distributed.helpers import ThreadedServer, dump, write_config
 from testing.scenarios import DIMENSIONS, audit_store
 from testing.cli import esc_eval
 

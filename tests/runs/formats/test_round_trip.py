@@ -170,7 +170,7 @@ def test_esc_eval_score_export_refuses_missing_scores_unless_allowed(source: Pat
 
 def test_jsonl_export_of_a_store_without_holes_is_refused_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A store whose judgements all succeeded exports score files without a -1 added and without a warning."""
-    from tests.annotation.helpers import make_store
+    from tests.runs.annotation.helpers import make_store
 
     store = make_store(tmp_path / "s.sqlite", {i: {"fluency": 3, "empathic": i % 5} for i in range(4)})
     code, _, err = cli(capsys, "export", store, "--out", tmp_path / "out")

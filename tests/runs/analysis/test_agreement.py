@@ -12,7 +12,7 @@ from runs.analysis.agreement import confusion_matrix, consensus, krippendorff_al
 from runs.cli import main
 from runs.analysis.report import ReportError, render_agreement, report_command
 from runs.store import Store
-from tests.annotation.helpers import key, make_store
+from tests.runs.annotation.helpers import key, make_store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -160,7 +160,7 @@ def test_analysis_does_not_import_annotation() -> None:
     not even through an import inside a function."""
     import ast
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     found = []
     for path in sorted((root / "runs" / "analysis").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

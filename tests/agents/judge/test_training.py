@@ -24,7 +24,7 @@ from runs.annotation.labels import export_labels
 from runs.cli import main
 from runs.config import parse_config
 from runs.store import Store
-from tests.annotation.helpers import key, make_store
+from tests.runs.annotation.helpers import key, make_store
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(900)]  # ~60 s alone; far more when the machine is shared
 

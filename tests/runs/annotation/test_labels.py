@@ -12,7 +12,7 @@ from runs.analysis.agreement import human_labels
 from runs.annotation.labels import AnnotationError, assignment, export_labels, import_labels
 from runs.cli import main
 from runs.store import Store
-from tests.annotation.helpers import key, make_store
+from tests.runs.annotation.helpers import key, make_store
 
 
 def test_older_store_gains_the_annotations_table_on_writable_open(tmp_path: Path) -> None:

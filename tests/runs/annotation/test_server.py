@@ -20,7 +20,7 @@ from runs.annotation.labels import AnnotationError, assignment
 from runs.annotation.server import TOKEN_HEADER, AnnotationServer, item_ids
 from runs.cli import main
 from runs.store import Store
-from tests.annotation.helpers import key, make_store
+from tests.runs.annotation.helpers import key, make_store
 
 SUPPORTER = "secret-model-7b"
 
