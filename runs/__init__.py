@@ -1,0 +1,15 @@
+"""Many episodes: a run from config to leaderboard, in rooms that each do one job.
+
+Public API, by package (each ``__init__`` states its own):
+    runs.config      -- load_config, Config: the TOML contract, checked before anything is written
+    runs.execution   -- plan, pool, resume, runner, interrupt, progress, observers
+    runs.store       -- Store (the only module that speaks SQL) and its typed records
+    runs.analysis    -- leaderboard, statistics, comparisons, agreement, report
+    runs.monitor     -- snapshots of a run, live or from its store, and their terminal views
+    runs.annotation  -- the labelling web app and label files
+    runs.formats     -- ESC-Eval JSON and our JSONL in and out; judging transcript files
+    runs.distributed -- the Ray executor
+    runs.cli         -- the ``esc-eval`` command, one module per command group
+"""
+
+__all__ = ["analysis", "annotation", "cli", "config", "distributed", "execution", "formats", "monitor", "store"]
