@@ -65,7 +65,7 @@ class ProfileError(ValueError):
         if field is not None:
             where += f": field '{field}'"
         super().__init__(f"{where}: {message}")
-        self.source, self.field = str(source), field
+        self.source, self.field, self.reason = str(source), field, message
 
 
 @dataclass(frozen=True)
@@ -217,9 +217,6 @@ class JudgeProfile:
 
 _PROFILE_DIR = "data/profiles"
 _PROFILE_SUFFIXES = (".yaml", ".yml")
-_OUR_KEYS = {"name", "description", "parse", "system_prompt", "template", "supporter_prefix", "seeker_prefix", "join", "rewrites", "languages", "dimensions"}
-_LANGUAGE_KEYS = {"template", "system_prompt", "supporter_prefix", "seeker_prefix"}
-_DIMENSION_KEYS = {"key", "name_in_prompt", "paper_name", "rubric"}
 
 
 def builtin_profiles() -> list[str]:
@@ -321,75 +318,48 @@ def _paper_name(key: str, given: Any, source: str, field: str) -> str:
     return PAPER_NAMES[key]
 
 
+def _dimension_list(value: Any, source: str, field: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise ProfileError(source, "must be a non-empty list of dimensions", field=field)
+    return value
+
+
 def _dimensions(raw: Any, source: str, parse_one: Callable[[Mapping[str, Any], str, str], Dimension]) -> tuple[Dimension, ...]:
     """A profile's ``dimensions`` list: each entry must be a mapping, read by ``parse_one(entry, source, where)``."""
-    if not isinstance(raw, list) or not raw:
-        raise ProfileError(source, "must be a non-empty list of dimensions", field="dimensions")
     dimensions = []
-    for index, entry in enumerate(raw):
+    for index, entry in enumerate(_dimension_list(raw, source, "dimensions")):
         where = f"dimensions[{index}]"
         dimensions.append(parse_one(_mapping(entry, source, where), source, where))
     return tuple(dimensions)
 
 
-def _our_dimension(raw: Mapping[str, Any], source: str, where: str) -> Dimension:
-    """One entry of ``dimensions`` in our schema."""
-    unknown = sorted(set(raw) - _DIMENSION_KEYS)
-    if unknown:
-        raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_DIMENSION_KEYS))})", field=f"{where}.{unknown[0]}")
-    key = _text(raw.get("key"), source, f"{where}.key")
-    name = raw.get("name_in_prompt", key)
-    names: dict[str, str] = {}
-    if isinstance(name, dict):
-        names = {str(lang): _text(v, source, f"{where}.name_in_prompt.{lang}") for lang, v in name.items()}
-        if not names:
-            raise ProfileError(source, "must name the dimension", field=f"{where}.name_in_prompt")
-        name = names.get("en", next(iter(names.values())))
-    name = _text(name, source, f"{where}.name_in_prompt")
-    rubric = {str(lang): _text(v, source, f"{where}.rubric.{lang}") for lang, v in _mapping(raw.get("rubric"), source, f"{where}.rubric").items()}
-    if not rubric:
-        raise ProfileError(source, "needs a rubric for at least one language", field=f"{where}.rubric")
-    return Dimension(key, name, rubric, _paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"), names)
-
-
 def _our_profile(data: Any, source: str, default_name: str) -> JudgeProfile:
-    """A profile in our schema (see ``agents/judge/data/profiles/default.yaml``)."""
-    data = _mapping(data, source, "(top level)")
-    unknown = sorted(set(data) - _OUR_KEYS)
-    if unknown:
-        raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_OUR_KEYS))})", field=unknown[0])
-    parse = data.get("parse", "label")
-    if parse not in PARSE_RULES:
-        raise ProfileError(source, f"unknown parse rule {parse!r} (use one of {', '.join(PARSE_RULES)})", field="parse")
-    system = data.get("system_prompt")
-    if system is not None:
-        _text(system, source, "system_prompt")
-    by_language: dict[str, dict[str, Any]] = {}
-    for language, overrides in _mapping(data.get("languages") or {}, source, "languages").items():
-        overrides = _mapping(overrides, source, f"languages.{language}")
-        for key, value in overrides.items():
-            where = f"languages.{language}.{key}"
-            if key not in _LANGUAGE_KEYS:
-                raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_LANGUAGE_KEYS))})", field=where)
-            if key == "template":
-                _template(value, source, where)
-            elif not (key == "system_prompt" and value is None):
-                _text(value, source, where, allow_empty=key != "system_prompt")
-        by_language[str(language)] = dict(overrides)
-    dimensions = _dimensions(data.get("dimensions"), source, _our_dimension)
+    """A profile in our schema (``agents.judge.profile_schema``; example: ``agents/judge/data/profiles/default.yaml``)."""
+    from agents.judge.profile_schema import validate_profile_file  # pydantic: only when a profile file is read
+
+    spec = validate_profile_file(source, data)
     return JudgeProfile(
-        name=_text(data.get("name", default_name), source, "name"),
-        dimensions=dimensions,
-        system_prompt=system,
-        template=_template(data.get("template"), source, "template"),
-        supporter_prefix=_text(data.get("supporter_prefix", ""), source, "supporter_prefix", allow_empty=True),
-        seeker_prefix=_text(data.get("seeker_prefix", ""), source, "seeker_prefix", allow_empty=True),
-        join=_text(data.get("join", "\n"), source, "join", allow_empty=True),
-        rewrites=_rewrites(data.get("rewrites"), source, "rewrites"),
-        parse_rule=parse,
-        by_language=by_language,
+        name=default_name if spec.name is None else spec.name,
+        dimensions=tuple(_our_dimension(entry) for entry in spec.dimensions),
+        system_prompt=spec.system_prompt,
+        template=spec.template,
+        supporter_prefix=spec.supporter_prefix,
+        seeker_prefix=spec.seeker_prefix,
+        join=spec.join,
+        rewrites=spec.rewrites,
+        parse_rule=spec.parse,
+        by_language={lang: overrides.model_dump(exclude_unset=True) for lang, overrides in spec.languages.items()},
         source=source,
     )
+
+
+def _our_dimension(entry: Any) -> Dimension:
+    """A validated ``DimensionEntry``: ``name_in_prompt`` may be a name per language (English, else the first, is the default)."""
+    name = entry.key if entry.name_in_prompt is None else entry.name_in_prompt
+    names = name if isinstance(name, dict) else {}
+    if names:
+        name = names.get("en", next(iter(names.values())))
+    return Dimension(entry.key, name, entry.rubric, entry.paper_name, names)
 
 
 _PREFIX_STATEMENT = re.compile(r"\b(supporter|seeker)\b[^'\"‘’“”\n]*?['\"‘“]([^'\"’”\n]+)['\"’”]", re.IGNORECASE)
