@@ -140,7 +140,8 @@ class ProfileFile(_Section):
     """The system message; null for a user message only."""
     languages: Annotated[dict[str, LanguageOverrides], BeforeValidator(_language_keys)] = Field(default_factory=dict)
     """{LANG: overrides of template, system_prompt, supporter_prefix, seeker_prefix}."""
-    dimensions: Annotated[list[DimensionEntry], BeforeValidator(_dimension_list)] = Field(None, validate_default=True)
+    dimensions: Annotated[list[DimensionEntry], BeforeValidator(_dimension_list)] = Field(
+        None, validate_default=True, json_schema_extra={"minItems": 1})
     name: Text = None
     """Default: the file's stem."""
     template: Template = Field(None, validate_default=True)
