@@ -8,12 +8,30 @@ reference of the fields is ``docs/personas.md``. ``esc-eval personas schema`` pr
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from roles.cards import LANGUAGES
-from roles.persona_model import ALL, CUE_KINDS, DISTRESS_MAX, LENGTHS, LEVELS, NAME_PATTERN, PHRASES, REGISTERS, PersonaError
+from roles.persona_model import (
+    ALL,
+    CUE_KINDS,
+    DISTRESS_MAX,
+    LENGTHS,
+    LEVELS,
+    NAME_PATTERN,
+    PHRASES,
+    REGISTERS,
+    PersonaError,
+)
 from roles.schema_errors import checked, describe, invalid, without_null_defaults
 
 
@@ -65,7 +83,7 @@ def _name(value: Any) -> str:
     return name
 
 
-def _show_bool(value: Any) -> bool:
+def _true_or_false(value: Any) -> bool:
     if not isinstance(value, bool):
         raise invalid(f"must be true or false, got {value!r}")
     return value
@@ -141,7 +159,7 @@ class EmotionSection(_Section):
     on_advice: Change = None
     on_neither: Change = None
     drift: Change = None
-    show: checked(bool, _show_bool) = None  # type: ignore[valid-type]
+    show: checked(bool, _true_or_false) = None  # type: ignore[valid-type]
     """Tell the seeker its current feeling every round."""
 
 

@@ -31,8 +31,9 @@ A persona is a YAML file of documented fields (reference: ``docs/personas.md``):
     the cue lists, role-break detector, feeling names and sentence templates
     (defaults in ``roles/data/personas/_base.yaml``).
 
-Every persona starts from ``_base.yaml``. This module finds, merges and checks persona
-files: ``load_persona`` reads one by name or path. What a persona is lives in
+Every persona starts from ``_base.yaml``. This module finds and merges persona files
+(``load_persona`` reads one by name or path); each file's fields are checked by the
+schema declared in ``roles.persona_schema``. What a persona is lives in
 ``roles.persona_model`` (re-exported here), its text helpers in ``roles.persona_text``;
 ``Persona.render`` compiles it, with the seeker's current state, into the text
 appended to the protocol's system prompt. The state machine that moves that state

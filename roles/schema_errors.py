@@ -11,7 +11,8 @@ Only loaded when a file is validated: ``import runs.cli`` must not pay for pydan
 from __future__ import annotations
 
 import types
-from typing import Annotated, Any, Callable, Union, get_args, get_origin
+from collections.abc import Callable
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
