@@ -210,7 +210,8 @@ class PersonaFile(_Section):
     ending: EndingSection = None
     directives: PerLanguage | None = None
     """Free text added every round."""
-    round_directives: dict[Annotated[Turns, BeforeValidator(_round_number)], PerLanguage] | None = None
+    round_directives: dict[Annotated[Turns, BeforeValidator(_round_number)], PerLanguage] | None = Field(
+        None, json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}})
     """Free text from round N on."""
     cues: dict[_key(CUE_KINDS), CuesByLanguage] = None  # type: ignore[valid-type]
     role_break: RoleBreakSection = None

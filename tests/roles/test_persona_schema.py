@@ -52,6 +52,7 @@ def test_the_shipped_personas_are_valid(validator: jsonschema.Draft202012Validat
     "directives: {fr: bonjour}\n",
     "cues: {empathy: {en: sounds}}\n",
     "openness: 5\n",
+    "round_directives: {soon: hi}\n",
 ])
 def test_what_the_loader_refuses_the_schema_refuses(validator: jsonschema.Draft202012Validator, tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.yaml"
