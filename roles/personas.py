@@ -31,8 +31,9 @@ A persona is a YAML file of documented fields (reference: ``docs/personas.md``):
     the cue lists, role-break detector, feeling names and sentence templates
     (defaults in ``roles/data/personas/_base.yaml``).
 
-Every persona starts from ``_base.yaml``. This module finds, merges and checks persona
-files: ``load_persona`` reads one by name or path. What a persona is lives in
+Every persona starts from ``_base.yaml``. This module finds and merges persona files
+(``load_persona`` reads one by name or path); each file's fields are checked by the
+schema declared in ``roles.persona_schema``. What a persona is lives in
 ``roles.persona_model`` (re-exported here), its text helpers in ``roles.persona_text``;
 ``Persona.render`` compiles it, with the seeker's current state, into the text
 appended to the protocol's system prompt. The state machine that moves that state
@@ -48,17 +49,12 @@ from typing import Any, Iterable
 
 import yaml
 
-from roles.cards import LANGUAGES
 from roles.persona_model import (
-    ALL, BASE, CUE_KINDS, DEFAULT_ROLE_BREAK_RETRIES, DISTRESS_MAX, LENGTHS, LEVELS, NAME_PATTERN,
-    PHRASES, REGISTERS, SUFFIXES, Emotion, Ending, Persona, PersonaError, RoleBreakRule, Style, UnknownPersona,
+    BASE, CUE_KINDS, DEFAULT_ROLE_BREAK_RETRIES, DISTRESS_MAX, NAME_PATTERN,
+    PHRASES, SUFFIXES, Emotion, Ending, Persona, PersonaError, RoleBreakRule, Style, UnknownPersona,
 )
 from roles.persona_text import card_facts, cue_pattern
 
-_FIELDS = {
-    "name", "description", "extends", "emotion", "disclosure", "openness", "resistance", "style", "ending",
-    "directives", "round_directives", "cues", "role_break", "emotion_labels", "phrases",
-}
 _REPLACED_WHOLE = {"directives", "round_directives"}
 _NOT_INHERITED = {"name", "description", "extends"}
 
@@ -210,7 +206,7 @@ def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_raw(source: _Source) -> dict[str, Any]:
-    """Parse one file and check the fields it sets (so an error names the file that holds it)."""
+    """Parse one file and check the fields it sets (so an error names the file that holds it): ``roles.persona_schema``."""
     try:
         data = yaml.safe_load(source.read())
     except yaml.YAMLError as exc:
@@ -219,150 +215,9 @@ def _load_raw(source: _Source) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise PersonaError(source.label, f"a persona must be a mapping of fields, got {type(data).__name__}")
-    check = _Checker(source.label)
-    for key in data:
-        if key not in _FIELDS:
-            raise PersonaError(source.label, f"unknown field (known: {', '.join(sorted(_FIELDS))})", field=str(key))
-    if "name" in data:
-        name = check.text(data["name"], "name")
-        if not NAME_PATTERN.match(name) or name.startswith("_"):
-            raise PersonaError(source.label, f"must be letters, digits, '.', '-', '_', got {name!r}", field="name")
-    if "description" in data:
-        check.text(data["description"], "description", empty=True)
-    if data.get("extends") is not None:
-        check.text(data["extends"], "extends")
-    else:
-        data.pop("extends", None)
-    if "emotion" in data:
-        emotion = check.mapping(data["emotion"], "emotion", {"start", "on_empathy", "on_advice", "on_neither", "drift", "show"})
-        if "start" in emotion:
-            check.integer(emotion["start"], "emotion.start", 0, DISTRESS_MAX)
-        for key in ("on_empathy", "on_advice", "on_neither", "drift"):
-            if key in emotion:
-                check.integer(emotion[key], f"emotion.{key}", -DISTRESS_MAX, DISTRESS_MAX)
-        if "show" in emotion and not isinstance(emotion["show"], bool):
-            raise PersonaError(source.label, f"must be true or false, got {emotion['show']!r}", field="emotion.show")
-    if data.get("disclosure") is not None:
-        disclosure = check.mapping(data["disclosure"], "disclosure", {"reveal"})
-        data["disclosure"] = {"reveal": check.reveal(disclosure.get("reveal"))}
-    for key in ("openness", "resistance"):
-        if data.get(key) is not None:
-            check.choice(data[key], key, LEVELS)
-    if "style" in data:
-        style = check.mapping(data["style"], "style", {"length", "register", "language"})
-        for key, choices in (("length", LENGTHS), ("register", REGISTERS), ("language", LANGUAGES)):
-            if style.get(key) is not None:
-                check.choice(style[key], f"style.{key}", choices)
-    if "ending" in data:
-        ending = check.mapping(data["ending"], "ending", {"marker", "when_satisfied", "when_advice_repeated", "after_unhelpful"})
-        if "marker" in ending:
-            check.text(ending["marker"], "ending.marker")
-        if ending.get("when_satisfied") is not None:
-            check.integer(ending["when_satisfied"], "ending.when_satisfied", 0, DISTRESS_MAX)
-        for key in ("when_advice_repeated", "after_unhelpful"):
-            if ending.get(key) is not None:
-                check.integer(ending[key], f"ending.{key}", 1, 1000)
-    if data.get("directives") is not None:
-        data["directives"] = check.per_language(data["directives"], "directives")
-    if data.get("round_directives") is not None:
-        rounds = check.mapping(data["round_directives"], "round_directives", None)
-        normalised = {}
-        for key, texts in rounds.items():
-            key = int(key) if isinstance(key, str) and key.strip().isdigit() else key
-            number = check.integer(key, f"round_directives.{key}", 1, 1000)
-            normalised[number] = check.per_language(texts, f"round_directives.{key}")
-        data["round_directives"] = normalised
-    if "cues" in data:
-        cues = check.mapping(data["cues"], "cues", set(CUE_KINDS))
-        for kind, lists in cues.items():
-            check.cue_lists(lists, f"cues.{kind}")
-    if "role_break" in data:
-        rule = check.mapping(data["role_break"], "role_break", {"cues", "reminder", "retries"})
-        if "cues" in rule:
-            check.cue_lists(rule["cues"], "role_break.cues")
-        if "reminder" in rule:
-            rule["reminder"] = check.per_language(rule["reminder"], "role_break.reminder")
-        if rule.get("retries") is not None:
-            check.integer(rule["retries"], "role_break.retries", 0, 100)
-    if "emotion_labels" in data:
-        for lang, bands in check.mapping(data["emotion_labels"], "emotion_labels", set(LANGUAGES)).items():
-            bands = check.mapping(bands, f"emotion_labels.{lang}", None)
-            if not bands:
-                raise PersonaError(source.label, "must map distress levels to names", field=f"emotion_labels.{lang}")
-            for level, name in bands.items():
-                check.integer(level, f"emotion_labels.{lang}.{level}", 0, DISTRESS_MAX)
-                check.text(name, f"emotion_labels.{lang}.{level}")
-    if "phrases" in data:
-        for lang, texts in check.mapping(data["phrases"], "phrases", set(LANGUAGES)).items():
-            for key, text in check.mapping(texts, f"phrases.{lang}", set(PHRASES)).items():
-                check.text(text, f"phrases.{lang}.{key}")
-    return data
+    from roles.persona_schema import validate_persona_file  # pydantic: only when a persona file is read
 
-
-class _Checker:
-    """Type checks that raise ``PersonaError`` naming the file and the dotted field."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, field: str, message: str) -> PersonaError:
-        return PersonaError(self.source, message, field=field)
-
-    def text(self, value: Any, field: str, *, empty: bool = False) -> str:
-        if not isinstance(value, str) or (not empty and not value.strip()):
-            raise self.fail(field, f"must be {'' if empty else 'non-empty '}text, got {type(value).__name__} {value!r:.60}")
-        return value
-
-    def integer(self, value: Any, field: str, low: int, high: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(field, f"must be a whole number, got {type(value).__name__} {value!r:.60}")
-        if not low <= value <= high:
-            raise self.fail(field, f"must be between {low} and {high}, got {value}")
-        return value
-
-    def choice(self, value: Any, field: str, choices: tuple[str, ...]) -> str:
-        if value not in choices:
-            raise self.fail(field, f"must be one of {', '.join(choices)}, got {value!r:.60}")
-        return value
-
-    def mapping(self, value: Any, field: str, keys: set[str] | None) -> dict[Any, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(field, f"must be a mapping, got {type(value).__name__} {value!r:.60}")
-        if keys is not None:
-            for key in value:
-                if key not in keys:
-                    raise self.fail(f"{field}.{key}", f"unknown field (known: {', '.join(sorted(keys))})")
-        return value
-
-    def per_language(self, value: Any, field: str) -> dict[str, str]:
-        if isinstance(value, str):
-            self.text(value, field)
-            return {lang: value for lang in LANGUAGES}
-        texts = self.mapping(value, field, set(LANGUAGES))
-        if not texts:
-            raise self.fail(field, f"must give text for {' and/or '.join(LANGUAGES)}")
-        for lang, text in texts.items():
-            self.text(text, f"{field}.{lang}")
-        return dict(texts)
-
-    def cue_lists(self, value: Any, field: str) -> None:
-        for lang, cues in self.mapping(value, field, set(LANGUAGES)).items():
-            if not isinstance(cues, list):
-                raise self.fail(f"{field}.{lang}", f"must be a list of text, got {type(cues).__name__}")
-            for i, cue in enumerate(cues):
-                self.text(cue, f"{field}.{lang}[{i}]")
-
-    def reveal(self, value: Any) -> list[int | None]:
-        field = "disclosure.reveal"
-        if not isinstance(value, list) or not value:
-            raise self.fail(field, f"must be a non-empty list of fact counts (numbers or '{ALL}'), got {value!r:.60}")
-        out: list[int | None] = []
-        for i, item in enumerate(value):
-            count = None if item == ALL else self.integer(item, f"{field}[{i}]", 0, 1000)
-            if out and (out[-1] is None or (count is not None and count < out[-1])):
-                raise self.fail(f"{field}[{i}]", "must not decrease: facts once shared cannot be taken back")
-            out.append(count)
-        return out
+    return validate_persona_file(source.label, data)
 
 
 def _build(source: _Source, data: dict[str, Any], *, name: str) -> Persona:

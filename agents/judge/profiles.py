@@ -29,43 +29,27 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from agents.judge.labels import NO_LABEL, PARSE_RULES
+from agents.judge.profile_fields import (
+    _PLACEHOLDER,
+    DIMENSIONS,
+    PAPER_NAMES,
+    ProfileError,
+    dimension_list,
+    mapping,
+    paper_name,
+    rewrites,
+    template,
+    text,
+)
 from agents.messages import ChatMessage
 from roles.jsonl import json_error
 
-#: Dimension keys (as in ESC-Eval's score files) in the order reports show them.
-DIMENSIONS: tuple[str, ...] = ("fluency", "diversity", "empathic", "suggestion", "tech", "human", "overall")
-
-#: Dimension key -> the name the ESC-Eval paper uses for it.
-PAPER_NAMES: dict[str, str] = {
-    "fluency": "Fluency",
-    "diversity": "Expression",
-    "empathic": "Empathy",
-    "suggestion": "Information",
-    "tech": "Skillful",
-    "human": "Humanoid",
-    "overall": "Overall",
-}
-
 ROLES = ("supporter", "seeker")
-
-# Placeholders a template may use; anything else in braces is literal text.
-_PLACEHOLDER = re.compile(r"\{(rubric|dialogue_stripped|dialogue|name_in_prompt)\}")
 
 # Fallbacks for ESC-Eval's speaker prefixes, used only when an ESC-RANK file's
 # ``assembly.dialogue_lines`` text does not state them in a form we can read.
 _ESC_SUPPORTER_PREFIX = "AI assistant\uff1a"
 _ESC_SEEKER_PREFIX = "ESC-Role\uff1a"
-
-
-class ProfileError(ValueError):
-    """A profile file or a request against a profile is invalid; names the file and the field."""
-
-    def __init__(self, source: str, message: str, *, field: str | None = None):
-        where = str(source)
-        if field is not None:
-            where += f": field '{field}'"
-        super().__init__(f"{where}: {message}")
-        self.source, self.field = str(source), field
 
 
 @dataclass(frozen=True)
@@ -217,9 +201,6 @@ class JudgeProfile:
 
 _PROFILE_DIR = "data/profiles"
 _PROFILE_SUFFIXES = (".yaml", ".yml")
-_OUR_KEYS = {"name", "description", "parse", "system_prompt", "template", "supporter_prefix", "seeker_prefix", "join", "rewrites", "languages", "dimensions"}
-_LANGUAGE_KEYS = {"template", "system_prompt", "supporter_prefix", "seeker_prefix"}
-_DIMENSION_KEYS = {"key", "name_in_prompt", "paper_name", "rubric"}
 
 
 def builtin_profiles() -> list[str]:
@@ -279,117 +260,42 @@ def _parse_file(raw: str, source: str, *, yaml_syntax: bool) -> Any:
         raise ProfileError(source, f"not valid YAML: {exc}") from None
 
 
-def _text(value: Any, source: str, field: str, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str) or (not allow_empty and not value):
-        shown = "missing" if value is None else f"must be {'text' if allow_empty else 'non-empty text'}, got {type(value).__name__}"
-        raise ProfileError(source, shown, field=field)
-    return value
-
-
-def _mapping(value: Any, source: str, field: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ProfileError(source, f"must be a mapping, got {type(value).__name__}", field=field)
-    return value
-
-
-def _template(value: Any, source: str, field: str) -> str:
-    template = _text(value, source, field)
-    used = set(_PLACEHOLDER.findall(template))
-    if "rubric" not in used or not used & {"dialogue", "dialogue_stripped"}:
-        raise ProfileError(source, "must contain {rubric} and {dialogue} or {dialogue_stripped}", field=field)
-    return template
-
-
-def _rewrites(value: Any, source: str, field: str) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ProfileError(source, f"must be a list of [old, new] pairs, got {type(value).__name__}", field=field)
-    pairs = []
-    for index, pair in enumerate(value):
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(s, str) for s in pair) and pair[0]):
-            raise ProfileError(source, "must be a pair [old, new] of text, old non-empty", field=f"{field}[{index}]")
-        pairs.append((pair[0], pair[1]))
-    return tuple(pairs)
-
-
-def _paper_name(key: str, given: Any, source: str, field: str) -> str:
-    if given is not None:
-        return _text(given, source, field)
-    if key not in PAPER_NAMES:
-        raise ProfileError(source, f"unknown dimension key {key!r} needs a paper_name (known keys: {', '.join(DIMENSIONS)})", field=field)
-    return PAPER_NAMES[key]
-
-
 def _dimensions(raw: Any, source: str, parse_one: Callable[[Mapping[str, Any], str, str], Dimension]) -> tuple[Dimension, ...]:
     """A profile's ``dimensions`` list: each entry must be a mapping, read by ``parse_one(entry, source, where)``."""
-    if not isinstance(raw, list) or not raw:
-        raise ProfileError(source, "must be a non-empty list of dimensions", field="dimensions")
     dimensions = []
-    for index, entry in enumerate(raw):
+    for index, entry in enumerate(dimension_list(raw, source, "dimensions")):
         where = f"dimensions[{index}]"
-        dimensions.append(parse_one(_mapping(entry, source, where), source, where))
+        dimensions.append(parse_one(mapping(entry, source, where), source, where))
     return tuple(dimensions)
 
 
-def _our_dimension(raw: Mapping[str, Any], source: str, where: str) -> Dimension:
-    """One entry of ``dimensions`` in our schema."""
-    unknown = sorted(set(raw) - _DIMENSION_KEYS)
-    if unknown:
-        raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_DIMENSION_KEYS))})", field=f"{where}.{unknown[0]}")
-    key = _text(raw.get("key"), source, f"{where}.key")
-    name = raw.get("name_in_prompt", key)
-    names: dict[str, str] = {}
-    if isinstance(name, dict):
-        names = {str(lang): _text(v, source, f"{where}.name_in_prompt.{lang}") for lang, v in name.items()}
-        if not names:
-            raise ProfileError(source, "must name the dimension", field=f"{where}.name_in_prompt")
-        name = names.get("en", next(iter(names.values())))
-    name = _text(name, source, f"{where}.name_in_prompt")
-    rubric = {str(lang): _text(v, source, f"{where}.rubric.{lang}") for lang, v in _mapping(raw.get("rubric"), source, f"{where}.rubric").items()}
-    if not rubric:
-        raise ProfileError(source, "needs a rubric for at least one language", field=f"{where}.rubric")
-    return Dimension(key, name, rubric, _paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"), names)
-
-
 def _our_profile(data: Any, source: str, default_name: str) -> JudgeProfile:
-    """A profile in our schema (see ``agents/judge/data/profiles/default.yaml``)."""
-    data = _mapping(data, source, "(top level)")
-    unknown = sorted(set(data) - _OUR_KEYS)
-    if unknown:
-        raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_OUR_KEYS))})", field=unknown[0])
-    parse = data.get("parse", "label")
-    if parse not in PARSE_RULES:
-        raise ProfileError(source, f"unknown parse rule {parse!r} (use one of {', '.join(PARSE_RULES)})", field="parse")
-    system = data.get("system_prompt")
-    if system is not None:
-        _text(system, source, "system_prompt")
-    by_language: dict[str, dict[str, Any]] = {}
-    for language, overrides in _mapping(data.get("languages") or {}, source, "languages").items():
-        overrides = _mapping(overrides, source, f"languages.{language}")
-        for key, value in overrides.items():
-            where = f"languages.{language}.{key}"
-            if key not in _LANGUAGE_KEYS:
-                raise ProfileError(source, f"unknown key (allowed: {', '.join(sorted(_LANGUAGE_KEYS))})", field=where)
-            if key == "template":
-                _template(value, source, where)
-            elif not (key == "system_prompt" and value is None):
-                _text(value, source, where, allow_empty=key != "system_prompt")
-        by_language[str(language)] = dict(overrides)
-    dimensions = _dimensions(data.get("dimensions"), source, _our_dimension)
+    """A profile in our schema (``agents.judge.profile_schema``; example: ``agents/judge/data/profiles/default.yaml``)."""
+    from agents.judge.profile_schema import validate_profile_file  # pydantic: only when a profile file is read
+
+    spec = validate_profile_file(source, data)
     return JudgeProfile(
-        name=_text(data.get("name", default_name), source, "name"),
-        dimensions=dimensions,
-        system_prompt=system,
-        template=_template(data.get("template"), source, "template"),
-        supporter_prefix=_text(data.get("supporter_prefix", ""), source, "supporter_prefix", allow_empty=True),
-        seeker_prefix=_text(data.get("seeker_prefix", ""), source, "seeker_prefix", allow_empty=True),
-        join=_text(data.get("join", "\n"), source, "join", allow_empty=True),
-        rewrites=_rewrites(data.get("rewrites"), source, "rewrites"),
-        parse_rule=parse,
-        by_language=by_language,
+        name=default_name if spec.name is None else spec.name,
+        dimensions=tuple(_our_dimension(entry) for entry in spec.dimensions),
+        system_prompt=spec.system_prompt,
+        template=spec.template,
+        supporter_prefix=spec.supporter_prefix,
+        seeker_prefix=spec.seeker_prefix,
+        join=spec.join,
+        rewrites=spec.rewrites,
+        parse_rule=spec.parse,
+        by_language={lang: overrides.model_dump(exclude_unset=True) for lang, overrides in spec.languages.items()},
         source=source,
     )
+
+
+def _our_dimension(entry: Any) -> Dimension:
+    """A validated ``DimensionEntry``: ``name_in_prompt`` may be a name per language (English, else the first, is the default)."""
+    name = entry.key if entry.name_in_prompt is None else entry.name_in_prompt
+    names = name if isinstance(name, dict) else {}
+    if names:
+        name = names.get("en", next(iter(names.values())))
+    return Dimension(entry.key, name, entry.rubric, entry.paper_name, names)
 
 
 _PREFIX_STATEMENT = re.compile(r"\b(supporter|seeker)\b[^'\"‘’“”\n]*?['\"‘“]([^'\"’”\n]+)['\"’”]", re.IGNORECASE)
@@ -412,15 +318,15 @@ def _esc_prefixes(description: Any) -> tuple[str, str]:
 
 def _esc_dimension(raw: Mapping[str, Any], source: str, where: str) -> Dimension:
     """One entry of ``dimensions`` in ``esc_rank_prompts.json``."""
-    key = _text(raw.get("key"), source, f"{where}.key")
-    rubric = {lang: _text(raw[f"rubric_{lang}"], source, f"{where}.rubric_{lang}") for lang in ("en", "zh") if f"rubric_{lang}" in raw}
+    key = text(raw.get("key"), source, f"{where}.key")
+    rubric = {lang: text(raw[f"rubric_{lang}"], source, f"{where}.rubric_{lang}") for lang in ("en", "zh") if f"rubric_{lang}" in raw}
     if not rubric:
         raise ProfileError(source, "missing (need rubric_en and/or rubric_zh)", field=f"{where}.rubric_en")
     return Dimension(
         key=key,
-        name_in_prompt=_text(raw.get("name_in_prompt"), source, f"{where}.name_in_prompt"),
+        name_in_prompt=text(raw.get("name_in_prompt"), source, f"{where}.name_in_prompt"),
         rubric=rubric,
-        paper_name=_paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"),
+        paper_name=paper_name(key, raw.get("paper_name"), source, f"{where}.paper_name"),
     )
 
 
@@ -449,22 +355,22 @@ def esc_rank_profile(data: Mapping[str, Any], source: str = "esc_rank_prompts.js
     order is the file's (ESC-Eval's ``key_list``). ``assembly.system_prompt`` is
     InternLM2's default meta instruction, which ``chat()`` sends as the system turn.
     """
-    data = _mapping(data, source, "(top level)")
-    assembly = _mapping(data.get("assembly"), source, "assembly")
+    data = mapping(data, source, "(top level)")
+    assembly = mapping(data.get("assembly"), source, "assembly")
     dimensions = _dimensions(data.get("dimensions"), source, _esc_dimension)
     system = assembly.get("system_prompt")
     if system is not None:
-        _text(system, source, "assembly.system_prompt")
+        text(system, source, "assembly.system_prompt")
     supporter_prefix, seeker_prefix = _esc_prefixes(assembly.get("dialogue_lines"))
     return JudgeProfile(
         name="esc-rank",
         dimensions=dimensions,
         system_prompt=system,
-        template=_template(assembly.get("prompt"), source, "assembly.prompt"),
+        template=template(assembly.get("prompt"), source, "assembly.prompt"),
         supporter_prefix=supporter_prefix,
         seeker_prefix=seeker_prefix,
-        join=_text(assembly.get("dialogue_join"), source, "assembly.dialogue_join", allow_empty=True),
-        rewrites=_rewrites(assembly.get("dialogue_rewrites"), source, "assembly.dialogue_rewrites"),
+        join=text(assembly.get("dialogue_join"), source, "assembly.dialogue_join", allow_empty=True),
+        rewrites=rewrites(assembly.get("dialogue_rewrites"), source, "assembly.dialogue_rewrites"),
         parse_rule="esc_rank",
         source=source,
     )

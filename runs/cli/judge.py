@@ -1,4 +1,4 @@
-"""``esc-eval judge FILE`` scores existing transcripts; ``esc-eval judge train`` trains judge adapters."""
+"""``esc-eval judge FILE`` scores existing transcripts; ``judge train`` trains judge adapters; ``judge schema`` prints the profile schema."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--supporter", help="with --store: the supporter (default: from the file name, MODEL_LANG.json)")
     score.set_defaults(handler=_judge)
     _add_train_parser(actions)
+    schema = actions.add_parser("schema", help="print the JSON Schema of a judge profile file (our form; for YAML/JSON editor completion)")
+    schema.set_defaults(handler=_judge_schema)
 
 
 def _judge(args: argparse.Namespace) -> int:
@@ -59,6 +61,15 @@ def _judge(args: argparse.Namespace) -> int:
         stored = f" (kept as failed in {args.store})" if args.store is not None else ""
         print(f"esc-eval: {judged.failed} judgements failed after retries and are left out of the scores{stored}", file=sys.stderr)
     return 1 if judged.failed else 0
+
+
+def _judge_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from agents.judge.profile_schema import profile_schema
+
+    print(json.dumps(profile_schema(), indent=2, ensure_ascii=False))
+    return 0
 
 
 def _store_judged(store_path: Path, transcripts: Path, judged: Judged, supporter: str | None) -> None:

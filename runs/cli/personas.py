@@ -1,8 +1,9 @@
-"""``esc-eval personas``: list seeker personas, show what they ask the seeker round by round."""
+"""``esc-eval personas``: list seeker personas, show what they ask the seeker round by round, print their schema."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from runs.cli.errors import UsageError
@@ -24,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--supporter", choices=("empathic", "advice", "neutral"), default="empathic",
                       help="how the imagined supporter answers every round (moves emotion and ending rules)")
     show.set_defaults(handler=_personas_show)
+    schema = personas_sub.add_parser("schema", help="print the JSON Schema of a persona file (for YAML editor completion)")
+    schema.set_defaults(handler=_personas_schema)
 
 
 def _personas_list(args: argparse.Namespace) -> int:
@@ -38,6 +41,13 @@ def _personas_list(args: argparse.Namespace) -> int:
     source_width = max(len(p.source) for p in found)
     for info in found:
         print(f"{info.name:<{width}}  {info.source:<{source_width}}  {info.description}")
+    return 0
+
+
+def _personas_schema(args: argparse.Namespace) -> int:
+    from roles.persona_schema import persona_schema
+
+    print(json.dumps(persona_schema(), indent=2, ensure_ascii=False))
     return 0
 
 

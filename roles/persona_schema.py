@@ -1,0 +1,241 @@
+"""The persona file schema, declared once: pydantic models that validate each file and give its JSON Schema.
+
+``roles.personas`` validates every file it reads with ``PersonaFile`` (so an error names the
+file that holds it) and merges the validated fields over the ``extends`` chain; the
+reference of the fields is ``docs/personas.md``. ``esc-eval personas schema`` prints
+``persona_schema()``. Imported only when a persona file is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+from roles.cards import LANGUAGES
+from roles.persona_model import (
+    ALL,
+    CUE_KINDS,
+    DISTRESS_MAX,
+    LENGTHS,
+    LEVELS,
+    NAME_PATTERN,
+    PHRASES,
+    REGISTERS,
+    PersonaError,
+)
+from roles.schema_errors import checked, describe, invalid, without_null_defaults
+
+
+def _show(value: Any) -> str:
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def _text(value: Any, *, empty: bool = False) -> str:
+    if not isinstance(value, str) or (not empty and not value.strip()):
+        raise invalid(f"must be {'' if empty else 'non-empty '}text, got {_show(value)}")
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid(f"must be a whole number, got {_show(value)}")
+        if not low <= value <= high:
+            raise invalid(f"must be between {low} and {high}, got {value}")
+        return value
+    return check
+
+
+def _number(low: int, high: int) -> Any:
+    return checked(Annotated[int, Field(ge=low, le=high)], _whole(low, high))
+
+
+def _choice(choices: tuple[str, ...]) -> Any:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise invalid(f"must be one of {', '.join(choices)}, got {value!r:.60}")
+        return value
+    return checked(Literal[choices], check)  # type: ignore[valid-type]
+
+
+def _key(keys: tuple[str, ...]) -> Any:
+    """A mapping key that must be one of ``keys`` (an unknown one is reported as an unknown field)."""
+    def check(value: Any) -> str:
+        if value not in keys:
+            raise invalid(f"unknown field (known: {', '.join(sorted(keys))})")
+        return value
+    return checked(Literal[keys], check)  # type: ignore[valid-type]
+
+
+def _name(value: Any) -> str:
+    name = _text(value)
+    if not NAME_PATTERN.match(name) or name.startswith("_"):
+        raise invalid(f"must be letters, digits, '.', '-', '_', got {name!r}")
+    return name
+
+
+def _true_or_false(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(f"must be true or false, got {value!r}")
+    return value
+
+
+def _cue_list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise invalid(f"must be a list of text, got {type(value).__name__}")
+    return value
+
+
+def _fact_count(value: Any) -> int | None:
+    return None if value == ALL else _FACTS(value)
+
+
+def _reveal(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise invalid(f"must be a non-empty list of fact counts (numbers or '{ALL}'), got {value!r:.60}")
+    return value
+
+
+def _never_fewer(counts: list[int | None]) -> list[int | None]:
+    for i in range(1, len(counts)):
+        before, count = counts[i - 1], counts[i]
+        if before is None or (count is not None and count < before):
+            raise invalid("must not decrease: facts once shared cannot be taken back", at=f"[{i}]")
+    return counts
+
+
+def _one_text_for_all(value: Any) -> Any:
+    """A single text stands for every language."""
+    return {lang: _text(value) for lang in LANGUAGES} if isinstance(value, str) else value
+
+
+def _some_language(texts: dict[str, str]) -> dict[str, str]:
+    if not texts:
+        raise invalid(f"must give text for {' and/or '.join(LANGUAGES)}")
+    return texts
+
+
+def _round_number(value: Any) -> Any:
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
+def _some_band(bands: dict[int, str]) -> dict[int, str]:
+    if not bands:
+        raise invalid("must map distress levels to names")
+    return bands
+
+
+_FACTS = _whole(0, 1000)
+Text = checked(str, _text)
+Language = _key(LANGUAGES)
+Distress = _number(0, DISTRESS_MAX)
+Change = _number(-DISTRESS_MAX, DISTRESS_MAX)
+Turns = _number(1, 1000)
+Level = _choice(LEVELS)
+Cues = Annotated[list[Text], BeforeValidator(_cue_list)]
+CuesByLanguage = dict[Language, Cues]
+PerLanguage = Annotated[dict[Language, Text], BeforeValidator(_one_text_for_all, json_schema_input_type=str | dict[Literal[LANGUAGES], str]),  # type: ignore[valid-type]
+                        AfterValidator(_some_language)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+
+
+class EmotionSection(_Section):
+    """Distress (0 calm .. 10 overwhelmed) at the start and how it moves after each supporter reply."""
+
+    start: Distress = None
+    on_empathy: Change = None
+    on_advice: Change = None
+    on_neither: Change = None
+    drift: Change = None
+    show: checked(bool, _true_or_false) = None  # type: ignore[valid-type]
+    """Tell the seeker its current feeling every round."""
+
+
+class DisclosureSection(_Section):
+    reveal: Annotated[list[checked(int | Literal[ALL], _fact_count)], BeforeValidator(_reveal),  # type: ignore[valid-type]
+                      AfterValidator(_never_fewer)] = Field(None, validate_default=True)
+    """How many facts of the card's problem the seeker may have shared by reply 1, 2, 3, ... ('all': every fact; the last repeats)."""
+
+
+class StyleSection(_Section):
+    length: _choice(LENGTHS) | None = None  # type: ignore[valid-type]
+    # the alias: ``register`` is a method of the models' base class
+    register_: _choice(REGISTERS) | None = Field(None, alias="register")  # type: ignore[valid-type]
+    language: _choice(LANGUAGES) | None = None  # type: ignore[valid-type]
+    """Default: the card's language."""
+
+
+class EndingSection(_Section):
+    marker: Text = None
+    when_satisfied: Distress | None = None
+    """Leave once distress is at most this."""
+    when_advice_repeated: Turns | None = None
+    """Leave after this many advice replies in a row."""
+    after_unhelpful: Turns | None = None
+    """Leave after this many replies without empathy."""
+
+
+class RoleBreakSection(_Section):
+    cues: CuesByLanguage = None
+    reminder: PerLanguage = None
+    retries: _number(0, 100) | None = None  # type: ignore[valid-type]
+
+
+class PersonaFile(_Section):
+    """A seeker persona file (YAML): every field optional, merged over the persona it ``extends`` (docs/personas.md)."""
+
+    name: checked(str, _name) = None  # type: ignore[valid-type]
+    """Default: the file's stem."""
+    description: checked(str, lambda value: _text(value, empty=True)) = None  # type: ignore[valid-type]
+    extends: Text | None = None
+    """A persona name (a sibling NAME.yaml first, then a built-in) or a .yaml path relative to this file."""
+    emotion: EmotionSection = None
+    disclosure: DisclosureSection | None = None
+    openness: Level | None = None
+    resistance: Level | None = None
+    """Resistance to suggestions."""
+    style: StyleSection = None
+    ending: EndingSection = None
+    directives: PerLanguage | None = None
+    """Free text added every round."""
+    round_directives: dict[Annotated[Turns, BeforeValidator(_round_number)], PerLanguage] | None = Field(
+        None, json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}})
+    """Free text from round N on."""
+    cues: dict[_key(CUE_KINDS), CuesByLanguage] = None  # type: ignore[valid-type]
+    role_break: RoleBreakSection = None
+    emotion_labels: dict[Language, Annotated[dict[Distress, Text], AfterValidator(_some_band)]] = None
+    phrases: dict[Language, dict[_key(PHRASES), Text]] = None  # type: ignore[valid-type]
+
+
+def validate_persona_file(label: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields ``data`` sets, checked and normalised; ``PersonaError`` names ``label`` and the field."""
+    try:
+        fields = PersonaFile.model_validate(data).model_dump(exclude_unset=True, by_alias=True)
+    except ValidationError as exc:
+        field, message = describe(exc, PersonaFile, unknown="unknown field (known: {known})",
+                                  mapping="must be a mapping, got {type} {value!r:.60}")
+        raise PersonaError(label, message, field=field) from None
+    if fields.get("extends") is None:
+        fields.pop("extends", None)
+    return fields
+
+
+def persona_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a persona file, for editor completion."""
+    schema = without_null_defaults(PersonaFile.model_json_schema())
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "esc-eval persona"}
+
+
+__all__ = ["PersonaFile", "persona_schema", "validate_persona_file"]
