@@ -8,8 +8,8 @@ import shutil
 # Spinning OpenMP threads slow CPU generation ~10x when cores are shared; set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import pytest
 

@@ -7,12 +7,13 @@ their number grows with models, never with episodes.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from autogen_core import AgentInstantiationContext, AgentRuntime, MessageContext, RoutedAgent, message_handler
 
 from agents.backends.base import ChatBackend
 from agents.messages import Completion, TurnRequest
+
 
 class ChatAgent(RoutedAgent):
     """Answers a ``TurnRequest`` with its backend's ``Completion``; errors propagate to the sender."""

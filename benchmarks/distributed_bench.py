@@ -61,7 +61,7 @@ def write_config(workdir: Path, base_url: str, episodes: int, rounds: int, concu
 async def run_once(config_path: Path, store_path: Path, workers: int | None) -> dict[str, object]:
     from runs.config import load_config
     from runs.distributed import DistributedRunner
-    from runs.execution.runner import RunPlan, Runner
+    from runs.execution.runner import Runner, RunPlan
     from runs.store import Store
 
     plan = RunPlan.prepare(load_config(config_path))

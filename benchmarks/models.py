@@ -36,7 +36,7 @@ def _config(c: int, episodes: int, rounds: int, max_tokens: int, endpoint: dict[
 
 
 async def _esc_eval_run(config: Any, backends: dict[str, Any] | None = None) -> dict[str, Any]:
-    from runs.execution.runner import RunPlan, Runner
+    from runs.execution.runner import Runner, RunPlan
     from runs.store import Store
 
     with tempfile.TemporaryDirectory(prefix="esc-eval-bench-") as tmp:
@@ -130,10 +130,10 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max
     """Both sides load the model in ``dtype`` (default: the backend's, float32)."""
     from agents.backends.transformers_local import TransformersLocalBackend
     from agents.messages import SamplingParams
-    from roles.loaders import builtin_cards
-    from roles.templates import load_protocol
     from environments.episode import Episode, Role
     from environments.views import seeker_view, supporter_view
+    from roles.loaders import builtin_cards
+    from roles.templates import load_protocol
 
     params = SamplingParams(max_tokens=max_tokens)
     batched = TransformersLocalBackend(model=None, max_batch=8, max_wait=max_wait, dtype=dtype)
@@ -158,7 +158,8 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max
                     tokens += reply.completion_tokens
                     episode.add(role, reply.text, completion_tokens=reply.completion_tokens)
         seq_wall, seq_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        seq = {"episodes_done": len(cards), "prefilled_tokens": sequential.prefilled_tokens - warm_prefilled[1], "completion_tokens": tokens, "wall_s": round(seq_wall, 2), "cpu_s": round(seq_cpu, 2),
+        seq = {"episodes_done": len(cards), "prefilled_tokens": sequential.prefilled_tokens - warm_prefilled[1], "completion_tokens": tokens,
+               "wall_s": round(seq_wall, 2), "cpu_s": round(seq_cpu, 2),
                "tokens_per_s": round(tokens / seq_wall, 1), "dialogues_per_min": round(len(cards) / seq_wall * 60, 2)}
 
         config = _config(episodes, episodes, rounds, max_tokens, {"backend": "transformers"})

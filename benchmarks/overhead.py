@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROUNDS = 5
 JUDGE_CALLS = 7
@@ -112,7 +113,7 @@ def prompt_kit(n: int, c: int, url: str) -> dict[str, Any]:
 
 async def esc_eval_client(n: int, c: int, url: str, store_dir: str) -> dict[str, Any]:
     """The full ``Runner``: runtime, environment, store writer, judge observer, OpenAI backends."""
-    from runs.execution.runner import RunPlan, Runner
+    from runs.execution.runner import Runner, RunPlan
     from runs.store import Store
 
     config = _config(n, c, url)

@@ -45,7 +45,7 @@ def _config(model: str, backend: str, base_url: str | None, args: argparse.Names
 
 
 async def _run(config, backend) -> dict:
-    from runs.execution.runner import RunPlan, Runner
+    from runs.execution.runner import Runner, RunPlan
     from runs.store import Store
 
     plan = RunPlan.prepare(config)

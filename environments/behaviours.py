@@ -31,18 +31,31 @@ from __future__ import annotations
 import copy
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Iterable, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from environments.episode import Episode, Outcome, Role, Turn
 from roles.cards import RoleCard
-from roles.registry import Registry
 from roles.personas import (
-    CUE_KINDS, DISTRESS_MAX, NAME_PATTERN, SUFFIXES, Persona, PersonaError, RoleBreakRule, UnknownPersona,
-    builtin_personas, card_facts, cue_pattern, load_persona, persona_files, persona_from_file,
+    CUE_KINDS,
+    DISTRESS_MAX,
+    NAME_PATTERN,
+    SUFFIXES,
+    Persona,
+    PersonaError,
+    RoleBreakRule,
+    UnknownPersona,
+    builtin_personas,
+    card_facts,
+    cue_pattern,
+    load_persona,
+    persona_files,
+    persona_from_file,
 )
+from roles.registry import Registry
 
 ENTRY_POINT_GROUP = "esc_eval.personas"
 

@@ -21,8 +21,8 @@ import json
 import logging
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 from autogen_core import AgentId, SingleThreadedAgentRuntime, TopicId
 

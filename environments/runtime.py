@@ -28,10 +28,18 @@ import asyncio
 import itertools
 import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from autogen_core import (
-    Agent, AgentId, CancellationToken, InterventionHandler, MessageContext, MessageHandlerContext, Subscription, TopicId,
+    Agent,
+    AgentId,
+    CancellationToken,
+    InterventionHandler,
+    MessageContext,
+    MessageHandlerContext,
+    Subscription,
+    TopicId,
 )
 from opentelemetry.trace import NoOpTracerProvider
 

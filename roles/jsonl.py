@@ -8,7 +8,8 @@ so a broken line is reported the same way whichever command reads it. It sits in
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def read_jsonl(text: str, source: str | None, error: Callable[[str], Exception], *,

@@ -18,9 +18,10 @@ raises ``CardError`` naming the file for text it cannot parse).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 

@@ -7,8 +7,9 @@ seeker's current state, into the text appended to the protocol's seeker system p
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from roles.cards import LANGUAGES, RoleCard
 from roles.persona_text import card_facts, cue_pattern, fill

@@ -42,16 +42,29 @@ turn by turn is ``environments.behaviours.PersonaBehaviour``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from roles.persona_model import (
-    BASE, CUE_KINDS, DEFAULT_ROLE_BREAK_RETRIES, DISTRESS_MAX, NAME_PATTERN,
-    PHRASES, SUFFIXES, Emotion, Ending, Persona, PersonaError, RoleBreakRule, Style, UnknownPersona,
+    BASE,
+    CUE_KINDS,
+    DEFAULT_ROLE_BREAK_RETRIES,
+    DISTRESS_MAX,
+    NAME_PATTERN,
+    PHRASES,
+    SUFFIXES,
+    Emotion,
+    Ending,
+    Persona,
+    PersonaError,
+    RoleBreakRule,
+    Style,
+    UnknownPersona,
 )
 from roles.persona_text import card_facts, cue_pattern
 

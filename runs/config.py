@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import tomllib
+from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, get_type_hints
+from typing import Any, get_type_hints
 
 EXECUTORS = ("local", "ray")
 

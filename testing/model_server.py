@@ -35,10 +35,10 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Iterator, Sequence
 
 import aiohttp
 
@@ -145,7 +145,7 @@ async def _wait_ready(served: ServedModel, health_url: str, timeout: float) -> N
                 async with session.get(health_url) as response:
                     if response.status == 200:
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             if time.perf_counter() > deadline:
                 raise ServerStartError(f"transformers serve not ready after {timeout:.0f} s:\n{served.log_tail()}")
@@ -174,6 +174,6 @@ async def _stop(process: asyncio.subprocess.Process, grace: float = 5.0) -> None
     process.terminate()
     try:
         await asyncio.wait_for(process.wait(), grace)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         await process.wait()

@@ -17,12 +17,13 @@ import signal
 import sqlite3
 import sys
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from testing.fake_server import CLIENT_FAULT_KIND, FakeOpenAIServer
 from testing.cli import ROOT, Completed, esc_eval
+from testing.fake_server import CLIENT_FAULT_KIND, FakeOpenAIServer
 
 JUDGE_MODEL = "judge-model"
 DIMENSIONS = 7

@@ -14,9 +14,10 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from agents.backends.base import LOADING_LOG
 from agents.backends.torch_import import import_torch

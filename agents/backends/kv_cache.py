@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 MIN_SHARED_PREFIX = 16
 """Tokens a shared uncached prefix must have before it is worth a forward pass of its own."""

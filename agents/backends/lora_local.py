@@ -34,9 +34,10 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyReply, RequestRejected
 from agents.messages import ChatMessage, Completion, SamplingParams

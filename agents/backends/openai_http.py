@@ -17,12 +17,12 @@ Exhausted retries raise ``GaveUp``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential_jitter
@@ -177,7 +177,7 @@ class OpenAIHTTPBackend:
                         raw = raw.replace(self._secret, b"[redacted]")
                     status = response.status
                     retry_after = response.headers.get("Retry-After")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RequestTimeout(f"no answer within {self.timeout.total}s") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from agents.backends.base import BackendError, BackendStats
 from agents.messages import ChatMessage, Completion, SamplingParams

@@ -30,7 +30,8 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from agents.backends.base import BackendError, BackendStats, EmptyReply, GaveUp, RequestRejected
 from agents.messages import ChatMessage, Completion, SamplingParams

@@ -22,9 +22,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 """The ranks vLLM's ``--max-lora-rank`` accepts."""

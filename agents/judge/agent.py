@@ -16,14 +16,14 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Awaitable, Callable, Mapping, Sequence
 
 from autogen_core import AgentRuntime, MessageContext, RoutedAgent, TopicId, message_handler
 
 from agents.backends.base import BackendError, ChatBackend
-from agents.messages import EPISODES_SOURCE, FINAL, SCORES_TOPIC, EpisodeEnded, SamplingParams, Score
 from agents.judge.profiles import JudgeProfile
+from agents.messages import EPISODES_SOURCE, FINAL, SCORES_TOPIC, EpisodeEnded, SamplingParams, Score
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ rule quirk for quirk; ``label`` reads what a reply states as its score.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 NO_LABEL = -1
 LABELS = range(0, 5)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -113,7 +114,8 @@ class JudgeProfile:
 
     def __post_init__(self) -> None:
         if self.parse_rule not in PARSE_RULES:
-            raise ProfileError(self.source or self.name, f"unknown parse rule {self.parse_rule!r} (use one of {', '.join(PARSE_RULES)})", field="parse")
+            raise ProfileError(self.source or self.name, f"unknown parse rule {self.parse_rule!r} (use one of {', '.join(PARSE_RULES)})",
+                               field="parse")
         keys = [d.key for d in self.dimensions]
         if len(set(keys)) != len(keys):
             raise ProfileError(self.source or self.name, f"duplicate dimension keys in {keys}", field="dimensions")

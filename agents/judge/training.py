@@ -38,9 +38,10 @@ import math
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
 from roles.jsonl import read_jsonl
@@ -179,7 +180,7 @@ def _encode(tokenizer: Any, profile: JudgeProfile, dim: str, item: Item, max_len
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": str(item.labels[dim])}], tokenize=False)
     if not full.startswith(prompt):
-        raise TrainingError(f"the base model's chat template does not extend the prompt with the answer; cannot train on it")
+        raise TrainingError("the base model's chat template does not extend the prompt with the answer; cannot train on it")
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     target_ids = tokenizer(full[len(prompt):].rstrip("\n"), add_special_tokens=False)["input_ids"]
     keep = max(1, max_length - len(target_ids))
@@ -237,6 +238,7 @@ def train_adapters(items: Sequence[Item], base: str | Path | None, profile: Judg
             raise TrainingError(f"dialogue {item.key}: profile {profile.name} has no rubric for language {item.language!r}")
     try:
         import peft
+
         from agents.backends.lora_local import resolve_base
         from agents.backends.torch_import import import_torch
     except ImportError:

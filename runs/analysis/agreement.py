@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 from agents.judge.profiles import DIMENSIONS, PAPER_NAMES
 from runs.analysis.leaderboard import ReportError

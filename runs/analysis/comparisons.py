@@ -10,9 +10,9 @@ on the cards both played; p-values are Holm-adjusted over every pair × dimensio
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from agents.judge.profiles import DIMENSIONS, PAPER_NAMES
 from runs.analysis.scoring import leaderboard_value

@@ -4,8 +4,9 @@ comparisons (a forest plot) and the judge-human confusion matrices."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from agents.judge.profiles import PAPER_NAMES
 from runs.analysis.leaderboard import Report, ReportError

@@ -10,7 +10,8 @@ import csv
 import io
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from runs.analysis.leaderboard import FORMATS, DimensionStats, Report, ReportError, ReportRow
 
@@ -60,7 +61,8 @@ def p_text(x: float) -> str:
 
 
 def _comparison_rows(report: Report) -> list[list[str]]:
-    return [[f"{c.a} − {c.b}", report.name(c.dimension), number_text(c.diff), f"[{number_text(c.ci_low)}, {number_text(c.ci_high)}]", p_text(c.p_value),
+    return [[f"{c.a} − {c.b}", report.name(c.dimension), number_text(c.diff), f"[{number_text(c.ci_low)}, {number_text(c.ci_high)}]",
+             p_text(c.p_value),
              p_text(c.p_holm) + (" *" if c.significant else ""), f"{c.wins}/{c.ties}/{c.losses}", str(c.n_cards)]
             for c in report.comparisons or ()]
 

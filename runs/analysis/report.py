@@ -20,8 +20,8 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from runs.analysis.agreement import agreement_report, store_agreement
 from runs.analysis.leaderboard import FORMATS, GROUP_COLUMNS, DimensionStats, Report, ReportError, ReportRow, build_report, check_by

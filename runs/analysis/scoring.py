@@ -8,7 +8,8 @@ and are left out of every statistic. Anything else is a data error.
 from __future__ import annotations
 
 import math
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+
 
 def _label(score: object, where: str) -> int | None:
     """``score`` as a label 0..4, or ``None`` when it is missing (-1 or None)."""

@@ -35,7 +35,6 @@ from runs.analysis.agreement import human_labels
 from runs.annotation.labels import AnnotationError, assignment, check_label, check_name, export_labels, import_labels
 from runs.store import EpisodeRecord, Store
 
-
 # -- the web page -------------------------------------------------------------------
 
 _STATIC = ("index.html", "app.js", "style.css")

@@ -18,7 +18,7 @@ import argparse
 import logging
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from agents.backends.base import LOADING_LOG
 from roles.cards import CardError

@@ -8,16 +8,17 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from agents.backends.base import BackendStats
 from agents.messages import EpisodeEnded, TurnTaken
 from runs.distributed.shards import deal, split_limits
 from runs.distributed.sink import Batch, Rejudge
 from runs.distributed.worker import EpisodeWorker
-from runs.execution.progress import RunProgress, WorkerProgress
 from runs.execution.plan import RunPlan
+from runs.execution.progress import RunProgress, WorkerProgress
 from runs.execution.runner import RunResult
 from runs.store import FINAL_ROUND, PlannedEpisode, Store
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from agents.backends.base import BackendStats
 from roles.cards import RoleCard
 from runs.distributed.sink import Batch, RecordSink, Rejudge
-from runs.execution.progress import RunProgress
 from runs.execution.plan import RunPlan
+from runs.execution.progress import RunProgress
 from runs.store import PlannedEpisode
 
 LATENCIES_PER_BATCH = 256

@@ -16,7 +16,8 @@ import asyncio
 import os
 import signal
 import sys
-from typing import Callable, NoReturn, Protocol
+from collections.abc import Callable
+from typing import NoReturn, Protocol
 
 INTERRUPTED = 130
 """The exit status after a second Ctrl-C (128 + SIGINT, as a shell reports it)."""

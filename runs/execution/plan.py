@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
 from environments.behaviours import SeekerBehaviour, load_behaviour

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from agents.backends import BACKENDS, ChatBackend, Shared
 from runs.config import EndpointConfig

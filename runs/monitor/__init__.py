@@ -17,7 +17,15 @@ Importing this package loads rich; the command line imports it only when it show
 
 from runs.monitor.render import Dashboard, PlainReporter, plain_text, render
 from runs.monitor.snapshot import (
-    EndpointView, LeaderRow, Line, RateMeter, Snapshot, Source, WorkerView, percentile, state_summary,
+    EndpointView,
+    LeaderRow,
+    Line,
+    RateMeter,
+    Snapshot,
+    Source,
+    WorkerView,
+    percentile,
+    state_summary,
 )
 from runs.monitor.sources import LiveSource, StoreSource
 from runs.monitor.watch import is_terminal, monitor_command, run_with_monitor, watch

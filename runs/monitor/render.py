@@ -12,7 +12,8 @@ import math
 import re
 import sys
 from collections import Counter
-from typing import Mapping, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Protocol
 
 from agents.judge.profiles import DIMENSIONS
 

@@ -16,20 +16,33 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from agents.backends.base import BackendStats
 from agents.judge.profiles import DIMENSIONS
 from runs.execution.progress import SPOTLIGHT_LINES, RunProgress
 from runs.monitor.snapshot import (
-    LATENCY_WINDOW, ROLES, EndpointView, LeaderRow, Line, RateMeter, Snapshot, WorkerView, duration, fault_kind,
-    ordered_dimensions, percentile, running_leaderboard, state_summary, windowed_rate,
+    LATENCY_WINDOW,
+    ROLES,
+    EndpointView,
+    LeaderRow,
+    Line,
+    RateMeter,
+    Snapshot,
+    WorkerView,
+    duration,
+    fault_kind,
+    ordered_dimensions,
+    percentile,
+    running_leaderboard,
+    state_summary,
+    windowed_rate,
 )
 from runs.store import HEARTBEAT_SECONDS, RunRecord, Store
 from runs.store.live import LiveReader
-
 
 StatsProvider = Callable[[], Sequence[BackendStats]]
 

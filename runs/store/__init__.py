@@ -11,6 +11,7 @@ Public API (everything SQL stays inside this package):
 * the schema (``schema``): ``SCHEMA_VERSION``, ``columns``, ``StoreError``.
 """
 
+from runs.store.live import LiveReader, StoreBusy
 from runs.store.records import (
     FINAL_ROUND,
     AnnotationRecord,
@@ -27,7 +28,6 @@ from runs.store.records import (
 )
 from runs.store.schema import SCHEMA_VERSION, StoreError, columns
 from runs.store.writer import HEARTBEAT_SECONDS, Store
-from runs.store.live import LiveReader, StoreBusy  # last: live.py builds on the names above
 
 __all__ = [
     "FINAL_ROUND", "HEARTBEAT_SECONDS", "SCHEMA_VERSION", "AnnotationRecord", "EpisodeRecord", "EpisodeRows", "EventRecord", "FinalScore",

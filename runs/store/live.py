@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from runs.store import FINAL_ROUND, RunRecord, Store, StoreError
+from runs.store.records import FINAL_ROUND, RunRecord
+from runs.store.schema import StoreError
+from runs.store.writer import Store
 
 
 class StoreBusy(StoreError):

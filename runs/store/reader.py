@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from runs.store.records import FINAL_ROUND, AnnotationRecord, EpisodeRecord, EventRecord, FinalScore, RunRecord, ScoreRecord, TurnRecord
 

@@ -8,8 +8,9 @@ scores into the judge label ESC-Eval compares (the first sample; ``None`` when i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 FINAL_ROUND = -1
 """``scores.round`` of the score of a whole episode; per-round scores use the round number."""

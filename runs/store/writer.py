@@ -17,9 +17,10 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from agents.messages import TurnTaken
 from runs.store import schema
@@ -121,7 +122,8 @@ class Store(Reader):
             conn.executemany(
                 "INSERT OR IGNORE INTO episodes (key, ordinal, card_index, card_id, language, category, source,"
                 " supporter, persona, repeat, seed) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(e.key, e.ordinal, e.card_index, e.card_id, e.language, e.category, e.source, e.supporter, e.persona, e.repeat, e.seed) for e in episodes],
+                [(e.key, e.ordinal, e.card_index, e.card_id, e.language, e.category, e.source, e.supporter, e.persona, e.repeat, e.seed)
+                 for e in episodes],
             )
 
     def import_episodes(self, episodes: Iterable[ImportedEpisode | EpisodeRows]) -> list[str]:

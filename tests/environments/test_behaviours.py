@@ -4,8 +4,9 @@ each round, persona endings (terminated, never truncated), role-break retries an
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pytest
 from autogen_core import MessageContext, RoutedAgent, TypeSubscription, message_handler
@@ -16,8 +17,8 @@ from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
 from environments.behaviours import NEUTRAL, PersonaBehaviour, load_behaviour, mentions, preview
 from environments.environment import Environment, SupporterSpec
-from environments.runtime import make_runtime
 from environments.episode import Episode, Outcome, OutcomeKind, Role, Turn
+from environments.runtime import make_runtime
 from environments.termination import MaxRounds
 from roles.loaders import builtin_cards
 from roles.personas import base_role_break, builtin_personas, card_facts, load_persona, persona_from_file

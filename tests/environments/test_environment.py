@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
-from pathlib import Path
-from typing import Any, Sequence
-
 from autogen_core import MessageContext, RoutedAgent, TypeSubscription, message_handler
 
 from agents.backends.base import ServerError
@@ -16,8 +16,8 @@ from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, ChatMessage, EpisodeEnd
 from agents.seeker import SeekerAgent
 from agents.supporter import SupporterAgent
 from environments.environment import Environment, SupporterSpec
-from environments.runtime import make_runtime
 from environments.episode import Episode, OutcomeKind, Role
+from environments.runtime import make_runtime
 from environments.termination import EndToken, MaxRounds
 from roles.cards import RoleCard
 from roles.loaders import load_cards

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from testing.cli import esc_eval
 from testing.fake_server import FakeOpenAIServer
 from testing.scenarios import JUDGE_MODEL, ChainResponder, write_run_config
 from tests.reliability.test_bad_input import UNSET_KEY, snapshot
-from testing.cli import esc_eval
 
 CARDS = 12
 CONCURRENCY = 2

@@ -18,10 +18,10 @@ import pytest
 from agents.backends.scripted import ScriptedBackend
 from environments.episode import Episode
 from runs.config import parse_config
-from runs.execution.runner import RunPlan, Runner
+from runs.execution.runner import Runner, RunPlan
 from runs.store import Store
-from testing.scenarios import write_cards, write_run_config
 from testing.cli import ROOT
+from testing.scenarios import write_cards, write_run_config
 
 EPISODES = 2000
 CONCURRENCY = 200

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from runs.store import Store
-from testing.scenarios import JUDGE_MODEL, write_run_config
 from testing.cli import esc_eval
+from testing.scenarios import JUDGE_MODEL, write_run_config
 
 DEAD_URL = "http://127.0.0.1:9/v1"  # nothing listens: bad input must be caught before any request
 UNSET_KEY = "ESC_EVAL_TEST_KEY_NOBODY_SETS"

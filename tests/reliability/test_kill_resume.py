@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from runs.store import Store
-from testing.scenarios import DIMENSIONS, ChainResponder, run_kill_scenario, write_run_config
 from testing.cli import esc_eval
+from testing.scenarios import DIMENSIONS, ChainResponder, run_kill_scenario, write_run_config
 
 EPISODES, ROUNDS = 30, 3
 

@@ -16,7 +16,7 @@ import pytest
 
 from agents.backends.openai_http import OpenAIHTTPBackend
 from runs.config import parse_config
-from runs.execution.runner import RunPlan, Runner
+from runs.execution.runner import Runner, RunPlan
 from runs.store import Store
 from testing.scenarios import DIMENSIONS, JUDGE_MODEL, ChainResponder, audit_store, write_cards
 

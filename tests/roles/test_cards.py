@@ -6,15 +6,13 @@ import dataclasses
 import json
 import re
 from importlib import resources
-from pathlib import Path
 
 import pytest
 
 import roles
 from roles import CATEGORIES, LANGUAGES, CardError, RoleCard, builtin_cards
-
-from tests.reference import DATA as SHARED, needs_reference
-
+from tests.reference import DATA as SHARED
+from tests.reference import needs_reference
 
 EN_FIELDS = ("Age: ", "Gender: ", "Occupation: ", "Problem: ")
 ZH_FIELDS = ("年龄：", "性别：", "职业：", "问题：")

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from roles import CardError, RoleCard, load_cards, load_protocol
-
-from tests.reference import DATA as SHARED, needs_reference
+from tests.reference import DATA as SHARED
+from tests.reference import needs_reference
 
 CATEGORY_MAP = {"家庭生活": "family_life", "工作学习": "work_study", "社会与其他": "society_other"}
 

@@ -9,7 +9,14 @@ import pytest
 from roles.cards import RoleCard
 from roles.loaders import builtin_cards, load_cards
 from roles.personas import (
-    PHRASES, PersonaError, UnknownPersona, base_role_break, builtin_personas, card_facts, load_persona, persona_files,
+    PHRASES,
+    PersonaError,
+    UnknownPersona,
+    base_role_break,
+    builtin_personas,
+    card_facts,
+    load_persona,
+    persona_files,
     persona_from_file,
 )
 

@@ -11,8 +11,8 @@ import yaml
 
 from roles import ProtocolError, RoleCard, SeekerProtocol, builtin_protocols, load_cards, load_protocol
 from roles.templates import CARD_SLOT
-
-from tests.reference import DATA as SHARED, needs_reference
+from tests.reference import DATA as SHARED
+from tests.reference import needs_reference
 
 ESC_PROTOCOL = SHARED / "esc_role_protocol.json"
 

@@ -64,7 +64,8 @@ profile = "default"
 
 def test_fingerprint_reads_the_paths_as_written(tmp_path: Path) -> None:
     """The same config in two folders (or read from two working directories) is the same run."""
-    body = '[cards]\npath = "cards.json"\n[seeker]\nbase_url = "http://a/v1"\nmodel = "m"\n[[supporters]]\nname = "a"\nbase_url = "http://a/v1"\nmodel = "m"\n'
+    body = ('[cards]\npath = "cards.json"\n[seeker]\nbase_url = "http://a/v1"\nmodel = "m"\n'
+            '[[supporters]]\nname = "a"\nbase_url = "http://a/v1"\nmodel = "m"\n')
     one, two = load_config(_config(tmp_path / "one", body)), load_config(_config(tmp_path / "two", body))
     assert one.cards.path != two.cards.path
     assert one.fingerprint() == two.fingerprint()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runs.config import parse_config
-from runs.execution.runner import RunPlan, Runner
+from runs.execution.runner import Runner, RunPlan
 from runs.store import Store
 
 

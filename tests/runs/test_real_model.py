@@ -9,8 +9,8 @@ import pytest
 
 from agents.backends.transformers_local import embedded_model_dir
 from runs.store import Store
-from testing.model_server import start_transformers_serve
 from testing.cli import esc_eval, write_config
+from testing.model_server import start_transformers_serve
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(1500)]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runs.cli import main
-from runs.config import ConfigError, parse_config
 from agents.backends.vllm_server import ServerPlan, max_lora_rank
+from runs.cli import main
 from runs.cli.serve import plan_servers
+from runs.config import ConfigError, parse_config
 
 ENDPOINT = {"base_url": "http://127.0.0.1:8001/v1", "model": "sup"}
 
@@ -62,8 +62,8 @@ def test_serve_dry_run_prints_the_commands(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_vllm_backend_config_and_routing_without_vllm() -> None:
-    from agents.backends.vllm_engine import VLLMEngineBackend
     from agents.backends.base import RequestRejected
+    from agents.backends.vllm_engine import VLLMEngineBackend
     from runs.execution.pool import BackendPool
 
     c = parse_config({"judge": {"backend": "vllm", "model": "/m", "lora": {"fluency_en": "/a"}}}, judge_only=True)

@@ -16,12 +16,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.reference import DATA as SHARED
 from tests.vllm.conftest import HERE, REPO, vllm_env
 
 pytestmark = [pytest.mark.model, pytest.mark.vllm, pytest.mark.timeout(1800)]
 
 SUPPORTER, SEEKER = "AI assistant：", "ESC-Role："
-from tests.reference import DATA as SHARED
+
 DIMENSIONS = ("fluency", "diversity", "empathic", "suggestion", "tech", "human", "overall")
 ROUTES = {"fluency": "fluency_en", "empathic": "empathic_en"}
 

@@ -8,7 +8,15 @@ import time
 import pytest
 
 from agents.backends.base import (
-    AuthFailed, BackendError, EmptyReply, GaveUp, Overloaded, RateLimited, RequestRejected, ServerError, Throttled,
+    AuthFailed,
+    BackendError,
+    EmptyReply,
+    GaveUp,
+    Overloaded,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    Throttled,
 )
 from agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend, _http_error, _seconds
 from agents.messages import SamplingParams

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 from autogen_core import MessageContext, RoutedAgent, TopicId, TypeSubscription, message_handler
@@ -11,8 +11,8 @@ from autogen_core import MessageContext, RoutedAgent, TopicId, TypeSubscription,
 from agents.backends.base import GaveUp, ServerError
 from agents.backends.scripted import ScriptedBackend
 from agents.judge.agent import FINAL, JudgeAgent, Score, Scorer, score_publisher
-from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, SCORES_TOPIC, ChatMessage, EpisodeEnded, SamplingParams
 from agents.judge.profiles import ProfileError, load_profile
+from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, SCORES_TOPIC, ChatMessage, EpisodeEnded, SamplingParams
 from environments.runtime import make_runtime
 
 TRANSCRIPT = [("supporter", "Hi, what's on your mind?"), ("seeker", "Work is crushing me."), ("supporter", "That sounds heavy."),
@@ -61,7 +61,8 @@ async def test_score_every_round_gives_a_trajectory() -> None:
     scores = await scorer.score("k", "en", TRANSCRIPT)
     rounds = sorted({s.round for s in scores})
     assert rounds == [FINAL, 1]  # round 1 closes at line 3; round 2 is the whole dialogue (FINAL)
-    round_one_prompts = [m[-1]["content"] for m, _, _ in backend.requests if "That sounds heavy." in m[-1]["content"] and "I can't sleep." not in m[-1]["content"]]
+    round_one_prompts = [m[-1]["content"] for m, _, _ in backend.requests
+                         if "That sounds heavy." in m[-1]["content"] and "I can't sleep." not in m[-1]["content"]]
     assert len(round_one_prompts) == 7
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,8 @@ from agents.judge.profiles import (
     esc_rank_profile,
     load_profile,
 )
-
-from tests.reference import DATA as SHARED, needs_reference
+from tests.reference import DATA as SHARED
+from tests.reference import needs_reference
 
 ESC_RANK = SHARED / "esc_rank_prompts.json"
 ESC_ROLE = SHARED / "esc_role_protocol.json"

@@ -17,9 +17,9 @@ import pytest
 from agents.backends.base import RequestRejected
 from agents.backends.lora_local import LoraLocalBackend, adapters_in
 from agents.judge.agent import Scorer
-from agents.messages import SamplingParams
 from agents.judge.profiles import load_profile
 from agents.judge.training import TrainingOptions, read_training_labels, train_adapters
+from agents.messages import SamplingParams
 from runs.annotation.labels import export_labels
 from runs.cli import main
 from runs.config import parse_config

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from runs.analysis.agreement import confusion_matrix, consensus, krippendorff_alpha, store_agreement
-from runs.cli import main
 from runs.analysis.report import ReportError, render_agreement, report_command
+from runs.cli import main
 from runs.store import Store
 from tests.runs.annotation.helpers import key, make_store
 
@@ -76,8 +76,10 @@ def _labelled_store(tmp_path: Path) -> Path:
     rows = []
     # human labels: ann1 and ann2 on every item, ann3 on item 0 only
     human = {
-        "ann1": {0: {"fluency": 4, "empathic": 3}, 1: {"fluency": 1, "empathic": 0}, 2: {"fluency": 3, "empathic": 4}, 3: {"fluency": 3, "empathic": 2}},
-        "ann2": {0: {"fluency": 4, "empathic": 2}, 1: {"fluency": 1, "empathic": 1}, 2: {"fluency": 2, "empathic": 4}, 3: {"fluency": 3, "empathic": 2}},
+        "ann1": {0: {"fluency": 4, "empathic": 3}, 1: {"fluency": 1, "empathic": 0},
+                 2: {"fluency": 3, "empathic": 4}, 3: {"fluency": 3, "empathic": 2}},
+        "ann2": {0: {"fluency": 4, "empathic": 2}, 1: {"fluency": 1, "empathic": 1},
+                 2: {"fluency": 2, "empathic": 4}, 3: {"fluency": 3, "empathic": 2}},
         "ann3": {0: {"fluency": 3, "empathic": 2}},
     }
     for who, items in human.items():

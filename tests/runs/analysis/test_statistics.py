@@ -16,8 +16,17 @@ import pytest
 
 from runs.analysis import statistics
 from runs.analysis.comparisons import compare, power, ranks
-from runs.analysis.statistics import (cards_needed, cluster_mean, clustered_se, holm, judge_noise, min_detectable_difference,
-                             paired_comparison, ppi_mean, rank_intervals)
+from runs.analysis.statistics import (
+    cards_needed,
+    cluster_mean,
+    clustered_se,
+    holm,
+    judge_noise,
+    min_detectable_difference,
+    paired_comparison,
+    ppi_mean,
+    rank_intervals,
+)
 
 DIMENSIONS = [f"d{i}" for i in range(7)]
 

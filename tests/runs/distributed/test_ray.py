@@ -19,11 +19,11 @@ import pytest
 
 from runs.config import load_config
 from runs.distributed import DistributedRunner
-from runs.execution.runner import RunPlan, Runner
+from runs.execution.runner import Runner, RunPlan
 from runs.store import Store
-from tests.runs.distributed.helpers import ThreadedServer, dump, write_config
-from testing.scenarios import DIMENSIONS, audit_store
 from testing.cli import esc_eval
+from testing.scenarios import DIMENSIONS, audit_store
+from tests.runs.distributed.helpers import ThreadedServer, dump, write_config
 
 # Before Ray is imported: with this, Ray takes 127.0.0.1 as the node address and binds every server to loopback.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -6,7 +6,7 @@ import pytest
 
 from agents.messages import TurnTaken
 from runs.config import ConfigError, parse_config
-from runs.distributed import Rejudge, RecordSink, deal, split_limits
+from runs.distributed import RecordSink, Rejudge, deal, split_limits
 
 RAW = {
     "run": {"concurrency": 64, "executor": "ray", "workers": 3},

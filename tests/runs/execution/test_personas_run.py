@@ -7,8 +7,8 @@ import json
 import os
 import sys
 import tomllib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pytest
 
@@ -16,10 +16,10 @@ from agents.backends.scripted import ScriptedBackend
 from agents.messages import ChatMessage, SamplingParams
 from environments.behaviours import list_personas, load_behaviour
 from roles.personas import PersonaError
-from runs.config import ConfigError, parse_config
-from runs.formats.exchange import export_jsonl
 from runs.analysis.report import build_report
-from runs.execution.runner import RunPlan, Runner
+from runs.config import ConfigError, parse_config
+from runs.execution.runner import Runner, RunPlan
+from runs.formats.exchange import export_jsonl
 from runs.store import Store
 from testing.cli import ROOT, esc_eval, write_config
 
@@ -213,7 +213,7 @@ def test_plugins_are_listed_with_their_source(plugin: Path) -> None:
     assert found["stoic"].description.startswith("Calm on the surface")
     assert found["guarded"].source == "built-in"
     name, stoic = load_behaviour("stoic")
-    assert name == "stoic" and getattr(stoic, "persona").style.length == "short"  # extends the built-in terse
+    assert name == "stoic" and stoic.persona.style.length == "short"  # extends the built-in terse
 
 
 async def test_a_plugin_persona_runs(plugin: Path, tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from agents.backends.base import ServerError
 from agents.backends.scripted import ScriptedBackend
@@ -82,7 +82,8 @@ async def test_resume_skips_done_and_retry_failed_reruns_only_failed(tmp_path: P
 
     broken = False
     supporter_a = ScriptedBackend(flaky)
-    retried = await run_once(path, {"seeker": ScriptedBackend(seeker_script), "a": supporter_a, "b": ScriptedBackend()}, create=False, retry_failed=True)
+    retried = await run_once(path, {"seeker": ScriptedBackend(seeker_script), "a": supporter_a, "b": ScriptedBackend()},
+                             create=False, retry_failed=True)
     assert retried.exit_code == 0 and retried.progress.done == len(failed)
     assert len(supporter_a.requests) == 2 * len(failed)
     store = Store.open(path, readonly=True)

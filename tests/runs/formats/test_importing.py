@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from runs.analysis.report import agreement_report, build_report
 from runs.formats.exchange import export_esc_eval
 from runs.formats.importing import ResultFileError, episode_key, import_command, import_esc_eval, pair_files
-from runs.analysis.report import agreement_report, build_report
 from runs.store import Store, StoreError
 
 OPENER_EN = "AI assistant：Hello, I'm your personal assistant. You can confide in me about any worries or concerns you may have!"

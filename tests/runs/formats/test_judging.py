@@ -81,7 +81,8 @@ async def test_judge_detects_chinese_and_rejects_bad_transcripts(tmp_path: Path,
     config = tmp_path / "judge.toml"
     config.write_text(f'[judge]\nbase_url = "{server.base_url}"\nmodel = "j"\n', encoding="utf-8")
     transcripts = tmp_path / "dialogues.json"
-    transcripts.write_text(json.dumps({"0": [SUPPORTER + "你好，我在这里听你说。", SEEKER + "我最近工作压力很大，睡不着。"]}, ensure_ascii=False), encoding="utf-8")
+    dialogue = [SUPPORTER + "你好，我在这里听你说。", SEEKER + "我最近工作压力很大，睡不着。"]
+    transcripts.write_text(json.dumps({"0": dialogue}, ensure_ascii=False), encoding="utf-8")
     done = await esc_eval("judge", str(transcripts), "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["0"]["overall"] == 2

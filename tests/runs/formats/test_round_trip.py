@@ -12,8 +12,9 @@ import json
 import re
 import shutil
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from agents.messages import ChatMessage, SamplingParams
 from roles.loaders import builtin_cards
 from runs.cli import main
 from runs.config import parse_config
-from runs.execution.runner import RunPlan, Runner
+from runs.execution.runner import Runner, RunPlan
 from runs.store import Store
 
 URL = "http://127.0.0.1:9/v1"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import asyncio
 import io
+import json
 import logging
 import math
 import os
@@ -20,15 +20,23 @@ from rich.console import Console
 
 from agents.backends.base import BackendStats
 from agents.backends.scripted import ScriptedBackend
-from agents.messages import Completion, EpisodeEnded, TurnTaken
 from agents.judge.profiles import DIMENSIONS
+from agents.messages import Completion, EpisodeEnded, TurnTaken
 from runs.config import parse_config
-from runs.monitor import (
-    Dashboard, LiveSource, RateMeter, Snapshot, StoreSource, monitor_command, percentile, render,
-    run_with_monitor, watch,
-)
 from runs.execution.progress import RunProgress
-from runs.execution.runner import RunPlan, Runner
+from runs.execution.runner import Runner, RunPlan
+from runs.monitor import (
+    Dashboard,
+    LiveSource,
+    RateMeter,
+    Snapshot,
+    StoreSource,
+    monitor_command,
+    percentile,
+    render,
+    run_with_monitor,
+    watch,
+)
 from runs.store import PlannedEpisode, Store, StoreError
 
 WIDTH = 140

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from agents.backends.scripted import ScriptedBackend
 from runs.config import parse_config
+from runs.execution.runner import Runner, RunPlan
 from runs.monitor import StoreSource
-from runs.execution.runner import RunPlan, Runner
 from runs.store import HEARTBEAT_SECONDS, Store
 from testing.cli import ROOT
 

@@ -96,8 +96,8 @@ def test_new_store_keys_scores_by_sample(tmp_path: Path) -> None:
 
 
 def test_a_failed_migration_leaves_the_old_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from runs.store import schema as store_module
     from runs.store import StoreError
+    from runs.store import schema as store_module
 
     path = _old_store(tmp_path / "old.sqlite")
     monkeypatch.setitem(store_module.MIGRATIONS, 2, store_module.MIGRATIONS[2] + "SELECT no_such_function();")
