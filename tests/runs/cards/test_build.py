@@ -1,0 +1,190 @@
+"""``esc-eval cards build`` against the fake server: three source shapes, every way an item can drop out, resume, and a run over the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from runs.store import Store
+from testing.cli import esc_eval, write_config
+from testing.fake_server import default_responder
+
+CARDS = {
+    "MARK-exam": {"age": "22", "gender": "Female", "occupation": "Student",
+                  "problem": "She failed two exams this term and is afraid to tell her parents, who pay for her studies.",
+                  "category": "work_study", "quality": "high"},
+    "MARK-exam-again": {"age": "23", "gender": "Female", "occupation": "Student",
+                        "problem": "She failed two exams this term and is afraid to tell her parents, who pay for her studies.",
+                        "category": "work_study", "quality": "high"},
+    "MARK-phone": {"age": "35", "gender": "Male", "occupation": "Chef",
+                   "problem": "His landlord keeps calling him at 555-867-5309 about late rent and he cannot sleep.",
+                   "category": "society_other", "quality": "high"},
+    "MARK-family": {"age": "41", "gender": "Male", "occupation": "Bus driver",
+                    "problem": "He separated from his wife and misses his sons on the weekdays he does not see them.",
+                    "category": "family_life", "quality": "high"},
+    "MARK-retry": {"age": "Not mentioned", "gender": "Female", "occupation": "Nurse",
+                   "problem": "Night shifts leave her exhausted and she snaps at colleagues, then feels ashamed.",
+                   "category": "work_study", "quality": "high"},
+    "MARK-thin": {"age": "Not mentioned", "gender": "Not mentioned", "occupation": "Not mentioned",
+                  "problem": "Feels bad.", "category": "society_other", "quality": "low"},
+    "MARK-lonely": {"age": "28", "gender": "Female", "occupation": "Designer",
+                    "problem": "She moved to a new city for work and has not made a single friend in a year.",
+                    "category": "society_other", "quality": "high"},
+}
+
+
+def responder(body: dict[str, Any]) -> str:
+    """Cards by marker; ``MARK-babble`` never answers JSON, ``MARK-retry`` only once told why."""
+    if body["model"] not in ("extractor", "translator"):  # the run over the built cards
+        return default_responder(body)
+    if body["model"] == "translator":
+        return "年龄：二十多岁\n性别：女\n职业：学生\n问题：翻译的问题。"
+    text = body["messages"][1]["content"]
+    if "MARK-babble" in text:
+        return "Sure, I can help with that person's story!"
+    if "MARK-retry" in text and len(body["messages"]) == 2:
+        return "Here is the card: {age: unknown}"
+    marker = max((m for m in CARDS if m in text), key=len)
+    return "```json\n" + json.dumps(CARDS[marker]) + "\n```"
+
+
+def write_sources(folder: Path) -> list[Path]:
+    """One file per shape, holding an empty dialogue, a broken line, an empty post, a duplicate and a phone number."""
+    esconv = folder / "ESConv.json"
+    turns = lambda marker: [{"speaker": "seeker", "content": f"I feel awful ({marker})."},  # noqa: E731
+                            {"speaker": "supporter", "content": "I am here for you."}]
+    esconv.write_text(json.dumps([
+        {"situation": "failed exams", "emotion_type": "anxiety", "problem_type": "academic pressure", "dialog": turns("MARK-exam")},
+        {"situation": "failed exams again", "emotion_type": "anxiety", "problem_type": "academic pressure", "dialog": turns("MARK-exam-again")},
+        {"situation": "nothing", "emotion_type": "sadness", "problem_type": "none", "dialog": []},
+        {"situation": "rent", "emotion_type": "anger", "problem_type": "housing", "dialog": turns("MARK-phone")},
+    ]), encoding="utf-8")
+    dialogues = folder / "ExTES.jsonl"
+    line = lambda i, marker: json.dumps({"id": i, "dialog": [{"role": "user", "content": f"Help ({marker})"},  # noqa: E731
+                                                              {"role": "assistant", "content": "Tell me more."}]})
+    dialogues.write_text("\n".join([line(1, "MARK-family"), '{"id": 2, "dialog": [', line(3, "MARK-babble"),
+                                    line(4, "MARK-retry"), line(5, "MARK-thin")]) + "\n", encoding="utf-8")
+    posts = folder / "PsyQA.jsonl"
+    posts.write_text(json.dumps({"id": "p1", "title": "So alone", "text": "New city, no friends (MARK-lonely)."}) + "\n"
+                     + json.dumps({"id": "p2", "title": "", "text": " "}) + "\n", encoding="utf-8")
+    return [esconv, dialogues, posts]
+
+
+def write_build_config(path: Path, url: str, *, translator: bool = True) -> Path:
+    text = f'[build]\nlanguage = "en"\nconcurrency = 4\n\n[extractor]\nbase_url = "{url}"\nmodel = "extractor"\n'
+    if translator:
+        text += f'\n[translator]\nbase_url = "{url}"\nmodel = "translator"\n'
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+EXPECTED_COUNTS = {"items": 8, "bad_records": 3, "extracted": 7, "extraction_rejected": 1, "below_quality": 1,
+                   "pii_rejected": 1, "pii_scrubbed": 0, "near_duplicates": 1, "written": 4}
+
+
+async def test_build_from_three_shapes_reports_every_drop_and_runs(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=responder)
+    sources = write_sources(tmp_path)
+    config = write_build_config(tmp_path / "build.toml", server.base_url)
+    out = tmp_path / "cards.json"
+    result = await esc_eval("cards", "build", *map(str, sources), "--config", str(config), "--out", str(out),
+                            "--store", str(tmp_path / "build.sqlite"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "build-report.json").read_text(encoding="utf-8"))
+    assert report["counts"] == EXPECTED_COUNTS
+    counts = report["counts"]
+    assert counts["items"] == counts["extracted"] + counts["extraction_rejected"]
+    assert counts["extracted"] == counts["below_quality"] + counts["pii_rejected"] + counts["near_duplicates"] + counts["written"]
+    reasons = {(r["stage"], r["item"]): r["reason"] for r in report["rejected"]}
+    assert reasons[("bad_records", f"{sources[0]}: record 3")] == "empty dialogue"
+    assert reasons[("bad_records", f"{sources[1]}: line 2")].startswith("not valid JSON")
+    assert "empty post" in reasons[("bad_records", f"{sources[2]}: line 2")]
+    assert reasons[("extraction_rejected", f"{sources[1]}: line 3")].startswith("reply not usable after one retry: not JSON")
+    assert reasons[("pii_rejected", f"{sources[0]}: record 4")] == "personal identifiers: phone"
+    assert reasons[("near_duplicates", f"{sources[0]}: record 2")] == "near-duplicate of ESConv:1"
+    assert reasons[("below_quality", f"{sources[1]}: line 5")] == "quality low is below high"
+
+    cards = json.loads(out.read_text(encoding="utf-8"))
+    assert [c["source"] for c in cards] == ["ESConv", "ExTES", "ExTES", "PsyQA"]
+    assert [c["res"] for c in cards] == ["工作学习", "家庭生活", "工作学习", "社会与其他"]
+    assert all(set(c) == {"base", "res", "source", "base_biaozhu", "language", "id"} for c in cards)
+    assert cards[0]["base"].startswith("Age: 22\nGender: Female\nOccupation: Student\nProblem: She failed")
+    assert cards[0]["base_biaozhu"].startswith("年龄：") and cards[0]["language"] == "english"
+    assert [c["id"] for c in cards] == [0, 1, 2, 3]
+    # the retry carried the parse error back to the model
+    retried = [r for r in server.requests if len(r["messages"]) == 4 and "MARK-retry" in r["messages"][1]["content"]]
+    assert retried and "not JSON" in retried[0]["messages"][3]["content"]
+    # one call per item, a second for the two bad replies, one translation per card past the quality bar
+    extractions = [r for r in server.requests if r["model"] == "extractor"]
+    assert len(extractions) == 8 + 2 and len(server.requests) - len(extractions) == 6
+    assert report["tokens"]["calls"] == len(server.requests)
+    assert report["tokens"]["prompt"] > 0 and report["tokens"]["completion"] > 0
+
+    validated = await esc_eval("cards", "validate", str(out))
+    assert validated.returncode == 0 and "4 valid cards" in validated.stdout, validated.stderr
+    run_config = write_config(tmp_path / "run.toml", seeker_url=server.base_url, supporters={"s1": server.base_url},
+                              cards=out, rounds=2)
+    run = await esc_eval("run", str(run_config), "--store", str(tmp_path / "run.sqlite"), "--no-monitor")
+    assert run.returncode == 0, run.stderr
+    with Store.open(tmp_path / "run.sqlite", readonly=True) as store:
+        episodes = store.episodes()
+    assert sorted(e.source for e in episodes) == ["ESConv", "ExTES", "ExTES", "PsyQA"]
+    assert all(e.status == "done" for e in episodes)
+
+
+async def test_resume_extracts_only_what_is_missing(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=responder)
+    sources = write_sources(tmp_path)
+    config = write_build_config(tmp_path / "build.toml", server.base_url, translator=False)
+    store = tmp_path / "build.sqlite"
+    first = await esc_eval("cards", "build", str(sources[0]), "--config", str(config), "--out", str(tmp_path / "a.jsonl"),
+                           "--store", str(store))
+    assert first.returncode == 0, first.stderr
+    calls = len(server.requests)
+    assert calls == 3
+    refused = await esc_eval("cards", "build", *map(str, sources), "--config", str(config), "--out", str(tmp_path / "b.jsonl"),
+                             "--store", str(store))
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    again = await esc_eval("cards", "build", *map(str, sources), "--config", str(config), "--out", str(tmp_path / "b.jsonl"),
+                           "--store", str(store), "--resume")
+    assert again.returncode == 0, again.stderr
+    assert len(server.requests) - calls == 5 + 2  # the five new items, and the two bad replies' retries
+    report = json.loads((tmp_path / "build-report.json").read_text(encoding="utf-8"))
+    assert report["counts"]["written"] == 4 and report["counts"]["items"] == 8
+    records = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["annotations"]["quality"] for r in records] == ["high"] * 4 and "translation" not in records[0]["annotations"]
+    validated = await esc_eval("cards", "validate", str(tmp_path / "b.jsonl"), "--language", "en")
+    assert validated.returncode == 0, validated.stderr
+
+
+async def test_scrub_keeps_the_card_without_the_identifier_and_says_so(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=responder)
+    sources = write_sources(tmp_path)
+    config = write_build_config(tmp_path / "build.toml", server.base_url, translator=False)
+    config.write_text(config.read_text().replace('concurrency = 4', 'concurrency = 4\npii = "scrub"'), encoding="utf-8")
+    out = tmp_path / "cards.yaml"
+    result = await esc_eval("cards", "build", str(sources[0]), "--config", str(config), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "build-report.json").read_text(encoding="utf-8"))
+    assert report["counts"]["pii_scrubbed"] == 1 and report["counts"]["pii_rejected"] == 0
+    assert {"id": 1, "item": "ESConv:4", "scrubbed": ["phone"]} in report["cards"]
+    text = out.read_text(encoding="utf-8")
+    assert "555-867-5309" not in text and "[removed]" in text
+
+
+async def test_bad_input_is_exit_2_and_writes_nothing(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=responder)
+    sources = write_sources(tmp_path)
+    config = write_build_config(tmp_path / "build.toml", server.base_url)
+    config.write_text(config.read_text().replace('language = "en"', 'language = "fr"'), encoding="utf-8")
+    bad_language = await esc_eval("cards", "build", str(sources[0]), "--config", str(config), "--out", str(tmp_path / "c.json"))
+    assert bad_language.returncode == 2
+    assert bad_language.stderr.strip() == f"esc-eval: error: {config}: [build] field 'language': must be one of en, zh, got 'fr'"
+    write_build_config(config, server.base_url)
+    not_json = tmp_path / "broken.json"
+    not_json.write_text("[{", encoding="utf-8")
+    broken = await esc_eval("cards", "build", str(not_json), "--config", str(config), "--out", str(tmp_path / "c.json"))
+    assert broken.returncode == 2 and str(not_json) in broken.stderr and "not valid JSON" in broken.stderr
+    assert not (tmp_path / "c.json").exists() and not (tmp_path / "build-report.json").exists()
+    assert server.requests == []
