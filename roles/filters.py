@@ -68,7 +68,9 @@ class NearDuplicates:
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 1:
             raise ValueError(f"near-duplicate threshold must be in (0, 1], got {self.threshold}")
-        self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        # LSH needs at least two bands, which very high thresholds leave no room for; a lower LSH
+        # threshold only finds more candidates, and ``seen`` compares the estimate with the real one
+        self._lsh = MinHashLSH(threshold=min(self.threshold, 0.9), num_perm=self.num_perm)
 
     def seen(self, key: str, text: str) -> str | None:
         minhash = MinHash(num_perm=self.num_perm, seed=1)
