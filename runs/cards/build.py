@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,13 +77,12 @@ async def build_cards(config: BuildConfig, sources: Sequence[tuple[Path, str | N
         items += batch.items
         for problem in batch.problems:
             report.drop("bad_records", problem.where, problem.reason)
-    keys = [item.key for item in items]
-    if len(set(keys)) != len(keys):
-        duplicate = next(k for k in keys if keys.count(k) > 1)
-        raise SourceError(f"item key {duplicate!r} occurs twice (two files with the same name, or a repeated id)")
+    repeated = [key for key, n in Counter(item.key for item in items).items() if n > 1]
+    if repeated:
+        raise SourceError(f"item key {repeated[0]!r} occurs twice (two files with the same name, or a repeated id)")
     report.counts["items"] = len(items)
     pool = pool or BackendPool()
-    with CardBuildStore.open(store_path or ":memory:", config.fingerprint(prompts.text), resume=resume) as store:
+    with CardBuildStore.open(store_path, config.fingerprint(prompts.text), resume=resume) as store:
         try:
             await _extract_all(config, prompts, items, store, pool)
         finally:

@@ -49,13 +49,13 @@ class CardBuildStore:
         self._conn = conn
 
     @classmethod
-    def open(cls, path: str | Path, fingerprint: str, *, resume: bool) -> CardBuildStore:
-        """Create ``path``, or (``resume``) reopen it; its config fingerprint must match ``fingerprint``."""
-        path = Path(path)
-        if path.exists() and not resume:
+    def open(cls, path: str | Path | None, fingerprint: str, *, resume: bool) -> CardBuildStore:
+        """Create ``path`` (``None``: in memory, no resume), or (``resume``) reopen it; its fingerprint must match."""
+        path = Path(path) if path is not None else None
+        if path is not None and path.exists() and not resume:
             raise StoreError(f"{path}: exists; pass --resume to continue that build, or choose another --store")
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            conn = sqlite3.connect(":memory:" if path is None else path, isolation_level=None, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(CARDBUILD_SCHEMA)
             row = conn.execute("SELECT value FROM build_meta WHERE key = 'fingerprint'").fetchone()
