@@ -23,6 +23,9 @@ REPLY_KEYS = ("age", "gender", "occupation", "problem", "category", "quality")
 QUALITIES = ("low", "middle", "high")
 """Worst to best: ``--min-quality middle`` keeps middle and high."""
 PROMPT_KEYS = ("system", "user", "retry", "translate_system", "translate_user", "languages")
+PLACEHOLDERS = {"system": ("language_name", "not_mentioned"), "user": ("text",), "retry": ("error",),
+                "translate_system": ("language_name", "labels"), "translate_user": ("card",)}
+"""What each prompt may fill in; checked when the file is read, not at the first item."""
 
 
 class PromptError(ValueError):
@@ -81,6 +84,13 @@ def load_prompts(path: str | Path | None = None) -> BuilderPrompts:
             raise PromptError(f"{name}: missing key '{key}'")
         if key != "languages" and not isinstance(raw[key], str):
             raise PromptError(f"{name}: key '{key}' must be text")
+    for key, fields in PLACEHOLDERS.items():
+        try:
+            raw[key].format(**{field: "" for field in fields})
+        except (KeyError, IndexError, ValueError) as exc:
+            # a literal brace (a JSON example) must be doubled: {{"age": ...}}
+            raise PromptError(f"{name}: key '{key}': unknown or malformed placeholder ({exc}); "
+                              f"it may use {', '.join('{' + f + '}' for f in fields) or 'none'}, and literal braces doubled") from None
     languages = {}
     for lang in LANGUAGES:
         entry = raw["languages"].get(lang) if isinstance(raw["languages"], dict) else None

@@ -4,7 +4,8 @@ Stages and the counts the report keeps (they add up: every item read ends in exa
 
 1. read: items, plus bad records (file and line, skipped);
 2. extract: one call per item (one more, carrying the parse error, when the reply is not the
-   JSON object asked for); ``rejected`` with the reason otherwise. Backend retries and backoff
+   JSON object asked for); ``rejected`` with the reason otherwise, or ``failed`` when the
+   backend gave up (not stored, so ``--resume`` tries those again). Backend retries and backoff
    are the backend's own. With ``[translator]``, a card that passes the quality bar gets the
    other language's text in one more call. Outcomes are stored as they come, so ``--resume``
    redoes only items without one;
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,8 +35,6 @@ from roles.sources import SourceError, SourceItem, read_source
 from runs.cards.config import BuildConfig
 from runs.execution.pool import BackendPool
 from runs.store.cardbuild import CardBuildStore, ItemOutcome
-
-log = logging.getLogger("esc_eval.cards")
 
 ESC_CATEGORY = {"family_life": "家庭生活", "work_study": "工作学习", "society_other": "社会与其他"}
 ESC_LANGUAGE = {"en": "english", "zh": "chinese"}
@@ -84,10 +82,10 @@ async def build_cards(config: BuildConfig, sources: Sequence[tuple[Path, str | N
     pool = pool or BackendPool()
     with CardBuildStore.open(store_path, config.fingerprint(prompts.text), resume=resume) as store:
         try:
-            await _extract_all(config, prompts, items, store, pool)
+            failed = await _extract_all(config, prompts, items, store, pool)
         finally:
             await pool.aclose()
-        outcomes = store.outcomes()
+        outcomes = {**store.outcomes(), **failed}
     cards = _filter(config, items, outcomes, min_quality or config.build.min_quality, report)
     for outcome in (outcomes[i.key] for i in items):
         report.tokens["prompt"] += outcome.prompt_tokens
@@ -101,11 +99,13 @@ async def build_cards(config: BuildConfig, sources: Sequence[tuple[Path, str | N
 
 
 async def _extract_all(config: BuildConfig, prompts: BuilderPrompts, items: list[SourceItem],
-                       store: CardBuildStore, pool: BackendPool) -> None:
+                       store: CardBuildStore, pool: BackendPool) -> dict[str, ItemOutcome]:
+    """Extract every item the store has no outcome for; returns the failed ones (the backend gave up), not stored."""
     done = store.outcomes()
+    failed: dict[str, ItemOutcome] = {}
     todo = [item for item in items if item.key not in done]
     if done:
-        log.info("resuming: %d of %d items already extracted", len(items) - len(todo), len(items))
+        print(f"esc-eval: cards build: resuming, {len(items) - len(todo)} of {len(items)} items already extracted", file=sys.stderr)
     extractor = pool.get("extractor", config.extractor)
     translator = pool.get("translator", config.translator) if config.translator else None
     limit = asyncio.Semaphore(config.build.concurrency)
@@ -116,12 +116,16 @@ async def _extract_all(config: BuildConfig, prompts: BuilderPrompts, items: list
         nonlocal finished
         async with limit:
             outcome = await _extract(config, prompts, item, extractor, translator)
-        store.record(outcome)
+        if outcome.status == "failed":  # not stored: --resume tries it again
+            failed[item.key] = outcome
+        else:
+            store.record(outcome)
         finished += 1
         if finished % step == 0 or finished == len(todo):
             print(f"esc-eval: cards build: {finished}/{len(todo)} items extracted", file=sys.stderr)
 
     await asyncio.gather(*(one(item) for item in todo))
+    return failed
 
 
 async def _extract(config: BuildConfig, prompts: BuilderPrompts, item: SourceItem, extractor: Any,
@@ -143,8 +147,8 @@ async def _extract(config: BuildConfig, prompts: BuilderPrompts, item: SourceIte
         spent[2] += 1
         return completion.text
 
-    def outcome(card: dict[str, Any] | None, reason: str | None) -> ItemOutcome:
-        return ItemOutcome(item.key, "extracted" if card else "rejected", card, reason, *spent)
+    def outcome(card: dict[str, Any] | None, reason: str | None, status: str = "rejected") -> ItemOutcome:
+        return ItemOutcome(item.key, "extracted" if card else status, card, reason, *spent)
 
     try:
         reply = await ask(extractor, messages, params)
@@ -173,7 +177,7 @@ async def _extract(config: BuildConfig, prompts: BuilderPrompts, item: SourceIte
                 max_tokens=config.translator.max_tokens, temperature=config.translator.temperature, top_p=config.translator.top_p))).strip()
         return outcome(card, None)
     except BackendError as exc:
-        return outcome(None, f"backend failed: {exc}")
+        return outcome(None, f"backend failed: {exc}", "failed")
 
 
 def _filter(config: BuildConfig, items: list[SourceItem], outcomes: dict[str, ItemOutcome], min_quality: str,
@@ -182,12 +186,12 @@ def _filter(config: BuildConfig, items: list[SourceItem], outcomes: dict[str, It
     floor = QUALITIES.index(min_quality)
     duplicates = NearDuplicates(config.build.near_duplicate_threshold)
     kept: list[dict[str, Any]] = []
-    for counter in ("extracted", "extraction_rejected", "below_quality", "pii_rejected", "pii_scrubbed", "near_duplicates"):
+    for counter in ("extracted", "extraction_rejected", "extraction_failed", "below_quality", "pii_rejected", "pii_scrubbed", "near_duplicates"):
         report.counts.setdefault(counter, 0)
     for item in items:
         outcome = outcomes[item.key]
         if outcome.card is None:
-            report.drop("extraction_rejected", item.where, outcome.reason or "")
+            report.drop(f"extraction_{outcome.status}", item.where, outcome.reason or "")
             continue
         report.counts["extracted"] += 1
         card = dict(outcome.card)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -65,10 +66,13 @@ def _cards_build(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     counts = report.counts
     print(f"esc-eval: cards build: {counts['items']} items, {counts.get('bad_records', 0)} bad records, "
-          f"{counts['extracted']} extracted, {counts['extraction_rejected']} rejected, {counts['below_quality']} below quality, "
+          f"{counts['extracted']} extracted, {counts['extraction_rejected']} rejected, {counts['extraction_failed']} failed, "
+          f"{counts['below_quality']} below quality, "
           f"{counts['pii_rejected']} with personal identifiers, {counts['near_duplicates']} near-duplicates; "
           f"{counts['written']} cards -> {args.out} (report: {args.out.parent / 'build-report.json'})")
+    if counts["extraction_failed"]:
+        print(f"esc-eval: cards build: {counts['extraction_failed']} items failed (backend gave up); "
+              "run again with --resume to retry them", file=sys.stderr)
     if not counts["written"]:
-        print("esc-eval: cards build: no card survived the filters; nothing written", flush=True)
-        return FAILED_EPISODES
-    return 0
+        print("esc-eval: cards build: no card survived the filters; nothing written", file=sys.stderr)
+    return FAILED_EPISODES if counts["extraction_failed"] or not counts["written"] else 0

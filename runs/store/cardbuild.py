@@ -31,7 +31,10 @@ CREATE TABLE IF NOT EXISTS build_items (
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    """What extraction made of one source item: ``status`` ``extracted`` (``card`` set) or ``rejected`` (``reason``)."""
+    """What extraction made of one source item: ``status`` ``extracted`` (``card`` set), ``rejected`` or ``failed`` (``reason``).
+
+    ``failed`` (the backend gave up) is never recorded: a resumed build asks again.
+    """
 
     key: str
     status: str

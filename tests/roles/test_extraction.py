@@ -40,4 +40,10 @@ def test_a_replacement_prompt_file_is_checked(tmp_path: Path) -> None:
     path.write_text("system: hi\nuser: '{text}'\n", encoding="utf-8")
     with pytest.raises(PromptError, match=r"prompts\.yaml: missing key 'retry'"):
         load_prompts(path)
+    good = load_prompts().text
+    path.write_text(good.replace("Answer with the JSON object only.", 'Answer like {"age": "30"}.'), encoding="utf-8")
+    with pytest.raises(PromptError, match=r"key 'user': unknown or malformed placeholder .*literal braces doubled"):
+        load_prompts(path)
+    path.write_text(good.replace("Answer with the JSON object only.", 'Answer like {{"age": "30"}}.'), encoding="utf-8")
+    assert 'like {"age": "30"}' in load_prompts(path).user.format(text="t")
     assert len(REPLY_KEYS) == 6

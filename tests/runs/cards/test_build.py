@@ -10,7 +10,8 @@ from testing.cli import esc_eval, write_config
 
 from tests.runs.cards.helpers import responder, write_build_config, write_sources
 
-EXPECTED_COUNTS = {"items": 8, "bad_records": 3, "extracted": 7, "extraction_rejected": 1, "below_quality": 1,
+EXPECTED_COUNTS = {"items": 8, "bad_records": 3, "extracted": 7, "extraction_rejected": 1, "extraction_failed": 0,
+                   "below_quality": 1,
                    "pii_rejected": 1, "pii_scrubbed": 0, "near_duplicates": 1, "written": 4}
 
 
@@ -25,7 +26,7 @@ async def test_build_from_three_shapes_reports_every_drop_and_runs(tmp_path: Pat
     report = json.loads((tmp_path / "build-report.json").read_text(encoding="utf-8"))
     assert report["counts"] == EXPECTED_COUNTS
     counts = report["counts"]
-    assert counts["items"] == counts["extracted"] + counts["extraction_rejected"]
+    assert counts["items"] == counts["extracted"] + counts["extraction_rejected"] + counts["extraction_failed"]
     assert counts["extracted"] == counts["below_quality"] + counts["pii_rejected"] + counts["near_duplicates"] + counts["written"]
     reasons = {(r["stage"], r["item"]): r["reason"] for r in report["rejected"]}
     assert reasons[("bad_records", f"{sources[0]}: record 3")] == "empty dialogue"
@@ -119,3 +120,27 @@ async def test_bad_input_is_exit_2_and_writes_nothing(tmp_path: Path, fake_serve
     assert broken.returncode == 2 and str(not_json) in broken.stderr and "not valid JSON" in broken.stderr
     assert not (tmp_path / "c.json").exists() and not (tmp_path / "build-report.json").exists()
     assert server.requests == []
+
+
+async def test_an_item_the_backend_gives_up_on_is_failed_then_retried_by_resume(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    down = True
+    server = await fake_server(responder=responder,
+                               fault_for=lambda body: "500" if down and "MARK-family" in body["messages"][1]["content"] else None)
+    sources = write_sources(tmp_path)
+    config = write_build_config(tmp_path / "build.toml", server.base_url, translator=False)
+    config.write_text(config.read_text() + "max_attempts = 2\n", encoding="utf-8")
+    store, out = tmp_path / "build.sqlite", tmp_path / "cards.json"
+    first = await esc_eval("cards", "build", str(sources[1]), "--config", str(config), "--out", str(out), "--store", str(store))
+    assert first.returncode == 1 and "--resume" in first.stderr, first.stderr
+    report = json.loads((tmp_path / "build-report.json").read_text(encoding="utf-8"))
+    assert report["counts"]["extraction_failed"] == 1 and report["counts"]["written"] == 1
+    failed = [r for r in report["rejected"] if r["stage"] == "extraction_failed"]
+    assert failed[0]["item"] == f"{sources[1]}: line 1" and "gave up after 2 attempts: 5xx" in failed[0]["reason"]
+    down = False
+    calls = len(server.requests)
+    again = await esc_eval("cards", "build", str(sources[1]), "--config", str(config), "--out", str(out), "--store", str(store), "--resume")
+    assert again.returncode == 0, again.stderr
+    assert len(server.requests) - calls == 1  # only the failed item is asked again
+    report = json.loads((tmp_path / "build-report.json").read_text(encoding="utf-8"))
+    assert report["counts"]["extraction_failed"] == 0 and report["counts"]["written"] == 2
+    assert [c["res"] for c in json.loads(out.read_text(encoding="utf-8"))] == ["家庭生活", "工作学习"]
