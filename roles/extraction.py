@@ -32,6 +32,10 @@ class PromptError(ValueError):
     """The prompts file is unusable; the message names the file and the key."""
 
 
+class ReplyError(ValueError):
+    """A model's reply is not the card object asked for; the message says why."""
+
+
 @dataclass(frozen=True)
 class Language:
     name: str
@@ -107,7 +111,7 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
 def parse_reply(text: str) -> Extracted:
-    """The reply as a card, or ``ValueError`` saying what is wrong (sent back to the model once).
+    """The reply as a card, or ``ReplyError`` saying what is wrong (sent back to the model once).
 
     A JSON object in a Markdown code fence is accepted: many chat models wrap JSON so.
     """
@@ -116,22 +120,22 @@ def parse_reply(text: str) -> Extracted:
     try:
         value: Any = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg}, at character {exc.pos})") from None
+        raise ReplyError(f"not JSON ({exc.msg}, at character {exc.pos})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+        raise ReplyError(f"expected a JSON object, got {type(value).__name__}")
     missing = [k for k in REPLY_KEYS if k not in value]
     extra = [k for k in value if k not in REPLY_KEYS]
     if missing or extra:
-        raise ValueError("keys differ: " + "; ".join(
+        raise ReplyError("keys differ: " + "; ".join(
             part for part in (f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(extra)}" if extra else "") if part))
     for key in REPLY_KEYS:
         if not isinstance(value[key], (str, int)) or isinstance(value[key], bool) or not str(value[key]).strip():
-            raise ValueError(f"'{key}' must be non-empty text, got {value[key]!r:.40}")
+            raise ReplyError(f"'{key}' must be non-empty text, got {value[key]!r:.40}")
     fields = {k: str(value[k]).strip() for k in REPLY_KEYS}
     if fields["category"] not in CATEGORIES:
-        raise ValueError(f"'category' must be one of {', '.join(CATEGORIES)}, got {fields['category']!r:.40}")
+        raise ReplyError(f"'category' must be one of {', '.join(CATEGORIES)}, got {fields['category']!r:.40}")
     if fields["quality"] not in QUALITIES:
-        raise ValueError(f"'quality' must be one of {', '.join(QUALITIES)}, got {fields['quality']!r:.40}")
+        raise ReplyError(f"'quality' must be one of {', '.join(QUALITIES)}, got {fields['quality']!r:.40}")
     return Extracted(**fields)
 
 

@@ -16,9 +16,10 @@ thousand must not cost the other 999.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from roles.jsonl import json_error
 from roles.registry import Registry
@@ -26,6 +27,10 @@ from roles.registry import Registry
 
 class SourceError(ValueError):
     """A source file cannot be read at all (missing, not UTF-8, not the shape asked for)."""
+
+
+class BadRecord(ValueError):
+    """One record cannot be read; it becomes a ``Problem`` and the file goes on."""
 
 
 @dataclass(frozen=True)
@@ -108,20 +113,20 @@ def _nonempty(value: Any) -> str | None:
 
 
 def _render_turns(turns: Any, who: str, what: str) -> str:
-    """``speaker: text`` lines; raises ValueError when there is nothing to read."""
+    """``speaker: text`` lines; raises ``BadRecord`` when there is nothing to read."""
     if not isinstance(turns, list):
-        raise ValueError(f"'dialog' must be a list of turns, got {type(turns).__name__}")
+        raise BadRecord(f"'dialog' must be a list of turns, got {type(turns).__name__}")
     lines = []
     for number, turn in enumerate(turns, 1):
         if not isinstance(turn, dict):
-            raise ValueError(f"turn {number}: expected an object, got {type(turn).__name__}")
+            raise BadRecord(f"turn {number}: expected an object, got {type(turn).__name__}")
         speaker, content = _nonempty(turn.get(who)), _nonempty(turn.get(what))
         if speaker is None:
-            raise ValueError(f"turn {number}: missing '{who}'")
+            raise BadRecord(f"turn {number}: missing '{who}'")
         if content is not None:
             lines.append(f"{speaker}: {content}")
     if not lines:
-        raise ValueError("empty dialogue")
+        raise BadRecord("empty dialogue")
     return "\n".join(lines)
 
 
@@ -139,9 +144,9 @@ def read_esconv(path: Path) -> SourceBatch:
         where = f"{path}: record {number}"
         try:
             if not isinstance(record, dict):
-                raise ValueError(f"expected an object, got {type(record).__name__}")
+                raise BadRecord(f"expected an object, got {type(record).__name__}")
             dialogue = _render_turns(record.get("dialog"), "speaker", "content")
-        except ValueError as exc:
+        except BadRecord as exc:
             batch.problems.append(Problem(where, str(exc)))
             continue
         header = [f"{label}: {value}" for label, key in (("Situation", "situation"), ("Emotion", "emotion_type"),
@@ -165,11 +170,11 @@ def _read_lines(path: Path, item: Callable[[dict[str, Any]], str]) -> SourceBatc
             continue
         try:
             if not isinstance(record, dict):
-                raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+                raise BadRecord(f"expected a JSON object, got {type(record).__name__}")
             if record.get("id") is None or isinstance(record["id"], (dict, list)):
-                raise ValueError("missing 'id'")
+                raise BadRecord("missing 'id'")
             text = item(record)
-        except ValueError as exc:
+        except BadRecord as exc:
             batch.problems.append(Problem(where, str(exc)))
             continue
         batch.items.append(SourceItem(f"{path.stem}:{record['id']}", path.stem, text, where))
@@ -189,7 +194,7 @@ def read_posts(path: Path) -> SourceBatch:
     def post(record: dict[str, Any]) -> str:
         parts = [p for p in (_nonempty(record.get("title")), _nonempty(record.get("text"))) if p]
         if not parts:
-            raise ValueError("empty post (no 'title' or 'text')")
+            raise BadRecord("empty post (no 'title' or 'text')")
         return "\n".join(parts)
 
     return _read_lines(path, post)

@@ -21,15 +21,23 @@ import asyncio
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
 from agents.backends import BackendError
 from agents.messages import ChatMessage, SamplingParams
-from roles.extraction import QUALITIES, BuilderPrompts, card_text, load_prompts, parse_reply
+from roles.extraction import (
+    QUALITIES,
+    BuilderPrompts,
+    ReplyError,
+    card_text,
+    load_prompts,
+    parse_reply,
+)
 from roles.filters import NearDuplicates, personal_identifiers, scrub
 from roles.sources import SourceError, SourceItem, read_source
 from runs.cards.config import BuildConfig
@@ -154,14 +162,14 @@ async def _extract(config: BuildConfig, prompts: BuilderPrompts, item: SourceIte
         reply = await ask(extractor, messages, params)
         try:
             extracted = parse_reply(reply)
-        except ValueError as first:
+        except ReplyError as first:
             messages += [{"role": "assistant", "content": reply},
                          {"role": "user", "content": prompts.retry.format(error=first)}]
             reply = await ask(extractor, messages, params)
             try:
                 extracted = parse_reply(reply)
-            except ValueError as second:
-                return outcome(None, f"reply not usable after one retry: {second}")
+            except ReplyError as second:
+                return outcome(None, f"reply not usable after one retry: {second}; the reply began {reply[:80]!r}")
         card: dict[str, Any] = {"base": card_text(extracted, language), "category": extracted.category,
                                 "quality": extracted.quality, "source": item.dataset}
         min_quality = config.build.min_quality

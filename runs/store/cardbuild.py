@@ -11,7 +11,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from runs.store.schema import StoreError
 
@@ -71,7 +71,7 @@ class CardBuildStore:
             raise StoreError(f"{path}: was made with another build config (prompts, extractor, language); use a new --store")
         return cls(conn)
 
-    def __enter__(self) -> CardBuildStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from roles.extraction import REPLY_KEYS, PromptError, card_text, load_prompts, parse_reply
+from roles.extraction import (
+    REPLY_KEYS,
+    PromptError,
+    card_text,
+    load_prompts,
+    parse_reply,
+)
 
 GOOD = {"age": "22", "gender": "Female", "occupation": "Student", "problem": "Failed  her\nexams.",
         "category": "work_study", "quality": "high"}

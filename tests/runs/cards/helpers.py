@@ -50,7 +50,7 @@ def responder(body: dict[str, Any]) -> str:
 def write_sources(folder: Path) -> list[Path]:
     """One file per shape, holding an empty dialogue, a broken line, an empty post, a duplicate and a phone number."""
     esconv = folder / "ESConv.json"
-    turns = lambda marker: [{"speaker": "seeker", "content": f"I feel awful ({marker})."},  # noqa: E731
+    turns = lambda marker: [{"speaker": "seeker", "content": f"I feel awful ({marker})."},
                             {"speaker": "supporter", "content": "I am here for you."}]
     esconv.write_text(json.dumps([
         {"situation": "failed exams", "emotion_type": "anxiety", "problem_type": "academic pressure", "dialog": turns("MARK-exam")},
@@ -59,7 +59,7 @@ def write_sources(folder: Path) -> list[Path]:
         {"situation": "rent", "emotion_type": "anger", "problem_type": "housing", "dialog": turns("MARK-phone")},
     ]), encoding="utf-8")
     dialogues = folder / "ExTES.jsonl"
-    line = lambda i, marker: json.dumps({"id": i, "dialog": [{"role": "user", "content": f"Help ({marker})"},  # noqa: E731
+    line = lambda i, marker: json.dumps({"id": i, "dialog": [{"role": "user", "content": f"Help ({marker})"},
                                                               {"role": "assistant", "content": "Tell me more."}]})
     dialogues.write_text("\n".join([line(1, "MARK-family"), '{"id": 2, "dialog": [', line(3, "MARK-babble"),
                                     line(4, "MARK-retry"), line(5, "MARK-thin")]) + "\n", encoding="utf-8")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from runs.store import Store
 from testing.cli import esc_eval, write_config
-
 from tests.runs.cards.helpers import responder, write_build_config, write_sources
 
 EXPECTED_COUNTS = {"items": 8, "bad_records": 3, "extracted": 7, "extraction_rejected": 1, "extraction_failed": 0,
@@ -32,7 +31,8 @@ async def test_build_from_three_shapes_reports_every_drop_and_runs(tmp_path: Pat
     assert reasons[("bad_records", f"{sources[0]}: record 3")] == "empty dialogue"
     assert reasons[("bad_records", f"{sources[1]}: line 2")].startswith("not valid JSON")
     assert "empty post" in reasons[("bad_records", f"{sources[2]}: line 2")]
-    assert reasons[("extraction_rejected", f"{sources[1]}: line 3")].startswith("reply not usable after one retry: not JSON")
+    assert reasons[("extraction_rejected", f"{sources[1]}: line 3")] == (
+        "reply not usable after one retry: not JSON (Expecting value, at character 0); the reply began 'Sure, I can help with that person's story!'")
     assert reasons[("pii_rejected", f"{sources[0]}: record 4")] == "personal identifiers: phone"
     assert reasons[("near_duplicates", f"{sources[0]}: record 2")] == "near-duplicate of ESConv:1"
     assert reasons[("below_quality", f"{sources[1]}: line 5")] == "quality low is below high"
@@ -144,3 +144,28 @@ async def test_an_item_the_backend_gives_up_on_is_failed_then_retried_by_resume(
     report = json.loads((tmp_path / "build-report.json").read_text(encoding="utf-8"))
     assert report["counts"]["extraction_failed"] == 0 and report["counts"]["written"] == 2
     assert [c["res"] for c in json.loads(out.read_text(encoding="utf-8"))] == ["家庭生活", "工作学习"]
+
+
+async def test_chinese_cards_from_posts_use_chinese_labels_and_names(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    card = {"age": "青年", "gender": "未提及", "occupation": "学生", "problem": "高考临近，她每晚失眠，担心让父母失望。",
+            "category": "work_study", "quality": "middle"}
+    server = await fake_server(responder=lambda body: json.dumps(card, ensure_ascii=False))
+    posts = tmp_path / "PsyQA.jsonl"
+    posts.write_text("".join(json.dumps({"id": i, "title": "高考焦虑", "text": f"每晚睡不着{i}"}, ensure_ascii=False) + "\n"
+                             for i in (1, 2)), encoding="utf-8")
+    config = write_build_config(tmp_path / "build.toml", server.base_url, translator=False)
+    config.write_text(config.read_text().replace('language = "en"', 'language = "zh"'), encoding="utf-8")
+    out = tmp_path / "cards.json"
+    strict = await esc_eval("cards", "build", str(posts), "--config", str(config), "--out", str(out))
+    assert strict.returncode == 1 and not out.exists()  # 'middle' is below the default 'high'
+    result = await esc_eval("cards", "build", str(posts), "--config", str(config), "--out", str(out), "--min-quality", "middle")
+    assert result.returncode == 0, result.stderr
+    system = server.requests[0]["messages"][0]["content"]
+    assert "Chinese" in system and '"未提及"' in system
+    cards = json.loads(out.read_text(encoding="utf-8"))
+    assert cards == [{"base": "年龄：青年\n性别：未提及\n职业：学生\n问题：高考临近，她每晚失眠，担心让父母失望。",
+                      "res": "工作学习", "source": "PsyQA", "language": "chinese", "id": 0}]
+    report = json.loads((tmp_path / "build-report.json").read_text(encoding="utf-8"))
+    assert report["counts"]["near_duplicates"] == 1
+    validated = await esc_eval("cards", "validate", str(out), "--language", "zh")
+    assert validated.returncode == 0, validated.stderr

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from testing.cli import esc_eval
-
 from tests.runs.cards.helpers import write_sources
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(1200)]
