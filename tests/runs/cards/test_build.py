@@ -32,7 +32,8 @@ async def test_build_from_three_shapes_reports_every_drop_and_runs(tmp_path: Pat
     assert reasons[("bad_records", f"{sources[1]}: line 2")].startswith("not valid JSON")
     assert "empty post" in reasons[("bad_records", f"{sources[2]}: line 2")]
     assert reasons[("extraction_rejected", f"{sources[1]}: line 3")] == (
-        "reply not usable after one retry: not JSON (Expecting value, at character 0); the reply began 'Sure, I can help with that person's story!'")
+        "reply not usable after one retry: not JSON (Expecting value, at character 0); the reply began "
+        + repr("Sure, I can help with that person's story!"))
     assert reasons[("pii_rejected", f"{sources[0]}: record 4")] == "personal identifiers: phone"
     assert reasons[("near_duplicates", f"{sources[0]}: record 2")] == "near-duplicate of ESConv:1"
     assert reasons[("below_quality", f"{sources[1]}: line 5")] == "quality low is below high"
