@@ -170,3 +170,16 @@ async def test_chinese_cards_from_posts_use_chinese_labels_and_names(tmp_path: P
     assert report["counts"]["near_duplicates"] == 1
     validated = await esc_eval("cards", "validate", str(out), "--language", "zh")
     assert validated.returncode == 0, validated.stderr
+
+
+async def test_extraction_runs_concurrently_up_to_the_limit(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(responder=responder, delay=0.3)
+    posts = tmp_path / "PsyQA.jsonl"
+    posts.write_text("".join(json.dumps({"id": i, "title": "Alone", "text": f"No friends (MARK-lonely) {i}"}) + "\n"
+                             for i in range(8)), encoding="utf-8")
+    config = write_build_config(tmp_path / "build.toml", server.base_url, translator=False)
+    config.write_text(config.read_text().replace("concurrency = 4", "concurrency = 3"), encoding="utf-8")
+    result = await esc_eval("cards", "build", str(posts), "--config", str(config), "--out", str(tmp_path / "c.jsonl"))
+    assert result.returncode == 0, result.stderr
+    assert server.peak_in_flight == 3 and len(server.requests) == 8
+    assert "8/8 items extracted" in result.stderr
