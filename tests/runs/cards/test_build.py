@@ -104,6 +104,8 @@ async def test_scrub_keeps_the_card_without_the_identifier_and_says_so(tmp_path:
     assert {"id": 1, "item": "ESConv:4", "scrubbed": ["phone"]} in report["cards"]
     text = out.read_text(encoding="utf-8")
     assert "555-867-5309" not in text and "[removed]" in text
+    validated = await esc_eval("cards", "validate", str(out))
+    assert validated.returncode == 0 and "2 valid cards" in validated.stdout, validated.stderr
 
 
 async def test_bad_input_is_exit_2_and_writes_nothing(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
