@@ -1,8 +1,11 @@
-"""``esc-eval cards``: role card tools."""
+"""``esc-eval cards``: role card tools (validate a card file, build cards from raw datasets)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +21,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     validate.add_argument("--language", choices=("en", "zh"))
     validate.set_defaults(handler=_cards_validate)
 
+    build = cards_sub.add_parser("build", help="build role cards from dialogue or post datasets with a model (docs/cards.md)")
+    build.add_argument("sources", type=Path, nargs="+", metavar="SOURCE",
+                       help="ESConv-style .json, dialogue .jsonl or post .jsonl files (the file's stem names the card source)")
+    build.add_argument("--config", type=Path, required=True, help="build TOML: [build], [extractor], optional [translator]")
+    build.add_argument("--out", type=Path, required=True, help="cards file: .json (ESC-Eval's shape), .jsonl or .yaml (ours)")
+    build.add_argument("--store", type=Path, help="SQLite file recording each extraction, for --resume")
+    build.add_argument("--resume", action="store_true", help="continue the build in --store, extracting only what is missing")
+    build.add_argument("--shape", help="source shape for every SOURCE (esconv, dialogues, posts); detected by default")
+    build.add_argument("--min-quality", choices=("low", "middle", "high"), help="overrides [build] min_quality")
+    build.set_defaults(handler=_cards_build)
+
 
 def _cards_validate(args: argparse.Namespace) -> int:
     cards = load_cards(args.file, language=args.language)
@@ -25,3 +39,40 @@ def _cards_validate(args: argparse.Namespace) -> int:
     categories = Counter(c.category for c in cards)
     print(f"{args.file}: {len(cards)} valid cards; languages: {dict(languages)}; categories: {dict(categories)}")
     return 0
+
+
+def _cards_build(args: argparse.Namespace) -> int:
+    from roles.extraction import PromptError
+    from roles.sources import SourceError
+    from runs.cards import build_cards, load_build_config
+    from runs.cards.build import OUTPUT_SUFFIXES
+    from runs.cli.errors import FAILED_EPISODES, UsageError
+    from runs.config import ConfigError
+
+    if args.out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise UsageError(f"--out {args.out}: use a {', '.join(OUTPUT_SUFFIXES)} file")
+    if args.resume and args.store is None:
+        raise UsageError("--resume needs --store (the build to continue)")
+    if not args.out.parent.is_dir():
+        raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    config = load_build_config(args.config)
+    for section, endpoint in (("[extractor]", config.extractor), ("[translator]", config.translator)):
+        if endpoint is not None and endpoint.api_key_env and not os.environ.get(endpoint.api_key_env, "").strip():
+            raise ConfigError(f"{config.path}: {section} field 'api_key_env': environment variable {endpoint.api_key_env} is not set")
+    try:
+        report = asyncio.run(build_cards(config, [(path, args.shape) for path in args.sources], args.out,
+                                         store_path=args.store, resume=args.resume, min_quality=args.min_quality))
+    except (SourceError, PromptError) as exc:
+        raise UsageError(str(exc)) from None
+    counts = report.counts
+    print(f"esc-eval: cards build: {counts['items']} items, {counts.get('bad_records', 0)} bad records, "
+          f"{counts['extracted']} extracted, {counts['extraction_rejected']} rejected, {counts['extraction_failed']} failed, "
+          f"{counts['below_quality']} below quality, "
+          f"{counts['pii_rejected']} with personal identifiers, {counts['near_duplicates']} near-duplicates; "
+          f"{counts['written']} cards -> {args.out} (report: {args.out.parent / 'build-report.json'})")
+    if counts["extraction_failed"]:
+        print(f"esc-eval: cards build: {counts['extraction_failed']} items failed (backend gave up); "
+              "run again with --resume to retry them", file=sys.stderr)
+    if not counts["written"]:
+        print("esc-eval: cards build: no card survived the filters; nothing written", file=sys.stderr)
+    return FAILED_EPISODES if counts["extraction_failed"] or not counts["written"] else 0

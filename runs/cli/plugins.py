@@ -6,14 +6,15 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    plugins = sub.add_parser("plugins", help="backends, turn policies, termination detectors, personas and card formats a config can name")
+    plugins = sub.add_parser("plugins", help="backends, turn policies, termination detectors, personas, card formats "
+                                             "and card-build source shapes a config can name")
     actions = plugins.add_subparsers(required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="everything registered: built-ins and installed plugins (entry points)")
     listing.add_argument("--kind", choices=KINDS, help="only this kind")
     listing.set_defaults(handler=_list)
 
 
-KINDS = ("backend", "turn policy", "termination", "persona", "card reader")
+KINDS = ("backend", "turn policy", "termination", "persona", "card reader", "source reader")
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -31,8 +32,9 @@ def _rows() -> list[tuple[str, str, str, str]]:
     from environments.termination import TERMINATION
     from environments.turn_policies import TURN_POLICIES
     from roles.loaders import CARD_READERS
+    from roles.sources import SOURCE_READERS
 
     rows = [(e.kind, e.name, e.source, e.description) for registry in (BACKENDS, TURN_POLICIES, TERMINATION) for e in registry.entries()]
     rows += [("persona", p.name, p.source, p.description) for p in list_personas()]
-    rows += [(e.kind, e.name, e.source, e.description) for e in CARD_READERS.entries()]
+    rows += [(e.kind, e.name, e.source, e.description) for registry in (CARD_READERS, SOURCE_READERS) for e in registry.entries()]
     return rows

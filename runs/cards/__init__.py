@@ -1,0 +1,9 @@
+"""Building role cards from raw ESC datasets (``esc-eval cards build``): config, concurrent extraction, filters, output.
+
+Public API: ``load_build_config``, ``BuildConfig``, ``build_cards`` (returns a ``BuildReport``).
+"""
+
+from runs.cards.build import BuildReport, build_cards
+from runs.cards.config import BuildConfig, load_build_config
+
+__all__ = ["BuildConfig", "BuildReport", "build_cards", "load_build_config"]

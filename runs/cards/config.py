@@ -1,0 +1,93 @@
+"""The card build's TOML: ``[build]``, ``[extractor]`` (an endpoint, as ``[seeker]``) and optional ``[translator]``.
+
+Read with the run config's section reader, so wrong keys and types fail the same way (one line
+naming the file, the section and the field, exit code 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from roles.cards import LANGUAGES
+from roles.extraction import QUALITIES
+from roles.filters import PII_POLICIES
+from runs.config import SCHEMA, ConfigError, EndpointConfig, _section
+
+
+@dataclass(frozen=True)
+class BuildSection:
+    __pydantic_config__ = SCHEMA
+
+    language: str = "en"
+    """The cards' language (``en``/``zh``): the extractor writes the card in it."""
+    concurrency: int = 16
+    """Source items extracted at once."""
+    min_quality: str = "high"
+    """Keep cards the extractor graded this or better (``low`` < ``middle`` < ``high``); ``--min-quality`` overrides."""
+    pii: str = "reject"
+    """A card with a personal identifier: ``reject`` it, or ``scrub`` the identifier and keep it."""
+    near_duplicate_threshold: float = 0.8
+    """Jaccard similarity of character 3-shingles (MinHash) from which a card repeats an earlier one."""
+    prompts: str | None = None
+    """A prompts YAML replacing the built-in ``roles/data/builder/extract.yaml``."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    path: str
+    build: BuildSection
+    extractor: EndpointConfig
+    translator: EndpointConfig | None
+
+    def fingerprint(self, prompts_text: str) -> str:
+        """What decides an extraction: a store made under another fingerprint is not resumed."""
+        data = {"language": self.build.language, "extractor": asdict(self.extractor),
+                "translator": asdict(self.translator) if self.translator else None, "prompts": prompts_text}
+        for endpoint in ("extractor", "translator"):  # limits do not change replies
+            for key in ("max_connections", "timeout", "max_attempts", "max_retry_time"):
+                if data[endpoint]:
+                    data[endpoint].pop(key)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_build_config(path: str | Path) -> BuildConfig:
+    """Read and check a build config; relative paths (``prompts``) are relative to its folder."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: malformed TOML: {exc}") from None
+    return parse_build_config(raw, name, path.parent)
+
+
+def parse_build_config(raw: dict[str, Any], name: str, base: Path) -> BuildConfig:
+    known = {"build", "extractor", "translator"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
+    if "extractor" not in raw:
+        raise ConfigError(f"{name}: missing section [extractor]")
+    build = _section(name, "build", raw.get("build", {}), BuildSection)
+    for field, value, allowed in (("language", build.language, LANGUAGES), ("min_quality", build.min_quality, QUALITIES),
+                                  ("pii", build.pii, PII_POLICIES)):
+        if value not in allowed:
+            raise ConfigError(f"{name}: [build] field '{field}': must be one of {', '.join(allowed)}, got {value!r}")
+    if build.concurrency < 1:
+        raise ConfigError(f"{name}: [build] field 'concurrency': must be at least 1, got {build.concurrency}")
+    if not 0 < build.near_duplicate_threshold <= 1:
+        raise ConfigError(f"{name}: [build] field 'near_duplicate_threshold': must be in (0, 1], got {build.near_duplicate_threshold}")
+    if build.prompts and not Path(build.prompts).expanduser().is_absolute():
+        build = replace(build, prompts=str(base / build.prompts))
+    extractor = _section(name, "extractor", raw["extractor"], EndpointConfig)
+    translator = _section(name, "translator", raw["translator"], EndpointConfig) if "translator" in raw else None
+    return BuildConfig(name, build, extractor, translator)
