@@ -197,16 +197,19 @@ class Config:
 def load_config(path: str | Path, *, judge_only: bool = False) -> Config:
     """Read and validate a TOML config; ``judge_only`` needs just ``[judge]`` (for ``esc-eval judge``)."""
     path = Path(path)
-    name = str(path)
+    return resolve_paths(parse_config(read_toml(path), str(path), judge_only=judge_only), path.parent)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables; ``ConfigError`` naming the file when it cannot be read or parsed."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{name}: not UTF-8 text") from None
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: malformed TOML: {exc}") from None
-    return resolve_paths(parse_config(raw, name, judge_only=judge_only), path.parent)
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
 
 
 def check_api_keys(config: Config, environ: Mapping[str, str] = os.environ) -> None:
@@ -226,23 +229,23 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
     for key in raw:
         if key not in known:
             raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
-    judge = _section(name, "judge", raw["judge"], JudgeSection) if "judge" in raw else None
+    judge = parse_section(name, "judge", raw["judge"], JudgeSection) if "judge" in raw else None
     if judge is not None:
         _check_judge(name, judge)
     if judge_only:
         if judge is None:
             raise ConfigError(f"{name}: missing section [judge]")
         return Config(name, RunSection(), CardsSection(), SeekerSection(), (), judge)
-    run = _section(name, "run", raw.get("run", {}), RunSection)
-    cards = _section(name, "cards", raw.get("cards", {}), CardsSection)
+    run = parse_section(name, "run", raw.get("run", {}), RunSection)
+    cards = parse_section(name, "cards", raw.get("cards", {}), CardsSection)
     if "seeker" not in raw:
         raise ConfigError(f"{name}: missing section [seeker]")
-    seeker = _section(name, "seeker", raw["seeker"], SeekerSection)
+    seeker = parse_section(name, "seeker", raw["seeker"], SeekerSection)
     _check_personas(name, raw["seeker"], seeker)
     supporters_raw = raw.get("supporters")
     if not isinstance(supporters_raw, list) or not supporters_raw:
         raise ConfigError(f"{name}: [[supporters]] must list at least one supporter")
-    supporters = tuple(_section(name, f"supporters[{i}]", s, SupporterSection) for i, s in enumerate(supporters_raw))
+    supporters = tuple(parse_section(name, f"supporters[{i}]", s, SupporterSection) for i, s in enumerate(supporters_raw))
     names = [s.name for s in supporters]
     for i, s in enumerate(supporters):
         if not s.name.strip() or not all(c.isalnum() or c in "-_." for c in s.name):
@@ -317,7 +320,7 @@ def _check_plugins(name: str, raw: dict[str, Any], run: RunSection) -> None:
         raise ConfigError(f"{name}: [run] field 'turn_policy': {exc}") from None
 
 
-def _section(name: str, section: str, raw: Any, cls: type[Any]) -> Any:
+def parse_section(name: str, section: str, raw: Any, cls: type[Any]) -> Any:
     where = f"{name}: [{section}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table, got {type(raw).__name__}")

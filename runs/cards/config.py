@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from roles.cards import LANGUAGES
 from roles.extraction import QUALITIES
 from roles.filters import PII_POLICIES
-from runs.config import SCHEMA, ConfigError, EndpointConfig, _section
+from runs.config import SCHEMA, ConfigError, EndpointConfig, parse_section, read_toml
 
 
 @dataclass(frozen=True)
@@ -58,16 +57,7 @@ class BuildConfig:
 def load_build_config(path: str | Path) -> BuildConfig:
     """Read and check a build config; relative paths (``prompts``) are relative to its folder."""
     path = Path(path)
-    name = str(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: malformed TOML: {exc}") from None
-    return parse_build_config(raw, name, path.parent)
+    return parse_build_config(read_toml(path), str(path), path.parent)
 
 
 def parse_build_config(raw: dict[str, Any], name: str, base: Path) -> BuildConfig:
@@ -77,7 +67,7 @@ def parse_build_config(raw: dict[str, Any], name: str, base: Path) -> BuildConfi
             raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
     if "extractor" not in raw:
         raise ConfigError(f"{name}: missing section [extractor]")
-    build = _section(name, "build", raw.get("build", {}), BuildSection)
+    build = parse_section(name, "build", raw.get("build", {}), BuildSection)
     for field, value, allowed in (("language", build.language, LANGUAGES), ("min_quality", build.min_quality, QUALITIES),
                                   ("pii", build.pii, PII_POLICIES)):
         if value not in allowed:
@@ -88,6 +78,6 @@ def parse_build_config(raw: dict[str, Any], name: str, base: Path) -> BuildConfi
         raise ConfigError(f"{name}: [build] field 'near_duplicate_threshold': must be in (0, 1], got {build.near_duplicate_threshold}")
     if build.prompts and not Path(build.prompts).expanduser().is_absolute():
         build = replace(build, prompts=str(base / build.prompts))
-    extractor = _section(name, "extractor", raw["extractor"], EndpointConfig)
-    translator = _section(name, "translator", raw["translator"], EndpointConfig) if "translator" in raw else None
+    extractor = parse_section(name, "extractor", raw["extractor"], EndpointConfig)
+    translator = parse_section(name, "translator", raw["translator"], EndpointConfig) if "translator" in raw else None
     return BuildConfig(name, build, extractor, translator)
