@@ -56,9 +56,15 @@ function embeddedSource(bundle) {
   };
 }
 
+async function inflate(base64) {
+  // The report's data: gzipped JSON in base64 (runs/viewer/html.py), inflated by the browser itself.
+  const bytes = Uint8Array.from(atob(base64.trim()), (c) => c.charCodeAt(0));
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return JSON.parse(await new Response(stream).text());
+}
+
 const embedded = document.getElementById("esc-data");
-const source = embedded ? embeddedSource(JSON.parse(embedded.textContent))
-  : remoteSource(new URLSearchParams(location.search).get("token"));
+let source = null;
 
 // -- state ---------------------------------------------------------------------------------
 
@@ -338,6 +344,7 @@ function refresh() {
 }
 
 async function load() {
+  source ??= embedded ? embeddedSource(await inflate(embedded.textContent)) : remoteSource(new URLSearchParams(location.search).get("token"));
   const summary = await source.summary();
   state.summary = summary;
   state.version = JSON.stringify(summary.version ?? null);

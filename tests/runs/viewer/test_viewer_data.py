@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 from pathlib import Path
@@ -12,7 +14,7 @@ from runs.analysis.report import report_command
 from runs.cli import main
 from runs.store import Store
 from runs.viewer import data
-from runs.viewer.html import bundle, embedded_json, page
+from runs.viewer.html import bundle, embedded, page
 from tests.runs.viewer.helpers import DIMENSIONS, HOSTILE, PERSONAS, SUPPORTERS, key, make_store
 
 
@@ -50,9 +52,13 @@ def test_episode_holds_turns_with_state_raw_replies_and_events(store_path: Path)
     assert [(e["kind"], e["detail"]) for e in detail["events"]] == [("retry", "HTTP 503, retrying in 0.5 s")]
 
 
-def test_embedded_json_cannot_close_its_script_element() -> None:
-    text = embedded_json({"t": "</script><script>alert(1)</script><!--"})
-    assert "<" not in text and json.loads(text) == {"t": "</script><script>alert(1)</script><!--"}
+def _inflate(text: str) -> object:
+    return json.loads(gzip.decompress(base64.b64decode(text)))
+
+
+def test_embedded_data_cannot_close_its_script_element() -> None:
+    text = embedded({"t": "</script><script>alert(1)</script><!--"})
+    assert re.fullmatch(r"[A-Za-z0-9+/=]+", text) and _inflate(text) == {"t": "</script><script>alert(1)</script><!--"}
 
 
 def test_html_report_embeds_every_transcript_and_no_network_address(store_path: Path, tmp_path: Path) -> None:
@@ -61,9 +67,9 @@ def test_html_report_embeds_every_transcript_and_no_network_address(store_path: 
     html = out.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)            # nothing fetched from anywhere
     assert 'http-equiv="Content-Security-Policy"' in html and "default-src 'none'" in html
-    embedded = re.search(r'<script type="application/json" id="esc-data">(.*?)</script>', html, re.S).group(1)
-    assert HOSTILE[0] not in html                                              # the markup is inside JSON, escaped
-    value = json.loads(embedded)
+    data_text = re.search(r'<script type="application/octet-stream" id="esc-data" data-encoding="gzip\+base64">(.*?)</script>', html, re.S)
+    assert HOSTILE[0] not in html                                              # the markup is inside the encoded data
+    value = _inflate(data_text.group(1))
     assert len(value["episodes"]) == 120 and value["episodes"][f"0:{key('terse-bot', 'guarded', 0)}"]["turns"][0]["text"] == HOSTILE[0]
 
 
@@ -76,7 +82,8 @@ def test_html_report_bad_input_is_one_line_and_writes_nothing(store_path: Path, 
 
 
 def test_html_report_of_1000_episodes_stays_under_10_mb(tmp_path: Path) -> None:
-    path = make_store(tmp_path / "big.sqlite", cards=167)  # 2 × 3 × 167 = 1002 episodes
+    path = make_store(tmp_path / "big.sqlite", cards=167, long=True)  # 2 × 3 × 167 = 1002 episodes of 10 rounds
     with Store.open(path, readonly=True) as store:
         size = len(page(bundle(path, store)).encode("utf-8"))
+    print(f"HTML report of 1002 long episodes: {size / 1e6:.2f} MB")
     assert size <= 10_000_000, size
