@@ -67,6 +67,11 @@ def _episode(supporter: str, persona: str, card: int, rng: random.Random, hostil
     return EpisodeRows(episode, tuple(turns), tuple(scores))
 
 
+def episode_rows(supporter: str, persona: str, card: int) -> EpisodeRows:
+    """One more episode, to write into a store while it is viewed."""
+    return _episode(supporter, persona, card, random.Random(card), False)
+
+
 def make_store(path: Path, *, cards: int = 20, supporters: tuple[str, ...] = SUPPORTERS, personas: tuple[str, ...] = PERSONAS,
                hostile_card: int | None = None, long: bool = False) -> Path:
     """``supporters × personas × cards`` finished episodes; card ``hostile_card`` carries markup in its first two turns."""

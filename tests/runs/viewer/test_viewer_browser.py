@@ -21,7 +21,8 @@ import pytest
 
 from runs.analysis.report import report_command
 from runs.cli import main
-from tests.runs.viewer.helpers import DIMENSIONS, HOSTILE, key, make_store
+from runs.store import Store
+from tests.runs.viewer.helpers import DIMENSIONS, HOSTILE, episode_rows, key, make_store
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -44,8 +45,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_store(tmp_path_factory.mktemp("viewer") / "run.sqlite", hostile_card=7)
 
 
-@pytest.fixture
-def url(store_path: Path) -> Iterator[str]:
+def _view(store_path: Path) -> Iterator[str]:
     """Run ``esc-eval view STORE`` and yield the address it prints (which carries the token)."""
     process = subprocess.Popen([sys.executable, "-m", "runs.cli", "view", str(store_path), "--port", str(_free_port())],
                                cwd=Path(__file__).resolve().parents[3], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -57,6 +57,11 @@ def url(store_path: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def url(store_path: Path) -> Iterator[str]:
+    yield from _view(store_path)
 
 
 def _expected(store_path: Path) -> dict:
@@ -200,3 +205,24 @@ def test_html_report_opens_from_disk_without_network_and_shows_the_report_number
         finally:
             browser.close()
     assert requests == [out.as_uri()]                                      # the file itself, nothing else
+
+
+def test_new_episodes_appear_without_reload(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "live.sqlite", cards=2, personas=("default",))
+    for url in _view(path):
+        with sync_api.sync_playwright() as pw:
+            browser = _browser(pw)
+            try:
+                page = browser.new_page()
+                page.goto(url)
+                sync_api.expect(page.get_by_test_id("count")).to_have_text("(4 of 4)", timeout=30_000)
+                store = Store.open(path)                                   # another process writes while the page is open
+                try:
+                    store.import_episodes(episode_rows(s, "default", 5) for s in ("kind-bot", "terse-bot"))
+                finally:
+                    store.close_sync()
+                sync_api.expect(page.get_by_test_id("count")).to_have_text("(6 of 6)", timeout=30_000)
+                assert page.locator(f'[data-id="0:{key("kind-bot", "default", 5)}"]').count() == 1
+                assert page.get_by_test_id("live").inner_text().startswith("live")
+            finally:
+                browser.close()
