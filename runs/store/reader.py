@@ -82,6 +82,12 @@ class Reader:
         return [EpisodeRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM episodes e {clause} ORDER BY e.ordinal",
                                                                    tuple(params))]
 
+    def episode(self, key: str) -> EpisodeRecord | None:
+        """One episode by key, or ``None``."""
+        names = ", ".join(EpisodeRecord._fields)
+        row = self._conn.execute(f"SELECT {names} FROM episodes WHERE key=?", (key,)).fetchone()
+        return EpisodeRecord(*row) if row else None
+
     def transcript(self, key: str) -> list[tuple[str, str]]:
         return [tuple(r) for r in self._conn.execute("SELECT role, text FROM turns WHERE episode_key=? ORDER BY idx", (key,))]  # type: ignore[misc]
 

@@ -52,7 +52,26 @@ def _row(index: int, e: EpisodeRecord, labels: dict[str, int | None], turns: Seq
     }
 
 
+_CACHE: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+"""Store path -> (finished episodes, last score row) and the leaderboards built at that mark."""
+
+
 def leaderboards(store: Store) -> dict[str, Any]:
+    """``build_leaderboards``, again only when the store's finished episodes or scores changed.
+
+    The page polls a live store and reloads the summary whenever a turn was written; the
+    leaderboards (bootstrap intervals, five reports) cost seconds on a large store and
+    change only with finished episodes and scores.
+    """
+    version = store.version()
+    mark, path = (version[1], version[3]), str(store.path)
+    cached = _CACHE.get(path)
+    if cached is None or cached[0] != mark:
+        cached = _CACHE[path] = (mark, build_leaderboards(store))
+    return cached[1]
+
+
+def build_leaderboards(store: Store) -> dict[str, Any]:
     """The leaderboard by supporter (``report --format json`` numbers; with ``--compare`` when 2+ supporters) and by each facet."""
     supporters = {e.supporter for e in store.episodes()}
     overall = report_data(build_report(store, compare=len(supporters) > 1))
@@ -80,8 +99,7 @@ def summary(stores: Sequence[tuple[Path, Store]]) -> dict[str, Any]:
 
 def episode(index: int, store: Store, key: str) -> dict[str, Any] | None:
     """One episode in full, or ``None`` when the store has no such key."""
-    found = [e for e in store.episodes() if e.key == key]
-    if not found:
+    if store.episode(key) is None:
         return None
     turns = store.turns(key)
     return {

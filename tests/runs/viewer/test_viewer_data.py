@@ -87,3 +87,19 @@ def test_html_report_of_1000_episodes_stays_under_10_mb(tmp_path: Path) -> None:
         size = len(page(bundle(path, store)).encode("utf-8"))
     print(f"HTML report of 1002 long episodes: {size / 1e6:.2f} MB")
     assert size <= 10_000_000, size
+
+
+def test_leaderboards_are_rebuilt_only_when_finished_episodes_or_scores_change(tmp_path: Path) -> None:
+    from tests.runs.viewer.helpers import episode_rows
+
+    path = make_store(tmp_path / "live.sqlite", cards=2, personas=("default",))
+    with Store.open(path, readonly=True) as reader:
+        first = data.leaderboards(reader)
+        writer = Store.open(path)
+        writer.add_event("retry", "HTTP 503")                        # a write that leaves the numbers alone
+        assert data.leaderboards(reader) is first
+        writer.import_episodes([episode_rows("kind-bot", "default", 9)])
+        writer.close_sync()
+        rebuilt = data.leaderboards(reader)
+    assert rebuilt is not first
+    assert rebuilt["overall"]["rows"][0]["episodes"]["done"] == first["overall"]["rows"][0]["episodes"]["done"] + 1
