@@ -226,3 +226,23 @@ def test_new_episodes_appear_without_reload(tmp_path: Path) -> None:
                 assert page.get_by_test_id("live").inner_text().startswith("live")
             finally:
                 browser.close()
+
+
+def test_ten_thousand_episodes_build_only_the_rows_in_view(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "big.sqlite", cards=1667)               # 2 × 3 × 1,667 = 10,002 episodes
+    out = tmp_path / "big.html"
+    assert main(["report", str(path), "--format", "html", "--out", str(out)]) == 0
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(out.as_uri())
+            sync_api.expect(page.get_by_test_id("count")).to_have_text("(10002 of 10002)", timeout=60_000)
+            box = page.get_by_test_id("episodes")
+            for fraction in (0.5, 1.0):
+                box.evaluate(f"box => {{ box.scrollTop = (box.scrollHeight - box.clientHeight) * {fraction}; }}")
+                page.wait_for_timeout(100)                                 # one animation frame renders the new window
+                assert page.get_by_test_id("episode-row").count() <= 30
+            sync_api.expect(page.locator(f'[data-id="0:{key("terse-bot", "impatient", 1666)}"]')).to_be_visible()
+        finally:
+            browser.close()
