@@ -19,7 +19,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 TOKEN_HEADER = "X-ESC-Eval-Token"
 HEADERS = {

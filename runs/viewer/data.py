@@ -17,8 +17,9 @@ Episode ids are ``"STORE_INDEX:KEY"`` so that several stores can be viewed at on
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from runs.analysis.leaderboard import build_report
 from runs.analysis.render import report_data

@@ -13,10 +13,11 @@ default, per-start token, Host and Origin checks, CSP); it has no write route.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from runs.store import Store
 from runs.viewer import ViewerError, data

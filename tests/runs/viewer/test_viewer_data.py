@@ -15,7 +15,15 @@ from runs.cli import main
 from runs.store import Store
 from runs.viewer import data
 from runs.viewer.html import bundle, embedded, page
-from tests.runs.viewer.helpers import DIMENSIONS, HOSTILE, PERSONAS, SUPPORTERS, key, make_store
+from tests.runs.viewer.helpers import (
+    DIMENSIONS,
+    HOSTILE,
+    PERSONAS,
+    SUPPORTERS,
+    episode_rows,
+    key,
+    make_store,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +75,7 @@ def test_html_report_embeds_every_transcript_and_no_network_address(store_path: 
     html = out.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)            # nothing fetched from anywhere
     assert 'http-equiv="Content-Security-Policy"' in html and "default-src 'none'" in html
-    data_text = re.search(r'<script type="application/octet-stream" id="esc-data" data-encoding="gzip\+base64">(.*?)</script>', html, re.S)
+    data_text = re.search(r'<script type="application/octet-stream" id="esc-data" data-encoding="gzip\+base64">(.*?)</script>', html, re.DOTALL)
     assert HOSTILE[0] not in html                                              # the markup is inside the encoded data
     value = _inflate(data_text.group(1))
     assert len(value["episodes"]) == 120 and value["episodes"][f"0:{key('terse-bot', 'guarded', 0)}"]["turns"][0]["text"] == HOSTILE[0]
@@ -90,8 +98,6 @@ def test_html_report_of_1000_episodes_stays_under_10_mb(tmp_path: Path) -> None:
 
 
 def test_leaderboards_are_rebuilt_only_when_finished_episodes_or_scores_change(tmp_path: Path) -> None:
-    from tests.runs.viewer.helpers import episode_rows
-
     path = make_store(tmp_path / "live.sqlite", cards=2, personas=("default",))
     with Store.open(path, readonly=True) as reader:
         first = data.leaderboards(reader)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 import pytest
@@ -36,9 +36,9 @@ def _base(server: ViewerServer) -> str:
 
 
 async def _get(server: ViewerServer, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(_base(server) + path, headers={TOKEN_HEADER: server.token} if headers is None else headers) as response:
-            return response.status, await response.json()
+    headers = {TOKEN_HEADER: server.token} if headers is None else headers
+    async with aiohttp.ClientSession() as http, http.get(_base(server) + path, headers=headers) as response:
+        return response.status, await response.json()
 
 
 async def test_api_serves_summary_episode_search_and_version(server: ViewerServer) -> None:
