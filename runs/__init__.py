@@ -6,10 +6,13 @@ Public API, by package (each ``__init__`` states its own):
     runs.store       -- Store (the only module that speaks SQL) and its typed records
     runs.analysis    -- leaderboard, statistics, comparisons, agreement, report
     runs.monitor     -- snapshots of a run, live or from its store, and their terminal views
+    runs.viewer      -- esc-eval view and the self-contained HTML report
     runs.annotation  -- the labelling web app and label files
+    runs.web         -- the guard every local web server uses (token, Host/Origin checks, CSP)
+    runs.cards       -- esc-eval cards build
     runs.formats     -- ESC-Eval JSON and our JSONL in and out; judging transcript files
     runs.distributed -- the Ray executor
     runs.cli         -- the ``esc-eval`` command, one module per command group
 """
 
-__all__ = ["analysis", "annotation", "cli", "config", "distributed", "execution", "formats", "monitor", "store"]
+__all__ = ["analysis", "annotation", "cards", "cli", "config", "distributed", "execution", "formats", "monitor", "store", "viewer", "web"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import time
 from importlib import resources
@@ -34,18 +33,13 @@ from agents.judge.profiles import JudgeProfile
 from runs.analysis.agreement import human_labels
 from runs.annotation.labels import AnnotationError, assignment, check_label, check_name, export_labels, import_labels
 from runs.store import EpisodeRecord, Store
+from runs.web import TOKEN_HEADER, LocalServer
 
 # -- the web page -------------------------------------------------------------------
 
 _STATIC = ("index.html", "app.js", "style.css")
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
-TOKEN_HEADER = "X-ESC-Eval-Token"
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the page's URL carries the token
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-}
+__all__ = ["TOKEN_HEADER", "AnnotationError", "AnnotationServer", "annotate_command", "item_ids", "serve"]
 
 
 def _static(name: str) -> str:
@@ -80,66 +74,25 @@ def _item_id(secret: str, key: str) -> str:
     return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:12]
 
 
-class AnnotationServer:
-    """The labelling page and its JSON API on one address, guarded as Jupyter guards a notebook.
+class AnnotationServer(LocalServer):
+    """The labelling page and its JSON API on one address, guarded by ``runs.web.LocalServer``.
 
     Labels written here are the ground truth for judge agreement and judge training, so
     any other web page the annotator has open must not be able to write or read them:
-
-    * a random token, new at every start, travels in the page's URL (``?token=``) and comes
-      back from the page's script in the ``X-ESC-Eval-Token`` header of every API call
-      (compared in constant time); a cross-site page cannot know it, nor send the header
-      without a CORS preflight this server never grants;
-    * every request must name the bound address in ``Host`` (``localhost`` too when bound to
-      loopback), which defeats DNS rebinding; a request whose ``Origin`` is another site is refused;
-    * a label write must be ``application/json`` (what an HTML form cannot send).
-
+    a per-start token, Host and Origin checks, and label writes only as ``application/json``.
     Refusals answer 403 and write nothing. With ``blind`` (the default) the page sees an
     opaque item id (``item_ids``) and the language, never the episode key, supporter,
     persona or card; each annotator's queue is in their own shuffled order (``assignment``).
     """
 
+    command = "esc-eval annotate"
+    error = AnnotationError
+
     def __init__(self, store: Store, profile: JudgeProfile, k: int, *, host: str = "127.0.0.1", port: int = 0,
                  blind: bool = True) -> None:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
-        if address is not None and address.is_unspecified:
-            raise AnnotationError(f"--host {host}: give one address to listen on (the Host check needs it), not a wildcard")
+        super().__init__(host=host, port=port)
         self.store, self.profile, self.k, self.blind = store, profile, k, blind
-        self.host, self.port = host, port
-        self.token = secrets.token_urlsafe(32)
         self._secret = _item_secret(store)
-        self._loopback = host == "localhost" or (address is not None and address.is_loopback)
-        self._runner: Any = None
-
-    @property
-    def authority(self) -> str:
-        """``host:port`` as a browser writes it in ``Host`` (IPv6 in brackets)."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """The address to open: the page with the token."""
-        return f"http://{self.authority}/?token={self.token}"
-
-    def refusal(self, request: Any) -> str | None:
-        """Why ``request`` is refused (403), or ``None``: the Host, Origin, token and content-type checks."""
-        hosts = {self.authority} | ({f"localhost:{self.port}"} if self._loopback else set())
-        host = request.headers.get("Host", "")
-        if host not in hosts:
-            return f"Host {host!r} is not this server's address"
-        origin = request.headers.get("Origin")
-        if origin is not None and origin not in {f"http://{h}" for h in hosts}:
-            return f"Origin {origin!r} is another site"
-        if request.path != "/" and not request.path.startswith("/static/"):  # the API, and anything not the page
-            given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
-            if not hmac.compare_digest(given, self.token.encode()):
-                return "missing or wrong token (open the address esc-eval annotate printed)"
-            if request.method == "POST" and request.content_type != "application/json":
-                return "label writes must be application/json"
-        return None
 
     def app(self) -> Any:
         """The aiohttp application: the page, ``GET /api/session``, ``GET /api/episode``, ``POST /api/label``.
@@ -153,16 +106,6 @@ class AnnotationServer:
 
         def fail(status: int, message: str) -> web.Response:
             return web.json_response({"error": message}, status=status)
-
-        @web.middleware
-        async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-            reason = self.refusal(request)
-            if reason is not None:
-                return fail(403, f"forbidden: {reason}")
-            return await handler(request)
-
-        async def headers(request: web.Request, response: web.StreamResponse) -> None:
-            response.headers.update(_HEADERS)
 
         def described(e: EpisodeRecord) -> dict[str, Any]:
             """What the page may know of an episode: blind, its item id and language; unblinded, also who made it."""
@@ -224,28 +167,14 @@ class AnnotationServer:
             store.add_annotations([(e.key, annotator, dim, value, time.time())])
             return web.json_response({"ok": True, "item": item, "dimension": dim, "label": value})
 
-        app = web.Application(client_max_size=64 * 1024, middlewares=[guard])
-        app.on_response_prepare.append(headers)
-        app.router.add_get("/", page)
-        app.router.add_get("/static/{name}", page)
-        app.router.add_get("/api/session", session)
-        app.router.add_get("/api/episode", episode)
-        app.router.add_post("/api/label", label)
-        return app
+        def routes(app: web.Application) -> None:
+            app.router.add_get("/", page)
+            app.router.add_get("/static/{name}", page)
+            app.router.add_get("/api/session", session)
+            app.router.add_get("/api/episode", episode)
+            app.router.add_post("/api/label", label)
 
-    async def start(self) -> None:
-        """Listen on ``host:port`` (port 0: a free one, then ``port`` is the bound one)."""
-        from aiohttp import web
-
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return self.guarded_app(routes)
 
 
 def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int = 2, profile: str = "default",

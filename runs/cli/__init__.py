@@ -25,7 +25,7 @@ from roles.cards import CardError
 from roles.personas import PersonaError
 from roles.templates import ProtocolError
 from runs.analysis.report import ReportError
-from runs.cli import annotate, cards, config, formats, judge, monitor, personas, plugins, report, run, serve
+from runs.cli import annotate, cards, config, formats, judge, monitor, personas, plugins, report, run, serve, view
 from runs.cli.errors import BAD_INPUT, FAILED_EPISODES, UsageError
 from runs.cli.parsing import CommandParser
 from runs.config import ConfigError
@@ -44,11 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger(LOADING_LOG).setLevel(logging.INFO)  # "loading MODEL", "loaded MODEL in 14.2 s"
     from agents.judge.training import TrainingError
     from runs.annotation.server import AnnotationError
+    from runs.viewer import ViewerError
 
     try:
         return int(args.handler(args) or 0)
     except (ConfigError, CardError, PersonaError, ProtocolError, StoreError, TranscriptError, ReportError,
-            ResultFileError, UsageError, AnnotationError, TrainingError) as exc:
+            ResultFileError, UsageError, AnnotationError, TrainingError, ViewerError) as exc:
         print(f"esc-eval: error: {exc}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:
@@ -87,6 +88,6 @@ _NOISY_LIBRARIES = r"(transformers|torch|peft|accelerate|huggingface_hub|vllm|ra
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esc-eval", description="Evaluate emotional-support conversation models by simulation.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=CommandParser)
-    for group in (run, monitor, formats, judge, serve, report, annotate, cards, personas, plugins, config):  # the order of `esc-eval -h`
+    for group in (run, monitor, view, formats, judge, serve, report, annotate, cards, personas, plugins, config):  # the order of `esc-eval -h`
         group.add_parser(sub)
     return parser

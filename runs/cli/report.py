@@ -10,7 +10,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``report`` command."""
     report = sub.add_parser("report", help="leaderboard of a run: the 7 ESC-RANK dimensions per supporter")
     report.add_argument("store", type=Path)
-    report.add_argument("--format", choices=("table", "md", "json", "csv"), default="table")
+    report.add_argument("--format", choices=("table", "md", "json", "csv", "html"), default="table",
+                        help="html: one self-contained page (leaderboard, charts, every transcript) written to --out")
+    report.add_argument("--out", type=Path, metavar="FILE.html", help="with --format html: the file to write")
     report.add_argument("--by", action="append", default=[], metavar="COLUMNS",
                         help="group by supporter, language, category, source, persona (comma-separated or repeated)")
     report.add_argument("--plot", type=Path, metavar="PNG", help="also draw a comparison chart (needs esc-eval[plot])")
@@ -31,6 +33,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.format == "html":
+        from runs.viewer.html import write_html
+
+        print(f"{write_html(args.store, args.out)}: leaderboard, charts and every transcript (opens from disk, no network)")
+        return 0
     from runs.analysis.report import report_command
 
     print(report_command(args.store, args.format, args.plot, args.by, args.agreement, args.supporter, args.language,

@@ -51,11 +51,20 @@ class Reader:
         row = self._conn.execute("SELECT id, started_at, heartbeat, ended_at, status, pid, host FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return RunRecord(*row) if row else None
 
-    def events(self, kind: str | None = None) -> list[EventRecord]:
-        """The run's events in the order they happened, optionally of one ``kind``."""
+    def events(self, kind: str | None = None, *, episode: str | None = None) -> list[EventRecord]:
+        """The run's events in the order they happened, optionally of one ``kind`` / about one ``episode`` key."""
         names = ", ".join(EventRecord._fields)
-        where, params = ("WHERE kind=?", (kind,)) if kind is not None else ("", ())
-        return [EventRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM events {where} ORDER BY id", params)]
+        where = [(c, v) for c, v in (("kind", kind), ("episode_key", episode)) if v is not None]
+        clause = f"WHERE {' AND '.join(f'{c}=?' for c, _ in where)}" if where else ""
+        return [EventRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM events {clause} ORDER BY id",
+                                                                 tuple(v for _, v in where))]
+
+    def version(self) -> tuple[int, ...]:
+        """A cheap mark that changes whenever episodes, turns, scores or events are written (a page follows a live store)."""
+        return tuple(self._conn.execute(
+            "SELECT (SELECT COUNT(*) FROM episodes), (SELECT COUNT(*) FROM episodes WHERE status IN ('done','failed')),"
+            " (SELECT COALESCE(MAX(rowid), 0) FROM turns), (SELECT COALESCE(MAX(rowid), 0) FROM scores),"
+            " (SELECT COALESCE(MAX(rowid), 0) FROM events)").fetchone())
 
     # -- episodes and turns -------------------------------------------------------------
 
@@ -74,6 +83,12 @@ class Reader:
         return [EpisodeRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM episodes e {clause} ORDER BY e.ordinal",
                                                                    tuple(params))]
 
+    def episode(self, key: str) -> EpisodeRecord | None:
+        """One episode by key, or ``None``."""
+        names = ", ".join(EpisodeRecord._fields)
+        row = self._conn.execute(f"SELECT {names} FROM episodes WHERE key=?", (key,)).fetchone()
+        return EpisodeRecord(*row) if row else None
+
     def transcript(self, key: str) -> list[tuple[str, str]]:
         return [tuple(r) for r in self._conn.execute("SELECT role, text FROM turns WHERE episode_key=? ORDER BY idx", (key,))]  # type: ignore[misc]
 
@@ -91,10 +106,11 @@ class Reader:
         if current is not None:
             yield current, lines
 
-    def turns(self) -> list[TurnRecord]:
-        """Every turn, by episode key and index (exports)."""
+    def turns(self, episode: str | None = None) -> list[TurnRecord]:
+        """Every turn (or one ``episode`` key's), by episode key and index (exports, the viewer)."""
         names = ", ".join(TurnRecord._fields)
-        return [TurnRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM turns ORDER BY episode_key, idx")]
+        clause, params = ("WHERE episode_key=?", (episode,)) if episode is not None else ("", ())
+        return [TurnRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM turns {clause} ORDER BY episode_key, idx", params)]
 
     # -- judge scores ---------------------------------------------------------------------
 
@@ -103,10 +119,12 @@ class Reader:
         have = any(r[1] == "sample" for r in self._conn.execute("PRAGMA table_info(scores)"))
         return f"{table + '.' if table else ''}sample" if have else "0 AS sample"
 
-    def scores(self) -> list[ScoreRecord]:
-        """Every judge score, final and per round, by episode key, round and dimension (exports)."""
+    def scores(self, episode: str | None = None) -> list[ScoreRecord]:
+        """Every judge score (or one ``episode`` key's), final and per round, by episode key, round and dimension."""
         names = ", ".join(ScoreRecord._fields).replace("sample", self._sample())
-        return [ScoreRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM scores ORDER BY episode_key, round, dimension")]
+        clause, params = ("WHERE episode_key=?", (episode,)) if episode is not None else ("", ())
+        return [ScoreRecord(*row) for row in self._conn.execute(
+            f"SELECT {names} FROM scores {clause} ORDER BY episode_key, round, dimension", params)]
 
     def final_scores(self) -> list[FinalScore]:
         """Whole-episode judge labels of finished episodes, in plan order, then dimension and sample.

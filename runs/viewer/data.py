@@ -1,0 +1,124 @@
+"""The JSON the viewer page shows, built from the typed store API and ``runs.analysis``.
+
+Three shapes, the same for the live server and the HTML report:
+
+* ``summary``: per store its leaderboard (``report_data`` of ``build_report``, grouped by
+  supporter, with paired comparisons when there are two supporters or more: the numbers of
+  ``report --format json --compare``), the same per supporter and each facet column (so the
+  page can filter the leaderboard by language, persona, category or source), and one row per
+  episode (plan, outcome, timings, final judge labels, the seeker's distress per turn);
+* ``episode``: one episode's turns (with the seeker's hidden state), every judge score with its
+  raw reply, and the events (retries, faults) about it;
+* ``version``: a cheap mark per store that changes when anything is written (live follow).
+
+Episode ids are ``"STORE_INDEX:KEY"`` so that several stores can be viewed at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runs.analysis.leaderboard import build_report
+from runs.analysis.render import report_data
+from runs.store import EpisodeRecord, Store, TurnRecord
+from runs.store.records import final_labels
+
+FACETS = ("language", "persona", "category", "source")
+"""Plan columns the leaderboard can be split by (``build_report``'s group columns besides supporter)."""
+
+
+def episode_id(index: int, key: str) -> str:
+    return f"{index}:{key}"
+
+
+def _state(turn: TurnRecord) -> dict[str, Any] | None:
+    return json.loads(turn.state) if turn.state else None
+
+
+def _distress(turns: Sequence[TurnRecord]) -> list[float]:
+    """The seeker's distress after each of its turns (from the recorded hidden state), for the trajectory chart."""
+    return [state["distress"] for state in map(_state, turns) if state is not None and isinstance(state.get("distress"), (int, float))]
+
+
+def _row(index: int, e: EpisodeRecord, labels: dict[str, int | None], turns: Sequence[TurnRecord]) -> dict[str, Any]:
+    return {
+        "id": episode_id(index, e.key), "store": index, "key": e.key, "supporter": e.supporter, "persona": e.persona,
+        "card": e.card_id, "language": e.language, "category": e.category, "source": e.source, "repeat": e.repeat,
+        "status": e.status, "outcome": e.outcome, "reason": e.reason, "attempts": e.attempts,
+        "seconds": None if e.started_at is None or e.ended_at is None else round(e.ended_at - e.started_at, 3),
+        "turns": len(turns), "scores": labels, "distress": _distress(turns),
+    }
+
+
+_CACHE: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+"""Store path -> (finished episodes, last score row) and the leaderboards built at that mark."""
+
+
+def leaderboards(store: Store) -> dict[str, Any]:
+    """``build_leaderboards``, again only when the store's finished episodes or scores changed.
+
+    The page polls a live store and reloads the summary whenever a turn was written; the
+    leaderboards (bootstrap intervals, five reports) cost seconds on a large store and
+    change only with finished episodes and scores.
+    """
+    version = store.version()
+    mark, path = (version[1], version[3]), str(store.path)
+    cached = _CACHE.get(path)
+    if cached is None or cached[0] != mark:
+        cached = _CACHE[path] = (mark, build_leaderboards(store))
+    return cached[1]
+
+
+def build_leaderboards(store: Store) -> dict[str, Any]:
+    """The leaderboard by supporter (``report --format json`` numbers; with ``--compare`` when 2+ supporters) and by each facet."""
+    supporters = {e.supporter for e in store.episodes()}
+    overall = report_data(build_report(store, compare=len(supporters) > 1))
+    return {"overall": overall, "facets": {f: report_data(build_report(store, by=("supporter", f))) for f in FACETS}}
+
+
+def store_summary(index: int, path: Path, store: Store) -> dict[str, Any]:
+    """One store's leaderboards and episode rows."""
+    labels = final_labels(store.final_scores())
+    by_episode: dict[str, list[TurnRecord]] = {}
+    for turn in store.turns():
+        by_episode.setdefault(turn.episode_key, []).append(turn)
+    rows = [_row(index, e, labels.get(e.key, {}), by_episode.get(e.key, [])) for e in store.episodes()]
+    return {"index": index, "name": path.name, "path": str(path), "leaderboard": leaderboards(store), "episodes": rows}
+
+
+def summary(stores: Sequence[tuple[Path, Store]]) -> dict[str, Any]:
+    """Every store's summary, and the judge dimensions (key and paper name) in report order."""
+    parts = [store_summary(i, path, store) for i, (path, store) in enumerate(stores)]
+    dimensions: dict[str, str] = {}
+    for part in parts:
+        dimensions.update({d["key"]: d["name"] for d in part["leaderboard"]["overall"]["dimensions"]})
+    return {"stores": parts, "dimensions": [{"key": k, "name": v} for k, v in dimensions.items()]}
+
+
+def episode(index: int, store: Store, key: str) -> dict[str, Any] | None:
+    """One episode in full, or ``None`` when the store has no such key."""
+    if store.episode(key) is None:
+        return None
+    turns = store.turns(key)
+    return {
+        "id": episode_id(index, key),
+        "turns": [{"idx": t.idx, "role": t.role, "text": t.text, "state": _state(t), "latency": t.latency,
+                   "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens} for t in turns],
+        "scores": [{"dimension": s.dimension, "round": s.round, "sample": s.sample, "label": s.label, "raw": s.raw,
+                    "model": s.model, "latency": s.latency, "status": s.status, "error": s.error} for s in store.scores(key)],
+        "events": [{"at": ev.at, "kind": ev.kind, "endpoint": ev.endpoint, "detail": ev.detail} for ev in store.events(episode=key)],
+    }
+
+
+def version(stores: Sequence[tuple[Path, Store]]) -> list[list[int]]:
+    return [list(store.version()) for _, store in stores]
+
+
+def search(stores: Sequence[tuple[Path, Store]], query: str) -> list[str]:
+    """Ids of the episodes whose dialogue contains ``query`` (case-insensitive)."""
+    needle = query.casefold()
+    return [episode_id(i, key) for i, (_, store) in enumerate(stores)
+            for key, lines in store.transcripts() if any(needle in text.casefold() for _, text in lines)]

@@ -1,0 +1,249 @@
+"""The viewer page and the HTML report in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+``esc-eval view`` runs as a real subprocess over a store of 2 supporters × 3 personas × 20
+cards; the test filters, opens an episode, opens the same card by the other supporter, and
+checks what is shown against the store and ``report --format json``. Screenshots go to the
+test's tmp dir. A dialogue holding markup must show as text; the report file must open from
+disk with no request to anywhere and show the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runs.analysis.report import report_command
+from runs.cli import main
+from runs.store import Store
+from tests.runs.viewer.helpers import DIMENSIONS, HOSTILE, episode_rows, key, make_store
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api", reason="run scripts/test-env.sh (pip install playwright)")
+if not Path(CHROMIUM).exists():
+    pytest.skip("run scripts/test-env.sh (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("viewer") / "run.sqlite", hostile_card=7)
+
+
+def _view(store_path: Path) -> Iterator[str]:
+    """Run ``esc-eval view STORE`` and yield the address it prints (which carries the token)."""
+    process = subprocess.Popen([sys.executable, "-m", "runs.cli", "view", str(store_path), "--port", str(_free_port())],
+                               cwd=Path(__file__).resolve().parents[3], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        found = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=[\w-]+)", line)
+        assert found, line + (process.stdout.read() if process.poll() is not None else "")  # type: ignore[union-attr]
+        yield found.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def url(store_path: Path) -> Iterator[str]:
+    yield from _view(store_path)
+
+
+def _expected(store_path: Path) -> dict:
+    return json.loads(report_command(store_path, "json", None, [], None, None, None, compare=True))
+
+
+def _check_leaderboard(page: object, expected: dict) -> None:
+    """Every supporter's shown value and interval per dimension is the report's, to one decimal."""
+    for row in expected["rows"]:
+        shown = page.locator(f'#leaderboard tr[data-group="{row["group"]["supporter"]}"]')  # type: ignore[attr-defined]
+        for dim in DIMENSIONS:
+            s = row["scores"][dim]
+            text = shown.locator(f'td[data-dimension="{dim}"]').inner_text()
+            numbers = re.fullmatch(r"(\d+\.\d) \[(\d+\.\d), (\d+\.\d)\]", text)
+            assert numbers, text                                          # rounded half-up by JS, half-even by Python: compare values
+            assert [float(n) for n in numbers.groups()] == pytest.approx([s["value"], s["ci_low"], s["ci_high"]], abs=0.05 + 1e-9), dim
+
+
+def _browser(pw: object) -> object:
+    return pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)  # type: ignore[attr-defined]
+
+
+def test_filter_episode_and_side_by_side(url: str, store_path: Path, tmp_path: Path) -> None:
+    expected = _expected(store_path)
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            blocked: list[str] = []
+            page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+            page.on("response", lambda r: blocked.append(f"{r.status} {r.url}") if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+            page.goto(url)
+            sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
+            _check_leaderboard(page, expected)
+            assert page.get_by_test_id("count").inner_text() == "(120 of 120)"
+            assert page.locator("[data-testid=comparison-table] tbody tr").count() == len(DIMENSIONS)   # one pair × 7 dimensions
+            assert page.locator("[data-testid=chart-distress] polyline").count() == 2
+            page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+
+            page.get_by_test_id("sort-empathic").click()                  # sortable: best empathic first
+            first = page.locator("#leaderboard tbody tr").first.get_attribute("data-group")
+            assert first == max(expected["rows"], key=lambda r: r["scores"]["empathic"]["value"])["group"]["supporter"]
+
+            page.get_by_test_id("filter-persona").select_option("guarded")
+            page.get_by_test_id("filter-outcome").select_option("terminated")
+            sync_api.expect(page.get_by_test_id("count")).to_have_text("(20 of 120)")
+            rows = page.get_by_test_id("episode-row")
+            assert rows.count() < 20                                      # virtualised: only the rows in view (and a few) exist
+            assert all("guarded" in t and "kind-bot" in t for t in rows.all_inner_texts())
+            page.get_by_test_id("episodes").evaluate("box => { box.scrollTop = box.scrollHeight; }")
+            sync_api.expect(page.locator(f'[data-id="0:{key("kind-bot", "guarded", 19)}"]')).to_be_visible()
+            by_persona = json.loads(report_command(store_path, "json", None, ["supporter,persona"], None, None, None))
+            kind_guarded = next(r for r in by_persona["rows"] if r["group"] == {"supporter": "kind-bot", "persona": "guarded"})
+            shown = page.locator('#leaderboard tr[data-group="kind-bot/guarded"] td[data-dimension="overall"]').inner_text()
+            # the leaderboard follows the persona filter
+            assert float(shown.split()[0]) == pytest.approx(kind_guarded["scores"]["overall"]["value"], abs=0.05 + 1e-9)
+
+            page.locator(f'[data-id="0:{key("kind-bot", "guarded", 2)}"]').click()
+            detail = page.get_by_test_id("detail")
+            sync_api.expect(detail.get_by_test_id("episode-meta")).to_contain_text("card en-00002")
+            assert detail.get_by_test_id("outcome").inner_text().startswith("done: terminated (persona left)")
+            bubbles = detail.locator("[data-testid=dialogue] li")
+            assert bubbles.count() == 10 and bubbles.nth(0).get_attribute("data-role") == "supporter"
+            assert "emotion sad · distress 6 · revealed facts 0 of 3" in bubbles.nth(1).inner_text()
+            empathic = detail.locator('[data-testid=scores] tr[data-dimension="empathic"]')
+            empathic.locator("summary").click()                            # the judge's raw reply, folded by default
+            sync_api.expect(empathic.locator("pre")).to_have_text(re.compile(r"^Reasoning about empathic\. Score: \d$"))
+            page.screenshot(path=str(tmp_path / "episode.png"), full_page=True)
+
+            page.get_by_test_id("compare-terse-bot").click()
+            pair = page.get_by_test_id("pair")
+            sync_api.expect(pair).to_be_visible()
+            with_labels = {r["key"]: r for r in _rows(store_path)}
+            a, b = with_labels[key("kind-bot", "guarded", 2)], with_labels[key("terse-bot", "guarded", 2)]
+            for dim in DIMENSIONS:
+                cells = pair.locator(f'[data-testid=pair-scores] tr[data-dimension="{dim}"] td').all_inner_texts()
+                assert cells[1:] == [str(a["scores"][dim]), str(b["scores"][dim])]
+            assert pair.get_by_test_id("pair-terse-bot").locator("li").first.inner_text() == "ok."
+            page.screenshot(path=str(tmp_path / "side-by-side.png"), full_page=True)
+            assert blocked == []
+        finally:
+            browser.close()
+
+
+def _rows(store_path: Path) -> list[dict]:
+    from runs.store import Store
+    from runs.viewer import data
+
+    with Store.open(store_path, readonly=True) as store:
+        return data.summary([(store_path, store)])["stores"][0]["episodes"]
+
+
+def test_search_and_markup_in_a_dialogue_shows_as_text(url: str, tmp_path: Path) -> None:
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(bypass_csp=True)                      # so the escaping alone must keep scripts from running
+            page.goto(url)
+            sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
+            page.get_by_test_id("search").fill("onerror")
+            sync_api.expect(page.get_by_test_id("count")).to_have_text("(6 of 120)")
+            page.locator(f'[data-id="0:{key("terse-bot", "default", 7)}"]').click()
+            bubbles = page.locator("#detail [data-testid=dialogue] li .text")
+            sync_api.expect(bubbles.nth(0)).to_have_text(HOSTILE[0])
+            assert bubbles.nth(1).inner_text() == HOSTILE[1]
+            assert page.locator("#detail script, #detail img, #detail b").count() == 0
+            assert page.evaluate("window.pwned") is None
+            page.screenshot(path=str(tmp_path / "hostile.png"))
+
+            page.goto(url.split("?")[0])                                   # without the token the page shows no data
+            sync_api.expect(page.get_by_test_id("error")).to_contain_text("token")
+            assert page.get_by_test_id("episode-row").count() == 0
+        finally:
+            browser.close()
+
+
+def test_html_report_opens_from_disk_without_network_and_shows_the_report_numbers(store_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    assert main(["report", str(store_path), "--format", "html", "--out", str(out)]) == 0
+    expected = _expected(store_path)
+    requests: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            context = browser.new_context(offline=True)
+            context.on("request", lambda r: requests.append(r.url))
+            page = context.new_page()
+            page.goto(out.as_uri())
+            sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
+            _check_leaderboard(page, expected)
+            comparisons = page.locator("[data-testid=comparison-table] tbody tr")
+            assert comparisons.count() == len(expected["comparisons"])
+            first = expected["comparisons"][0]
+            assert float(comparisons.first.locator("td").nth(3).inner_text()) == pytest.approx(first["diff"], abs=0.05 + 1e-9)
+            assert page.get_by_test_id("count").inner_text() == "(120 of 120)"
+            page.get_by_test_id("search").fill("onerror")                 # search works on the embedded transcripts
+            sync_api.expect(page.get_by_test_id("count")).to_have_text("(6 of 120)")
+            page.locator(f'[data-id="0:{key("kind-bot", "impatient", 7)}"]').click()
+            sync_api.expect(page.locator("#detail [data-testid=dialogue] li .text").nth(1)).to_have_text(HOSTILE[1])
+            assert page.evaluate("window.pwned") is None
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert requests == [out.as_uri()]                                      # the file itself, nothing else
+
+
+def test_new_episodes_appear_without_reload(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "live.sqlite", cards=2, personas=("default",))
+    for url in _view(path):
+        with sync_api.sync_playwright() as pw:
+            browser = _browser(pw)
+            try:
+                page = browser.new_page()
+                page.goto(url)
+                sync_api.expect(page.get_by_test_id("count")).to_have_text("(4 of 4)", timeout=30_000)
+                store = Store.open(path)                                   # another process writes while the page is open
+                try:
+                    store.import_episodes(episode_rows(s, "default", 5) for s in ("kind-bot", "terse-bot"))
+                finally:
+                    store.close_sync()
+                sync_api.expect(page.get_by_test_id("count")).to_have_text("(6 of 6)", timeout=30_000)
+                assert page.locator(f'[data-id="0:{key("kind-bot", "default", 5)}"]').count() == 1
+                assert page.get_by_test_id("live").inner_text().startswith("live")
+            finally:
+                browser.close()
+
+
+def test_ten_thousand_episodes_build_only_the_rows_in_view(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "big.sqlite", cards=1667)               # 2 × 3 × 1,667 = 10,002 episodes
+    out = tmp_path / "big.html"
+    assert main(["report", str(path), "--format", "html", "--out", str(out)]) == 0
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(out.as_uri())
+            sync_api.expect(page.get_by_test_id("count")).to_have_text("(10002 of 10002)", timeout=60_000)
+            box = page.get_by_test_id("episodes")
+            for fraction in (0.5, 1.0):
+                box.evaluate(f"box => {{ box.scrollTop = (box.scrollHeight - box.clientHeight) * {fraction}; }}")
+                page.wait_for_timeout(100)                                 # one animation frame renders the new window
+                assert page.get_by_test_id("episode-row").count() <= 30
+            sync_api.expect(page.locator(f'[data-id="0:{key("terse-bot", "impatient", 1666)}"]')).to_be_visible()
+        finally:
+            browser.close()
