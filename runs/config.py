@@ -20,10 +20,6 @@ from typing import Any
 EXECUTORS = ("local", "ray")
 
 
-SCHEMA: dict[str, Any] = {"extra": "forbid", "use_attribute_docstrings": True}
-"""How pydantic reads each section dataclass into the JSON Schema (``runs.config_schema``): unknown keys are errors."""
-
-
 class ConfigError(ValueError):
     """The config is invalid; the message names the file, the field and the value."""
 
@@ -31,8 +27,6 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class EndpointConfig:
     """Where a model is and how to talk to it (shared by seeker, supporters and judge)."""
-
-    __pydantic_config__ = SCHEMA
 
     backend: str = "openai"
     base_url: str | None = None
@@ -53,8 +47,6 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class RunSection:
-    __pydantic_config__ = SCHEMA
-
     name: str = "esc-eval"
     rounds: int = field(default=5, metadata={"ge": 1})
     concurrency: int = field(default=64, metadata={"ge": 1})
@@ -64,7 +56,7 @@ class RunSection:
     end_token: str | None = None
     max_episode_tokens: int | None = None
     episode_timeout: float | None = None
-    executor: str = "local"
+    executor: str = field(default="local", metadata={"choices": EXECUTORS})
     """``local`` (one process) or ``ray`` (shards across Ray workers; ``docs/distributed.md``)."""
     ray_address: str | None = None
     """With ``executor = "ray"``: the cluster (``auto``, ``ray://HOST:10001``, or ``local`` to start one)."""
@@ -96,8 +88,6 @@ class RunSection:
 
 @dataclass(frozen=True)
 class CardsSection:
-    __pydantic_config__ = SCHEMA
-
     path: str | None = None
     language: str | None = None
     limit: int | None = field(default=None, metadata={"ge": 1})

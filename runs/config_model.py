@@ -1,8 +1,9 @@
 """The pydantic models of the config sections: they validate each section and give its JSON Schema.
 
-Each model is made from a section dataclass of ``runs.config`` (its fields, types, defaults,
-``ge``/``gt`` bounds in field metadata, attribute docstrings), so a section is declared once;
-the checks that span fields live on the model classes below. Types are strict as TOML's are
+Each model is made from a section dataclass (``runs.config``, ``runs.cards.config``: its
+fields, types, defaults, attribute docstrings, and in field metadata ``ge``/``gt``/``le``
+bounds and ``choices``), so a section is declared once; the checks that span fields live
+on the model classes below. Types are strict as TOML's are
 (``"5"`` is not an int), except that lists become the dataclasses' tuples and ints are taken
 as floats. Errors become one line naming file, section, field and value via
 ``roles.schema_errors``. Only imported when a config is parsed: ``import runs.cli`` must
@@ -19,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic._internal._docs_extraction import extract_docstrings_from_cls
 
 from roles.schema_errors import describe, invalid
-from runs.config import EXECUTORS, CardsSection, ConfigError, EndpointConfig, JudgeSection, RunSection, SeekerSection
+from runs.config import CardsSection, ConfigError, EndpointConfig, JudgeSection, SeekerSection
 
 
 class Section(BaseModel):
@@ -78,14 +79,6 @@ class Judge(Endpoint):
         return self
 
 
-class Run(Section):
-    @model_validator(mode="after")
-    def _executor(self) -> Run:
-        if self.executor not in EXECUTORS:  # type: ignore[attr-defined]
-            raise invalid(f"must be one of {', '.join(EXECUTORS)}, got {self.executor!r}", at=".executor")  # type: ignore[attr-defined]
-        return self
-
-
 class Cards(Section):
     @model_validator(mode="after")
     def _language(self) -> Cards:
@@ -94,7 +87,7 @@ class Cards(Section):
         return self
 
 
-CHECKS: dict[type, type[Section]] = {RunSection: Run, CardsSection: Cards, SeekerSection: Seeker, JudgeSection: Judge}
+CHECKS: dict[type, type[Section]] = {CardsSection: Cards, SeekerSection: Seeker, JudgeSection: Judge}
 """The model class that carries a section's cross-field checks (any other endpoint: ``Endpoint``)."""
 
 
@@ -109,8 +102,14 @@ def model(cls: type) -> type[BaseModel]:
     specs: dict[str, Any] = {}
     for f in fields(cls):
         default: Any = {"default_factory": f.default_factory} if f.default is MISSING else {"default": f.default}
-        specs[f.name] = (_lax_tuples(hints[f.name]), Field(**default, description=docs.get(f.name), **f.metadata))
-    return create_model(cls.__name__, __base__=base, __doc__=cls.__doc__, **specs)
+        bounds = {k: v for k, v in f.metadata.items() if k in ("ge", "gt", "le")}
+        kind = _lax_tuples(hints[f.name])
+        if "choices" in f.metadata:
+            kind = Annotated[kind, AfterValidator(functools.partial(_one_of, f.metadata["choices"]))]
+            bounds["json_schema_extra"] = {"enum": list(f.metadata["choices"])}
+        specs[f.name] = (kind, Field(**default, description=docs.get(f.name), **bounds))
+    written = cls.__doc__ if not (cls.__doc__ or "").startswith(f"{cls.__name__}(") else None  # not dataclass's signature
+    return create_model(cls.__name__, __base__=base, __doc__=written, **specs)
 
 
 def _lax_tuples(hint: Any) -> Any:
@@ -118,6 +117,12 @@ def _lax_tuples(hint: Any) -> Any:
     if get_origin(hint) is tuple:
         return Annotated[list[get_args(hint)[0]], AfterValidator(tuple)]  # type: ignore[misc]
     return hint
+
+
+def _one_of(choices: tuple[str, ...], value: str | None) -> str | None:
+    if value is not None and value not in choices:
+        raise invalid(f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def validate(where: str, raw: Any, cls: type) -> Any:
@@ -142,10 +147,11 @@ def _line(where: str, exc: ValidationError, section: type[BaseModel], cls: type,
         return f"{where}: missing field '{path}'"
     if path == "(top level)":
         return f"{where}: {message}"
-    if kind == "greater_than_equal":
-        message = f"must be at least {error['ctx']['ge']}, got {error['input']}"
-    elif kind == "greater_than":
-        message = f"must be positive, got {error['input']}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal"):
+        bounds = section.model_fields[path].metadata
+        ge, gt, le = (next((getattr(b, name) for b in bounds if hasattr(b, name)), None) for name in ("ge", "gt", "le"))
+        message = (f"must be in ({gt}, {le}]" if gt is not None and le is not None else
+                   f"must be at least {ge}" if ge is not None else "must be positive") + f", got {error['input']}"
     elif kind != "esc_eval":
         path = str(error["loc"][0])
         message = _type_message(get_type_hints(cls)[path], raw[path])
