@@ -150,8 +150,11 @@ def _line(where: str, exc: ValidationError, section: type[BaseModel], cls: type,
     if kind in ("greater_than_equal", "greater_than", "less_than_equal"):
         bounds = section.model_fields[path].metadata
         ge, gt, le = (next((getattr(b, name) for b in bounds if hasattr(b, name)), None) for name in ("ge", "gt", "le"))
+        value = error["input"]
+        if type(value) is int and "float" in str(get_type_hints(cls)[path]):
+            value = float(value)  # as the field holds it
         message = (f"must be in ({gt}, {le}]" if gt is not None and le is not None else
-                   f"must be at least {ge}" if ge is not None else "must be positive") + f", got {error['input']}"
+                   f"must be at least {ge}" if ge is not None else "must be positive") + f", got {value}"
     elif kind != "esc_eval":
         path = str(error["loc"][0])
         message = _type_message(get_type_hints(cls)[path], raw[path])
