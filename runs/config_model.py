@@ -120,6 +120,7 @@ def _lax_tuples(hint: Any) -> Any:
 
 
 def _one_of(choices: tuple[str, ...], value: str | None) -> str | None:
+    """A ``choices`` field's check (an unset optional field passes)."""
     if value is not None and value not in choices:
         raise invalid(f"must be one of {', '.join(choices)}, got {value!r}")
     return value
@@ -148,8 +149,7 @@ def _line(where: str, exc: ValidationError, section: type[BaseModel], cls: type,
     if path == "(top level)":
         return f"{where}: {message}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal"):
-        bounds = section.model_fields[path].metadata
-        ge, gt, le = (next((getattr(b, name) for b in bounds if hasattr(b, name)), None) for name in ("ge", "gt", "le"))
+        ge, gt, le = (next(f.metadata for f in fields(cls) if f.name == path).get(k) for k in ("ge", "gt", "le"))
         value = error["input"]
         if type(value) is int and "float" in str(get_type_hints(cls)[path]):
             value = float(value)  # as the field holds it
