@@ -13,15 +13,11 @@ import json
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 EXECUTORS = ("local", "ray")
-
-
-SCHEMA: dict[str, Any] = {"extra": "forbid", "use_attribute_docstrings": True}
-"""How pydantic reads each section dataclass into the JSON Schema (``runs.config_schema``): unknown keys are errors."""
 
 
 class ConfigError(ValueError):
@@ -32,19 +28,17 @@ class ConfigError(ValueError):
 class EndpointConfig:
     """Where a model is and how to talk to it (shared by seeker, supporters and judge)."""
 
-    __pydantic_config__ = SCHEMA
-
     backend: str = "openai"
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None
-    max_connections: int = 64
-    timeout: float = 120.0
-    max_attempts: int = 6
+    max_connections: int = field(default=64, metadata={"ge": 1})
+    timeout: float = field(default=120.0, metadata={"gt": 0})
+    max_attempts: int = field(default=6, metadata={"ge": 1})
     """Tries per request, first included, counting hard faults (5xx, timeouts, resets, garbage); throttling does not count."""
-    max_retry_time: float = 900.0
+    max_retry_time: float = field(default=900.0, metadata={"gt": 0})
     """Seconds after a request's first failure within which it is retried (throttling waits as long as this allows)."""
-    max_tokens: int = 512
+    max_tokens: int = field(default=512, metadata={"ge": 1})
     temperature: float | None = None
     top_p: float | None = None
     lora: dict[str, str] = field(default_factory=dict)
@@ -53,22 +47,20 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class RunSection:
-    __pydantic_config__ = SCHEMA
-
     name: str = "esc-eval"
-    rounds: int = 5
-    concurrency: int = 64
+    rounds: int = field(default=5, metadata={"ge": 1})
+    concurrency: int = field(default=64, metadata={"ge": 1})
     seed: int = 0
     store: str | None = None
-    repeats: int = 1
+    repeats: int = field(default=1, metadata={"ge": 1})
     end_token: str | None = None
     max_episode_tokens: int | None = None
     episode_timeout: float | None = None
-    executor: str = "local"
+    executor: str = field(default="local", metadata={"choices": EXECUTORS})
     """``local`` (one process) or ``ray`` (shards across Ray workers; ``docs/distributed.md``)."""
     ray_address: str | None = None
     """With ``executor = "ray"``: the cluster (``auto``, ``ray://HOST:10001``, or ``local`` to start one)."""
-    workers: int = 2
+    workers: int = field(default=2, metadata={"ge": 1})
     """With ``executor = "ray"``: Ray worker actors; connection limits and concurrency are split among them."""
     termination: tuple[dict[str, Any], ...] = ()
     """Detectors by name (``{name = "max_rounds", rounds = 5}``), instead of the shorthands ``rounds``,
@@ -96,11 +88,9 @@ class RunSection:
 
 @dataclass(frozen=True)
 class CardsSection:
-    __pydantic_config__ = SCHEMA
-
     path: str | None = None
     language: str | None = None
-    limit: int | None = None
+    limit: int | None = field(default=None, metadata={"ge": 1})
 
 
 @dataclass(frozen=True)
@@ -115,7 +105,7 @@ class SeekerSection(EndpointConfig):
     protocol: str = "default"
     persona: str = "default"
     personas: tuple[str, ...] = ()
-    role_break_retries: int = 2
+    role_break_retries: int = field(default=2, metadata={"ge": 0})
 
     @property
     def persona_names(self) -> tuple[str, ...]:
@@ -138,10 +128,10 @@ class JudgeSection(EndpointConfig):
     profile: str = "default"
     models: dict[str, str] = field(default_factory=dict)
     score_every_round: bool = False
-    samples: int = 1
+    samples: int = field(default=1, metadata={"ge": 1})
     """Labels per (episode, dimension), each with its own seed: measures judge noise (docs/statistics.md)."""
-    max_tokens: int = 64
-    max_connections: int = 16
+    max_tokens: int = field(default=64, metadata={"ge": 1})
+    max_connections: int = field(default=16, metadata={"ge": 1})
 
 
 @dataclass(frozen=True)
@@ -230,8 +220,6 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
         if key not in known:
             raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
     judge = parse_section(name, "judge", raw["judge"], JudgeSection) if "judge" in raw else None
-    if judge is not None:
-        _check_judge(name, judge)
     if judge_only:
         if judge is None:
             raise ConfigError(f"{name}: missing section [judge]")
@@ -241,7 +229,6 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
     if "seeker" not in raw:
         raise ConfigError(f"{name}: missing section [seeker]")
     seeker = parse_section(name, "seeker", raw["seeker"], SeekerSection)
-    _check_personas(name, raw["seeker"], seeker)
     supporters_raw = raw.get("supporters")
     if not isinstance(supporters_raw, list) or not supporters_raw:
         raise ConfigError(f"{name}: [[supporters]] must list at least one supporter")
@@ -252,47 +239,8 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
             raise ConfigError(f"{name}: [[supporters]] {i} field 'name': must be a non-empty name of letters, digits, '-', '_', '.', got {s.name!r}")
         if names.index(s.name) != i:
             raise ConfigError(f"{name}: [[supporters]] {i} field 'name': duplicate name {s.name!r}")
-    _check_run(name, run, cards)
     _check_plugins(name, raw.get("run", {}), run)
     return Config(name, run, cards, seeker, supporters, judge)
-
-
-def _check_personas(name: str, raw: dict[str, Any], seeker: SeekerSection) -> None:
-    """Names are checked here; whether each exists is checked by ``RunPlan.prepare``."""
-    if "persona" in raw and "personas" in raw:
-        raise ConfigError(f"{name}: [seeker] field 'personas': set either 'persona' (one) or 'personas' (a list), not both")
-    if "personas" in raw and not seeker.personas:
-        raise ConfigError(f"{name}: [seeker] field 'personas': must list at least one persona")
-    field_name = seeker.persona_field
-    for persona in seeker.persona_names:
-        if not persona.strip():
-            raise ConfigError(f"{name}: [seeker] field '{field_name}': a persona name must not be empty")
-    seen = [p for i, p in enumerate(seeker.persona_names) if p in seeker.persona_names[:i]]
-    if seen:
-        raise ConfigError(f"{name}: [seeker] field '{field_name}': {seen[0]!r} is listed twice")
-    if seeker.role_break_retries < 0:
-        raise ConfigError(f"{name}: [seeker] field 'role_break_retries': must be at least 0, got {seeker.role_break_retries}")
-
-
-def _check_judge(name: str, judge: JudgeSection) -> None:
-    if judge.samples < 1:
-        raise ConfigError(f"{name}: [judge] field 'samples': must be at least 1, got {judge.samples}")
-    if judge.samples > 1 and not judge.temperature:
-        raise ConfigError(f"{name}: [judge] field 'samples': {judge.samples} samples need a 'temperature' above 0 "
-                          "(greedy decoding gives the same label every time)")
-
-
-def _check_run(name: str, run: RunSection, cards: CardsSection) -> None:
-    if run.executor not in EXECUTORS:
-        raise ConfigError(f"{name}: [run] field 'executor': must be one of {', '.join(EXECUTORS)}, got {run.executor!r}")
-    for field_name in ("rounds", "concurrency", "repeats", "workers"):
-        value = getattr(run, field_name)
-        if value < 1:
-            raise ConfigError(f"{name}: [run] field '{field_name}': must be at least 1, got {value}")
-    if cards.limit is not None and cards.limit < 1:
-        raise ConfigError(f"{name}: [cards] field 'limit': must be at least 1, got {cards.limit}")
-    if cards.language not in (None, "en", "zh"):
-        raise ConfigError(f"{name}: [cards] field 'language': must be 'en' or 'zh', got {cards.language!r}")
 
 
 SHORTHANDS = ("rounds", "end_token", "max_episode_tokens", "episode_timeout")
@@ -321,80 +269,10 @@ def _check_plugins(name: str, raw: dict[str, Any], run: RunSection) -> None:
 
 
 def parse_section(name: str, section: str, raw: Any, cls: type[Any]) -> Any:
-    where = f"{name}: [{section}]"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table, got {type(raw).__name__}")
-    hints = get_type_hints(cls)
-    allowed = {f.name: f for f in fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in allowed:
-            raise ConfigError(f"{where}: unknown field '{key}' (known: {', '.join(sorted(allowed))})")
-        values[key] = _typed(f"{where} field '{key}'", value, hints[key])
-    for f in fields(cls):
-        if f.default is MISSING and f.default_factory is MISSING and f.name not in values:  # type: ignore[misc]
-            raise ConfigError(f"{where}: missing field '{f.name}'")
-    obj = cls(**values)
-    if isinstance(obj, EndpointConfig):
-        _check_endpoint(where, obj)
-    return obj
+    """Section ``raw`` of file ``name`` validated by the model of dataclass ``cls`` (``runs.config_model``)."""
+    from runs.config_model import validate
 
-
-def _typed(where: str, value: Any, hint: Any) -> Any:
-    text = hint.__name__ if isinstance(hint, type) else str(hint)
-    optional = "None" in text
-    if optional and value is None:
-        return None
-    if "tuple[dict" in text:
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise ConfigError(f"{where}: must be a list of tables, got {value!r:.80}")
-        return tuple(value)
-    if "dict[str, typing.Any]" in text or "dict[str, Any]" in text:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: must be a table, got {value!r:.80}")
-        return dict(value)
-    if "tuple[str, ...]" in text:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: must be a list of text values, got {value!r:.80}")
-        return tuple(value)
-    if "dict[str, str]" in text:
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ConfigError(f"{where}: must be a table of text values, got {value!r:.80}")
-        return dict(value)
-    if text.startswith("bool"):
-        ok = isinstance(value, bool)
-    elif "int" in text and "float" not in text:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif "float" in text:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        expected = text.replace("typing.", "").replace(" | None", "")
-        raise ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {value!r:.80}")
-    return value
-
-
-def _check_endpoint(where: str, endpoint: EndpointConfig) -> None:
-    from agents.backends import BACKENDS
-
-    if endpoint.backend not in BACKENDS.names():
-        raise ConfigError(f"{where} field 'backend': unknown backend {endpoint.backend!r} (known: {', '.join(BACKENDS.names())})")
-    if endpoint.backend == "vllm" and not endpoint.model:
-        raise ConfigError(f"{where}: missing field 'model' (required by backend 'vllm': a folder or hub id)")
-    if endpoint.backend == "openai":
-        for required in ("base_url", "model"):
-            if not getattr(endpoint, required):
-                raise ConfigError(f"{where}: missing field '{required}' (required by backend 'openai')")
-        if not endpoint.base_url.startswith(("http://", "https://")):  # type: ignore[union-attr]
-            raise ConfigError(f"{where} field 'base_url': must start with http:// or https://, got {endpoint.base_url!r}")
-    for positive in ("max_connections", "max_attempts", "max_tokens"):
-        if getattr(endpoint, positive) < 1:
-            raise ConfigError(f"{where} field '{positive}': must be at least 1, got {getattr(endpoint, positive)}")
-    for positive in ("timeout", "max_retry_time"):
-        if getattr(endpoint, positive) <= 0:
-            raise ConfigError(f"{where} field '{positive}': must be positive, got {getattr(endpoint, positive)}")
+    return validate(f"{name}: [{section}]", raw, cls)
 
 
 PATH_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".toml")

@@ -1,10 +1,9 @@
 """The JSON Schema of a config file, for editor completion of TOML files (``esc-eval config schema``).
 
-Read by pydantic from the section dataclasses of ``runs.config`` (their types, defaults and
-attribute docstrings), so the schema cannot drift from what ``parse_config`` accepts; the
-names a config may use (backends, detectors, turn policies) come from the registries,
-installed plugins included. ``parse_config`` stays the validator: its one-line errors
-name the file, section, field and value, which a schema validator's reports do not.
+Generated from the models that validate each section (``runs.config_model``: types, defaults,
+bounds and docs of the section dataclasses), so the schema cannot drift from what
+``parse_config`` accepts; the names a config may use (backends, detectors, turn policies)
+come from the registries, installed plugins included.
 """
 
 from __future__ import annotations
@@ -14,18 +13,21 @@ from typing import Any, Required
 from pydantic import TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from runs.config import EXECUTORS, SCHEMA, CardsSection, JudgeSection, RunSection, SeekerSection, SupporterSection
+from runs.config import CardsSection, JudgeSection, RunSection, SeekerSection, SupporterSection
+from runs.config_model import model
+
+Run, Cards, Seeker, Supporter, Judge = map(model, (RunSection, CardsSection, SeekerSection, SupporterSection, JudgeSection))
 
 
-@with_config(SCHEMA)  # type: ignore[arg-type]
+@with_config({"extra": "forbid"})
 class ConfigFile(TypedDict, total=False):
     """An esc-eval run config (TOML): docs in README.md, docs/plugins.md."""
 
-    run: RunSection
-    cards: CardsSection
-    seeker: Required[SeekerSection]
-    supporters: Required[list[SupporterSection]]
-    judge: JudgeSection
+    run: Run  # type: ignore[valid-type]
+    cards: Cards  # type: ignore[valid-type]
+    seeker: Required[Seeker]  # type: ignore[valid-type]
+    supporters: Required[list[Supporter]]  # type: ignore[valid-type]
+    judge: Judge  # type: ignore[valid-type]
 
 
 def config_schema() -> dict[str, Any]:
@@ -42,7 +44,6 @@ def config_schema() -> dict[str, Any]:
     for section in ("SeekerSection", "SupporterSection", "JudgeSection"):
         defs[section]["properties"]["backend"]["enum"] = BACKENDS.names()
     run = defs["RunSection"]["properties"]
-    run["executor"]["enum"] = list(EXECUTORS)
     run["termination"]["items"] = _spec(TERMINATION.names())
     run["turn_policy"] = {**run["turn_policy"], **_spec(TURN_POLICIES.names())}
     defs["CardsSection"]["properties"]["language"]["enum"] = ["en", "zh"]

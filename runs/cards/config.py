@@ -8,29 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from roles.cards import LANGUAGES
 from roles.extraction import QUALITIES
 from roles.filters import PII_POLICIES
-from runs.config import SCHEMA, ConfigError, EndpointConfig, parse_section, read_toml
+from runs.config import ConfigError, EndpointConfig, parse_section, read_toml
 
 
 @dataclass(frozen=True)
 class BuildSection:
-    __pydantic_config__ = SCHEMA
-
-    language: str = "en"
+    language: str = field(default="en", metadata={"choices": LANGUAGES})
     """The cards' language (``en``/``zh``): the extractor writes the card in it."""
-    concurrency: int = 16
+    concurrency: int = field(default=16, metadata={"ge": 1})
     """Source items extracted at once."""
-    min_quality: str = "high"
+    min_quality: str = field(default="high", metadata={"choices": QUALITIES})
     """Keep cards the extractor graded this or better (``low`` < ``middle`` < ``high``); ``--min-quality`` overrides."""
-    pii: str = "reject"
+    pii: str = field(default="reject", metadata={"choices": PII_POLICIES})
     """A card with a personal identifier: ``reject`` it, or ``scrub`` the identifier and keep it."""
-    near_duplicate_threshold: float = 0.8
+    near_duplicate_threshold: float = field(default=0.8, metadata={"gt": 0, "le": 1})
     """Jaccard similarity of character 3-shingles (MinHash) from which a card repeats an earlier one."""
     prompts: str | None = None
     """A prompts YAML replacing the built-in ``roles/data/builder/extract.yaml``."""
@@ -68,14 +66,6 @@ def parse_build_config(raw: dict[str, Any], name: str, base: Path) -> BuildConfi
     if "extractor" not in raw:
         raise ConfigError(f"{name}: missing section [extractor]")
     build = parse_section(name, "build", raw.get("build", {}), BuildSection)
-    for field, value, allowed in (("language", build.language, LANGUAGES), ("min_quality", build.min_quality, QUALITIES),
-                                  ("pii", build.pii, PII_POLICIES)):
-        if value not in allowed:
-            raise ConfigError(f"{name}: [build] field '{field}': must be one of {', '.join(allowed)}, got {value!r}")
-    if build.concurrency < 1:
-        raise ConfigError(f"{name}: [build] field 'concurrency': must be at least 1, got {build.concurrency}")
-    if not 0 < build.near_duplicate_threshold <= 1:
-        raise ConfigError(f"{name}: [build] field 'near_duplicate_threshold': must be in (0, 1], got {build.near_duplicate_threshold}")
     if build.prompts and not Path(build.prompts).expanduser().is_absolute():
         build = replace(build, prompts=str(base / build.prompts))
     extractor = parse_section(name, "extractor", raw["extractor"], EndpointConfig)

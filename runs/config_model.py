@@ -1,0 +1,175 @@
+"""The pydantic models of the config sections: they validate each section and give its JSON Schema.
+
+Each model is made from a section dataclass (``runs.config``, ``runs.cards.config``: its
+fields, types, defaults, attribute docstrings, and in field metadata ``ge``/``gt``/``le``
+bounds and ``choices``), so a section is declared once; the checks that span fields live
+on the model classes below. Types are strict as TOML's are
+(``"5"`` is not an int), except that lists become the dataclasses' tuples and ints are taken
+as floats. Errors become one line naming file, section, field and value via
+``roles.schema_errors``. Only imported when a config is parsed: ``import runs.cli`` must
+not pay for pydantic.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import MISSING, fields
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic._internal._docs_extraction import extract_docstrings_from_cls
+
+from roles.schema_errors import describe, invalid
+from runs.config import CardsSection, ConfigError, EndpointConfig, JudgeSection, SeekerSection
+
+
+class Section(BaseModel):
+    """Any section: unknown keys are errors, values keep TOML's types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Endpoint(Section):
+    """A model endpoint: a known backend, with what that backend needs."""
+
+    @model_validator(mode="after")
+    def _backend(self) -> Endpoint:
+        from agents.backends import BACKENDS
+
+        known = BACKENDS.names()
+        if self.backend not in known:  # type: ignore[attr-defined]
+            raise invalid(f"unknown backend {self.backend!r} (known: {', '.join(known)})", at=".backend")  # type: ignore[attr-defined]
+        if self.backend == "vllm" and not self.model:  # type: ignore[attr-defined]
+            raise invalid("missing field 'model' (required by backend 'vllm': a folder or hub id)")
+        if self.backend == "openai":  # type: ignore[attr-defined]
+            for required in ("base_url", "model"):
+                if not getattr(self, required):
+                    raise invalid(f"missing field '{required}' (required by backend 'openai')")
+            if not self.base_url.startswith(("http://", "https://")):  # type: ignore[attr-defined]
+                raise invalid(f"must start with http:// or https://, got {self.base_url!r}", at=".base_url")  # type: ignore[attr-defined]
+        return self
+
+
+class Seeker(Endpoint):
+    """One persona or a list of distinct ones; whether each exists is checked by ``RunPlan.prepare``."""
+
+    @model_validator(mode="after")
+    def _personas(self) -> Seeker:
+        given = self.model_fields_set
+        if {"persona", "personas"} <= given:
+            raise invalid("set either 'persona' (one) or 'personas' (a list), not both", at=".personas")
+        if "personas" in given and not self.personas:  # type: ignore[attr-defined]
+            raise invalid("must list at least one persona", at=".personas")
+        field_name = "personas" if self.personas else "persona"  # type: ignore[attr-defined]
+        names = self.personas or (self.persona,)  # type: ignore[attr-defined]
+        if any(not persona.strip() for persona in names):
+            raise invalid("a persona name must not be empty", at=f".{field_name}")
+        seen = [p for i, p in enumerate(names) if p in names[:i]]
+        if seen:
+            raise invalid(f"{seen[0]!r} is listed twice", at=f".{field_name}")
+        return self
+
+
+class Judge(Endpoint):
+    @model_validator(mode="after")
+    def _samples(self) -> Judge:
+        if self.samples > 1 and not self.temperature:  # type: ignore[attr-defined]
+            raise invalid(f"{self.samples} samples need a 'temperature' above 0 "  # type: ignore[attr-defined]
+                          "(greedy decoding gives the same label every time)", at=".samples")
+        return self
+
+
+class Cards(Section):
+    @model_validator(mode="after")
+    def _language(self) -> Cards:
+        if self.language not in (None, "en", "zh"):  # type: ignore[attr-defined]
+            raise invalid(f"must be 'en' or 'zh', got {self.language!r}", at=".language")  # type: ignore[attr-defined]
+        return self
+
+
+CHECKS: dict[type, type[Section]] = {CardsSection: Cards, SeekerSection: Seeker, JudgeSection: Judge}
+"""The model class that carries a section's cross-field checks (any other endpoint: ``Endpoint``)."""
+
+
+@functools.cache
+def model(cls: type) -> type[BaseModel]:
+    """The pydantic model of section dataclass ``cls`` (same name, fields, defaults and docs)."""
+    base = CHECKS.get(cls, Endpoint if issubclass(cls, EndpointConfig) else Section)
+    hints = get_type_hints(cls)
+    docs = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        docs |= extract_docstrings_from_cls(klass, use_inspect=True)
+    specs: dict[str, Any] = {}
+    for f in fields(cls):
+        default: Any = {"default_factory": f.default_factory} if f.default is MISSING else {"default": f.default}
+        bounds = {k: v for k, v in f.metadata.items() if k in ("ge", "gt", "le")}
+        kind = _lax_tuples(hints[f.name])
+        if "choices" in f.metadata:
+            kind = Annotated[kind, AfterValidator(functools.partial(_one_of, f.metadata["choices"]))]
+            bounds["json_schema_extra"] = {"enum": list(f.metadata["choices"])}
+        specs[f.name] = (kind, Field(**default, description=docs.get(f.name), **bounds))
+    written = cls.__doc__ if not (cls.__doc__ or "").startswith(f"{cls.__name__}(") else None  # not dataclass's signature
+    return create_model(cls.__name__, __base__=base, __doc__=written, **specs)
+
+
+def _lax_tuples(hint: Any) -> Any:
+    """``tuple[X, ...]`` read from a TOML list (strict mode takes only tuples)."""
+    if get_origin(hint) is tuple:
+        return Annotated[list[get_args(hint)[0]], AfterValidator(tuple)]  # type: ignore[misc]
+    return hint
+
+
+def _one_of(choices: tuple[str, ...], value: str | None) -> str | None:
+    """A ``choices`` field's check (an unset optional field passes)."""
+    if value is not None and value not in choices:
+        raise invalid(f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def validate(where: str, raw: Any, cls: type) -> Any:
+    """Section ``raw`` as a ``cls``; ``ConfigError`` in one line starting with ``where`` (``FILE: [section]``)."""
+    section = model(cls)
+    try:
+        values = section.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_line(where, exc, section, cls, raw)) from None
+    return cls(**{f.name: getattr(values, f.name) for f in fields(cls)})
+
+
+def _line(where: str, exc: ValidationError, section: type[BaseModel], cls: type, raw: Any) -> str:
+    """The error line: ``WHERE field 'x': what``, or ``WHERE: what`` for a whole section."""
+    path, message = describe(exc, section, unknown="(known: {known})", mapping="must be a table, got {type}")
+    errors = exc.errors(include_url=False)
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field '{path}' {message}"
+    if kind == "missing":
+        return f"{where}: missing field '{path}'"
+    if path == "(top level)":
+        return f"{where}: {message}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal"):
+        ge, gt, le = (next(f.metadata for f in fields(cls) if f.name == path).get(k) for k in ("ge", "gt", "le"))
+        value = error["input"]
+        if type(value) is int and "float" in str(get_type_hints(cls)[path]):
+            value = float(value)  # as the field holds it
+        message = (f"must be in ({gt}, {le}]" if gt is not None and le is not None else
+                   f"must be at least {ge}" if ge is not None else "must be positive") + f", got {value}"
+    elif kind != "esc_eval":
+        path = str(error["loc"][0])
+        message = _type_message(get_type_hints(cls)[path], raw[path])
+    return f"{where} field '{path}': {message}"
+
+
+def _type_message(hint: Any, value: Any) -> str:
+    """What a field of type ``hint`` takes, said about the ``value`` it got instead."""
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    for kind, wanted in (("tuple[dict", "a list of tables"), ("dict[str, typing.Any]", "a table"), ("dict[str, Any]", "a table"),
+                         ("tuple[str, ...]", "a list of text values"), ("dict[str, str]", "a table of text values")):
+        if kind in text:
+            return f"must be {wanted}, got {value!r:.80}"
+    expected = text.replace("typing.", "").replace(" | None", "")
+    return f"expected {expected}, got {type(value).__name__} {value!r:.80}"
+
+
+__all__ = ["model", "validate"]
