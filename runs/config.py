@@ -17,121 +17,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-EXECUTORS = ("local", "ray")
-
-
-class ConfigError(ValueError):
-    """The config is invalid; the message names the file, the field and the value."""
-
-
-@dataclass(frozen=True)
-class EndpointConfig:
-    """Where a model is and how to talk to it (shared by seeker, supporters and judge)."""
-
-    backend: str = "openai"
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    max_connections: int = field(default=64, metadata={"ge": 1})
-    timeout: float = field(default=120.0, metadata={"gt": 0})
-    max_attempts: int = field(default=6, metadata={"ge": 1})
-    """Tries per request, first included, counting hard faults (5xx, timeouts, resets, garbage); throttling does not count."""
-    max_retry_time: float = field(default=900.0, metadata={"gt": 0})
-    """Seconds after a request's first failure within which it is retried (throttling waits as long as this allows)."""
-    max_tokens: int = field(default=512, metadata={"ge": 1})
-    temperature: float | None = None
-    top_p: float | None = None
-    lora: dict[str, str] = field(default_factory=dict)
-    """LoRA adapter name -> folder: served with the model (``vllm`` backend, ``esc-eval serve``)."""
-
-
-@dataclass(frozen=True)
-class RunSection:
-    name: str = "esc-eval"
-    rounds: int = field(default=5, metadata={"ge": 1})
-    concurrency: int = field(default=64, metadata={"ge": 1})
-    seed: int = 0
-    store: str | None = None
-    repeats: int = field(default=1, metadata={"ge": 1})
-    end_token: str | None = None
-    max_episode_tokens: int | None = None
-    episode_timeout: float | None = None
-    executor: str = field(default="local", metadata={"choices": EXECUTORS})
-    """``local`` (one process) or ``ray`` (shards across Ray workers; ``docs/distributed.md``)."""
-    ray_address: str | None = None
-    """With ``executor = "ray"``: the cluster (``auto``, ``ray://HOST:10001``, or ``local`` to start one)."""
-    workers: int = field(default=2, metadata={"ge": 1})
-    """With ``executor = "ray"``: Ray worker actors; connection limits and concurrency are split among them."""
-    termination: tuple[dict[str, Any], ...] = ()
-    """Detectors by name (``{name = "max_rounds", rounds = 5}``), instead of the shorthands ``rounds``,
-    ``end_token``, ``max_episode_tokens`` and ``episode_timeout``; see ``environments.termination.TERMINATION``."""
-    turn_policy: dict[str, Any] | None = None
-    """``{name = "alternating", opener = true}`` (the default); see ``environments.turn_policies.TURN_POLICIES``."""
-
-    def termination_specs(self) -> list[dict[str, Any]]:
-        """The detectors this section asks for, the shorthands spelled as specs (any that fires ends an episode)."""
-        if self.termination:
-            return [dict(spec) for spec in self.termination]
-        specs: list[dict[str, Any]] = []
-        if self.end_token:
-            specs.append({"name": "end_token", "token": self.end_token})
-        specs.append({"name": "max_rounds", "rounds": self.rounds})
-        if self.max_episode_tokens:
-            specs.append({"name": "max_tokens", "tokens": self.max_episode_tokens})
-        if self.episode_timeout:
-            specs.append({"name": "timeout", "seconds": self.episode_timeout})
-        return specs
-
-    def turn_policy_spec(self) -> dict[str, Any]:
-        return dict(self.turn_policy or {"name": "alternating", "opener": True})
-
-
-@dataclass(frozen=True)
-class CardsSection:
-    path: str | None = None
-    language: str | None = None
-    limit: int | None = field(default=None, metadata={"ge": 1})
-
-
-@dataclass(frozen=True)
-class SeekerSection(EndpointConfig):
-    """``persona`` names one persona; ``personas`` lists several (every card is played by each).
-
-    A persona is a built-in name, a plugin name or a ``.yaml`` path (``docs/personas.md``).
-    ``role_break_retries``: how often a seeker reply that drops the role is asked for again,
-    unless its persona sets ``role_break.retries``.
-    """
-
-    protocol: str = "default"
-    persona: str = "default"
-    personas: tuple[str, ...] = ()
-    role_break_retries: int = field(default=2, metadata={"ge": 0})
-
-    @property
-    def persona_names(self) -> tuple[str, ...]:
-        return self.personas or (self.persona,)
-
-    @property
-    def persona_field(self) -> str:
-        """The config field the personas came from, for error messages."""
-        return "personas" if self.personas else "persona"
-
-
-@dataclass(frozen=True)
-class SupporterSection(EndpointConfig):
-    name: str = ""
-    system_prompt: str | None = None
-
-
-@dataclass(frozen=True)
-class JudgeSection(EndpointConfig):
-    profile: str = "default"
-    models: dict[str, str] = field(default_factory=dict)
-    score_every_round: bool = False
-    samples: int = field(default=1, metadata={"ge": 1})
-    """Labels per (episode, dimension), each with its own seed: measures judge noise (docs/statistics.md)."""
-    max_tokens: int = field(default=64, metadata={"ge": 1})
-    max_connections: int = field(default=16, metadata={"ge": 1})
+from runs.config_sections import (  # noqa: F401  (re-exported: the config's public API)
+    EXECUTORS,
+    CardsSection,
+    ConfigError,
+    EndpointConfig,
+    JudgeSection,
+    RunSection,
+    SeekerSection,
+    SupporterSection,
+)
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,17 @@ not pay for pydantic.
 
 from __future__ import annotations
 
+import ast
 import functools
+import inspect
+import textwrap
 from dataclasses import MISSING, fields
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
-from pydantic._internal._docs_extraction import extract_docstrings_from_cls
 
 from roles.schema_errors import describe, invalid
-from runs.config import CardsSection, ConfigError, EndpointConfig, JudgeSection, SeekerSection
+from runs.config_sections import CardsSection, ConfigError, EndpointConfig, JudgeSection, SeekerSection
 
 
 class Section(BaseModel):
@@ -98,7 +100,7 @@ def model(cls: type) -> type[BaseModel]:
     hints = get_type_hints(cls)
     docs = {}
     for klass in reversed(cls.__mro__[:-1]):
-        docs |= extract_docstrings_from_cls(klass, use_inspect=True)
+        docs |= _attribute_docs(klass)
     specs: dict[str, Any] = {}
     for f in fields(cls):
         default: Any = {"default_factory": f.default_factory} if f.default is MISSING else {"default": f.default}
@@ -173,3 +175,18 @@ def _type_message(hint: Any, value: Any) -> str:
 
 
 __all__ = ["model", "validate"]
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """``field -> docstring`` for the string literals written under a class's annotated fields (PEP 257 attribute docs)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):  # no source (a class made at run time): no descriptions
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for field, after in zip(body, body[1:]):
+        if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[field.target.id] = inspect.cleandoc(after.value.value)
+    return docs
