@@ -42,11 +42,8 @@ def open_run_store(plan: RunPlan, store_path: Path, *, resume: bool, retry_faile
         store = Store.create(store_path, config=config.to_dict(), fingerprint=plan.fingerprint(), personas=plan.personas(),
                              plugins=plan.plugins(), seed=config.run.seed, versions=versions(), created_at=time.time())
         return RunStore(store, 0)
-    checked = Store.open(store_path, readonly=True)  # a writable open switches the journal mode: a refusal must write nothing
-    try:
+    with Store.open(store_path, readonly=True) as checked:  # a writable open switches the journal mode: a refusal must write nothing
         recorded = checked.meta("fingerprint")
-    finally:
-        checked.close_sync()
     if recorded != plan.fingerprint() and not allow_config_change:
         raise ConfigError(
             f"{config.path}: differs from the config {store_path} was started with "
