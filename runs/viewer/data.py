@@ -5,7 +5,7 @@ Three shapes, the same for the live server and the HTML report:
 * ``summary``: per store its leaderboard (``report_data`` of ``build_report``, grouped by
   supporter, with paired comparisons when there are two supporters or more: the numbers of
   ``report --format json --compare``), the same per supporter and each facet column (so the
-  page can filter the leaderboard by language, persona, category or source), and one row per
+  page can filter the leaderboard by language, persona, category, source or outcome), and one row per
   episode (plan, outcome, timings, final judge labels, the seeker's distress per turn);
 * ``episode``: one episode's turns (with the seeker's hidden state), every judge score with its
   raw reply, and the events (retries, faults) about it;
@@ -26,7 +26,7 @@ from runs.analysis.render import report_data
 from runs.store import EpisodeRecord, Store, TurnRecord
 from runs.store.records import final_labels
 
-FACETS = ("language", "persona", "category", "source")
+FACETS = ("language", "persona", "category", "source", "outcome")
 """Plan columns the leaderboard can be split by (``build_report``'s group columns besides supporter)."""
 
 

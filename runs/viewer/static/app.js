@@ -112,8 +112,8 @@ function renderFilters() {
 // -- leaderboard -----------------------------------------------------------------------------
 
 function leaderboardRows(part) {
-  // A facet filter (language, persona, category, source) picks that facet's table; a supporter filter keeps its rows.
-  const facet = ["language", "persona", "category", "source"].find((f) => state.filters[f]);
+  // A facet filter (language, persona, category, source, outcome) picks that facet's table; a supporter filter keeps its rows.
+  const facet = ["language", "persona", "category", "source", "outcome"].find((f) => state.filters[f]);
   const report = facet ? part.leaderboard.facets[facet] : part.leaderboard.overall;
   return report.rows.filter((row) => (!facet || row.group[facet] === state.filters[facet])
     && (!state.filters.supporter || row.group.supporter === state.filters.supporter));

@@ -118,6 +118,15 @@ def test_filter_episode_and_side_by_side(url: str, store_path: Path, tmp_path: P
             shown = page.locator('#leaderboard tr[data-group="kind-bot/guarded"] td[data-dimension="overall"]').inner_text()
             # the leaderboard follows the persona filter
             assert float(shown.split()[0]) == pytest.approx(kind_guarded["scores"]["overall"]["value"], abs=0.05 + 1e-9)
+            page.get_by_test_id("filter-persona").select_option("")        # the outcome filter alone: the leaderboard follows it
+            by_outcome = json.loads(report_command(store_path, "json", None, ["supporter,outcome"], None, None, None))
+            kind_terminated = next(r for r in by_outcome["rows"] if r["group"] == {"supporter": "kind-bot", "outcome": "terminated"})
+            shown = page.locator('#leaderboard tr[data-group="kind-bot/terminated"] td[data-dimension="overall"]').inner_text()
+            assert float(shown.split()[0]) == pytest.approx(kind_terminated["scores"]["overall"]["value"], abs=0.05 + 1e-9)
+            assert page.locator("#leaderboard tbody tr").count() == len({r["group"]["supporter"] for r in by_outcome["rows"]
+                                                                          if r["group"]["outcome"] == "terminated"})
+            page.get_by_test_id("filter-persona").select_option("guarded")
+            sync_api.expect(page.get_by_test_id("count")).to_have_text("(20 of 120)")
 
             page.locator(f'[data-id="0:{key("kind-bot", "guarded", 2)}"]').click()
             detail = page.get_by_test_id("detail")

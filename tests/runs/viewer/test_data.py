@@ -40,6 +40,9 @@ def test_summary_has_the_report_json_numbers_and_one_row_per_episode(store_path:
     assert part["leaderboard"]["overall"]["comparisons"] == expected["comparisons"]
     by_language = json.loads(report_command(store_path, "json", None, ["supporter,language"], None, None, None))
     assert part["leaderboard"]["facets"]["language"]["rows"] == by_language["rows"]
+    by_outcome = json.loads(report_command(store_path, "json", None, ["supporter,outcome"], None, None, None))
+    assert part["leaderboard"]["facets"]["outcome"]["rows"] == by_outcome["rows"]
+    assert {row["group"]["outcome"] for row in by_outcome["rows"]} >= {"terminated", "truncated"}, "the leaderboard splits by outcome"
     assert [d["key"] for d in summary["dimensions"]] == [d["key"] for d in expected["dimensions"]]
     assert len(part["episodes"]) == len(SUPPORTERS) * len(PERSONAS) * 20
     row = next(r for r in part["episodes"] if r["key"] == key("kind-bot", "default", 2))
