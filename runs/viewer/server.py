@@ -44,6 +44,13 @@ class ViewerServer(LocalServer):
         from aiohttp import web
 
         stores = self.stores
+        reading = asyncio.Lock()
+
+        async def read(build: Callable[..., Any], *args: Any) -> Any:
+            """Store reads run on one worker thread, one at a time: a leaderboard that takes
+            seconds on a large store does not stall the loop (other pages, the static files)."""
+            async with reading:
+                return await asyncio.get_running_loop().run_in_executor(None, build, *args)
 
         async def page(request: web.Request) -> web.Response:
             name = request.match_info.get("name", "index.html")
@@ -52,24 +59,24 @@ class ViewerServer(LocalServer):
             return web.Response(text=static(name), content_type=STATIC[name])
 
         async def summary(request: web.Request) -> web.Response:
-            built = data.summary(stores)  # in the loop: one query at a time on each connection
-            return web.json_response(built | {"version": data.version(stores)})
+            built, mark = await read(lambda: (data.summary(stores), data.version(stores)))
+            return web.json_response(built | {"version": mark})
 
         async def version(request: web.Request) -> web.Response:
-            return web.json_response({"version": data.version(stores)})
+            return web.json_response({"version": await read(data.version, stores)})
 
         async def episode(request: web.Request) -> web.Response:
             index, _, key = request.query.get("id", "").partition(":")
             found = None
             if index.isdigit() and int(index) < len(stores):
-                found = data.episode(int(index), stores[int(index)][1], key)
+                found = await read(data.episode, int(index), stores[int(index)][1], key)
             if found is None:
                 return web.json_response({"error": f"no episode {request.query.get('id', '')!r}"}, status=404)
             return web.json_response(found)
 
         async def search(request: web.Request) -> web.Response:
             query = request.query.get("q", "")
-            ids = data.search(stores, query) if query else []
+            ids = await read(data.search, stores, query) if query else []
             return web.json_response({"q": query, "ids": ids})
 
         def routes(app: web.Application) -> None:
