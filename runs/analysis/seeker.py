@@ -224,14 +224,15 @@ def stored_episodes(store: Any) -> list[StoredEpisode]:
 
 def _run_cards(config: Mapping[str, Any]) -> list[RoleCard]:
     from roles.cards import CardError
-    from runs.config import ConfigError, parse_config
-    from runs.execution.plan import load_run_cards
+    from runs.config_sections import CardsSection
+    from runs.execution.plan import load_section_cards
 
-    if not config:
+    section = config.get("cards")
+    if not isinstance(section, dict):
         return []
     try:
-        return load_run_cards(parse_config(dict(config)))
-    except (ConfigError, CardError, OSError):
+        return load_section_cards(CardsSection(**section))
+    except (TypeError, CardError, OSError):
         return []
 
 
