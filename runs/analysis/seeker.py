@@ -243,16 +243,26 @@ def evaluate(episodes: Sequence[StoredEpisode], rule: RoleBreakRule, by: Sequenc
     return aggregate(figures, by, human_likeness)
 
 
-async def judge_human_likeness(episodes: Sequence[StoredEpisode], backend: Any, params: Any) -> dict[str, float]:
-    """Episode key -> the judge's 0-4 rating of the seeker's lines; episodes whose reply has no rating are left out."""
+async def judge_human_likeness(episodes: Sequence[StoredEpisode], backend: Any, params: Any) -> tuple[dict[str, float], int]:
+    """(episode key -> the judge's 0-4 rating of the seeker's lines, episodes left unrated).
+
+    An episode is left unrated when the judge's reply holds no rating or its request finally fails
+    (the backend has retried it); the mean is then over the rated ones and the caller reports the count.
+    """
     import asyncio
+
+    from agents.backends.base import BackendError
 
     spec = rubric()
 
     async def rate(episode: StoredEpisode) -> tuple[str, float | None]:
         prompt = rubric_prompt(episode.seeker_turns(), spec)
-        reply = await backend.complete([{"role": "user", "content": prompt}], params)
+        try:
+            reply = await backend.complete([{"role": "user", "content": prompt}], params)
+        except BackendError:
+            return episode.labels["key"], None
         return episode.labels["key"], parse_rating(reply.text, spec)
 
     rated = await asyncio.gather(*(rate(e) for e in episodes if e.seeker_turns()))
-    return {key: value for key, value in rated if value is not None}
+    found = {key: value for key, value in rated if value is not None}
+    return found, len(rated) - len(found)

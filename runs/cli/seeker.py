@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,18 @@ def _eval(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.store}: no such store")
     with Store.open(args.store, readonly=True) as store:
         episodes = stored_episodes(store)
-    ratings = asyncio.run(_judge(config, episodes)) if config is not None else None
+    ratings = None
+    if config is not None:
+        ratings, unrated = asyncio.run(_judge(config, episodes))
+        if unrated:
+            print(f"esc-eval: warning: {unrated} episode(s) got no human-likeness rating (judge failed or gave no 0-4 digit); "
+                  "human_likeness averages the rated ones", file=sys.stderr)
     rows = evaluate(episodes, base_role_break(), by, ratings)
     print(json.dumps(rows, ensure_ascii=False, indent=2) if args.format == "json" else _table(rows))
     return 0
 
 
-async def _judge(config: Any, episodes: list[Any]) -> dict[str, float]:
+async def _judge(config: Any, episodes: list[Any]) -> tuple[dict[str, float], int]:
     from agents.messages import SamplingParams
     from runs.analysis.seeker import judge_human_likeness
     from runs.execution.pool import BackendPool

@@ -161,3 +161,35 @@ async def test_human_likeness_through_a_judge_endpoint(stores: dict[str, Path], 
         await server.stop()
     assert rows["breaker"]["human_likeness"] == 0.0 and rows["good"]["human_likeness"] == 4.0
     assert len(server.requests) == 2 * len(CARDS), "one request per episode"
+
+
+async def test_unrated_episodes_are_counted_not_fatal(stores: dict[str, Path], tmp_path: Path) -> None:
+    server = await FakeOpenAIServer(responder=lambda body: "I cannot rate this.").start()
+    try:
+        config = tmp_path / "judge.toml"
+        config.write_text(f'[judge]\nbase_url = "{server.base_url}"\nmodel = "judge"\n')
+        done = await esc_eval("seeker", "eval", str(stores["good"]), "--format", "json", "--judge", str(config))
+    finally:
+        await server.stop()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["human_likeness"] is None
+    assert f"{len(CARDS)} episode(s) got no human-likeness rating" in done.stderr
+
+
+def test_figures_on_dialogues_of_known_truth() -> None:
+    from roles.personas import base_role_break
+    from runs.analysis.seeker import distinct_n, episode_figures, fact_timing, overlap, repeated_share
+
+    assert overlap("i feel so alone today", "i feel so alone today") == 1.0
+    assert overlap("my boss yelled at me", "how are you feeling") == 0.0
+    assert distinct_n(["a b a b"]) == 2 / 3 and distinct_n(["x"]) is None
+    assert repeated_share(["Hello there", "hello  THERE", "bye now"]) == 1 / 3
+    facts = ("My father passed away last spring", "Work deadlines keep piling up")
+    assert fact_timing(facts, ["hi", "work deadlines keep piling up", "my father passed away last spring"], "en") == (1.0, 2.5)
+    assert fact_timing(facts, ["hi"], "en") == (0.0, None)
+    dialogue = [("supporter", "hello, how are you"), ("seeker", "As an AI, I have no feelings"),
+                ("supporter", "I see"), ("seeker", "my father passed away last spring")]
+    states = ['{"distress": 7}', '{"distress": 4}']
+    fig = episode_figures(dialogue, facts, "en", base_role_break(), states)
+    assert (fig.role_break_rate, fig.fact_coverage, fig.first_fact_turn) == (0.5, 0.5, 2.0)
+    assert (fig.distress_start, fig.distress_end) == (7.0, 4.0)
