@@ -9,6 +9,7 @@ repeats itself or recites its card instead of telling it. Human-likeness needs a
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 from collections import defaultdict
@@ -17,17 +18,19 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import yaml
 
 from environments.behaviours import mentions
 from roles.cards import RoleCard
 from roles.persona_model import RoleBreakRule
 from roles.persona_text import card_facts
+from runs.analysis.statistics import cluster_mean
 
 FIELDS = ("seeker", "persona", "n_episodes", "role_break_rate", "parroting", "distinct_2", "fact_coverage",
           "first_fact_turn", "human_likeness")
 """The stable JSON fields of one row, in order; the extra figures (``EXTRA_FIELDS``) follow them."""
-EXTRA_FIELDS = ("repeated_turns", "distress_start", "distress_end")
+EXTRA_FIELDS = ("repeated_turns", "distress_start", "distress_end", "ci")
 GROUPS = ("seeker", "persona")
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -136,29 +139,42 @@ def episode_figures(transcript: Sequence[tuple[str, str]], facts: Sequence[str],
     )
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(statistics.fmean(present), 4) if present else None
+def _estimate(values: Sequence[tuple[float | None, str]]) -> tuple[float | None, list[float] | None]:
+    """Mean of the present values and its 95% interval, resampling whole cards (``cluster_mean``).
+
+    The interval is ``None`` with fewer than two cards; every figure here lies in [0, 100] as
+    ``cluster_mean`` requires (rates, turn numbers, distress levels, 0-4 ratings).
+    """
+    present = [(v, card) for v, card in values if v is not None]
+    if not present:
+        return None, None
+    est = cluster_mean(np.array([v for v, _ in present]), np.array([card for _, card in present]))
+    interval = None if math.isnan(est.ci_low) else [round(est.ci_low, 4), round(est.ci_high, 4)]
+    return round(est.mean, 4), interval
 
 
 def aggregate(episodes: Sequence[tuple[Mapping[str, str], EpisodeFigures]], by: Sequence[str] = GROUPS,
               human_likeness: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
     """Rows of ``FIELDS`` + ``EXTRA_FIELDS``, one per group of ``by``; a column not grouped on reads ``"*"``.
 
-    ``episodes`` pairs each episode's labels (``key``, ``seeker``, ``persona``) with its figures;
-    ``human_likeness`` maps episode keys to judge scores (absent: the field is ``None``).
+    ``episodes`` pairs each episode's labels (``key``, ``card``, ``seeker``, ``persona``) with its figures;
+    ``human_likeness`` maps episode keys to judge scores (absent: the field is ``None``). ``ci`` holds each
+    figure's 95% interval over cards (``None``: fewer than two cards, or no value).
     """
     groups: dict[tuple[str, ...], list[tuple[Mapping[str, str], EpisodeFigures]]] = defaultdict(list)
     for labels, figures in episodes:
         groups[tuple(labels[g] if g in by else "*" for g in GROUPS)].append((labels, figures))
     rows = []
     for (seeker, persona), members in sorted(groups.items()):
-        figs = [f for _, f in members]
-        judged = [human_likeness[labels["key"]] for labels, _ in members if human_likeness and labels["key"] in human_likeness]
         row: dict[str, Any] = {"seeker": seeker, "persona": persona, "n_episodes": len(members)}
-        for name in FIELDS[3:-1] + EXTRA_FIELDS:
-            row[name] = _mean([getattr(f, name) for f in figs])
-        row["human_likeness"] = _mean(judged) if human_likeness is not None else None
+        intervals: dict[str, list[float] | None] = {}
+        for name in FIELDS[3:-1] + EXTRA_FIELDS[:-1]:
+            row[name], intervals[name] = _estimate([(getattr(f, name), labels["card"]) for labels, f in members])
+        row["human_likeness"] = intervals["human_likeness"] = None
+        if human_likeness is not None:
+            row["human_likeness"], intervals["human_likeness"] = _estimate(
+                [(human_likeness.get(labels["key"]), labels["card"]) for labels, _ in members])
+        row["ci"] = {name: intervals[name] for name in FIELDS[3:] + EXTRA_FIELDS[:-1]}
         rows.append({name: row[name] for name in FIELDS + EXTRA_FIELDS})
     return rows
 
@@ -217,7 +233,7 @@ def stored_episodes(store: Any) -> list[StoredEpisode]:
         card = cards[episode.card_index] if episode.card_index < len(cards) else None
         facts = card_facts(card) if card is not None and card.id == episode.card_id else ()
         states = [t.state for t in store.turns(episode.key) if t.role == _SEEKER]
-        found.append(StoredEpisode({"key": episode.key, "seeker": seeker, "persona": episode.persona},
+        found.append(StoredEpisode({"key": episode.key, "card": episode.card_id, "seeker": seeker, "persona": episode.persona},
                                    store.transcript(episode.key), states, facts, episode.language))
     return found
 

@@ -76,8 +76,16 @@ def _table(rows: list[dict[str, Any]]) -> str:
     from runs.analysis.render import _rich_text
     from runs.analysis.seeker import EXTRA_FIELDS, FIELDS
 
-    header = list(FIELDS + EXTRA_FIELDS)
-    cells = [[str(v) if isinstance(v, (str, int)) else ("-" if v is None else f"{v:.3f}") for v in (r[h] for h in header)]
-             for r in rows]
-    return _rich_text("Seeker fidelity", header, cells, "'-': not applicable (no card facts, no distress, no judge)",
+    header = [f for f in FIELDS + EXTRA_FIELDS if f != "ci"]
+    cells = [[_cell(row[name], row["ci"].get(name)) for name in header] for row in rows]
+    return _rich_text("Seeker fidelity", header, cells,
+                      "mean [95% interval over cards]; '-': not applicable (no card facts, no distress, no judge)",
                       right_from=2, lines=False)
+
+
+def _cell(value: Any, interval: list[float] | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (str, int)):
+        return str(value)
+    return f"{value:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")

@@ -127,6 +127,10 @@ async def test_scripted_seekers_rank_as_designed(stores: dict[str, Path]) -> Non
     assert all(isinstance(by["distress_start"][n], float) and isinstance(by["distress_end"][n], float) for n in SEEKERS)
     # no judge: no human-likeness
     assert set(by["human_likeness"].values()) == {None}
+    # intervals over the three cards: degenerate where every card agrees, around the mean where they differ
+    assert rows["reciter"]["ci"]["fact_coverage"] == [1.0, 1.0] and rows["parrot"]["ci"]["first_fact_turn"] is None
+    low, high = rows["good"]["ci"]["distinct_2"]
+    assert low <= rows["good"]["distinct_2"] <= high
 
 
 async def test_json_fields_are_stable(stores: dict[str, Path]) -> None:
@@ -135,7 +139,7 @@ async def test_json_fields_are_stable(stores: dict[str, Path]) -> None:
     (row,) = json.loads(done.stdout)
     stable = ["seeker", "persona", "n_episodes", "role_break_rate", "parroting", "distinct_2", "fact_coverage",
               "first_fact_turn", "human_likeness"]
-    assert list(row)[: len(stable)] == stable
+    assert list(row)[: len(stable)] == stable and set(row["ci"]) == set(stable[3:]) | {"repeated_turns", "distress_start", "distress_end"}
     assert row["seeker"] == "*" and row["persona"] == "default", "a column not grouped on reads '*'"
     table = await esc_eval("seeker", "eval", str(stores["good"]))
     assert table.returncode == 0 and "first_fact_turn" in table.stdout and "good" in table.stdout
