@@ -105,14 +105,29 @@ def fact_timing(facts: Sequence[str], seeker_turns: Sequence[str], language: str
     return len(first) / len(facts), (statistics.fmean(first) if first else None)
 
 
+def _state(state: str | None) -> dict[str, Any]:
+    try:
+        data = json.loads(state) if state else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def role_breaks(seeker_turns: Sequence[str], states: Sequence[str | None], rule: RoleBreakRule) -> float:
+    """Share of seeker turns that broke role: the detector flags the kept text, or the run's state records
+    a first reply it flagged and asked again for (``state["role_break"]``, see ``Environment._keep_in_role``)."""
+    if not seeker_turns:
+        return 0.0
+    recorded = [_state(states[i] if i < len(states) else None).get("role_break") for i in range(len(seeker_turns))]
+    return sum(rule.find(text) is not None or isinstance(found, dict) and bool(found.get("cue"))
+               for text, found in zip(seeker_turns, recorded)) / len(seeker_turns)
+
+
 def distress(states: Sequence[str | None]) -> tuple[float | None, float | None]:
     """First and last ``distress`` the persona state reports over the seeker turns; ``None`` when it reports none."""
     values: list[float] = []
     for state in states:
-        try:
-            value = json.loads(state).get("distress") if state else None
-        except (ValueError, AttributeError):
-            value = None
+        value = _state(state).get("distress")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             values.append(float(value))
     return (values[0], values[-1]) if values else (None, None)
@@ -128,7 +143,7 @@ def episode_figures(transcript: Sequence[tuple[str, str]], facts: Sequence[str],
     coverage, first = fact_timing(facts, seeker, language)
     start, end = distress(states)
     return EpisodeFigures(
-        role_break_rate=sum(rule.find(t) is not None for t in seeker) / len(seeker) if seeker else 0.0,
+        role_break_rate=role_breaks(seeker, states, rule),
         parroting=statistics.fmean(echoes) if echoes else None,
         distinct_2=distinct_n(seeker),
         repeated_turns=repeated_share(seeker),

@@ -182,7 +182,7 @@ async def test_unrated_episodes_are_counted_not_fatal(stores: dict[str, Path], t
 
 def test_figures_on_dialogues_of_known_truth() -> None:
     from roles.personas import base_role_break
-    from runs.analysis.seeker import distinct_n, episode_figures, fact_timing, overlap, repeated_share
+    from runs.analysis.seeker import distinct_n, episode_figures, fact_timing, overlap, repeated_share, role_breaks
 
     assert overlap("i feel so alone today", "i feel so alone today") == 1.0
     assert overlap("my boss yelled at me", "how are you feeling") == 0.0
@@ -197,3 +197,5 @@ def test_figures_on_dialogues_of_known_truth() -> None:
     fig = episode_figures(dialogue, facts, "en", base_role_break(), states)
     assert (fig.role_break_rate, fig.fact_coverage, fig.first_fact_turn) == (0.5, 0.5, 2.0)
     assert (fig.distress_start, fig.distress_end) == (7.0, 4.0)
+    retried = ['{"role_break": null}', '{"role_break": {"cue": "as an ai", "retries": 1, "in_role": true}}']
+    assert role_breaks(["fine", "fine again"], retried, base_role_break()) == 0.5, "a break the run retried away still counts"
