@@ -1,7 +1,7 @@
 """The ``esc-eval`` command: ``main`` and the parser, assembled from one module per command group.
 
 Public API: ``main`` (the console script), ``UsageError``, the exit codes ``FAILED_EPISODES`` and ``BAD_INPUT``.
-Each command module (run, monitor, formats, judge, serve, report, annotate, cards, personas) has
+Each command module (run, monitor, formats, judge, serve, report, annotate, cards, personas, seeker) has
 ``add_parser(sub)`` and imports what is heavy inside its handlers, so ``import runs.cli`` stays cheap.
 Exit codes: 0 ok, 1 run finished with failed episodes or scores (or an endpoint refused its credentials),
 2 bad input.
@@ -25,7 +25,7 @@ from roles.cards import CardError
 from roles.personas import PersonaError
 from roles.templates import ProtocolError
 from runs.analysis.report import ReportError
-from runs.cli import annotate, cards, config, formats, judge, monitor, personas, plugins, report, run, serve, view
+from runs.cli import annotate, cards, config, formats, judge, monitor, personas, plugins, report, run, seeker, serve, view
 from runs.cli.errors import BAD_INPUT, FAILED_EPISODES, UsageError
 from runs.cli.parsing import CommandParser
 from runs.config import ConfigError
@@ -88,6 +88,6 @@ _NOISY_LIBRARIES = r"(transformers|torch|peft|accelerate|huggingface_hub|vllm|ra
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esc-eval", description="Evaluate emotional-support conversation models by simulation.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=CommandParser)
-    for group in (run, monitor, view, formats, judge, serve, report, annotate, cards, personas, plugins, config):  # the order of `esc-eval -h`
+    for group in (run, monitor, view, formats, judge, serve, report, annotate, cards, personas, seeker, plugins, config):  # the order of `esc-eval -h`
         group.add_parser(sub)
     return parser

@@ -21,6 +21,7 @@ from roles.loaders import builtin_cards, load_cards
 from roles.personas import RoleBreakRule, UnknownPersona, base_role_break
 from roles.templates import SeekerProtocol, load_protocol
 from runs.config import Config, ConfigError
+from runs.config_sections import CardsSection
 from runs.store import PlannedEpisode
 
 
@@ -34,8 +35,13 @@ def episode_seed(run_seed: int, key: str) -> int:
 
 
 def load_run_cards(config: Config) -> list[RoleCard]:
-    cards = load_cards(config.cards.path, language=config.cards.language) if config.cards.path else builtin_cards(config.cards.language)
-    return cards[: config.cards.limit] if config.cards.limit else cards
+    return load_section_cards(config.cards)
+
+
+def load_section_cards(section: CardsSection) -> list[RoleCard]:
+    """The cards a ``[cards]`` section names; also read back from a store's recorded config (``seeker eval``)."""
+    cards = load_cards(section.path, language=section.language) if section.path else builtin_cards(section.language)
+    return cards[: section.limit] if section.limit else cards
 
 
 @dataclass
