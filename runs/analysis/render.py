@@ -104,7 +104,7 @@ def _note(report: Report) -> str:
     return note
 
 
-def _rich_text(title: str, header: list[str], rows: list[list[str]], caption: str, *, right_from: int, lines: bool) -> str:
+def rich_text(title: str, header: list[str], rows: list[list[str]], caption: str, *, right_from: int, lines: bool) -> str:
     """A rich table rendered to plain text (no ANSI codes), with ``title`` above and ``caption`` below it."""
     from rich import box
     from rich.console import Console
@@ -237,17 +237,17 @@ def render(report: Report, fmt: str) -> str:
         return text
     if not report.rows:
         return f"esc-eval report: {report.store}\nno episodes\n"
-    text = _rich_text(f"esc-eval report: {report.store}", header, _text_rows(report, "\n"), _note(report),
+    text = rich_text(f"esc-eval report: {report.store}", header, _text_rows(report, "\n"), _note(report),
                       right_from=len(report.by), lines=True)
     if report.comparisons is not None:
-        text += "\n" + _rich_text("paired comparisons: a − b over the cards both played", _COMPARISON_HEADER,
+        text += "\n" + rich_text("paired comparisons: a − b over the cards both played", _COMPARISON_HEADER,
                                   _comparison_rows(report), "diff and 95% CI (bootstrap over shared cards) in points; p: sign-flip "
                                   "permutation test; * = p (Holm, over all pairs × dimensions) < 0.05; W/T/L: cards a scored "
                                   "above / equal to / below b", right_from=2, lines=False)
         text += "\nwhich supporters differ (rank 1 = best; rank range = 95% bootstrap interval):\n"
         text += "".join(f"  {line}\n" for line in _rank_lines(report))
     if report.power is not None:
-        text += "\n" + _rich_text(f"power: cards needed to detect {number_text(report.delta)} points", _POWER_HEADER, _power_rows(report),
+        text += "\n" + rich_text(f"power: cards needed to detect {number_text(report.delta)} points", _POWER_HEADER, _power_rows(report),
                                   "paired t-test, 80% power, two-sided α = 0.05 for one comparison; 'detectable now' = "
                                   "smallest difference (points) found at 80% power with the cards in this store",
                                   right_from=2, lines=False)
@@ -297,4 +297,4 @@ def render_agreement(result: Mapping[str, Any], fmt: str) -> str:
                "ACC = exact match, ACC_soft = |judge - human| <= 1; -1 labels and failed judge calls left out" + caption_extra)
     if fmt == "md":
         return f"**{_md_escape(title)}**\n\n" + _markdown(header, rows, right_from=1) + f"\n{_md_escape(caption)}\n"
-    return _rich_text(title, header, rows, caption, right_from=1, lines=False)
+    return rich_text(title, header, rows, caption, right_from=1, lines=False)

@@ -88,6 +88,7 @@ _NOISY_LIBRARIES = r"(transformers|torch|peft|accelerate|huggingface_hub|vllm|ra
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esc-eval", description="Evaluate emotional-support conversation models by simulation.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=CommandParser)
-    for group in (run, monitor, view, formats, judge, serve, report, annotate, cards, personas, seeker, plugins, config):  # the order of `esc-eval -h`
+    # the order of `esc-eval -h`
+    for group in (run, monitor, view, formats, judge, serve, report, annotate, cards, personas, seeker, plugins, config):
         group.add_parser(sub)
     return parser

@@ -73,12 +73,12 @@ async def _judge(config: Any, episodes: list[Any]) -> tuple[dict[str, float], in
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    from runs.analysis.render import _rich_text
+    from runs.analysis.render import rich_text
     from runs.analysis.seeker import EXTRA_FIELDS, FIELDS
 
     header = [f for f in FIELDS + EXTRA_FIELDS if f != "ci"]
     cells = [[_cell(row[name], row["ci"].get(name)) for name in header] for row in rows]
-    return _rich_text("Seeker fidelity", header, cells,
+    return rich_text("Seeker fidelity", header, cells,
                       "mean [95% interval over cards]; '-': not applicable (no card facts, no distress, no judge)",
                       right_from=2, lines=False)
 
