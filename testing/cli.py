@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from testing.model_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,3 +46,20 @@ def write_config(path: Path, *, seeker_url: str, supporters: dict[str, str], car
         lines += ["[[supporters]]", f'name = "{name}"', f'base_url = "{url}"', f'model = "{name}-model"', ""]
     path.write_text("\n".join(lines) + extra, encoding="utf-8")
     return path
+
+
+def served_address(command: str, *args: str) -> Iterator[str]:
+    """Run ``esc-eval COMMAND ARGS --port P`` (a local web server) and yield the address it prints, token included.
+
+    The server is stopped when the generator closes.
+    """
+    process = subprocess.Popen([sys.executable, "-m", "runs.cli", command, *args, "--port", str(free_port())],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        found = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=[\w-]+)", line)
+        assert found, line + (process.stdout.read() if process.poll() is not None else "")  # type: ignore[union-attr]
+        yield found.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

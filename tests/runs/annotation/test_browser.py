@@ -11,9 +11,6 @@ gets no dialogue.
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import pytest
 from runs.analysis.agreement import human_labels
 from runs.annotation.server import item_ids
 from runs.store import Store
+from testing.cli import served_address
 from tests.runs.annotation.helpers import DIALOGUES, make_store
 
 CHROMIUM = "/usr/bin/chromium"
@@ -35,29 +33,13 @@ if not Path(CHROMIUM).exists():
     pytest.skip("run scripts/test-env.sh (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 HOSTILE = (("supporter", "<script>window.pwned = 1</script>Hello <b>there</b>"),
            ("seeker", '<img src=x onerror="window.pwned = 2">I feel low.'))
 
 
 def _serve(store: Path) -> Iterator[str]:
     """Run ``esc-eval annotate STORE`` and yield the address it prints (which carries the token)."""
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "runs.cli", "annotate", str(store), "--port", str(port), "--k", "1"],
-                               cwd=Path(__file__).resolve().parents[3], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = process.stdout.readline()  # type: ignore[union-attr]
-        found = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=[\w-]+)", line)
-        assert found, line + (process.stdout.read() if process.poll() is not None else "")  # type: ignore[union-attr]
-        yield found.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    yield from served_address("annotate", str(store), "--k", "1")
 
 
 @pytest.fixture

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import pytest
 from runs.analysis.report import report_command
 from runs.cli import main
 from runs.store import Store
+from testing.cli import served_address
 from tests.runs.viewer.helpers import DIMENSIONS, HOSTILE, episode_rows, key, make_store
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,12 +32,6 @@ if not Path(CHROMIUM).exists():
     pytest.skip("run scripts/test-env.sh (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_store(tmp_path_factory.mktemp("viewer") / "run.sqlite", hostile_card=7)
@@ -47,16 +39,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _view(store_path: Path) -> Iterator[str]:
     """Run ``esc-eval view STORE`` and yield the address it prints (which carries the token)."""
-    process = subprocess.Popen([sys.executable, "-m", "runs.cli", "view", str(store_path), "--port", str(_free_port())],
-                               cwd=Path(__file__).resolve().parents[3], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = process.stdout.readline()  # type: ignore[union-attr]
-        found = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=[\w-]+)", line)
-        assert found, line + (process.stdout.read() if process.poll() is not None else "")  # type: ignore[union-attr]
-        yield found.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    yield from served_address("view", str(store_path))
 
 
 @pytest.fixture
