@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import secrets
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 TOKEN_HEADER = "X-ESC-Eval-Token"
@@ -31,11 +32,22 @@ HEADERS = {
 }
 
 
+PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+"""The files of a server's page, with their content types."""
+
+
+def page_file(package: str, name: str) -> str:
+    """File ``name`` of ``package``'s page (its ``static/`` folder)."""
+    return resources.files(package).joinpath("static", name).read_text(encoding="utf-8")
+
+
 class LocalServer:
     """Token, Host and Origin checks, security headers, start and stop, for one aiohttp app on one address."""
 
     command = "esc-eval"
     """The command that prints the address (named in the token refusal)."""
+    page_package = ""
+    """The package whose ``static/`` folder holds the page (``PAGE_FILES``), served at ``/`` and ``/static/NAME``."""
     error: type[Exception] = ValueError
     """Raised for a bad ``--host``."""
 
@@ -92,8 +104,16 @@ class LocalServer:
         async def headers(request: web.Request, response: web.StreamResponse) -> None:
             response.headers.update(HEADERS)
 
+        async def page(request: web.Request) -> web.Response:
+            name = request.match_info.get("name", "index.html")
+            if name not in PAGE_FILES:
+                raise web.HTTPNotFound()
+            return web.Response(text=page_file(self.page_package, name), content_type=PAGE_FILES[name])
+
         app = web.Application(client_max_size=max_body, middlewares=[guard])
         app.on_response_prepare.append(headers)
+        app.router.add_get("/", page)
+        app.router.add_get("/static/{name}", page)
         routes(app)
         return app
 

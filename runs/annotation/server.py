@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import secrets
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,7 @@ from runs.web import TOKEN_HEADER, LocalServer
 
 # -- the web page -------------------------------------------------------------------
 
-_STATIC = ("index.html", "app.js", "style.css")
-_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 __all__ = ["TOKEN_HEADER", "AnnotationError", "AnnotationServer", "annotate_command", "item_ids", "serve"]
-
-
-def _static(name: str) -> str:
-    return resources.files("runs.annotation").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def item_ids(store: Store) -> dict[str, str]:
@@ -86,6 +79,7 @@ class AnnotationServer(LocalServer):
     """
 
     command = "esc-eval annotate"
+    page_package = "runs.annotation"
     error = AnnotationError
 
     def __init__(self, store: Store, profile: JudgeProfile, k: int, *, host: str = "127.0.0.1", port: int = 0,
@@ -117,12 +111,6 @@ class AnnotationServer(LocalServer):
         def finished() -> dict[str, EpisodeRecord]:
             """Finished episodes by item id."""
             return {_item_id(self._secret, e.key): e for e in _finished(store)}
-
-        async def page(request: web.Request) -> web.Response:
-            name = request.match_info.get("name", "index.html")
-            if name not in _STATIC:
-                raise web.HTTPNotFound()
-            return web.Response(text=_static(name), content_type=_TYPES[Path(name).suffix])
 
         async def session(request: web.Request) -> web.Response:
             try:
@@ -168,8 +156,6 @@ class AnnotationServer(LocalServer):
             return web.json_response({"ok": True, "item": item, "dimension": dim, "label": value})
 
         def routes(app: web.Application) -> None:
-            app.router.add_get("/", page)
-            app.router.add_get("/static/{name}", page)
             app.router.add_get("/api/session", session)
             app.router.add_get("/api/episode", episode)
             app.router.add_post("/api/label", label)

@@ -19,7 +19,7 @@ from typing import Any
 
 from runs.store import Store
 from runs.viewer import ViewerError, data
-from runs.viewer.server import static
+from runs.web import page_file
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
@@ -39,12 +39,12 @@ def embedded(value: Any) -> str:
 
 def page(value: Any) -> str:
     """The viewer's page with its style, script and ``value`` inlined."""
-    script = static("app.js")
+    script = page_file("runs.viewer", "app.js")
     if "</script" in script.lower():
         raise AssertionError("app.js must not contain '</script' (it is inlined)")
-    html = static("index.html")
+    html = page_file("runs.viewer", "index.html")
     inline = {
-        '<link rel="stylesheet" href="/static/style.css">': f"<style>\n{static('style.css')}</style>",
+        '<link rel="stylesheet" href="/static/style.css">': f"<style>\n{page_file('runs.viewer', 'style.css')}</style>",
         '<script type="module" src="/static/app.js"></script>':
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
             f'<script type="application/octet-stream" id="esc-data" data-encoding="gzip+base64">{embedded(value)}</script>\n'

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,12 @@ from runs.store import Store
 from runs.viewer import ViewerError, data
 from runs.web import LocalServer
 
-STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
-
-
-def static(name: str) -> str:
-    return resources.files("runs.viewer").joinpath("static", name).read_text(encoding="utf-8")
-
 
 class ViewerServer(LocalServer):
     """The viewer page and its read-only JSON API: ``/api/summary``, ``/api/episode?id=``, ``/api/search?q=``, ``/api/version``."""
 
     command = "esc-eval view"
+    page_package = "runs.viewer"
     error = ViewerError
 
     def __init__(self, stores: Sequence[tuple[Path, Store]], *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -51,12 +45,6 @@ class ViewerServer(LocalServer):
             seconds on a large store does not stall the loop (other pages, the static files)."""
             async with reading:
                 return await asyncio.get_running_loop().run_in_executor(None, build, *args)
-
-        async def page(request: web.Request) -> web.Response:
-            name = request.match_info.get("name", "index.html")
-            if name not in STATIC:
-                raise web.HTTPNotFound()
-            return web.Response(text=static(name), content_type=STATIC[name])
 
         async def summary(request: web.Request) -> web.Response:
             built, mark = await read(lambda: (data.summary(stores), data.version(stores)))
@@ -80,8 +68,6 @@ class ViewerServer(LocalServer):
             return web.json_response({"q": query, "ids": ids})
 
         def routes(app: web.Application) -> None:
-            app.router.add_get("/", page)
-            app.router.add_get("/static/{name}", page)
             app.router.add_get("/api/summary", summary)
             app.router.add_get("/api/version", version)
             app.router.add_get("/api/episode", episode)
