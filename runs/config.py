@@ -1,7 +1,7 @@
 """Run configuration: TOML in, validated frozen dataclasses out, one clear error per problem.
 
-Sections: ``[run]``, ``[cards]``, ``[seeker]``, ``[[supporters]]``, ``[judge]`` (with
-``[judge.models]``). Unknown keys and wrong types are errors that name the file, the
+Sections: ``[run]``, ``[cards]``, ``[seeker]`` (or ``[[seekers]]``, several named seekers
+compared in one run), ``[[supporters]]``, ``[judge]`` (with ``[judge.models]``). Unknown keys and wrong types are errors that name the file, the
 field and the value. Secrets are never in the file: ``api_key_env`` names the
 environment variable that holds a key.
 """
@@ -37,6 +37,8 @@ class Config:
     seeker: SeekerSection
     supporters: tuple[SupporterSection, ...]
     judge: JudgeSection | None
+    seekers: tuple[SeekerSection, ...] = ()
+    """The ``[[seekers]]`` tables (empty with ``[seeker]``); ``seeker`` is then the first of them."""
     as_written: Config | None = field(default=None, compare=False, repr=False)
     """The config before its relative paths were resolved (``resolve_paths``); the fingerprint reads it."""
 
@@ -46,9 +48,19 @@ class Config:
         data.pop("as_written")
         return data
 
+    @property
+    def seeker_sections(self) -> tuple[SeekerSection, ...]:
+        """Every seeker of the run: the ``[[seekers]]`` tables, or the one ``[seeker]``."""
+        return self.seekers or (self.seeker,)
+
+    def seeker_where(self, index: int) -> str:
+        """How error messages name seeker ``index``: ``[seeker]`` or ``[[seekers]] INDEX``."""
+        return f"[[seekers]] {index}" if self.seekers else "[seeker]"
+
     def endpoints(self) -> Iterator[tuple[str, EndpointConfig]]:
         """Each endpoint section with its name as error messages give it."""
-        yield "[seeker]", self.seeker
+        for i, seeker in enumerate(self.seeker_sections):
+            yield self.seeker_where(i), seeker
         for i, supporter in enumerate(self.supporters):
             yield f"[[supporters]] {i}", supporter
         if self.judge is not None:
@@ -65,7 +77,11 @@ class Config:
         data = self.to_dict()
         for volatile in ("store", "concurrency", "name", "executor", "ray_address", "workers"):
             data["run"].pop(volatile)
-        for section in [data["seeker"], data["judge"] or {}, *data["supporters"]]:
+        if not data["seekers"]:  # added later: a single [seeker] keeps older fingerprints
+            data.pop("seekers")
+        for section in [data["seeker"], *data.get("seekers", ()), data["judge"] or {}, *data["supporters"]]:
+            if not section.get("name", True):  # [seeker] name, added later: unset, keep older fingerprints
+                section.pop("name")
             for volatile in ("max_connections", "timeout", "max_attempts", "max_retry_time", "base_url", "api_key_env"):
                 section.pop(volatile, None)
             if not section.get("lora"):  # added later: at its default, keep older fingerprints
@@ -110,7 +126,7 @@ def check_api_keys(config: Config, environ: Mapping[str, str] = os.environ) -> N
 
 
 def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: bool = False) -> Config:
-    known = {"run", "cards", "seeker", "supporters", "judge"}
+    known = {"run", "cards", "seeker", "seekers", "supporters", "judge"}
     for key in raw:
         if key not in known:
             raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
@@ -121,21 +137,40 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
         return Config(name, RunSection(), CardsSection(), SeekerSection(), (), judge)
     run = parse_section(name, "run", raw.get("run", {}), RunSection)
     cards = parse_section(name, "cards", raw.get("cards", {}), CardsSection)
-    if "seeker" not in raw:
-        raise ConfigError(f"{name}: missing section [seeker]")
-    seeker = parse_section(name, "seeker", raw["seeker"], SeekerSection)
+    seekers = _parse_seekers(name, raw)
     supporters_raw = raw.get("supporters")
     if not isinstance(supporters_raw, list) or not supporters_raw:
         raise ConfigError(f"{name}: [[supporters]] must list at least one supporter")
     supporters = tuple(parse_section(name, f"supporters[{i}]", s, SupporterSection) for i, s in enumerate(supporters_raw))
-    names = [s.name for s in supporters]
-    for i, s in enumerate(supporters):
-        if not s.name.strip() or not all(c.isalnum() or c in "-_." for c in s.name):
-            raise ConfigError(f"{name}: [[supporters]] {i} field 'name': must be a non-empty name of letters, digits, '-', '_', '.', got {s.name!r}")
-        if names.index(s.name) != i:
-            raise ConfigError(f"{name}: [[supporters]] {i} field 'name': duplicate name {s.name!r}")
+    _check_names(name, "[[supporters]]", [s.name for s in supporters])
     _check_plugins(name, raw.get("run", {}), run)
-    return Config(name, run, cards, seeker, supporters, judge)
+    return Config(name, run, cards, seekers[0], supporters, judge, seekers if "seekers" in raw else ())
+
+
+def _parse_seekers(name: str, raw: dict[str, Any]) -> tuple[SeekerSection, ...]:
+    """``[seeker]`` as a one-tuple, or the named ``[[seekers]]`` tables; never both."""
+    if "seeker" in raw and "seekers" in raw:
+        raise ConfigError(f"{name}: sections [seeker] and [[seekers]] both given; use [seeker] for one seeker "
+                          "or [[seekers]] (each with a 'name') to compare several, not both")
+    if "seeker" in raw:
+        return (parse_section(name, "seeker", raw["seeker"], SeekerSection),)
+    if "seekers" not in raw:
+        raise ConfigError(f"{name}: missing section [seeker]")
+    listed = raw["seekers"]
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(f"{name}: [[seekers]] must list at least one seeker")
+    seekers = tuple(parse_section(name, f"seekers[{i}]", s, SeekerSection) for i, s in enumerate(listed))
+    _check_names(name, "[[seekers]]", [s.name for s in seekers])
+    return seekers
+
+
+def _check_names(name: str, section: str, names: list[str]) -> None:
+    """Every table of ``section`` has a distinct name usable in episode keys and file names."""
+    for i, given in enumerate(names):
+        if not given.strip() or not all(c.isalnum() or c in "-_." for c in given):
+            raise ConfigError(f"{name}: {section} {i} field 'name': must be a non-empty name of letters, digits, '-', '_', '.', got {given!r}")
+        if names.index(given) != i:
+            raise ConfigError(f"{name}: {section} {i} field 'name': duplicate name {given!r}")
 
 
 SHORTHANDS = ("rounds", "end_token", "max_episode_tokens", "episode_timeout")
@@ -200,13 +235,16 @@ def resolve_paths(config: Config, base: Path) -> Config:
             model = str(base / model)
         return replace(section, model=model, lora={name: path(folder) for name, folder in section.lora.items()}, **changes)
 
-    seeker = config.seeker
+    def seeker(section: SeekerSection) -> SeekerSection:
+        return endpoint(section, protocol=name_or_path(section.protocol), persona=name_or_path(section.persona),
+                        personas=tuple(name_or_path(p) for p in section.personas))
+
     return replace(
         config,
         run=replace(config.run, store=path(config.run.store)),
         cards=replace(config.cards, path=path(config.cards.path)),
-        seeker=endpoint(seeker, protocol=name_or_path(seeker.protocol), persona=name_or_path(seeker.persona),
-                        personas=tuple(name_or_path(p) for p in seeker.personas)),
+        seeker=seeker(config.seeker),
+        seekers=tuple(seeker(s) for s in config.seekers),
         supporters=tuple(endpoint(s) for s in config.supporters),
         judge=endpoint(config.judge, profile=name_or_path(config.judge.profile)) if config.judge else None,
         as_written=config,

@@ -25,7 +25,8 @@ class ConfigFile(TypedDict, total=False):
 
     run: Run  # type: ignore[valid-type]
     cards: Cards  # type: ignore[valid-type]
-    seeker: Required[Seeker]  # type: ignore[valid-type]
+    seeker: Seeker  # type: ignore[valid-type]
+    seekers: list[Seeker]  # type: ignore[valid-type]
     supporters: Required[list[Supporter]]  # type: ignore[valid-type]
     judge: Judge  # type: ignore[valid-type]
 
@@ -40,6 +41,8 @@ def config_schema() -> dict[str, Any]:
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "esc-eval config"}
     defs = schema["$defs"]
     schema["properties"]["supporters"]["minItems"] = 1
+    schema["properties"]["seekers"] |= {"minItems": 1, "items": {"allOf": [{"$ref": "#/$defs/SeekerSection"}, {"required": ["name"]}]}}
+    schema["oneOf"] = [{"required": ["seeker"]}, {"required": ["seekers"]}]  # one seeker, or several named ones
     defs["SupporterSection"]["required"] = ["name"]
     for section in ("SeekerSection", "SupporterSection", "JudgeSection"):
         defs[section]["properties"]["backend"]["enum"] = BACKENDS.names()

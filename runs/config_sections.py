@@ -99,6 +99,13 @@ class SeekerSection(EndpointConfig):
     persona: str = "default"
     personas: tuple[str, ...] = ()
     role_break_retries: int = field(default=2, metadata={"ge": 0})
+    name: str = ""
+    """Required in each ``[[seekers]]`` table (several simulators compared in one run); the store records it per episode."""
+
+    @property
+    def label(self) -> str:
+        """The name the store records for this seeker: ``name``, else the model (what ``seeker eval`` showed before names)."""
+        return self.name or self.model or self.backend
 
     @property
     def persona_names(self) -> tuple[str, ...]:

@@ -55,7 +55,8 @@ def _load_serve_config(path: Path) -> Config:
 
 def plan_servers(config: Config) -> list[ServerPlan]:
     """The servers ``config`` needs, one per local port; raises ``ConfigError`` on a clash."""
-    endpoints: list[tuple[str, EndpointConfig]] = [("seeker", config.seeker)]
+    endpoints: list[tuple[str, EndpointConfig]] = [(f"seekers[{i}] ({s.name})" if config.seekers else "seeker", s)
+                                                   for i, s in enumerate(config.seeker_sections)]
     endpoints += [(f"supporters[{i}] ({s.name})", s) for i, s in enumerate(config.supporters)]
     if config.judge is not None:
         endpoints.append(("judge", config.judge))

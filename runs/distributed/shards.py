@@ -27,6 +27,7 @@ def split_limits(config: Config, workers: int) -> Config:
         config,
         run=dataclasses.replace(config.run, concurrency=share(config.run.concurrency)),
         seeker=endpoint(config.seeker),
+        seekers=tuple(endpoint(s) for s in config.seekers),
         supporters=tuple(endpoint(s) for s in config.supporters),
         judge=endpoint(config.judge) if config.judge is not None else None,
     )

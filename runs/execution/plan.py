@@ -21,13 +21,18 @@ from roles.loaders import builtin_cards, load_cards
 from roles.personas import RoleBreakRule, UnknownPersona, base_role_break
 from roles.templates import SeekerProtocol, load_protocol
 from runs.config import Config, ConfigError
-from runs.config_sections import CardsSection
+from runs.config_sections import CardsSection, SeekerSection
 from runs.store import PlannedEpisode
 
 
-def episode_key(card_index: int, card: RoleCard, supporter: str, persona: str, seed: int, repeat: int) -> str:
-    """Deterministic and readable: the same plan always yields the same keys."""
-    return f"{supporter}/{persona}/{card_index:05d}-{card.id}/s{seed}/r{repeat}"
+def episode_key(card_index: int, card: RoleCard, supporter: str, persona: str, seed: int, repeat: int, seeker: str | None = None) -> str:
+    """Deterministic and readable: the same plan always yields the same keys.
+
+    ``seeker`` is given only when a run compares several seekers, so a one-seeker run keeps the
+    keys (and seeds) of stores made before ``[[seekers]]`` existed, and resumes them.
+    """
+    key = f"{supporter}/{persona}/{card_index:05d}-{card.id}/s{seed}/r{repeat}"
+    return f"{seeker}/{key}" if seeker else key
 
 
 def episode_seed(run_seed: int, key: str) -> int:
@@ -44,6 +49,24 @@ def load_section_cards(section: CardsSection) -> list[RoleCard]:
     return cards[: section.limit] if section.limit else cards
 
 
+@dataclass(frozen=True)
+class Seeker:
+    """One seeker of a run: its section, the protocol it plays with and its personas (names, in order).
+
+    ``role`` names it for backends, events and test overrides: ``seeker`` in a one-seeker run,
+    ``seeker:NAME`` among several (a supporter may have the same name).
+    """
+
+    section: SeekerSection
+    protocol: SeekerProtocol
+    personas: tuple[str, ...]
+    role: str = "seeker"
+
+    @property
+    def label(self) -> str:
+        return self.section.label
+
+
 @dataclass
 class RunPlan:
     """Everything a run needs that can be checked before anything is written."""
@@ -53,15 +76,26 @@ class RunPlan:
     protocol: SeekerProtocol
     profile: JudgeProfile | None = None
     behaviours: dict[str, SeekerBehaviour] = field(default_factory=dict)
-    """Persona name -> behaviour, in the config's order; episode keys use these names."""
+    """Persona name -> behaviour, in the config's order (every seeker's personas); episode keys use these names."""
+    seekers: dict[str, Seeker] = field(default_factory=dict)
+    """Seeker label (``SeekerSection.label``) -> what it plays with; empty: one seeker playing ``protocol``."""
 
     @classmethod
     def prepare(cls, config: Config) -> RunPlan:
         """Load cards, protocol, personas and judge profile; raises ``CardError``/``ProtocolError``/``PersonaError``/``ConfigError``."""
         cards = load_run_cards(config)
         profile = load_judge_profile(config, {c.language for c in cards}) if config.judge else None
-        behaviours = load_run_behaviours(config, {c.language for c in cards})
-        return cls(config, cards, load_protocol(config.seeker.protocol), profile, behaviours)
+        behaviours, personas = load_run_behaviours(config, {c.language for c in cards})
+        sections = config.seeker_sections
+        seekers = {s.label: Seeker(s, load_protocol(s.protocol), personas[i], f"seeker:{s.name}" if len(sections) > 1 else "seeker")
+                   for i, s in enumerate(sections)}
+        return cls(config, cards, seekers[config.seeker.label].protocol, profile, behaviours, seekers)
+
+    def seeker_plans(self) -> list[Seeker]:
+        """Every seeker of the run with its protocol and personas, in the config's order."""
+        if self.seekers:
+            return list(self.seekers.values())
+        return [Seeker(self.config.seeker, self.protocol, tuple(self.behaviours) or self.config.seeker.persona_names)]
 
     def personas(self) -> dict[str, Any]:
         """What each persona of the run says (a YAML persona's merged spec; a plugin's class), for the record."""
@@ -73,30 +107,32 @@ class RunPlan:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def episodes(self) -> Iterator[tuple[PlannedEpisode, RoleCard]]:
-        """The grid repeats x cards x personas x supporters, in that nesting order (supporters innermost).
+        """The grid repeats x cards x seekers x their personas x supporters, in that nesting order (supporters innermost).
 
         Card-major with the supporters round-robin, so any prefix of the plan (a run
         interrupted, stopped with Ctrl-C, or watched live) has every supporter on the same
-        cards and personas: the partial leaderboard compares like with like. Keys do not
-        depend on the order, so stores planned in another order resume as they were.
+        cards, seekers and personas: the partial leaderboard compares like with like. Keys do
+        not depend on the order, so stores planned in another order resume as they were.
         """
         run = self.config.run
-        personas = list(self.behaviours) or list(self.config.seeker.persona_names)
+        seekers = self.seeker_plans()
+        several = len(seekers) > 1
         ordinal = 0
         for repeat in range(run.repeats):
             for index, card in enumerate(self.cards):
-                for persona in personas:
-                    for supporter in self.config.supporters:
-                        key = episode_key(index, card, supporter.name, persona, run.seed, repeat)
-                        yield PlannedEpisode(
-                            key, ordinal, index, card.id, card.language, card.category, card.source,
-                            supporter.name, persona, repeat, episode_seed(run.seed, key),
-                        ), card
-                        ordinal += 1
+                for seeker in seekers:
+                    for persona in seeker.personas:
+                        for supporter in self.config.supporters:
+                            key = episode_key(index, card, supporter.name, persona, run.seed, repeat, seeker.label if several else None)
+                            yield PlannedEpisode(
+                                key, ordinal, index, card.id, card.language, card.category, card.source,
+                                supporter.name, persona, repeat, episode_seed(run.seed, key), seeker.label,
+                            ), card
+                            ordinal += 1
 
-    def role_break(self) -> RoleBreakRule:
-        """The built-in role-break detector with ``[seeker] role_break_retries``."""
-        return base_role_break(self.config.seeker.role_break_retries)
+    def role_break(self, seeker: SeekerSection | None = None) -> RoleBreakRule:
+        """The built-in role-break detector with ``seeker``'s (default: ``[seeker]``) ``role_break_retries``."""
+        return base_role_break((seeker or self.config.seeker).role_break_retries)
 
     def termination(self) -> Detector:
         """The ``[run]`` detectors (named or shorthand), in order; any that fires ends the episode."""
@@ -116,34 +152,46 @@ class RunPlan:
         }
 
     def _roles(self) -> Iterator[tuple[str, Any]]:
-        yield "seeker", self.config.seeker
+        for seeker in self.seeker_plans():
+            yield seeker.role, seeker.section
         for supporter in self.config.supporters:
             yield supporter.name, supporter
         if self.config.judge is not None:
             yield "judge", self.config.judge
 
 
-def load_run_behaviours(config: Config, languages: set[str]) -> dict[str, SeekerBehaviour]:
-    """The run's personas as behaviours, each checked to have text for the cards' languages.
+def load_run_behaviours(config: Config, languages: set[str]) -> tuple[dict[str, SeekerBehaviour], list[tuple[str, ...]]]:
+    """The personas of every seeker as behaviours, each checked to have text for the cards' languages.
+
+    Returns persona name -> behaviour over all seekers (a persona two seekers name is loaded once),
+    and each seeker's persona names in the config's order.
 
     Raises:
         ConfigError: a persona name is unknown (naming ``[seeker]`` field ``persona``/``personas``).
         PersonaError: a persona file or plugin is invalid (naming the file and the field).
     """
-    field_name = config.seeker.persona_field
     behaviours: dict[str, SeekerBehaviour] = {}
-    for given in config.seeker.persona_names:
-        try:
-            name, behaviour = load_behaviour(given)
-        except UnknownPersona as exc:
-            raise ConfigError(f"{config.path}: [seeker] field '{field_name}': {exc}") from None
-        if name in behaviours:
-            raise ConfigError(f"{config.path}: [seeker] field '{field_name}': {given!r} is also named {name!r}; persona names must differ")
-        persona = getattr(behaviour, "persona", None)
-        if persona is not None:
-            persona.require(languages)
-        behaviours[name] = behaviour
-    return behaviours
+    given_as: dict[str, str] = {}
+    personas: list[tuple[str, ...]] = []
+    for i, seeker in enumerate(config.seeker_sections):
+        where = f"{config.path}: {config.seeker_where(i)} field '{seeker.persona_field}'"
+        names: list[str] = []
+        for given in seeker.persona_names:
+            try:
+                name, behaviour = load_behaviour(given)
+            except UnknownPersona as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            if name in names or given_as.get(name, given) != given:
+                raise ConfigError(f"{where}: {given!r} is also named {name!r}; persona names must differ")
+            names.append(name)
+            if name in behaviours:
+                continue
+            persona = getattr(behaviour, "persona", None)
+            if persona is not None:
+                persona.require(languages)
+            behaviours[name], given_as[name] = behaviour, given
+        personas.append(tuple(names))
+    return behaviours, personas
 
 
 def load_judge_profile(config: Config, languages: set[str]) -> JudgeProfile:

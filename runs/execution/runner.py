@@ -136,7 +136,8 @@ class Runner:
 
         await self.store.start_writer()
         runtime = make_runtime()
-        await SeekerAgent.register_for(runtime, "seeker", {"seeker": self.pool.get("seeker", config.seeker)})
+        seekers = self.plan.seeker_plans()
+        await SeekerAgent.register_for(runtime, "seeker", {s.role: self.pool.get(s.role, s.section) for s in seekers})
         await SupporterAgent.register_for(runtime, "supporter", {s.name: self.pool.get(s.name, s) for s in config.supporters})
         await StoreObserver.register(runtime, "store", lambda: StoreObserver(self.store, self.progress))
         for topic in (TURNS_TOPIC, EPISODES_TOPIC, SCORES_TOPIC):
@@ -144,18 +145,19 @@ class Runner:
         scorer = await self._judge(runtime, rejudge) if self.plan.profile else None
         for backend in self.pool.all():
             backend.stats.listener = self._backend_event
-        env = Environment(
-            runtime, self.plan.protocol,
-            {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters},
-            seeker_params=sampling(config.seeker), policy=self.plan.turn_policy(), termination=self.plan.termination(),
-            behaviours=self.plan.behaviours, role_break=self.plan.role_break(),
-        )
+        supporters = {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters}
+        envs = {  # one environment per seeker: each asks its own seeker agent, with its protocol and decoding
+            s.label: Environment(runtime, s.protocol, supporters, seeker_key=s.role, seeker_params=sampling(s.section),
+                                 policy=self.plan.turn_policy(), termination=self.plan.termination(),
+                                 behaviours=self.plan.behaviours, role_break=self.plan.role_break(s.section))
+            for s in seekers
+        }
         runtime.start()
         self.store.begin_run()
         status = "interrupted"
         with few_collections():
             try:
-                await self._admit(env, todo)
+                await self._admit(envs, todo)
                 status = "stopped" if self._stopping.is_set() else "finished"
             finally:
                 await runtime.idle()  # every EpisodeEnded delivered, so every scoring is scheduled
@@ -199,7 +201,8 @@ class Runner:
             self.progress.judge_queued(len(missing) * samples)
         return scorer
 
-    async def _admit(self, env: Environment, todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
+    async def _admit(self, envs: Mapping[str, Environment], todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
+        """Play ``todo`` at most ``concurrency`` at a time, each in its seeker's environment (``envs``: seeker label -> it)."""
         slots = asyncio.Semaphore(self.plan.config.run.concurrency)
         tasks: set[asyncio.Task[None]] = set()
 
@@ -207,7 +210,7 @@ class Runner:
             try:
                 self.store.start_episode(planned.key)
                 episode = Episode(planned.key, card, planned.supporter, planned.persona, planned.seed, planned.repeat)
-                await env.run(episode)
+                await envs[planned.seeker].run(episode)
             finally:
                 self.progress.active -= 1
                 slots.release()

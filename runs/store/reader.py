@@ -79,15 +79,26 @@ class Reader:
         if with_turns:
             where.append("EXISTS (SELECT 1 FROM turns t WHERE t.episode_key=e.key)")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        names = ", ".join(f"e.{name}" for name in EpisodeRecord._fields)
+        names = ", ".join(f"e.{name}" for name in EpisodeRecord._fields).replace("e.seeker", self._seeker())
         return [EpisodeRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM episodes e {clause} ORDER BY e.ordinal",
                                                                    tuple(params))]
 
     def episode(self, key: str) -> EpisodeRecord | None:
         """One episode by key, or ``None``."""
-        names = ", ".join(EpisodeRecord._fields)
+        names = ", ".join(EpisodeRecord._fields).replace("seeker", self._seeker())
         row = self._conn.execute(f"SELECT {names} FROM episodes WHERE key=?", (key,)).fetchone()
         return EpisodeRecord(*row) if row else None
+
+    def _seeker(self) -> str:
+        """The ``seeker`` column, or ``''`` in a store of schema 2 or older (one seeker) read read-only."""
+        have = any(r[1] == "seeker" for r in self._conn.execute("PRAGMA table_info(episodes)"))
+        return "seeker" if have else "'' AS seeker"
+
+    def seekers(self) -> list[str]:
+        """The distinct seeker labels of the store's episodes, in plan order (``''``: a store from before schema 3)."""
+        if self._seeker() != "seeker":
+            return [""] if self.counts() else []
+        return [s for (s,) in self._conn.execute("SELECT seeker FROM episodes GROUP BY seeker ORDER BY MIN(ordinal)")]
 
     def transcript(self, key: str) -> list[tuple[str, str]]:
         return [tuple(r) for r in self._conn.execute("SELECT role, text FROM turns WHERE episode_key=? ORDER BY idx", (key,))]  # type: ignore[misc]

@@ -29,6 +29,8 @@ class PlannedEpisode:
     persona: str
     repeat: int
     seed: int
+    seeker: str = ""
+    """The seeker's label (``SeekerSection.label``); runs comparing several seekers tell their episodes apart by it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,10 @@ class ImportedEpisode:
 
 
 class EpisodeRecord(NamedTuple):
-    """One row of ``episodes``: the plan (card, supporter, persona, repeat, seed) and its state."""
+    """One row of ``episodes``: the plan (card, supporter, persona, repeat, seed, seeker) and its state.
+
+    ``seeker`` is ``""`` in episodes stored before schema 3 (the run's ``[seeker]`` played them all).
+    """
 
     key: str
     ordinal: int
@@ -102,6 +107,7 @@ class EpisodeRecord(NamedTuple):
     attempts: int
     started_at: float | None
     ended_at: float | None
+    seeker: str = ""
 
 
 class TurnRecord(NamedTuple):

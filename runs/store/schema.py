@@ -18,7 +18,7 @@ class StoreError(Exception):
     """The store file cannot be used (unreadable, not a store, newer schema, locked)."""
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Stores with a newer version are refused; bump it (and add a migration to ``MIGRATIONS``) when the schema changes."""
 
 SCHEMA = """
@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS episodes (
     reason TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     started_at REAL,
-    ended_at REAL
+    ended_at REAL,
+    seeker TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS episodes_status ON episodes (status);
 CREATE TABLE IF NOT EXISTS turns (
@@ -119,6 +120,8 @@ MIGRATIONS = {
     DROP TABLE scores;
     ALTER TABLE scores_v2 RENAME TO scores;
     """,
+    # 2 -> 3: the seeker of each episode ([[seekers]]); older episodes were all played by the run's one [seeker]
+    3: "ALTER TABLE episodes ADD COLUMN seeker TEXT NOT NULL DEFAULT '';",
 }
 """Schema version -> the SQL that brings a store of the version before up to it; run on a writable open."""
 

@@ -121,9 +121,9 @@ class Store(Reader):
         with self._transaction() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO episodes (key, ordinal, card_index, card_id, language, category, source,"
-                " supporter, persona, repeat, seed) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(e.key, e.ordinal, e.card_index, e.card_id, e.language, e.category, e.source, e.supporter, e.persona, e.repeat, e.seed)
-                 for e in episodes],
+                " supporter, persona, repeat, seed, seeker) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(e.key, e.ordinal, e.card_index, e.card_id, e.language, e.category, e.source, e.supporter, e.persona, e.repeat, e.seed,
+                  e.seeker) for e in episodes],
             )
 
     def import_episodes(self, episodes: Iterable[ImportedEpisode | EpisodeRows]) -> list[str]:

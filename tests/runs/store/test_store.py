@@ -1,4 +1,5 @@
-"""Store schema 2 (judge samples): new stores, and schema-1 stores opened read-only and migrated on a writable open."""
+"""Store schemas 2 (judge samples) and 3 (the seeker of each episode): new stores, and older stores opened
+read-only and migrated on a writable open."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from runs.store import FINAL_ROUND, SCHEMA_VERSION, PlannedEpisode, Store
-from runs.store.schema import SCHEMA as _SCHEMA
+from runs.store.schema import SCHEMA
+
+_SEEKER_COLUMN = ",\n    seeker TEXT NOT NULL DEFAULT ''"
+_SCHEMA = SCHEMA.replace(_SEEKER_COLUMN, "")
+"""The tables before schema 3 (no ``episodes.seeker``)."""
 
 _SCORES_V1 = """CREATE TABLE IF NOT EXISTS scores (
     episode_key TEXT NOT NULL,
@@ -64,8 +69,9 @@ def test_old_store_reads_read_only_without_changing(tmp_path: Path) -> None:
 def test_old_store_migrates_on_writable_open_and_takes_samples(tmp_path: Path) -> None:
     path = _old_store(tmp_path / "old.sqlite")
     store = Store.open(path)
-    assert store.meta("schema_version") == SCHEMA_VERSION == 2
+    assert store.meta("schema_version") == SCHEMA_VERSION == 3
     assert _columns(path)[-1] == "sample"
+    assert [e.seeker for e in store.episodes()] == [""]
     assert sorted(tuple(r) for r in store.final_scores()) == [("e0", "empathic", 2, "ok", 0), ("e0", "fluency", 3, "ok", 0)]
     assert len([s for s in store.scores() if s.round == 1]) == 1        # per-round scores kept too
 
@@ -132,3 +138,32 @@ def test_store_closes_when_the_with_block_ends_even_on_error(tmp_path: Path) -> 
     assert not path.with_name(path.name + "-wal").exists()  # closed as a writer closes: one self-contained file
     with Store.open(path, readonly=True) as again:
         assert again.meta("name") == "x"
+
+
+def _schema_2_store(path: Path) -> Path:
+    """A store as esc-eval wrote it before ``[[seekers]]``: schema 2, no ``episodes.seeker``."""
+    assert _SEEKER_COLUMN in SCHEMA
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA + "INSERT INTO meta VALUES ('schema_version', '2');")
+    conn.execute("INSERT INTO episodes (key, ordinal, card_index, card_id, language, category, source, supporter, persona,"
+                 " repeat, seed, status) VALUES ('e0', 0, 0, 'c0', 'en', 'work', 'ESConv', 'a', 'default', 0, 0, 'done')")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_schema_2_store_reads_without_a_seeker_and_migrates_to_3(tmp_path: Path) -> None:
+    path = _schema_2_store(tmp_path / "v2.sqlite")
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:
+        assert [e.seeker for e in store.episodes()] == [""] and store.episode("e0").seeker == ""
+        assert store.seekers() == [""]
+    assert path.read_bytes() == before, "a read-only open changed the file"
+    store = Store.open(path)
+    try:
+        assert store.meta("schema_version") == 3
+        store.plan([PlannedEpisode("e1", 1, 1, "c1", "en", "work", "ESConv", "a", "default", 0, 0, "sim-b")])
+        assert [(e.key, e.seeker) for e in store.episodes()] == [("e0", ""), ("e1", "sim-b")]
+        assert store.seekers() == ["", "sim-b"]
+    finally:
+        store.close_sync()
