@@ -13,7 +13,9 @@ count. Per dimension a row holds:
 
 ``compare`` adds paired comparisons between supporters and rank intervals
 (``runs.analysis.comparisons``), ``corrected`` prediction-powered means from human labels,
-``power_delta`` the cards needed to detect a difference. Views of a report are in
+``power_delta`` the cards needed to detect a difference. A store whose episodes several seekers
+played (``[[seekers]]``) also gets ``seeker_agreement``: whether the seekers rank the supporters
+alike (``runs.analysis.robustness``). Views of a report are in
 ``runs.analysis.render`` (text) and ``runs.analysis.plots`` (PNG).
 
 Dimensions are shown with the paper's names, in its order: Fluency, Expression,
@@ -41,10 +43,11 @@ from runs.store import Store
 
 if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
     from runs.analysis.comparisons import CardTable, PairComparison, PowerRow, Rank
+    from runs.analysis.robustness import RankAgreement, SeekerTable
     from runs.analysis.statistics import JudgeNoise, PPIEstimate
 
 #: Episode columns a report can be grouped by.
-GROUP_COLUMNS: tuple[str, ...] = ("supporter", "language", "category", "source", "persona", "outcome")
+GROUP_COLUMNS: tuple[str, ...] = ("supporter", "seeker", "language", "category", "source", "persona", "outcome")
 #: Output formats of ``render``.
 FORMATS: tuple[str, ...] = ("table", "md", "json", "csv")
 
@@ -114,7 +117,8 @@ class Report:
     """The leaderboard: rows in the order their groups first appear in the run's plan.
 
     ``comparisons`` and ``ranks`` (``--compare``) and ``power`` (``--power DELTA``) are
-    between supporters, over all the report's episodes whatever ``by`` is.
+    between supporters, over all the report's episodes whatever ``by`` is. ``seeker_agreement``
+    (stores with several seekers) compares the supporter rankings each two seekers give.
     """
 
     store: str
@@ -127,6 +131,7 @@ class Report:
     ranks: Mapping[str, Sequence[Rank]] | None = None
     power: tuple[PowerRow, ...] | None = None
     delta: float | None = None
+    seeker_agreement: tuple[RankAgreement, ...] | None = None
 
     def name(self, dimension: str) -> str:
         """The paper's name of ``dimension`` (its key when the paper has none)."""
@@ -176,19 +181,21 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     from runs.analysis.comparisons import compare as compare_supporters
     from runs.analysis.comparisons import power as plan_power
     from runs.analysis.comparisons import ranks as supporter_ranks
+    from runs.analysis.robustness import rank_agreement
     from runs.analysis.statistics import cluster_mean, judge_noise, ppi_mean
 
     columns = check_by(by)
     episodes = store.episodes(supporter=supporter, language=language)
+    only = seeker_label(store)
     groups: dict[tuple[str, ...], dict[str, int]] = {}
-    done: dict[str, tuple[tuple[str, ...], str, str]] = {}       # key -> (group, card, supporter)
+    done: dict[str, tuple[tuple[str, ...], str, str, str]] = {}       # key -> (group, card, supporter, seeker)
     for e in episodes:
-        group = tuple(str(getattr(e, c)) for c in columns)
+        group = tuple((e.seeker or only) if c == "seeker" else str(getattr(e, c)) for c in columns)
         counts = groups.setdefault(group, {"done": 0, "failed": 0, "unfinished": 0})
         status = e.status if e.status in ("done", "failed") else "unfinished"
         counts[status] += 1
         if e.status == "done":
-            done[e.key] = (group, f"{e.language}:{e.card_index}", e.supporter)
+            done[e.key] = (group, f"{e.language}:{e.card_index}", e.supporter, e.seeker or only)
 
     labels: dict[tuple[str, str], list[int]] = defaultdict(list)   # (episode, dimension) -> valid labels
     unparsed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
@@ -251,15 +258,42 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
             ranked = supporter_ranks(cards, supporters, dimensions)
         if power_delta is not None:
             planned = tuple(plan_power(cards, supporters, dimensions, power_delta))
+    seekers = list(dict.fromkeys(e.seeker or only for e in episodes))
+    agreement = None
+    if len(seekers) > 1:
+        supporters = list(dict.fromkeys(e.supporter for e in episodes))
+        agreement = tuple(rank_agreement(_seeker_table(labels, done), seekers, supporters, dimensions))
     return Report(str(store.path), columns, dimensions, tuple(rows), samples, corrected, comparisons, ranked, planned,
-                  power_delta)
+                  power_delta, agreement)
+
+
+def seeker_label(store: Store) -> str:
+    """What episodes stored without a seeker (before ``[[seekers]]``) were played by: the config's ``[seeker]`` model."""
+    return str(((store.meta("config") or {}).get("seeker") or {}).get("model") or "seeker")
+
+
+def several_seekers(store: Store) -> bool:
+    """Whether more than one seeker played the store's episodes (``[[seekers]]``)."""
+    return len(store.seekers()) > 1
 
 
 def _card_table(labels: Mapping[tuple[str, str], list[int]],
-                done: Mapping[str, tuple[tuple[str, ...], str, str]]) -> CardTable:
-    """dimension -> supporter -> card -> mean over the supporter's episodes on the card of their values."""
+                done: Mapping[str, tuple[tuple[str, ...], str, str, str]]) -> CardTable:
+    """dimension -> supporter -> card -> mean over the supporter's episodes on the card (with any seeker) of their values."""
     sums: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for (key, dim), found in labels.items():
-        _, card, supporter = done[key]
+        _, card, supporter, _ = done[key]
         sums[dim][supporter][card].append(leaderboard_value(found))
     return {d: {s: {c: sum(v) / len(v) for c, v in cards.items()} for s, cards in by_s.items()} for d, by_s in sums.items()}
+
+
+def _seeker_table(labels: Mapping[tuple[str, str], list[int]],
+                  done: Mapping[str, tuple[tuple[str, ...], str, str, str]]) -> SeekerTable:
+    """dimension -> seeker -> supporter -> card -> mean of the values of that supporter's episodes with that seeker on the card."""
+    sums: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
+    for (key, dim), found in labels.items():
+        _, card, supporter, seeker = done[key]
+        sums[dim][seeker][supporter][card].append(leaderboard_value(found))
+    return {d: {k: {s: {c: sum(v) / len(v) for c, v in cards.items()} for s, cards in by_s.items()} for k, by_s in by_k.items()}
+            for d, by_k in sums.items()}

@@ -81,6 +81,18 @@ def _rank_lines(report: Report) -> list[str]:
 
 
 _POWER_HEADER = ["Pair", "Dimension", "SD of diff", "Cards", "Cards needed", "Detectable now"]
+_AGREEMENT_HEADER = ["Seekers", "Dimension", "Kendall tau", "95% CI", "p", "Supporters", "Cards"]
+_AGREEMENT_NOTE = ("does the supporter ranking hold under another seeker? tau 1 = same order, 0 = unrelated, -1 = reversed; "
+                   "95% CI: bootstrap over the cards both seekers played with every supporter; p: scipy kendalltau "
+                   "against unrelated rankings")
+
+
+def _agreement_rows(report: Report) -> list[list[str]]:
+    def tau(x: float) -> str:
+        return "–" if math.isnan(x) else f"{x:.2f}"
+
+    return [[f"{r.a} ~ {r.b}", report.name(r.dimension), tau(r.tau), f"[{tau(r.ci_low)}, {tau(r.ci_high)}]", p_text(r.p_value),
+             str(r.n_supporters), str(r.n_cards)] for r in report.seeker_agreement or ()]
 
 
 def _power_rows(report: Report) -> list[list[str]]:
@@ -166,6 +178,11 @@ def report_data(report: Report) -> dict[str, Any]:
             {"a": p.a, "b": p.b or None, "dimension": p.dimension, "sd_diff": _json_number(p.sd_diff), "n_cards": p.n_cards,
              "cards_needed": None if math.isnan(p.cards_needed) or math.isinf(p.cards_needed) else int(p.cards_needed),
              "min_detectable": _json_number(p.min_detectable)} for p in report.power]}
+    if report.seeker_agreement is not None:
+        data["seeker_agreement"] = [{"a": r.a, "b": r.b, "dimension": r.dimension, "kendall_tau": _json_number(r.tau),
+                                     "ci_low": _json_number(r.ci_low), "ci_high": _json_number(r.ci_high),
+                                     "p_value": _json_number(r.p_value), "n_supporters": r.n_supporters, "n_cards": r.n_cards}
+                                    for r in report.seeker_agreement]
     return data
 
 
@@ -234,6 +251,9 @@ def render(report: Report, fmt: str) -> str:
         if report.power is not None:
             text += f"\n**Power** (cards to detect {number_text(report.delta)} points at 80% power, α = 0.05)\n\n"
             text += _markdown(_POWER_HEADER, _power_rows(report), right_from=2)
+        if report.seeker_agreement is not None:
+            text += f"\n**Rank agreement between seekers** ({_md_escape(_AGREEMENT_NOTE)})\n\n"
+            text += _markdown(_AGREEMENT_HEADER, _agreement_rows(report), right_from=2)
         return text
     if not report.rows:
         return f"esc-eval report: {report.store}\nno episodes\n"
@@ -250,6 +270,9 @@ def render(report: Report, fmt: str) -> str:
         text += "\n" + rich_text(f"power: cards needed to detect {number_text(report.delta)} points", _POWER_HEADER, _power_rows(report),
                                   "paired t-test, 80% power, two-sided α = 0.05 for one comparison; 'detectable now' = "
                                   "smallest difference (points) found at 80% power with the cards in this store",
+                                  right_from=2, lines=False)
+    if report.seeker_agreement is not None:
+        text += "\n" + rich_text("rank agreement between seekers", _AGREEMENT_HEADER, _agreement_rows(report), _AGREEMENT_NOTE,
                                   right_from=2, lines=False)
     return text
 

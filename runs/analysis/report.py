@@ -24,7 +24,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runs.analysis.agreement import agreement_report, store_agreement
-from runs.analysis.leaderboard import FORMATS, GROUP_COLUMNS, DimensionStats, Report, ReportError, ReportRow, build_report, check_by
+from runs.analysis.leaderboard import (
+    FORMATS,
+    GROUP_COLUMNS,
+    DimensionStats,
+    Report,
+    ReportError,
+    ReportRow,
+    build_report,
+    check_by,
+    several_seekers,
+)
 from runs.analysis.plots import comparison_plot_path, plot, plot_comparisons, plot_confusion
 from runs.analysis.render import render, render_agreement, report_data
 from runs.store import Store
@@ -50,7 +60,8 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
         fmt: ``table``, ``md``, ``json`` or ``csv``.
         plot_path: where to write the leaderboard chart (PNG), or ``None``; with ``compare``
             the forest plot goes next to it (``comparison_plot_path``).
-        by: group columns; items may be comma-separated (``["supporter,language"]``); empty: supporter.
+        by: group columns; items may be comma-separated (``["supporter,language"]``); empty: supporter
+            (seeker, supporter when several seekers played the store: one section per seeker).
         agreement: a human score file, or ``True`` for the store's own annotations
             (``store_agreement``: also inter-annotator alpha); when given, the
             output is the judge-human agreement (in ``fmt``) instead of the leaderboard, and
@@ -68,6 +79,8 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
         raise ReportError(f"--power: the difference to detect must be in (0, 100] points, got {power_delta:g}")
     columns = check_by(_split_by(by))
     with Store.open(store_path, readonly=True) as store:
+        if not _split_by(by) and several_seekers(store):
+            columns = ("seeker", "supporter")
         report = build_report(store, by=columns, supporter=supporter, language=language, compare=compare,
                               corrected=corrected, power_delta=power_delta)
         if agreement is True:

@@ -235,20 +235,25 @@ class StoredEpisode:
 
 
 def stored_episodes(store: Any) -> list[StoredEpisode]:
-    """The finished episodes of ``store`` with their card facts; the seeker is the config's ``seeker.model``.
+    """The finished episodes of ``store`` with their card facts, each labelled with the seeker that played it.
+
+    The seeker is the one the store records per episode (a run may compare several, ``[[seekers]]``);
+    an episode stored before that (schema 2) was played by the config's one ``[seeker]``: its ``model``.
 
     Card facts come from the cards the run's recorded config names (file or built-in); a store without a
     config (or whose cards no longer load) gives no facts, so its coverage figures are ``None``.
     """
+    from runs.analysis.leaderboard import seeker_label
+
     config = store.meta("config") or {}
-    seeker = str((config.get("seeker") or {}).get("model") or "?")
+    only = seeker_label(store)
     cards = _run_cards(config)
     found = []
     for episode in store.episodes(status="done"):
         card = cards[episode.card_index] if episode.card_index < len(cards) else None
         facts = card_facts(card) if card is not None and card.id == episode.card_id else ()
         states = [t.state for t in store.turns(episode.key) if t.role == _SEEKER]
-        found.append(StoredEpisode({"key": episode.key, "card": episode.card_id, "seeker": seeker, "persona": episode.persona},
+        found.append(StoredEpisode({"key": episode.key, "card": episode.card_id, "seeker": episode.seeker or only, "persona": episode.persona},
                                    store.transcript(episode.key), states, facts, episode.language))
     return found
 

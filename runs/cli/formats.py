@@ -45,6 +45,9 @@ def _export(args: argparse.Namespace) -> int:
                     return FAILED_EPISODES  # nothing written: the data has a hole, the input was fine
                 print(f"esc-eval: warning: {exc.summary}; wrote -1 (ESC-Eval's 'no label') for them; {exc.RESCORE}", file=sys.stderr)
                 written = export_esc_eval(store, args.out, allow_missing=True)
+            if len(store.seekers()) > 1:
+                print(f"esc-eval: note: {len(store.seekers())} seekers played this store; ESC-Eval files hold one dialogue per card, "
+                      "so each supporter gets one file per seeker (NAME-with-SEEKER_LANG.json)", file=sys.stderr)
     for path in written:
         print(path)
     return 0

@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="html: one self-contained page (leaderboard, charts, every transcript) written to --out")
     report.add_argument("--out", type=Path, metavar="FILE.html", help="with --format html: the file to write")
     report.add_argument("--by", action="append", default=[], metavar="COLUMNS",
-                        help="group by supporter, language, category, source, persona (comma-separated or repeated)")
+                        help="group by supporter, seeker, language, category, source, persona (comma-separated or repeated); "
+                             "default supporter, or seeker,supporter when several seekers played the store")
     report.add_argument("--plot", type=Path, metavar="PNG", help="also draw a comparison chart (needs esc-eval[plot])")
     report.add_argument("--agreement", type=Path, nargs="?", const=True, metavar="SCORES.json",
                         help="judge-vs-human ACC / ACC_soft against a human score file; with no file, against the store's "

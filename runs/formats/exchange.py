@@ -38,10 +38,13 @@ def parse_lines(lines: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _file_stem(episode: EpisodeRecord) -> str:
+def _file_stem(episode: EpisodeRecord, *, seeker: bool = False) -> str:
+    """``supporter[-persona][-with-seeker][-rN]_lang``; ``seeker``: the store compares several seekers, never mixed in one file."""
     name = episode.supporter
     if episode.persona != "default":
         name += f"-{episode.persona}"
+    if seeker:
+        name += f"-with-{episode.seeker}"
     if episode.repeat:
         name += f"-r{episode.repeat}"
     return f"{name}_{episode.language}"
@@ -62,26 +65,29 @@ class MissingScores(Exception):
 def export_esc_eval(store: Store, out: Path, *, allow_missing: bool = False) -> list[Path]:
     """Write ``result_{supporter}_{lang}.json`` (and ``score_...`` when scored) for finished episodes.
 
+    ESC-Eval's files hold one dialogue per card, so a store that several seekers played
+    (``[[seekers]]``) gets one file per supporter and seeker: ``result_{supporter}-with-{seeker}_{lang}.json``.
     A file whose dialogues are scored expects every dimension any of them has for each of
     them. A missing one (its judgement failed, or never ran) raises ``MissingScores`` before
     anything is written; with ``allow_missing`` it is written as -1, ESC-Eval's "no label".
     """
     episodes = {e.key: e for e in store.episodes(status="done")}
+    split = len(store.seekers()) > 1
+    stems = {key: _file_stem(e, seeker=split) for key, e in episodes.items()}
     results: dict[str, dict[str, list[str]]] = defaultdict(dict)
     for key, transcript in store.transcripts():
         if key in episodes:
-            e = episodes[key]
-            results[_file_stem(e)][str(e.card_index)] = transcript_lines(transcript)
+            results[stems[key]][str(episodes[key].card_index)] = transcript_lines(transcript)
     labels = final_labels(store.final_scores())  # episode key -> dimension -> label (None: failed)
     dimensions: dict[str, dict[str, None]] = defaultdict(dict)  # stem -> every dimension scored there, in first-seen order
     for key, own in labels.items():
         for dim in own:
-            dimensions[_file_stem(episodes[key])].setdefault(dim)
+            dimensions[stems[key]].setdefault(dim)
     scores: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
     failed = absent = 0
     short: set[str] = set()
     for key, e in episodes.items():
-        stem = _file_stem(e)
+        stem = stems[key]
         own = labels.get(key, {})
         for dim in dimensions.get(stem, ()):
             if dim not in own:
