@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever t
     from runs.analysis.statistics import JudgeNoise, PPIEstimate
 
 #: Episode columns a report can be grouped by.
-GROUP_COLUMNS: tuple[str, ...] = ("supporter", "seeker", "language", "category", "source", "persona", "outcome")
+GROUP_COLUMNS: tuple[str, ...] = ("supporter", "language", "category", "source", "persona", "outcome", "seeker")
 #: Output formats of ``render``.
 FORMATS: tuple[str, ...] = ("table", "md", "json", "csv")
 

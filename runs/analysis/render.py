@@ -15,7 +15,8 @@ from typing import Any
 
 from runs.analysis.leaderboard import FORMATS, DimensionStats, Report, ReportError, ReportRow
 
-_HEADERS = {"supporter": "Supporter", "language": "Language", "category": "Category", "source": "Source", "persona": "Persona"}
+_HEADERS = {"supporter": "Supporter", "language": "Language", "category": "Category", "source": "Source", "persona": "Persona",
+            "outcome": "Outcome", "seeker": "Seeker"}
 
 
 def number_text(x: float, digits: int = 1) -> str:
