@@ -194,3 +194,28 @@ async def test_resuming_a_half_done_run_adds_nothing_twice(tmp_path: Path) -> No
     assert len(scores) == len({(s.episode_key, s.dimension) for s in scores}) == 12 * 7
     assert scored <= {(s.episode_key, s.dimension) for s in scores}
     assert {(e.seeker, e.supporter) for e in episodes} == {(k, s) for k in SEEKERS for s in SUPPORTERS}
+
+
+async def test_a_config_with_two_seekers_runs_through_the_cli_on_a_real_server(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    """From the TOML file on: one backend per seeker endpoint, each episode's seeker lines from its own model."""
+    server = await fake_server(responder=lambda body: f"line from {body['model']}")
+    config = tmp_path / "run.toml"
+    config.write_text("\n".join([
+        "[run]", "rounds = 2", "concurrency = 4", "", "[cards]", 'language = "en"', "limit = 2", "",
+        *(f'[[seekers]]\nname = "{name}"\nbase_url = "{server.base_url}"\nmodel = "{name}-model"\n' for name in ("x", "y")),
+        *(f'[[supporters]]\nname = "{name}"\nbase_url = "{server.base_url}"\nmodel = "{name}-model"\n' for name in ("a", "b", "c")),
+    ]), encoding="utf-8")
+    store_path = tmp_path / "run.sqlite"
+    done = await esc_eval("run", str(config), "--store", str(store_path), "--no-monitor")
+    assert done.returncode == 0, done.stderr
+    with Store.open(store_path, readonly=True) as store:
+        episodes = store.episodes(status="done")
+        lines = {e.key: {text for role, text in store.transcript(e.key) if role == "seeker"} for e in episodes}
+    assert len(episodes) == 2 * 3 * 2
+    assert all(lines[e.key] == {f"line from {e.seeker}-model"} for e in episodes)
+    monitor = await esc_eval("monitor", str(store_path), "--once")
+    assert monitor.returncode == 0, monitor.stderr
+    again = await esc_eval("run", str(config), "--store", str(store_path), "--no-monitor", "--resume")
+    assert again.returncode == 0, again.stderr
+    with Store.open(store_path, readonly=True) as store:
+        assert [e.attempts for e in store.episodes()] == [1] * 12, "a resume of a finished run plays nothing again"
