@@ -24,6 +24,15 @@ def test_split_limits_divides_and_keeps_at_least_one():
     assert share.fingerprint() == config.fingerprint()
 
 
+def test_split_limits_divides_every_seeker_of_a_comparison():
+    seekers = [{"name": name, "base_url": "http://127.0.0.1:1/v1", "model": name, "max_connections": limit}
+               for name, limit in (("x", 64), ("y", 7))]
+    config = parse_config({k: v for k, v in RAW.items() if k != "seeker"} | {"seekers": seekers})
+    share = split_limits(config, 3)
+    assert [s.max_connections for s in share.seeker_sections] == [21, 2] and share.seeker == share.seekers[0]
+    assert share.fingerprint() == config.fingerprint()
+
+
 def test_executor_fields_validated_and_outside_the_fingerprint():
     local = parse_config({**RAW, "run": {"concurrency": 64}})
     assert local.run.executor == "local" and local.fingerprint() == parse_config(RAW).fingerprint()
