@@ -79,3 +79,18 @@ def test_seekers_carry_their_own_protocol_personas_and_decoding() -> None:
     changed = parse_config({"cards": {"language": "en", "limit": 2}, "seekers": [role, {**plain, "temperature": 0.9}],
                             "supporters": SUPPORTERS})
     assert changed.fingerprint() != config.fingerprint(), "a seeker's decoding decides results"
+
+
+def test_the_json_schema_takes_seekers_or_seeker_never_both() -> None:
+    import jsonschema
+
+    from runs.config_schema import config_schema
+
+    validator = jsonschema.Draft202012Validator(config_schema())
+    listed = {"seekers": seekers("x", "y"), "supporters": SUPPORTERS}
+    parse_config(listed)
+    assert list(validator.iter_errors(listed)) == []
+    for refused in ({**listed, "seeker": SEEKER}, {"seekers": [SEEKER], "supporters": SUPPORTERS}, {"supporters": SUPPORTERS}):
+        with pytest.raises(ConfigError):
+            parse_config(refused)
+        assert list(validator.iter_errors(refused)), refused
