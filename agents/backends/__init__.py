@@ -82,4 +82,4 @@ def role_adapter(endpoint: Any, role: str) -> str | None:
     return role if role in endpoint.lora else None
 
 
-__all__ = ["BACKENDS", "BackendError", "BackendFactory", "BackendStats", "ChatBackend", "GaveUp", "RetryableError", "Shared"]
+__all__ = ["BACKENDS", "BackendError", "BackendFactory", "BackendStats", "ChatBackend", "GaveUp", "RetryableError", "Shared", "role_adapter"]

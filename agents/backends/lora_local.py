@@ -24,6 +24,10 @@ backend uses for the same adapters)::
     fluency = "fluency_{lang}"
     empathic = "empathic_{lang}"
 
+A seeker trained by ``esc-eval seeker train`` is served the same way: ``[seeker]`` with
+``lora = {seeker = "adapters/seeker"}``; the adapter named like the role answers that role's
+requests, which name no model (``default_model``, set by ``agents.backends.role_adapter``).
+
 Needs ``peft`` (``pip install esc-eval[train]``).
 """
 
