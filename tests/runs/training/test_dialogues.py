@@ -67,3 +67,18 @@ def test_bad_dialogues_name_file_record_and_field(tmp_path: Path, name: str, dat
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"--dialogues: .*nothere.jsonl: no such file"):
         read_dialogues(tmp_path / "nothere.jsonl", CARDS)
+
+
+def test_an_esc_eval_result_file_on_esc_eval_cards_trains_on_esc_roles_prompt(tmp_path: Path, shared: Path) -> None:
+    from environments.behaviours import load_behaviour
+    from roles.loaders import load_cards
+    from roles.templates import load_protocol
+    from runs.training.seeker import examples
+
+    cards = load_cards(shared / "card_high_en.json")
+    found = read_dialogues(write(tmp_path / "result_x_en.json", {"2": transcript_lines(TRANSCRIPT)}), cards, shared / "card_high_en.json")
+    assert found[0].card == cards[2]
+    protocol = load_protocol(shared / "esc_role_protocol.json")
+    [(_, replayed)] = examples(found, protocol, {"default": load_behaviour("default")[1]})
+    assert [e.messages[0]["content"] for e in replayed] == [protocol.seeker_prompt(cards[2])] * 2, "ESC-Role's own prompt"
+    assert [e.reply for e in replayed] == ["My mom is sick.", "I'm so tired."]
