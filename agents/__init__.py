@@ -7,6 +7,7 @@ Public API, by module (imported on use: agents need autogen-core, local backends
     agents.seeker, agents.supporter -- SeekerAgent, SupporterAgent
     agents.backends     -- ChatBackend and its backends (see its docstring)
     agents.judge        -- Scorer, JudgeAgent, judge profiles, label parsers, training
+    agents.lora_training -- the LoRA loop judge and seeker training share (needs peft)
 """
 
-__all__ = ["backends", "chat_agent", "judge", "messages", "seeker", "supporter"]
+__all__ = ["backends", "chat_agent", "judge", "lora_training", "messages", "seeker", "supporter"]

@@ -7,8 +7,9 @@ Public API, by module (imported on use: the environment and runtime need autogen
     environments.termination   -- Detector, MaxRounds, MaxTokens, EndToken, Timeout (compose with | and &)
     environments.behaviours    -- SeekerBehaviour, PersonaBehaviour, load_behaviour, list_personas, preview
     environments.views         -- seeker_view, supporter_view: who sees what
+    environments.replay        -- seeker_examples: a finished dialogue as the seeker's requests (seeker training)
     environments.runtime       -- make_runtime, LeanRuntime (autogen-core through its public API)
     environments.autogen_private -- the only module touching autogen-core's private members
 """
 
-__all__ = ["autogen_private", "behaviours", "environment", "episode", "runtime", "termination", "turn_policies", "views"]
+__all__ = ["autogen_private", "behaviours", "environment", "episode", "replay", "runtime", "termination", "turn_policies", "views"]

@@ -12,7 +12,8 @@ Public API, by package (each ``__init__`` states its own):
     runs.cards       -- esc-eval cards build
     runs.formats     -- ESC-Eval JSON and our JSONL in and out; judging transcript files
     runs.distributed -- the Ray executor
+    runs.training    -- esc-eval seeker train (the seeker's LoRA adapter)
     runs.cli         -- the ``esc-eval`` command, one module per command group
 """
 
-__all__ = ["analysis", "annotation", "cards", "cli", "config", "distributed", "execution", "formats", "monitor", "store", "viewer", "web"]
+__all__ = ["analysis", "annotation", "cards", "cli", "config", "distributed", "execution", "formats", "monitor", "store", "training", "viewer", "web"]

@@ -62,7 +62,7 @@ def transformers_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBac
     if endpoint.lora:
         from agents.backends.lora_local import LoraLocalBackend
 
-        return LoraLocalBackend(endpoint.model, adapters=dict(endpoint.lora), name=name)
+        return LoraLocalBackend(endpoint.model, adapters=dict(endpoint.lora), name=name, default_model=role_adapter(endpoint, name))
     from agents.backends.transformers_local import TransformersLocalBackend
 
     return TransformersLocalBackend(model=endpoint.model, name=name)
@@ -73,7 +73,13 @@ def vllm_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
     """vLLM's engine in this process (needs vLLM), with LoRA adapters."""
     from agents.backends.vllm_engine import VLLMEngineBackend
 
-    return VLLMEngineBackend(model=endpoint.model, lora=dict(endpoint.lora), name=name)
+    return VLLMEngineBackend(model=endpoint.model, lora=dict(endpoint.lora), name=name, default_model=role_adapter(endpoint, name))
 
 
-__all__ = ["BACKENDS", "BackendError", "BackendFactory", "BackendStats", "ChatBackend", "GaveUp", "RetryableError", "Shared"]
+def role_adapter(endpoint: Any, role: str) -> str | None:
+    """The adapter named like the role (``lora = {seeker = ...}`` in ``[seeker]``): it answers the role's requests,
+    which name no model (the judge names one per dimension through ``[judge.models]``)."""
+    return role if role in endpoint.lora else None
+
+
+__all__ = ["BACKENDS", "BackendError", "BackendFactory", "BackendStats", "ChatBackend", "GaveUp", "RetryableError", "Shared", "role_adapter"]

@@ -24,6 +24,10 @@ backend uses for the same adapters)::
     fluency = "fluency_{lang}"
     empathic = "empathic_{lang}"
 
+A seeker trained by ``esc-eval seeker train`` is served the same way: ``[seeker]`` with
+``lora = {seeker = "adapters/seeker"}``; the adapter named like the role answers that role's
+requests, which name no model (``default_model``, set by ``agents.backends.role_adapter``).
+
 Needs ``peft`` (``pip install esc-eval[train]``).
 """
 
@@ -76,6 +80,8 @@ class LoraLocalBackend:
         name: label for counters, and a model name that selects the base model.
         device: torch device.
         threads: torch intra-op threads (process-wide); ``None`` leaves torch's setting.
+        default_model: the adapter a request that names no model gets (a seeker served by its own
+            adapter: ``ChatAgent`` requests name none); ``None``: such requests get the base model.
 
     Examples:
         >>> backend = LoraLocalBackend(None, adapters=adapters_in("adapters/"))    # doctest: +SKIP
@@ -83,14 +89,16 @@ class LoraLocalBackend:
     """
 
     def __init__(self, model: str | Path | None = None, *, adapters: Mapping[str, str | Path], name: str = "lora-local",
-                 device: str = "cpu", threads: int | None = None):
+                 device: str = "cpu", threads: int | None = None, default_model: str | None = None):
         if not adapters:
             raise ValueError("LoraLocalBackend needs at least one adapter (name -> folder)")
         self.adapters = {str(k): Path(v).expanduser() for k, v in adapters.items()}
         for adapter, folder in self.adapters.items():
             if not (folder / ADAPTER_CONFIG).is_file():
                 raise ValueError(f"adapter {adapter!r}: {folder} has no {ADAPTER_CONFIG}")
-        self.model_arg = model
+        if default_model is not None and default_model not in self.adapters:
+            raise ValueError(f"default adapter {default_model!r} is not one of {', '.join(sorted(self.adapters))}")
+        self.model_arg, self.default_model = model, default_model
         self.name, self.device, self.threads = name, device, threads
         self.stats = BackendStats(name)
         self.load_seconds: float | None = None
@@ -107,6 +115,7 @@ class LoraLocalBackend:
         """Generate with adapter ``model`` (or the bare base model); raises ``RequestRejected`` for an unknown name."""
         if self._closed or self._executor is None:
             raise BackendError(f"{self.name}: backend is closed")
+        model = model or self.default_model
         if model is not None and model not in self.adapters and model not in self._base_names:
             error = RequestRejected(f"{self.name}: no adapter {model!r} (adapters: {', '.join(sorted(self.adapters))})")
             self.stats.fault(error.kind, str(error), retried=False)

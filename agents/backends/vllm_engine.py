@@ -63,6 +63,7 @@ class VLLMEngineBackend:
             itself, so retries add 1 to the seed of sampled requests only).
         engine_options: further ``AsyncEngineArgs`` fields, e.g. ``{"dtype": "bfloat16",
             "max_model_len": 4096, "gpu_memory_utilization": 0.8}``.
+        default_model: the model name a request that names none asks for (a seeker's own adapter).
 
     The engine starts on the first request (or ``await start()``), in a worker thread so
     the event loop keeps running while the weights load. ``aclose()`` aborts what is in
@@ -79,11 +80,13 @@ class VLLMEngineBackend:
         max_lora_rank: int = 16,
         max_attempts: int = 3,
         engine_options: Mapping[str, Any] | None = None,
+        default_model: str | None = None,
     ):
         if not model:
             raise ValueError("vllm_engine needs a model (a folder or a hub id)")
         self.model = str(model)
         self.served_name = served_name or self.model
+        self.default_model = default_model
         self.lora = {str(k): str(v) for k, v in (lora or {}).items()}
         self.max_lora_rank = max_lora_rank
         self.max_attempts = max(1, max_attempts)
@@ -179,7 +182,7 @@ class VLLMEngineBackend:
     async def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Completion:
         try:
             await self.start()
-            lora = self.lora_request(model)
+            lora = self.lora_request(model or self.default_model)
         except BackendError as exc:
             self.stats.fault(exc.kind, str(exc), retried=False)
             raise

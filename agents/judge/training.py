@@ -31,11 +31,9 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
-import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -44,54 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
+from agents.lora_training import Base, TrainingError, TrainingOptions, encode_chat, generate, load_base, train_lora
 from roles.jsonl import read_jsonl
-
-
-class TrainingError(ValueError):
-    """Bad training input (label file, profile, options, missing peft); names the file and line."""
-
-
-@dataclass(frozen=True)
-class TrainingOptions:
-    """How each adapter is trained.
-
-    Attributes:
-        steps: optimizer steps per adapter.
-        lr: AdamW learning rate.
-        rank / alpha / dropout: LoRA rank, scaling and dropout.
-        target_modules: the base model's modules that get adapters (Llama-style attention projections).
-        batch_size: examples per step (sampled in a shuffled cycle over the training items).
-        max_length: tokens per example; longer prompts lose their beginning.
-        holdout: share of dialogues held out for evaluation (at least one when there are two or more).
-        seed: split, shuffling and initialisation.
-        eval_max_tokens: tokens generated per held-out judgement.
-        layers: indices of the transformer layers that get adapters (``None``: all). Adapting only
-            the last few layers makes a step much cheaper: backpropagation stops below them.
-        compare_base: also judge the held-out dialogues with the bare base model (``base_acc``).
-    """
-
-    steps: int = 200
-    lr: float = 5e-4
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    batch_size: int = 4
-    max_length: int = 2048
-    holdout: float = 0.2
-    seed: int = 0
-    eval_max_tokens: int = 8
-    layers: tuple[int, ...] | None = None
-    compare_base: bool = True
-
-    def check(self) -> None:
-        for name in ("steps", "rank", "alpha", "batch_size", "max_length", "eval_max_tokens"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.holdout < 1:
-            raise TrainingError(f"--holdout must be in [0, 1), got {self.holdout}")
-        if self.lr <= 0:
-            raise TrainingError(f"--lr must be positive, got {self.lr}")
 
 
 @dataclass(frozen=True)
@@ -174,31 +126,12 @@ def split(items: Sequence[Item], holdout: float, seed: int) -> tuple[list[Item],
 
 
 def _encode(tokenizer: Any, profile: JudgeProfile, dim: str, item: Item, max_length: int) -> tuple[list[int], list[int]]:
-    """Token ids and loss labels (-100 on the prompt) for one example."""
-    chat = profile.messages(dim, item.language, item.transcript)
-    messages = [{"role": m["role"], "content": m["content"]} for m in chat]
-    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": str(item.labels[dim])}], tokenize=False)
-    if not full.startswith(prompt):
-        raise TrainingError("the base model's chat template does not extend the prompt with the answer; cannot train on it")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(full[len(prompt):].rstrip("\n"), add_special_tokens=False)["input_ids"]
-    keep = max(1, max_length - len(target_ids))
-    prompt_ids = prompt_ids[-keep:]
-    return prompt_ids + target_ids, [-100] * len(prompt_ids) + list(target_ids)
+    """Token ids and loss labels (-100 on the prompt) for one example: the judge prompt, then the label digit."""
+    return encode_chat(tokenizer, profile.messages(dim, item.language, item.transcript), str(item.labels[dim]), max_length)
 
 
-def _judge(model: Any, tokenizer: Any, profile: JudgeProfile, dim: str, item: Item, max_tokens: int) -> int:
-    import torch
-
-    messages = [{"role": m["role"], "content": m["content"]} for m in profile.messages(dim, item.language, item.transcript)]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with torch.inference_mode():
-        output = model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False, pad_token_id=pad)
-    reply = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    return profile.parse(reply)
+def _judge(model: Any, base: Base, profile: JudgeProfile, dim: str, item: Item, max_tokens: int) -> int:
+    return profile.parse(generate(model, base.tokenizer, profile.messages(dim, item.language, item.transcript), max_tokens, base.pad))
 
 
 def _rates(predicted: Sequence[int], truth: Sequence[int]) -> tuple[float, float]:
@@ -236,26 +169,10 @@ def train_adapters(items: Sequence[Item], base: str | Path | None, profile: Judg
     for item in items:
         if item.language not in profile.languages:
             raise TrainingError(f"dialogue {item.key}: profile {profile.name} has no rubric for language {item.language!r}")
-    try:
-        import peft
-
-        from agents.backends.lora_local import resolve_base
-        from agents.backends.torch_import import import_torch
-    except ImportError:
-        raise TrainingError("judge training needs peft: pip install esc-eval[train]") from None
-    torch = import_torch()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        folder = resolve_base(base)
-    except (ValueError, FileNotFoundError) as exc:
-        raise TrainingError(f"--base: {exc}") from None
+    base_model = load_base(base, options.seed, "judge training")
+    folder = base_model.folder
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(options.seed)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    pristine = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     train, held = split(items, options.holdout, options.seed)
     results: list[AdapterResult] = []
     for dim in wanted:
@@ -267,43 +184,17 @@ def train_adapters(items: Sequence[Item], base: str | Path | None, profile: Judg
             if not train_set:
                 progress(f"{name}: no training dialogues (all {len(held_set)} held out); skipped")
                 continue
-            encoded = [_encode(tokenizer, profile, dim, i, options.max_length) for i in train_set]
-            model = peft.get_peft_model(copy.deepcopy(pristine), peft.LoraConfig(
-                r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout,
-                target_modules=list(options.target_modules), task_type="CAUSAL_LM",
-                layers_to_transform=list(options.layers) if options.layers is not None else None))
-            model.train()
-            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=options.lr)
-            rng = random.Random(f"{options.seed}:{name}")
-            order: list[int] = []
+            encoded = [_encode(base_model.tokenizer, profile, dim, i, options.max_length) for i in train_set]
             result = AdapterResult(name, dim, language, str(out / name), len(train_set), len(held_set))
-            for step in range(options.steps):
-                batch = []
-                while len(batch) < min(options.batch_size, len(encoded)):
-                    if not order:
-                        order = list(range(len(encoded)))
-                        rng.shuffle(order)
-                    batch.append(encoded[order.pop()])
-                width = max(len(ids) for ids, _ in batch)
-                input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-                labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-                mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
-                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad()
-                result.losses.append(float(loss.detach()))
-                if step == 0 or (step + 1) % max(1, options.steps // 5) == 0:
-                    progress(f"{name}: step {step + 1}/{options.steps} loss {result.losses[-1]:.4f}")
-            model.eval()
+            model, result.losses = train_lora(base_model, encoded, options, name, progress)
             model.save_pretrained(out / name)
             if held_set:
                 truth = [i.labels[dim] for i in held_set]
-                predicted = [_judge(model, tokenizer, profile, dim, i, options.eval_max_tokens) for i in held_set]
+                predicted = [_judge(model, base_model, profile, dim, i, options.eval_max_tokens) for i in held_set]
                 result.acc, result.acc_soft = _rates(predicted, truth)
                 if options.compare_base:
                     with model.disable_adapter():
-                        base_predicted = [_judge(model, tokenizer, profile, dim, i, options.eval_max_tokens) for i in held_set]
+                        base_predicted = [_judge(model, base_model, profile, dim, i, options.eval_max_tokens) for i in held_set]
                     result.base_acc, result.base_acc_soft = _rates(base_predicted, truth)
                 result.unparsed = sum(p < 0 for p in predicted)
                 result.predictions = {i.key: p for i, p in zip(held_set, predicted)}
@@ -311,7 +202,7 @@ def train_adapters(items: Sequence[Item], base: str | Path | None, profile: Judg
             progress(f"{name}: held-out ACC {_pct(result.acc)} ACC_soft {_pct(result.acc_soft)} "
                      f"(base model {_pct(result.base_acc)} / {_pct(result.base_acc_soft)}, n={len(held_set)})")
             results.append(result)
-            del model, optimizer
+            del model
     if not results:
         raise TrainingError("no adapter trained: every labelled dialogue was held out (lower --holdout or add labels)")
     summary = {"base": str(folder), "profile": profile.source or profile.name, "options": asdict(options),

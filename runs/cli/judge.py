@@ -106,13 +106,13 @@ def _judge_train(args: argparse.Namespace) -> int:
 
     options = TrainingOptions(steps=args.steps, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
                               max_length=args.max_length, holdout=args.holdout, seed=args.seed,
-                              layers=_layers(args.layers))
+                              layers=layer_list(args.layers))
     dimensions = [d.strip() for d in args.dimensions.split(",") if d.strip()] if args.dimensions else None
     print(train_command(args.labels, args.base, args.profile, args.out, options, dimensions=dimensions))
     return 0
 
 
-def _layers(text: str | None) -> tuple[int, ...] | None:
+def layer_list(text: str | None) -> tuple[int, ...] | None:
     if not text:
         return None
     try:

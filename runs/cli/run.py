@@ -40,18 +40,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     if args.sessions < 1:
         raise UsageError(f"--sessions must be at least 1, got {args.sessions}")
-    source = resources.files("runs") / "data" / "demo.toml"
-    import tomllib
-
-    raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    raw["cards"]["limit"] = args.sessions
-    if args.rounds:
-        raw["run"]["rounds"] = args.rounds
-    config = parse_config(raw, "demo.toml")
+    config = demo_config(args.sessions, args.rounds)
     store = args.store or Path("esc-eval-runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"
-    print("esc-eval demo: SmolLM2-135M-Instruct (embedded) plays seeker and supporter; first start converts the model (~20 s)")
+    seeker = ("the seeker with a small LoRA adapter (runs/data/seeker_adapter) trained on our own synthetic seeker lines: it stays "
+              "in role but repeats itself and hardly tells its card" if config.seeker.lora else
+              "the seeker without its adapter (the packaged seeker adapter needs peft: pip install esc-eval[train]), so it mostly "
+              "speaks as the listener")
+    print("esc-eval demo: a smoke test of the machinery, not a benchmark. SmolLM2-135M-Instruct (embedded) plays the supporter, "
+          f"the judge and {seeker}; a 135M model is far too small to be a faithful seeker or a fair judge "
+          "(measured fidelity: docs/seeker.md). First start converts the model (~20 s)")
     return _execute(config, store, resume=False, retry_failed=False, monitor=True,
                     retry_hint="a demo is not resumed: run it again (the store keeps each failed episode's reason)")
+
+
+def demo_config(sessions: int, rounds: int | None = None) -> Config:
+    """The demo's config (``runs/data/demo.toml``): ``sessions`` cards; its seeker uses the packaged seeker adapter when peft is there."""
+    import tomllib
+
+    raw = tomllib.loads((resources.files("runs") / "data" / "demo.toml").read_text(encoding="utf-8"))
+    raw["cards"]["limit"] = sessions
+    if rounds:
+        raw["run"]["rounds"] = rounds
+    adapter = demo_seeker_adapter()
+    if adapter is not None:
+        raw["seeker"]["lora"] = {"seeker": str(adapter)}
+    return parse_config(raw, "demo.toml")
+
+
+def demo_seeker_adapter() -> Path | None:
+    """The packaged seeker adapter for the embedded model (``esc-eval seeker train``, docs/seeker.md), if it and peft are installed."""
+    import importlib.util
+
+    folder = Path(str(resources.files("runs") / "data" / "seeker_adapter"))
+    if not (folder / "adapter_config.json").is_file() or importlib.util.find_spec("peft") is None:
+        return None
+    return folder
 
 
 def _run(args: argparse.Namespace) -> int:

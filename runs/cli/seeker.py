@@ -15,8 +15,8 @@ FORMATS = ("table", "json")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """The ``seeker`` command group: ``seeker eval STORE`` prints the seeker fidelity figures."""
-    seeker = sub.add_parser("seeker", help="the simulated seeker's fidelity: 'seeker eval STORE'",
+    """The ``seeker`` command group: ``seeker eval STORE`` prints the seeker fidelity figures, ``seeker train`` trains an adapter."""
+    seeker = sub.add_parser("seeker", help="the simulated seeker's fidelity: 'seeker eval STORE'; 'seeker train' fine-tunes one",
                             description="esc-eval seeker eval STORE: role breaks, parroting, repetition, card grounding, "
                                         "distress arc and (with --judge) human-likeness, per seeker model and persona")
     actions = seeker.add_subparsers(required=True, metavar="ACTION")
@@ -27,6 +27,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--judge", type=Path, metavar="CONFIG",
                           help="a TOML file with a [judge] section: rates the seeker's lines for human-likeness (0-4)")
     evaluate.set_defaults(handler=_eval)
+    _add_train_parser(actions)
+
+
+def _add_train_parser(actions: argparse._SubParsersAction) -> None:
+    train = actions.add_parser("train", help="fine-tune a LoRA adapter that speaks as the seeker (needs esc-eval[train])",
+                               description="fine-tune a LoRA adapter that speaks as the seeker, on the prompts a run sends it "
+                                           "(needs esc-eval[train]); writes OUT/seeker/, OUT/seeker.toml, OUT/training.json")
+    train.add_argument("--dialogues", type=Path, required=True,
+                       help="ESC-Eval result file, esc-eval JSONL export, or ESConv-style dialogues (.json list / .jsonl)")
+    train.add_argument("--cards", type=Path, help="the cards the dialogues were played on (default: the built-in cards)")
+    train.add_argument("--base", required=True, help="base model folder, or 'embedded' for the embedded SmolLM2")
+    train.add_argument("--out", type=Path, required=True, help="folder for the adapter (OUT/seeker), seeker.toml and training.json")
+    train.add_argument("--protocol", default="default", help="seeker protocol whose prompt is trained (built-in name or path)")
+    train.add_argument("--persona", help="persona whose directives the prompts carry (default: each dialogue's own, else 'default')")
+    train.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
+    train.add_argument("--holdout", type=float, default=0.2, help="share of cards held out for evaluation (default 0.2)")
+    train.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    train.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
+    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--max-length", type=int, default=1024, help="tokens per example; longer prompts lose their start")
+    train.add_argument("--eval-max-tokens", type=int, default=48, help="tokens per held-out reply, as the run's max_tokens (default 48)")
+    train.add_argument("--eval-per-card", type=int, default=2, help="held-out dialogues answered per held-out card (default 2)")
+    train.add_argument("--no-base-eval", action="store_true", help="skip the bare base model's held-out figures")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--layers", help="comma-separated layer indices to adapt (default: all; the last few train much faster)")
+    train.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from agents.lora_training import TrainingOptions
+    from runs.cli.judge import layer_list
+    from runs.training.seeker import train_command
+
+    options = TrainingOptions(steps=args.steps, lr=args.lr, rank=args.rank, batch_size=args.batch_size, max_length=args.max_length,
+                              holdout=args.holdout, seed=args.seed, eval_max_tokens=args.eval_max_tokens,
+                              layers=layer_list(args.layers), compare_base=not args.no_base_eval)
+    print(train_command(args.dialogues, args.cards, args.base, args.protocol, args.out, options, args.persona, args.eval_per_card))
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -109,8 +109,9 @@ async def test_scripted_seekers_rank_as_designed(stores: dict[str, Path]) -> Non
     assert {name: (r["seeker"], r["persona"], r["n_episodes"]) for name, r in rows.items()} == {
         name: (name, "default", len(CARDS)) for name in SEEKERS}
     by = {metric: {name: rows[name][metric] for name in SEEKERS} for metric in rows["good"]}
-    # role breaks: only the breaker, on every turn
-    assert by["role_break_rate"] == {"parrot": 0.0, "breaker": 1.0, "reciter": 0.0, "good": 0.0}
+    # role breaks: the breaker on every turn; the parrot where it echoes the listener's "I'm here to listen"
+    # (the opener and the first supporter line: 2 of its 5 turns), which is speaking as the listener
+    assert by["role_break_rate"] == {"parrot": 0.4, "breaker": 1.0, "reciter": 0.0, "good": 0.0}
     # parroting: the parrot echoes the supporter word for word; the rest hardly overlap
     assert by["parroting"]["parrot"] == 1.0
     assert max(by["parroting"][n] for n in ("breaker", "reciter", "good")) < 0.2
