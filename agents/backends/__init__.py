@@ -78,8 +78,10 @@ def vllm_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
 
 def role_adapter(endpoint: Any, role: str) -> str | None:
     """The adapter named like the role (``lora = {seeker = ...}`` in ``[seeker]``): it answers the role's requests,
-    which name no model (the judge names one per dimension through ``[judge.models]``)."""
-    return role if role in endpoint.lora else None
+    which name no model (the judge names one per dimension through ``[judge.models]``). Among several
+    ``[[seekers]]`` the role is ``seeker:NAME``; each names its adapter ``seeker`` all the same."""
+    kind = role.split(":", 1)[0]
+    return kind if kind in endpoint.lora else None
 
 
 __all__ = ["BACKENDS", "BackendError", "BackendFactory", "BackendStats", "ChatBackend", "GaveUp", "RetryableError", "Shared", "role_adapter"]

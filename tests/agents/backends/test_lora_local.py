@@ -21,6 +21,7 @@ def adapter(tmp_path: Path, name: str) -> str:
 def test_the_adapter_named_like_the_role_is_its_default(tmp_path: Path) -> None:
     endpoint = EndpointConfig(backend="transformers", lora={"seeker": adapter(tmp_path, "s"), "other": adapter(tmp_path, "o")})
     assert role_adapter(endpoint, "seeker") == "seeker"
+    assert role_adapter(endpoint, "seeker:esc-role") == "seeker", "one of several [[seekers]] uses its own seeker adapter"
     assert role_adapter(endpoint, "judge") is None, "a judge names its adapters per dimension; no default"
     backend = BACKENDS.get("transformers")(endpoint, name="seeker", shared=Shared())
     assert isinstance(backend, LoraLocalBackend) and backend.default_model == "seeker"
