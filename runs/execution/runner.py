@@ -151,6 +151,7 @@ class Runner:
             behaviours=self.plan.behaviours, role_break=self.plan.role_break(),
         )
         runtime.start()
+        self.store.set_meta(backends=self.pool.kinds)  # what ``auto`` chose, per role: numbers depend on the engine
         self.store.begin_run()
         status = "interrupted"
         with few_collections():
