@@ -231,7 +231,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
                 cpu.append(f"{row['cpu_used']:.0%}")
                 load.append(f"{row['load_before']:.1f} / {row['load_after']:.1f}")
             else:
-                cells.append("skipped" if "skipped" in row else "error")
+                cells.append("skipped" if "skipped" in row else "error" if "error" in row else "–")
         label = next(r["label"] for r in rows if r.get("engine") == engine)
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {', '.join(cpu) or '–'} | {', '.join(load) or '–'} |")
     return "\n".join(lines)

@@ -112,7 +112,8 @@ def draw_engines(path: str, rows: list[dict[str, Any]], *, machine: dict[str, An
             text = f"CPU {r['cpu_used']:.0%}" if r else "skipped"
             ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", fontsize=7,
                         textcoords="offset points", xytext=(0, 3))
-    ax.set_xticks(range(len(engines)), engines, fontsize=8)
+    dtypes = {r["engine"]: r.get("settings", {}).get("dtype", "") for r in rows if "tokens_per_s" in r}
+    ax.set_xticks(range(len(engines)), [f"{e}\n{dtypes.get(e, '')}" for e in engines], fontsize=8)
     ax.set_ylabel("completion tokens / s")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
