@@ -94,6 +94,7 @@ class VLLMEngineBackend:
         self._engine: Any = None
         self._tokenizer: Any = None
         self._vllm: Any = None
+        self._final_only: Any = None
         self._lora_requests: dict[str, Any] = {}
         self._defaults: dict[str, Any] = {}
         self._starting: asyncio.Lock | None = None
@@ -121,8 +122,9 @@ class VLLMEngineBackend:
         import vllm  # noqa: PLC0415 -- optional dependency
         from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: PLC0415
         from vllm.lora.request import LoRARequest  # noqa: PLC0415
+        from vllm.sampling_params import RequestOutputKind  # noqa: PLC0415
 
-        self._vllm = vllm
+        self._vllm, self._final_only = vllm, RequestOutputKind.FINAL_ONLY
         options: dict[str, Any] = {}
         if _on_cpu():
             options.update(_ON_CPU_DEFAULTS)
@@ -241,8 +243,14 @@ class VLLMEngineBackend:
         return Completion(text, len(final.prompt_token_ids or ()), len(out.token_ids), latency, model_name)
 
     def _sampling(self, params: SamplingParams, seed: int | None) -> Any:
-        """vLLM sampling parameters; unset fields take the model's generation config, as vLLM's server does."""
+        """vLLM sampling parameters; unset fields take the model's generation config, as vLLM's server does.
+
+        Only the final output is asked for, as vLLM's server does for a non-streaming request: the
+        default (cumulative) makes the engine client build a ``RequestOutput`` with the text so far
+        at every step of every request, in this process, beside the runner.
+        """
         values = dict(self._defaults)
+        values["output_kind"] = self._final_only
         values["max_tokens"] = params.max_tokens
         if params.temperature is not None:
             values["temperature"] = params.temperature
