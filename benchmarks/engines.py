@@ -117,10 +117,15 @@ def vllm_python() -> Path | None:
     return python if python.is_file() and any(venv.glob(".esc-eval-ready-*")) else None
 
 
-def unavailable(engine: Engine) -> str | None:
-    """Why ``engine`` cannot run here, with how to get it; None when it can."""
+def unavailable(engine: Engine, *, named: bool = False) -> str | None:
+    """Why ``engine`` cannot (or, unless ``named``, should not) run here, with how to get it; None when it can."""
     import importlib.util
 
+    from agents.backends.vllm_engine import cpu_has_native_bf16
+
+    if engine.name == "transformers-bfloat16" and not named and not cpu_has_native_bf16():
+        return ("this CPU has no native bfloat16 (AVX512-BF16 or AMX): it runs ~8x slower than float32 here, "
+                "for an hour or more; name it in --engines to run it anyway")
     if engine.venv == "vllm":
         return None if vllm_python() else f"no vLLM venv at $ESC_EVAL_VLLM_VENV or ~/.cache/esc-eval/vllm-venv: {VLLM_SETUP}"
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
@@ -143,11 +148,11 @@ def child_env(engine: Engine) -> dict[str, str]:
 
 
 def run_engine(engine: Engine, model: Path, plan: dict[str, Any], repeats: int, vllm_dtype: str,
-               log: Callable[[str], None]) -> list[dict[str, Any]]:
+               log: Callable[[str], None], *, named: bool = False) -> list[dict[str, Any]]:
     """One child process running ``engine`` at every C of ``plan``: its rows, or rows saying why there are none."""
     base = {"scenario": "engines", "engine": engine.name, "label": engine.label.format(dtype=vllm_dtype),
             **{k: plan[k] for k in ("episodes", "rounds", "max_tokens")}}
-    reason = unavailable(engine)
+    reason = unavailable(engine, named=named)
     if reason:
         log(f"{engine.name}: skipped: {reason}")
         return [{**base, "c": c, "skipped": reason} for c in plan["concurrency"]]
@@ -157,24 +162,40 @@ def run_engine(engine: Engine, model: Path, plan: dict[str, Any], repeats: int, 
            "--max-tokens", str(plan["max_tokens"]), "--repeats", str(repeats), "--vllm-dtype", vllm_dtype]
     log(f"{engine.name}: running ({python}; engine log: {_log_path(engine)})")
     with open(_log_path(engine), "wb") as stderr:
+        child = subprocess.Popen(cmd, cwd=ROOT, env=child_env(engine), stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
         try:
-            done = subprocess.run(cmd, cwd=ROOT, env=child_env(engine), stdout=subprocess.PIPE, stderr=stderr,
-                                  timeout=CHILD_TIMEOUT, start_new_session=True)
+            stdout, _ = child.communicate(timeout=CHILD_TIMEOUT)
         except subprocess.TimeoutExpired:
+            _stop(child)
             return [{**base, "c": c, "error": f"no result after {CHILD_TIMEOUT:.0f} s; see {_log_path(engine)}"} for c in plan["concurrency"]]
-    lines = done.stdout.decode(errors="replace").splitlines()
+        except BaseException:  # Ctrl-C reaches only this process (the child has its own session): stop the engine too
+            _stop(child)
+            raise
+    lines = stdout.decode(errors="replace").splitlines()
     rows = [json.loads(line) for line in lines if line.startswith('{"c": ')]
     with open(_log_path(engine), "a") as stderr:  # the engine's own stdout chatter (vLLM logs there), for the record
         stderr.write("\n".join(line for line in lines if not line.startswith('{"c": ')))
     measured = {row["c"] for row in rows}
-    if done.returncode or len(measured) < len(plan["concurrency"]):
+    if child.returncode or len(measured) < len(plan["concurrency"]):
         tail = _log_path(engine).read_text(errors="replace").strip().splitlines()[-5:]
-        error = f"child exited with code {done.returncode}; see {_log_path(engine)}: " + " | ".join(tail)
+        error = f"child exited with code {child.returncode}; see {_log_path(engine)}: " + " | ".join(tail)
         rows += [{**base, "c": c, "error": error[-2000:]} for c in plan["concurrency"] if c not in measured]
     for row in rows:
         log(f"{engine.name} C={row['c']}: " + (f"{row['tokens_per_s']} tok/s, CPU {row['cpu_used']:.0%} of {row['cores']} cores"
                                                 if "tokens_per_s" in row else row.get("error", "")[:300]))
     return [{**base, **row} for row in rows]
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group (it stops its engine and servers), SIGKILL what is left after a minute."""
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    except ProcessLookupError:
+        pass
 
 
 def _log_path(engine: Engine) -> Path:
@@ -200,7 +221,7 @@ def engines(*, quick: bool = False, repeats: int = 1, only: Sequence[str] = (), 
     if vllm_dtype == "auto":
         vllm_dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
     rows = [row for engine in ENGINES if not only or engine.name in only
-            for row in run_engine(engine, model, plan, repeats, vllm_dtype, log)]
+            for row in run_engine(engine, model, plan, repeats, vllm_dtype, log, named=engine.name in only)]
     return [*rows, summary(rows)]
 
 
@@ -428,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vllm-dtype", default=VLLM_ENGINE_ARGS["dtype"], choices=("bfloat16", "float32"))
     args = parser.parse_args(argv)
     os.environ.setdefault("AUTOGEN_DISABLE_RUNTIME_TRACING", "true")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: engines and servers are stopped on the way out
 
     def emit(row: dict[str, Any]) -> None:
         print(json.dumps(row), flush=True)

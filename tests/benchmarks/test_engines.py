@@ -115,3 +115,15 @@ def test_the_command_prints_json_lines_a_table_and_a_plot(tmp_path: Path) -> Non
     assert "| engine | C = 2 tok/s | C = 4 tok/s |" in out.stderr
     assert (tmp_path / "e.png").stat().st_size > 1000
     assert time.perf_counter() - start < 120
+
+
+def test_bfloat16_transformers_runs_only_when_named_on_a_cpu_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.backends.vllm_engine as vllm_engine
+    from benchmarks.engines import ENGINES, unavailable
+
+    bf16 = next(e for e in ENGINES if e.name == "transformers-bfloat16")
+    monkeypatch.setattr(vllm_engine, "cpu_has_native_bf16", lambda: False)
+    assert "no native bfloat16" in (unavailable(bf16) or "")
+    assert unavailable(bf16, named=True) is None
+    monkeypatch.setattr(vllm_engine, "cpu_has_native_bf16", lambda: True)
+    assert unavailable(bf16) is None
