@@ -311,7 +311,8 @@ async def run_plan(backend: Any, c: int, episodes: int, rounds: int, max_tokens:
     wall = end - start
     tokens = backend.stats.completion_tokens - tokens0
     return {"wall_s": round(wall, 2), "completion_tokens": tokens, "tokens_per_s": round(tokens / wall, 1),
-            "cpu_s": round(cpu, 2), "cpu_used": round(cpu / wall / cores(), 3), "load_before": round(load_before, 2),
+            "cpu_s": round(cpu, 2), "cpu_used": round(cpu / wall / cores(), 3), "cpu_ms_per_token": round(cpu * 1000 / max(1, tokens), 1),
+            "load_before": round(load_before, 2),
             "load_after": round(load_after, 2), "episodes_done": result.progress.done, "episodes_failed": result.progress.failed}
 
 
