@@ -9,6 +9,8 @@ Each scenario prints one JSON line of figures. Scenarios (see ``docs/performance
   (the embedded SmolLM2) beside a raw load generator at the same concurrency.
 - ``local``: the in-process ``transformers_local`` backend with dynamic micro-batching on 8
   concurrent episodes beside ESC-Eval's sequential one-reply-at-a-time loop.
+- ``engines``: every local engine (transformers float32/bfloat16, vLLM in-process and its server,
+  ``transformers serve``) on the same plan at C = 8 and 16, one at a time (``benchmarks.engines``).
 
 Each measured client runs in a fresh child process, so its CPU time and peak RSS are its own.
 """

@@ -4,9 +4,12 @@ Scenarios: ``overhead-100``, ``overhead-1000``, ``overhead-5000`` (the fake serv
 after 20 ms: both clients are CPU-bound), ``loaded-100``, ``loaded-1000``, ``loaded-5000`` (it answers
 like a loaded model server, ~1,000 requests/s at any concurrency: C ms, +-50 %), ``overhead`` (with
 ``--n``/``--c``/``--delay``/``--jitter``), ``saturation``, ``local`` (float32, the backend's default),
-``local-bfloat16``; none given runs them all.
+``local-bfloat16``; none given runs them all. ``engines`` (not in that default: it starts five engines, one
+at a time) runs every local engine on the same plan at C = 8 and 16 (``benchmarks.engines``): one line per
+(engine, C), then an ``engines-summary`` line, and the table on stderr; ``--engines``/``--repeats`` choose.
 ``--quick`` shrinks every scenario (fewer episodes; for a smoke run, not for figures).
-``--plot PNG`` also measures the overhead at a grid of N and C and draws cost against them.
+``--plot PNG`` also measures the overhead at a grid of N and C and draws cost against them; with
+``engines`` it draws tokens/s and CPU used per engine instead.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ def machine() -> dict[str, Any]:
     info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     try:
         with open("/proc/cpuinfo") as f:
-            info["cpu"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+            lines = f.readlines()
+        info["cpu"] = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+        info["cpu_isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]  # bfloat16 is native only with the last two
         with open("/proc/meminfo") as f:
             info["mem_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
         info["load_avg_1m"] = os.getloadavg()[0]
@@ -67,6 +73,17 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     raise SystemExit(f"unknown scenario {name!r} (known: overhead, {', '.join(DEFAULT)})")
 
 
+def run_engines(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The engines scenario's rows, its summary, and its table on stderr (stdout stays JSON lines)."""
+    from benchmarks.engines import engines, table
+
+    rows = engines(quick=args.quick, repeats=args.repeats, only=[e for e in args.engines.split(",") if e], vllm_dtype=args.vllm_dtype)
+    load = os.getloadavg()[0]
+    print(f"\n{table(rows[:-1])}\n(tok/s = completion tokens / wall s, the median of --repeats runs (min–max); CPU used = the "
+          f"engine's processes' CPU s / wall s / {len(os.sched_getaffinity(0))} cores; load average now {load:.1f})\n", file=sys.stderr, flush=True)
+    return rows
+
+
 def targets(result: dict[str, Any]) -> dict[str, bool]:
     """The issue's targets that this scenario's figures decide."""
     name = result.get("scenario", "")
@@ -82,7 +99,7 @@ def targets(result: dict[str, Any]) -> dict[str, bool]:
         return {"tokens/s>=90%_of_raw": (result.get("ratio_tokens_per_s") or 0) >= 0.9}
     if name.startswith("local"):
         return {"speedup>=3x": (result.get("speedup_tokens_per_s") or 0) >= 3}
-    return {}
+    return result.get("targets", {})  # engines-summary decides its own
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,23 +112,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=0.0, help="each delay scaled by a uniform factor in [1-J, 1+J] (default 0)")
     parser.add_argument("--plot", metavar="PNG", help="also measure overhead over a grid of N and C and plot it to PNG")
     parser.add_argument("--out", metavar="JSONL", help="also append the JSON lines to this file")
+    parser.add_argument("--engines", metavar="LIST", default="", help="engines scenario: only these (comma-separated names)")
+    parser.add_argument("--repeats", type=int, default=1, help="engines scenario: runs per (engine, C); the line has their median")
+    parser.add_argument("--vllm-dtype", choices=("auto", "bfloat16", "float32"), default="auto",
+                        help="engines scenario: the vLLM engines' dtype (auto: bfloat16 where the CPU has it natively, else float32)")
     args = parser.parse_args(argv)
     info = machine()
     results = []
     for name in args.scenarios or DEFAULT:
         try:
-            result = run_scenario(name, args)
+            found = run_engines(args) if name == "engines" else [run_scenario(name, args)]
         except Exception as exc:  # one broken scenario must not hide the others' figures
-            result = {"scenario": name, "error": f"{type(exc).__name__}: {exc}"[:2000]}
-        result["targets"] = targets(result) if "error" not in result else {}
-        result["machine"] = info
-        results.append(result)
-        line = json.dumps(result)
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(line + "\n")
-    if args.plot:
+            found = [{"scenario": name, "error": f"{type(exc).__name__}: {exc}"[:2000]}]
+        for result in found:
+            result["targets"] = targets(result) if "error" not in result else {}
+            result["machine"] = info
+            results.append(result)
+            line = json.dumps(result)
+            print(line, flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(line + "\n")
+    engine_rows = [r for r in results if r.get("scenario") == "engines"]
+    if args.plot and engine_rows:
+        from benchmarks.plot import draw_engines
+
+        draw_engines(args.plot, engine_rows, machine=info)
+    elif args.plot:
         from benchmarks.plot import sweep_and_plot
 
         for line in sweep_and_plot(args.plot, results, quick=args.quick, delay=args.delay):

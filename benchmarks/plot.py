@@ -87,3 +87,39 @@ def draw(path: str, by_c: list[dict[str, Any]], by_n: list[dict[str, Any]]) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def draw_engines(path: str, rows: list[dict[str, Any]], *, machine: dict[str, Any]) -> None:
+    """Tokens/s per engine at each C (bars, min-max of the repeats as error bars), CPU used written on each bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    engines = list(dict.fromkeys(r["engine"] for r in rows))
+    cs = sorted({r["c"] for r in rows})
+    by = {(r["engine"], r["c"]): r for r in rows if "tokens_per_s" in r}
+    width = 0.8 / max(1, len(cs))
+    fig, ax = plt.subplots(figsize=(11, 4.8))
+    for i, c in enumerate(cs):
+        xs = [k + (i - (len(cs) - 1) / 2) * width for k in range(len(engines))]
+        found = [by.get((e, c)) for e in engines]
+        heights = [r["tokens_per_s"] if r else 0 for r in found]
+        low = [r["tokens_per_s"] - min(r["runs_tokens_per_s"]) if r else 0 for r in found]
+        high = [max(r["runs_tokens_per_s"]) - r["tokens_per_s"] if r else 0 for r in found]
+        bars = ax.bar(xs, heights, width, yerr=[low, high], capsize=3, label=f"C = {c}")
+        for bar, r in zip(bars, found, strict=True):
+            text = f"CPU {r['cpu_used']:.0%}" if r else "skipped"
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", fontsize=7,
+                        textcoords="offset points", xytext=(0, 3))
+    dtypes = {r["engine"]: r.get("settings", {}).get("dtype", "") for r in rows if "tokens_per_s" in r}
+    ax.set_xticks(range(len(engines)), [f"{e}\n{dtypes.get(e, '')}" for e in engines], fontsize=8)
+    ax.set_ylabel("completion tokens / s")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    plan = next(iter(by.values()), {})
+    ax.set_title(f"Engines on the same plan ({plan.get('episodes')} episodes, {plan.get('rounds')} rounds, {plan.get('max_tokens')} max tokens, "
+                 f"SmolLM2-135M-Instruct): {machine.get('cpus')} cores, {machine.get('cpu', '')}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -208,7 +208,7 @@ def parse_section(name: str, section: str, raw: Any, cls: type[Any]) -> Any:
 PATH_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".toml")
 """A protocol, profile or persona value ending so (or holding a slash) is a path, not a built-in name."""
 
-LOCAL_BACKENDS = ("transformers", "vllm")
+LOCAL_BACKENDS = ("transformers", "vllm", "auto")
 
 
 def resolve_paths(config: Config, base: Path) -> Config:

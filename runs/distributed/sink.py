@@ -83,6 +83,9 @@ class RecordSink:
     async def start_writer(self) -> None:
         pass
 
+    def set_meta(self, **values: Any) -> None:
+        """The driver's store keeps the run's meta; a worker's backend choices are not recorded there."""
+
     def begin_run(self) -> None:
         """The driver records the run (its heartbeat and end) in the real store."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agents.backends import BACKENDS, ChatBackend, Shared
+from agents.backends import BACKENDS, ChatBackend, Shared, resolve_backend
 from runs.config import EndpointConfig
 
 
@@ -14,20 +14,28 @@ class BackendPool:
     Sharing matters for local models: the seeker and a supporter on the embedded model
     load it once and have their requests micro-batched together. HTTP backends on one
     server share its connection pool (``Shared``). The endpoint's ``backend`` names the
-    factory in ``agents.backends.BACKENDS``.
+    factory in ``agents.backends.BACKENDS``; ``auto`` is resolved here, and ``kinds`` records
+    the backend each role got (the run's meta keeps it).
     """
 
     def __init__(self, overrides: Mapping[str, ChatBackend] | None = None):
         self._by_endpoint: dict[tuple[object, ...], ChatBackend] = {}
         self.overrides = dict(overrides or {})
         self._shared = Shared()
+        self._kind_of: dict[tuple[object, ...], str] = {}
+        self.kinds: dict[str, str] = {}
+        """Role name -> the backend it runs on (``auto`` resolved; ``override`` for a backend passed in)."""
 
     def get(self, role_name: str, endpoint: EndpointConfig) -> ChatBackend:
         if role_name in self.overrides:
+            self.kinds[role_name] = "override"
             return self.overrides[role_name]
         ident = (endpoint.backend, endpoint.base_url, endpoint.model, endpoint.api_key_env, tuple(sorted(endpoint.lora.items())))
         if ident not in self._by_endpoint:
-            self._by_endpoint[ident] = BACKENDS.get(endpoint.backend)(endpoint, name=role_name, shared=self._shared)
+            kind = resolve_backend(endpoint.backend, name=role_name, model=endpoint.model)
+            self._by_endpoint[ident] = BACKENDS.get(kind)(endpoint, name=role_name, shared=self._shared)
+            self._kind_of[ident] = kind
+        self.kinds[role_name] = self._kind_of[ident]
         return self._by_endpoint[ident]
 
     def all(self) -> list[ChatBackend]:

@@ -153,6 +153,7 @@ class Runner:
             for s in seekers
         }
         runtime.start()
+        self.store.set_meta(backends=self.pool.kinds)  # what ``auto`` chose, per role: numbers depend on the engine
         self.store.begin_run()
         status = "interrupted"
         with few_collections():

@@ -122,7 +122,7 @@ def test_named_extensions_unknown_or_misused_are_one_line_errors(run: dict[str, 
 
 
 def test_an_unknown_backend_lists_the_registered_ones() -> None:
-    with pytest.raises(ConfigError, match=r"\[seeker\] field 'backend': unknown backend 'llamafile' \(known: openai, transformers, vllm\)"):
+    with pytest.raises(ConfigError, match=r"\[seeker\] field 'backend': unknown backend 'llamafile' \(known: openai, transformers, vllm, auto\)"):
         parse_config({"seeker": {**SEEKER, "backend": "llamafile"}, "supporters": [SUPPORTER]})
 
 

@@ -76,3 +76,29 @@ def test_vllm_backend_config_and_routing_without_vllm() -> None:
     with pytest.raises(ConfigError, match="required by backend 'vllm'"):
         parse_config({"judge": {"backend": "vllm"}}, judge_only=True)
     assert c.fingerprint() != parse_config({"judge": {"backend": "vllm", "model": "/m"}}, judge_only=True).fingerprint()
+
+
+@pytest.mark.parametrize(("native", "dtype"), [(True, []), (False, ["--dtype", "float32"])])
+def test_on_a_cpu_without_native_bfloat16_the_server_runs_float32_unless_told(monkeypatch: pytest.MonkeyPatch,
+                                                                              native: bool, dtype: list[str]) -> None:
+    import agents.backends.vllm_server as vllm_server
+
+    monkeypatch.setattr(vllm_server, "cpu_has_native_bf16", lambda: native)
+    plan = ServerPlan("/m", 8000, ["seeker"])
+    command = plan.command("python", cpu=True, extra=["--dtype", "bfloat16"])
+    tail = [*dtype, "--enforce-eager", "--no-enable-chunked-prefill", "--dtype", "bfloat16"]
+    assert command[-len(tail):] == tail
+    assert command.count("--dtype") == 1 + len(dtype) // 2  # the user's --dtype comes last, so vLLM takes it
+    assert "--dtype" not in plan.command("python", cpu=False)
+
+
+def test_native_bfloat16_is_read_from_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import builtins
+
+    from agents.backends.vllm_engine import cpu_has_native_bf16
+
+    real_open = builtins.open
+    for flags, native in (("fpu avx2 avx512f", False), ("fpu avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(tmp_path / "cpuinfo" if path == "/proc/cpuinfo" else path, *a, **k))
+        assert cpu_has_native_bf16() is native

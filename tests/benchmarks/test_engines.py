@@ -1,0 +1,129 @@
+"""The engines benchmark's parts: CPU accounting of a process tree, one run of the plan, skipped engines, summary, plot.
+
+No engine is started here and no timing is asserted (figures depend on the machine): a scripted
+backend stands in for the model, and the vLLM venv is pointed at a folder that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.backends.scripted import ScriptedBackend
+from benchmarks.engines import ROW_KEYS, engines, run_plan, summary, table, tree_cpu_seconds
+
+ROOT = Path(__file__).resolve().parents[2]
+BURN = "import sys, time\nwhile time.process_time() < {seconds}: pass\nprint('burnt', flush=True)\nsys.stdin.read()\n"
+
+
+def test_tree_cpu_counts_a_busy_child_alive_and_after_it_is_reaped() -> None:
+    before = tree_cpu_seconds()
+    child = subprocess.Popen([sys.executable, "-c", BURN.format(seconds=0.6)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "burnt"  # type: ignore[union-attr]
+        alive = tree_cpu_seconds() - before
+    finally:
+        child.communicate("", timeout=30)
+    reaped = tree_cpu_seconds() - before
+    assert alive >= 0.55  # the child's own CPU, read from /proc while it runs (in clock ticks: 10 ms)
+    assert reaped >= 0.55  # now in this process's cutime/cstime
+
+
+def test_tree_cpu_ignores_processes_outside_the_tree() -> None:
+    ready = subprocess.Popen([sys.executable, "-c", BURN.format(seconds=0.8)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    ready.stdout.readline()  # type: ignore[union-attr]
+    other = ready.pid  # a busy process outside the tree measured below: a grandchild would be inside, so measure from a sibling
+    try:
+        sibling = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        try:
+            assert tree_cpu_seconds(other) >= 0.75
+            assert tree_cpu_seconds(sibling.pid) < 0.75  # the sibling's tree does not hold the busy process
+        finally:
+            sibling.communicate(b"", timeout=30)
+    finally:
+        ready.communicate("", timeout=30)
+
+
+def test_one_run_of_the_plan_reports_its_figures_and_leaves_the_engine_open() -> None:
+    class Counting(ScriptedBackend):
+        closed = False
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    backend = Counting(delay=0.02)  # 0.34 s at least: wall_s (2 decimals) is precise enough to check tokens_per_s
+    row = asyncio.run(run_plan(backend, 2, 17, 1, 8))  # 17 episodes: the 15 built-in cards repeat
+    assert row["episodes_done"] == 17 and row["episodes_failed"] == 0
+    assert row["completion_tokens"] == backend.stats.completion_tokens > 0  # seeker and supporter lines of every episode
+    assert len(backend.requests) == 17 * 2
+    assert row["tokens_per_s"] == pytest.approx(row["completion_tokens"] / row["wall_s"], rel=0.05)
+    assert 0 <= row["cpu_used"] and row["cpu_s"] >= 0 and {"load_before", "load_after"} <= row.keys()
+    assert not backend.closed  # the runner's close is the end of the clock, not of the engine
+    again = asyncio.run(run_plan(backend, 2, 2, 1, 8))
+    assert again["completion_tokens"] == backend.stats.completion_tokens - row["completion_tokens"]
+
+
+def test_a_missing_vllm_venv_is_skipped_with_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ESC_EVAL_VLLM_VENV", str(tmp_path / "no-venv"))
+    logged: list[str] = []
+    rows = engines(quick=True, only=["vllm", "vllm-server"], log=logged.append)
+    *measured, last = rows
+    assert [(r["engine"], r["c"]) for r in measured] == [("vllm", 2), ("vllm", 4), ("vllm-server", 2), ("vllm-server", 4)]
+    for row in measured:
+        assert "scripts/vllm-env.sh" in row["skipped"] and "tokens_per_s" not in row
+        assert set(ROW_KEYS) - {"tokens_per_s", "cpu_used"} <= row.keys()
+    assert last == {"scenario": "engines-summary", "targets": {}, "fastest": {"2": None, "4": None}, "tokens_per_s": {}}
+    assert any("vllm: skipped" in line for line in logged)
+    with pytest.raises(SystemExit, match="unknown engine"):
+        engines(quick=True, only=["vlm"])
+
+
+def row(engine: str, c: int, speed: float) -> dict[str, object]:
+    return {"scenario": "engines", "engine": engine, "label": engine, "c": c, "episodes": 16, "rounds": 2, "max_tokens": 48,
+            "tokens_per_s": speed, "runs_tokens_per_s": [speed - 1, speed, speed + 2], "cpu_used": 0.9,
+            "load_before": 0.5, "load_after": 0.7}
+
+
+def test_summary_decides_the_in_process_target_at_each_concurrency_and_names_the_fastest() -> None:
+    rows = [row("vllm", 8, 100.0), row("vllm-server", 8, 90.0), row("vllm", 16, 150.0), row("vllm-server", 16, 160.0),
+            row("transformers-float32", 8, 40.0), {"scenario": "engines", "engine": "transformers-serve", "label": "t", "c": 16, "skipped": "x"}]
+    result = summary(rows)
+    assert result["targets"] == {"vllm>=vllm-server@C=8": True, "vllm>=vllm-server@C=16": False}
+    assert result["fastest"] == {"8": "vllm", "16": "vllm-server"}
+    text = table(rows)
+    assert "| vllm | 100.0 (99.0–102.0) | 150.0 (149.0–152.0) | 90%, 90% |" in text
+    assert text.splitlines()[-1].startswith("| t | – | skipped |")
+
+
+def test_the_command_prints_json_lines_a_table_and_a_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ESC_EVAL_VLLM_VENV": str(tmp_path / "no-venv")}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "engines", "--quick", "--engines", "vllm", "--plot", str(tmp_path / "e.png")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["scenario"] for line in lines] == ["engines", "engines", "engines-summary"]
+    assert all("machine" in line and "cpu_isa" in line["machine"] for line in lines)
+    assert "| engine | C = 2 tok/s | C = 4 tok/s |" in out.stderr
+    assert (tmp_path / "e.png").stat().st_size > 1000
+    assert time.perf_counter() - start < 120
+
+
+def test_bfloat16_transformers_runs_only_when_named_on_a_cpu_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.backends.vllm_engine as vllm_engine
+    from benchmarks.engines import ENGINES, unavailable
+
+    bf16 = next(e for e in ENGINES if e.name == "transformers-bfloat16")
+    monkeypatch.setattr(vllm_engine, "cpu_has_native_bf16", lambda: False)
+    assert "no native bfloat16" in (unavailable(bf16) or "")
+    assert unavailable(bf16, named=True) is None
+    monkeypatch.setattr(vllm_engine, "cpu_has_native_bf16", lambda: True)
+    assert unavailable(bf16) is None
