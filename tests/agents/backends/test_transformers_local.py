@@ -69,7 +69,7 @@ def conversion(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, fl
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def backend(conversion: tuple[Path, Path, float]):
-    local = TransformersLocalBackend(conversion[1], max_batch=8, max_wait=0.05, name="smol")
+    local = TransformersLocalBackend(conversion[1], max_batch=8, name="smol")
     yield local
     await local.aclose()
 
@@ -77,17 +77,15 @@ async def backend(conversion: tuple[Path, Path, float]):
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def plain(conversion: tuple[Path, Path, float]):
     """The reference answers: one request at a time, no prefix cache, every prompt prefilled whole."""
-    local = TransformersLocalBackend(conversion[1], max_batch=1, max_wait=0.0, name="plain", prefix_cache_mb=0)
+    local = TransformersLocalBackend(conversion[1], max_batch=1, name="plain", prefix_cache_mb=0)
     yield local
     await local.aclose()
 
 
 async def alone(backend: TransformersLocalBackend, chat, params: SamplingParams):
-    """Send one request with nothing else queued, and check it ran as a batch of one."""
-    before = backend.batches_run
-    completion = await backend.complete(chat, params)
-    assert backend.batches_run == before + 1
-    return completion
+    """Send one request with nothing else in flight, so that it decodes as a batch of one."""
+    assert backend.stats.in_flight == 0
+    return await backend.complete(chat, params)
 
 
 def test_embedded_model_dir_converts_once_then_reuses_the_cache(conversion: tuple[Path, Path, float]) -> None:
@@ -137,8 +135,8 @@ async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(
     before = backend.batches_run
     batched = await asyncio.gather(*(backend.complete(chat, GREEDY) for chat in PROMPTS))
 
-    assert backend.batches_run - before < len(PROMPTS)
     assert backend.largest_batch >= 2
+    assert backend.batches_run - before < sum(c.completion_tokens for c in batched)  # rows shared decode steps
     # Left padding is masked: the same prompt gives the same greedy tokens alone or padded in a batch.
     assert [c.text for c in batched] == [c.text for c in singles]
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in singles]
