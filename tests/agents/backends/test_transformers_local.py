@@ -88,6 +88,25 @@ async def alone(backend: TransformersLocalBackend, chat, params: SamplingParams)
     return await backend.complete(chat, params)
 
 
+def generate_alone(loaded: TransformersLocalBackend, chat, max_tokens: int) -> str:
+    """The greedy answer of transformers' own ``generate`` to one prompt alone, with its default cache."""
+    from transformers import GenerationConfig
+
+    tokenizer, model = loaded._tokenizer, loaded._model
+    config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, eos_token_id=loaded._eos_ids, pad_token_id=loaded._pad_id)
+    text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    tokens = model.generate(**inputs, generation_config=config)[0, inputs["input_ids"].shape[1]:].tolist()
+    end = next((i for i, token in enumerate(tokens) if token in loaded._eos_ids), len(tokens))
+    return tokenizer.decode(tokens[:end], skip_special_tokens=True).strip()
+
+
+async def decoding(backend: TransformersLocalBackend, steps_before: int) -> None:
+    """Wait until the backend has run a decode step since ``steps_before``: a row is in the running batch."""
+    while backend.batches_run <= steps_before:
+        await asyncio.sleep(0.005)
+
+
 def test_embedded_model_dir_converts_once_then_reuses_the_cache(conversion: tuple[Path, Path, float]) -> None:
     root, folder, first_seconds = conversion
     assert folder == root / "models" / EMBEDDED_NAME
@@ -143,16 +162,8 @@ async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(
     assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in singles]
 
     # The reference itself answers as transformers' own generate does, with its default cache.
-    from transformers import GenerationConfig
-
-    tokenizer, model = plain._tokenizer, plain._model
-    config = GenerationConfig(max_new_tokens=GREEDY.max_tokens, do_sample=False, eos_token_id=plain._eos_ids, pad_token_id=plain._pad_id)
     for chat, single in zip(PROMPTS, singles):
-        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        tokens = model.generate(**inputs, generation_config=config)[0, inputs["input_ids"].shape[1]:].tolist()
-        end = next((i for i, token in enumerate(tokens) if token in plain._eos_ids), len(tokens))
-        assert tokenizer.decode(tokens[:end], skip_special_tokens=True).strip() == single.text
+        assert generate_alone(plain, chat, GREEDY.max_tokens) == single.text
 
 
 @shared_loop
@@ -297,3 +308,101 @@ async def test_aclose_frees_the_model_and_refuses_new_requests(conversion: tuple
     assert local._model is None
     with pytest.raises(BackendError):
         await local.complete(PROMPTS[0], SamplingParams(max_tokens=3))
+
+
+# --------------------------------------------------------------------------- continuous batching
+
+LONG = [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]
+"""A prompt whose greedy answer runs to any budget given here (checked where it matters)."""
+
+
+@shared_loop
+async def test_requests_joining_a_running_decode_answer_as_plain_generate_alone(
+    backend: TransformersLocalBackend, plain: TransformersLocalBackend
+) -> None:
+    budgets = [24, 5, 16, 9, 24, 12]
+    chats = PROMPTS + PROMPTS[:2]
+    largest, tasks, joined_running = backend.largest_batch, [], []
+    for chat, budget in zip(chats, budgets):
+        steps = backend.batches_run
+        tasks.append(asyncio.ensure_future(backend.complete(chat, SamplingParams(max_tokens=budget))))
+        await decoding(backend, steps)  # each request arrives after the decode has moved on
+        joined_running.append(sum(not task.done() for task in tasks[:-1]))
+    answers = await asyncio.gather(*tasks)
+
+    assert max(joined_running) >= 2  # later requests really joined rows mid-answer
+    assert backend.largest_batch >= min(3, largest + 1)
+    await alone(plain, PROMPTS[0], GREEDY)  # loads the reference model
+    for chat, budget, answer in zip(chats, budgets, answers):
+        assert answer.text == generate_alone(plain, chat, budget)
+        assert answer.completion_tokens <= budget
+
+
+@shared_loop
+async def test_a_seeded_sampled_request_draws_the_same_text_alone_or_joining_others(backend: TransformersLocalBackend) -> None:
+    sampled = SamplingParams(max_tokens=16, temperature=0.8, top_p=0.9, seed=11)
+    first = await alone(backend, PROMPTS[3], sampled)
+    steps = backend.batches_run
+    others = [asyncio.ensure_future(backend.complete(chat, SamplingParams(max_tokens=24, temperature=1.0, seed=n)))
+              for n, chat in enumerate(PROMPTS)]
+    await decoding(backend, steps)
+    joined = await backend.complete(PROMPTS[3], sampled)
+    await asyncio.gather(*others)
+    assert joined.text == first.text
+
+
+@shared_loop
+async def test_a_finished_row_frees_its_slot_for_a_queued_request_at_once(conversion: tuple[Path, Path, float]) -> None:
+    two = TransformersLocalBackend(conversion[1], max_batch=2, name="two")
+    try:
+        finished: list[str] = []
+
+        async def send(label: str, chat, max_tokens: int):
+            completion = await two.complete(chat, SamplingParams(max_tokens=max_tokens))
+            finished.append(label)
+            return completion
+
+        steps = two.batches_run
+        long = asyncio.ensure_future(send("long", LONG, 64))
+        short = asyncio.ensure_future(send("short", PROMPTS[1], 4))
+        await decoding(two, steps)
+        queued = asyncio.ensure_future(send("queued", PROMPTS[2], 4))  # both rows busy: it waits for one to free
+        long_answer, *_ = await asyncio.gather(long, short, queued)
+
+        assert long_answer.completion_tokens == 64  # it really ran to its budget
+        assert finished == ["short", "queued", "long"]
+        assert two.largest_batch == 2
+    finally:
+        await two.aclose()
+
+
+@shared_loop
+async def test_a_cancelled_request_leaves_the_running_batch(conversion: tuple[Path, Path, float]) -> None:
+    one = TransformersLocalBackend(conversion[1], max_batch=1, name="one")
+    try:
+        steps = one.batches_run
+        long = asyncio.ensure_future(one.complete(LONG, SamplingParams(max_tokens=400)))
+        await decoding(one, steps)
+        long.cancel()
+        # With one row, the next request runs only once the cancelled one has left the batch.
+        after = await one.complete(PROMPTS[1], SamplingParams(max_tokens=4))
+        assert after.text
+        assert one.batches_run - steps < 100
+        assert one.stats.in_flight == 0
+    finally:
+        await one.aclose()
+
+
+@shared_loop
+async def test_aclose_fails_queued_requests_and_lets_running_rows_finish(conversion: tuple[Path, Path, float]) -> None:
+    one = TransformersLocalBackend(conversion[1], max_batch=1, name="closing-busy")
+    steps = one.batches_run
+    running = asyncio.ensure_future(one.complete(LONG, SamplingParams(max_tokens=20)))
+    await decoding(one, steps)
+    queued = asyncio.ensure_future(one.complete(PROMPTS[1], SamplingParams(max_tokens=4)))
+    await asyncio.sleep(0)  # queued behind the running row
+    await one.aclose()
+    assert (await running).completion_tokens == 20
+    with pytest.raises(BackendError, match="closed"):
+        await queued
+    assert one._model is None
