@@ -1,29 +1,33 @@
-"""In-process chat completions from a local transformers model, micro-batched.
+"""In-process chat completions from a local transformers model, continuously batched.
 
 ``TransformersLocalBackend`` serves one causal LM folder (by default the embedded
-SmolLM2-135M-Instruct, see ``embedded_model_dir``) to many concurrent callers.
-Requests are queued; one worker task takes up to ``max_batch`` of them (waiting at
-most ``max_wait`` seconds after the oldest arrived), renders each through the
-tokenizer's chat template, pads on the left and runs a single ``generate`` in a
-dedicated thread, so the event loop never blocks on torch.
+SmolLM2-135M-Instruct, see ``embedded_model_dir``) to many concurrent callers. One
+model thread runs decode steps over a running set of rows (``agents.backends.decoding``)
+and never waits on the event loop: between steps it admits queued requests (up to
+``max_batch`` rows), each rendered through the tokenizer's chat template and prefilled
+alone, and retires rows that produced the end token or reached their own
+``max_tokens``, handing each answer to its caller's loop at once. A new request thus
+joins the running decode at its next step instead of waiting for a batch's longest
+answer, and a short answer never waits for a long one. A cancelled caller's row is
+dropped at the next step.
 
-Every request in a batch keeps its own decoding settings: greedy when
-``temperature`` is None or 0, otherwise sampling with ``temperature``/``top_p`` from
-a ``torch.Generator`` of its own, seeded with ``params.seed``. Requests therefore
-never need to agree to share a batch, and (in float32, below) a seeded request
-draws the same tokens whatever else was batched with it. A row that reaches its own
-``max_tokens`` is given the end token while the rest of the batch goes on.
+Every row keeps its own decoding settings: greedy when ``temperature`` is None or 0,
+otherwise sampling with ``temperature``/``top_p`` from a ``torch.Generator`` of its
+own, seeded with ``params.seed``. Requests never need to agree to share a batch, and
+(in float32, below) a seeded request draws the same tokens whatever else is running.
 
-Prefix cache: past prompts' keys and values are reused by later prompts that extend them
-(``prefix_cache_mb``; ``agents.backends.kv_cache`` says how and what it saved).
-
+Prefix cache: each prompt's keys and values are kept once it is prefilled, and later
+prompts that extend them (an agent's next turn, another episode with the same system
+prompt) prefill only the rest (``prefix_cache_mb``; ``agents.backends.kv_cache``).
 
 Numerics: the embedded folder is float32. In float32, greedy answers were measured
 identical whether a prompt is generated alone or left-padded in a batch (0 of 72
 differed, batch sizes 2-12, 48 tokens), and whether its prefix came from the cache or
-not (0 of 32 differed: 8 episodes, 2 rounds, 48 tokens). In bfloat16 about half of
-the batched answers diverged after a few dozen tokens. bfloat16 is faster in large batches on CPUs with AMX;
-pass ``dtype="bfloat16"`` to trade reproducibility for that.
+not (0 of 32 differed: 8 episodes, 2 rounds, 48 tokens); the tests check this against
+plain ``generate``, with rows joining a running decode. In bfloat16 about half of the
+batched answers diverged after a few dozen tokens, and on CPUs without bfloat16
+instructions (AVX2 only) bfloat16 is several times slower than float32; where the CPU
+has AMX it is faster in large batches: pass ``dtype="bfloat16"`` to trade reproducibility for that.
 
 CPU threads: torch uses ``threads`` intra-op threads (default: the CPUs this
 process may use; ``torch.set_num_threads`` is process-wide). Before torch's first
