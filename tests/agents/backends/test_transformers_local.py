@@ -322,7 +322,7 @@ async def test_requests_joining_a_running_decode_answer_as_plain_generate_alone(
 ) -> None:
     budgets = [24, 5, 16, 9, 24, 12]
     chats = PROMPTS + PROMPTS[:2]
-    largest, tasks, joined_running = backend.largest_batch, [], []
+    tasks, joined_running = [], []
     for chat, budget in zip(chats, budgets):
         steps = backend.batches_run
         tasks.append(asyncio.ensure_future(backend.complete(chat, SamplingParams(max_tokens=budget))))
@@ -331,7 +331,6 @@ async def test_requests_joining_a_running_decode_answer_as_plain_generate_alone(
     answers = await asyncio.gather(*tasks)
 
     assert max(joined_running) >= 2  # later requests really joined rows mid-answer
-    assert backend.largest_batch >= min(3, largest + 1)
     await alone(plain, PROMPTS[0], GREEDY)  # loads the reference model
     for chat, budget, answer in zip(chats, budgets, answers):
         assert answer.text == generate_alone(plain, chat, budget)
