@@ -235,7 +235,8 @@ class SoloBatch:
         self.members, self._cache = [member], cache
 
     def remove(self, rows: list[int]) -> None:
-        self.members, self._cache = [], None
+        if rows:
+            self.members, self._cache = [], None
 
     def step(self, tokens: list[int]) -> Any:
         import torch

@@ -405,3 +405,28 @@ async def test_aclose_fails_queued_requests_and_lets_running_rows_finish(convers
     with pytest.raises(BackendError, match="closed"):
         await queued
     assert one._model is None
+
+
+class _UnsplicedBackend(TransformersLocalBackend):
+    """The backend as it runs a model whose cache it cannot splice (sliding windows, recurrent layers)."""
+
+    def _load(self) -> None:
+        super()._load()
+        self._plain_cache, self._prefixes = False, None
+
+
+@shared_loop
+async def test_a_model_whose_cache_cannot_be_spliced_decodes_one_row_at_a_time(
+    conversion: tuple[Path, Path, float], plain: TransformersLocalBackend
+) -> None:
+    solo = _UnsplicedBackend(conversion[1], max_batch=4, name="solo")
+    try:
+        budgets = [12, 5, 9]
+        answers = await asyncio.gather(*(solo.complete(chat, SamplingParams(max_tokens=n)) for chat, n in zip(PROMPTS, budgets)))
+        assert solo.largest_batch == 1
+        assert solo.reused_tokens == 0
+        await alone(plain, PROMPTS[0], GREEDY)  # loads the reference model
+        for chat, budget, answer in zip(PROMPTS, budgets, answers):
+            assert answer.text == generate_alone(plain, chat, budget)
+    finally:
+        await solo.aclose()
