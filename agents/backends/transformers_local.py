@@ -23,10 +23,13 @@ prompt) prefill only the rest (``prefix_cache_mb``; ``agents.backends.kv_cache``
 Numerics: the embedded folder is float32. In float32, greedy answers were measured
 identical whether a prompt is generated alone or left-padded in a batch (0 of 72
 differed, batch sizes 2-12, 48 tokens), and whether its prefix came from the cache or
-not (0 of 32 differed: 8 episodes, 2 rounds, 48 tokens); the tests check this against
-plain ``generate``, with rows joining a running decode. In bfloat16 about half of the
+not (0 of 32 differed: 8 episodes, 2 rounds, 48 tokens). With continuous batching, 0 of 23
+differed from plain ``generate`` alone (15 seeker cards and 8 supporter prompts, 16-48
+tokens, arriving at random over 20 s into up to 8 running rows, prefix cache on); the
+tests check this with rows joining a running decode. In bfloat16 about half of the
 batched answers diverged after a few dozen tokens, and on CPUs without bfloat16
-instructions (AVX2 only) bfloat16 is several times slower than float32; where the CPU
+instructions bfloat16 is much slower than float32 (on a 2-core AVX2 AMD EPYC VM: a decode
+step of 8 rows 3.7x, a prefill 7-12x slower); where the CPU
 has AMX it is faster in large batches: pass ``dtype="bfloat16"`` to trade reproducibility for that.
 
 CPU threads: torch uses ``threads`` intra-op threads (default: the CPUs this
