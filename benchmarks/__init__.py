@@ -7,7 +7,7 @@ Each scenario prints one JSON line of figures. Scenarios (see ``docs/performance
   asyncio + aiohttp client making the same requests; wall time, client CPU, peak RSS.
 - ``saturation``: tokens/s of an esc-eval run against ``transformers serve --continuous-batching``
   (the embedded SmolLM2) beside a raw load generator at the same concurrency.
-- ``local``: the in-process ``transformers_local`` backend with dynamic micro-batching on 8
+- ``local``: the in-process ``transformers_local`` backend with continuous batching on 8
   concurrent episodes beside ESC-Eval's sequential one-reply-at-a-time loop.
 - ``engines``: every local engine (transformers float32/bfloat16, vLLM in-process and its server,
   ``transformers serve``) on the same plan at C = 8 and 16, one at a time (``benchmarks.engines``).

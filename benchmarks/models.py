@@ -1,11 +1,11 @@
-"""Scenarios with the real embedded model (SmolLM2-135M-Instruct): server saturation and local micro-batching.
+"""Scenarios with the real embedded model (SmolLM2-135M-Instruct): server saturation and local batching.
 
 ``saturation``: ``transformers serve FOLDER --continuous-batching`` in its own process; a raw
 load generator (asyncio + aiohttp, the same conversations: system prompt + growing history,
 seeker and supporter turns) and then an esc-eval run (the full ``Runner`` with store, OpenAI
 backend) at the same concurrency; completion tokens per second of each.
 
-``local``: the in-process ``TransformersLocalBackend`` with dynamic micro-batching
+``local``: the in-process ``TransformersLocalBackend`` with continuous batching
 (``max_batch=8``) driving 8 concurrent episodes through the ``Runner``, beside ESC-Eval's
 loop: one dialogue after another, one reply at a time (``max_batch=1``, nothing concurrent, and
 no prefix cache: ESC-Eval prefills every prompt whole). Same cards, rounds and max tokens; greedy
@@ -126,7 +126,7 @@ async def saturation(*, c: int = 16, episodes: int = 16, rounds: int = 2, max_to
     }
 
 
-async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max_wait: float = 0.05, dtype: str | None = None) -> dict[str, Any]:
+async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, dtype: str | None = None) -> dict[str, Any]:
     """Both sides load the model in ``dtype`` (default: the backend's, float32)."""
     from agents.backends.transformers_local import TransformersLocalBackend
     from agents.messages import SamplingParams
@@ -136,8 +136,8 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max
     from roles.templates import load_protocol
 
     params = SamplingParams(max_tokens=max_tokens)
-    batched = TransformersLocalBackend(model=None, max_batch=8, max_wait=max_wait, dtype=dtype)
-    sequential = TransformersLocalBackend(model=None, max_batch=1, max_wait=0.0, dtype=dtype, prefix_cache_mb=0)
+    batched = TransformersLocalBackend(model=None, max_batch=8, dtype=dtype)
+    sequential = TransformersLocalBackend(model=None, max_batch=1, dtype=dtype, prefix_cache_mb=0)
     try:
         warm = [{"role": "user", "content": "Hello"}]
         await batched.complete(warm, SamplingParams(max_tokens=4))
@@ -172,7 +172,7 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, max
     return {
         "scenario": "local" if dtype is None else f"local-{dtype}", "backend": "transformers_local", "model": "SmolLM2-135M-Instruct",
         "dtype": dtype or "float32",
-        "episodes": episodes, "concurrent": episodes, "rounds": rounds, "max_tokens": max_tokens, "max_batch": 8, "max_wait_s": max_wait,
+        "episodes": episodes, "concurrent": episodes, "rounds": rounds, "max_tokens": max_tokens, "max_batch": 8,
         "micro_batched": esc, "sequential": seq,
         "speedup_tokens_per_s": round(esc["tokens_per_s"] / seq["tokens_per_s"], 2) if seq["tokens_per_s"] else None,
         "speedup_dialogues": round(esc["dialogues_per_min"] / seq["dialogues_per_min"], 2) if seq["dialogues_per_min"] else None,

@@ -61,7 +61,7 @@ def openai_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
 
 @BACKENDS.register("transformers")
 def transformers_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
-    """A Hugging Face model in this process (CPU or GPU), micro-batched; with ``lora``, one adapter per request."""
+    """A Hugging Face model in this process (CPU or GPU), continuously batched; with ``lora``, one adapter per request."""
     if endpoint.lora:
         from agents.backends.lora_local import LoraLocalBackend
 

@@ -146,7 +146,7 @@ class ChatBackend(Protocol):
     """Something that turns a chat history into the next message.
 
     Implementations: ``openai_http`` (any OpenAI-compatible server),
-    ``transformers_local`` (in-process, micro-batched), ``scripted`` (tests).
+    ``transformers_local`` (in-process, continuously batched), ``scripted`` (tests).
     """
 
     stats: BackendStats

@@ -3,33 +3,26 @@
 Prompts are long (a system prompt or seeker card of ~100-220 tokens) and
 every turn re-sends the whole history, so most of a prompt was already computed at the
 agent's previous turn, and the supporter's system prompt is the same in every episode.
-The backend keeps past prompts' keys and values (``prefix_cache_mb``, least recently used
-dropped first; an entry that a newer prompt extends is dropped at once). Each row of a
-batch takes the cached entry sharing the longest token prefix with its prompt, and
-``generate`` prefills only the rest: per row [left pad][reused prefix, passed as a
-``DynamicCache``][gap pad][uncached suffix], masked so that position ids are the row's
-own. A prefix that several rows of one batch share beyond the cache is first prefilled
-once on its own. After ``generate`` every prompt's keys and values are cached. Counters:
+The backend keeps every prompt's keys and values once it is prefilled (``prefix_cache_mb``,
+least recently used dropped first; an entry that a newer prompt extends is dropped at
+once). A new prompt starts from the cached entry sharing the longest token prefix with it
+and prefills only the rest, alone, before it joins the running batch; so the first
+episode's system prompt is computed once, and the others reuse it. Counters:
 ``prefilled_tokens`` and ``reused_tokens``. Prefilling costs ~4-8 ms a token on 2 cores,
 a decode step ~80-190 ms a batch, so the cache cut the ``local`` benchmark's prefill by
 more than half. The embedded model's keys and values take 45 KiB a token in float32, so
-the default 512 MB holds ~11,000 prompt tokens. The batch's cache reserves room for the prompt and the
-answer up front (``preallocated_layer``): a growing ``DynamicCache`` concatenated every
-layer at every decode step, ~19% of a batched decode's CPU. Models whose cache is more
-than plain per-token keys and values (sliding windows, recurrent layers) run without
-either.
+the default 512 MB holds ~11,000 prompt tokens. A prompt's cache reserves its room up front
+(``preallocated_layer``): a growing ``DynamicCache`` concatenated every layer at every
+step. Models whose cache is more than plain per-token keys and values (sliding windows,
+recurrent layers) run without either.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-MIN_SHARED_PREFIX = 16
-"""Tokens a shared uncached prefix must have before it is worth a forward pass of its own."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,7 +37,7 @@ class Prefix:
 class PrefixCache:
     """Past prompts' keys and values, at most ``max_bytes`` of them, the least recently used dropped first.
 
-    Only the backend's generate thread touches it (and ``aclose`` once that thread is gone).
+    Only the backend's model thread touches it (and ``aclose`` once that thread is gone).
     """
 
     def __init__(self, max_bytes: int):
@@ -104,21 +97,6 @@ def common_prefix(a: tuple[int, ...], b: tuple[int, ...], limit: int) -> int:
     return low
 
 
-def batch_kv(hits: Sequence[tuple[Prefix | None, int]], length: int) -> list[tuple[Any, Any]]:
-    """Per layer, the rows' reused keys and values right-aligned in zeroed [rows, kv_heads, length, head_dim] tensors."""
-    sample = next(entry for entry, count in hits if entry is not None and count)
-    merged = []
-    for layer, (keys0, values0) in enumerate(sample.layers):
-        keys = keys0.new_zeros((len(hits), keys0.shape[1], length, keys0.shape[3]))
-        values = values0.new_zeros((len(hits), values0.shape[1], length, values0.shape[3]))
-        for row, (entry, count) in enumerate(hits):
-            if entry is not None and count:
-                keys[row, :, length - count:] = entry.layers[layer][0][0, :, :count]
-                values[row, :, length - count:] = entry.layers[layer][1][0, :, :count]
-        merged.append((keys, values))
-    return merged
-
-
 @functools.cache
 def preallocated_layer() -> type:
     """A ``DynamicLayer`` that writes keys and values into room reserved up front instead of concatenating.
@@ -157,4 +135,4 @@ def preallocated_layer() -> type:
 
     return PreallocatedLayer
 
-__all__ = ["MIN_SHARED_PREFIX", "Prefix", "PrefixCache", "batch_kv", "common_prefix", "preallocated_layer"]
+__all__ = ["Prefix", "PrefixCache", "common_prefix", "preallocated_layer"]

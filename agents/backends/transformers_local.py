@@ -1,29 +1,36 @@
-"""In-process chat completions from a local transformers model, micro-batched.
+"""In-process chat completions from a local transformers model, continuously batched.
 
 ``TransformersLocalBackend`` serves one causal LM folder (by default the embedded
-SmolLM2-135M-Instruct, see ``embedded_model_dir``) to many concurrent callers.
-Requests are queued; one worker task takes up to ``max_batch`` of them (waiting at
-most ``max_wait`` seconds after the oldest arrived), renders each through the
-tokenizer's chat template, pads on the left and runs a single ``generate`` in a
-dedicated thread, so the event loop never blocks on torch.
+SmolLM2-135M-Instruct, see ``embedded_model_dir``) to many concurrent callers. One
+model thread runs decode steps over a running set of rows (``agents.backends.decoding``)
+and never waits on the event loop: between steps it admits queued requests (up to
+``max_batch`` rows), each rendered through the tokenizer's chat template and prefilled
+alone, and retires rows that produced the end token or reached their own
+``max_tokens``, handing each answer to its caller's loop at once. A new request thus
+joins the running decode at its next step instead of waiting for a batch's longest
+answer, and a short answer never waits for a long one. A cancelled caller's row is
+dropped at the next step.
 
-Every request in a batch keeps its own decoding settings: greedy when
-``temperature`` is None or 0, otherwise sampling with ``temperature``/``top_p`` from
-a ``torch.Generator`` of its own, seeded with ``params.seed``. Requests therefore
-never need to agree to share a batch, and (in float32, below) a seeded request
-draws the same tokens whatever else was batched with it. A row that reaches its own
-``max_tokens`` is given the end token while the rest of the batch goes on.
+Every row keeps its own decoding settings: greedy when ``temperature`` is None or 0,
+otherwise sampling with ``temperature``/``top_p`` from a ``torch.Generator`` of its
+own, seeded with ``params.seed``. Requests never need to agree to share a batch, and
+(in float32, below) a seeded request draws the same tokens whatever else is running.
 
-Prefix cache: past prompts' keys and values are reused by later prompts that extend them
-(``prefix_cache_mb``; ``agents.backends.kv_cache`` says how and what it saved).
-
+Prefix cache: each prompt's keys and values are kept once it is prefilled, and later
+prompts that extend them (an agent's next turn, another episode with the same system
+prompt) prefill only the rest (``prefix_cache_mb``; ``agents.backends.kv_cache``).
 
 Numerics: the embedded folder is float32. In float32, greedy answers were measured
 identical whether a prompt is generated alone or left-padded in a batch (0 of 72
 differed, batch sizes 2-12, 48 tokens), and whether its prefix came from the cache or
-not (0 of 32 differed: 8 episodes, 2 rounds, 48 tokens). In bfloat16 about half of
-the batched answers diverged after a few dozen tokens. bfloat16 is faster in large batches on CPUs with AMX;
-pass ``dtype="bfloat16"`` to trade reproducibility for that.
+not (0 of 32 differed: 8 episodes, 2 rounds, 48 tokens). With continuous batching, 0 of 23
+differed from plain ``generate`` alone (15 seeker cards and 8 supporter prompts, 16-48
+tokens, arriving at random over 20 s into up to 8 running rows, prefix cache on); the
+tests check this with rows joining a running decode. In bfloat16 about half of the
+batched answers diverged after a few dozen tokens, and on CPUs without bfloat16
+instructions bfloat16 is much slower than float32 (on a 2-core AVX2 AMD EPYC VM: a decode
+step of 8 rows 3.7x, a prefill 7-12x slower); where the CPU
+has AMX it is faster in large batches: pass ``dtype="bfloat16"`` to trade reproducibility for that.
 
 CPU threads: torch uses ``threads`` intra-op threads (default: the CPUs this
 process may use; ``torch.set_num_threads`` is process-wide). Before torch's first
@@ -45,14 +52,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyReply, RequestRejected
+from agents.backends.decoding import RowSampler, RunningBatch, SoloBatch, next_tokens
 from agents.backends.embedded import EMBEDDED_ALIASES, EMBEDDED_NAME, cache_root, embedded_gguf, embedded_model_dir
-from agents.backends.kv_cache import MIN_SHARED_PREFIX, Prefix, PrefixCache, batch_kv, common_prefix, preallocated_layer
+from agents.backends.kv_cache import PrefixCache, preallocated_layer
 from agents.backends.torch_import import import_torch
 from agents.messages import ChatMessage, Completion, SamplingParams
 
@@ -68,26 +75,31 @@ class _Request:
     messages: list[dict[str, str]]
     params: SamplingParams
     future: asyncio.Future[Completion]
+    loop: asyncio.AbstractEventLoop
     label: str
     enqueued: float = field(default_factory=time.perf_counter)
 
+    def abandoned(self) -> bool:
+        """The caller gave up (cancelled, or its event loop is gone): its row need not be decoded."""
+        return self.future.done() or self.loop.is_closed()
 
-@dataclass(frozen=True)
-class _Answer:
-    text: str
+
+@dataclass(eq=False)
+class _Row:
+    request: _Request
     prompt_tokens: int
-    completion_tokens: int
+    sampler: RowSampler
+    tokens: list[int]
 
 
 class TransformersLocalBackend:
-    """A ``ChatBackend`` that runs a local transformers model in this process, micro-batched.
+    """A ``ChatBackend`` that runs a local transformers model in this process, continuously batched.
 
     Args:
         model: a local transformers folder (config, weights, tokenizer with a chat
             template); ``None``, ``"embedded"`` or ``"smollm2-135m-instruct"`` mean the
             embedded SmolLM2-135M-Instruct (``embedded_model_dir()``, converted on first use).
-        max_batch: requests per ``generate`` call, at most.
-        max_wait: seconds a batch waits for company after its oldest request arrived.
+        max_batch: rows decoding together, at most; more requests wait for a free row.
         device: torch device for the model and inputs.
         name: label for counters and ``Completion.model``.
         dtype: torch dtype name; ``None`` keeps the folder's own (float32 for the embedded model).
@@ -99,14 +111,14 @@ class TransformersLocalBackend:
     loop). ``complete(model=...)`` accepts only names of this one model (``name``, the
     folder path as given, or ``"embedded"``/``"smollm2-135m-instruct"``); any
     other name raises ``RequestRejected`` rather than silently answering with the
-    wrong model. Use from one event loop at a time.
+    wrong model.
 
     Attributes:
         stats: the counters every backend keeps.
-        batches_run: ``generate`` calls made so far.
-        largest_batch: the most requests one ``generate`` call served.
+        batches_run: decode steps run so far (each feeds one token to every running row).
+        largest_batch: the most rows one decode step served.
         load_seconds: how long loading the model took (None before it is loaded).
-        prefilled_tokens: prompt tokens the model computed (pads not counted).
+        prefilled_tokens: prompt tokens the model computed.
         reused_tokens: prompt tokens whose keys and values came from the prefix cache instead.
 
     Examples:
@@ -121,7 +133,6 @@ class TransformersLocalBackend:
         model: str | Path | None = None,
         *,
         max_batch: int = 8,
-        max_wait: float = 0.01,
         device: str = "cpu",
         name: str = "local",
         dtype: str | None = None,
@@ -130,8 +141,6 @@ class TransformersLocalBackend:
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        if max_wait < 0:
-            raise ValueError(f"max_wait must not be negative, got {max_wait}")
         if prefix_cache_mb < 0:
             raise ValueError(f"prefix_cache_mb must not be negative, got {prefix_cache_mb}")
         self.folder: Path | None = None
@@ -140,7 +149,6 @@ class TransformersLocalBackend:
             if not self.folder.is_dir():
                 raise ValueError(f"model {str(model)!r}: not a folder (a local transformers model folder is required)")
         self.max_batch = max_batch
-        self.max_wait = max_wait
         self.device = device
         self.name = name
         self.dtype = dtype
@@ -159,17 +167,15 @@ class TransformersLocalBackend:
         self._pad_id = 0
         self._plain_cache = False
         self._load_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        self._queue = threading.Condition()  # guards _pending and _closed against the model thread
         self._pending: deque[_Request] = deque()
-        self._wake: asyncio.Event | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._closed = False
 
     # ----------------------------------------------------------------- ChatBackend
 
     async def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Completion:
-        """Queue one chat for the next batch and wait for its answer.
+        """Queue one chat, to join the running decode at its next step, and wait for its answer.
 
         ``Completion.latency`` counts from this call to the answer (queueing included);
         ``completion_tokens`` counts the end-of-turn token when the model produced one.
@@ -179,19 +185,22 @@ class TransformersLocalBackend:
             EmptyReply: the model produced only whitespace or special tokens.
             BackendError: loading or generation failed, or the backend is closed.
         """
-        if self._closed:
-            raise BackendError(f"{self.name}: backend is closed")
         try:
             self._check(params, model)
         except RequestRejected as exc:
             self.stats.fault(exc.kind, str(exc), retried=False)
             raise
         loop = asyncio.get_running_loop()
-        self._ensure_worker(loop)
-        request = _Request([{"role": m["role"], "content": m["content"]} for m in messages], params, loop.create_future(), model or self.name)
-        self._pending.append(request)
-        assert self._wake is not None
-        self._wake.set()
+        request = _Request([{"role": m["role"], "content": m["content"]} for m in messages], params, loop.create_future(), loop,
+                           model or self.name)
+        with self._queue:
+            if self._closed:
+                raise BackendError(f"{self.name}: backend is closed")
+            self._pending.append(request)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name=f"{self.name}-decode", daemon=True)
+                self._thread.start()
+            self._queue.notify()
         self.stats.in_flight += 1
         try:
             completion = await request.future
@@ -204,30 +213,21 @@ class TransformersLocalBackend:
         return completion
 
     async def aclose(self) -> None:
-        """Fail queued requests, let the running batch finish, stop the worker and free the model."""
-        self._closed = True
-        while self._pending:
-            request = self._pending.popleft()
-            if not request.future.done():
-                request.future.set_exception(BackendError(f"{self.name}: backend closed"))
-        worker, self._worker = self._worker, None
-        if worker is not None and not worker.done():
-            if self._loop is asyncio.get_running_loop():
-                if self._wake is not None:
-                    self._wake.set()
-                await worker
-            elif self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(worker.cancel)
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+        """Fail queued requests, let the running rows finish, stop the model thread and free the model."""
+        with self._queue:
+            self._closed = True
+            queued, self._pending = list(self._pending), deque()
+            self._queue.notify()
+        for request in queued:
+            _deliver(request, BackendError(f"{self.name}: backend closed"))
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
         with self._load_lock:
             self._model = self._tokenizer = None
             if self._prefixes is not None:
                 self._prefixes.clear()
         gc.collect()
-
-    # ----------------------------------------------------------------- batching
 
     def _check(self, params: SamplingParams, model: str | None) -> None:
         if model is not None and model not in self._aliases:
@@ -238,72 +238,6 @@ class TransformersLocalBackend:
             raise RequestRejected(f"temperature must not be negative, got {params.temperature}")
         if params.top_p is not None and not 0 < params.top_p <= 1:
             raise RequestRejected(f"top_p must be in (0, 1], got {params.top_p}")
-
-    def _ensure_worker(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._loop is loop and self._worker is not None and not self._worker.done():
-            return
-        if self._loop is not None and self._loop is not loop and self._loop.is_running() and not self._loop.is_closed():
-            raise BackendError(f"{self.name}: already serving another running event loop")
-        if self._loop is not loop:  # a previous loop ended: its queued requests died with it
-            self._pending.clear()
-        self._loop = loop
-        self._wake = asyncio.Event()
-        self._worker = loop.create_task(self._serve_forever(), name=f"{self.name}-batcher")
-
-    async def _serve_forever(self) -> None:
-        assert self._wake is not None
-        wake = self._wake
-        while True:
-            if not self._pending:
-                if self._closed:
-                    return
-                wake.clear()
-                await wake.wait()
-                continue
-            deadline = self._pending[0].enqueued + self.max_wait
-            while len(self._pending) < self.max_batch and not self._closed:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                wake.clear()
-                try:
-                    await asyncio.wait_for(wake.wait(), remaining)
-                except TimeoutError:
-                    break
-            batch: list[_Request] = []
-            while self._pending and len(batch) < self.max_batch:
-                request = self._pending.popleft()
-                if not request.future.done():  # skip callers that gave up
-                    batch.append(request)
-            if batch:
-                await self._run_batch(batch)
-
-    async def _run_batch(self, batch: list[_Request]) -> None:
-        loop = asyncio.get_running_loop()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-generate")
-        try:
-            answers = await loop.run_in_executor(self._executor, self._generate, [r.messages for r in batch], [r.params for r in batch])
-        except Exception as exc:  # one failed generate fails its batch, never the worker
-            detail = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(BackendError(f"{self.name}: {detail}"))
-            return
-        self.batches_run += 1
-        self.largest_batch = max(self.largest_batch, len(batch))
-        finished = time.perf_counter()
-        for request, answer in zip(batch, answers):
-            if request.future.done():
-                continue
-            if not answer.text.strip():
-                request.future.set_exception(
-                    EmptyReply(f"{self.name}: empty reply after {answer.completion_tokens} tokens")
-                )
-                continue
-            request.future.set_result(
-                Completion(answer.text, answer.prompt_tokens, answer.completion_tokens, finished - request.enqueued, request.label)
-            )
 
     # ----------------------------------------------------------------- the model thread
 
@@ -344,159 +278,137 @@ class TransformersLocalBackend:
             self.load_seconds = time.perf_counter() - started
             load_log.info("%s: loaded %s (%s) in %.1f s", self.name, folder, model.dtype, self.load_seconds)
 
-    def _generate(self, chats: list[list[dict[str, str]]], params: list[SamplingParams]) -> list[_Answer]:
-        """One left-padded ``generate`` over the batch, reusing cached prompt prefixes; runs in the backend's thread."""
-        self._load()
-        import torch
-        from transformers import GenerationConfig, LogitsProcessorList
+    def _serve(self) -> None:
+        """The model thread: decode steps over the running rows, admitting and retiring rows between steps.
 
-        tokenizer, model = self._tokenizer, self._model
-        texts = [tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in chats]
-        prompts = [tuple(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        with torch.inference_mode():
-            if self._prefixes is not None:
-                self._prefill_shared(prompts)
-                hits = [self._prefixes.longest(prompt, len(prompt) - 1) for prompt in prompts]
-            else:
-                hits = [(None, 0)] * len(prompts)
-            # Per row: [left pad][reused prefix, as cache][gap pad][suffix, as input]; every row's last token is
-            # in the last column, and position ids (the mask's cumsum) are what the row would get alone.
-            reused = [count for _, count in hits]
-            cached = max(reused)
-            width = cached + max(len(prompt) - count for prompt, count in zip(prompts, reused))
-            input_ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
-            mask = torch.zeros((len(prompts), width), dtype=torch.long)
-            for row, (prompt, count) in enumerate(zip(prompts, reused)):
-                ids, suffix = torch.tensor(prompt), len(prompt) - count
-                input_ids[row, cached - count:cached], mask[row, cached - count:cached] = ids[:count], 1
-                input_ids[row, width - suffix:], mask[row, width - suffix:] = ids[count:], 1
-            budgets = [p.max_tokens for p in params]
-            past = self._batch_cache(hits, cached, width + max(budgets))
-            self.reused_tokens += sum(reused)
-            self.prefilled_tokens += sum(len(prompt) for prompt in prompts) - sum(reused)
-
-            rules = _RowRules(params, width, self._eos_ids[0], self.device)
-            config = GenerationConfig(
-                max_new_tokens=max(budgets), do_sample=False, eos_token_id=self._eos_ids, pad_token_id=self._pad_id,
-                return_dict_in_generate=True,
-            )
-            processors = LogitsProcessorList([rules]) if rules.needed else None
-            output = model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), past_key_values=past,
-                generation_config=config, logits_processor=processors,
-            )
-            if self._prefixes is not None:
-                for row, prompt in enumerate(prompts):
-                    positions = mask[row].nonzero().squeeze(1).to(self.device)
-                    layers = [
-                        (layer.keys[row:row + 1, :, positions], layer.values[row:row + 1, :, positions])
-                        for layer in output.past_key_values.layers
-                    ]
-                    self._prefixes.add(prompt, layers)
-        new_tokens = output.sequences[:, width:].tolist()
-        stops = set(self._eos_ids)
-        answers = []
-        for row, budget, prompt in zip(new_tokens, budgets, prompts):
-            row = row[:budget]
-            end = next((i for i, token in enumerate(row) if token in stops), None)
-            content = row if end is None else row[:end]
-            text = tokenizer.decode(content, skip_special_tokens=True).strip()
-            answers.append(_Answer(text, len(prompt), len(row) if end is None else end + 1))
-        return answers
-
-    def _batch_cache(self, hits: list[tuple[Prefix | None, int]], cached: int, capacity: int) -> Any:
-        """The batch's cache, holding the reused prefixes, with room for ``capacity`` positions.
-
-        Growing a ``DynamicCache`` concatenates every layer's keys and values at every
-        step (12% of a decode step's time); writing into room reserved up front does not.
+        It never waits on the event loop: answers go to their callers' loops as soon as
+        their row ends. It returns once the backend is closed and its last row is done.
         """
+        batch: RunningBatch | SoloBatch | None = None
+        while True:
+            with self._queue:
+                while not self._pending and not batch:
+                    if self._closed:
+                        return
+                    self._queue.wait()
+            if batch is None:
+                try:
+                    self._load()
+                except Exception as exc:  # a failed load fails the requests waiting for it, never the thread
+                    with self._queue:
+                        waiting, self._pending = list(self._pending), deque()
+                    self._fail(waiting, exc)
+                    continue
+                batch = RunningBatch(self._model, self.max_batch) if self._plain_cache else SoloBatch(self._model)
+            with self._queue:
+                newcomers = []
+                while self._pending and len(batch) + len(newcomers) < batch.max_rows:
+                    request = self._pending.popleft()
+                    if not request.abandoned():
+                        newcomers.append(request)
+            for request in newcomers:
+                try:
+                    self._admit(batch, request)
+                except Exception as exc:
+                    self._fail([request], exc)
+            if batch:
+                try:
+                    self._step(batch)
+                except Exception as exc:
+                    self._fail([row.request for row in batch.members], exc)
+                    batch = None
+
+    def _fail(self, requests: list[_Request], exc: Exception) -> None:
+        detail = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+        log.warning("%s: %s", self.name, detail)
+        for request in requests:
+            _deliver(request, BackendError(f"{self.name}: {detail}"))
+
+    def _admit(self, batch: RunningBatch | SoloBatch, request: _Request) -> None:
+        """Prefill one prompt alone (reusing its longest cached prefix), pick its first token, and add its row."""
+        import torch
         from transformers import DynamicCache
 
-        if not self._plain_cache:  # then prefix reuse is off too: nothing cached to pass
-            return None
-        past = DynamicCache(config=self._model.config)
-        past.layers = [preallocated_layer()(capacity) for _ in past.layers]
-        if cached:
-            for layer, (keys, values) in zip(past.layers, batch_kv(hits, cached)):
-                layer.update(keys, values)
-        return past
-
-    def _prefill_shared(self, prompts: list[tuple[int, ...]]) -> None:
-        """Prefill once, alone, each prefix that several prompts of the batch share beyond what the cache holds.
-
-        The batch then reuses it from the cache: e.g. the supporter's system prompt is
-        computed once rather than once per episode, even in the very first batch.
-        """
-        import torch
-
-        assert self._prefixes is not None
-        shared = set()
-        for index, prompt in enumerate(prompts):
-            common = max(
-                (common_prefix(prompt, other, len(prompt) - 1) for other in prompts[:index] + prompts[index + 1:]), default=0,
-            )
-            if common - self._prefixes.longest(prompt, common)[1] >= MIN_SHARED_PREFIX:
-                shared.add(prompt[:common])
-        for prefix in sorted(shared, key=len):  # shorter first: a longer one extends it
-            entry, count = self._prefixes.longest(prefix, len(prefix))
-            past = self._batch_cache([(entry, count)], count, len(prefix))
-            # The base model alone: hidden states, no logits, are enough to fill the cache.
-            self._model.base_model(input_ids=torch.tensor([prefix[count:]], device=self.device), past_key_values=past, use_cache=True)
-            self._prefixes.add(prefix, [(layer.keys, layer.values) for layer in past.layers])
-            self.prefilled_tokens += len(prefix) - count
-
-
-class _RowRules:
-    """Per-row decoding inside one greedy ``generate``: a ``LogitsProcessor``.
-
-    For a sampled row it draws the next token itself (temperature, nucleus ``top_p``,
-    the row's own seeded generator) and leaves only that token possible; for a row
-    past its ``max_tokens`` it leaves only the end token. Greedy rows are untouched,
-    so the greedy pick of ``generate`` then does the right thing for every row.
-    """
-
-    def __init__(self, params: list[SamplingParams], prompt_length: int, eos_id: int, device: str = "cpu"):
-        import torch
-
-        self.prompt_length = prompt_length
-        self.eos_id = eos_id
-        self.budgets = [p.max_tokens for p in params]
-        self.rows: list[tuple[float, float | None, Any]] = []
-        for p in params:
-            if p.temperature:  # None or 0 means greedy
-                generator = torch.Generator(device=device)
-                if p.seed is None:
-                    generator.seed()
-                else:
-                    generator.manual_seed(p.seed)
-                self.rows.append((p.temperature, p.top_p, generator))
+        tokenizer = self._tokenizer
+        text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+        prompt = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+        with torch.inference_mode():
+            if isinstance(batch, RunningBatch):
+                entry, reused = self._prefixes.longest(prompt, len(prompt) - 1) if self._prefixes is not None else (None, 0)
+                past = DynamicCache(config=self._model.config)
+                past.layers = [preallocated_layer()(len(prompt)) for _ in past.layers]
+                if entry is not None:
+                    for layer, (keys, values) in zip(past.layers, entry.layers):
+                        layer.update(keys[:, :, :reused], values[:, :, :reused])
             else:
-                self.rows.append((0.0, None, None))
-        self.needed = len(set(self.budgets)) > 1 or any(g is not None for _, _, g in self.rows)
+                past, reused = DynamicCache(config=self._model.config), 0
+            output = self._model(input_ids=torch.tensor([prompt[reused:]], device=self.device), past_key_values=past, use_cache=True,
+                                 logits_to_keep=1)
+        self.reused_tokens += reused
+        self.prefilled_tokens += len(prompt) - reused
+        sampler = RowSampler(request.params, self.device)
+        row = _Row(request, len(prompt), sampler, [sampler.pick(output.logits[0, -1])])
+        if isinstance(batch, RunningBatch):
+            layers = [(layer.keys, layer.values) for layer in past.layers]
+            if self._prefixes is not None:
+                self._prefixes.add(prompt, layers)
+        if self._finish(row):
+            return
+        if isinstance(batch, RunningBatch):
+            batch.add(row, layers, request.params.max_tokens - 1)
+        else:
+            batch.add(row, past)
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def _step(self, batch: RunningBatch | SoloBatch) -> None:
+        """Drop abandoned rows, feed every row its last token, pick the next ones, and retire finished rows."""
         import torch
 
-        step = input_ids.shape[1] - self.prompt_length
-        scores = scores.clone()
-        for i, (temperature, top_p, generator) in enumerate(self.rows):
-            if step >= self.budgets[i]:
-                chosen = self.eos_id
-            elif generator is not None:
-                logits = scores[i].float() / temperature
-                if top_p is not None and top_p < 1:
-                    ordered, order = torch.sort(logits, descending=True)
-                    probs = torch.softmax(ordered, dim=-1)
-                    outside = (torch.cumsum(probs, dim=-1) - probs) >= top_p  # the top token always stays
-                    ordered[outside] = -float("inf")
-                    logits = torch.full_like(logits, -float("inf")).scatter(0, order, ordered)
-                probs = torch.softmax(logits, dim=-1)
-                chosen = int(torch.multinomial(probs, 1, generator=generator))
-            else:
-                continue
-            scores[i] = -float("inf")
-            scores[i, chosen] = 0.0
-        return scores
+        batch.remove([index for index, row in enumerate(batch.members) if row.request.abandoned()])
+        if not batch:
+            return
+        rows: list[_Row] = batch.members
+        with torch.inference_mode():
+            logits = batch.step([row.tokens[-1] for row in rows])
+            chosen = next_tokens(logits, [row.sampler for row in rows])
+        self.batches_run += 1
+        self.largest_batch = max(self.largest_batch, len(rows))
+        done = []
+        for index, (row, token) in enumerate(zip(rows, chosen)):
+            row.tokens.append(token)
+            if self._finish(row):
+                done.append(index)
+        batch.remove(done)
+
+    def _finish(self, row: _Row) -> bool:
+        """Deliver the row's answer if it ended (an end token, or its ``max_tokens``); whether it did."""
+        tokens, request = row.tokens, row.request
+        ended = tokens[-1] in self._eos_ids
+        if not ended and len(tokens) < request.params.max_tokens:
+            return False
+        text = self._tokenizer.decode(tokens[:-1] if ended else tokens, skip_special_tokens=True).strip()
+        if not text:
+            _deliver(request, EmptyReply(f"{self.name}: empty reply after {len(tokens)} tokens"))
+        else:
+            latency = time.perf_counter() - request.enqueued
+            _deliver(request, Completion(text, row.prompt_tokens, len(tokens), latency, request.label))
+        return True
+
+
+def _deliver(request: _Request, outcome: Completion | BackendError) -> None:
+    """Settle a request's future on its own event loop (from any thread), unless its caller gave up."""
+
+    def settle() -> None:
+        if request.future.done():
+            return
+        if isinstance(outcome, Completion):
+            request.future.set_result(outcome)
+        else:
+            request.future.set_exception(outcome)
+
+    try:
+        request.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: nobody waits for this answer
+        pass
 
 
 def _usable_cpus() -> int:

@@ -69,7 +69,7 @@ def conversion(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, fl
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def backend(conversion: tuple[Path, Path, float]):
-    local = TransformersLocalBackend(conversion[1], max_batch=8, max_wait=0.05, name="smol")
+    local = TransformersLocalBackend(conversion[1], max_batch=8, name="smol")
     yield local
     await local.aclose()
 
@@ -77,17 +77,34 @@ async def backend(conversion: tuple[Path, Path, float]):
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def plain(conversion: tuple[Path, Path, float]):
     """The reference answers: one request at a time, no prefix cache, every prompt prefilled whole."""
-    local = TransformersLocalBackend(conversion[1], max_batch=1, max_wait=0.0, name="plain", prefix_cache_mb=0)
+    local = TransformersLocalBackend(conversion[1], max_batch=1, name="plain", prefix_cache_mb=0)
     yield local
     await local.aclose()
 
 
 async def alone(backend: TransformersLocalBackend, chat, params: SamplingParams):
-    """Send one request with nothing else queued, and check it ran as a batch of one."""
-    before = backend.batches_run
-    completion = await backend.complete(chat, params)
-    assert backend.batches_run == before + 1
-    return completion
+    """Send one request with nothing else in flight, so that it decodes as a batch of one."""
+    assert backend.stats.in_flight == 0
+    return await backend.complete(chat, params)
+
+
+def generate_alone(loaded: TransformersLocalBackend, chat, max_tokens: int) -> str:
+    """The greedy answer of transformers' own ``generate`` to one prompt alone, with its default cache."""
+    from transformers import GenerationConfig
+
+    tokenizer, model = loaded._tokenizer, loaded._model
+    config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, eos_token_id=loaded._eos_ids, pad_token_id=loaded._pad_id)
+    text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    tokens = model.generate(**inputs, generation_config=config)[0, inputs["input_ids"].shape[1]:].tolist()
+    end = next((i for i, token in enumerate(tokens) if token in loaded._eos_ids), len(tokens))
+    return tokenizer.decode(tokens[:end], skip_special_tokens=True).strip()
+
+
+async def decoding(backend: TransformersLocalBackend, steps_before: int) -> None:
+    """Wait until the backend has run a decode step since ``steps_before``: a row is in the running batch."""
+    while backend.batches_run <= steps_before:
+        await asyncio.sleep(0.005)
 
 
 def test_embedded_model_dir_converts_once_then_reuses_the_cache(conversion: tuple[Path, Path, float]) -> None:
@@ -137,24 +154,16 @@ async def test_concurrent_requests_share_a_batch_and_match_their_answers_alone(
     before = backend.batches_run
     batched = await asyncio.gather(*(backend.complete(chat, GREEDY) for chat in PROMPTS))
 
-    assert backend.batches_run - before < len(PROMPTS)
     assert backend.largest_batch >= 2
+    assert backend.batches_run - before < sum(c.completion_tokens for c in batched)  # rows shared decode steps
     # Left padding is masked: the same prompt gives the same greedy tokens alone or padded in a batch.
     assert [c.text for c in batched] == [c.text for c in singles]
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in singles]
     assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in singles]
 
     # The reference itself answers as transformers' own generate does, with its default cache.
-    from transformers import GenerationConfig
-
-    tokenizer, model = plain._tokenizer, plain._model
-    config = GenerationConfig(max_new_tokens=GREEDY.max_tokens, do_sample=False, eos_token_id=plain._eos_ids, pad_token_id=plain._pad_id)
     for chat, single in zip(PROMPTS, singles):
-        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        tokens = model.generate(**inputs, generation_config=config)[0, inputs["input_ids"].shape[1]:].tolist()
-        end = next((i for i, token in enumerate(tokens) if token in plain._eos_ids), len(tokens))
-        assert tokenizer.decode(tokens[:end], skip_special_tokens=True).strip() == single.text
+        assert generate_alone(plain, chat, GREEDY.max_tokens) == single.text
 
 
 @shared_loop
@@ -179,8 +188,8 @@ async def test_a_conversation_reuses_its_previous_prompts_and_answers_as_without
         assert [c.text for c in batched] == [c.text for c in references]
         assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in references]
         prompt_tokens = [c.prompt_tokens for c in batched]
-        if not previous:  # a new system prompt, shared by the batch: computed once, reused by every row
-            assert backend.reused_tokens - reused >= len(chats) * 32
+        if not previous:  # a new system prompt, shared: computed with the first prompt, reused by the others
+            assert backend.reused_tokens - reused >= (len(chats) - 1) * 32
         else:  # each row's previous prompt is a prefix of its new one
             assert backend.reused_tokens - reused >= sum(previous)
         assert backend.prefilled_tokens - prefilled < sum(prompt_tokens)
@@ -299,3 +308,125 @@ async def test_aclose_frees_the_model_and_refuses_new_requests(conversion: tuple
     assert local._model is None
     with pytest.raises(BackendError):
         await local.complete(PROMPTS[0], SamplingParams(max_tokens=3))
+
+
+# --------------------------------------------------------------------------- continuous batching
+
+LONG = [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]
+"""A prompt whose greedy answer runs to any budget given here (checked where it matters)."""
+
+
+@shared_loop
+async def test_requests_joining_a_running_decode_answer_as_plain_generate_alone(
+    backend: TransformersLocalBackend, plain: TransformersLocalBackend
+) -> None:
+    budgets = [24, 5, 16, 9, 24, 12]
+    chats = PROMPTS + PROMPTS[:2]
+    tasks, joined_running = [], []
+    for chat, budget in zip(chats, budgets):
+        steps = backend.batches_run
+        tasks.append(asyncio.ensure_future(backend.complete(chat, SamplingParams(max_tokens=budget))))
+        await decoding(backend, steps)  # each request arrives after the decode has moved on
+        joined_running.append(sum(not task.done() for task in tasks[:-1]))
+    answers = await asyncio.gather(*tasks)
+
+    assert max(joined_running) >= 2  # later requests really joined rows mid-answer
+    await alone(plain, PROMPTS[0], GREEDY)  # loads the reference model
+    for chat, budget, answer in zip(chats, budgets, answers):
+        assert answer.text == generate_alone(plain, chat, budget)
+        assert answer.completion_tokens <= budget
+
+
+@shared_loop
+async def test_a_seeded_sampled_request_draws_the_same_text_alone_or_joining_others(backend: TransformersLocalBackend) -> None:
+    sampled = SamplingParams(max_tokens=16, temperature=0.8, top_p=0.9, seed=11)
+    first = await alone(backend, PROMPTS[3], sampled)
+    steps = backend.batches_run
+    others = [asyncio.ensure_future(backend.complete(chat, SamplingParams(max_tokens=24, temperature=1.0, seed=n)))
+              for n, chat in enumerate(PROMPTS)]
+    await decoding(backend, steps)
+    joined = await backend.complete(PROMPTS[3], sampled)
+    await asyncio.gather(*others)
+    assert joined.text == first.text
+
+
+@shared_loop
+async def test_a_finished_row_frees_its_slot_for_a_queued_request_at_once(conversion: tuple[Path, Path, float]) -> None:
+    two = TransformersLocalBackend(conversion[1], max_batch=2, name="two")
+    try:
+        finished: list[str] = []
+
+        async def send(label: str, chat, max_tokens: int):
+            completion = await two.complete(chat, SamplingParams(max_tokens=max_tokens))
+            finished.append(label)
+            return completion
+
+        steps = two.batches_run
+        long = asyncio.ensure_future(send("long", LONG, 64))
+        short = asyncio.ensure_future(send("short", PROMPTS[1], 4))
+        await decoding(two, steps)
+        queued = asyncio.ensure_future(send("queued", PROMPTS[2], 4))  # both rows busy: it waits for one to free
+        long_answer, *_ = await asyncio.gather(long, short, queued)
+
+        assert long_answer.completion_tokens == 64  # it really ran to its budget
+        assert finished == ["short", "queued", "long"]
+        assert two.largest_batch == 2
+    finally:
+        await two.aclose()
+
+
+@shared_loop
+async def test_a_cancelled_request_leaves_the_running_batch(conversion: tuple[Path, Path, float]) -> None:
+    one = TransformersLocalBackend(conversion[1], max_batch=1, name="one")
+    try:
+        steps = one.batches_run
+        long = asyncio.ensure_future(one.complete(LONG, SamplingParams(max_tokens=400)))
+        await decoding(one, steps)
+        long.cancel()
+        # With one row, the next request runs only once the cancelled one has left the batch.
+        after = await one.complete(PROMPTS[1], SamplingParams(max_tokens=4))
+        assert after.text
+        assert one.batches_run - steps < 100
+        assert one.stats.in_flight == 0
+    finally:
+        await one.aclose()
+
+
+@shared_loop
+async def test_aclose_fails_queued_requests_and_lets_running_rows_finish(conversion: tuple[Path, Path, float]) -> None:
+    one = TransformersLocalBackend(conversion[1], max_batch=1, name="closing-busy")
+    steps = one.batches_run
+    running = asyncio.ensure_future(one.complete(LONG, SamplingParams(max_tokens=20)))
+    await decoding(one, steps)
+    queued = asyncio.ensure_future(one.complete(PROMPTS[1], SamplingParams(max_tokens=4)))
+    await asyncio.sleep(0)  # queued behind the running row
+    await one.aclose()
+    assert (await running).completion_tokens == 20
+    with pytest.raises(BackendError, match="closed"):
+        await queued
+    assert one._model is None
+
+
+class _UnsplicedBackend(TransformersLocalBackend):
+    """The backend as it runs a model whose cache it cannot splice (sliding windows, recurrent layers)."""
+
+    def _load(self) -> None:
+        super()._load()
+        self._plain_cache, self._prefixes = False, None
+
+
+@shared_loop
+async def test_a_model_whose_cache_cannot_be_spliced_decodes_one_row_at_a_time(
+    conversion: tuple[Path, Path, float], plain: TransformersLocalBackend
+) -> None:
+    solo = _UnsplicedBackend(conversion[1], max_batch=4, name="solo")
+    try:
+        budgets = [12, 5, 9]
+        answers = await asyncio.gather(*(solo.complete(chat, SamplingParams(max_tokens=n)) for chat, n in zip(PROMPTS, budgets)))
+        assert solo.largest_batch == 1
+        assert solo.reused_tokens == 0
+        await alone(plain, PROMPTS[0], GREEDY)  # loads the reference model
+        for chat, budget, answer in zip(PROMPTS, budgets, answers):
+            assert answer.text == generate_alone(plain, chat, budget)
+    finally:
+        await solo.aclose()
