@@ -44,7 +44,7 @@ def _demo(args: argparse.Namespace) -> int:
     store = args.store or Path("esc-eval-runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"
     seeker = ("the seeker with a small LoRA adapter (runs/data/seeker_adapter) trained on our own synthetic seeker lines: it stays "
               "in role but repeats itself and hardly tells its card" if config.seeker.lora else
-              "the seeker without its adapter (the packaged seeker adapter needs peft: pip install esc-eval[train]), so it mostly "
+              "the seeker without its adapter (the packaged seeker adapter needs peft: pip install esc-eval[local]), so it mostly "
               "speaks as the listener")
     print("esc-eval demo: a smoke test of the machinery, not a benchmark. SmolLM2-135M-Instruct (embedded) plays the supporter, "
           f"the judge and {seeker}; a 135M model is far too small to be a faithful seeker or a fair judge "
