@@ -94,8 +94,9 @@ AUTO = "auto"
 def choose_local_backend(model: str | None) -> tuple[str, str]:
     """The fastest local engine installed for ``model``, and why: ``vllm`` if importable, else ``transformers``.
 
-    vLLM batches every episode's requests continuously in a paged KV cache; measured on a
-    2-core CPU it gives 2-3x the tokens/s of the ``transformers`` backend (docs/performance.md).
+    vLLM batches every episode's requests continuously in a paged KV cache; on 2-core CPUs it
+    gave 2-3x the tokens/s of the ``transformers`` backend (Xeon with AMX, bfloat16) and 1.1-1.2x
+    (EPYC with AVX2 only, float32); docs/performance.md.
     Without a model (the embedded SmolLM2 GGUF) it is ``transformers``: vLLM needs a folder or hub id.
     """
     if not model:
