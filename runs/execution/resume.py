@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -59,10 +60,14 @@ def open_run_store(plan: RunPlan, store_path: Path, *, resume: bool, retry_faile
     return RunStore(store, 0 if retry_failed else store.counts().get("failed", 0))
 
 
-def versions() -> dict[str, str]:
-    """The library versions a store records at creation (numbers depend on them)."""
+RECORDED = ("esc-eval", "autogen-core", "aiohttp", "tenacity", "transformers", "torch")
+"""The distributions a store records the versions of."""
+
+
+def versions(dists: Sequence[str] = RECORDED) -> dict[str, str]:
+    """The Python and library versions (of those installed) a store records at creation: numbers depend on them."""
     found = {"python": platform.python_version()}
-    for dist in ("esc-eval", "autogen-core", "aiohttp", "tenacity", "transformers", "torch"):
+    for dist in dists:
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
