@@ -75,12 +75,12 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def run_engines(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The engines scenario's rows, its summary, and its table on stderr (stdout stays JSON lines)."""
-    from benchmarks.engines import engines, table
+    from benchmarks.engines import cores, engines, table
 
     rows = engines(quick=args.quick, repeats=args.repeats, only=[e for e in args.engines.split(",") if e], vllm_dtype=args.vllm_dtype)
     load = os.getloadavg()[0]
     print(f"\n{table(rows[:-1])}\n(tok/s = completion tokens / wall s, the median of --repeats runs (min–max); CPU used = the "
-          f"engine's processes' CPU s / wall s / {len(os.sched_getaffinity(0))} cores; load average now {load:.1f})\n", file=sys.stderr, flush=True)
+          f"engine's processes' CPU s / wall s / {cores()} cores; load average now {load:.1f})\n", file=sys.stderr, flush=True)
     return rows
 
 
