@@ -1,4 +1,5 @@
-"""``esc-eval seeker eval STORE``: how faithfully the simulated seeker played its part, per seeker model and persona."""
+"""``esc-eval seeker eval STORE``: how faithfully the simulated seeker played its part, per seeker and persona;
+``esc-eval seeker train``: a LoRA adapter that speaks as the seeker."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``seeker`` command group: ``seeker eval STORE`` prints the seeker fidelity figures, ``seeker train`` trains an adapter."""
     seeker = sub.add_parser("seeker", help="the simulated seeker's fidelity: 'seeker eval STORE'; 'seeker train' fine-tunes one",
                             description="esc-eval seeker eval STORE: role breaks, parroting, repetition, card grounding, "
-                                        "distress arc and (with --judge) human-likeness, per seeker model and persona")
+                                        "distress arc and (with --judge) human-likeness, per seeker and persona. "
+                                        "esc-eval seeker train: a LoRA adapter that speaks as the seeker")
     actions = seeker.add_subparsers(required=True, metavar="ACTION")
     evaluate = actions.add_parser("eval", help="fidelity figures from a store's finished dialogues")
     evaluate.add_argument("store", type=Path)
