@@ -60,6 +60,7 @@ from agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyR
 from agents.backends.decoding import RowSampler, RunningBatch, SoloBatch, next_tokens
 from agents.backends.embedded import EMBEDDED_ALIASES, EMBEDDED_NAME, cache_root, embedded_gguf, embedded_model_dir
 from agents.backends.kv_cache import PrefixCache, preallocated_layer
+from agents.backends.packed_linear import pack_linears, packable
 from agents.backends.torch_import import import_torch
 from agents.messages import ChatMessage, Completion, SamplingParams
 
@@ -106,6 +107,8 @@ class TransformersLocalBackend:
         threads: torch intra-op threads; ``None`` means the CPUs this process may use.
         prefix_cache_mb: memory for past prompts' keys and values (see the module docstring);
             0 turns prefix reuse off.
+        packed_weights: run a float32 CPU model's linear layers on oneDNN with their weights
+            packed once (``agents.backends.packed_linear``); False keeps torch's default kernels.
 
     The model is loaded once, lazily, in the backend's own thread (never on the event
     loop). ``complete(model=...)`` accepts only names of this one model (``name``, the
@@ -120,6 +123,7 @@ class TransformersLocalBackend:
         load_seconds: how long loading the model took (None before it is loaded).
         prefilled_tokens: prompt tokens the model computed.
         reused_tokens: prompt tokens whose keys and values came from the prefix cache instead.
+        packed_linears: linear layers running packed on oneDNN (0 before loading, or when not packed).
 
     Examples:
         >>> backend = TransformersLocalBackend(max_batch=8)             # doctest: +SKIP
@@ -138,6 +142,7 @@ class TransformersLocalBackend:
         dtype: str | None = None,
         threads: int | None = None,
         prefix_cache_mb: float = 512,
+        packed_weights: bool = True,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -159,6 +164,8 @@ class TransformersLocalBackend:
         self.load_seconds: float | None = None
         self.prefilled_tokens = 0
         self.reused_tokens = 0
+        self.packed_weights = packed_weights
+        self.packed_linears = 0
         self._prefixes: PrefixCache | None = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb else None
         self._aliases = {name} | (set(EMBEDDED_ALIASES) if self.folder is None else {str(model), str(self.folder)})
         self._model: Any = None
@@ -167,9 +174,12 @@ class TransformersLocalBackend:
         self._pad_id = 0
         self._plain_cache = False
         self._load_lock = threading.Lock()
-        self._queue = threading.Condition()  # guards _pending and _closed against the model thread
-        self._pending: deque[_Request] = deque()
-        self._thread: threading.Thread | None = None
+        self.prefill_threads = max(1, self.threads // 2)
+        self._queue = threading.Condition()  # guards _pending, _ready, _prefilling and _closed between the threads
+        self._pending: deque[_Request] = deque()  # queued, not yet prefilled
+        self._ready: deque[tuple[_Row, Any]] = deque()  # prefilled, waiting for a slot in the running batch
+        self._prefilling = False
+        self._threads: dict[str, threading.Thread] = {}
         self._closed = False
 
     # ----------------------------------------------------------------- ChatBackend
@@ -197,10 +207,11 @@ class TransformersLocalBackend:
             if self._closed:
                 raise BackendError(f"{self.name}: backend is closed")
             self._pending.append(request)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._serve, name=f"{self.name}-decode", daemon=True)
-                self._thread.start()
-            self._queue.notify()
+            for role, loop_body in (("prefill", self._prefill_loop), ("decode", self._decode_loop)):
+                if role not in self._threads or not self._threads[role].is_alive():
+                    self._threads[role] = threading.Thread(target=loop_body, name=f"{self.name}-{role}", daemon=True)
+                    self._threads[role].start()
+            self._queue.notify_all()
         self.stats.in_flight += 1
         try:
             completion = await request.future
@@ -213,16 +224,20 @@ class TransformersLocalBackend:
         return completion
 
     async def aclose(self) -> None:
-        """Fail queued requests, let the running rows finish, stop the model thread and free the model."""
+        """Fail queued requests, let the running rows finish, stop the model threads and free the model.
+
+        Requests not yet decoding (queued, or prefilled and waiting for a slot) fail as closed.
+        """
         with self._queue:
             self._closed = True
             queued, self._pending = list(self._pending), deque()
-            self._queue.notify()
+            self._queue.notify_all()
         for request in queued:
             _deliver(request, BackendError(f"{self.name}: backend closed"))
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            await asyncio.to_thread(thread.join)
+        threads, self._threads = [self._threads.get("prefill"), self._threads.get("decode")], {}
+        for thread in threads:  # the prefill thread first: the decode thread waits for its last row
+            if thread is not None:
+                await asyncio.to_thread(thread.join)
         with self._load_lock:
             self._model = self._tokenizer = None
             if self._prefixes is not None:
@@ -249,12 +264,10 @@ class TransformersLocalBackend:
             if self._closed:
                 raise BackendError(f"{self.name}: backend is closed")
             started = time.perf_counter()
-            torch = import_torch()
+            import_torch()
             from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
             from transformers.cache_utils import DynamicLayer
 
-            if self.threads and torch.get_num_threads() != self.threads:
-                torch.set_num_threads(self.threads)
             folder = self.folder if self.folder is not None else embedded_model_dir()
             load_log.info("%s: loading %s", self.name, folder)
             tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", local_files_only=True)
@@ -262,6 +275,7 @@ class TransformersLocalBackend:
                 raise BackendError(f"{folder}: the tokenizer has no chat template")
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=self.dtype or "auto", local_files_only=True)
             model.to(self.device).eval()
+            self.packed_linears = pack_linears(model) if self.packed_weights and packable(model) else 0
             eos = model.generation_config.eos_token_id
             eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
             if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
@@ -276,41 +290,70 @@ class TransformersLocalBackend:
                 self._prefixes = None
             self._tokenizer, self._model = tokenizer, model
             self.load_seconds = time.perf_counter() - started
-            load_log.info("%s: loaded %s (%s) in %.1f s", self.name, folder, model.dtype, self.load_seconds)
+            kernels = ", linear layers packed for oneDNN" if self.packed_linears else ""
+            load_log.info("%s: loaded %s (%s%s) in %.1f s", self.name, folder, model.dtype, kernels, self.load_seconds)
 
-    def _serve(self) -> None:
-        """The model thread: decode steps over the running rows, admitting and retiring rows between steps.
+    def _prefill_loop(self) -> None:
+        """The prefill thread: turn queued requests into ready rows, ahead of the decode thread.
+
+        It prefills while fewer than ``max_batch`` rows wait for a slot (so a row is ready
+        the moment one frees), and returns once the backend is closed.
+        """
+        while True:
+            with self._queue:
+                while not self._closed and (not self._pending or len(self._ready) >= self.max_batch):
+                    self._queue.wait()
+                if self._closed:
+                    return
+                request = self._pending.popleft()
+                self._prefilling = True
+            try:
+                if not request.abandoned():
+                    self._load()
+                    self._set_threads(self.prefill_threads)
+                    ready = self._prefill(request)
+                    if ready is not None:
+                        with self._queue:
+                            self._ready.append(ready)
+            except Exception as exc:  # a failed load or prefill fails its request, never the thread
+                self._fail([request], exc)
+            finally:
+                with self._queue:
+                    self._prefilling = False
+                    self._queue.notify_all()
+
+    def _decode_loop(self) -> None:
+        """The decode thread: steps over the running rows, splicing in ready rows and retiring finished ones between steps.
 
         It never waits on the event loop: answers go to their callers' loops as soon as
-        their row ends. It returns once the backend is closed and its last row is done.
+        their row ends. It returns once the backend is closed and its last running row is
+        done; rows still waiting for a slot then fail as closed.
         """
         batch: RunningBatch | SoloBatch | None = None
         while True:
             with self._queue:
-                while not self._pending and not batch:
-                    if self._closed:
+                while not self._ready and not batch:
+                    if self._closed and not self._prefilling:
                         return
                     self._queue.wait()
-            if batch is None:
-                try:
-                    self._load()
-                except Exception as exc:  # a failed load fails the requests waiting for it, never the thread
-                    with self._queue:
-                        waiting, self._pending = list(self._pending), deque()
-                    self._fail(waiting, exc)
+                if self._closed:
+                    joining, unstarted = [], list(self._ready)
+                    self._ready.clear()
+                else:
+                    if batch is None:  # the model is loaded: a row is ready
+                        self._set_threads(self.threads)
+                        batch = RunningBatch(self._model, self.max_batch) if self._plain_cache else SoloBatch(self._model)
+                    joining = [self._ready.popleft() for _ in range(min(batch.max_rows - len(batch), len(self._ready)))]
+                    unstarted = []
+                self._queue.notify_all()
+            self._fail([row.request for row, _ in unstarted], BackendError("backend closed"))
+            for row, state in joining:
+                if row.request.abandoned():
                     continue
-                batch = RunningBatch(self._model, self.max_batch) if self._plain_cache else SoloBatch(self._model)
-            with self._queue:
-                newcomers = []
-                while self._pending and len(batch) + len(newcomers) < batch.max_rows:
-                    request = self._pending.popleft()
-                    if not request.abandoned():
-                        newcomers.append(request)
-            for request in newcomers:
-                try:
-                    self._admit(batch, request)
-                except Exception as exc:
-                    self._fail([request], exc)
+                if isinstance(batch, RunningBatch):
+                    batch.add(row, state, row.request.params.max_tokens - len(row.tokens))
+                else:
+                    batch.add(row, state)
             if batch:
                 try:
                     self._step(batch)
@@ -318,14 +361,27 @@ class TransformersLocalBackend:
                     self._fail([row.request for row in batch.members], exc)
                     batch = None
 
+    @staticmethod
+    def _set_threads(count: int) -> None:
+        """This thread's torch intra-op threads (an OpenMP setting of the calling thread)."""
+        torch = import_torch()
+        if count and torch.get_num_threads() != count:
+            torch.set_num_threads(count)
+
     def _fail(self, requests: list[_Request], exc: Exception) -> None:
+        if not requests:
+            return
         detail = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
         log.warning("%s: %s", self.name, detail)
         for request in requests:
             _deliver(request, BackendError(f"{self.name}: {detail}"))
 
-    def _admit(self, batch: RunningBatch | SoloBatch, request: _Request) -> None:
-        """Prefill one prompt alone (reusing its longest cached prefix), pick its first token, and add its row."""
+    def _prefill(self, request: _Request) -> tuple[_Row, Any] | None:
+        """Prefill one prompt alone (reusing its longest cached prefix) and pick its first token.
+
+        Returns the row with its state to join the running batch (per layer keys and values,
+        or the model's own cache for a ``SoloBatch``), or None when the first token already ended it.
+        """
         import torch
         from transformers import DynamicCache
 
@@ -333,7 +389,7 @@ class TransformersLocalBackend:
         text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
         prompt = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
         with torch.inference_mode():
-            if isinstance(batch, RunningBatch):
+            if self._plain_cache:
                 entry, reused = self._prefixes.longest(prompt, len(prompt) - 1) if self._prefixes is not None else (None, 0)
                 past = DynamicCache(config=self._model.config)
                 past.layers = [preallocated_layer()(len(prompt)) for _ in past.layers]
@@ -348,16 +404,12 @@ class TransformersLocalBackend:
         self.prefilled_tokens += len(prompt) - reused
         sampler = RowSampler(request.params, self.device)
         row = _Row(request, len(prompt), sampler, [sampler.pick(output.logits[0, -1])])
-        if isinstance(batch, RunningBatch):
-            layers = [(layer.keys, layer.values) for layer in past.layers]
+        state: Any = past
+        if self._plain_cache:
+            state = [(layer.keys, layer.values) for layer in past.layers]
             if self._prefixes is not None:
-                self._prefixes.add(prompt, layers)
-        if self._finish(row):
-            return
-        if isinstance(batch, RunningBatch):
-            batch.add(row, layers, request.params.max_tokens - 1)
-        else:
-            batch.add(row, past)
+                self._prefixes.add(prompt, state)
+        return None if self._finish(row) else (row, state)
 
     def _step(self, batch: RunningBatch | SoloBatch) -> None:
         """Drop abandoned rows, feed every row its last token, pick the next ones, and retire finished rows."""
