@@ -104,7 +104,7 @@ def next_tokens(logits: Any, samplers: list[RowSampler]) -> list[int]:
 class RunningBatch:
     """Rows decoding together in one cache; ``members[i]`` is the caller's object for row ``i``.
 
-    Only the backend's model thread uses it.
+    Only the backend's decode thread uses it.
     """
 
     def __init__(self, model: Any, max_rows: int):

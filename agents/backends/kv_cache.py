@@ -37,7 +37,7 @@ class Prefix:
 class PrefixCache:
     """Past prompts' keys and values, at most ``max_bytes`` of them, the least recently used dropped first.
 
-    Only the backend's model thread touches it (and ``aclose`` once that thread is gone).
+    Only the backend's prefill thread touches it (and ``aclose`` once that thread is gone).
     """
 
     def __init__(self, max_bytes: int):

@@ -1,15 +1,24 @@
 """In-process chat completions from a local transformers model, continuously batched.
 
 ``TransformersLocalBackend`` serves one causal LM folder (by default the embedded
-SmolLM2-135M-Instruct, see ``embedded_model_dir``) to many concurrent callers. One
-model thread runs decode steps over a running set of rows (``agents.backends.decoding``)
-and never waits on the event loop: between steps it admits queued requests (up to
-``max_batch`` rows), each rendered through the tokenizer's chat template and prefilled
-alone, and retires rows that produced the end token or reached their own
-``max_tokens``, handing each answer to its caller's loop at once. A new request thus
-joins the running decode at its next step instead of waiting for a batch's longest
-answer, and a short answer never waits for a long one. A cancelled caller's row is
-dropped at the next step.
+SmolLM2-135M-Instruct, see ``embedded_model_dir``) to many concurrent callers with two
+threads that never wait on the event loop:
+
+- the *prefill thread* renders each queued request through the tokenizer's chat template,
+  prefills it alone (reusing its longest cached prefix), picks its first token, and keeps
+  up to ``max_batch`` such ready rows waiting for a slot;
+- the *decode thread* runs decode steps over the running rows (``agents.backends.decoding``),
+  splicing ready rows in and retiring rows that produced the end token or reached their
+  own ``max_tokens`` between steps, handing each answer to its caller's loop at once.
+
+A new request thus joins the running decode at the step after its prefill, a short
+answer never waits for a long one, and the decode never stops for a newcomer's prefill.
+The two overlap well on a CPU: a decode step of a small model is bound by memory and by
+the serial work between its parallel regions, a prefill by arithmetic (on a 2-core AVX2
+AMD EPYC VM, a decode step of 8 rows and a 100-token prefill side by side did the work
+of both back to back in 0.75 of the time). The prefill thread uses half of ``threads``
+(at least one) torch threads, the decode thread all of them; both are per-thread OpenMP
+settings. A cancelled caller's row is dropped at the next step.
 
 Every row keeps its own decoding settings: greedy when ``temperature`` is None or 0,
 otherwise sampling with ``temperature``/``top_p`` from a ``torch.Generator`` of its
@@ -20,23 +29,23 @@ Prefix cache: each prompt's keys and values are kept once it is prefilled, and l
 prompts that extend them (an agent's next turn, another episode with the same system
 prompt) prefill only the rest (``prefix_cache_mb``; ``agents.backends.kv_cache``).
 
-Numerics: the embedded folder is float32. In float32, greedy answers were measured
-identical whether a prompt is generated alone or left-padded in a batch (0 of 72
-differed, batch sizes 2-12, 48 tokens), and whether its prefix came from the cache or
-not (0 of 32 differed: 8 episodes, 2 rounds, 48 tokens). With continuous batching, 0 of 23
-differed from plain ``generate`` alone (15 seeker cards and 8 supporter prompts, 16-48
-tokens, arriving at random over 20 s into up to 8 running rows, prefix cache on); the
-tests check this with rows joining a running decode. In bfloat16 about half of the
-batched answers diverged after a few dozen tokens, and on CPUs without bfloat16
-instructions bfloat16 is much slower than float32 (on a 2-core AVX2 AMD EPYC VM: a decode
-step of 8 rows 3.7x, a prefill 7-12x slower); where the CPU
-has AMX it is faster in large batches: pass ``dtype="bfloat16"`` to trade reproducibility for that.
+Numerics: the embedded folder is float32. On a CPU its linear layers run on oneDNN with
+packed weights (``packed_weights``; ``agents.backends.packed_linear``), whose products
+are bit-identical for a row whatever the other rows and the thread count: so a prompt
+gives the same greedy answer alone or in a batch, prefilled whole or from the cache, as
+``generate`` gives with the same loaded model (the tests check this with rows joining a
+running decode). Against a vanilla transformers model (torch's MKL kernels, which are
+not batch-invariant) the logits differ in the last bits, so a greedy answer can part
+where two tokens nearly tie. In bfloat16 about half of the batched answers diverged
+after a few dozen tokens, and on CPUs without bfloat16 instructions bfloat16 is much
+slower than float32 (on the AMD EPYC VM above: a decode step of 8 rows 3.7x, a prefill
+7-12x slower); where the CPU has AMX it is faster in large batches: pass
+``dtype="bfloat16"`` to trade reproducibility for that.
 
-CPU threads: torch uses ``threads`` intra-op threads (default: the CPUs this
-process may use; ``torch.set_num_threads`` is process-wide). Before torch's first
-import this module sets ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it: with
-spinning OpenMP waiters, generation on 2 shared cores collapsed up to 10x whenever
-anything else ran (see ``_import_torch``).
+CPU threads: torch uses ``threads`` intra-op threads (default: the CPUs this process may
+use). Before torch's first import this module sets ``OMP_WAIT_POLICY=PASSIVE`` unless
+the user set it: with spinning OpenMP waiters, generation on 2 shared cores collapsed up
+to 10x whenever anything else ran (see ``import_torch``).
 
 torch and transformers are imported only when a model is loaded or converted, so
 importing this module is cheap.

@@ -430,3 +430,43 @@ async def test_a_model_whose_cache_cannot_be_spliced_decodes_one_row_at_a_time(
             assert answer.text == generate_alone(plain, chat, budget)
     finally:
         await solo.aclose()
+
+
+@shared_loop
+async def test_a_queued_request_is_prefilled_while_the_running_row_decodes(conversion: tuple[Path, Path, float]) -> None:
+    one = TransformersLocalBackend(conversion[1], max_batch=1, name="ahead", prefix_cache_mb=0)
+    try:
+        steps = one.batches_run
+        running = asyncio.ensure_future(one.complete(LONG, SamplingParams(max_tokens=64)))
+        await decoding(one, steps)
+        prefilled = one.prefilled_tokens
+        queued = asyncio.ensure_future(one.complete(PROMPTS[2], SamplingParams(max_tokens=4)))
+
+        async def prefilled_ahead() -> None:
+            while one.prefilled_tokens == prefilled:
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(prefilled_ahead(), timeout=60)
+        assert not running.done()  # the only slot is still decoding: the newcomer waits prefilled, ready to join
+        long_answer, short_answer = await asyncio.gather(running, queued)
+        assert long_answer.completion_tokens == 64
+        assert short_answer.text
+        assert one.largest_batch == 1
+    finally:
+        await one.aclose()
+
+
+@shared_loop
+async def test_linear_layers_run_packed_unless_turned_off(conversion: tuple[Path, Path, float], backend: TransformersLocalBackend) -> None:
+    torch = import_torch()
+    await backend.complete(PROMPTS[0], SamplingParams(max_tokens=2))  # loaded
+    assert backend.packed_linears > 0
+    assert not any(isinstance(module, torch.nn.Linear) for module in backend._model.modules())
+
+    vanilla = TransformersLocalBackend(conversion[1], max_batch=2, name="vanilla", packed_weights=False)
+    try:
+        assert (await vanilla.complete(PROMPTS[1], GREEDY)).text
+        assert vanilla.packed_linears == 0
+        assert sum(isinstance(module, torch.nn.Linear) for module in vanilla._model.modules()) == backend.packed_linears
+    finally:
+        await vanilla.aclose()
