@@ -224,12 +224,27 @@ def engines(*, quick: bool = False, repeats: int = 1, only: Sequence[str] = (), 
     return [*rows, summary(rows)]
 
 
+TRANSFORMERS_CPU_TARGET = 0.9
+TRANSFORMERS_VS_VLLM_TARGET = 0.8
+
+
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's target (in-process vLLM >= its HTTP server at every C) and the fastest engine at each C."""
+    """The issue's targets at every C, and the fastest engine at each C.
+
+    Targets: in-process vLLM >= its HTTP server; the float32 ``transformers`` backend uses
+    >= 90 % of the cores; the faster ``transformers`` dtype measured reaches >= 0.8x in-process vLLM.
+    """
     speed = {(r["engine"], r["c"]): r["tokens_per_s"] for r in rows if "tokens_per_s" in r}
+    cpu = {(r["engine"], r["c"]): r["cpu_used"] for r in rows if "cpu_used" in r}
     cs = sorted({r["c"] for r in rows})
     targets = {f"vllm>=vllm-server@C={c}": speed[("vllm", c)] >= speed[("vllm-server", c)]
                for c in cs if ("vllm", c) in speed and ("vllm-server", c) in speed}
+    for c in cs:
+        if ("transformers-float32", c) in cpu:
+            targets[f"transformers-float32_cpu>=90%@C={c}"] = cpu[("transformers-float32", c)] >= TRANSFORMERS_CPU_TARGET
+        best = max((speed[(e, c)] for e in ("transformers-float32", "transformers-bfloat16") if (e, c) in speed), default=None)
+        if best is not None and ("vllm", c) in speed:
+            targets[f"transformers>=0.8*vllm@C={c}"] = best >= TRANSFORMERS_VS_VLLM_TARGET * speed[("vllm", c)]
     fastest = {str(c): max((e for e, cc in speed if cc == c), key=lambda e: speed[(e, c)], default=None) for c in cs}
     return {"scenario": "engines-summary", "targets": targets, "fastest": fastest,
             "tokens_per_s": {e: {str(c): speed[(e, c)] for ee, c in speed if ee == e} for e in dict.fromkeys(e for e, _ in speed)}}
@@ -336,7 +351,8 @@ async def started(name: str, model: str, c: int, vllm_args: dict[str, Any]) -> A
         backend = TransformersLocalBackend(model, max_batch=c, dtype=dtype, name=name)
         try:
             await _warm(backend)
-            yield backend, {"dtype": dtype, "max_batch": c, "startup_s": round(time.perf_counter() - start, 1)}
+            yield backend, {"dtype": dtype, "max_batch": c, "packed_linears": backend.packed_linears,
+                            "threads": [backend.prefill_threads, backend.threads], "startup_s": round(time.perf_counter() - start, 1)}
         finally:
             await backend.aclose()
     elif name == "vllm":

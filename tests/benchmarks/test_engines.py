@@ -95,7 +95,11 @@ def test_summary_decides_the_in_process_target_at_each_concurrency_and_names_the
     rows = [row("vllm", 8, 100.0), row("vllm-server", 8, 90.0), row("vllm", 16, 150.0), row("vllm-server", 16, 160.0),
             row("transformers-float32", 8, 40.0), {"scenario": "engines", "engine": "transformers-serve", "label": "t", "c": 16, "skipped": "x"}]
     result = summary(rows)
-    assert result["targets"] == {"vllm>=vllm-server@C=8": True, "vllm>=vllm-server@C=16": False}
+    assert result["targets"] == {"vllm>=vllm-server@C=8": True, "vllm>=vllm-server@C=16": False,
+                                 "transformers-float32_cpu>=90%@C=8": True, "transformers>=0.8*vllm@C=8": False}
+    slow_cpu = summary([row("vllm", 8, 100.0), {**row("transformers-float32", 8, 80.0), "cpu_used": 0.85},
+                        row("transformers-bfloat16", 8, 70.0)])
+    assert slow_cpu["targets"] == {"transformers-float32_cpu>=90%@C=8": False, "transformers>=0.8*vllm@C=8": True}
     assert result["fastest"] == {"8": "vllm", "16": "vllm-server"}
     text = table(rows)
     assert "| vllm | 100.0 (99.0–102.0) | 150.0 (149.0–152.0) | 90%, 90% |" in text
