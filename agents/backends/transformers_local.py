@@ -113,7 +113,8 @@ class TransformersLocalBackend:
         device: torch device for the model and inputs.
         name: label for counters and ``Completion.model``.
         dtype: torch dtype name; ``None`` keeps the folder's own (float32 for the embedded model).
-        threads: torch intra-op threads; ``None`` means the CPUs this process may use.
+        threads: torch intra-op threads of the decode thread (the prefill thread uses half, at
+            least one); ``None`` means the CPUs this process may use.
         prefix_cache_mb: memory for past prompts' keys and values (see the module docstring);
             0 turns prefix reuse off.
         packed_weights: run a float32 CPU model's linear layers on oneDNN with their weights
@@ -167,6 +168,7 @@ class TransformersLocalBackend:
         self.name = name
         self.dtype = dtype
         self.threads = threads if threads is not None else _usable_cpus()
+        self.prefill_threads = max(1, self.threads // 2)
         self.stats = BackendStats(name)
         self.batches_run = 0
         self.largest_batch = 0
@@ -183,7 +185,6 @@ class TransformersLocalBackend:
         self._pad_id = 0
         self._plain_cache = False
         self._load_lock = threading.Lock()
-        self.prefill_threads = max(1, self.threads // 2)
         self._queue = threading.Condition()  # guards _pending, _ready, _prefilling and _closed between the threads
         self._pending: deque[_Request] = deque()  # queued, not yet prefilled
         self._ready: deque[tuple[_Row, Any]] = deque()  # prefilled, waiting for a slot in the running batch
@@ -356,19 +357,20 @@ class TransformersLocalBackend:
                     unstarted = []
                 self._queue.notify_all()
             self._fail([row.request for row, _ in unstarted], BackendError("backend closed"))
-            for row, state in joining:
-                if row.request.abandoned():
-                    continue
-                if isinstance(batch, RunningBatch):
-                    batch.add(row, state, row.request.params.max_tokens - len(row.tokens))
-                else:
-                    batch.add(row, state)
-            if batch:
-                try:
+            try:
+                for row, state in joining:
+                    if row.request.abandoned():
+                        continue
+                    if isinstance(batch, RunningBatch):
+                        batch.add(row, state, row.request.params.max_tokens - len(row.tokens))
+                    else:
+                        batch.add(row, state)
+                if batch:
                     self._step(batch)
-                except Exception as exc:
-                    self._fail([row.request for row in batch.members], exc)
-                    batch = None
+            except Exception as exc:  # fails the rows it concerns, never the thread
+                running = batch.members if batch is not None else []
+                self._fail([row.request for row in running] + [row.request for row, _ in joining], exc)
+                batch = None
 
     @staticmethod
     def _set_threads(count: int) -> None:
