@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", metavar="PNG", help="also measure overhead over a grid of N and C and plot it to PNG")
     parser.add_argument("--out", metavar="JSONL", help="also append the JSON lines to this file")
     parser.add_argument("--engines", metavar="LIST", default="", help="engines scenario: only these (comma-separated names)")
-    parser.add_argument("--repeats", type=int, default=1, help="engines scenario: runs per (engine, C); the line has their median")
+    parser.add_argument("--repeats", type=int, default=1, help="engines scenario: passes; every engine runs once per pass, the line has the median")
     parser.add_argument("--vllm-dtype", choices=("auto", "bfloat16", "float32"), default="auto",
                         help="engines scenario: the vLLM engines' dtype (auto: bfloat16 where the CPU has it natively, else float32)")
     args = parser.parse_args(argv)

@@ -16,7 +16,8 @@ The plan is the same for every engine: the real ``Runner`` (seeker + one support
 embedded SmolLM2-135M-Instruct folder, no judge), ``episodes`` built-in English cards (repeated past
 15), ``rounds`` rounds, ``max_tokens`` per line, temperature 0.7, top-p 0.95, ``C`` episodes at a time.
 A child loads its engine once, warms it with one short request, then runs the plan at each C
-(``repeats`` times): the clock runs from the runner's start until the last episode ends, before any
+(with ``repeats`` > 1 the engines take turns: each runs once per pass, in a new child): the clock runs
+from the runner's start until the last episode ends, before any
 engine shuts down. Figures per (engine, C): completion tokens / wall seconds, and CPU used: CPU seconds
 of the child and every descendant (engine core, server) over the same window / wall / cores.
 
@@ -205,6 +206,9 @@ def engines(*, quick: bool = False, repeats: int = 1, only: Sequence[str] = (), 
             log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Every engine (or those named in ``only``) on the same plan, one after another: one row per (engine, C), then the summary.
 
+    With ``repeats`` > 1 the engines take turns: every engine runs once per pass (its own child
+    process each time), and a row has the median of its passes.
+
     ``vllm_dtype`` ``auto``: bfloat16 where the CPU has it natively (AVX512-BF16, AMX), else float32, as the
     ``vllm`` backend itself chooses (``agents.backends.vllm_engine.cpu_has_native_bf16``).
     """
@@ -219,9 +223,37 @@ def engines(*, quick: bool = False, repeats: int = 1, only: Sequence[str] = (), 
     model = embedded_model_dir()
     if vllm_dtype == "auto":
         vllm_dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
-    rows = [row for engine in ENGINES if not only or engine.name in only
-            for row in run_engine(engine, model, plan, repeats, vllm_dtype, log, named=engine.name in only)]
+    chosen = [engine for engine in ENGINES if not only or engine.name in only]
+    passes = []
+    for number in range(repeats):  # engines alternate, so a drifting host slows every engine alike
+        if repeats > 1:
+            log(f"pass {number + 1} of {repeats}")
+        passes.append([row for engine in chosen
+                       for row in run_engine(engine, model, plan, 1, vllm_dtype, log, named=engine.name in only)])
+        chosen = [engine for engine in chosen if any(r["engine"] == engine.name and "skipped" not in r for r in passes[-1])]
+    rows = merged(passes)
     return [*rows, summary(rows)]
+
+
+def merged(passes: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (engine, C) from the passes' rows: the run with the median tokens/s, with every run's figures.
+
+    A (engine, C) without any measured run keeps its first pass's row (skipped, or the error).
+    """
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in (row for rows_of_pass in passes for row in rows_of_pass):
+        runs.setdefault((row["engine"], row["c"]), []).append(row)
+    rows = []
+    for found in runs.values():
+        measured = sorted((r for r in found if "tokens_per_s" in r), key=lambda r: r["tokens_per_s"])
+        if not measured:
+            rows.append(found[0])
+            continue
+        middle = measured[(len(measured) - 1) // 2]
+        rows.append({**middle, "repeats": len(measured), "tokens_per_s": statistics.median(r["tokens_per_s"] for r in measured),
+                     "runs_tokens_per_s": [r["tokens_per_s"] for r in measured], "runs_cpu_used": [r["cpu_used"] for r in measured],
+                     **({"failed_runs": len(found) - len(measured)} if len(found) > len(measured) else {})})
+    return rows
 
 
 TRANSFORMERS_CPU_TARGET = 0.9

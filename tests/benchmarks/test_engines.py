@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from agents.backends.scripted import ScriptedBackend
-from benchmarks.engines import ROW_KEYS, engines, run_plan, summary, table, tree_cpu_seconds
+from benchmarks.engines import ROW_KEYS, engines, merged, run_plan, summary, table, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 BURN = "import sys, time\nwhile time.process_time() < {seconds}: pass\nprint('burnt', flush=True)\nsys.stdin.read()\n"
@@ -73,14 +73,14 @@ def test_one_run_of_the_plan_reports_its_figures_and_leaves_the_engine_open() ->
 def test_a_missing_vllm_venv_is_skipped_with_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ESC_EVAL_VLLM_VENV", str(tmp_path / "no-venv"))
     logged: list[str] = []
-    rows = engines(quick=True, only=["vllm", "vllm-server"], log=logged.append)
+    rows = engines(quick=True, only=["vllm", "vllm-server"], repeats=3, log=logged.append)
     *measured, last = rows
     assert [(r["engine"], r["c"]) for r in measured] == [("vllm", 2), ("vllm", 4), ("vllm-server", 2), ("vllm-server", 4)]
     for row in measured:
         assert "scripts/vllm-env.sh" in row["skipped"] and "tokens_per_s" not in row
         assert set(ROW_KEYS) - {"tokens_per_s", "cpu_used"} <= row.keys()
     assert last == {"scenario": "engines-summary", "targets": {}, "fastest": {"2": None, "4": None}, "tokens_per_s": {}}
-    assert any("vllm: skipped" in line for line in logged)
+    assert sum("vllm: skipped" in line for line in logged) == 1  # a skipped engine is not looked for again in later passes
     with pytest.raises(SystemExit, match="unknown engine"):
         engines(quick=True, only=["vlm"])
 
@@ -131,3 +131,22 @@ def test_bfloat16_transformers_runs_only_when_named_on_a_cpu_without_it(monkeypa
     assert unavailable(bf16, named=True) is None
     monkeypatch.setattr(vllm_engine, "cpu_has_native_bf16", lambda: True)
     assert unavailable(bf16) is None
+
+
+def test_passes_merge_into_the_median_run_of_each_engine_and_concurrency() -> None:
+    def run(engine: str, c: int, speed: float, cpu: float) -> dict[str, object]:
+        return {"scenario": "engines", "engine": engine, "label": engine, "c": c, "tokens_per_s": speed, "cpu_used": cpu, "wall_s": 100 / speed}
+
+    failed = {"scenario": "engines", "engine": "vllm", "label": "vllm", "c": 8, "error": "child exited"}
+    skipped = {"scenario": "engines", "engine": "transformers-serve", "label": "t", "c": 8, "skipped": "x"}
+    passes = [[run("vllm", 8, 50.0, 0.9), run("transformers-float32", 8, 70.0, 0.8), skipped],
+              [failed, run("transformers-float32", 8, 60.0, 0.7)],
+              [run("vllm", 8, 40.0, 0.95), run("transformers-float32", 8, 65.0, 0.85)]]
+    rows = {(r["engine"], r["c"]): r for r in merged(passes)}
+
+    ours = rows[("transformers-float32", 8)]
+    assert ours["tokens_per_s"] == 65.0 and ours["wall_s"] == 100 / 65.0 and ours["cpu_used"] == 0.85  # the median run, whole
+    assert sorted(ours["runs_tokens_per_s"]) == [60.0, 65.0, 70.0] and ours["repeats"] == 3 and "failed_runs" not in ours
+    theirs = rows[("vllm", 8)]
+    assert theirs["tokens_per_s"] == 45.0 and theirs["repeats"] == 2 and theirs["failed_runs"] == 1  # an even count: the mean of the two
+    assert rows[("transformers-serve", 8)] == skipped
