@@ -470,3 +470,25 @@ async def test_linear_layers_run_packed_unless_turned_off(conversion: tuple[Path
         assert sum(isinstance(module, torch.nn.Linear) for module in vanilla._model.modules()) == backend.packed_linears
     finally:
         await vanilla.aclose()
+
+
+class _FailingPrefill(TransformersLocalBackend):
+    """A backend whose prefill breaks on one prompt (as a too-long prompt or an out-of-memory error would)."""
+
+    def _prefill(self, request):  # type: ignore[no-untyped-def]
+        if request.messages == PROMPTS[1]:
+            raise RuntimeError("prefill broke")
+        return super()._prefill(request)
+
+
+@shared_loop
+async def test_a_failed_prefill_fails_its_request_only_and_the_backend_keeps_serving(conversion: tuple[Path, Path, float]) -> None:
+    failing = _FailingPrefill(conversion[1], max_batch=4, name="failing")
+    try:
+        results = await asyncio.gather(*(failing.complete(chat, SamplingParams(max_tokens=6)) for chat in PROMPTS), return_exceptions=True)
+        assert isinstance(results[1], BackendError) and "RuntimeError: prefill broke" in str(results[1])
+        assert all(not isinstance(result, BaseException) and result.text for n, result in enumerate(results) if n != 1)
+        assert (await failing.complete(PROMPTS[0], SamplingParams(max_tokens=4))).text  # both threads still serve
+        assert failing.stats.in_flight == 0
+    finally:
+        await failing.aclose()
