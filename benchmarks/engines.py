@@ -207,7 +207,8 @@ def engines(*, quick: bool = False, repeats: int = 1, only: Sequence[str] = (), 
     """Every engine (or those named in ``only``) on the same plan, one after another: one row per (engine, C), then the summary.
 
     With ``repeats`` > 1 the engines take turns: every engine runs once per pass (its own child
-    process each time), and a row has the median of its passes.
+    process each time), every other pass in reverse order (a host speeding up or slowing down
+    over the passes then favours no engine), and a row has the median of its passes.
 
     ``vllm_dtype`` ``auto``: bfloat16 where the CPU has it natively (AVX512-BF16, AMX), else float32, as the
     ``vllm`` backend itself chooses (``agents.backends.vllm_engine.cpu_has_native_bf16``).
@@ -228,7 +229,8 @@ def engines(*, quick: bool = False, repeats: int = 1, only: Sequence[str] = (), 
     for number in range(repeats):  # engines alternate, so a drifting host slows every engine alike
         if repeats > 1:
             log(f"pass {number + 1} of {repeats}")
-        passes.append([row for engine in chosen
+        order = chosen if number % 2 == 0 else chosen[::-1]  # A B, B A, A B...: no engine always runs last
+        passes.append([row for engine in order
                        for row in run_engine(engine, model, plan, 1, vllm_dtype, log, named=engine.name in only)])
         chosen = [engine for engine in chosen if any(r["engine"] == engine.name and "skipped" not in r for r in passes[-1])]
     rows = merged(passes)

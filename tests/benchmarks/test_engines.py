@@ -81,6 +81,24 @@ def test_a_missing_vllm_venv_is_skipped_with_how_to_get_it(monkeypatch: pytest.M
         assert set(ROW_KEYS) - {"tokens_per_s", "cpu_used"} <= row.keys()
     assert last == {"scenario": "engines-summary", "targets": {}, "fastest": {"2": None, "4": None}, "tokens_per_s": {}}
     assert sum("vllm: skipped" in line for line in logged) == 1  # a skipped engine is not looked for again in later passes
+
+
+def test_passes_alternate_the_engines_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.engines as module
+
+    ran: list[str] = []
+
+    def fake_run(engine, model, plan, repeats, vllm_dtype, log, *, named=False):  # type: ignore[no-untyped-def]
+        ran.append(engine.name)
+        return [{"scenario": "engines", "engine": engine.name, "label": engine.name, "c": c, "tokens_per_s": 10.0 + len(ran),
+                 "cpu_used": 0.5} for c in plan["concurrency"]]
+
+    monkeypatch.setattr(module, "run_engine", fake_run)
+    monkeypatch.setattr("agents.backends.embedded.embedded_model_dir", lambda: Path("/nowhere"))
+    rows = engines(quick=True, only=["vllm", "vllm-server"], repeats=3, vllm_dtype="float32", log=lambda line: None)
+    assert ran == ["vllm", "vllm-server", "vllm-server", "vllm", "vllm", "vllm-server"]
+    by = {(r["engine"], r["c"]): r for r in rows[:-1]}
+    assert sorted(by[("vllm", 2)]["runs_tokens_per_s"]) == [11.0, 14.0, 15.0] and by[("vllm", 2)]["tokens_per_s"] == 14.0
     with pytest.raises(SystemExit, match="unknown engine"):
         engines(quick=True, only=["vlm"])
 
