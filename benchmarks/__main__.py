@@ -37,12 +37,13 @@ DEFAULT = [*PRESETS, "saturation", "local", "local-bfloat16"]
 
 
 def machine() -> dict[str, Any]:
+    from agents.backends.vllm_engine import cpu_flags
+
     info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     try:
         with open("/proc/cpuinfo") as f:
-            lines = f.readlines()
-        info["cpu"] = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+            info["cpu"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+        flags = cpu_flags() or set()
         info["cpu_isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]  # bfloat16 is native only with the last two
         with open("/proc/meminfo") as f:
             info["mem_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)

