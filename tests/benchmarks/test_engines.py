@@ -88,7 +88,7 @@ def test_passes_alternate_the_engines_order(monkeypatch: pytest.MonkeyPatch) -> 
 
     ran: list[str] = []
 
-    def fake_run(engine, model, plan, repeats, vllm_dtype, log, *, named=False):  # type: ignore[no-untyped-def]
+    def fake_run(engine, model, plan, vllm_dtype, log, *, named=False):  # type: ignore[no-untyped-def]
         ran.append(engine.name)
         return [{"scenario": "engines", "engine": engine.name, "label": engine.name, "c": c, "tokens_per_s": 10.0 + len(ran),
                  "cpu_used": 0.5} for c in plan["concurrency"]]
