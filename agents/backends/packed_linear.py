@@ -17,14 +17,26 @@ transformers model's where two tokens nearly tie.
 
 ``PACK_HINT`` rows is the batch size the packing is tuned for; a hint of 1 broke the
 invariance above (a single row was computed differently), any hint from 2 to 128 kept it.
+
+Sibling projections (``SIBLINGS``: an attention's query, key and value, an MLP's gate and
+up projections) multiply the same input one after the other, so they share one packed
+product of their stacked weights: five products a layer become two, and a decode step of
+8 rows on the VM above took 3-5 % less time (fewer, larger parallel regions). The stacked
+product gave each projection bit-identical results to its own packed product (every row
+count tried, 1-100), so fusing changes no answer.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 PACK_HINT = 16
+SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+"""Attribute names of linear layers that transformers' decoders call one after the other on the same input."""
+
+_last_product = threading.local()  # per thread: (group, input, outputs, parts not yet taken)
 
 
 def packable(model: Any) -> bool:
@@ -35,17 +47,30 @@ def packable(model: Any) -> bool:
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
-def pack_linears(model: Any) -> int:
-    """Replace every ``torch.nn.Linear`` in ``model`` by a ``PackedLinear`` (in place); returns how many.
+def pack_linears(model: Any, *, fuse: bool = True) -> int:
+    """Replace every ``torch.nn.Linear`` in ``model`` by a packed one (in place); returns how many.
 
-    The packed copy replaces the layer's own weight; a weight shared with another module
-    (an output layer tied to the input embeddings) stays where it is also used.
+    With ``fuse``, each set of ``SIBLINGS`` (same input size, all with or all without a
+    bias) becomes ``PackedPart`` modules of one ``PackedGroup``. The packed copy replaces
+    the layer's own weight; a weight shared with another module (an output layer tied to
+    the input embeddings) stays where it is also used.
     """
     import torch
 
     linears = [(name, module) for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    fused: set[int] = set()
+    for parent in [module for _, module in model.named_modules()] if fuse else []:
+        for names in SIBLINGS:
+            members = [getattr(parent, name, None) for name in names]
+            if (all(isinstance(member, torch.nn.Linear) for member in members)
+                    and len({(member.in_features, member.bias is None) for member in members}) == 1):
+                group = packed_group()(members)
+                for index, (name, member) in enumerate(zip(names, members)):
+                    setattr(parent, name, packed_part()(group, index))
+                    fused.add(id(member))
     for name, linear in linears:
-        model.set_submodule(name, packed_linear()(linear))
+        if id(linear) not in fused:
+            model.set_submodule(name, packed_linear()(linear))
     return len(linears)
 
 
@@ -71,4 +96,58 @@ def packed_linear() -> type:
 
     return PackedLinear
 
-__all__ = ["PACK_HINT", "pack_linears", "packable", "packed_linear"]
+
+@functools.cache
+def packed_group() -> type:
+    """The ``PackedGroup`` class: sibling linear layers' weights stacked and packed as one."""
+    import torch
+
+    class PackedGroup(torch.nn.Module):
+        """One packed product for linear layers that take the same input; its ``PackedPart`` modules stand in for them."""
+
+        def __init__(self, linears: list[torch.nn.Linear]):
+            super().__init__()
+            self.sizes = [linear.out_features for linear in linears]
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(torch.cat([linear.weight.detach() for linear in linears]), PACK_HINT)
+            self.bias = None if linears[0].bias is None else torch.cat([linear.bias.detach() for linear in linears])
+
+        def part(self, inputs: torch.Tensor, index: int) -> torch.Tensor:
+            """Output ``index`` for ``inputs``: the product is computed once for the siblings' consecutive calls.
+
+            Reuse is per thread and for the very same input tensor, and only until every
+            part has been taken once: a second round of calls computes afresh.
+            """
+            last = getattr(_last_product, "value", None)
+            if last is None or last[0] is not self or last[1] is not inputs or index not in last[3]:
+                product = torch.ops.mkldnn._linear_pointwise(inputs, self.packed, self.bias, "none", [None], "")
+                last = (self, inputs, [out.contiguous() for out in product.split(self.sizes, dim=-1)], set(range(len(self.sizes))))
+                _last_product.value = last
+            last[3].discard(index)
+            if not last[3]:
+                _last_product.value = None
+            return last[2][index]
+
+    return PackedGroup
+
+
+@functools.cache
+def packed_part() -> type:
+    """The ``PackedPart`` class: one linear layer's share of a ``PackedGroup``."""
+    import torch
+
+    class PackedPart(torch.nn.Module):
+        def __init__(self, group: torch.nn.Module, index: int):
+            super().__init__()
+            self.group, self.index = group, index
+            self.in_features, self.out_features = group.packed.shape[1], group.sizes[index]
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return self.group.part(inputs, self.index)
+
+        def extra_repr(self) -> str:
+            return f"in_features={self.in_features}, out_features={self.out_features}, part {self.index} of its group"
+
+    return PackedPart
+
+
+__all__ = ["PACK_HINT", "SIBLINGS", "pack_linears", "packable", "packed_group", "packed_linear", "packed_part"]

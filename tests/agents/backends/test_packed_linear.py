@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from agents.backends.packed_linear import PACK_HINT, pack_linears, packable, packed_linear  # noqa: E402
+from agents.backends.packed_linear import PACK_HINT, pack_linears, packable, packed_group, packed_linear, packed_part  # noqa: E402
 
 if not torch.backends.mkldnn.is_available():  # pragma: no cover - every torch wheel for x86 has it
     pytest.skip("this torch build has no oneDNN", allow_module_level=True)
@@ -64,6 +64,10 @@ def test_pack_linears_swaps_every_linear_layer_and_keeps_the_model_s_logits() ->
     assert packable(model)
     assert pack_linears(model) == linears == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer, and the output layer
     assert not any(isinstance(module, torch.nn.Linear) for module in model.modules())
+    for layer in model.model.layers:  # q/k/v and gate/up share one product each
+        assert {type(layer.self_attn.q_proj), type(layer.mlp.up_proj)} == {packed_part()}
+        assert layer.self_attn.q_proj.group is layer.self_attn.v_proj.group is not layer.mlp.gate_proj.group
+        assert type(layer.self_attn.o_proj) is type(layer.mlp.down_proj) is packed_linear()
     assert model.get_input_embeddings().weight is embeddings  # the tied embeddings still serve the input
     with torch.inference_mode():
         after = model(input_ids=ids).logits
@@ -74,6 +78,75 @@ def test_pack_linears_swaps_every_linear_layer_and_keeps_the_model_s_logits() ->
         logits = model(input_ids=step).logits
         for row in range(9):
             assert torch.equal(model(input_ids=step[row:row + 1]).logits[0], logits[row])
+
+
+def test_fused_siblings_give_the_same_bits_as_their_own_packed_products() -> None:
+    fused, separate = tiny_llama(), tiny_llama()
+    pack_linears(fused)
+    pack_linears(separate, fuse=False)
+    assert not any(isinstance(module, packed_part()) for module in separate.modules())
+    with torch.inference_mode():
+        for ids in (torch.randint(0, 300, (3, 12)), torch.randint(0, 300, (9, 1))):  # prefill rows, a decode step
+            assert torch.equal(fused(input_ids=ids).logits, separate(input_ids=ids).logits)
+
+
+def test_a_part_reuses_the_group_product_only_for_its_siblings_consecutive_calls_on_the_same_input() -> None:
+    torch.manual_seed(2)
+    linears = [torch.nn.Linear(16, size) for size in (16, 8, 8)]
+    group = packed_group()(linears)
+    q, k, v = (packed_part()(group, index) for index in range(3))
+    inputs, other = torch.randn(4, 16), torch.randn(4, 16)
+
+    def expected(index: int, tensor):  # type: ignore[no-untyped-def]
+        return packed_linear()(linears[index])(tensor)
+
+    with torch.inference_mode():
+        assert torch.equal(q(inputs), expected(0, inputs))
+        assert torch.equal(k(other), expected(1, other))  # another input: computed afresh, not q's product
+        assert torch.equal(v(other), expected(2, other))
+        q(inputs), k(inputs), v(inputs)
+        inputs.add_(1.0)  # changed in place after a whole round of the siblings' calls
+        assert torch.equal(q(inputs), expected(0, inputs))
+        assert torch.equal(q(inputs), expected(0, inputs))  # a part asked twice: computed again, same result
+        assert q(inputs).is_contiguous() and k(inputs).shape == (4, 8)  # laid out like a linear layer's output
+
+
+def test_each_thread_keeps_its_own_group_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prefill and decode threads run the same layers: neither gets the other's product, nor evicts its own."""
+    torch.manual_seed(3)
+    linears = [torch.nn.Linear(16, 16), torch.nn.Linear(16, 16)]
+    group = packed_group()(linears)
+    gate, up = packed_part()(group, 0), packed_part()(group, 1)
+    mine, theirs = torch.randn(2, 16), torch.randn(2, 16)
+    with torch.inference_mode():
+        expected = {"mine": packed_linear()(linears[1])(mine), "theirs": packed_linear()(linears[1])(theirs)}
+    products = []
+    product = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *args: products.append(1) or product(*args))
+    started, other_done = threading.Event(), threading.Event()
+    seen = {}
+
+    def interleaved() -> None:  # gate on one input, then (after the other thread's gate) up on the same
+        with torch.inference_mode():
+            gate(mine)
+            started.set()
+            other_done.wait(10)
+            seen["mine"] = up(mine)
+
+    def other() -> None:
+        started.wait(10)
+        with torch.inference_mode():
+            gate(theirs)
+            other_done.set()
+            seen["theirs"] = up(theirs)
+
+    threads = [threading.Thread(target=interleaved), threading.Thread(target=other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert torch.equal(seen["mine"], expected["mine"]) and torch.equal(seen["theirs"], expected["theirs"])
+    assert len(products) == 2  # one product per thread's round of calls
 
 
 def test_only_float32_cpu_models_are_packed() -> None:
