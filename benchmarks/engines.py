@@ -71,6 +71,7 @@ ENGINES = (
 )
 ROW_KEYS = ("scenario", "engine", "label", "c", "episodes", "rounds", "max_tokens", "tokens_per_s", "cpu_used")
 """Keys every measured row has (a skipped or failed engine's rows have ``skipped`` or ``error`` instead of figures)."""
+BACKEND_COUNTERS = ("prefilled_tokens", "reused_tokens", "batches_run")  # a backend's own, where it has them: each run's share
 
 
 # -- CPU accounting --------------------------------------------------------------------------------
@@ -344,6 +345,7 @@ async def run_plan(backend: Any, c: int, episodes: int, rounds: int, max_tokens:
     plan.cards = (plan.cards * (episodes // max(1, len(plan.cards)) + 1))[:episodes]  # 15 built-in cards per language
     lent = Lent(backend)
     tokens0 = backend.stats.completion_tokens
+    counters0 = {key: getattr(backend, key) for key in BACKEND_COUNTERS if hasattr(backend, key)}
     with tempfile.TemporaryDirectory(prefix="esc-eval-engines-") as tmp:
         store = Store.create(Path(tmp) / "bench.sqlite", config=config.to_dict(), fingerprint=plan.fingerprint())
         runner = Runner(plan, store, backends={"seeker": lent, "sup": lent})
@@ -356,7 +358,8 @@ async def run_plan(backend: Any, c: int, episodes: int, rounds: int, max_tokens:
     return {"wall_s": round(wall, 2), "completion_tokens": tokens, "tokens_per_s": round(tokens / wall, 1),
             "cpu_s": round(cpu, 2), "cpu_used": round(cpu / wall / cores(), 3), "cpu_ms_per_token": round(cpu * 1000 / max(1, tokens), 1),
             "load_before": round(load_before, 2),
-            "load_after": round(load_after, 2), "episodes_done": result.progress.done, "episodes_failed": result.progress.failed}
+            "load_after": round(load_after, 2), "episodes_done": result.progress.done, "episodes_failed": result.progress.failed,
+            **{key: getattr(backend, key) - start_value for key, start_value in counters0.items()}}
 
 
 async def _warm(backend: Any) -> None:

@@ -54,6 +54,11 @@ def test_tree_cpu_ignores_processes_outside_the_tree() -> None:
 def test_one_run_of_the_plan_reports_its_figures_and_leaves_the_engine_open() -> None:
     class Counting(ScriptedBackend):
         closed = False
+        prefilled_tokens = 5  # a counter of the backend's own, already running before the plan
+
+        async def complete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.prefilled_tokens += 3
+            return await super().complete(*args, **kwargs)
 
         async def aclose(self) -> None:
             self.closed = True
@@ -66,6 +71,7 @@ def test_one_run_of_the_plan_reports_its_figures_and_leaves_the_engine_open() ->
     assert row["tokens_per_s"] == pytest.approx(row["completion_tokens"] / row["wall_s"], rel=0.05)
     assert 0 <= row["cpu_used"] and row["cpu_s"] >= 0 and {"load_before", "load_after"} <= row.keys()
     assert not backend.closed  # the runner's close is the end of the clock, not of the engine
+    assert row["prefilled_tokens"] == 3 * 17 * 2 and "reused_tokens" not in row  # the run's share of the counters it has
     again = asyncio.run(run_plan(backend, 2, 2, 1, 8))
     assert again["completion_tokens"] == backend.stats.completion_tokens - row["completion_tokens"]
 
