@@ -30,7 +30,8 @@ prompts that extend them (an agent's next turn, another episode with the same sy
 prompt) prefill only the rest (``prefix_cache_mb``; ``agents.backends.kv_cache``).
 
 Numerics: the embedded folder is float32. On a CPU its linear layers run on oneDNN with
-packed weights (``packed_weights``; ``agents.backends.packed_linear``), whose products
+packed weights (``packed_weights``; ``agents.backends.packed_linear``; a layer's query,
+key and value projections share one product, as do its gate and up projections), whose products
 are bit-identical for a row whatever the other rows and the thread count: so a prompt
 gives the same greedy answer alone or in a batch, prefilled whole or from the cache, as
 ``generate`` gives with the same loaded model (the tests check this with rows joining a
