@@ -182,7 +182,7 @@ def run_engine(engine: Engine, model: Path, plan: dict[str, Any], vllm_dtype: st
         error = f"child exited with code {child.returncode}; see {_log_path(engine)}: " + " | ".join(tail)
         rows += [{**base, "c": c, "error": error[-2000:]} for c in plan["concurrency"] if c not in measured]
     for row in rows:
-        log(f"{engine.name} C={row['c']}: " + (f"{row['tokens_per_s']} tok/s, CPU {row['cpu_used']:.0%} of {row['cores']} cores"
+        log(f"{engine.name} C={row['c']}: " + (f"{row['tokens_per_s']} tok/s, CPU {row['cpu_used']:.1%} of {row['cores']} cores"
                                                 if "tokens_per_s" in row else row.get("error", "")[:300]))
     return [{**base, **row} for row in rows]
 

@@ -109,7 +109,7 @@ def draw_engines(path: str, rows: list[dict[str, Any]], *, machine: dict[str, An
         high = [max(r["runs_tokens_per_s"]) - r["tokens_per_s"] if r else 0 for r in found]
         bars = ax.bar(xs, heights, width, yerr=[low, high], capsize=3, label=f"C = {c}")
         for bar, r in zip(bars, found, strict=True):
-            text = f"CPU {r['cpu_used']:.0%}" if r else "skipped"
+            text = f"CPU {r['cpu_used']:.1%}" if r else "skipped"
             ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", fontsize=7,
                         textcoords="offset points", xytext=(0, 3))
     dtypes = {r["engine"]: r.get("settings", {}).get("dtype", "") for r in rows if "tokens_per_s" in r}
