@@ -59,7 +59,7 @@ def pack_linears(model: Any, *, fuse: bool = True) -> int:
 
     linears = [(name, module) for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
     fused: set[int] = set()
-    for parent in [module for _, module in model.named_modules()] if fuse else []:
+    for parent in list(model.modules()) if fuse else []:
         for names in SIBLINGS:
             members = [getattr(parent, name, None) for name in names]
             if (all(isinstance(member, torch.nn.Linear) for member in members)
@@ -85,11 +85,21 @@ def packed_linear() -> type:
         def __init__(self, linear: torch.nn.Linear):
             super().__init__()
             self.in_features, self.out_features = linear.in_features, linear.out_features
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), PACK_HINT)
+            self.packed = self.pack(linear.weight)
             self.bias = linear.bias
 
+        @staticmethod
+        def pack(weight: torch.Tensor) -> torch.Tensor:
+            """``weight`` [out_features, in_features] reordered once into oneDNN's layout."""
+            return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_HINT)
+
+        @staticmethod
+        def product(inputs: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+            """``inputs @ weight.T + bias`` with a weight from ``pack``."""
+            return torch.ops.mkldnn._linear_pointwise(inputs, packed, bias, "none", [None], "")
+
         def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-            return torch.ops.mkldnn._linear_pointwise(inputs, self.packed, self.bias, "none", [None], "")
+            return self.product(inputs, self.packed, self.bias)
 
         def extra_repr(self) -> str:
             return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -102,13 +112,15 @@ def packed_group() -> type:
     """The ``PackedGroup`` class: sibling linear layers' weights stacked and packed as one."""
     import torch
 
+    PackedLinear = packed_linear()
+
     class PackedGroup(torch.nn.Module):
         """One packed product for linear layers that take the same input; its ``PackedPart`` modules stand in for them."""
 
         def __init__(self, linears: list[torch.nn.Linear]):
             super().__init__()
             self.sizes = [linear.out_features for linear in linears]
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(torch.cat([linear.weight.detach() for linear in linears]), PACK_HINT)
+            self.packed = PackedLinear.pack(torch.cat([linear.weight.detach() for linear in linears]))
             self.bias = None if linears[0].bias is None else torch.cat([linear.bias.detach() for linear in linears])
 
         def part(self, inputs: torch.Tensor, index: int) -> torch.Tensor:
@@ -119,7 +131,7 @@ def packed_group() -> type:
             """
             last = getattr(_last_product, "value", None)
             if last is None or last[0] is not self or last[1] is not inputs or index not in last[3]:
-                product = torch.ops.mkldnn._linear_pointwise(inputs, self.packed, self.bias, "none", [None], "")
+                product = PackedLinear.product(inputs, self.packed, self.bias)
                 last = (self, inputs, [out.contiguous() for out in product.split(self.sizes, dim=-1)], set(range(len(self.sizes))))
                 _last_product.value = last
             last[3].discard(index)
