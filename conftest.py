@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from testing.fake_server import FakeOpenAIServer
+from esc_eval.testing.fake_server import FakeOpenAIServer
 from tests.reference import require_reference
 
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 from autogen_core import AgentInstantiationContext, AgentRuntime, MessageContext, RoutedAgent, message_handler
 
-from agents.backends.base import ChatBackend
-from agents.messages import Completion, TurnRequest
+from esc_eval.agents.backends.base import ChatBackend
+from esc_eval.agents.messages import Completion, TurnRequest
 
 
 class ChatAgent(RoutedAgent):

@@ -91,8 +91,8 @@ def load_base(base: str | Path | None, seed: int, needed_by: str = "training") -
     try:
         import peft
 
-        from agents.backends.lora_local import resolve_base
-        from agents.backends.torch_import import import_torch
+        from esc_eval.agents.backends.lora_local import resolve_base
+        from esc_eval.agents.backends.torch_import import import_torch
     except ImportError:
         raise TrainingError(f"{needed_by} needs peft: pip install esc-eval[train]") from None
     torch = import_torch()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.chat_agent import ChatAgent
+from esc_eval.agents.chat_agent import ChatAgent
 
 
 class SeekerAgent(ChatAgent):

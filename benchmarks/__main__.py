@@ -37,7 +37,7 @@ DEFAULT = [*PRESETS, "saturation", "local", "local-bfloat16"]
 
 
 def machine() -> dict[str, Any]:
-    from agents.backends.vllm_engine import cpu_flags
+    from esc_eval.agents.backends.vllm_engine import cpu_flags
 
     info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     try:

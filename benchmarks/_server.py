@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from testing.fake_server import FakeOpenAIServer
+from esc_eval.testing.fake_server import FakeOpenAIServer
 
 
 def responder(body: dict[str, Any]) -> str:

@@ -45,7 +45,7 @@ def start_server(delay: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def write_config(workdir: Path, base_url: str, episodes: int, rounds: int, concurrency: int, connections: int) -> Path:
-    from testing.scenarios import write_cards, write_run_config
+    from esc_eval.testing.scenarios import write_cards, write_run_config
 
     endpoint = {"base_url": base_url, "max_connections": connections, "timeout": 60.0}
     return write_run_config(
@@ -59,10 +59,10 @@ def write_config(workdir: Path, base_url: str, episodes: int, rounds: int, concu
 
 
 async def run_once(config_path: Path, store_path: Path, workers: int | None) -> dict[str, object]:
-    from runs.config import load_config
-    from runs.distributed import DistributedRunner
-    from runs.execution.runner import Runner, RunPlan
-    from runs.store import Store
+    from esc_eval.runs.config import load_config
+    from esc_eval.runs.distributed import DistributedRunner
+    from esc_eval.runs.execution.runner import Runner, RunPlan
+    from esc_eval.runs.store import Store
 
     plan = RunPlan.prepare(load_config(config_path))
     store = Store.create(store_path, config=plan.config.to_dict(), fingerprint=plan.fingerprint())

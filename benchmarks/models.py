@@ -25,7 +25,7 @@ from benchmarks.overhead import _loop_name, _peak_rss_mb
 
 
 def _config(c: int, episodes: int, rounds: int, max_tokens: int, endpoint: dict[str, Any]) -> Any:
-    from runs.config import parse_config
+    from esc_eval.runs.config import parse_config
 
     return parse_config({
         "run": {"rounds": rounds, "concurrency": c, "seed": 0},
@@ -36,8 +36,8 @@ def _config(c: int, episodes: int, rounds: int, max_tokens: int, endpoint: dict[
 
 
 async def _esc_eval_run(config: Any, backends: dict[str, Any] | None = None) -> dict[str, Any]:
-    from runs.execution.runner import Runner, RunPlan
-    from runs.store import Store
+    from esc_eval.runs.execution.runner import Runner, RunPlan
+    from esc_eval.runs.store import Store
 
     with tempfile.TemporaryDirectory(prefix="esc-eval-bench-") as tmp:
         store = Store.create(Path(tmp) / "bench.sqlite", config=config.to_dict())
@@ -54,8 +54,8 @@ async def _esc_eval_run(config: Any, backends: dict[str, Any] | None = None) -> 
 
 def _system_prompts(episodes: int) -> tuple[list[str], str]:
     """The seeker system prompts (one per card) and the supporter's, as esc-eval sends them."""
-    from roles.loaders import builtin_cards
-    from roles.templates import load_protocol
+    from esc_eval.roles.loaders import builtin_cards
+    from esc_eval.roles.templates import load_protocol
 
     protocol = load_protocol("default")
     cards = builtin_cards("en")[:episodes]
@@ -101,8 +101,8 @@ async def _raw_generator(url: str, model: str, c: int, episodes: int, rounds: in
 
 
 async def saturation(*, c: int = 16, episodes: int = 16, rounds: int = 2, max_tokens: int = 32) -> dict[str, Any]:
-    from agents.backends.transformers_local import embedded_model_dir
-    from testing.model_server import start_transformers_serve
+    from esc_eval.agents.backends.transformers_local import embedded_model_dir
+    from esc_eval.testing.model_server import start_transformers_serve
 
     episodes = len(_system_prompts(episodes)[0])  # the built-in cards bound it (15 per language)
     folder = embedded_model_dir()
@@ -128,12 +128,12 @@ async def saturation(*, c: int = 16, episodes: int = 16, rounds: int = 2, max_to
 
 async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, dtype: str | None = None) -> dict[str, Any]:
     """Both sides load the model in ``dtype`` (default: the backend's, float32)."""
-    from agents.backends.transformers_local import TransformersLocalBackend
-    from agents.messages import SamplingParams
-    from environments.episode import Episode, Role
-    from environments.views import seeker_view, supporter_view
-    from roles.loaders import builtin_cards
-    from roles.templates import load_protocol
+    from esc_eval.agents.backends.transformers_local import TransformersLocalBackend
+    from esc_eval.agents.messages import SamplingParams
+    from esc_eval.environments.episode import Episode, Role
+    from esc_eval.environments.views import seeker_view, supporter_view
+    from esc_eval.roles.loaders import builtin_cards
+    from esc_eval.roles.templates import load_protocol
 
     params = SamplingParams(max_tokens=max_tokens)
     batched = TransformersLocalBackend(model=None, max_batch=8, dtype=dtype)

@@ -72,7 +72,7 @@ def _peak_rss_mb() -> float:
 
 def _config(n: int, c: int, url: str) -> Any:
     """The run both clients imitate: built-in cards and protocol, default persona and judge profile."""
-    from runs.config import parse_config
+    from esc_eval.runs.config import parse_config
 
     limit, repeats = _grid(n)
     endpoint = {"base_url": url, "max_connections": c, "max_tokens": MAX_TOKENS}
@@ -91,7 +91,7 @@ def prompt_kit(n: int, c: int, url: str) -> dict[str, Any]:
     Seeker system prompts per card, the supporter's system prompt and opener, and per judge
     dimension its system message and user prompt with ``DIALOGUE`` where the dialogue goes.
     """
-    from runs.execution.plan import RunPlan
+    from esc_eval.runs.execution.plan import RunPlan
 
     plan = RunPlan.prepare(_config(n, c, url))
     assert plan.profile is not None
@@ -113,14 +113,14 @@ def prompt_kit(n: int, c: int, url: str) -> dict[str, Any]:
 
 async def esc_eval_client(n: int, c: int, url: str, store_dir: str) -> dict[str, Any]:
     """The full ``Runner``: runtime, environment, store writer, judge observer, OpenAI backends."""
-    from runs.execution.runner import Runner, RunPlan
-    from runs.store import Store
+    from esc_eval.runs.execution.runner import Runner, RunPlan
+    from esc_eval.runs.store import Store
 
     config = _config(n, c, url)
     plan = RunPlan.prepare(config)
     store = Store.create(Path(store_dir) / "bench.sqlite", config=config.to_dict())
     runner = Runner(plan, store)
-    import agents.backends.openai_http  # noqa: F401  (a fixed cost, not a per-episode one: as the bare client's import)
+    import esc_eval.agents.backends.openai_http  # noqa: F401  (a fixed cost, not a per-episode one: as the bare client's import)
     rss0, cpu0, t0 = _rss_mb(), time.process_time(), time.perf_counter()
     result = await runner.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0

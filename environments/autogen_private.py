@@ -1,6 +1,6 @@
 """Every use of autogen-core's private members, in one place (autogen-core 0.7.5, pinned in pyproject).
 
-``LeanRuntime`` (``environments.runtime``) delivers through public API only. What is
+``LeanRuntime`` (``esc_eval.environments.runtime``) delivers through public API only. What is
 left here trims autogen's own queue path, which a runtime takes only when it is given
 intervention handlers; none of it has a public equivalent:
 

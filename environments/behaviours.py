@@ -10,7 +10,7 @@ The contract is ``SeekerBehaviour``, three methods the environment calls:
 * ``wants_to_end(episode) -> Outcome | None`` -- after each turn, once the termination
   detectors have not ended the episode: ``Outcome.terminated(...)`` to end it.
 
-A behaviour may also carry ``role_break``: a ``roles.personas.RoleBreakRule`` used
+A behaviour may also carry ``role_break``: a ``esc_eval.roles.personas.RoleBreakRule`` used
 instead of the environment's. Behaviours are shared by every episode of their persona,
 so all per-episode state lives in ``episode.state``.
 
@@ -37,9 +37,9 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from environments.episode import Episode, Outcome, Role, Turn
-from roles.cards import RoleCard
-from roles.personas import (
+from esc_eval.environments.episode import Episode, Outcome, Role, Turn
+from esc_eval.roles.cards import RoleCard
+from esc_eval.roles.personas import (
     CUE_KINDS,
     DISTRESS_MAX,
     NAME_PATTERN,
@@ -55,12 +55,12 @@ from roles.personas import (
     persona_files,
     persona_from_file,
 )
-from roles.registry import Registry
+from esc_eval.roles.registry import Registry
 
 ENTRY_POINT_GROUP = "esc_eval.personas"
 
 PERSONAS: Registry[Any] = Registry("persona", ENTRY_POINT_GROUP)
-"""Personas given by code (registered here) or plugins; the YAML built-ins are ``roles.personas.builtin_personas``."""
+"""Personas given by code (registered here) or plugins; the YAML built-ins are ``esc_eval.roles.personas.builtin_personas``."""
 
 
 @runtime_checkable

@@ -26,16 +26,16 @@ from dataclasses import dataclass, field, replace
 
 from autogen_core import AgentId, SingleThreadedAgentRuntime, TopicId
 
-from agents.backends.base import BackendError
-from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, TURNS_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
-from environments.behaviours import NEUTRAL, SeekerBehaviour
-from environments.episode import Episode, Outcome, OutcomeKind, Role, StepResult, Turn
-from environments.termination import Detector, MaxRounds
-from environments.turn_policies import Alternating, TurnPolicy
-from environments.views import seeker_view, supporter_view
-from roles.cards import RoleCard
-from roles.personas import DEFAULT_ROLE_BREAK_RETRIES, RoleBreakRule
-from roles.templates import SeekerProtocol
+from esc_eval.agents.backends.base import BackendError
+from esc_eval.agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, TURNS_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
+from esc_eval.environments.behaviours import NEUTRAL, SeekerBehaviour
+from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role, StepResult, Turn
+from esc_eval.environments.termination import Detector, MaxRounds
+from esc_eval.environments.turn_policies import Alternating, TurnPolicy
+from esc_eval.environments.views import seeker_view, supporter_view
+from esc_eval.roles.cards import RoleCard
+from esc_eval.roles.personas import DEFAULT_ROLE_BREAK_RETRIES, RoleBreakRule
+from esc_eval.roles.templates import SeekerProtocol
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Environment:
 
     Args:
         runtime: a started autogen-core runtime with ``seeker`` and ``supporter`` agent types registered.
-        protocol: what each side is told (``roles.load_protocol``).
+        protocol: what each side is told (``esc_eval.roles.load_protocol``).
         supporters: supporter name -> ``SupporterSpec``; ``Episode.supporter`` picks one.
         seeker_key: the ``AgentId`` key of the seeker model.
         policy, termination: who speaks next, and when to stop (ESC-Eval: ``Alternating()`` and ``MaxRounds(5)``).

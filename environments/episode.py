@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from roles.cards import RoleCard
+from esc_eval.roles.cards import RoleCard
 
 
 class Role(StrEnum):
@@ -59,7 +59,7 @@ class Turn:
     generated: bool = True
     at: float = 0.0
     state_json: str = ""
-    """The seeker's hidden state after this turn, as JSON (seeker turns only; see ``environments.behaviours``).
+    """The seeker's hidden state after this turn, as JSON (seeker turns only; see ``esc_eval.environments.behaviours``).
 
     Kept as text, not a copied dict: it is what the store records, and a thousand live
     episodes hold five of these each."""
@@ -75,7 +75,7 @@ class Episode:
     """One conversation between a seeker (playing ``card``) and one supporter.
 
     Attributes:
-        key: deterministic identity (card, supporter, persona, seed, repeat); see ``runs.execution.plan``.
+        key: deterministic identity (card, supporter, persona, seed, repeat); see ``esc_eval.runs.execution.plan``.
         seed: per-episode seed derived from the run seed and the key.
         turns: the transcript so far, opener included.
         outcome: ``None`` while running.

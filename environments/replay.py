@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agents.messages import ChatMessage
-from environments.behaviours import SeekerBehaviour
-from environments.episode import Episode, Role
-from environments.views import seeker_view
-from roles.cards import RoleCard
-from roles.templates import SeekerProtocol
+from esc_eval.agents.messages import ChatMessage
+from esc_eval.environments.behaviours import SeekerBehaviour
+from esc_eval.environments.episode import Episode, Role
+from esc_eval.environments.views import seeker_view
+from esc_eval.roles.cards import RoleCard
+from esc_eval.roles.templates import SeekerProtocol
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ It does so through autogen-core's public API: agents from ``try_get_underlying_a
 recipients from the ``Subscription``s it is given (``is_match``/``map_to_agent``, cached per
 topic as autogen's own subscription manager does), handler context from the exported
 ``MessageHandlerContext``. Intervention handlers need the queue: a runtime given any falls
-back to autogen's path, trimmed by ``environments.autogen_private`` (the only module that
+back to autogen's path, trimmed by ``esc_eval.environments.autogen_private`` (the only module that
 touches autogen-core's private members).
 """
 
@@ -43,7 +43,7 @@ from autogen_core import (
 )
 from opentelemetry.trace import NoOpTracerProvider
 
-from environments.autogen_private import QuietQueueRuntime
+from esc_eval.environments.autogen_private import QuietQueueRuntime
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from environments.episode import Episode, Outcome, OutcomeKind, Role
-from roles.registry import Registry
+from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role
+from esc_eval.roles.registry import Registry
 
 
 class Detector(Protocol):

@@ -6,9 +6,9 @@ supporter under test sees the reverse, and (in ESC-Eval) never sees the opener.
 
 from __future__ import annotations
 
-from agents.messages import ChatMessage
-from environments.episode import Episode, Role
-from roles.templates import SeekerProtocol
+from esc_eval.agents.messages import ChatMessage
+from esc_eval.environments.episode import Episode, Role
+from esc_eval.roles.templates import SeekerProtocol
 
 
 def seeker_view(protocol: SeekerProtocol, episode: Episode, directives: str = "") -> list[ChatMessage]:

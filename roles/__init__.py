@@ -11,11 +11,11 @@ Public API:
     Registry, RegistryError                -- named extension points every room declares (docs/plugins.md)
 """
 
-from roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
-from roles.loaders import builtin_cards, load_cards
-from roles.personas import Persona, PersonaError, UnknownPersona, builtin_personas, load_persona
-from roles.registry import Registry, RegistryError
-from roles.templates import ProtocolError, SeekerProtocol, builtin_protocols, load_protocol
+from esc_eval.roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
+from esc_eval.roles.loaders import builtin_cards, load_cards
+from esc_eval.roles.personas import Persona, PersonaError, UnknownPersona, builtin_personas, load_persona
+from esc_eval.roles.registry import Registry, RegistryError
+from esc_eval.roles.templates import ProtocolError, SeekerProtocol, builtin_protocols, load_protocol
 
 __all__ = [
     "CATEGORIES",

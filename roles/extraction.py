@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from roles.cards import CATEGORIES, LANGUAGES
+from esc_eval.roles.cards import CATEGORIES, LANGUAGES
 
 REPLY_KEYS = ("age", "gender", "occupation", "problem", "category", "quality")
 QUALITIES = ("low", "middle", "high")
@@ -75,7 +75,7 @@ def load_prompts(path: str | Path | None = None) -> BuilderPrompts:
     name = str(path) if path else "builtin:builder/extract.yaml"
     try:
         text = Path(path).read_text(encoding="utf-8") if path else \
-            (resources.files("roles") / "data" / "builder" / "extract.yaml").read_text(encoding="utf-8")
+            (resources.files("esc_eval.roles") / "data" / "builder" / "extract.yaml").read_text(encoding="utf-8")
         raw = yaml.safe_load(text)
     except OSError as exc:
         raise PromptError(f"{name}: cannot read: {exc.strerror or exc}") from None

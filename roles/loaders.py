@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
-from roles.jsonl import json_error, read_jsonl
-from roles.registry import Registry, RegistryError
+from esc_eval.roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
+from esc_eval.roles.jsonl import json_error, read_jsonl
+from esc_eval.roles.registry import Registry, RegistryError
 
 CARD_READERS: Registry[Any] = Registry("card reader", "esc_eval.card_readers")
 """File suffix without the dot -> ``reader(name, text)`` returning a list of records (or ``{cards: [...]}``)."""
@@ -106,7 +106,7 @@ def builtin_cards(language: str | None = None) -> list[RoleCard]:
     """The project's own cards (written for esc-eval), optionally of one language."""
     if language is not None and language not in LANGUAGES:
         raise CardError("builtin", f"unknown language '{language}' (use one of {', '.join(LANGUAGES)})")
-    folder = resources.files("roles") / "data" / "cards"
+    folder = resources.files("esc_eval.roles") / "data" / "cards"
     cards: list[RoleCard] = []
     for lang in LANGUAGES if language is None else (language,):
         entry = folder / f"{lang}.yaml"

@@ -1,6 +1,6 @@
 """What a persona is: its validated dataclasses, the names its files may use, and its errors.
 
-``roles.personas`` reads persona files into these; ``Persona.render`` compiles one, with the
+``esc_eval.roles.personas`` reads persona files into these; ``Persona.render`` compiles one, with the
 seeker's current state, into the text appended to the protocol's seeker system prompt.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from roles.cards import LANGUAGES, RoleCard
-from roles.persona_text import card_facts, cue_pattern, fill
+from esc_eval.roles.cards import LANGUAGES, RoleCard
+from esc_eval.roles.persona_text import card_facts, cue_pattern, fill
 
 SUFFIXES = (".yaml", ".yml")
 LEVELS = ("low", "medium", "high")

@@ -1,6 +1,6 @@
 """The persona file schema, declared once: pydantic models that validate each file and give its JSON Schema.
 
-``roles.personas`` validates every file it reads with ``PersonaFile`` (so an error names the
+``esc_eval.roles.personas`` validates every file it reads with ``PersonaFile`` (so an error names the
 file that holds it) and merges the validated fields over the ``extends`` chain; the
 reference of the fields is ``docs/personas.md``. ``esc-eval personas schema`` prints
 ``persona_schema()``. Imported only when a persona file is read.
@@ -20,8 +20,8 @@ from pydantic import (
     ValidationError,
 )
 
-from roles.cards import LANGUAGES
-from roles.persona_model import (
+from esc_eval.roles.cards import LANGUAGES
+from esc_eval.roles.persona_model import (
     ALL,
     CUE_KINDS,
     DISTRESS_MAX,
@@ -32,7 +32,7 @@ from roles.persona_model import (
     REGISTERS,
     PersonaError,
 )
-from roles.schema_errors import checked, describe, invalid, without_null_defaults
+from esc_eval.roles.schema_errors import checked, describe, invalid, without_null_defaults
 
 
 def _show(value: Any) -> str:

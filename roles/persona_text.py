@@ -11,7 +11,7 @@ import functools
 import re
 from collections.abc import Iterable
 
-from roles.cards import RoleCard
+from esc_eval.roles.cards import RoleCard
 
 _PROBLEM = re.compile(r"^\s*(problem|问题)\s*[:：]\s*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")

@@ -33,11 +33,11 @@ A persona is a YAML file of documented fields (reference: ``docs/personas.md``):
 
 Every persona starts from ``_base.yaml``. This module finds and merges persona files
 (``load_persona`` reads one by name or path); each file's fields are checked by the
-schema declared in ``roles.persona_schema``. What a persona is lives in
-``roles.persona_model`` (re-exported here), its text helpers in ``roles.persona_text``;
+schema declared in ``esc_eval.roles.persona_schema``. What a persona is lives in
+``esc_eval.roles.persona_model`` (re-exported here), its text helpers in ``esc_eval.roles.persona_text``;
 ``Persona.render`` compiles it, with the seeker's current state, into the text
 appended to the protocol's system prompt. The state machine that moves that state
-turn by turn is ``environments.behaviours.PersonaBehaviour``.
+turn by turn is ``esc_eval.environments.behaviours.PersonaBehaviour``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from typing import Any
 
 import yaml
 
-from roles.persona_model import (
+from esc_eval.roles.persona_model import (
     BASE,
     CUE_KINDS,
     DEFAULT_ROLE_BREAK_RETRIES,
@@ -66,7 +66,7 @@ from roles.persona_model import (
     Style,
     UnknownPersona,
 )
-from roles.persona_text import card_facts, cue_pattern
+from esc_eval.roles.persona_text import card_facts, cue_pattern
 
 _REPLACED_WHOLE = {"directives", "round_directives"}
 _NOT_INHERITED = {"name", "description", "extends"}
@@ -181,7 +181,7 @@ class _Source:
 
 
 def _builtin_folder() -> Any:
-    return resources.files("roles") / "data" / "personas"
+    return resources.files("esc_eval.roles") / "data" / "personas"
 
 
 def _load(source: _Source, chain: list[str]) -> Persona:
@@ -219,7 +219,7 @@ def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_raw(source: _Source) -> dict[str, Any]:
-    """Parse one file and check the fields it sets (so an error names the file that holds it): ``roles.persona_schema``."""
+    """Parse one file and check the fields it sets (so an error names the file that holds it): ``esc_eval.roles.persona_schema``."""
     try:
         data = yaml.safe_load(source.read())
     except yaml.YAMLError as exc:
@@ -228,7 +228,7 @@ def _load_raw(source: _Source) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise PersonaError(source.label, f"a persona must be a mapping of fields, got {type(data).__name__}")
-    from roles.persona_schema import validate_persona_file  # pydantic: only when a persona file is read
+    from esc_eval.roles.persona_schema import validate_persona_file  # pydantic: only when a persona file is read
 
     return validate_persona_file(source.label, data)
 

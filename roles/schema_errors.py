@@ -1,11 +1,11 @@
 """pydantic schemas with the project's one-line errors: ``FILE: field 'PATH': what is wrong``.
 
-Schemas of data files are declared once as pydantic models (``roles.persona_schema``,
-``agents.judge.profile_schema``): the model validates the file and is the source of
+Schemas of data files are declared once as pydantic models (``esc_eval.roles.persona_schema``,
+``esc_eval.agents.judge.profile_schema``): the model validates the file and is the source of
 their JSON Schema. Their checks raise ``invalid(message)`` with the final wording;
 ``describe`` turns the first error of a ``ValidationError`` into the dotted field path
 and that message (pydantic's own reports name neither file nor field the way ours do).
-Only loaded when a file is validated: ``import runs.cli`` must not pay for pydantic.
+Only loaded when a file is validated: ``import esc_eval.runs.cli`` must not pay for pydantic.
 """
 
 from __future__ import annotations

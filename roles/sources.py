@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roles.jsonl import json_error
-from roles.registry import Registry
+from esc_eval.roles.jsonl import json_error
+from esc_eval.roles.registry import Registry
 
 
 class SourceError(ValueError):

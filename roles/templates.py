@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from roles.cards import LANGUAGES, RoleCard
+from esc_eval.roles.cards import LANGUAGES, RoleCard
 
 CARD_SLOT = "{card}"
 # ESC-Eval's protocol file states its default supporter prompt only in prose.
@@ -80,7 +80,7 @@ def _fill_card(template: str, profile: str) -> str:
 
 def builtin_protocols() -> list[str]:
     """Names of the protocols shipped in ``roles/data/protocols``."""
-    folder = resources.files("roles") / "data" / "protocols"
+    folder = resources.files("esc_eval.roles") / "data" / "protocols"
     return sorted({p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.name.endswith(_BUILTIN_SUFFIXES)})
 
 
@@ -106,7 +106,7 @@ def load_protocol(name_or_path: str | Path) -> SeekerProtocol:
         except (OSError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"{path}: cannot read protocol: {exc}") from None
         return _parse(str(path), text, path.suffix.lower())
-    folder = resources.files("roles") / "data" / "protocols"
+    folder = resources.files("esc_eval.roles") / "data" / "protocols"
     for suffix in _BUILTIN_SUFFIXES:
         candidate = folder / f"{name_or_path}{suffix}"
         if candidate.is_file():

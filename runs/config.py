@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runs.config_sections import (  # noqa: F401  (re-exported: the config's public API)
+from esc_eval.runs.config_sections import (  # noqa: F401  (re-exported: the config's public API)
     EXECUTORS,
     CardsSection,
     ConfigError,
@@ -179,9 +179,9 @@ SHORTHANDS = ("rounds", "end_token", "max_episode_tokens", "episode_timeout")
 
 def _check_plugins(name: str, raw: dict[str, Any], run: RunSection) -> None:
     """Every named termination detector and the turn policy exist and take the arguments given."""
-    from environments.termination import TERMINATION
-    from environments.turn_policies import TURN_POLICIES
-    from roles.registry import RegistryError
+    from esc_eval.environments.termination import TERMINATION
+    from esc_eval.environments.turn_policies import TURN_POLICIES
+    from esc_eval.roles.registry import RegistryError
 
     if run.termination:
         both = [f for f in SHORTHANDS if f in raw]
@@ -199,8 +199,8 @@ def _check_plugins(name: str, raw: dict[str, Any], run: RunSection) -> None:
 
 
 def parse_section(name: str, section: str, raw: Any, cls: type[Any]) -> Any:
-    """Section ``raw`` of file ``name`` validated by the model of dataclass ``cls`` (``runs.config_model``)."""
-    from runs.config_model import validate
+    """Section ``raw`` of file ``name`` validated by the model of dataclass ``cls`` (``esc_eval.runs.config_model``)."""
+    from esc_eval.runs.config_model import validate
 
     return validate(f"{name}: [{section}]", raw, cls)
 

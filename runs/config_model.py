@@ -1,12 +1,12 @@
 """The pydantic models of the config sections: they validate each section and give its JSON Schema.
 
-Each model is made from a section dataclass (``runs.config``, ``runs.cards.config``: its
+Each model is made from a section dataclass (``esc_eval.runs.config``, ``esc_eval.runs.cards.config``: its
 fields, types, defaults, attribute docstrings, and in field metadata ``ge``/``gt``/``le``
 bounds and ``choices``), so a section is declared once; the checks that span fields live
 on the model classes below. Types are strict as TOML's are
 (``"5"`` is not an int), except that lists become the dataclasses' tuples and ints are taken
 as floats. Errors become one line naming file, section, field and value via
-``roles.schema_errors``. Only imported when a config is parsed: ``import runs.cli`` must
+``esc_eval.roles.schema_errors``. Only imported when a config is parsed: ``import esc_eval.runs.cli`` must
 not pay for pydantic.
 """
 
@@ -21,8 +21,8 @@ from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from roles.schema_errors import describe, invalid
-from runs.config_sections import CardsSection, ConfigError, EndpointConfig, JudgeSection, SeekerSection
+from esc_eval.roles.schema_errors import describe, invalid
+from esc_eval.runs.config_sections import CardsSection, ConfigError, EndpointConfig, JudgeSection, SeekerSection
 
 
 class Section(BaseModel):
@@ -36,7 +36,7 @@ class Endpoint(Section):
 
     @model_validator(mode="after")
     def _backend(self) -> Endpoint:
-        from agents.backends import BACKENDS
+        from esc_eval.agents.backends import BACKENDS
 
         known = BACKENDS.names()
         if self.backend not in known:  # type: ignore[attr-defined]

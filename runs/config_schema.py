@@ -1,6 +1,6 @@
 """The JSON Schema of a config file, for editor completion of TOML files (``esc-eval config schema``).
 
-Generated from the models that validate each section (``runs.config_model``: types, defaults,
+Generated from the models that validate each section (``esc_eval.runs.config_model``: types, defaults,
 bounds and docs of the section dataclasses), so the schema cannot drift from what
 ``parse_config`` accepts; the names a config may use (backends, detectors, turn policies)
 come from the registries, installed plugins included.
@@ -13,8 +13,8 @@ from typing import Any, Required
 from pydantic import TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from runs.config import CardsSection, JudgeSection, RunSection, SeekerSection, SupporterSection
-from runs.config_model import model
+from esc_eval.runs.config import CardsSection, JudgeSection, RunSection, SeekerSection, SupporterSection
+from esc_eval.runs.config_model import model
 
 Run, Cards, Seeker, Supporter, Judge = map(model, (RunSection, CardsSection, SeekerSection, SupporterSection, JudgeSection))
 
@@ -33,9 +33,9 @@ class ConfigFile(TypedDict, total=False):
 
 def config_schema() -> dict[str, Any]:
     """The schema (draft 2020-12) of a config file; a judge-only file is a config with only ``[judge]``."""
-    from agents.backends import BACKENDS
-    from environments.termination import TERMINATION
-    from environments.turn_policies import TURN_POLICIES
+    from esc_eval.agents.backends import BACKENDS
+    from esc_eval.environments.termination import TERMINATION
+    from esc_eval.environments.turn_policies import TURN_POLICIES
 
     schema = _without_null(TypeAdapter(ConfigFile).json_schema())
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "esc-eval config"}

@@ -1,6 +1,6 @@
 """The sections of a run config as frozen dataclasses: the one declaration of every key, its type, default and limits.
 
-``runs.config`` reads a file into them; ``runs.config_model`` turns each into the pydantic
+``esc_eval.runs.config`` reads a file into them; ``esc_eval.runs.config_model`` turns each into the pydantic
 model that checks a section (and ``esc-eval config schema`` prints). Limits live in each
 field's ``metadata`` (``ge``/``gt``/``le``, ``choices``).
 """
@@ -57,9 +57,9 @@ class RunSection:
     """With ``executor = "ray"``: Ray worker actors; connection limits and concurrency are split among them."""
     termination: tuple[dict[str, Any], ...] = ()
     """Detectors by name (``{name = "max_rounds", rounds = 5}``), instead of the shorthands ``rounds``,
-    ``end_token``, ``max_episode_tokens`` and ``episode_timeout``; see ``environments.termination.TERMINATION``."""
+    ``end_token``, ``max_episode_tokens`` and ``episode_timeout``; see ``esc_eval.environments.termination.TERMINATION``."""
     turn_policy: dict[str, Any] | None = None
-    """``{name = "alternating", opener = true}`` (the default); see ``environments.turn_policies.TURN_POLICIES``."""
+    """``{name = "alternating", opener = true}`` (the default); see ``esc_eval.environments.turn_policies.TURN_POLICIES``."""
 
     def termination_specs(self) -> list[dict[str, Any]]:
         """The detectors this section asks for, the shorthands spelled as specs (any that fires ends an episode)."""

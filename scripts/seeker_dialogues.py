@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from roles.loaders import builtin_cards
-from roles.templates import load_protocol
+from esc_eval.roles.loaders import builtin_cards
+from esc_eval.roles.templates import load_protocol
 
 LINES = Path(__file__).with_name("seeker_lines.yaml")
 KINDS = (("empathy", 5), ("neutral", 2), ("advice", 3))

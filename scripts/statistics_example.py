@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runs.store import Store  # noqa: E402
-from testing.fake_server import FakeOpenAIServer, default_responder  # noqa: E402
+from esc_eval.runs.store import Store  # noqa: E402
+from esc_eval.testing.fake_server import FakeOpenAIServer, default_responder  # noqa: E402
 
 QUALITY = {  # supporter -> label shift per dimension (0 = the middle label 2)
     "warm": {"fluency": 0.8, "diversity": 0.2, "empathic": 1.0, "suggestion": 0.0, "tech": 0.4, "human": 0.6, "overall": 0.7},
@@ -92,13 +92,13 @@ async def main(out: Path) -> None:
             f'[seeker]\nbase_url = "{sim.base_url}"\nmodel = "esc-role"\npersonas = ["default", "terse"]\n\n'
             + supporters +
             f'[judge]\nbase_url = "{judge.base_url}"\nmodel = "judge"\nsamples = 3\ntemperature = 0.7\n', encoding="utf-8")
-        run = await asyncio.create_subprocess_exec(sys.executable, "-m", "runs.cli", "run", str(config), "--store", str(store),
+        run = await asyncio.create_subprocess_exec(sys.executable, "-m", "esc_eval.runs.cli", "run", str(config), "--store", str(store),
                                                    "--no-monitor", cwd=ROOT, stdout=asyncio.subprocess.DEVNULL)
         if await run.wait() != 0:
             raise SystemExit(f"esc-eval run failed ({run.returncode})")
     print(f"{_humans(store)} simulated human labels written")
     for args in (["--compare", "--power", "10", "--corrected", "--plot", str(out / "board.png")],):
-        print(subprocess.run([sys.executable, "-m", "runs.cli", "report", str(store), *args], cwd=ROOT, check=True,
+        print(subprocess.run([sys.executable, "-m", "esc_eval.runs.cli", "report", str(store), *args], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout)
 
 

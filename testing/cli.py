@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from testing.model_server import free_port
+from esc_eval.testing.model_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ class Completed:
 
 async def esc_eval(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> Completed:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runs.cli", *args,
+        sys.executable, "-m", "esc_eval.runs.cli", *args,
         cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
@@ -53,7 +53,7 @@ def served_address(command: str, *args: str) -> Iterator[str]:
 
     The server is stopped when the generator closes.
     """
-    process = subprocess.Popen([sys.executable, "-m", "runs.cli", command, *args, "--port", str(free_port())],
+    process = subprocess.Popen([sys.executable, "-m", "esc_eval.runs.cli", command, *args, "--port", str(free_port())],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = process.stdout.readline()  # type: ignore[union-attr]

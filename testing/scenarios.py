@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testing.cli import ROOT, Completed, esc_eval
-from testing.fake_server import CLIENT_FAULT_KIND, FakeOpenAIServer
+from esc_eval.testing.cli import ROOT, Completed, esc_eval
+from esc_eval.testing.fake_server import CLIENT_FAULT_KIND, FakeOpenAIServer
 
 JUDGE_MODEL = "judge-model"
 DIMENSIONS = 7
@@ -218,8 +218,8 @@ def audit_store(path: Path, planned_keys: Iterable[str], *, rounds: int, dimensi
 
 
 def planned_keys(config: Path) -> list[str]:
-    from runs.config import load_config
-    from runs.execution.plan import RunPlan
+    from esc_eval.runs.config import load_config
+    from esc_eval.runs.execution.plan import RunPlan
 
     return [p.key for p, _ in RunPlan.prepare(load_config(config)).episodes()]
 
@@ -294,7 +294,7 @@ async def run_fault_scenario(workdir: Path, fault: str, rate: float = 0.25, *, s
 
 async def spawn_esc_eval(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runs.cli", *args,
+        sys.executable, "-m", "esc_eval.runs.cli", *args,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )

@@ -1,12 +1,12 @@
 """Chat backends by name: ``openai`` (HTTP), ``transformers`` and ``vllm`` (in-process), ``auto``; plugins add more.
 
 Public API:
-    ChatBackend, BackendStats and the typed errors -- see ``agents.backends.base``
+    ChatBackend, BackendStats and the typed errors -- see ``esc_eval.agents.backends.base``
     BACKENDS                                       -- the registry: name -> factory(endpoint, name=, shared=)
     AUTO, choose_local_backend, resolve_backend    -- ``auto``: the fastest local engine installed
     Shared                                         -- what one pool's backends share (HTTP sessions), closed with it
 
-A factory takes an endpoint section (``runs.config.EndpointConfig``: ``model``,
+A factory takes an endpoint section (``esc_eval.runs.config.EndpointConfig``: ``model``,
 ``base_url``, ``api_key_env``, ``lora``, limits ...), the role name, and ``Shared``.
 Plugins register in the entry point group ``esc_eval.backends``. Heavy imports (torch,
 vLLM, aiohttp) happen inside the factories, only for the backend asked for.
@@ -19,8 +19,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from agents.backends.base import LOADING_LOG, BackendError, BackendStats, ChatBackend, GaveUp, RetryableError
-from roles.registry import Registry
+from esc_eval.agents.backends.base import LOADING_LOG, BackendError, BackendStats, ChatBackend, GaveUp, RetryableError
+from esc_eval.roles.registry import Registry
 
 
 class Shared:
@@ -50,7 +50,7 @@ BACKENDS: Registry[BackendFactory] = Registry("backend", "esc_eval.backends")
 @BACKENDS.register("openai")
 def openai_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
     """An OpenAI-compatible HTTP server (vLLM, SGLang, TGI, llama.cpp, a hosted API)."""
-    from agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend
+    from esc_eval.agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend
 
     return OpenAIHTTPBackend(
         base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
@@ -63,10 +63,10 @@ def openai_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
 def transformers_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
     """A Hugging Face model in this process (CPU or GPU), continuously batched; with ``lora``, one adapter per request."""
     if endpoint.lora:
-        from agents.backends.lora_local import LoraLocalBackend
+        from esc_eval.agents.backends.lora_local import LoraLocalBackend
 
         return LoraLocalBackend(endpoint.model, adapters=dict(endpoint.lora), name=name, default_model=role_adapter(endpoint, name))
-    from agents.backends.transformers_local import TransformersLocalBackend
+    from esc_eval.agents.backends.transformers_local import TransformersLocalBackend
 
     return TransformersLocalBackend(model=endpoint.model, name=name)
 
@@ -74,7 +74,7 @@ def transformers_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBac
 @BACKENDS.register("vllm")
 def vllm_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
     """vLLM's engine in this process (needs vLLM), with LoRA adapters."""
-    from agents.backends.vllm_engine import VLLMEngineBackend
+    from esc_eval.agents.backends.vllm_engine import VLLMEngineBackend
 
     return VLLMEngineBackend(model=endpoint.model, lora=dict(endpoint.lora), name=name, default_model=role_adapter(endpoint, name))
 

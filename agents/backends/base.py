@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from agents.messages import ChatMessage, Completion, SamplingParams
+from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
 
 
 class BackendError(Exception):
@@ -92,7 +92,7 @@ class GaveUp(BackendError):
         self.attempts, self.last = attempts, last
 
 
-LOADING_LOG = "agents.backends.loading"
+LOADING_LOG = "esc_eval.agents.backends.loading"
 """The logger local backends report model conversion and loading on, at INFO: the one
 progress a user waits on before the first reply. Applications show it; ``esc-eval`` does."""
 

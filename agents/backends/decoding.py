@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from agents.messages import SamplingParams
+from esc_eval.agents.messages import SamplingParams
 
 ROOM_SLACK = 32
 """Extra columns reserved on each copy into larger buffers, so that newcomers rarely force another copy."""

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agents.backends.base import LOADING_LOG
-from agents.backends.torch_import import import_torch
+from esc_eval.agents.backends.base import LOADING_LOG
+from esc_eval.agents.backends.torch_import import import_torch
 
 load_log = logging.getLogger(LOADING_LOG)
 

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from types import TracebackType
 
-from agents.backends.base import BackendStats
+from esc_eval.agents.backends.base import BackendStats
 
 
 class AdaptiveLimit:

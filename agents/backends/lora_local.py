@@ -26,7 +26,7 @@ backend uses for the same adapters)::
 
 A seeker trained by ``esc-eval seeker train`` is served the same way: ``[seeker]`` with
 ``lora = {seeker = "adapters/seeker"}``; the adapter named like the role answers that role's
-requests, which name no model (``default_model``, set by ``agents.backends.role_adapter``).
+requests, which name no model (``default_model``, set by ``esc_eval.agents.backends.role_adapter``).
 
 Needs ``peft`` (``pip install esc-eval[train]``).
 """
@@ -43,8 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyReply, RequestRejected
-from agents.messages import ChatMessage, Completion, SamplingParams
+from esc_eval.agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyReply, RequestRejected
+from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
 
 load_log = logging.getLogger(LOADING_LOG)
 
@@ -61,7 +61,7 @@ def adapters_in(folder: str | Path) -> dict[str, Path]:
 
 def resolve_base(model: str | Path | None) -> Path:
     """A base model folder: the given one, or the embedded SmolLM2 for ``None`` / ``"embedded"``."""
-    from agents.backends.embedded import EMBEDDED_ALIASES, embedded_model_dir
+    from esc_eval.agents.backends.embedded import EMBEDDED_ALIASES, embedded_model_dir
 
     if model is None or str(model) in EMBEDDED_ALIASES:
         return embedded_model_dir()
@@ -162,7 +162,7 @@ class LoraLocalBackend:
             if self._model is not None:
                 return
             started = time.perf_counter()
-            from agents.backends.torch_import import import_torch
+            from esc_eval.agents.backends.torch_import import import_torch
 
             torch = import_torch()
             from peft import PeftModel

@@ -2,7 +2,7 @@
 
 One ``ClientSession`` per endpoint (server URL and key) for the life of the run, shared
 by every backend talking to it (``HTTPSessions``), an adaptive limit on each backend's
-requests in flight, explicit timeouts. Faults are typed (see ``agents.backends.base``) and
+requests in flight, explicit timeouts. Faults are typed (see ``esc_eval.agents.backends.base``) and
 retried with exponential backoff and jitter under one declared policy:
 
 - hard faults (5xx, timeouts, resets, garbage JSON, empty replies): up to ``max_attempts``;
@@ -28,7 +28,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential_jitter
 from tenacity.stop import stop_base
 
-from agents.backends.base import (
+from esc_eval.agents.backends.base import (
     AuthFailed,
     BackendError,
     BackendStats,
@@ -43,8 +43,8 @@ from agents.backends.base import (
     ServerError,
     Throttled,
 )
-from agents.backends.limiter import AdaptiveLimit
-from agents.messages import ChatMessage, Completion, SamplingParams
+from esc_eval.agents.backends.limiter import AdaptiveLimit
+from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 """One encoder: ``json.dumps`` with any option set builds a new one per call."""

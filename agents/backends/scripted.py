@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from agents.backends.base import BackendError, BackendStats
-from agents.messages import ChatMessage, Completion, SamplingParams
+from esc_eval.agents.backends.base import BackendError, BackendStats
+from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
 
 Script = Callable[[Sequence[ChatMessage], SamplingParams, str], str]
 """``script(messages, params, model) -> reply``; raise ``BackendError`` to inject a fault."""

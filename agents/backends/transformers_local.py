@@ -7,7 +7,7 @@ threads that never wait on the event loop:
 - the *prefill thread* renders each queued request through the tokenizer's chat template,
   prefills it alone (reusing its longest cached prefix), picks its first token, and keeps
   up to ``max_batch`` such ready rows waiting for a slot;
-- the *decode thread* runs decode steps over the running rows (``agents.backends.decoding``),
+- the *decode thread* runs decode steps over the running rows (``esc_eval.agents.backends.decoding``),
   splicing ready rows in and retiring rows that produced the end token or reached their
   own ``max_tokens`` between steps, handing each answer to its caller's loop at once.
 
@@ -27,10 +27,10 @@ own, seeded with ``params.seed``. Requests never need to agree to share a batch,
 
 Prefix cache: each prompt's keys and values are kept once it is prefilled, and later
 prompts that extend them (an agent's next turn, another episode with the same system
-prompt) prefill only the rest (``prefix_cache_mb``; ``agents.backends.kv_cache``).
+prompt) prefill only the rest (``prefix_cache_mb``; ``esc_eval.agents.backends.kv_cache``).
 
 Numerics: the embedded folder is float32. On a CPU its linear layers run on oneDNN with
-packed weights (``packed_weights``; ``agents.backends.packed_linear``; a layer's query,
+packed weights (``packed_weights``; ``esc_eval.agents.backends.packed_linear``; a layer's query,
 key and value projections share one product, as do its gate and up projections), whose products
 are bit-identical for a row whatever the other rows and the thread count: so a prompt
 gives the same greedy answer alone or in a batch, prefilled whole or from the cache, as
@@ -66,13 +66,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyReply, RequestRejected
-from agents.backends.decoding import RowSampler, RunningBatch, SoloBatch, next_tokens
-from agents.backends.embedded import EMBEDDED_ALIASES, EMBEDDED_NAME, cache_root, embedded_gguf, embedded_model_dir
-from agents.backends.kv_cache import PrefixCache, preallocated_layer
-from agents.backends.packed_linear import pack_linears, packable
-from agents.backends.torch_import import import_torch
-from agents.messages import ChatMessage, Completion, SamplingParams
+from esc_eval.agents.backends.base import LOADING_LOG, BackendError, BackendStats, EmptyReply, RequestRejected
+from esc_eval.agents.backends.decoding import RowSampler, RunningBatch, SoloBatch, next_tokens
+from esc_eval.agents.backends.embedded import EMBEDDED_ALIASES, EMBEDDED_NAME, cache_root, embedded_gguf, embedded_model_dir
+from esc_eval.agents.backends.kv_cache import PrefixCache, preallocated_layer
+from esc_eval.agents.backends.packed_linear import pack_linears, packable
+from esc_eval.agents.backends.torch_import import import_torch
+from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
 
 log = logging.getLogger(__name__)
 load_log = logging.getLogger(LOADING_LOG)
@@ -119,7 +119,7 @@ class TransformersLocalBackend:
         prefix_cache_mb: memory for past prompts' keys and values (see the module docstring);
             0 turns prefix reuse off.
         packed_weights: run a float32 CPU model's linear layers on oneDNN with their weights
-            packed once (``agents.backends.packed_linear``); False keeps torch's default kernels.
+            packed once (``esc_eval.agents.backends.packed_linear``); False keeps torch's default kernels.
 
     The model is loaded once, lazily, in the backend's own thread (never on the event
     loop). ``complete(model=...)`` accepts only names of this one model (``name``, the

@@ -33,8 +33,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agents.backends.base import BackendError, BackendStats, EmptyReply, GaveUp, RequestRejected
-from agents.messages import ChatMessage, Completion, SamplingParams
+from esc_eval.agents.backends.base import BackendError, BackendStats, EmptyReply, GaveUp, RequestRejected
+from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
 
 log = logging.getLogger(__name__)
 

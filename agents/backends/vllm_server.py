@@ -1,7 +1,7 @@
 """Launch vLLM OpenAI servers on 127.0.0.1: the server side of the ``openai`` backend (``esc-eval serve``).
 
 A ``ServerPlan`` is plain data (model, port, LoRA adapters); which plans a config needs is
-decided by the CLI (``runs.cli.serve.plan_servers``), so this module knows nothing of configs.
+decided by the CLI (``esc_eval.runs.cli.serve.plan_servers``), so this module knows nothing of configs.
 Each server is started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm``
 console script fails on vLLM's CPU build) with the given interpreter. A plan with adapters
 gets ``--enable-lora --lora-modules NAME=PATH ...``, so the judge's per-dimension model
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents.backends.vllm_engine import cpu_has_native_bf16
+from esc_eval.agents.backends.vllm_engine import cpu_has_native_bf16
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 """The ranks vLLM's ``--max-lora-rank`` accepts."""

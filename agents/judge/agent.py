@@ -21,9 +21,9 @@ from dataclasses import replace
 
 from autogen_core import AgentRuntime, MessageContext, RoutedAgent, TopicId, message_handler
 
-from agents.backends.base import BackendError, ChatBackend
-from agents.judge.profiles import JudgeProfile
-from agents.messages import EPISODES_SOURCE, FINAL, SCORES_TOPIC, EpisodeEnded, SamplingParams, Score
+from esc_eval.agents.backends.base import BackendError, ChatBackend
+from esc_eval.agents.judge.profiles import JudgeProfile
+from esc_eval.agents.messages import EPISODES_SOURCE, FINAL, SCORES_TOPIC, EpisodeEnded, SamplingParams, Score
 
 log = logging.getLogger(__name__)
 

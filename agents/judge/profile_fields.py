@@ -1,6 +1,6 @@
 """The vocabulary and the field checks every judge-profile reader shares: ESC-RANK's JSON and our YAML schema.
 
-``agents.judge.profiles`` (the loaders) and ``agents.judge.profile_schema`` (our format as pydantic
+``esc_eval.agents.judge.profiles`` (the loaders) and ``esc_eval.agents.judge.profile_schema`` (our format as pydantic
 models) both check fields with these, so a field means the same and fails with the same words in either.
 """
 

@@ -1,6 +1,6 @@
 """Our judge-profile file schema, declared once: pydantic models that validate a file and give its JSON Schema.
 
-The form is that of ``agents/judge/data/profiles/default.yaml``; ``agents.judge.profiles``
+The form is that of ``agents/judge/data/profiles/default.yaml``; ``esc_eval.agents.judge.profiles``
 validates such a file with ``ProfileFile`` and builds the ``JudgeProfile`` from it.
 ``esc-eval judge schema`` prints ``profile_schema()``. ESC-Eval's ``esc_rank_prompts.json``
 is a fixed foreign format, read by ``esc_rank_profile`` with the same checks. Imported
@@ -22,19 +22,19 @@ from pydantic import (
     model_validator,
 )
 
-from agents.judge.labels import PARSE_RULES
-from agents.judge.profile_fields import ProfileError
-from agents.judge.profile_fields import dimension_list as _checked_dimension_list
-from agents.judge.profile_fields import paper_name as _checked_paper_name
-from agents.judge.profile_fields import rewrites as _checked_rewrites
-from agents.judge.profile_fields import template as _checked_template
-from agents.judge.profile_fields import text as _checked_text
-from roles.schema_errors import checked, describe, invalid, without_null_defaults
+from esc_eval.agents.judge.labels import PARSE_RULES
+from esc_eval.agents.judge.profile_fields import ProfileError
+from esc_eval.agents.judge.profile_fields import dimension_list as _checked_dimension_list
+from esc_eval.agents.judge.profile_fields import paper_name as _checked_paper_name
+from esc_eval.agents.judge.profile_fields import rewrites as _checked_rewrites
+from esc_eval.agents.judge.profile_fields import template as _checked_template
+from esc_eval.agents.judge.profile_fields import text as _checked_text
+from esc_eval.roles.schema_errors import checked, describe, invalid, without_null_defaults
 
 
 @contextmanager
 def _reported() -> Iterator[None]:
-    """A check of ``agents.judge.profiles`` (which raises ``ProfileError``) reported as a pydantic error."""
+    """A check of ``esc_eval.agents.judge.profiles`` (which raises ``ProfileError``) reported as a pydantic error."""
     try:
         yield
     except ProfileError as exc:

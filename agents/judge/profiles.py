@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from agents.judge.labels import NO_LABEL, PARSE_RULES
-from agents.judge.profile_fields import (
+from esc_eval.agents.judge.labels import NO_LABEL, PARSE_RULES
+from esc_eval.agents.judge.profile_fields import (
     _PLACEHOLDER,
     DIMENSIONS,
     PAPER_NAMES,
@@ -42,8 +42,8 @@ from agents.judge.profile_fields import (
     template,
     text,
 )
-from agents.messages import ChatMessage
-from roles.jsonl import json_error
+from esc_eval.agents.messages import ChatMessage
+from esc_eval.roles.jsonl import json_error
 
 ROLES = ("supporter", "seeker")
 
@@ -207,7 +207,7 @@ _PROFILE_SUFFIXES = (".yaml", ".yml")
 
 def builtin_profiles() -> list[str]:
     """Names of the built-in profiles (stems of the YAML files in ``agents/judge/data/profiles``)."""
-    folder = resources.files("agents.judge").joinpath(_PROFILE_DIR)
+    folder = resources.files("esc_eval.agents.judge").joinpath(_PROFILE_DIR)
     return sorted(
         entry.name.rsplit(".", 1)[0] for entry in folder.iterdir() if entry.name.endswith(_PROFILE_SUFFIXES)
     )
@@ -232,7 +232,7 @@ def load_profile(name_or_path: str | Path) -> JudgeProfile:
         if text not in known:
             raise ProfileError("profile", f"unknown built-in profile {text!r} (known: {', '.join(known)}); or give a path to a profile file")
         for suffix in _PROFILE_SUFFIXES:
-            entry = resources.files("agents.judge").joinpath(_PROFILE_DIR, text + suffix)
+            entry = resources.files("esc_eval.agents.judge").joinpath(_PROFILE_DIR, text + suffix)
             if entry.is_file():
                 return _our_profile(_parse_file(entry.read_text(encoding="utf-8"), f"builtin:{text}", yaml_syntax=True), f"builtin:{text}", text)
     path = Path(name_or_path)
@@ -272,8 +272,8 @@ def _dimensions(raw: Any, source: str, parse_one: Callable[[Mapping[str, Any], s
 
 
 def _our_profile(data: Any, source: str, default_name: str) -> JudgeProfile:
-    """A profile in our schema (``agents.judge.profile_schema``; example: ``agents/judge/data/profiles/default.yaml``)."""
-    from agents.judge.profile_schema import validate_profile_file  # pydantic: only when a profile file is read
+    """A profile in our schema (``esc_eval.agents.judge.profile_schema``; example: ``agents/judge/data/profiles/default.yaml``)."""
+    from esc_eval.agents.judge.profile_schema import validate_profile_file  # pydantic: only when a profile file is read
 
     spec = validate_profile_file(source, data)
     return JudgeProfile(

@@ -21,7 +21,7 @@ next to the same numbers for the bare base model.
 Output: ``OUT/{dimension}_{language}/`` (peft adapter: ``adapter_config.json``,
 ``adapter_model.safetensors``), ``OUT/training.json`` (options, losses, held-out results)
 and ``OUT/judge.toml`` (a ``[judge]`` section that uses them through
-``agents.backends.lora_local``).
+``esc_eval.agents.backends.lora_local``).
 
 Example::
 
@@ -41,9 +41,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
-from agents.lora_training import Base, TrainingError, TrainingOptions, encode_chat, generate, load_base, train_lora
-from roles.jsonl import read_jsonl
+from esc_eval.agents.judge.profiles import JudgeProfile, ProfileError, load_profile
+from esc_eval.agents.lora_training import Base, TrainingError, TrainingOptions, encode_chat, generate, load_base, train_lora
+from esc_eval.roles.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)

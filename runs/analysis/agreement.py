@@ -5,7 +5,7 @@ Several annotators per item (``consensus``): the human label of an item is the m
 label; on a tie, the tied label nearest the mean of all the item's labels, and of two such the
 lower. Krippendorff's alpha (``krippendorff_alpha``, ordinal metric, by the ``krippendorff``
 package) measures how far the annotators agree beyond chance, per dimension, over the items
-with two labels or more. The judge's label of an episode is ``runs.store.final_labels`` (its
+with two labels or more. The judge's label of an episode is ``esc_eval.runs.store.final_labels`` (its
 first sample). Both results share one shape (``_result``): ``store``, ``human``, ``supporter``,
 ``language``, ``cards`` (matched, only_human, only_judge), ``dimensions`` (``{key: {"name",
 "acc", "acc_soft", "n"}}``), ``average`` and ``confusion`` (``{key: 5×5}``, row human, column judge).
@@ -19,10 +19,10 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.judge.profiles import DIMENSIONS, PAPER_NAMES
-from runs.analysis.leaderboard import ReportError
-from runs.analysis.scoring import agreement
-from runs.store import Store, final_labels
+from esc_eval.agents.judge.profiles import DIMENSIONS, PAPER_NAMES
+from esc_eval.runs.analysis.leaderboard import ReportError
+from esc_eval.runs.analysis.scoring import agreement
+from esc_eval.runs.store import Store, final_labels
 
 LABELS = (0, 1, 2, 3, 4)
 """The labels a human (and a judge, but -1 for "no label") gives."""
@@ -184,7 +184,7 @@ def agreement_report(store: Store, human_scores_path: Path, *, supporter: str | 
         ReportError: a bad human score file, or the store holds several supporters or
             languages and ``supporter`` / ``language`` do not choose one.
     """
-    from runs.formats.importing import ResultFileError, read_score_file
+    from esc_eval.runs.formats.importing import ResultFileError, read_score_file
 
     try:
         human = read_score_file(Path(human_scores_path))

@@ -4,7 +4,7 @@ Input is one table per dimension: supporter -> {card: the supporter's mean value
 that card (×25 scale, over its episodes on the card)}. Two supporters are compared
 on the cards both played; p-values are Holm-adjusted over every pair × dimension
 (one family), so "differs" means family-wise α = 0.05. The estimators live in
-``runs.analysis.statistics``; this module only pairs cards up and collects the results.
+``esc_eval.runs.analysis.statistics``; this module only pairs cards up and collects the results.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from itertools import combinations
 
 import numpy as np
 
-from runs.analysis import statistics
+from esc_eval.runs.analysis import statistics
 
 CardTable = Mapping[str, Mapping[str, Mapping[str, float]]]
 """dimension -> supporter -> card -> value."""

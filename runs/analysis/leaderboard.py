@@ -7,16 +7,16 @@ count. Per dimension a row holds:
   over episodes of each episode's mean valid label (one label unless ``[judge] samples = k``);
 * ``ci_low`` / ``ci_high``: its 95% bootstrap interval over role cards, inside [0, 100];
   ``se_clustered``: its card-clustered standard error; ``n_episodes`` / ``n_cards``; rows with
-  fewer than 10 cards are marked (``runs.analysis.statistics``; docs/statistics.md);
+  fewer than 10 cards are marked (``esc_eval.runs.analysis.statistics``; docs/statistics.md);
 * ``n``: valid labels; ``n_unparsed``: labels -1 (the judge's reply held no label);
   ``n_failed``: judge calls that failed; ``n_missing``: labels a finished episode lacks.
 
 ``compare`` adds paired comparisons between supporters and rank intervals
-(``runs.analysis.comparisons``), ``corrected`` prediction-powered means from human labels,
+(``esc_eval.runs.analysis.comparisons``), ``corrected`` prediction-powered means from human labels,
 ``power_delta`` the cards needed to detect a difference. A store whose episodes several seekers
 played (``[[seekers]]``) also gets ``seeker_agreement``: whether the seekers rank the supporters
-alike (``runs.analysis.robustness``). Views of a report are in
-``runs.analysis.render`` (text) and ``runs.analysis.plots`` (PNG).
+alike (``esc_eval.runs.analysis.robustness``). Views of a report are in
+``esc_eval.runs.analysis.render`` (text) and ``esc_eval.runs.analysis.plots`` (PNG).
 
 Dimensions are shown with the paper's names, in its order: Fluency, Expression,
 Empathy, Information, Skillful, Humanoid, Overall (any other dimension a custom
@@ -37,14 +37,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agents.judge.profiles import DIMENSIONS, PAPER_NAMES
-from runs.analysis.scoring import leaderboard_value
-from runs.store import Store
+from esc_eval.agents.judge.profiles import DIMENSIONS, PAPER_NAMES
+from esc_eval.runs.analysis.scoring import leaderboard_value
+from esc_eval.runs.store import Store
 
 if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
-    from runs.analysis.comparisons import CardTable, PairComparison, PowerRow, Rank
-    from runs.analysis.robustness import RankAgreement, SeekerTable
-    from runs.analysis.statistics import JudgeNoise, PPIEstimate
+    from esc_eval.runs.analysis.comparisons import CardTable, PairComparison, PowerRow, Rank
+    from esc_eval.runs.analysis.robustness import RankAgreement, SeekerTable
+    from esc_eval.runs.analysis.statistics import JudgeNoise, PPIEstimate
 
 #: Episode columns a report can be grouped by.
 GROUP_COLUMNS: tuple[str, ...] = ("supporter", "language", "category", "source", "persona", "outcome", "seeker")
@@ -62,7 +62,7 @@ class DimensionStats:
     ``value`` (= ``mean``) is the mean over the row's scored episodes of each episode's
     mean label × 25 (with ``[judge] samples = k`` an episode has k labels); ``ci_low`` /
     ``ci_high`` its 95% bootstrap interval over role cards, ``se_clustered`` its
-    card-clustered standard error (``runs.analysis.statistics.cluster_mean``). ``small`` marks
+    card-clustered standard error (``esc_eval.runs.analysis.statistics.cluster_mean``). ``small`` marks
     rows with fewer than ``SMALL_N`` cards. ``noise`` splits label variance into judge
     and episode parts (judge samples only); ``corrected`` is the prediction-powered
     estimate from human labels (``report --corrected`` only).
@@ -87,7 +87,7 @@ class DimensionStats:
 
     @property
     def small(self) -> bool:
-        from runs.analysis.statistics import SMALL_N
+        from esc_eval.runs.analysis.statistics import SMALL_N
 
         return self.n_cards < SMALL_N
 
@@ -178,11 +178,11 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     """
     import numpy as np
 
-    from runs.analysis.comparisons import compare as compare_supporters
-    from runs.analysis.comparisons import power as plan_power
-    from runs.analysis.comparisons import ranks as supporter_ranks
-    from runs.analysis.robustness import rank_agreement
-    from runs.analysis.statistics import cluster_mean, judge_noise, ppi_mean
+    from esc_eval.runs.analysis.comparisons import compare as compare_supporters
+    from esc_eval.runs.analysis.comparisons import power as plan_power
+    from esc_eval.runs.analysis.comparisons import ranks as supporter_ranks
+    from esc_eval.runs.analysis.robustness import rank_agreement
+    from esc_eval.runs.analysis.statistics import cluster_mean, judge_noise, ppi_mean
 
     columns = check_by(by)
     episodes = store.episodes(supporter=supporter, language=language)

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agents.judge.profiles import PAPER_NAMES
-from runs.analysis.leaderboard import Report, ReportError
-from runs.analysis.render import number_text, p_text
+from esc_eval.agents.judge.profiles import PAPER_NAMES
+from esc_eval.runs.analysis.leaderboard import Report, ReportError
+from esc_eval.runs.analysis.render import number_text, p_text
 
 
 def _figure() -> Any:
@@ -37,7 +37,7 @@ def plot(report: Report, path: Path) -> Path:
     Raises:
         ReportError: matplotlib is not installed (``pip install esc-eval[plot]``), or nothing to plot.
     """
-    from runs.analysis.statistics import SMALL_N
+    from esc_eval.runs.analysis.statistics import SMALL_N
 
     Figure = _figure()
     if not report.rows:

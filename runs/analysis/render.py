@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from runs.analysis.leaderboard import FORMATS, DimensionStats, Report, ReportError, ReportRow
+from esc_eval.runs.analysis.leaderboard import FORMATS, DimensionStats, Report, ReportError, ReportRow
 
 _HEADERS = {"supporter": "Supporter", "language": "Language", "category": "Category", "source": "Source", "persona": "Persona",
             "outcome": "Outcome", "seeker": "Seeker"}
@@ -105,7 +105,7 @@ def _power_rows(report: Report) -> list[list[str]]:
 
 
 def _note(report: Report) -> str:
-    from runs.analysis.statistics import RESAMPLES, SMALL_N
+    from esc_eval.runs.analysis.statistics import RESAMPLES, SMALL_N
 
     note = (f"mean of episode labels ×25; [95% CI]: bootstrap over role cards ({RESAMPLES} resamples, seeded), within [0, 100]; "
             f"n = valid labels; * fewer than {SMALL_N} cards: the interval is too narrow to trust; [no CI]: one card. "

@@ -3,10 +3,10 @@
 The work is done by one module per idea; this one opens the store, calls them and
 returns the text to print. Re-exported here, as the report's public API:
 
-* ``runs.analysis.leaderboard``: ``build_report`` -> ``Report`` (data first), ``ReportError``;
-* ``runs.analysis.render``: ``render`` / ``render_agreement`` (table, md, json, csv);
-* ``runs.analysis.plots``: ``plot``, ``plot_comparisons``, ``plot_confusion`` (PNG);
-* ``runs.analysis.agreement``: ``agreement_report`` (a human score file), ``store_agreement``
+* ``esc_eval.runs.analysis.leaderboard``: ``build_report`` -> ``Report`` (data first), ``ReportError``;
+* ``esc_eval.runs.analysis.render``: ``render`` / ``render_agreement`` (table, md, json, csv);
+* ``esc_eval.runs.analysis.plots``: ``plot``, ``plot_comparisons``, ``plot_confusion`` (PNG);
+* ``esc_eval.runs.analysis.agreement``: ``agreement_report`` (a human score file), ``store_agreement``
   (the store's annotations).
 
 Example::
@@ -23,8 +23,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from runs.analysis.agreement import agreement_report, store_agreement
-from runs.analysis.leaderboard import (
+from esc_eval.runs.analysis.agreement import agreement_report, store_agreement
+from esc_eval.runs.analysis.leaderboard import (
     FORMATS,
     GROUP_COLUMNS,
     DimensionStats,
@@ -35,9 +35,9 @@ from runs.analysis.leaderboard import (
     check_by,
     several_seekers,
 )
-from runs.analysis.plots import comparison_plot_path, plot, plot_comparisons, plot_confusion
-from runs.analysis.render import render, render_agreement, report_data
-from runs.store import Store
+from esc_eval.runs.analysis.plots import comparison_plot_path, plot, plot_comparisons, plot_confusion
+from esc_eval.runs.analysis.render import render, render_agreement, report_data
+from esc_eval.runs.store import Store
 
 __all__ = [
     "FORMATS", "GROUP_COLUMNS", "DimensionStats", "Report", "ReportError", "ReportRow", "agreement_report", "build_report",

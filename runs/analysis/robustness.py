@@ -18,7 +18,7 @@ from itertools import combinations
 
 import numpy as np
 
-from runs.analysis.statistics import LEVEL, RESAMPLES, SEED
+from esc_eval.runs.analysis.statistics import LEVEL, RESAMPLES, SEED
 
 SeekerTable = Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]
 """dimension -> seeker -> supporter -> card -> value (the supporter's mean on the card with that seeker, ×25 scale)."""

@@ -1,4 +1,4 @@
-"""Label arithmetic for reports: ESC-Eval's leaderboard value and judge-human agreement (intervals: ``runs.analysis.statistics``).
+"""Label arithmetic for reports: ESC-Eval's leaderboard value and judge-human agreement (intervals: ``esc_eval.runs.analysis.statistics``).
 
 Pure functions over plain numbers (stdlib only). A score is a label 0..4; -1
 (the judge's reply held no label) and ``None`` (not scored) are missing values

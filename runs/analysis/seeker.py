@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from environments.behaviours import mentions
-from roles.cards import RoleCard
-from roles.persona_model import RoleBreakRule
-from roles.persona_text import card_facts
-from runs.analysis.statistics import cluster_mean
+from esc_eval.environments.behaviours import mentions
+from esc_eval.roles.cards import RoleCard
+from esc_eval.roles.persona_model import RoleBreakRule
+from esc_eval.roles.persona_text import card_facts
+from esc_eval.runs.analysis.statistics import cluster_mean
 
 FIELDS = ("seeker", "persona", "n_episodes", "role_break_rate", "parroting", "distinct_2", "fact_coverage",
           "first_fact_turn", "human_likeness")
@@ -199,7 +199,7 @@ def aggregate(episodes: Sequence[tuple[Mapping[str, str], EpisodeFigures]], by: 
 
 def rubric() -> dict[str, Any]:
     """The human-likeness rubric (``agents/judge/data/seeker_rubric.yaml``)."""
-    text = (resources.files("agents.judge") / "data" / "seeker_rubric.yaml").read_text(encoding="utf-8")
+    text = (resources.files("esc_eval.agents.judge") / "data" / "seeker_rubric.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 
@@ -243,7 +243,7 @@ def stored_episodes(store: Any) -> list[StoredEpisode]:
     Card facts come from the cards the run's recorded config names (file or built-in); a store without a
     config (or whose cards no longer load) gives no facts, so its coverage figures are ``None``.
     """
-    from runs.analysis.leaderboard import seeker_label
+    from esc_eval.runs.analysis.leaderboard import seeker_label
 
     config = store.meta("config") or {}
     only = seeker_label(store)
@@ -259,9 +259,9 @@ def stored_episodes(store: Any) -> list[StoredEpisode]:
 
 
 def _run_cards(config: Mapping[str, Any]) -> list[RoleCard]:
-    from roles.cards import CardError
-    from runs.config_sections import CardsSection
-    from runs.execution.plan import load_section_cards
+    from esc_eval.roles.cards import CardError
+    from esc_eval.runs.config_sections import CardsSection
+    from esc_eval.runs.execution.plan import load_section_cards
 
     section = config.get("cards")
     if not isinstance(section, dict):
@@ -287,7 +287,7 @@ async def judge_human_likeness(episodes: Sequence[StoredEpisode], backend: Any, 
     """
     import asyncio
 
-    from agents.backends.base import BackendError
+    from esc_eval.agents.backends.base import BackendError
 
     spec = rubric()
 

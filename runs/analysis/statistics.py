@@ -1,7 +1,7 @@
 """Statistics a paper can cite: clustered intervals, paired comparisons, judge noise, PPI, power.
 
 Pure functions over numpy arrays on the ×25 scale (a label 0..4 is worth label × 25
-points, so every value lies in [0, 100]); ``runs.analysis.report`` gathers the arrays from a
+points, so every value lies in [0, 100]); ``esc_eval.runs.analysis.report`` gathers the arrays from a
 store. The unit of independence is the role card: episodes that share a card (other
 personas, repeats) are correlated, so every interval and test resamples or flips
 whole cards (Miller 2024, "Adding Error Bars to Evals", arXiv 2411.00640).

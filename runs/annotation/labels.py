@@ -11,7 +11,7 @@ Label files (``export_labels`` / ``import_labels``):
   "card_index", "annotator", "labels": {dimension: label}, "at", "transcript": [{"role",
   "text"}]}``. The transcript makes the file a training set for ``esc-eval judge train``.
 * ``.json``: an ESC-Eval score file (``{"0": {"fluency": 3, ...}}`` keyed by card index) of one
-  supporter and language: the consensus labels (``runs.analysis.agreement.consensus``), or one
+  supporter and language: the consensus labels (``esc_eval.runs.analysis.agreement.consensus``), or one
   annotator's with ``annotator=``.
 """
 
@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.judge.profiles import DIMENSIONS
-from roles.jsonl import read_jsonl
-from runs.analysis.agreement import LABELS, consensus_labels, human_labels
-from runs.store import Store
+from esc_eval.agents.judge.profiles import DIMENSIONS
+from esc_eval.roles.jsonl import read_jsonl
+from esc_eval.runs.analysis.agreement import LABELS, consensus_labels, human_labels
+from esc_eval.runs.store import Store
 
 MAX_NAME = 64
 
@@ -70,7 +70,7 @@ def check_label(label: Any, where: str) -> int:
 def export_labels(store: Store, path: Path, *, annotator: str | None = None, supporter: str | None = None,
                   language: str | None = None) -> int:
     """Write the store's human labels to ``path`` (``.jsonl`` or an ESC-Eval ``.json`` score file); returns items written."""
-    from runs.formats.exchange import write_json, write_text
+    from esc_eval.runs.formats.exchange import write_json, write_text
 
     path = Path(path)
     labels = human_labels(store)
@@ -165,7 +165,7 @@ def import_labels(store: Store, path: Path, *, annotator: str | None = None, sup
             at = float(record["at"]) if isinstance(record.get("at"), (int, float)) else now
             rows += [(record["episode_key"], who, dim, label, at) for dim, label in record["labels"].items()]
     elif path.suffix == ".json":
-        from runs.formats.importing import ResultFileError, read_score_file, supporter_and_language
+        from esc_eval.runs.formats.importing import ResultFileError, read_score_file, supporter_and_language
 
         try:
             table = read_score_file(path)

@@ -5,7 +5,7 @@ name, reads a finished dialogue of the store and gives each dimension of a judge
 label 0..4, with the rubric shown beside it. Every label is POSTed as it is given and
 committed to the store's ``annotations`` table before the server answers, so a reload, a
 closed tab or a crashed server loses nothing that the page showed as saved. Who labels
-what and the label files are ``runs.annotation.labels``; agreement is ``runs.analysis.agreement``.
+what and the label files are ``esc_eval.runs.annotation.labels``; agreement is ``esc_eval.runs.analysis.agreement``.
 
 The page (``AnnotationServer``) is guarded by a per-start token and Host/Origin checks, and is
 blind by default: annotators see an opaque item id (``item_ids``), not which supporter and
@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.judge.profiles import JudgeProfile
-from runs.analysis.agreement import human_labels
-from runs.annotation.labels import AnnotationError, assignment, check_label, check_name, export_labels, import_labels
-from runs.store import EpisodeRecord, Store
-from runs.web import TOKEN_HEADER, LocalServer
+from esc_eval.agents.judge.profiles import JudgeProfile
+from esc_eval.runs.analysis.agreement import human_labels
+from esc_eval.runs.annotation.labels import AnnotationError, assignment, check_label, check_name, export_labels, import_labels
+from esc_eval.runs.store import EpisodeRecord, Store
+from esc_eval.runs.web import TOKEN_HEADER, LocalServer
 
 # -- the web page -------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ def _item_id(secret: str, key: str) -> str:
 
 
 class AnnotationServer(LocalServer):
-    """The labelling page and its JSON API on one address, guarded by ``runs.web.LocalServer``.
+    """The labelling page and its JSON API on one address, guarded by ``esc_eval.runs.web.LocalServer``.
 
     Labels written here are the ground truth for judge agreement and judge training, so
     any other web page the annotator has open must not be able to write or read them:
@@ -79,7 +79,7 @@ class AnnotationServer(LocalServer):
     """
 
     command = "esc-eval annotate"
-    page_package = "runs.annotation"
+    page_package = "esc_eval.runs.annotation"
     error = AnnotationError
 
     def __init__(self, store: Store, profile: JudgeProfile, k: int, *, host: str = "127.0.0.1", port: int = 0,
@@ -168,7 +168,7 @@ def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int
     """Serve the annotation page until interrupted (``esc-eval annotate STORE``)."""
     import asyncio
 
-    from agents.judge.profiles import ProfileError, load_profile
+    from esc_eval.agents.judge.profiles import ProfileError, load_profile
 
     if k < 1:
         raise AnnotationError(f"--k must be at least 1, got {k}")

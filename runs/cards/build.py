@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from agents.backends import BackendError
-from agents.messages import ChatMessage, SamplingParams
-from roles.extraction import (
+from esc_eval.agents.backends import BackendError
+from esc_eval.agents.messages import ChatMessage, SamplingParams
+from esc_eval.roles.extraction import (
     QUALITIES,
     BuilderPrompts,
     ReplyError,
@@ -38,11 +38,11 @@ from roles.extraction import (
     load_prompts,
     parse_reply,
 )
-from roles.filters import NearDuplicates, personal_identifiers, scrub
-from roles.sources import SourceError, SourceItem, read_source
-from runs.cards.config import BuildConfig
-from runs.execution.pool import BackendPool
-from runs.store.cardbuild import CardBuildStore, ItemOutcome
+from esc_eval.roles.filters import NearDuplicates, personal_identifiers, scrub
+from esc_eval.roles.sources import SourceError, SourceItem, read_source
+from esc_eval.runs.cards.config import BuildConfig
+from esc_eval.runs.execution.pool import BackendPool
+from esc_eval.runs.store.cardbuild import CardBuildStore, ItemOutcome
 
 ESC_CATEGORY = {"family_life": "家庭生活", "work_study": "工作学习", "society_other": "社会与其他"}
 ESC_LANGUAGE = {"en": "english", "zh": "chinese"}

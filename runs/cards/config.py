@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from roles.cards import LANGUAGES
-from roles.extraction import QUALITIES
-from roles.filters import PII_POLICIES
-from runs.config import ConfigError, EndpointConfig, parse_section, read_toml
+from esc_eval.roles.cards import LANGUAGES
+from esc_eval.roles.extraction import QUALITIES
+from esc_eval.roles.filters import PII_POLICIES
+from esc_eval.runs.config import ConfigError, EndpointConfig, parse_section, read_toml
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Public API: ``main`` (the console script), ``UsageError``, the exit codes ``FAILED_EPISODES`` and ``BAD_INPUT``.
 Each command module (run, monitor, formats, judge, serve, report, annotate, cards, personas, seeker) has
-``add_parser(sub)`` and imports what is heavy inside its handlers, so ``import runs.cli`` stays cheap.
+``add_parser(sub)`` and imports what is heavy inside its handlers, so ``import esc_eval.runs.cli`` stays cheap.
 Exit codes: 0 ok, 1 run finished with failed episodes or scores (or an endpoint refused its credentials),
 2 bad input.
 """
@@ -20,18 +20,18 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from agents.backends.base import LOADING_LOG
-from roles.cards import CardError
-from roles.personas import PersonaError
-from roles.templates import ProtocolError
-from runs.analysis.report import ReportError
-from runs.cli import annotate, cards, config, formats, judge, monitor, personas, plugins, report, run, seeker, serve, view
-from runs.cli.errors import BAD_INPUT, FAILED_EPISODES, UsageError
-from runs.cli.parsing import CommandParser
-from runs.config import ConfigError
-from runs.formats.importing import ResultFileError
-from runs.formats.judging import TranscriptError
-from runs.store import StoreError
+from esc_eval.agents.backends.base import LOADING_LOG
+from esc_eval.roles.cards import CardError
+from esc_eval.roles.personas import PersonaError
+from esc_eval.roles.templates import ProtocolError
+from esc_eval.runs.analysis.report import ReportError
+from esc_eval.runs.cli import annotate, cards, config, formats, judge, monitor, personas, plugins, report, run, seeker, serve, view
+from esc_eval.runs.cli.errors import BAD_INPUT, FAILED_EPISODES, UsageError
+from esc_eval.runs.cli.parsing import CommandParser
+from esc_eval.runs.config import ConfigError
+from esc_eval.runs.formats.importing import ResultFileError
+from esc_eval.runs.formats.judging import TranscriptError
+from esc_eval.runs.store import StoreError
 
 __all__ = ["BAD_INPUT", "FAILED_EPISODES", "UsageError", "main"]
 
@@ -42,9 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().handlers[0].setFormatter(_LineFormatter())
     logging.getLogger(LOADING_LOG).setLevel(logging.INFO)  # "loading MODEL", "loaded MODEL in 14.2 s"
-    from agents.judge.training import TrainingError
-    from runs.annotation.server import AnnotationError
-    from runs.viewer import ViewerError
+    from esc_eval.agents.judge.training import TrainingError
+    from esc_eval.runs.annotation.server import AnnotationError
+    from esc_eval.runs.viewer import ViewerError
 
     try:
         return int(args.handler(args) or 0)

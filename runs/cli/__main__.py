@@ -1,7 +1,7 @@
-"""``python -m runs.cli``: the ``esc-eval`` command."""
+"""``python -m esc_eval.runs.cli``: the ``esc-eval`` command."""
 
 import sys
 
-from runs.cli import main
+from esc_eval.runs.cli import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from roles.loaders import load_cards
+from esc_eval.roles.loaders import load_cards
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,12 +42,12 @@ def _cards_validate(args: argparse.Namespace) -> int:
 
 
 def _cards_build(args: argparse.Namespace) -> int:
-    from roles.extraction import PromptError
-    from roles.sources import SourceError
-    from runs.cards import build_cards, load_build_config
-    from runs.cards.build import OUTPUT_SUFFIXES
-    from runs.cli.errors import FAILED_EPISODES, UsageError
-    from runs.config import ConfigError
+    from esc_eval.roles.extraction import PromptError
+    from esc_eval.roles.sources import SourceError
+    from esc_eval.runs.cards import build_cards, load_build_config
+    from esc_eval.runs.cards.build import OUTPUT_SUFFIXES
+    from esc_eval.runs.cli.errors import FAILED_EPISODES, UsageError
+    from esc_eval.runs.config import ConfigError
 
     if args.out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UsageError(f"--out {args.out}: use a {', '.join(OUTPUT_SUFFIXES)} file")

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from runs.config_schema import config_schema
+    from esc_eval.runs.config_schema import config_schema
 
     print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes or judge scores (runs.execution.runner.RunResult.exit_code)
+FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes or judge scores (esc_eval.runs.execution.runner.RunResult.exit_code)
 BAD_INPUT = 2
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runs.cli.errors import FAILED_EPISODES
+from esc_eval.runs.cli.errors import FAILED_EPISODES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from runs.formats.exchange import MissingScores, export_esc_eval, export_jsonl
-    from runs.store import Store
+    from esc_eval.runs.formats.exchange import MissingScores, export_esc_eval, export_jsonl
+    from esc_eval.runs.store import Store
 
     with Store.open(args.store, readonly=True) as store:
         if args.format == "jsonl":
@@ -54,7 +54,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from runs.formats.importing import import_command
+    from esc_eval.runs.formats.importing import import_command
 
     print(import_command(args.store, args.files, args.scores, supporter=args.supporter, language=args.language))
     return 0

@@ -7,10 +7,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from runs.cli.errors import UsageError
-from runs.config import check_api_keys, load_config
-from runs.formats.importing import supporter_and_language
-from runs.formats.judging import Judged
+from esc_eval.runs.cli.errors import UsageError
+from esc_eval.runs.config import check_api_keys, load_config
+from esc_eval.runs.formats.importing import supporter_and_language
+from esc_eval.runs.formats.judging import Judged
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _judge(args: argparse.Namespace) -> int:
     import json
 
-    from runs.formats.judging import judge_transcripts
+    from esc_eval.runs.formats.judging import judge_transcripts
 
     config = load_config(args.config, judge_only=True)
     check_api_keys(config)
@@ -66,15 +66,15 @@ def _judge(args: argparse.Namespace) -> int:
 def _judge_schema(args: argparse.Namespace) -> int:
     import json
 
-    from agents.judge.profile_schema import profile_schema
+    from esc_eval.agents.judge.profile_schema import profile_schema
 
     print(json.dumps(profile_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
 def _store_judged(store_path: Path, transcripts: Path, judged: Judged, supporter: str | None) -> None:
-    from runs.formats.judging import store_judged
-    from runs.store import Store
+    from esc_eval.runs.formats.judging import store_judged
+    from esc_eval.runs.store import Store
 
     with Store.open(store_path, create=not store_path.exists()) as store:
         summary = store_judged(store, transcripts, judged, supporter=supporter)
@@ -102,7 +102,7 @@ def _add_train_parser(actions: argparse._SubParsersAction) -> None:
 
 
 def _judge_train(args: argparse.Namespace) -> int:
-    from agents.judge.training import TrainingOptions, train_command
+    from esc_eval.agents.judge.training import TrainingOptions, train_command
 
     options = TrainingOptions(steps=args.steps, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
                               max_length=args.max_length, holdout=args.holdout, seed=args.seed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from runs.cli.errors import UsageError
+from esc_eval.runs.cli.errors import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from runs.monitor import monitor_command
+    from esc_eval.runs.monitor import monitor_command
 
     if args.interval is not None and args.interval <= 0:
         raise UsageError(f"--interval must be positive, got {args.interval}")

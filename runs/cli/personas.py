@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from runs.cli.errors import UsageError
+from esc_eval.runs.cli.errors import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _personas_list(args: argparse.Namespace) -> int:
-    from environments.behaviours import list_personas
-    from roles.personas import PersonaError
+    from esc_eval.environments.behaviours import list_personas
+    from esc_eval.roles.personas import PersonaError
 
     try:
         found = list_personas(args.dir)
@@ -45,17 +45,17 @@ def _personas_list(args: argparse.Namespace) -> int:
 
 
 def _personas_schema(args: argparse.Namespace) -> int:
-    from roles.persona_schema import persona_schema
+    from esc_eval.roles.persona_schema import persona_schema
 
     print(json.dumps(persona_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
 def _personas_show(args: argparse.Namespace) -> int:
-    from environments.behaviours import load_behaviour, preview
-    from roles.loaders import builtin_cards
-    from roles.personas import PersonaError
-    from roles.templates import load_protocol
+    from esc_eval.environments.behaviours import load_behaviour, preview
+    from esc_eval.roles.loaders import builtin_cards
+    from esc_eval.roles.personas import PersonaError
+    from esc_eval.roles.templates import load_protocol
 
     if args.rounds < 1:
         raise UsageError(f"--rounds must be at least 1, got {args.rounds}")

@@ -27,12 +27,12 @@ def _list(args: argparse.Namespace) -> int:
 
 def _rows() -> list[tuple[str, str, str, str]]:
     """(kind, name, source, description) for every registry; personas as ``esc-eval personas list`` shows them."""
-    from agents.backends import BACKENDS
-    from environments.behaviours import list_personas
-    from environments.termination import TERMINATION
-    from environments.turn_policies import TURN_POLICIES
-    from roles.loaders import CARD_READERS
-    from roles.sources import SOURCE_READERS
+    from esc_eval.agents.backends import BACKENDS
+    from esc_eval.environments.behaviours import list_personas
+    from esc_eval.environments.termination import TERMINATION
+    from esc_eval.environments.turn_policies import TURN_POLICIES
+    from esc_eval.roles.loaders import CARD_READERS
+    from esc_eval.roles.sources import SOURCE_READERS
 
     rows = [(e.kind, e.name, e.source, e.description) for registry in (BACKENDS, TURN_POLICIES, TERMINATION) for e in registry.entries()]
     rows += [("persona", p.name, p.source, p.description) for p in list_personas()]

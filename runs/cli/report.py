@@ -35,11 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     if args.format == "html":
-        from runs.viewer.html import write_html
+        from esc_eval.runs.viewer.html import write_html
 
         print(f"{write_html(args.store, args.out)}: leaderboard, charts and every transcript (opens from disk, no network)")
         return 0
-    from runs.analysis.report import report_command
+    from esc_eval.runs.analysis.report import report_command
 
     print(report_command(args.store, args.format, args.plot, args.by, args.agreement, args.supporter, args.language,
                          compare=args.compare, corrected=args.corrected, power_delta=args.power))

@@ -9,8 +9,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from runs.cli.errors import FAILED_EPISODES, UsageError
-from runs.config import Config, check_api_keys, load_config, parse_config
+from esc_eval.runs.cli.errors import FAILED_EPISODES, UsageError
+from esc_eval.runs.config import Config, check_api_keys, load_config, parse_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def demo_config(sessions: int, rounds: int | None = None) -> Config:
     """The demo's config (``runs/data/demo.toml``): ``sessions`` cards; its seeker uses the packaged seeker adapter when peft is there."""
     import tomllib
 
-    raw = tomllib.loads((resources.files("runs") / "data" / "demo.toml").read_text(encoding="utf-8"))
+    raw = tomllib.loads((resources.files("esc_eval.runs") / "data" / "demo.toml").read_text(encoding="utf-8"))
     raw["cards"]["limit"] = sessions
     if rounds:
         raw["run"]["rounds"] = rounds
@@ -71,7 +71,7 @@ def demo_seeker_adapter() -> Path | None:
     """The packaged seeker adapter for the embedded model (``esc-eval seeker train``, docs/seeker.md), if it and peft are installed."""
     import importlib.util
 
-    folder = Path(str(resources.files("runs") / "data" / "seeker_adapter"))
+    folder = Path(str(resources.files("esc_eval.runs") / "data" / "seeker_adapter"))
     if not (folder / "adapter_config.json").is_file() or importlib.util.find_spec("peft") is None:
         return None
     return folder
@@ -94,9 +94,9 @@ def _run(args: argparse.Namespace) -> int:
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
              allow_config_change: bool = False, monitor_interval: float | None = None,
              ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed") -> int:
-    from runs.execution.plan import RunPlan
-    from runs.execution.resume import open_run_store
-    from runs.execution.runner import Runner
+    from esc_eval.runs.execution.plan import RunPlan
+    from esc_eval.runs.execution.resume import open_run_store
+    from esc_eval.runs.execution.runner import Runner
 
     plan = RunPlan.prepare(config)  # every input check happens before the store exists
     check_api_keys(config)
@@ -109,17 +109,17 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
     opened = open_run_store(plan, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
     store, earlier_failed = opened.store, opened.earlier_failed
     if distributed:
-        from runs.distributed import DistributedRunner
+        from esc_eval.runs.distributed import DistributedRunner
 
         runner = DistributedRunner(plan, store, address=ray_address or config.run.ray_address, retry_failed=retry_failed)
     else:
         runner = Runner(plan, store, retry_failed=retry_failed)
     print(f"store: {store_path}")
-    from runs.monitor import is_terminal, run_with_monitor
+    from esc_eval.runs.monitor import is_terminal, run_with_monitor
 
     result = _run_loop(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
                                         title=f"{config.run.name} · {store_path}"))
-    from runs.store import Store
+    from esc_eval.runs.store import Store
 
     with Store.open(store_path, readonly=True) as reader:
         failed_scores = reader.failed_scores()  # this attempt's and, unless re-scored, earlier ones
@@ -141,7 +141,7 @@ def _run_loop(main):  # type: ignore[no-untyped-def]
 
 def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False,
              failed_scores: int = 0, auth_failure: str | None = None) -> None:
-    from runs.execution.progress import RunProgress
+    from esc_eval.runs.execution.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(progress.outcomes.items())) or "none"

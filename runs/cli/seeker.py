@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runs.cli.errors import UsageError
+from esc_eval.runs.cli.errors import UsageError
 
 FORMATS = ("table", "json")
 
@@ -58,9 +58,9 @@ def _add_train_parser(actions: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from agents.lora_training import TrainingOptions
-    from runs.cli.judge import layer_list
-    from runs.training.seeker import train_command
+    from esc_eval.agents.lora_training import TrainingOptions
+    from esc_eval.runs.cli.judge import layer_list
+    from esc_eval.runs.training.seeker import train_command
 
     options = TrainingOptions(steps=args.steps, lr=args.lr, rank=args.rank, batch_size=args.batch_size, max_length=args.max_length,
                               holdout=args.holdout, seed=args.seed, eval_max_tokens=args.eval_max_tokens,
@@ -70,9 +70,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from roles.personas import base_role_break
-    from runs.analysis.seeker import GROUPS, evaluate, stored_episodes
-    from runs.store import Store
+    from esc_eval.roles.personas import base_role_break
+    from esc_eval.runs.analysis.seeker import GROUPS, evaluate, stored_episodes
+    from esc_eval.runs.store import Store
 
     by = [b.strip() for b in args.by.split(",") if b.strip()]
     unknown = [b for b in by if b not in GROUPS]
@@ -80,7 +80,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--by: unknown group column {', '.join(unknown) or repr(args.by)} (use seeker, persona)")
     config = None
     if args.judge is not None:
-        from runs.config import check_api_keys, load_config
+        from esc_eval.runs.config import check_api_keys, load_config
 
         config = load_config(args.judge, judge_only=True)
         check_api_keys(config)
@@ -100,9 +100,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 async def _judge(config: Any, episodes: list[Any]) -> tuple[dict[str, float], int]:
-    from agents.messages import SamplingParams
-    from runs.analysis.seeker import judge_human_likeness
-    from runs.execution.pool import BackendPool
+    from esc_eval.agents.messages import SamplingParams
+    from esc_eval.runs.analysis.seeker import judge_human_likeness
+    from esc_eval.runs.execution.pool import BackendPool
 
     pool = BackendPool()
     try:
@@ -113,8 +113,8 @@ async def _judge(config: Any, episodes: list[Any]) -> tuple[dict[str, float], in
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    from runs.analysis.render import rich_text
-    from runs.analysis.seeker import EXTRA_FIELDS, FIELDS
+    from esc_eval.runs.analysis.render import rich_text
+    from esc_eval.runs.analysis.seeker import EXTRA_FIELDS, FIELDS
 
     header = [f for f in FIELDS + EXTRA_FIELDS if f != "ci"]
     cells = [[_cell(row[name], row["ci"].get(name)) for name in header] for row in rows]

@@ -2,7 +2,7 @@
 
 Every ``openai`` endpoint of the config (seeker, supporters, judge) whose ``base_url``
 is on this machine (``127.0.0.1``/``localhost``) gets one vLLM server on that port
-(``plan_servers``); ``agents.backends.vllm_server`` launches them. Endpoints that share a
+(``plan_servers``); ``esc_eval.agents.backends.vllm_server`` launches them. Endpoints that share a
 port must name the same model; ``vllm`` and ``transformers`` endpoints run in-process and
 need no server.
 """
@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agents.backends.vllm_server import ServerPlan, serve
-from runs.config import Config, ConfigError, EndpointConfig, load_config
+from esc_eval.agents.backends.vllm_server import ServerPlan, serve
+from esc_eval.runs.config import Config, ConfigError, EndpointConfig, load_config
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 

@@ -16,6 +16,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _view(args: argparse.Namespace) -> int:
-    from runs.viewer.server import view_command
+    from esc_eval.runs.viewer.server import view_command
 
     return view_command(args.stores, host=args.host, port=args.port, ready=lambda line: print(line, flush=True))

@@ -30,10 +30,10 @@ Example::
 Ray is an optional dependency (``pip install "esc-eval[ray]"``); this module imports it lazily.
 """
 
-from runs.distributed.executor import DistributedError, DistributedRunner, connect
-from runs.distributed.shards import deal, split_limits
-from runs.distributed.sink import Batch, RecordSink, Rejudge
-from runs.distributed.worker import EpisodeWorker
+from esc_eval.runs.distributed.executor import DistributedError, DistributedRunner, connect
+from esc_eval.runs.distributed.shards import deal, split_limits
+from esc_eval.runs.distributed.sink import Batch, RecordSink, Rejudge
+from esc_eval.runs.distributed.worker import EpisodeWorker
 
 __all__ = ["Batch", "DistributedError", "DistributedRunner", "EpisodeWorker", "RecordSink", "Rejudge", "connect", "deal",
            "split_limits"]

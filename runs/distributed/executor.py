@@ -12,15 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.backends.base import BackendStats
-from agents.messages import EpisodeEnded, TurnTaken
-from runs.distributed.shards import deal, split_limits
-from runs.distributed.sink import Batch, Rejudge
-from runs.distributed.worker import EpisodeWorker
-from runs.execution.plan import RunPlan
-from runs.execution.progress import RunProgress, WorkerProgress
-from runs.execution.runner import RunResult
-from runs.store import FINAL_ROUND, PlannedEpisode, Store
+from esc_eval.agents.backends.base import BackendStats
+from esc_eval.agents.messages import EpisodeEnded, TurnTaken
+from esc_eval.runs.distributed.shards import deal, split_limits
+from esc_eval.runs.distributed.sink import Batch, Rejudge
+from esc_eval.runs.distributed.worker import EpisodeWorker
+from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.runs.execution.progress import RunProgress, WorkerProgress
+from esc_eval.runs.execution.runner import RunResult
+from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode, Store
 
 log = logging.getLogger(__name__)
 

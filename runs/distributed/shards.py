@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from runs.config import Config
+from esc_eval.runs.config import Config
 
 
 def split_limits(config: Config, workers: int) -> Config:

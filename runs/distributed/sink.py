@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.judge.agent import _round_ends
-from agents.messages import TurnTaken
-from runs.store import FINAL_ROUND, PlannedEpisode
+from esc_eval.agents.judge.agent import _round_ends
+from esc_eval.agents.messages import TurnTaken
+from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode
 
 
 @dataclass(frozen=True)

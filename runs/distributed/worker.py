@@ -7,12 +7,12 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from agents.backends.base import BackendStats
-from roles.cards import RoleCard
-from runs.distributed.sink import Batch, RecordSink, Rejudge
-from runs.execution.plan import RunPlan
-from runs.execution.progress import RunProgress
-from runs.store import PlannedEpisode
+from esc_eval.agents.backends.base import BackendStats
+from esc_eval.roles.cards import RoleCard
+from esc_eval.runs.distributed.sink import Batch, RecordSink, Rejudge
+from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.runs.execution.progress import RunProgress
+from esc_eval.runs.store import PlannedEpisode
 
 LATENCIES_PER_BATCH = 256
 """Latest request latencies per endpoint a worker sends with each batch (for the monitor's percentiles)."""
@@ -43,7 +43,7 @@ class EpisodeWorker:
         return socket.gethostname(), os.getpid()
 
     async def run(self, shard: list[PlannedEpisode], rejudge: list[Rejudge]) -> int:
-        from runs.execution.runner import Runner
+        from esc_eval.runs.execution.runner import Runner
 
         plan = self.plan
         profile = plan.profile

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from autogen_core import MessageContext, RoutedAgent, message_handler
 
-from agents.messages import EpisodeEnded, Score, TurnTaken
-from runs.execution.progress import RunProgress
-from runs.store import FINAL_ROUND, Store
+from esc_eval.agents.messages import EpisodeEnded, Score, TurnTaken
+from esc_eval.runs.execution.progress import RunProgress
+from esc_eval.runs.store import FINAL_ROUND, Store
 
 
 class StoreObserver(RoutedAgent):

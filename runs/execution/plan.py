@@ -12,17 +12,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.judge.profiles import JudgeProfile, ProfileError, load_profile
-from environments.behaviours import SeekerBehaviour, load_behaviour
-from environments.termination import TERMINATION, AnyOf, Detector
-from environments.turn_policies import TURN_POLICIES, TurnPolicy
-from roles.cards import RoleCard
-from roles.loaders import builtin_cards, load_cards
-from roles.personas import RoleBreakRule, UnknownPersona, base_role_break
-from roles.templates import SeekerProtocol, load_protocol
-from runs.config import Config, ConfigError
-from runs.config_sections import CardsSection, SeekerSection
-from runs.store import PlannedEpisode
+from esc_eval.agents.judge.profiles import JudgeProfile, ProfileError, load_profile
+from esc_eval.environments.behaviours import SeekerBehaviour, load_behaviour
+from esc_eval.environments.termination import TERMINATION, AnyOf, Detector
+from esc_eval.environments.turn_policies import TURN_POLICIES, TurnPolicy
+from esc_eval.roles.cards import RoleCard
+from esc_eval.roles.loaders import builtin_cards, load_cards
+from esc_eval.roles.personas import RoleBreakRule, UnknownPersona, base_role_break
+from esc_eval.roles.templates import SeekerProtocol, load_protocol
+from esc_eval.runs.config import Config, ConfigError
+from esc_eval.runs.config_sections import CardsSection, SeekerSection
+from esc_eval.runs.store import PlannedEpisode
 
 
 def episode_key(card_index: int, card: RoleCard, supporter: str, persona: str, seed: int, repeat: int, seeker: str | None = None) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agents.backends import BACKENDS, ChatBackend, Shared, resolve_backend
-from runs.config import EndpointConfig
+from esc_eval.agents.backends import BACKENDS, ChatBackend, Shared, resolve_backend
+from esc_eval.runs.config import EndpointConfig
 
 
 class BackendPool:
@@ -14,7 +14,7 @@ class BackendPool:
     Sharing matters for local models: the seeker and a supporter on the embedded model
     load it once and have their requests batched together. HTTP backends on one
     server share its connection pool (``Shared``). The endpoint's ``backend`` names the
-    factory in ``agents.backends.BACKENDS``; ``auto`` is resolved here, and ``kinds`` records
+    factory in ``esc_eval.agents.backends.BACKENDS``; ``auto`` is resolved here, and ``kinds`` records
     the backend each role got (the run's meta keeps it).
     """
 

@@ -2,7 +2,7 @@
 
 ``RunProgress`` holds no per-episode collection: whatever the number of episodes in
 flight, its size is bounded by the number of supporters, dimensions and roles. The
-monitor (``runs.monitor``) renders from these counters only.
+monitor (``esc_eval.runs.monitor``) renders from these counters only.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from agents.messages import EpisodeEnded, TurnTaken
+from esc_eval.agents.messages import EpisodeEnded, TurnTaken
 
 SPOTLIGHT_LINES = 12
 """Lines of the spotlighted episode kept: a whole ESC-Eval episode (opener + 5 rounds) fits."""
@@ -19,7 +19,7 @@ SPOTLIGHT_LINES = 12
 
 @dataclass
 class WorkerProgress:
-    """One Ray worker of a distributed run (``runs.distributed``), as its driver last heard.
+    """One Ray worker of a distributed run (``esc_eval.runs.distributed``), as its driver last heard.
 
     ``state``: ``starting``, ``running``, ``finished``, ``lost`` (died; its unfinished episodes went
     to a replacement) or ``stopped``. ``assigned`` counts the episodes (and re-judgings) of its shard;

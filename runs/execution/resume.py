@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from runs.config import ConfigError
-from runs.execution.plan import RunPlan
-from runs.store import Store, StoreError
+from esc_eval.runs.config import ConfigError
+from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.runs.store import Store, StoreError
 
 
 @dataclass

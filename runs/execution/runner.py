@@ -1,4 +1,4 @@
-"""The runner: skips finished episodes of a plan (``runs.execution.plan``), admits at most ``concurrency`` at a time.
+"""The runner: skips finished episodes of a plan (``esc_eval.runs.execution.plan``), admits at most ``concurrency`` at a time.
 
 Episodes are created lazily as they are admitted, so a run of 100k planned episodes holds
 only ``concurrency`` of them in memory. Every turn reaches the store through the runtime's
@@ -18,23 +18,23 @@ from typing import Any
 
 from autogen_core import TypeSubscription
 
-from agents.backends import ChatBackend
-from agents.backends.base import AuthFailed
-from agents.judge.agent import JudgeAgent, Scorer, ScoreSink, score_publisher
-from agents.judge.profiles import JudgeProfile
-from agents.messages import EPISODES_TOPIC, SCORES_TOPIC, TURNS_TOPIC, SamplingParams
-from agents.seeker import SeekerAgent
-from agents.supporter import SupporterAgent
-from environments.environment import Environment, SupporterSpec
-from environments.episode import Episode
-from environments.runtime import LeanRuntime, make_runtime
-from roles.cards import RoleCard
-from runs.config import Config, EndpointConfig
-from runs.execution.observers import StoreObserver
-from runs.execution.plan import RunPlan
-from runs.execution.pool import BackendPool
-from runs.execution.progress import RunProgress
-from runs.store import PlannedEpisode, Store
+from esc_eval.agents.backends import ChatBackend
+from esc_eval.agents.backends.base import AuthFailed
+from esc_eval.agents.judge.agent import JudgeAgent, Scorer, ScoreSink, score_publisher
+from esc_eval.agents.judge.profiles import JudgeProfile
+from esc_eval.agents.messages import EPISODES_TOPIC, SCORES_TOPIC, TURNS_TOPIC, SamplingParams
+from esc_eval.agents.seeker import SeekerAgent
+from esc_eval.agents.supporter import SupporterAgent
+from esc_eval.environments.environment import Environment, SupporterSpec
+from esc_eval.environments.episode import Episode
+from esc_eval.environments.runtime import LeanRuntime, make_runtime
+from esc_eval.roles.cards import RoleCard
+from esc_eval.runs.config import Config, EndpointConfig
+from esc_eval.runs.execution.observers import StoreObserver
+from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.runs.execution.pool import BackendPool
+from esc_eval.runs.execution.progress import RunProgress
+from esc_eval.runs.store import PlannedEpisode, Store
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Runner:
         backends: role name (``seeker``, a supporter name, ``judge``) -> backend, overriding the config (tests).
         retry_failed: run again episodes a previous attempt marked failed.
         episodes: run exactly these ``(planned, card)`` pairs instead of the whole plan (a Ray worker's
-            shard, ``runs.distributed``); ``store`` may then be any object with the ``Store`` write API.
+            shard, ``esc_eval.runs.distributed``); ``store`` may then be any object with the ``Store`` write API.
     """
 
     def __init__(self, plan: RunPlan, store: Store, *, backends: Mapping[str, ChatBackend] | None = None,

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from runs.store import EpisodeRecord, Store, final_labels
+from esc_eval.runs.store import EpisodeRecord, Store, final_labels
 
 PREFIXES = {"supporter": "AI assistant：", "seeker": "ESC-Role："}
 ROLES_BY_PREFIX = {prefix: role for role, prefix in PREFIXES.items()}

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.judge.profiles import DIMENSIONS
-from roles.jsonl import json_error, read_jsonl
-from runs.formats.exchange import JSONL_FORMAT_VERSION, parse_lines
-from runs.store import EpisodeRows, ImportedEpisode, PlannedEpisode, Store, columns
+from esc_eval.agents.judge.profiles import DIMENSIONS
+from esc_eval.roles.jsonl import json_error, read_jsonl
+from esc_eval.runs.formats.exchange import JSONL_FORMAT_VERSION, parse_lines
+from esc_eval.runs.store import EpisodeRows, ImportedEpisode, PlannedEpisode, Store, columns
 
 UNKNOWN = "unknown"
 LANGUAGE_ALIASES = {"english": "en", "chinese": "zh"}

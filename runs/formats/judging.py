@@ -15,14 +15,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from roles.jsonl import read_jsonl
-from runs.config import Config
-from runs.formats.exchange import parse_lines, write_json
-from runs.formats.importing import ImportSummary, esc_eval_episodes, import_new, supporter_and_language
-from runs.store import FINAL_ROUND, Store
+from esc_eval.roles.jsonl import read_jsonl
+from esc_eval.runs.config import Config
+from esc_eval.runs.formats.exchange import parse_lines, write_json
+from esc_eval.runs.formats.importing import ImportSummary, esc_eval_episodes, import_new, supporter_and_language
+from esc_eval.runs.store import FINAL_ROUND, Store
 
 if TYPE_CHECKING:
-    from agents.judge.agent import Score
+    from esc_eval.agents.judge.agent import Score
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -94,9 +94,9 @@ class Judged:
 
 async def judge_transcripts(config: Config, path: Path, *, language: str | None, out: Path | None) -> Judged:
     """Score every transcript in ``path``; writes ESC-Eval's score file to ``out`` when given."""
-    from runs.execution.plan import load_judge_profile  # autogen-core: imported here, not when the CLI starts
-    from runs.execution.pool import BackendPool
-    from runs.execution.runner import make_scorer
+    from esc_eval.runs.execution.plan import load_judge_profile  # autogen-core: imported here, not when the CLI starts
+    from esc_eval.runs.execution.pool import BackendPool
+    from esc_eval.runs.execution.runner import make_scorer
 
     assert config.judge is not None
     transcripts = read_transcripts(path)

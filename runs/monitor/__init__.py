@@ -5,18 +5,18 @@ and knows nothing of where it came from, so a run watched in-process and the sam
 run watched through its store look alike.
 
 Public API, by module:
-    runs.monitor.snapshot -- Snapshot and its views (EndpointView, LeaderRow, WorkerView, Line),
+    esc_eval.runs.monitor.snapshot -- Snapshot and its views (EndpointView, LeaderRow, WorkerView, Line),
                              the Source protocol, RateMeter, percentile, state_summary
-    runs.monitor.sources  -- LiveSource (a run in this process), StoreSource (a store on disk)
-    runs.monitor.render   -- render, Dashboard (rich Live), PlainReporter (CI and pipes), plain_text
-    runs.monitor.watch    -- watch (the refresh loop), run_with_monitor (``esc-eval run``),
+    esc_eval.runs.monitor.sources  -- LiveSource (a run in this process), StoreSource (a store on disk)
+    esc_eval.runs.monitor.render   -- render, Dashboard (rich Live), PlainReporter (CI and pipes), plain_text
+    esc_eval.runs.monitor.watch    -- watch (the refresh loop), run_with_monitor (``esc-eval run``),
                              monitor_command (``esc-eval monitor STORE``), is_terminal
 
 Importing this package loads rich; the command line imports it only when it shows a run.
 """
 
-from runs.monitor.render import Dashboard, PlainReporter, plain_text, render
-from runs.monitor.snapshot import (
+from esc_eval.runs.monitor.render import Dashboard, PlainReporter, plain_text, render
+from esc_eval.runs.monitor.snapshot import (
     EndpointView,
     LeaderRow,
     Line,
@@ -27,8 +27,8 @@ from runs.monitor.snapshot import (
     percentile,
     state_summary,
 )
-from runs.monitor.sources import LiveSource, StoreSource
-from runs.monitor.watch import is_terminal, monitor_command, run_with_monitor, watch
+from esc_eval.runs.monitor.sources import LiveSource, StoreSource
+from esc_eval.runs.monitor.watch import is_terminal, monitor_command, run_with_monitor, watch
 
 __all__ = [
     "Dashboard", "EndpointView", "LeaderRow", "Line", "LiveSource", "PlainReporter", "RateMeter", "Snapshot",

@@ -23,8 +23,8 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from agents.judge.profiles import PAPER_NAMES
-from runs.monitor.snapshot import FAULT_KINDS, ROLES, EndpointView, Snapshot, duration
+from esc_eval.agents.judge.profiles import PAPER_NAMES
+from esc_eval.runs.monitor.snapshot import FAULT_KINDS, ROLES, EndpointView, Snapshot, duration
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 

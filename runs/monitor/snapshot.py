@@ -1,6 +1,6 @@
 """What a monitor display shows: the ``Snapshot`` of a run at one moment and its parts.
 
-Sources (``runs.monitor.sources``) build snapshots, displays (``runs.monitor.render``) draw
+Sources (``esc_eval.runs.monitor.sources``) build snapshots, displays (``esc_eval.runs.monitor.render``) draw
 them; this module knows neither. It also holds the pieces both sides share: rates over a
 sliding window, percentiles, the running leaderboard, fault kinds and the seeker-state line.
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from agents.judge.profiles import DIMENSIONS
+from esc_eval.agents.judge.profiles import DIMENSIONS
 
 ROLES = ("seeker", "supporter", "judge")
 FAULT_KINDS = ("429", "5xx", "timeout", "reset", "parse", "empty", "http")
@@ -63,7 +63,7 @@ class LeaderRow:
 
 @dataclass(frozen=True)
 class WorkerView:
-    """One Ray worker of a distributed run (``runs.distributed``): where it runs and how far it got."""
+    """One Ray worker of a distributed run (``esc_eval.runs.distributed``): where it runs and how far it got."""
 
     name: str
     state: str

@@ -7,7 +7,7 @@ same run watched through its store look alike:
   (``RunProgress`` and every backend's ``BackendStats``). Both are O(1)-sized, so a
   snapshot costs the same with 10 or 5,000 episodes in flight.
 * ``StoreSource(path)`` attaches read-only to a run's SQLite store, running or
-  finished, and keeps running totals from what its ``LiveReader`` (``runs.store.live``)
+  finished, and keeps running totals from what its ``LiveReader`` (``esc_eval.runs.store.live``)
   finds written since the last refresh: the monitor itself holds no SQL.
 """
 
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.backends.base import BackendStats
-from agents.judge.profiles import DIMENSIONS
-from runs.execution.progress import SPOTLIGHT_LINES, RunProgress
-from runs.monitor.snapshot import (
+from esc_eval.agents.backends.base import BackendStats
+from esc_eval.agents.judge.profiles import DIMENSIONS
+from esc_eval.runs.execution.progress import SPOTLIGHT_LINES, RunProgress
+from esc_eval.runs.monitor.snapshot import (
     LATENCY_WINDOW,
     ROLES,
     EndpointView,
@@ -41,8 +41,8 @@ from runs.monitor.snapshot import (
     state_summary,
     windowed_rate,
 )
-from runs.store import HEARTBEAT_SECONDS, RunRecord, Store
-from runs.store.live import LiveReader
+from esc_eval.runs.store import HEARTBEAT_SECONDS, RunRecord, Store
+from esc_eval.runs.store.live import LiveReader
 
 StatsProvider = Callable[[], Sequence[BackendStats]]
 
@@ -331,7 +331,7 @@ class StoreSource:
         if not judge:
             return 0
         try:
-            from agents.judge.profiles import load_profile
+            from esc_eval.agents.judge.profiles import load_profile
 
             return len(load_profile(judge.get("profile", "default")).keys)
         except Exception:  # a profile path relative to another directory: ESC-RANK's seven

@@ -1,6 +1,6 @@
 """The refresh loops: ``watch`` a source, ``run_with_monitor`` (``esc-eval run``), ``monitor_command`` (``esc-eval monitor``).
 
-What Ctrl-C does to a run is not decided here but in ``runs.execution.interrupt``; the view only
+What Ctrl-C does to a run is not decided here but in ``esc_eval.runs.execution.interrupt``; the view only
 shows it. ``esc-eval monitor`` merely watches, so there Ctrl-C just ends the watching.
 
 Example::
@@ -25,12 +25,12 @@ from typing import Any, Protocol, TextIO
 
 from rich.console import Console
 
-from runs.execution.interrupt import InterruptPolicy
-from runs.execution.progress import RunProgress
-from runs.monitor.render import Dashboard, PlainReporter, render
-from runs.monitor.snapshot import Snapshot, Source
-from runs.monitor.sources import LiveSource, StoreSource
-from runs.store.live import StoreBusy
+from esc_eval.runs.execution.interrupt import InterruptPolicy
+from esc_eval.runs.execution.progress import RunProgress
+from esc_eval.runs.monitor.render import Dashboard, PlainReporter, render
+from esc_eval.runs.monitor.snapshot import Snapshot, Source
+from esc_eval.runs.monitor.sources import LiveSource, StoreSource
+from esc_eval.runs.store.live import StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ async def run_with_monitor(runner: _Runner, *, live: bool, interval: float | Non
                            console: Console | None = None, out: TextIO | None = None) -> Any:
     """Run ``runner`` with its view (``esc-eval run``) and return ``runner.run()``'s result.
 
-    Ctrl-C follows ``InterruptPolicy`` (``runs.execution.interrupt``): once, the run stops
+    Ctrl-C follows ``InterruptPolicy`` (``esc_eval.runs.execution.interrupt``): once, the run stops
     admitting episodes and the header says so; twice, the display gives the terminal back and
     the process leaves with status 130. ``interval`` defaults to 0.25 s live and 5 s for plain lines.
     """

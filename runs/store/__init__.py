@@ -11,8 +11,8 @@ Public API (everything SQL stays inside this package):
 * the schema (``schema``): ``SCHEMA_VERSION``, ``columns``, ``StoreError``.
 """
 
-from runs.store.live import LiveReader, StoreBusy
-from runs.store.records import (
+from esc_eval.runs.store.live import LiveReader, StoreBusy
+from esc_eval.runs.store.records import (
     FINAL_ROUND,
     AnnotationRecord,
     EpisodeRecord,
@@ -26,8 +26,8 @@ from runs.store.records import (
     TurnRecord,
     final_labels,
 )
-from runs.store.schema import SCHEMA_VERSION, StoreError, columns
-from runs.store.writer import HEARTBEAT_SECONDS, Store
+from esc_eval.runs.store.schema import SCHEMA_VERSION, StoreError, columns
+from esc_eval.runs.store.writer import HEARTBEAT_SECONDS, Store
 
 __all__ = [
     "FINAL_ROUND", "HEARTBEAT_SECONDS", "SCHEMA_VERSION", "AnnotationRecord", "EpisodeRecord", "EpisodeRows", "EventRecord", "FinalScore",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from runs.store.schema import StoreError
+from esc_eval.runs.store.schema import StoreError
 
 CARDBUILD_SCHEMA = """
 CREATE TABLE IF NOT EXISTS build_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -4,7 +4,7 @@ A ``LiveReader`` keeps a watermark (the highest rowid it has read) for each tabl
 only grows (turns, scores, events), so a refresh reads what was written since the last
 one, never the whole table: its cost does not grow with the run. Everything it returns
 is typed; what the numbers mean to a display is the monitor's business
-(``runs.monitor.sources.StoreSource``). A read that finds the store busy (a writer's
+(``esc_eval.runs.monitor.sources.StoreSource``). A read that finds the store busy (a writer's
 checkpoint, a lock) raises ``StoreBusy``; the same call may simply be made again.
 
 Example::
@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from runs.store.records import FINAL_ROUND, RunRecord
-from runs.store.schema import StoreError
-from runs.store.writer import Store
+from esc_eval.runs.store.records import FINAL_ROUND, RunRecord
+from esc_eval.runs.store.schema import StoreError
+from esc_eval.runs.store.writer import Store
 
 
 class StoreBusy(StoreError):

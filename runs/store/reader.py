@@ -1,7 +1,7 @@
 """Typed reads of a store: every query analysis, annotation, formats and the CLI need, as methods.
 
 ``Reader`` is the read half of ``Store``: it holds the connection and answers with the
-records of ``runs.store.records``, so no module outside ``runs/store/`` writes SQL. Reads
+records of ``esc_eval.runs.store.records``, so no module outside ``runs/store/`` writes SQL. Reads
 work on a read-only open, and on stores of older schemas (tables added since read as empty).
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from runs.store.records import FINAL_ROUND, AnnotationRecord, EpisodeRecord, EventRecord, FinalScore, RunRecord, ScoreRecord, TurnRecord
+from esc_eval.runs.store.records import FINAL_ROUND, AnnotationRecord, EpisodeRecord, EventRecord, FinalScore, RunRecord, ScoreRecord, TurnRecord
 
 
 class Reader:

@@ -1,4 +1,4 @@
-"""The store's write side: ``Store`` opens a run's file and writes it (its reads are ``runs.store.reader``).
+"""The store's write side: ``Store`` opens a run's file and writes it (its reads are ``esc_eval.runs.store.reader``).
 
 Writes go through one writer task that drains a queue into batched transactions on
 a dedicated thread, so no coroutine waits on disk and every turn is committed moments
@@ -22,11 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agents.messages import TurnTaken
-from runs.store import schema
-from runs.store.reader import Reader
-from runs.store.records import FINAL_ROUND, EpisodeRows, ImportedEpisode, PlannedEpisode
-from runs.store.schema import StoreError
+from esc_eval.agents.messages import TurnTaken
+from esc_eval.runs.store import schema
+from esc_eval.runs.store.reader import Reader
+from esc_eval.runs.store.records import FINAL_ROUND, EpisodeRows, ImportedEpisode, PlannedEpisode
+from esc_eval.runs.store.schema import StoreError
 
 HEARTBEAT_SECONDS = 2.0
 """How often a running invocation touches its ``runs`` row; a reader sees it as alive for a few of these."""
@@ -83,7 +83,7 @@ class Store(Reader):
     def open(cls, path: str | Path, *, readonly: bool = False, create: bool = False) -> Store:
         """Open (``create``: or make) a store; raises ``StoreError`` for a missing, foreign or newer file.
 
-        A writable open migrates an older schema (``runs.store.schema``); a read-only one
+        A writable open migrates an older schema (``esc_eval.runs.store.schema``); a read-only one
         changes nothing, not even the journal mode, and creates no file beside it.
         """
         path = Path(path)

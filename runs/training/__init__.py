@@ -1,8 +1,8 @@
-"""Training on run data: the seeker adapter (``esc-eval seeker train``); the judge's lives in ``agents.judge.training``.
+"""Training on run data: the seeker adapter (``esc-eval seeker train``); the judge's lives in ``esc_eval.agents.judge.training``.
 
 Public API, by module (imported on use: training needs peft):
-    runs.training.dialogues -- read_dialogues: ESC-Eval result files, JSONL exports, ESConv-style dialogues with their cards
-    runs.training.seeker    -- train_seeker, train_command: one LoRA adapter that speaks as the seeker
+    esc_eval.runs.training.dialogues -- read_dialogues: ESC-Eval result files, JSONL exports, ESConv-style dialogues with their cards
+    esc_eval.runs.training.seeker    -- train_seeker, train_command: one LoRA adapter that speaks as the seeker
 """
 
 __all__ = ["dialogues", "seeker"]

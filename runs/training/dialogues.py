@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.lora_training import TrainingError
-from roles.cards import RoleCard
-from roles.jsonl import json_error, read_jsonl
-from runs.formats.exchange import parse_lines
+from esc_eval.agents.lora_training import TrainingError
+from esc_eval.roles.cards import RoleCard
+from esc_eval.roles.jsonl import json_error, read_jsonl
+from esc_eval.runs.formats.exchange import parse_lines
 
 ROLES = ("seeker", "supporter")
 

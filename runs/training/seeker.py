@@ -2,14 +2,14 @@
 
 Each seeker turn of each training dialogue is one example: the request a run sends the
 seeker before that turn (protocol system prompt with the card, the persona's directives,
-the history with the supporter as ``user``: ``environments.replay``), rendered by the base
-model's chat template, and the seeker's line as the only target (``agents.lora_training``).
+the history with the supporter as ``user``: ``esc_eval.environments.replay``), rendered by the base
+model's chat template, and the seeker's line as the only target (``esc_eval.agents.lora_training``).
 
 Dialogues are split by card (``holdout`` of the cards, chosen by a hash of the card id and
 ``seed``), so the held-out figures are on cards the adapter never saw. There, for every
 seeker turn, the adapter and the bare base model each answer the real history (greedy, as
 the run's seeker does with ``max_tokens = eval_max_tokens``), and the replies get
-``seeker eval``'s figures (``runs.analysis.seeker``: role breaks, parroting, ...) with their
+``seeker eval``'s figures (``esc_eval.runs.analysis.seeker``: role breaks, parroting, ...) with their
 intervals over cards.
 
 Output: ``OUT/seeker/`` (the peft adapter), ``OUT/training.json`` (options, losses, held-out
@@ -27,17 +27,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.lora_training import TrainingError, TrainingOptions, encode_chat, generate, load_base, train_lora
-from environments.behaviours import SeekerBehaviour, load_behaviour
-from environments.replay import SeekerExample, seeker_examples
-from roles.cards import CardError, RoleCard
-from roles.loaders import builtin_cards, load_cards
-from roles.persona_model import PersonaError
-from roles.persona_text import card_facts
-from roles.personas import base_role_break
-from roles.templates import ProtocolError, SeekerProtocol, load_protocol
-from runs.analysis.seeker import aggregate, episode_figures
-from runs.training.dialogues import Dialogue, read_dialogues
+from esc_eval.agents.lora_training import TrainingError, TrainingOptions, encode_chat, generate, load_base, train_lora
+from esc_eval.environments.behaviours import SeekerBehaviour, load_behaviour
+from esc_eval.environments.replay import SeekerExample, seeker_examples
+from esc_eval.roles.cards import CardError, RoleCard
+from esc_eval.roles.loaders import builtin_cards, load_cards
+from esc_eval.roles.persona_model import PersonaError
+from esc_eval.roles.persona_text import card_facts
+from esc_eval.roles.personas import base_role_break
+from esc_eval.roles.templates import ProtocolError, SeekerProtocol, load_protocol
+from esc_eval.runs.analysis.seeker import aggregate, episode_figures
+from esc_eval.runs.training.dialogues import Dialogue, read_dialogues
 
 ADAPTER = "seeker"
 """The adapter's name: the ``[seeker]`` role's requests use the adapter named like the role."""
@@ -69,7 +69,7 @@ def split_by_card(dialogues: Sequence[Dialogue], holdout: float, seed: int) -> t
 
 def examples(dialogues: Sequence[Dialogue], protocol: SeekerProtocol,
              behaviours: dict[str, SeekerBehaviour]) -> list[tuple[Dialogue, list[SeekerExample]]]:
-    """Each dialogue with the seeker requests a run would have sent for it (``environments.replay``)."""
+    """Each dialogue with the seeker requests a run would have sent for it (``esc_eval.environments.replay``)."""
     return [(d, seeker_examples(protocol, behaviours[d.persona], d.card, d.transcript, d.persona)) for d in dialogues]
 
 

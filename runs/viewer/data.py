@@ -1,4 +1,4 @@
-"""The JSON the viewer page shows, built from the typed store API and ``runs.analysis``.
+"""The JSON the viewer page shows, built from the typed store API and ``esc_eval.runs.analysis``.
 
 Three shapes, the same for the live server and the HTML report:
 
@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runs.analysis.leaderboard import build_report
-from runs.analysis.render import report_data
-from runs.store import EpisodeRecord, Store, TurnRecord
-from runs.store.records import final_labels
+from esc_eval.runs.analysis.leaderboard import build_report
+from esc_eval.runs.analysis.render import report_data
+from esc_eval.runs.store import EpisodeRecord, Store, TurnRecord
+from esc_eval.runs.store.records import final_labels
 
 FACETS = ("language", "persona", "category", "source", "outcome")
 """Plan columns the leaderboard can be split by (``build_report``'s group columns besides supporter)."""

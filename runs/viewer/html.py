@@ -3,7 +3,7 @@
 For sharing and supplementary material: the file opens from disk with no server and no
 network (its Content-Security-Policy allows only its own inline code and style), and shows
 the leaderboard, comparisons, charts and every transcript with its scores, as ``esc-eval view``
-does. The data is the viewer's (``runs.viewer.data``), embedded gzipped and base64-encoded (the
+does. The data is the viewer's (``esc_eval.runs.viewer.data``), embedded gzipped and base64-encoded (the
 page inflates it with the browser's ``DecompressionStream``): 1,000 episodes of ten rounds with
 their judge replies take about 11 MB as JSON, a few as gzip, and base64 has no ``<`` with which
 a dialogue could close the script element that holds it.
@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runs.store import Store
-from runs.viewer import ViewerError, data
-from runs.web import page_file
+from esc_eval.runs.store import Store
+from esc_eval.runs.viewer import ViewerError, data
+from esc_eval.runs.web import page_file
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
@@ -39,12 +39,12 @@ def embedded(value: Any) -> str:
 
 def page(value: Any) -> str:
     """The viewer's page with its style, script and ``value`` inlined."""
-    script = page_file("runs.viewer", "app.js")
+    script = page_file("esc_eval.runs.viewer", "app.js")
     if "</script" in script.lower():
         raise AssertionError("app.js must not contain '</script' (it is inlined)")
-    html = page_file("runs.viewer", "index.html")
+    html = page_file("esc_eval.runs.viewer", "index.html")
     inline = {
-        '<link rel="stylesheet" href="/static/style.css">': f"<style>\n{page_file('runs.viewer', 'style.css')}</style>",
+        '<link rel="stylesheet" href="/static/style.css">': f"<style>\n{page_file('esc_eval.runs.viewer', 'style.css')}</style>",
         '<script type="module" src="/static/app.js"></script>':
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
             f'<script type="application/octet-stream" id="esc-data" data-encoding="gzip+base64">{embedded(value)}</script>\n'

@@ -6,7 +6,7 @@ judge's raw replies, timings, retries and faults), two supporters side by side o
 and charts. Stores are opened read-only; the page polls ``/api/version`` and reloads the
 summary when a store changed, so a running store is followed live.
 
-The server is guarded as the annotation page is (``runs.web.LocalServer``: loopback by
+The server is guarded as the annotation page is (``esc_eval.runs.web.LocalServer``: loopback by
 default, per-start token, Host and Origin checks, CSP); it has no write route.
 """
 
@@ -18,16 +18,16 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from runs.store import Store
-from runs.viewer import ViewerError, data
-from runs.web import LocalServer
+from esc_eval.runs.store import Store
+from esc_eval.runs.viewer import ViewerError, data
+from esc_eval.runs.web import LocalServer
 
 
 class ViewerServer(LocalServer):
     """The viewer page and its read-only JSON API: ``/api/summary``, ``/api/episode?id=``, ``/api/search?q=``, ``/api/version``."""
 
     command = "esc-eval view"
-    page_package = "runs.viewer"
+    page_package = "esc_eval.runs.viewer"
     error = ViewerError
 
     def __init__(self, stores: Sequence[tuple[Path, Store]], *, host: str = "127.0.0.1", port: int = 0) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.backends.scripted import ScriptedBackend
 from benchmarks.engines import ROW_KEYS, engines, merged, run_plan, summary, table, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +100,7 @@ def test_passes_alternate_the_engines_order(monkeypatch: pytest.MonkeyPatch) -> 
                  "cpu_used": 0.5} for c in plan["concurrency"]]
 
     monkeypatch.setattr(module, "run_engine", fake_run)
-    monkeypatch.setattr("agents.backends.embedded.embedded_model_dir", lambda: Path("/nowhere"))
+    monkeypatch.setattr("esc_eval.agents.backends.embedded.embedded_model_dir", lambda: Path("/nowhere"))
     rows = engines(quick=True, only=["vllm", "vllm-server"], repeats=3, vllm_dtype="float32", log=lambda line: None)
     assert ran == ["vllm", "vllm-server", "vllm-server", "vllm", "vllm", "vllm-server"]
     by = {(r["engine"], r["c"]): r for r in rows[:-1]}
@@ -146,7 +146,7 @@ def test_the_command_prints_json_lines_a_table_and_a_plot(tmp_path: Path) -> Non
 
 
 def test_bfloat16_transformers_runs_only_when_named_on_a_cpu_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agents.backends.vllm_engine as vllm_engine
+    import esc_eval.agents.backends.vllm_engine as vllm_engine
     from benchmarks.engines import ENGINES, unavailable
 
     bf16 = next(e for e in ENGINES if e.name == "transformers-bfloat16")

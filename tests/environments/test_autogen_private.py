@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from autogen_core import SingleThreadedAgentRuntime
 
-from environments import autogen_private
-from environments.autogen_private import PRIVATE_USES
+from esc_eval.environments import autogen_private
+from esc_eval.environments.autogen_private import PRIVATE_USES
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("roles", "agents", "environments", "runs", "testing", "benchmarks")

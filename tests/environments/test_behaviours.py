@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 from autogen_core import MessageContext, RoutedAgent, TypeSubscription, message_handler
 
-from agents.backends.scripted import ScriptedBackend
-from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, ChatMessage, SamplingParams, TurnTaken
-from agents.seeker import SeekerAgent
-from agents.supporter import SupporterAgent
-from environments.behaviours import NEUTRAL, PersonaBehaviour, load_behaviour, mentions, preview
-from environments.environment import Environment, SupporterSpec
-from environments.episode import Episode, Outcome, OutcomeKind, Role, Turn
-from environments.runtime import make_runtime
-from environments.termination import MaxRounds
-from roles.loaders import builtin_cards
-from roles.personas import base_role_break, builtin_personas, card_facts, load_persona, persona_from_file
-from roles.templates import load_protocol
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.messages import EPISODES_TOPIC, TURNS_TOPIC, ChatMessage, SamplingParams, TurnTaken
+from esc_eval.agents.seeker import SeekerAgent
+from esc_eval.agents.supporter import SupporterAgent
+from esc_eval.environments.behaviours import NEUTRAL, PersonaBehaviour, load_behaviour, mentions, preview
+from esc_eval.environments.environment import Environment, SupporterSpec
+from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role, Turn
+from esc_eval.environments.runtime import make_runtime
+from esc_eval.environments.termination import MaxRounds
+from esc_eval.roles.loaders import builtin_cards
+from esc_eval.roles.personas import base_role_break, builtin_personas, card_facts, load_persona, persona_from_file
+from esc_eval.roles.templates import load_protocol
 
 CARD = builtin_cards("en")[0]
 CARD_ZH = builtin_cards("zh")[0]

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 from autogen_core import MessageContext, RoutedAgent, TypeSubscription, message_handler
 
-from agents.backends.base import ServerError
-from agents.backends.scripted import ScriptedBackend
-from agents.messages import EPISODES_TOPIC, TURNS_TOPIC, ChatMessage, EpisodeEnded, SamplingParams, TurnTaken
-from agents.seeker import SeekerAgent
-from agents.supporter import SupporterAgent
-from environments.environment import Environment, SupporterSpec
-from environments.episode import Episode, OutcomeKind, Role
-from environments.runtime import make_runtime
-from environments.termination import EndToken, MaxRounds
-from roles.cards import RoleCard
-from roles.loaders import load_cards
-from roles.templates import load_protocol
+from esc_eval.agents.backends.base import ServerError
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.messages import EPISODES_TOPIC, TURNS_TOPIC, ChatMessage, EpisodeEnded, SamplingParams, TurnTaken
+from esc_eval.agents.seeker import SeekerAgent
+from esc_eval.agents.supporter import SupporterAgent
+from esc_eval.environments.environment import Environment, SupporterSpec
+from esc_eval.environments.episode import Episode, OutcomeKind, Role
+from esc_eval.environments.runtime import make_runtime
+from esc_eval.environments.termination import EndToken, MaxRounds
+from esc_eval.roles.cards import RoleCard
+from esc_eval.roles.loaders import load_cards
+from esc_eval.roles.templates import load_protocol
 
 
 class Recorder(RoutedAgent):
@@ -153,7 +153,7 @@ def seeded(messages: Sequence[ChatMessage], params: SamplingParams, model: str) 
 
 async def stepped_and_run(persona: str, supporter_line: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[Any]]:
     """The same episode twice on one runtime: driven step by step, then by ``run``."""
-    from environments.behaviours import load_behaviour
+    from esc_eval.environments.behaviours import load_behaviour
 
     name, behaviour = load_behaviour(persona)
     runtime, env = await start(ScriptedBackend(seeded), {"sup": ScriptedBackend(lambda m, p, model: supporter_line)}, "default",

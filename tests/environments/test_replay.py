@@ -6,18 +6,18 @@ from collections.abc import Sequence
 
 import pytest
 
-from agents.backends.scripted import ScriptedBackend
-from agents.messages import ChatMessage, SamplingParams
-from agents.seeker import SeekerAgent
-from agents.supporter import SupporterAgent
-from environments.behaviours import load_behaviour
-from environments.environment import Environment, SupporterSpec
-from environments.episode import Episode, Role
-from environments.replay import seeker_examples
-from environments.runtime import make_runtime
-from environments.termination import MaxRounds
-from roles.loaders import builtin_cards
-from roles.templates import load_protocol
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.messages import ChatMessage, SamplingParams
+from esc_eval.agents.seeker import SeekerAgent
+from esc_eval.agents.supporter import SupporterAgent
+from esc_eval.environments.behaviours import load_behaviour
+from esc_eval.environments.environment import Environment, SupporterSpec
+from esc_eval.environments.episode import Episode, Role
+from esc_eval.environments.replay import seeker_examples
+from esc_eval.environments.runtime import make_runtime
+from esc_eval.environments.termination import MaxRounds
+from esc_eval.roles.loaders import builtin_cards
+from esc_eval.roles.templates import load_protocol
 
 CARD = builtin_cards("en")[2]
 PROTOCOL = load_protocol("default")

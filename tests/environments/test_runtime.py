@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from autogen_core import AgentId, DefaultInterventionHandler, MessageContext, RoutedAgent, TopicId, TypeSubscription, message_handler
 
-from environments.runtime import LeanRuntime, make_runtime
+from esc_eval.environments.runtime import LeanRuntime, make_runtime
 
 
 @dataclass
@@ -117,7 +117,7 @@ async def test_publish_returns_at_once_and_reaches_only_subscribers_of_that_topi
 async def test_a_failing_subscriber_is_logged_and_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
     runtime, made = await runtime_with("bad", "good", topics={"episodes": ["bad", "good"]})
     await runtime.send_message(Ask("make"), AgentId("good", "run"))
-    with caplog.at_level(logging.ERROR, logger="environments.runtime"):
+    with caplog.at_level(logging.ERROR, logger="esc_eval.environments.runtime"):
         await runtime.publish_message(News("fail"), TopicId("episodes", "run"))
         await runtime.publish_message(News("fine"), TopicId("episodes", "run"))
         await runtime.stop_when_idle()

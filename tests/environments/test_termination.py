@@ -1,8 +1,8 @@
 import time
 
-from environments.episode import Episode, Outcome, OutcomeKind, Role
-from environments.termination import EndToken, MaxRounds, MaxTokens, Timeout
-from roles.cards import RoleCard
+from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role
+from esc_eval.environments.termination import EndToken, MaxRounds, MaxTokens, Timeout
+from esc_eval.roles.cards import RoleCard
 
 CARD = RoleCard("c1", "en", "Age: 30\nProblem: stress", "work_study", "test")
 

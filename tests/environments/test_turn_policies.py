@@ -1,6 +1,6 @@
-from environments.episode import Episode, Role
-from environments.turn_policies import TURN_POLICIES, Alternating
-from roles.cards import RoleCard
+from esc_eval.environments.episode import Episode, Role
+from esc_eval.environments.turn_policies import TURN_POLICIES, Alternating
+from esc_eval.roles.cards import RoleCard
 
 CARD = RoleCard("c1", "en", "Age: 30\nProblem: stress", "work_study", "test")
 

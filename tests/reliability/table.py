@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from testing.scenarios import FAULT_KINDS, run_fault_scenario, run_give_up_scenario, run_kill_scenario
+from esc_eval.testing.scenarios import FAULT_KINDS, run_fault_scenario, run_give_up_scenario, run_kill_scenario
 
 HEADER = "| fault injected | rate | outcome | episodes lost | duplicates |\n|---|---|---|---|---|"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from testing.cli import esc_eval
-from testing.fake_server import FakeOpenAIServer
-from testing.scenarios import JUDGE_MODEL, ChainResponder, write_run_config
+from esc_eval.testing.cli import esc_eval
+from esc_eval.testing.fake_server import FakeOpenAIServer
+from esc_eval.testing.scenarios import JUDGE_MODEL, ChainResponder, write_run_config
 from tests.reliability.test_bad_input import UNSET_KEY, snapshot
 
 CARDS = 12

@@ -15,25 +15,25 @@ from pathlib import Path
 
 import pytest
 
-from agents.backends.scripted import ScriptedBackend
-from environments.episode import Episode
-from runs.config import parse_config
-from runs.execution.runner import Runner, RunPlan
-from runs.store import Store
-from testing.cli import ROOT
-from testing.scenarios import write_cards, write_run_config
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.environments.episode import Episode
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.runner import Runner, RunPlan
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import ROOT
+from esc_eval.testing.scenarios import write_cards, write_run_config
 
 EPISODES = 2000
 CONCURRENCY = 200
 CONNECTIONS = 20
 RSS_LIMIT_MB = 400
 
-# runs.cli.main in the child, then its own peak RSS on stderr: a measure of that one process.
+# esc_eval.runs.cli.main in the child, then its own peak RSS on stderr: a measure of that one process.
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child of a large pytest
 # process (one that loaded a model) would report the parent's peak.
 _MEASURED_MAIN = (
     "import re, sys\n"
-    "from runs.cli import main\n"
+    "from esc_eval.runs.cli import main\n"
     "code = main(sys.argv[1:])\n"
     "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
     "print(f'peak_rss_kb={hwm}', file=sys.stderr)\n"
@@ -98,7 +98,7 @@ class CountedEpisode(Episode):
 
 
 async def test_the_runner_never_holds_more_than_concurrency_episodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("runs.execution.runner.Episode", CountedEpisode)
+    monkeypatch.setattr("esc_eval.runs.execution.runner.Episode", CountedEpisode)
     concurrency, planned = 50, 1500
     url = "http://127.0.0.1:9/v1"
     config = parse_config({

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from runs.store import Store
-from testing.cli import esc_eval
-from testing.scenarios import JUDGE_MODEL, write_run_config
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval
+from esc_eval.testing.scenarios import JUDGE_MODEL, write_run_config
 
 DEAD_URL = "http://127.0.0.1:9/v1"  # nothing listens: bad input must be caught before any request
 UNSET_KEY = "ESC_EVAL_TEST_KEY_NOBODY_SETS"

@@ -11,9 +11,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from testing.cli import esc_eval
-from testing.fake_server import FakeOpenAIServer
-from testing.scenarios import DIMENSIONS, JUDGE_MODEL, ChainResponder, write_run_config
+from esc_eval.testing.cli import esc_eval
+from esc_eval.testing.fake_server import FakeOpenAIServer
+from esc_eval.testing.scenarios import DIMENSIONS, JUDGE_MODEL, ChainResponder, write_run_config
 
 BROKEN_MODEL = "judge-empathic"
 CARDS = 3

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from testing.fake_server import CLIENT_FAULT_KIND
-from testing.scenarios import DIMENSIONS, FAULT_KINDS, run_fault_scenario, run_give_up_scenario
+from esc_eval.testing.fake_server import CLIENT_FAULT_KIND
+from esc_eval.testing.scenarios import DIMENSIONS, FAULT_KINDS, run_fault_scenario, run_give_up_scenario
 
 
 @pytest.mark.slow

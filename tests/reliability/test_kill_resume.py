@@ -10,9 +10,9 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
-from runs.store import Store
-from testing.cli import esc_eval
-from testing.scenarios import DIMENSIONS, ChainResponder, run_kill_scenario, write_run_config
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval
+from esc_eval.testing.scenarios import DIMENSIONS, ChainResponder, run_kill_scenario, write_run_config
 
 EPISODES, ROUNDS = 30, 3
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from runs.store import Store
-from testing.cli import esc_eval
-from testing.scenarios import JUDGE_MODEL, ChainResponder, kill_when, spawn_esc_eval, write_run_config
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval
+from esc_eval.testing.scenarios import JUDGE_MODEL, ChainResponder, kill_when, spawn_esc_eval, write_run_config
 
 
 def leaks(root: Path, outputs: list[str], keys: dict[str, str]) -> list[str]:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.backends.openai_http import OpenAIHTTPBackend
-from runs.config import parse_config
-from runs.execution.runner import Runner, RunPlan
-from runs.store import Store
-from testing.scenarios import DIMENSIONS, JUDGE_MODEL, ChainResponder, audit_store, write_cards
+from esc_eval.agents.backends.openai_http import OpenAIHTTPBackend
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.runner import Runner, RunPlan
+from esc_eval.runs.store import Store
+from esc_eval.testing.scenarios import DIMENSIONS, JUDGE_MODEL, ChainResponder, audit_store, write_cards
 
 THROTTLE_SECONDS = 20.0
 CARDS = 24

@@ -9,8 +9,8 @@ from importlib import resources
 
 import pytest
 
-import roles
-from roles import CATEGORIES, LANGUAGES, CardError, RoleCard, builtin_cards
+from esc_eval import roles
+from esc_eval.roles import CATEGORIES, LANGUAGES, CardError, RoleCard, builtin_cards
 from tests.reference import DATA as SHARED
 from tests.reference import needs_reference
 
@@ -68,7 +68,7 @@ def test_public_api():
 
 
 def test_builtin_card_files_are_package_data():
-    folder = resources.files("roles") / "data" / "cards"
+    folder = resources.files("esc_eval.roles") / "data" / "cards"
     assert (folder / "en.yaml").is_file() and (folder / "zh.yaml").is_file()
 
 

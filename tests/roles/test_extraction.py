@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from roles.extraction import (
+from esc_eval.roles.extraction import (
     REPLY_KEYS,
     PromptError,
     card_text,

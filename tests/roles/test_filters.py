@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from roles.filters import NearDuplicates, personal_identifiers, scrub, shingles
+from esc_eval.roles.filters import NearDuplicates, personal_identifiers, scrub, shingles
 
 
 @pytest.mark.parametrize("text, kinds", [

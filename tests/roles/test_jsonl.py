@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from roles import load_cards
-from roles.cards import CardError
-from roles.jsonl import read_jsonl
+from esc_eval.roles import load_cards
+from esc_eval.roles.cards import CardError
+from esc_eval.roles.jsonl import read_jsonl
 
 
 class LineError(ValueError):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from roles import CardError, RoleCard, load_cards, load_protocol
+from esc_eval.roles import CardError, RoleCard, load_cards, load_protocol
 from tests.reference import DATA as SHARED
 from tests.reference import needs_reference
 
@@ -352,9 +352,9 @@ def test_unknown_suffix(tmp_path, name):
 def test_a_card_reader_plugin_reads_its_suffix(tmp_path, monkeypatch):
     from importlib import metadata
 
-    from roles import registry
+    from esc_eval.roles import registry
 
-    plugin = metadata.EntryPoint("cards", "roles.loaders:read_json", "esc_eval.card_readers")
+    plugin = metadata.EntryPoint("cards", "esc_eval.roles.loaders:read_json", "esc_eval.card_readers")
     real = metadata.entry_points
     monkeypatch.setattr(registry.metadata, "entry_points",
                         lambda *, group: [plugin] if group == "esc_eval.card_readers" else real(group=group))

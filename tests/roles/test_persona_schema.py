@@ -1,4 +1,4 @@
-"""The persona file schema is declared once (``roles.persona_schema``): the loader validates with it, and
+"""The persona file schema is declared once (``esc_eval.roles.persona_schema``): the loader validates with it, and
 ``esc-eval personas schema`` prints its JSON Schema, which accepts the shipped personas and refuses what the
 loader refuses."""
 
@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 import yaml
 
-from roles.persona_model import PersonaError
-from roles.persona_schema import PersonaFile, persona_schema
-from roles.personas import persona_from_file
-from testing.cli import esc_eval
+from esc_eval.roles.persona_model import PersonaError
+from esc_eval.roles.persona_schema import PersonaFile, persona_schema
+from esc_eval.roles.personas import persona_from_file
+from esc_eval.testing.cli import esc_eval
 
 BUILTIN = Path(__file__).resolve().parents[2] / "roles" / "data" / "personas"
 

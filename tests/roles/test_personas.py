@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from roles.cards import RoleCard
-from roles.loaders import builtin_cards, load_cards
-from roles.personas import (
+from esc_eval.roles.cards import RoleCard
+from esc_eval.roles.loaders import builtin_cards, load_cards
+from esc_eval.roles.personas import (
     PHRASES,
     PersonaError,
     UnknownPersona,

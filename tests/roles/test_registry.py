@@ -7,8 +7,8 @@ from importlib import metadata
 
 import pytest
 
-from roles import registry as registry_module
-from roles.registry import REGISTRIES, Registry, RegistryError
+from esc_eval.roles import registry as registry_module
+from esc_eval.roles.registry import REGISTRIES, Registry, RegistryError
 
 GROUP = "esc_eval.test_things"
 
@@ -62,22 +62,22 @@ def test_unknown_names_and_bad_arguments_say_what_is_known() -> None:
 
 def test_plugins_come_from_entry_points_and_cannot_replace_a_builtin(plugins: list[metadata.EntryPoint]) -> None:
     things = make_registry()
-    plugins.append(metadata.EntryPoint("bounded", "environments.termination:MaxTokens", GROUP))
-    plugins.append(metadata.EntryPoint("small", "environments.termination:MaxRounds", GROUP))
+    plugins.append(metadata.EntryPoint("bounded", "esc_eval.environments.termination:MaxTokens", GROUP))
+    plugins.append(metadata.EntryPoint("small", "esc_eval.environments.termination:MaxRounds", GROUP))
     plugins.append(metadata.EntryPoint("broken", "no_such_module_xyz:Thing", GROUP))
     assert things.names() == ["small", "bounded", "broken"]
-    from environments.termination import MaxTokens
+    from esc_eval.environments.termination import MaxTokens
 
     assert things.create({"name": "bounded", "tokens": 7}) == MaxTokens(7)
     assert things.create("small") == Thing(1)  # the built-in wins
     with pytest.raises(RegistryError, match="thing plugin 'broken' .* cannot load: ModuleNotFoundError"):
         things.get("broken")
     sources = {e.name: e.source for e in things.entries()}
-    assert sources["small"] == "built-in" and sources["bounded"].startswith("plugin ") and "environments.termination:MaxTokens" in sources["bounded"]
+    assert sources["small"] == "built-in" and sources["bounded"].startswith("plugin ") and "esc_eval.environments.termination:MaxTokens" in sources["bounded"]
 
 
 def test_arguments_of_the_wrong_type_are_refused_before_anything_runs() -> None:
-    from environments.termination import TERMINATION, Timeout
+    from esc_eval.environments.termination import TERMINATION, Timeout
 
     with pytest.raises(RegistryError, match=r"termination 'max_rounds': argument 'rounds' must be int, got str '5'"):
         TERMINATION.create({"name": "max_rounds", "rounds": "5"})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from roles.sources import SOURCE_READERS, SourceError, detect_shape, read_source
+from esc_eval.roles.sources import SOURCE_READERS, SourceError, detect_shape, read_source
 
 
 def test_esconv_renders_situation_and_turns_and_skips_an_empty_dialogue(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from roles import ProtocolError, RoleCard, SeekerProtocol, builtin_protocols, load_cards, load_protocol
-from roles.templates import CARD_SLOT
+from esc_eval.roles import ProtocolError, RoleCard, SeekerProtocol, builtin_protocols, load_cards, load_protocol
+from esc_eval.roles.templates import CARD_SLOT
 from tests.reference import DATA as SHARED
 from tests.reference import needs_reference
 

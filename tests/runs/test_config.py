@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.config import ConfigError, check_api_keys, load_config, parse_config
+from esc_eval.runs.config import ConfigError, check_api_keys, load_config, parse_config
 
 SEEKER = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
 SUPPORTER = {"name": "a", "base_url": "http://127.0.0.1:9/v1", "model": "m"}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runs.cards.config import BuildSection, parse_build_config
-from runs.config import CardsSection, ConfigError, EndpointConfig, JudgeSection, RunSection, SeekerSection, SupporterSection, parse_config
-from runs.config_model import model
+from esc_eval.runs.cards.config import BuildSection, parse_build_config
+from esc_eval.runs.config import CardsSection, ConfigError, EndpointConfig, JudgeSection, RunSection, SeekerSection, SupporterSection, parse_config
+from esc_eval.runs.config_model import model
 
 SEEKER = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
 SUPPORTER = {"name": "a", "base_url": "http://127.0.0.1:9/v1", "model": "m"}

@@ -6,8 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from runs.config import load_config
-from testing.cli import esc_eval
+from esc_eval.runs.config import load_config
+from esc_eval.testing.cli import esc_eval
 
 CARD = {"base": "Age: 30\nGender: Female\nOccupation: Nurse\nProblem: Night shifts leave her exhausted.",
         "res": "工作学习", "source": "ours", "language": "english", "id": 1}

@@ -11,9 +11,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from runs.config import CardsSection, JudgeSection, RunSection, SeekerSection, SupporterSection, parse_config
-from runs.config_schema import config_schema
-from testing.cli import esc_eval, write_config
+from esc_eval.runs.config import CardsSection, JudgeSection, RunSection, SeekerSection, SupporterSection, parse_config
+from esc_eval.runs.config_schema import config_schema
+from esc_eval.testing.cli import esc_eval, write_config
 
 SEEKER = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
 SUPPORTER = {"name": "a", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
@@ -34,7 +34,7 @@ def test_every_section_field_is_in_the_schema() -> None:
 
 
 def test_configs_parse_config_accepts_are_valid(validator: jsonschema.Draft202012Validator, tmp_path: Path) -> None:
-    demo = tomllib.loads((resources.files("runs") / "data" / "demo.toml").read_text(encoding="utf-8"))
+    demo = tomllib.loads((resources.files("esc_eval.runs") / "data" / "demo.toml").read_text(encoding="utf-8"))
     written = tomllib.loads(write_config(tmp_path / "c.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"},
                                          extra='\n[judge]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "j"\nmodels = {fluency = "f"}\n')
                             .read_text(encoding="utf-8"))

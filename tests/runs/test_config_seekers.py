@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runs.config import ConfigError, parse_config
-from runs.execution.plan import RunPlan
-from testing.cli import esc_eval
+from esc_eval.runs.config import ConfigError, parse_config
+from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.testing.cli import esc_eval
 
 URL = "http://127.0.0.1:9/v1"
 SEEKER = {"base_url": URL, "model": "sim"}
@@ -86,7 +86,7 @@ def test_seekers_carry_their_own_protocol_personas_and_decoding() -> None:
 def test_the_json_schema_takes_seekers_or_seeker_never_both() -> None:
     import jsonschema
 
-    from runs.config_schema import config_schema
+    from esc_eval.runs.config_schema import config_schema
 
     validator = jsonschema.Draft202012Validator(config_schema())
     listed = {"seekers": seekers("x", "y"), "supporters": SUPPORTERS}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from runs.config import parse_config
-from runs.execution.runner import Runner, RunPlan
-from runs.store import Store
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.runner import Runner, RunPlan
+from esc_eval.runs.store import Store
 
 
 def _embedded_model_missing() -> str | None:

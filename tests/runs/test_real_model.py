@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.backends.transformers_local import embedded_model_dir
-from runs.store import Store
-from testing.cli import esc_eval, write_config
-from testing.model_server import start_transformers_serve
+from esc_eval.agents.backends.transformers_local import embedded_model_dir
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval, write_config
+from esc_eval.testing.model_server import start_transformers_serve
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(1500)]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from roles.loaders import load_cards
-from roles.templates import load_protocol
-from runs.store import Store
-from testing.cli import esc_eval, write_config
+from esc_eval.roles.loaders import load_cards
+from esc_eval.roles.templates import load_protocol
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval, write_config
 
 
 async def test_two_supporters_three_cards_match_esc_eval(tmp_path: Path, shared: Path, fake_server) -> None:  # type: ignore[no-untyped-def]

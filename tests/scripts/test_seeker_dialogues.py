@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from roles.loaders import builtin_cards
-from roles.personas import base_role_break
-from roles.templates import load_protocol
-from runs.training.dialogues import read_dialogues
+from esc_eval.roles.loaders import builtin_cards
+from esc_eval.roles.personas import base_role_break
+from esc_eval.roles.templates import load_protocol
+from esc_eval.runs.training.dialogues import read_dialogues
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -74,7 +74,7 @@ def vllm_python() -> str:
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct as a safetensors folder (made in the main env)."""
-    from agents.backends.transformers_local import embedded_model_dir
+    from esc_eval.agents.backends.transformers_local import embedded_model_dir
 
     return embedded_model_dir()
 
@@ -104,7 +104,7 @@ def vllm_server(vllm_python: str, model_dir: Path, adapters: dict[str, str], tmp
     config = tmp / "serve.toml"
     config.write_text(f'[judge]\nbase_url = "http://127.0.0.1:{port}/v1"\nmodel = "{model_dir}"\nlora = {{{lora}}}\n',
                       encoding="utf-8")
-    command = [sys.executable, "-m", "runs.cli", "serve", str(config), "--python", vllm_python, "--cpu",
+    command = [sys.executable, "-m", "esc_eval.runs.cli", "serve", str(config), "--python", vllm_python, "--cpu",
                "--log-dir", str(tmp / "logs"), "--timeout", "600",
                "--vllm-args", "--dtype bfloat16 --max-model-len 4096 --max-num-seqs 32"]
     start = time.monotonic()

@@ -16,8 +16,8 @@ import time
 
 
 async def check(model_dir: str, lora: dict[str, str]) -> dict:
-    from agents.backends.vllm_engine import VLLMEngineBackend
-    from agents.messages import SamplingParams
+    from esc_eval.agents.backends.vllm_engine import VLLMEngineBackend
+    from esc_eval.agents.messages import SamplingParams
 
     backend = VLLMEngineBackend(model=model_dir, lora=lora, name="check",
                                 engine_options={"dtype": os.environ.get("ESC_EVAL_VLLM_DTYPE", "float32"), "max_model_len": 2048})

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.backends.vllm_server import ServerPlan, max_lora_rank
-from runs.cli import main
-from runs.cli.serve import plan_servers
-from runs.config import ConfigError, parse_config
+from esc_eval.agents.backends.vllm_server import ServerPlan, max_lora_rank
+from esc_eval.runs.cli import main
+from esc_eval.runs.cli.serve import plan_servers
+from esc_eval.runs.config import ConfigError, parse_config
 
 ENDPOINT = {"base_url": "http://127.0.0.1:8001/v1", "model": "sup"}
 
@@ -62,9 +62,9 @@ def test_serve_dry_run_prints_the_commands(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_vllm_backend_config_and_routing_without_vllm() -> None:
-    from agents.backends.base import RequestRejected
-    from agents.backends.vllm_engine import VLLMEngineBackend
-    from runs.execution.pool import BackendPool
+    from esc_eval.agents.backends.base import RequestRejected
+    from esc_eval.agents.backends.vllm_engine import VLLMEngineBackend
+    from esc_eval.runs.execution.pool import BackendPool
 
     c = parse_config({"judge": {"backend": "vllm", "model": "/m", "lora": {"fluency_en": "/a"}}}, judge_only=True)
     backend = BackendPool().get("judge", c.judge)  # type: ignore[arg-type]
@@ -81,7 +81,7 @@ def test_vllm_backend_config_and_routing_without_vllm() -> None:
 @pytest.mark.parametrize(("native", "dtype"), [(True, []), (False, ["--dtype", "float32"])])
 def test_on_a_cpu_without_native_bfloat16_the_server_runs_float32_unless_told(monkeypatch: pytest.MonkeyPatch,
                                                                               native: bool, dtype: list[str]) -> None:
-    import agents.backends.vllm_server as vllm_server
+    import esc_eval.agents.backends.vllm_server as vllm_server
 
     monkeypatch.setattr(vllm_server, "cpu_has_native_bf16", lambda: native)
     plan = ServerPlan("/m", 8000, ["seeker"])
@@ -95,7 +95,7 @@ def test_on_a_cpu_without_native_bfloat16_the_server_runs_float32_unless_told(mo
 def test_native_bfloat16_is_read_from_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import builtins
 
-    from agents.backends.vllm_engine import cpu_has_native_bf16
+    from esc_eval.agents.backends.vllm_engine import cpu_has_native_bf16
 
     real_open = builtins.open
     for flags, native in (("fpu avx2 avx512f", False), ("fpu avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True)):

@@ -85,11 +85,11 @@ async def test_adapters_change_the_output(vllm_server) -> None:  # type: ignore[
 
 
 async def test_judge_routes_each_dimension_to_its_adapter(vllm_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from agents.judge.agent import FINAL, Score
-    from runs.config import load_config
-    from runs.execution.plan import load_judge_profile
-    from runs.execution.pool import BackendPool
-    from runs.execution.runner import make_scorer
+    from esc_eval.agents.judge.agent import FINAL, Score
+    from esc_eval.runs.config import load_config
+    from esc_eval.runs.execution.plan import load_judge_profile
+    from esc_eval.runs.execution.pool import BackendPool
+    from esc_eval.runs.execution.runner import make_scorer
 
     transcripts = result_file(tmp_path)
     config = load_config(judge_config(tmp_path, vllm_server.base_url, vllm_server.model), judge_only=True)
@@ -97,7 +97,7 @@ async def test_judge_routes_each_dimension_to_its_adapter(vllm_server, tmp_path:
     scores: list[Score] = []
     pool = BackendPool()
     scorer = make_scorer(config, profile, pool.get("judge", config.judge), [scores.append])  # type: ignore[arg-type]
-    from runs.formats.judging import read_transcripts
+    from esc_eval.runs.formats.judging import read_transcripts
 
     for key, lines in read_transcripts(transcripts).items():
         scorer.schedule(key, "en", lines)
@@ -113,7 +113,7 @@ def test_esc_eval_judge_command_against_the_lora_server(vllm_server, tmp_path: P
     transcripts = result_file(tmp_path)
     config = judge_config(tmp_path, vllm_server.base_url, vllm_server.model)
     out = tmp_path / "score_smollm_en.json"
-    done = subprocess.run([sys.executable, "-m", "runs.cli", "judge", str(transcripts), "--config", str(config), "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "esc_eval.runs.cli", "judge", str(transcripts), "--config", str(config), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     table = json.loads(out.read_text(encoding="utf-8"))

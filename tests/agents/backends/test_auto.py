@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.backends import BACKENDS, Shared, choose_local_backend, resolve_backend
-from agents.backends.base import LOADING_LOG
-from runs.config import parse_config
+from esc_eval.agents.backends import BACKENDS, Shared, choose_local_backend, resolve_backend
+from esc_eval.agents.backends.base import LOADING_LOG
+from esc_eval.runs.config import parse_config
 
 SUPPORTER = {"name": "sup", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
 

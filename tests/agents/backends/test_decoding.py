@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from agents.backends.decoding import NUCLEUS_CANDIDATES, RowSampler, next_tokens  # noqa: E402
-from agents.messages import SamplingParams  # noqa: E402
+from esc_eval.agents.backends.decoding import NUCLEUS_CANDIDATES, RowSampler, next_tokens  # noqa: E402
+from esc_eval.agents.messages import SamplingParams  # noqa: E402
 
 DRAWS = 20_000
 

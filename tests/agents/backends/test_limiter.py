@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agents.backends.base import BackendStats
-from agents.backends.limiter import AdaptiveLimit
+from esc_eval.agents.backends.base import BackendStats
+from esc_eval.agents.backends.limiter import AdaptiveLimit
 
 
 def limiter(maximum: int) -> AdaptiveLimit:

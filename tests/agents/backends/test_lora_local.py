@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.backends import BACKENDS, Shared, role_adapter
-from agents.backends.lora_local import LoraLocalBackend
-from runs.config_sections import EndpointConfig
+from esc_eval.agents.backends import BACKENDS, Shared, role_adapter
+from esc_eval.agents.backends.lora_local import LoraLocalBackend
+from esc_eval.runs.config_sections import EndpointConfig
 
 
 def adapter(tmp_path: Path, name: str) -> str:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agents.backends.base import (
+from esc_eval.agents.backends.base import (
     AuthFailed,
     BackendError,
     EmptyReply,
@@ -18,8 +18,8 @@ from agents.backends.base import (
     ServerError,
     Throttled,
 )
-from agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend, _http_error, _seconds
-from agents.messages import SamplingParams
+from esc_eval.agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend, _http_error, _seconds
+from esc_eval.agents.messages import SamplingParams
 
 MESSAGES = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hello there"}]
 

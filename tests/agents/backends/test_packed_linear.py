@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from agents.backends.packed_linear import PACK_HINT, pack_linears, packable, packed_group, packed_linear, packed_part  # noqa: E402
+from esc_eval.agents.backends.packed_linear import PACK_HINT, pack_linears, packable, packed_group, packed_linear, packed_part  # noqa: E402
 
 if not torch.backends.mkldnn.is_available():  # pragma: no cover - every torch wheel for x86 has it
     pytest.skip("this torch build has no oneDNN", allow_module_level=True)

@@ -26,12 +26,12 @@ import pytest_asyncio
 if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
     pytest.skip("needs the 'local' extra (torch, transformers)", allow_module_level=True)
 
-from agents.backends.base import BackendError, ChatBackend, RequestRejected  # noqa: E402
-from agents.backends.embedded import EMBEDDED_NAME, embedded_gguf, embedded_model_dir  # noqa: E402
-from agents.backends.kv_cache import PrefixCache, common_prefix, preallocated_layer  # noqa: E402
-from agents.backends.torch_import import import_torch  # noqa: E402
-from agents.backends.transformers_local import TransformersLocalBackend  # noqa: E402
-from agents.messages import SamplingParams  # noqa: E402
+from esc_eval.agents.backends.base import BackendError, ChatBackend, RequestRejected  # noqa: E402
+from esc_eval.agents.backends.embedded import EMBEDDED_NAME, embedded_gguf, embedded_model_dir  # noqa: E402
+from esc_eval.agents.backends.kv_cache import PrefixCache, common_prefix, preallocated_layer  # noqa: E402
+from esc_eval.agents.backends.torch_import import import_torch  # noqa: E402
+from esc_eval.agents.backends.transformers_local import TransformersLocalBackend  # noqa: E402
+from esc_eval.agents.messages import SamplingParams  # noqa: E402
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(1200)]
 shared_loop = pytest.mark.asyncio(loop_scope="module")  # the module-scoped backend lives on this loop

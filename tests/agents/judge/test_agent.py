@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import pytest
 from autogen_core import MessageContext, RoutedAgent, TopicId, TypeSubscription, message_handler
 
-from agents.backends.base import GaveUp, ServerError
-from agents.backends.scripted import ScriptedBackend
-from agents.judge.agent import FINAL, JudgeAgent, Score, Scorer, score_publisher
-from agents.judge.profiles import ProfileError, load_profile
-from agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, SCORES_TOPIC, ChatMessage, EpisodeEnded, SamplingParams
-from environments.runtime import make_runtime
+from esc_eval.agents.backends.base import GaveUp, ServerError
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.judge.agent import FINAL, JudgeAgent, Score, Scorer, score_publisher
+from esc_eval.agents.judge.profiles import ProfileError, load_profile
+from esc_eval.agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, SCORES_TOPIC, ChatMessage, EpisodeEnded, SamplingParams
+from esc_eval.environments.runtime import make_runtime
 
 TRANSCRIPT = [("supporter", "Hi, what's on your mind?"), ("seeker", "Work is crushing me."), ("supporter", "That sounds heavy."),
               ("seeker", "I can't sleep."), ("supporter", "Let's look at what keeps you up.")]

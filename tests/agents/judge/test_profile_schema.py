@@ -1,4 +1,4 @@
-"""Our judge-profile schema is declared once (``agents.judge.profile_schema``): the loader validates with it,
+"""Our judge-profile schema is declared once (``esc_eval.agents.judge.profile_schema``): the loader validates with it,
 and ``esc-eval judge schema`` prints its JSON Schema, which accepts the shipped profile and refuses what the
 loader refuses."""
 
@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 import yaml
 
-from agents.judge.profile_schema import ProfileFile, profile_schema
-from agents.judge.profiles import ProfileError, builtin_profiles, load_profile
-from testing.cli import esc_eval
+from esc_eval.agents.judge.profile_schema import ProfileFile, profile_schema
+from esc_eval.agents.judge.profiles import ProfileError, builtin_profiles, load_profile
+from esc_eval.testing.cli import esc_eval
 
 PROFILES = Path(__file__).resolve().parents[3] / "agents" / "judge" / "data" / "profiles"
 GOOD = {"template": "{rubric}{dialogue}", "dimensions": [{"key": "empathic", "rubric": {"en": "r"}}]}

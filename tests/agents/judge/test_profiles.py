@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from agents.judge.labels import _PLAIN, _parse_tiers, parse_esc_rank, parse_label
-from agents.judge.profiles import (
+from esc_eval.agents.judge.labels import _PLAIN, _parse_tiers, parse_esc_rank, parse_label
+from esc_eval.agents.judge.profiles import (
     DIMENSIONS,
     PAPER_NAMES,
     JudgeProfile,

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from agents.backends.base import RequestRejected
-from agents.backends.lora_local import LoraLocalBackend, adapters_in
-from agents.judge.agent import Scorer
-from agents.judge.profiles import load_profile
-from agents.judge.training import TrainingOptions, read_training_labels, train_adapters
-from agents.messages import SamplingParams
-from runs.annotation.labels import export_labels
-from runs.cli import main
-from runs.config import parse_config
-from runs.store import Store
+from esc_eval.agents.backends.base import RequestRejected
+from esc_eval.agents.backends.lora_local import LoraLocalBackend, adapters_in
+from esc_eval.agents.judge.agent import Scorer
+from esc_eval.agents.judge.profiles import load_profile
+from esc_eval.agents.judge.training import TrainingOptions, read_training_labels, train_adapters
+from esc_eval.agents.messages import SamplingParams
+from esc_eval.runs.annotation.labels import export_labels
+from esc_eval.runs.cli import main
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.store import Store
 from tests.runs.annotation.helpers import key, make_store
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(900)]  # ~60 s alone; far more when the machine is shared

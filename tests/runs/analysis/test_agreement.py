@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from runs.analysis.agreement import confusion_matrix, consensus, krippendorff_alpha, store_agreement
-from runs.analysis.report import ReportError, render_agreement, report_command
-from runs.cli import main
-from runs.store import Store
+from esc_eval.runs.analysis.agreement import confusion_matrix, consensus, krippendorff_alpha, store_agreement
+from esc_eval.runs.analysis.report import ReportError, render_agreement, report_command
+from esc_eval.runs.cli import main
+from esc_eval.runs.store import Store
 from tests.runs.annotation.helpers import key, make_store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -158,7 +158,7 @@ def test_report_agreement_without_labels_is_a_clear_error(tmp_path: Path, capsys
 
 
 def test_analysis_does_not_import_annotation() -> None:
-    """Agreement lives in runs.analysis.agreement; annotation depends on analysis, never the other way (no cycle),
+    """Agreement lives in esc_eval.runs.analysis.agreement; annotation depends on analysis, never the other way (no cycle),
     not even through an import inside a function."""
     import ast
 
@@ -167,6 +167,6 @@ def test_analysis_does_not_import_annotation() -> None:
     for path in sorted((root / "runs" / "analysis").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])]
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and any(n.startswith("runs.annotation") for n in names):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and any(n.startswith("esc_eval.runs.annotation") for n in names):
                 found.append(f"{path.name}:{node.lineno}")
     assert not found, found

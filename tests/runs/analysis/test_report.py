@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.messages import TurnTaken
-from runs.analysis.report import ReportError, agreement_report, build_report, plot, render, render_agreement, report_command
-from runs.store import PlannedEpisode, Store, StoreError
+from esc_eval.agents.messages import TurnTaken
+from esc_eval.runs.analysis.report import ReportError, agreement_report, build_report, plot, render, render_agreement, report_command
+from esc_eval.runs.store import PlannedEpisode, Store, StoreError
 
 PAPER_ORDER = ["Fluency", "Expression", "Empathy", "Information", "Skillful", "Humanoid", "Overall"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -341,7 +341,7 @@ async def _synthetic(path: Path, *, cards: int = 30, samples: int = 2, seed: int
 
 
 async def test_report_json_compare_through_the_command(tmp_path: Path) -> None:
-    from testing.cli import esc_eval
+    from esc_eval.testing.cli import esc_eval
 
     path = tmp_path / "synthetic.sqlite"
     truth = await _synthetic(path)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from runs.analysis.robustness import _tau_b, rank_agreement
+from esc_eval.runs.analysis.robustness import _tau_b, rank_agreement
 
 SUPPORTERS = ["s1", "s2", "s3", "s4", "s5"]
 

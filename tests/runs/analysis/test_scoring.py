@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from runs.analysis.scoring import agreement, leaderboard_value
+from esc_eval.runs.analysis.scoring import agreement, leaderboard_value
 
 
 def test_leaderboard_value_is_mean_over_four_times_100():

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from agents.backends.scripted import ScriptedBackend
-from agents.messages import ChatMessage, SamplingParams
-from roles.loaders import builtin_cards
-from roles.persona_text import card_facts
-from runs.config import parse_config
-from runs.execution.plan import RunPlan
-from runs.execution.runner import Runner
-from runs.store import Store
-from testing.cli import esc_eval
-from testing.fake_server import FakeOpenAIServer
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.messages import ChatMessage, SamplingParams
+from esc_eval.roles.loaders import builtin_cards
+from esc_eval.roles.persona_text import card_facts
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.runs.execution.runner import Runner
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval
+from esc_eval.testing.fake_server import FakeOpenAIServer
 
 URL = "http://127.0.0.1:9/v1"
 ROUNDS = 5
@@ -182,8 +182,8 @@ async def test_unrated_episodes_are_counted_not_fatal(stores: dict[str, Path], t
 
 
 def test_figures_on_dialogues_of_known_truth() -> None:
-    from roles.personas import base_role_break
-    from runs.analysis.seeker import distinct_n, episode_figures, fact_timing, overlap, repeated_share, role_breaks
+    from esc_eval.roles.personas import base_role_break
+    from esc_eval.runs.analysis.seeker import distinct_n, episode_figures, fact_timing, overlap, repeated_share, role_breaks
 
     assert overlap("i feel so alone today", "i feel so alone today") == 1.0
     assert overlap("my boss yelled at me", "how are you feeling") == 0.0

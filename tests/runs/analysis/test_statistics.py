@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from runs.analysis import statistics
-from runs.analysis.comparisons import compare, power, ranks
-from runs.analysis.statistics import (
+from esc_eval.runs.analysis import statistics
+from esc_eval.runs.analysis.comparisons import compare, power, ranks
+from esc_eval.runs.analysis.statistics import (
     cards_needed,
     cluster_mean,
     clustered_se,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runs.store import ImportedEpisode, PlannedEpisode, Store
+from esc_eval.runs.store import ImportedEpisode, PlannedEpisode, Store
 
 DIALOGUES = [
     (("supporter", "Hi, I'm here to listen. What's on your mind?"), ("seeker", "I failed my exam and I feel useless."),

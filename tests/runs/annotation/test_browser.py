@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from runs.analysis.agreement import human_labels
-from runs.annotation.server import item_ids
-from runs.store import Store
-from testing.cli import served_address
+from esc_eval.runs.analysis.agreement import human_labels
+from esc_eval.runs.annotation.server import item_ids
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import served_address
 from tests.runs.annotation.helpers import DIALOGUES, make_store
 
 CHROMIUM = "/usr/bin/chromium"

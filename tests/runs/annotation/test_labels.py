@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from runs.analysis.agreement import human_labels
-from runs.annotation.labels import AnnotationError, assignment, export_labels, import_labels
-from runs.cli import main
-from runs.store import Store
+from esc_eval.runs.analysis.agreement import human_labels
+from esc_eval.runs.annotation.labels import AnnotationError, assignment, export_labels, import_labels
+from esc_eval.runs.cli import main
+from esc_eval.runs.store import Store
 from tests.runs.annotation.helpers import key, make_store
 
 

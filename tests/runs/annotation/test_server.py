@@ -15,12 +15,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agents.judge.profiles import load_profile
-from runs.analysis.agreement import human_labels
-from runs.annotation.labels import AnnotationError, assignment
-from runs.annotation.server import TOKEN_HEADER, AnnotationServer, item_ids
-from runs.cli import main
-from runs.store import Store
+from esc_eval.agents.judge.profiles import load_profile
+from esc_eval.runs.analysis.agreement import human_labels
+from esc_eval.runs.annotation.labels import AnnotationError, assignment
+from esc_eval.runs.annotation.server import TOKEN_HEADER, AnnotationServer, item_ids
+from esc_eval.runs.cli import main
+from esc_eval.runs.store import Store
 from tests.runs.annotation.helpers import key, make_store
 
 SUPPORTER = "secret-model-7b"

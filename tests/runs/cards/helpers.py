@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from testing.fake_server import default_responder
+from esc_eval.testing.fake_server import default_responder
 
 CARDS = {
     "MARK-exam": {"age": "22", "gender": "Female", "occupation": "Student",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runs.store import Store
-from testing.cli import esc_eval, write_config
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval, write_config
 from tests.runs.cards.helpers import responder, write_build_config, write_sources
 
 EXPECTED_COUNTS = {"items": 8, "bad_records": 3, "extracted": 7, "extraction_rejected": 1, "extraction_failed": 0,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from testing.cli import esc_eval
+from esc_eval.testing.cli import esc_eval
 from tests.runs.cards.helpers import write_sources
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(1200)]

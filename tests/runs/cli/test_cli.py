@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from testing.cli import esc_eval, write_config
+from esc_eval.testing.cli import esc_eval, write_config
 
 
 async def run_bad(tmp_path: Path, config: Path, *extra: str) -> str:
@@ -80,8 +80,8 @@ async def test_cards_validate(tmp_path: Path, shared: Path) -> None:
 
 
 def test_the_failed_episodes_hint_is_the_callers(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from runs.cli.run import _summary
-    from runs.execution.progress import RunProgress
+    from esc_eval.runs.cli.run import _summary
+    from esc_eval.runs.execution.progress import RunProgress
 
     _summary(RunProgress(planned=3, done=2, failed=1), tmp_path / "s.sqlite", "a demo is not resumed: run it again")
     out = capsys.readouterr().out

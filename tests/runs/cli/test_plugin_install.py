@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from testing.cli import ROOT, esc_eval, write_config
+from esc_eval.testing.cli import ROOT, esc_eval, write_config
 
 PLUGIN = ROOT / "tests" / "plugin_persona"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runs.cli.run import demo_config, demo_seeker_adapter
+from esc_eval.runs.cli.run import demo_config, demo_seeker_adapter
 
-PACKAGED = Path(str(resources.files("runs") / "data" / "seeker_adapter"))
+PACKAGED = Path(str(resources.files("esc_eval.runs") / "data" / "seeker_adapter"))
 
 
 def test_the_demo_seeker_uses_the_packaged_adapter() -> None:
@@ -24,11 +24,11 @@ def test_the_demo_seeker_uses_the_packaged_adapter() -> None:
 @pytest.mark.model
 @pytest.mark.timeout(300)
 async def test_the_demo_seeker_backend_answers_with_the_adapter() -> None:
-    from agents.backends import BACKENDS, Shared
-    from agents.backends.lora_local import LoraLocalBackend
-    from agents.messages import SamplingParams
-    from roles.loaders import builtin_cards
-    from roles.templates import load_protocol
+    from esc_eval.agents.backends import BACKENDS, Shared
+    from esc_eval.agents.backends.lora_local import LoraLocalBackend
+    from esc_eval.agents.messages import SamplingParams
+    from esc_eval.roles.loaders import builtin_cards
+    from esc_eval.roles.templates import load_protocol
 
     config = demo_config(1)
     backend = BACKENDS.get(config.seeker.backend)(config.seeker, name="seeker", shared=Shared())

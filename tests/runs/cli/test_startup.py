@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from testing.cli import ROOT
+from esc_eval.testing.cli import ROOT
 
 HEAVY = ("autogen_core", "torch", "aiohttp")
 
@@ -21,17 +21,17 @@ def loaded_after(code: str) -> list[str]:
 
 
 def test_importing_the_cli_loads_no_heavy_library() -> None:
-    assert loaded_after("import runs.cli") == []
+    assert loaded_after("import esc_eval.runs.cli") == []
 
 
 def test_cards_validate_loads_no_heavy_library() -> None:
-    code = f"from runs.cli import main\nassert main(['cards', 'validate', {str(ROOT / 'roles/data/cards/en.yaml')!r}]) == 0"
+    code = f"from esc_eval.runs.cli import main\nassert main(['cards', 'validate', {str(ROOT / 'roles/data/cards/en.yaml')!r}]) == 0"
     assert loaded_after(code) == []
 
 
 
 def test_the_report_statistics_load_only_when_a_report_is_made() -> None:
-    script = "import runs.cli, sys\nprint(*(m for m in ('numpy', 'scipy', 'statsmodels') if m in sys.modules))"
+    script = "import esc_eval.runs.cli, sys\nprint(*(m for m in ('numpy', 'scipy', 'statsmodels') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr

@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from testing.fake_server import FakeOpenAIServer, default_responder
-from testing.scenarios import JUDGE_MODEL, write_cards, write_run_config
+from esc_eval.testing.fake_server import FakeOpenAIServer, default_responder
+from esc_eval.testing.scenarios import JUDGE_MODEL, write_cards, write_run_config
 
 
 def responder(body: dict[str, Any]) -> str:

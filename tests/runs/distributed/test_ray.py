@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from runs.config import load_config
-from runs.distributed import DistributedRunner
-from runs.execution.runner import Runner, RunPlan
-from runs.store import Store
-from testing.cli import esc_eval
-from testing.scenarios import DIMENSIONS, audit_store
+from esc_eval.runs.config import load_config
+from esc_eval.runs.distributed import DistributedRunner
+from esc_eval.runs.execution.runner import Runner, RunPlan
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval
+from esc_eval.testing.scenarios import DIMENSIONS, audit_store
 from tests.runs.distributed.helpers import ThreadedServer, dump, write_config
 
 # Before Ray is imported: with this, Ray takes 127.0.0.1 as the node address and binds every server to loopback.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.messages import TurnTaken
-from runs.config import ConfigError, parse_config
-from runs.distributed import RecordSink, Rejudge, deal, split_limits
+from esc_eval.agents.messages import TurnTaken
+from esc_eval.runs.config import ConfigError, parse_config
+from esc_eval.runs.distributed import RecordSink, Rejudge, deal, split_limits
 
 RAW = {
     "run": {"concurrency": 64, "executor": "ray", "workers": 3},

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from runs.config import parse_config
-from runs.execution.plan import RunPlan
-from runs.execution.runner import Runner
-from runs.store import Store
-from testing.cli import esc_eval
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.runs.execution.runner import Runner
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval
 from tests.agents.backends.test_auto import fake_vllm
 
 CONFIG = """

@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import pytest
 
-from runs.execution.interrupt import INTERRUPTED, InterruptPolicy
+from esc_eval.runs.execution.interrupt import INTERRUPTED, InterruptPolicy
 
 
 class Runner:

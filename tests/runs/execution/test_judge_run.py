@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runs.store import Store
-from testing.cli import esc_eval, write_config
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval, write_config
 
 
 async def test_scoring_overlaps_simulation(tmp_path: Path, shared: Path, fake_server) -> None:  # type: ignore[no-untyped-def]

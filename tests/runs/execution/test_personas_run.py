@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from agents.backends.scripted import ScriptedBackend
-from agents.messages import ChatMessage, SamplingParams
-from environments.behaviours import list_personas, load_behaviour
-from roles.personas import PersonaError
-from runs.analysis.report import build_report
-from runs.config import ConfigError, parse_config
-from runs.execution.runner import Runner, RunPlan
-from runs.formats.exchange import export_jsonl
-from runs.store import Store
-from testing.cli import ROOT, esc_eval, write_config
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.messages import ChatMessage, SamplingParams
+from esc_eval.environments.behaviours import list_personas, load_behaviour
+from esc_eval.roles.personas import PersonaError
+from esc_eval.runs.analysis.report import build_report
+from esc_eval.runs.config import ConfigError, parse_config
+from esc_eval.runs.execution.runner import Runner, RunPlan
+from esc_eval.runs.formats.exchange import export_jsonl
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import ROOT, esc_eval, write_config
 
 URL = "http://127.0.0.1:9/v1"
 PLUGIN = ROOT / "tests" / "plugin_persona"

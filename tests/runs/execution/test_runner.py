@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.backends.base import ServerError
-from agents.backends.scripted import ScriptedBackend
-from agents.messages import ChatMessage, SamplingParams
-from roles.loaders import builtin_cards
-from runs.config import parse_config
-from runs.execution.plan import RunPlan, episode_key
-from runs.execution.runner import Runner
-from runs.store import Store
+from esc_eval.agents.backends.base import ServerError
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.messages import ChatMessage, SamplingParams
+from esc_eval.roles.loaders import builtin_cards
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.plan import RunPlan, episode_key
+from esc_eval.runs.execution.runner import Runner
+from esc_eval.runs.store import Store
 
 URL = "http://127.0.0.1:9/v1"
 
@@ -129,7 +129,7 @@ def test_episode_keys_are_deterministic() -> None:
 def test_a_run_collects_garbage_rarely_and_restores_the_collector() -> None:
     import gc
 
-    from runs.execution.runner import RUN_GC_THRESHOLDS, few_collections
+    from esc_eval.runs.execution.runner import RUN_GC_THRESHOLDS, few_collections
 
     before = gc.get_threshold()
     with few_collections():
@@ -179,7 +179,7 @@ async def test_named_termination_and_turn_policy_drive_the_run(tmp_path: Path) -
 
 
 def test_a_new_store_records_the_resolved_specs(tmp_path: Path) -> None:
-    from runs.execution.resume import open_run_store
+    from esc_eval.runs.execution.resume import open_run_store
 
     plan = RunPlan.prepare(make_config(end_token="[END]"))
     opened = open_run_store(plan, tmp_path / "s.sqlite", resume=False)

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from agents.backends.scripted import ScriptedBackend
-from agents.messages import ChatMessage, SamplingParams
-from runs.config import parse_config
-from runs.execution.plan import RunPlan
-from runs.execution.resume import open_run_store
-from runs.execution.runner import Runner
-from runs.store import Store
-from testing.cli import esc_eval
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.messages import ChatMessage, SamplingParams
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.runs.execution.resume import open_run_store
+from esc_eval.runs.execution.runner import Runner
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval
 
 URL = "http://127.0.0.1:9/v1"
 CARDS, ROUNDS = 3, 2

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runs.analysis.report import agreement_report, build_report
-from runs.formats.exchange import export_esc_eval
-from runs.formats.importing import ResultFileError, episode_key, import_command, import_esc_eval, pair_files
-from runs.store import Store, StoreError
+from esc_eval.runs.analysis.report import agreement_report, build_report
+from esc_eval.runs.formats.exchange import export_esc_eval
+from esc_eval.runs.formats.importing import ResultFileError, episode_key, import_command, import_esc_eval, pair_files
+from esc_eval.runs.store import Store, StoreError
 
 OPENER_EN = "AI assistant：Hello, I'm your personal assistant. You can confide in me about any worries or concerns you may have!"
 OPENER_ZH = "AI assistant：你好，我是您的私人助手，您有任何烦恼都可以向我诉说！"

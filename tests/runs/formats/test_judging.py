@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from runs.formats.judging import TranscriptError, read_transcripts
-from testing.cli import esc_eval
+from esc_eval.runs.formats.judging import TranscriptError, read_transcripts
+from esc_eval.testing.cli import esc_eval
 
 SUPPORTER, SEEKER = "AI assistant：", "ESC-Role："
 
@@ -160,7 +160,7 @@ async def test_judge_with_samples_keeps_every_sample_and_writes_the_first(tmp_pa
 
 def test_judge_actions_score_by_default_and_train_is_a_sub_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`judge FILE` and `judge score FILE` are one command; `judge train` parses its own options."""
-    from runs.cli import main
+    from esc_eval.runs.cli import main
 
     config = tmp_path / "judge.toml"
     config.write_text('[judge]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "j"\n', encoding="utf-8")

@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from agents.backends.base import ServerError
-from agents.backends.scripted import ScriptedBackend
-from agents.messages import ChatMessage, SamplingParams
-from roles.loaders import builtin_cards
-from runs.cli import main
-from runs.config import parse_config
-from runs.execution.runner import Runner, RunPlan
-from runs.store import Store
+from esc_eval.agents.backends.base import ServerError
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.messages import ChatMessage, SamplingParams
+from esc_eval.roles.loaders import builtin_cards
+from esc_eval.runs.cli import main
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.runner import Runner, RunPlan
+from esc_eval.runs.store import Store
 
 URL = "http://127.0.0.1:9/v1"
 TROUBLE = "Trouble at home, really."

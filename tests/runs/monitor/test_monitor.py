@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from agents.backends.base import BackendStats
-from agents.backends.scripted import ScriptedBackend
-from agents.judge.profiles import DIMENSIONS
-from agents.messages import Completion, EpisodeEnded, TurnTaken
-from runs.config import parse_config
-from runs.execution.progress import RunProgress
-from runs.execution.runner import Runner, RunPlan
-from runs.monitor import (
+from esc_eval.agents.backends.base import BackendStats
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.agents.judge.profiles import DIMENSIONS
+from esc_eval.agents.messages import Completion, EpisodeEnded, TurnTaken
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.progress import RunProgress
+from esc_eval.runs.execution.runner import Runner, RunPlan
+from esc_eval.runs.monitor import (
     Dashboard,
     LiveSource,
     RateMeter,
@@ -37,7 +37,7 @@ from runs.monitor import (
     run_with_monitor,
     watch,
 )
-from runs.store import PlannedEpisode, Store, StoreError
+from esc_eval.runs.store import PlannedEpisode, Store, StoreError
 
 WIDTH = 140
 
@@ -465,7 +465,7 @@ async def test_a_failing_view_never_costs_the_run(tmp_path: Path, monkeypatch: p
 
 
 def test_seeker_state_is_summarised_for_the_episode_view() -> None:
-    from runs.monitor import state_summary
+    from esc_eval.runs.monitor import state_summary
 
     state = json.dumps({"persona": "guarded", "emotion": "upset", "distress": 5, "facts": 3, "revealed": ["job"],
                         "unhelpful": 2, "leaving": None, "role_break": {"cue": "as an AI", "in_role": False}})

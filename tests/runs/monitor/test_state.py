@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from agents.backends.scripted import ScriptedBackend
-from runs.config import parse_config
-from runs.execution.runner import Runner, RunPlan
-from runs.monitor import StoreSource
-from runs.store import HEARTBEAT_SECONDS, Store
-from testing.cli import ROOT
+from esc_eval.agents.backends.scripted import ScriptedBackend
+from esc_eval.runs.config import parse_config
+from esc_eval.runs.execution.runner import Runner, RunPlan
+from esc_eval.runs.monitor import StoreSource
+from esc_eval.runs.store import HEARTBEAT_SECONDS, Store
+from esc_eval.testing.cli import ROOT
 
 URL = "http://127.0.0.1:9/v1"
 
@@ -39,7 +39,7 @@ async def _finished_store(path: Path) -> None:
 
 
 def _monitor_once(store: Path, *, prefix: str = "") -> subprocess.CompletedProcess[str]:
-    command = f"{prefix}{shlex.quote(sys.executable)} -m runs.cli monitor {shlex.quote(str(store))} --once"
+    command = f"{prefix}{shlex.quote(sys.executable)} -m esc_eval.runs.cli monitor {shlex.quote(str(store))} --once"
     return subprocess.run(["sh", "-c", command], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=60)
 

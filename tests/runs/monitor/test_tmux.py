@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from runs.store import Store
-from testing.cli import ROOT, write_config
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import ROOT, write_config
 
 pytestmark = pytest.mark.tmux  # skips without tmux, fails under CI (conftest.py)
 
 SERVER = """
 import asyncio
-from testing.fake_server import FakeOpenAIServer
+from esc_eval.testing.fake_server import FakeOpenAIServer
 
 def reply(body):
     if body.get("model") == "judge-model":
@@ -112,7 +112,7 @@ def config_for(tmp_path: Path, url: str, *, rounds: int, language: str | None) -
 
 def shell(*command: str) -> str:
     """A window command: ``esc-eval ...`` from the repo, then the pane stays open showing the exit status."""
-    line = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "runs.cli", *command))
+    line = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "esc_eval.runs.cli", *command))
     script = f"trap true INT; cd {shlex.quote(str(ROOT))} && PYTHONPATH={shlex.quote(str(ROOT))} {line}; echo ESC-EVAL-EXIT=$?; sleep 600"
     return f"bash -c {shlex.quote(script)}"  # the trap keeps the pane's shell alive through Ctrl-C
 
@@ -156,7 +156,7 @@ def test_run_dashboard_and_monitor_show_the_same_run(tmp_path: Path, server_url:
     assert leaderboard_rows(watched) == leaderboard_rows(finished) != []
     assert all(row.split()[2:] == ["75.0"] * 7 for row in leaderboard_rows(watched))  # every judge reply is "Score: 3"
 
-    once = subprocess.run([sys.executable, "-m", "runs.cli", "monitor", str(store), "--once"], cwd=ROOT,
+    once = subprocess.run([sys.executable, "-m", "esc_eval.runs.cli", "monitor", str(store), "--once"], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
     assert once.returncode == 0 and "\x1b" not in once.stdout and "30/30" in once.stdout
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.messages import TurnTaken
-from runs.monitor import StoreSource, watch
-from runs.monitor.snapshot import Snapshot
-from runs.store import FINAL_ROUND, PlannedEpisode, Store, StoreError
-from runs.store.live import EventCount, LiveReader, LiveTurn, ScoreTally, StoreBusy, TurnCount
+from esc_eval.agents.messages import TurnTaken
+from esc_eval.runs.monitor import StoreSource, watch
+from esc_eval.runs.monitor.snapshot import Snapshot
+from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode, Store, StoreError
+from esc_eval.runs.store.live import EventCount, LiveReader, LiveTurn, ScoreTally, StoreBusy, TurnCount
 
 
 def planned(key: str, ordinal: int, supporter: str) -> PlannedEpisode:

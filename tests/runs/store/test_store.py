@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runs.store import FINAL_ROUND, SCHEMA_VERSION, PlannedEpisode, Store
-from runs.store.schema import SCHEMA
+from esc_eval.runs.store import FINAL_ROUND, SCHEMA_VERSION, PlannedEpisode, Store
+from esc_eval.runs.store.schema import SCHEMA
 
 _SEEKER_COLUMN = ",\n    seeker TEXT NOT NULL DEFAULT ''"
 _SCHEMA = SCHEMA.replace(_SEEKER_COLUMN, "")
@@ -102,8 +102,8 @@ def test_new_store_keys_scores_by_sample(tmp_path: Path) -> None:
 
 
 def test_a_failed_migration_leaves_the_old_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from runs.store import StoreError
-    from runs.store import schema as store_module
+    from esc_eval.runs.store import StoreError
+    from esc_eval.runs.store import schema as store_module
 
     path = _old_store(tmp_path / "old.sqlite")
     monkeypatch.setitem(store_module.MIGRATIONS, 2, store_module.MIGRATIONS[2] + "SELECT no_such_function();")

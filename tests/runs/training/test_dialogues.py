@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.lora_training import TrainingError
-from roles.loaders import builtin_cards
-from runs.formats.exchange import transcript_lines
-from runs.training.dialogues import read_dialogues
+from esc_eval.agents.lora_training import TrainingError
+from esc_eval.roles.loaders import builtin_cards
+from esc_eval.runs.formats.exchange import transcript_lines
+from esc_eval.runs.training.dialogues import read_dialogues
 
 CARDS = builtin_cards("en")[:3]
 TRANSCRIPT = [("supporter", "Hi, what brings you here?"), ("seeker", "My mom is sick."), ("supporter", "I'm sorry."),
@@ -39,7 +39,7 @@ def test_esconv_dialogues_find_their_card_in_the_build_report(tmp_path: Path) ->
     cards.write_text("".join(json.dumps({"id": str(i), "language": "en", "category": "work_study", "source": "ESConv",
                                          "profile": c.profile}) + "\n" for i, c in enumerate(CARDS)), encoding="utf-8")
     (tmp_path / "build-report.json").write_text(json.dumps({"cards": [{"id": 0, "item": "esconv:17"}, {"id": 1, "item": "esconv:3"}]}))
-    from roles.loaders import load_cards
+    from esc_eval.roles.loaders import load_cards
 
     dialog = [{"speaker": r, "content": t} for r, t in TRANSCRIPT]
     found = read_dialogues(write(tmp_path / "esconv.json", [{"id": 3, "dialog": dialog}, {"id": 17, "dialog": dialog}]),
@@ -70,10 +70,10 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_an_esc_eval_result_file_on_esc_eval_cards_trains_on_esc_roles_prompt(tmp_path: Path, shared: Path) -> None:
-    from environments.behaviours import load_behaviour
-    from roles.loaders import load_cards
-    from roles.templates import load_protocol
-    from runs.training.seeker import examples
+    from esc_eval.environments.behaviours import load_behaviour
+    from esc_eval.roles.loaders import load_cards
+    from esc_eval.roles.templates import load_protocol
+    from esc_eval.runs.training.seeker import examples
 
     cards = load_cards(shared / "card_high_en.json")
     found = read_dialogues(write(tmp_path / "result_x_en.json", {"2": transcript_lines(TRANSCRIPT)}), cards, shared / "card_high_en.json")

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from agents.lora_training import encode_chat
-from environments.behaviours import load_behaviour
-from roles.loaders import builtin_cards
-from roles.templates import load_protocol
-from runs.training.dialogues import Dialogue
-from runs.training.seeker import examples, split_by_card
-from testing.cli import esc_eval
+from esc_eval.agents.lora_training import encode_chat
+from esc_eval.environments.behaviours import load_behaviour
+from esc_eval.roles.loaders import builtin_cards
+from esc_eval.roles.templates import load_protocol
+from esc_eval.runs.training.dialogues import Dialogue
+from esc_eval.runs.training.seeker import examples, split_by_card
+from esc_eval.testing.cli import esc_eval
 
 CARDS = builtin_cards("en")
 OPENER = load_protocol("default").opener("en")
@@ -97,10 +97,10 @@ async def test_bad_input_exits_2_with_one_line_naming_it(tmp_path: Path, records
 @pytest.mark.model
 @pytest.mark.timeout(600)
 async def test_tiny_training_on_the_embedded_model_gives_an_adapter_a_seeker_section_serves(tmp_path: Path) -> None:
-    from agents.backends import BACKENDS, Shared
-    from agents.backends.lora_local import LoraLocalBackend
-    from agents.messages import SamplingParams
-    from runs.config import parse_config
+    from esc_eval.agents.backends import BACKENDS, Shared
+    from esc_eval.agents.backends.lora_local import LoraLocalBackend
+    from esc_eval.agents.messages import SamplingParams
+    from esc_eval.runs.config import parse_config
 
     records = [{"id": f"{card.id}", "card": card.id, "dialog": turns(*TRANSCRIPT[:4])} for card in CARDS[:3]]
     out = tmp_path / "out"

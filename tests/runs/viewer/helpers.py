@@ -6,8 +6,8 @@ import json
 import random
 from pathlib import Path
 
-from runs.store import EpisodeRows, Store
-from runs.store.records import FINAL_ROUND
+from esc_eval.runs.store import EpisodeRows, Store
+from esc_eval.runs.store.records import FINAL_ROUND
 
 DIMENSIONS = ("fluency", "diversity", "empathic", "suggestion", "tech", "human", "overall")  # the default profile's
 SUPPORTERS = ("kind-bot", "terse-bot")

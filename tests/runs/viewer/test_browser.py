@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from runs.analysis.report import report_command
-from runs.cli import main
-from runs.store import Store
-from testing.cli import served_address
+from esc_eval.runs.analysis.report import report_command
+from esc_eval.runs.cli import main
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import served_address
 from tests.runs.viewer.helpers import DIMENSIONS, HOSTILE, episode_rows, key, make_store
 
 CHROMIUM = "/usr/bin/chromium"
@@ -139,8 +139,8 @@ def test_filter_episode_and_side_by_side(url: str, store_path: Path, tmp_path: P
 
 
 def _rows(store_path: Path) -> list[dict]:
-    from runs.store import Store
-    from runs.viewer import data
+    from esc_eval.runs.store import Store
+    from esc_eval.runs.viewer import data
 
     with Store.open(store_path, readonly=True) as store:
         return data.summary([(store_path, store)])["stores"][0]["episodes"]

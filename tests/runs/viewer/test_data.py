@@ -1,4 +1,4 @@
-"""The viewer's JSON (runs.viewer.data) against the store and ``report --format json``, and the HTML report file."""
+"""The viewer's JSON (esc_eval.runs.viewer.data) against the store and ``report --format json``, and the HTML report file."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from runs.analysis.report import report_command
-from runs.cli import main
-from runs.store import Store
-from runs.viewer import data
-from runs.viewer.html import bundle, embedded, page
+from esc_eval.runs.analysis.report import report_command
+from esc_eval.runs.cli import main
+from esc_eval.runs.store import Store
+from esc_eval.runs.viewer import data
+from esc_eval.runs.viewer.html import bundle, embedded, page
 from tests.runs.viewer.helpers import (
     DIMENSIONS,
     HOSTILE,

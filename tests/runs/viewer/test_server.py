@@ -9,12 +9,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from runs.analysis.report import report_command
-from runs.cli import main
-from runs.store import Store
-from runs.viewer import ViewerError
-from runs.viewer.server import ViewerServer
-from runs.web import TOKEN_HEADER
+from esc_eval.runs.analysis.report import report_command
+from esc_eval.runs.cli import main
+from esc_eval.runs.store import Store
+from esc_eval.runs.viewer import ViewerError
+from esc_eval.runs.viewer.server import ViewerServer
+from esc_eval.runs.web import TOKEN_HEADER
 from tests.runs.viewer.helpers import HOSTILE, key, make_store
 
 
