@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.reference import DATA as SHARED
+from tests.reference import DATA as SHARED, needs_reference
 from tests.vllm.conftest import HERE, REPO, vllm_env
 
 pytestmark = [pytest.mark.model, pytest.mark.vllm, pytest.mark.timeout(1800)]
@@ -84,6 +84,7 @@ async def test_adapters_change_the_output(vllm_server) -> None:  # type: ignore[
     assert texts["fluency_en"] != texts["empathic_en"] or first["fluency_en"] != first["empathic_en"]
 
 
+@needs_reference  # judge_config reads ESC-RANK's prompts
 async def test_judge_routes_each_dimension_to_its_adapter(vllm_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from esc_eval.agents.judge.agent import FINAL, Score
     from esc_eval.runs.config import load_config
@@ -109,6 +110,7 @@ async def test_judge_routes_each_dimension_to_its_adapter(vllm_server, tmp_path:
         assert score.model == ROUTES.get(score.dimension, vllm_server.model), score
 
 
+@needs_reference  # judge_config reads ESC-RANK's prompts
 def test_esc_eval_judge_command_against_the_lora_server(vllm_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     transcripts = result_file(tmp_path)
     config = judge_config(tmp_path, vllm_server.base_url, vllm_server.model)
