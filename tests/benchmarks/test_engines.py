@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from esc_eval.agents.backends.scripted import ScriptedBackend
 from benchmarks.engines import ROW_KEYS, engines, merged, run_plan, summary, table, tree_cpu_seconds
+from esc_eval.agents.backends.scripted import ScriptedBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 BURN = "import sys, time\nwhile time.process_time() < {seconds}: pass\nprint('burnt', flush=True)\nsys.stdin.read()\n"

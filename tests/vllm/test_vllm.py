@@ -16,7 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.reference import DATA as SHARED, needs_reference
+from tests.reference import DATA as SHARED
+from tests.reference import needs_reference
 from tests.vllm.conftest import HERE, REPO, vllm_env
 
 pytestmark = [pytest.mark.model, pytest.mark.vllm, pytest.mark.timeout(1800)]
