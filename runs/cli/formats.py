@@ -13,24 +13,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``export`` and ``import`` commands."""
     export = sub.add_parser("export", help="write a store's transcripts (and scores) as files")
     export.add_argument("store", type=Path)
-    export.add_argument("--format", choices=("esc-eval", "jsonl"), default="esc-eval")
+    export.add_argument("--format", choices=("esc-eval", "jsonl"), default="esc-eval",
+                        help="jsonl: the whole store, lossless (episodes.jsonl); esc-eval: ESC-Eval's result/score files (lossy)")
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--allow-missing", action="store_true",
                         help="esc-eval format: write -1 for judge scores that failed or never ran (else: exit 1, nothing written)")
     export.set_defaults(handler=_export)
 
-    imports = sub.add_parser("import", help="load ESC-Eval result (and score) files or a JSONL export into a store; "
-                                            "episodes the store has are skipped")
+    imports = sub.add_parser("import", help="load ESC-Eval result (and score) files or a JSONL export into a store; episodes "
+                                            "the store has are skipped when the same, refused when not; another run needs --merge")
     imports.add_argument("store", type=Path)
     imports.add_argument("files", type=Path, nargs="+", metavar="RESULT.json|EPISODES.jsonl")
     imports.add_argument("--scores", type=Path, nargs="*", default=[], metavar="SCORE.json")
     imports.add_argument("--supporter", help="ESC-Eval result files: the supporter (default: from the name, MODEL_LANG.json)")
     imports.add_argument("--language", help="ESC-Eval result files: the language, en or zh (default: from the name)")
+    imports.add_argument("--merge", action="store_true",
+                         help="import into a store that holds another run (its fingerprint differs, or the file has none)")
+    imports.add_argument("--force", action="store_true", help="pair a score file whose name names another supporter or language")
     imports.set_defaults(handler=_import)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from esc_eval.runs.formats.exchange import MissingScores, export_esc_eval, export_jsonl
+    from esc_eval.runs.formats.archive import export_jsonl
+    from esc_eval.runs.formats.exchange import MissingScores, export_esc_eval
     from esc_eval.runs.store import Store
 
     with Store.open(args.store, readonly=True) as store:
@@ -56,5 +61,6 @@ def _export(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from esc_eval.runs.formats.importing import import_command
 
-    print(import_command(args.store, args.files, args.scores, supporter=args.supporter, language=args.language))
+    print(import_command(args.store, args.files, args.scores, supporter=args.supporter, language=args.language,
+                         merge=args.merge, force=args.force))
     return 0

@@ -21,6 +21,15 @@ PREFIXES = {"supporter": "AI assistant：", "seeker": "ESC-Role："}
 ROLES_BY_PREFIX = {prefix: role for role, prefix in PREFIXES.items()}
 
 
+class ResultFileError(ValueError):
+    """A file cannot be imported; the message names the file and the key (or line and field)."""
+
+    def __init__(self, path: Path | str, message: str, *, key: str | None = None):
+        where = str(path) if key is None else f"{path}: key {key!r}"
+        super().__init__(f"{where}: {message}")
+        self.path, self.key = str(path), key
+
+
 def transcript_lines(transcript: Iterable[tuple[str, str]]) -> list[str]:
     return [PREFIXES[role] + text for role, text in transcript]
 
@@ -38,15 +47,23 @@ def parse_lines(lines: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
+PERSONA_SEPARATOR = "+"
+"""Joins supporter and persona in ESC-Eval file names; names (letters, digits, ``-_.``) cannot hold it, so import splits them back."""
+
+
 def _file_stem(episode: EpisodeRecord, *, seeker: bool = False) -> str:
-    """``supporter[-persona][-with-seeker][-rN]_lang``; ``seeker``: the store compares several seekers, never mixed in one file."""
+    """``supporter[-with-seeker][-rN][+persona]_lang``; ``seeker``: the store compares several seekers, never mixed in one file.
+
+    The default persona adds nothing (ESC-Eval's own ``result_{supporter}_{lang}.json``); another
+    comes last, after ``+``, which import reads back as the persona.
+    """
     name = episode.supporter
-    if episode.persona != "default":
-        name += f"-{episode.persona}"
     if seeker:
         name += f"-with-{episode.seeker}"
     if episode.repeat:
         name += f"-r{episode.repeat}"
+    if episode.persona != "default":
+        name += f"{PERSONA_SEPARATOR}{episode.persona}"
     return f"{name}_{episode.language}"
 
 
@@ -66,7 +83,8 @@ def export_esc_eval(store: Store, out: Path, *, allow_missing: bool = False) -> 
     """Write ``result_{supporter}_{lang}.json`` (and ``score_...`` when scored) for finished episodes.
 
     ESC-Eval's files hold one dialogue per card, so a store that several seekers played
-    (``[[seekers]]``) gets one file per supporter and seeker: ``result_{supporter}-with-{seeker}_{lang}.json``.
+    (``[[seekers]]``) gets one file per supporter and seeker: ``result_{supporter}-with-{seeker}_{lang}.json``,
+    and each persona but ``default`` its own: ``result_{supporter}+{persona}_{lang}.json``.
     A file whose dialogues are scored expects every dimension any of them has for each of
     them. A missing one (its judgement failed, or never ran) raises ``MissingScores`` before
     anything is written; with ``allow_missing`` it is written as -1, ESC-Eval's "no label".
@@ -107,36 +125,6 @@ def export_esc_eval(store: Store, out: Path, *, allow_missing: bool = False) -> 
     for stem, data in sorted(scores.items()):
         written.append(write_json(out / f"score_{stem}.json", _by_index(data)))
     return written
-
-
-JSONL_FORMAT_VERSION = 2
-"""``format_version`` of every line of a JSONL export. 1 (no field): labels only, no raw replies or
-failures, cannot be imported. 2: every column of the episode, its turns and its scores (all rounds)."""
-
-
-def export_jsonl(store: Store, out: Path) -> list[Path]:
-    """One line per planned episode: its columns, its turns (usage, seeker state) and its scores.
-
-    Scores are every row of the ``scores`` table (each round; ``status``/``error`` of a failed
-    judgement, the judge's ``raw`` reply and ``model``), so ``esc-eval import`` rebuilds the store.
-    """
-    turns: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for t in store.turns():
-        turn = {k: v for k, v in t._asdict().items() if k not in ("episode_key", "state")}
-        if t.state:  # the seeker's hidden state, as an object
-            turn["state"] = json.loads(t.state)
-        turns[t.episode_key].append(turn)
-    scores: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for s in store.scores():
-        scores[s.episode_key].append({k: v for k, v in s._asdict().items() if k != "episode_key"})
-    path = out / "episodes.jsonl"
-    lines = []
-    for e in store.episodes():
-        record = {"format_version": JSONL_FORMAT_VERSION, **{k: v for k, v in e._asdict().items() if k != "ordinal"}}
-        record["turns"] = turns.get(e.key, [])
-        record["scores"] = scores.get(e.key, [])
-        lines.append(json.dumps(record, ensure_ascii=False))
-    return [write_text(path, "\n".join(lines) + "\n")]
 
 
 def _by_index(data: dict[str, Any]) -> dict[str, Any]:

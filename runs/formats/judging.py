@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from esc_eval.roles.jsonl import read_jsonl
 from esc_eval.runs.config import Config
+from esc_eval.runs.formats.archive import STORE_LINE
 from esc_eval.runs.formats.exchange import parse_lines, write_json
-from esc_eval.runs.formats.importing import ImportSummary, esc_eval_episodes, import_new, supporter_and_language
+from esc_eval.runs.formats.importing import ImportSummary, esc_eval_episodes, file_names, import_new
 from esc_eval.runs.store import FINAL_ROUND, Store
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def read_transcripts(path: Path) -> dict[str, list[tuple[str, str]]]:
         out = {}
         for number, record in read_jsonl(text, str(path), TranscriptError):
             try:
-                if record.get("status", "done") != "done":
+                if STORE_LINE in record or record.get("status", "done") != "done":  # the store line of a format-3 export
                     continue
                 out[str(record["key"])] = [(t["role"], t["text"]) for t in record["turns"]]
             except (KeyError, TypeError) as exc:
@@ -124,16 +125,17 @@ async def judge_transcripts(config: Config, path: Path, *, language: str | None,
 def store_judged(store: Store, path: Path, judged: Judged, *, supporter: str | None = None) -> ImportSummary:
     """Import the judged ESC-Eval result file with every judgement as judged: model, raw reply, failure and error.
 
-    The supporter is ``supporter`` or the file name's (``MODEL_LANG.json``); episodes the store has are skipped.
+    The supporter is ``supporter`` or the file name's (``MODEL_LANG.json``); episodes the store has with the
+    same transcript are skipped, with another one refused (``ResultFileError`` naming the key).
     """
-    supporter, language = supporter_and_language(path, supporter, judged.language)
+    names = file_names(path, supporter, judged.language)
     at = time.time()
     episodes = []
-    for episode in esc_eval_episodes(path, None, supporter, language):
+    for episode in esc_eval_episodes(path, None, names.supporter, names.language, names.persona):
         rows = episode.rows()
         judgements = judged.scores.get(rows.episode["card_id"], [])  # card_id is the card index, the file's key
         episodes.append(replace(rows, scores=tuple(
             {"dimension": s.dimension, "round": s.round, "label": s.label, "raw": s.raw, "model": s.model, "latency": s.latency,
              "status": "failed" if s.failed else "ok", "error": s.error, "at": at, "sample": s.sample} for s in judgements)))
-    new, skipped = import_new(store, episodes)
-    return ImportSummary(path, None, supporter, language, len(new), sum(len(e.scores) for e in new), skipped)
+    new, skipped = import_new(store, episodes, path, {"turns": ("idx", "role", "text")})
+    return ImportSummary(path, None, names.supporter, names.language, len(new), sum(len(e.scores) for e in new), skipped, names.persona)

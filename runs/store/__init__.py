@@ -5,10 +5,11 @@ Public API (everything SQL stays inside this package):
 * ``Store``: open / create a store (``with Store.open(path, readonly=True) as store:``), the
   run's batched writer (``start_writer``, ``add_turn``, ``add_score``, ...) and typed reads
   (``episodes``, ``turns``, ``scores``, ``final_scores``, ``annotations``, ...) (``writer``, ``reader``);
-* records (``records``): ``PlannedEpisode``, ``ImportedEpisode``, ``EpisodeRows`` in;
+* records (``records``): ``PlannedEpisode``, ``ImportedEpisode``, ``EpisodeRows`` in (``ImportedRows``: what an import wrote);
   ``EpisodeRecord``, ``TurnRecord``, ``ScoreRecord``, ``FinalScore``, ``AnnotationRecord``,
   ``EventRecord``, ``RunRecord`` out; ``final_labels`` (the judge label ESC-Eval compares); ``FINAL_ROUND``;
-* the schema (``schema``): ``SCHEMA_VERSION``, ``columns``, ``StoreError``.
+* the schema (``schema``): ``SCHEMA_VERSION``, ``columns``, ``StoreError``; ``schema.tables``,
+  ``schema.table_columns``, ``schema.episode_tables``, ``schema.PRIVATE_META`` for generic archives.
 """
 
 from esc_eval.runs.store.live import LiveReader, StoreBusy
@@ -20,6 +21,7 @@ from esc_eval.runs.store.records import (
     EventRecord,
     FinalScore,
     ImportedEpisode,
+    ImportedRows,
     PlannedEpisode,
     RunRecord,
     ScoreRecord,
@@ -31,6 +33,7 @@ from esc_eval.runs.store.writer import HEARTBEAT_SECONDS, Store
 
 __all__ = [
     "FINAL_ROUND", "HEARTBEAT_SECONDS", "SCHEMA_VERSION", "AnnotationRecord", "EpisodeRecord", "EpisodeRows", "EventRecord", "FinalScore",
-    "ImportedEpisode", "LiveReader", "PlannedEpisode", "RunRecord", "ScoreRecord", "Store", "StoreBusy", "StoreError", "TurnRecord", "columns",
+    "ImportedEpisode", "ImportedRows", "LiveReader", "PlannedEpisode", "RunRecord", "ScoreRecord", "Store", "StoreBusy", "StoreError",
+    "TurnRecord", "columns",
     "final_labels",
 ]

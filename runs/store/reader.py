@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from esc_eval.runs.store.records import FINAL_ROUND, AnnotationRecord, EpisodeRecord, EventRecord, FinalScore, RunRecord, ScoreRecord, TurnRecord
+from esc_eval.runs.store import schema
+from esc_eval.runs.store.records import (
+    FINAL_ROUND,
+    AnnotationRecord,
+    EpisodeRecord,
+    EpisodeRows,
+    EventRecord,
+    FinalScore,
+    RunRecord,
+    ScoreRecord,
+    TurnRecord,
+)
 
 
 class Reader:
@@ -37,6 +48,43 @@ class Reader:
     def meta(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+    def meta_items(self) -> dict[str, Any]:
+        """Every meta key with its value (decoded), in key order."""
+        return {key: json.loads(value) for key, value in self._conn.execute("SELECT key, value FROM meta ORDER BY key")}
+
+    def table_rows(self, table: str) -> list[dict[str, Any]]:
+        """Every row of a schema ``table`` as column -> value, by primary key (an archive's generic read).
+
+        A table or column this store's older schema lacks is simply absent.
+        """
+        if table not in schema.tables():
+            raise ValueError(f"no table {table!r} in the store schema")
+        if not self._has_table(table):
+            return []
+        order = ", ".join(schema.primary_key(table)) or "rowid"
+        return [dict(row) for row in self._rows(f"SELECT * FROM {table} ORDER BY {order}")]
+
+    def episode_rows(self, keys: Iterable[str]) -> dict[str, EpisodeRows]:
+        """The episodes of ``keys`` that the store holds, each with its rows in every episode table (an import compares them)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, EpisodeRows] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            owned: dict[str, dict[str, list[dict[str, Any]]]] = {}
+            for table in schema.episode_tables():
+                if not self._has_table(table):
+                    continue
+                order = ", ".join(schema.primary_key(table))
+                for row in self._rows(f"SELECT * FROM {table} WHERE episode_key IN ({marks}) ORDER BY {order}", tuple(chunk)):
+                    key = row["episode_key"]
+                    owned.setdefault(key, {}).setdefault(table, []).append({k: row[k] for k in row.keys() if k != "episode_key"})
+            for row in self._rows(f"SELECT * FROM episodes WHERE key IN ({marks})", tuple(chunk)):
+                tables = {t: tuple(rows) for t, rows in owned.get(row["key"], {}).items()}
+                turns, scores = tables.pop("turns", ()), tables.pop("scores", ())
+                found[row["key"]] = EpisodeRows(dict(row), turns, scores, tables)
+        return found
 
     def statuses(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, status FROM episodes"))

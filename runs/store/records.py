@@ -9,7 +9,7 @@ scores into the judge label ESC-Eval compares (the first sample; ``None`` when i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 FINAL_ROUND = -1
@@ -50,15 +50,34 @@ class RunRecord:
 
 @dataclass(frozen=True, slots=True)
 class EpisodeRows:
-    """One finished episode as rows of the store's tables (column -> value), for ``Store.import_episodes``.
+    """One episode as rows of the store's tables (column -> value), for ``Store.import_episodes`` / ``import_rows``.
 
-    ``episode`` holds the ``episodes`` columns but ``ordinal`` (the store numbers imports);
-    ``turns`` and ``scores`` hold their tables' columns but ``episode_key``.
+    ``episode`` holds the ``episodes`` columns; its ``ordinal`` is kept only by an import into
+    a store without episodes (else the store numbers imports). ``turns``, ``scores`` and
+    ``owned`` (any other table whose rows belong to an episode: ``annotations``, and tables
+    added later) hold their tables' columns but ``episode_key``.
     """
 
     episode: dict[str, Any]
     turns: tuple[dict[str, Any], ...] = ()
     scores: tuple[dict[str, Any], ...] = ()
+    owned: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, tuple[dict[str, Any], ...]]:
+        """Table name -> this episode's rows in it (``turns``, ``scores``, then ``owned``)."""
+        return {"turns": self.turns, "scores": self.scores, **self.owned}
+
+
+@dataclass(frozen=True)
+class ImportedRows:
+    """What ``Store.import_rows`` wrote."""
+
+    new: list[str]
+    """Keys of the episodes the store lacked, in the order given."""
+    added: dict[str, int]
+    """Table -> rows added to episodes the store had (human labels it lacked)."""
+    store_rows: dict[str, int]
+    """Table -> rows of store-level tables (``runs``, ``events``) written; rows the store had are not counted."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import functools
 import sqlite3
 import urllib.parse
 from pathlib import Path
+from typing import NamedTuple
 
 
 class StoreError(Exception):
@@ -126,18 +127,63 @@ MIGRATIONS = {
 """Schema version -> the SQL that brings a store of the version before up to it; run on a writable open."""
 
 
-@functools.cache
 def columns(table: str) -> tuple[str, ...]:
-    """The columns of ``table`` in this esc-eval's schema (importers check a file's fields against them)."""
-    conn = sqlite3.connect(":memory:")
-    try:
+    """The column names of ``table`` in this esc-eval's schema (importers check a file's fields against them)."""
+    return tuple(c.name for c in table_columns(table))
+
+
+class Column(NamedTuple):
+    """One column of a table in this esc-eval's schema (``pragma_table_info``)."""
+
+    name: str
+    type: str
+    """``TEXT``, ``INTEGER`` or ``REAL``."""
+    notnull: bool
+    default: str | None
+    """The SQL default, or ``None``."""
+    key: int
+    """Its place in the primary key (1, 2, ...), 0 when not part of it."""
+
+
+@functools.cache
+def tables() -> tuple[str, ...]:
+    """Every table of this esc-eval's schema, in creation order: exports enumerate them, so a table added later travels."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
         conn.executescript(SCHEMA)
-        found = tuple(row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,)))
-    finally:
-        conn.close()
+        return tuple(name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY rowid"))
+
+
+@functools.cache
+def table_columns(table: str) -> tuple[Column, ...]:
+    """The columns of ``table`` with their types, nullability, defaults and primary-key places."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        conn.executescript(SCHEMA)
+        found = tuple(Column(name, kind, bool(notnull), default, key) for name, kind, notnull, default, key
+                      in conn.execute('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)', (table,)))
     if not found:
         raise ValueError(f"no table {table!r} in the store schema")
     return found
+
+
+def primary_key(table: str) -> tuple[str, ...]:
+    """The columns of ``table``'s primary key, in key order."""
+    return tuple(c.name for c in sorted((c for c in table_columns(table) if c.key), key=lambda c: c.key))
+
+
+def row_id(table: str) -> str | None:
+    """The column aliasing SQLite's rowid (``events.id``, ``runs.id``): a number the store hands out, not content."""
+    key = [c for c in table_columns(table) if c.key]
+    return key[0].name if len(key) == 1 and key[0].type == "INTEGER" else None
+
+
+def episode_tables() -> tuple[str, ...]:
+    """The tables whose rows belong to one episode: their primary key starts with ``episode_key`` (turns, scores, annotations)."""
+    return tuple(t for t in tables() if primary_key(t)[:1] == ("episode_key",))
+
+
+PRIVATE_META = ("annotation_secret", "schema_version")
+"""Meta keys that never leave the store: the annotation server's item-id secret, and the
+schema version (the importing store has its own)."""
 
 
 def create(conn: sqlite3.Connection) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from esc_eval.agents.messages import TurnTaken
 from esc_eval.runs.store import schema
 from esc_eval.runs.store.reader import Reader
-from esc_eval.runs.store.records import FINAL_ROUND, EpisodeRows, ImportedEpisode, PlannedEpisode
+from esc_eval.runs.store.records import FINAL_ROUND, EpisodeRows, ImportedEpisode, ImportedRows, PlannedEpisode
 from esc_eval.runs.store.schema import StoreError
 
 HEARTBEAT_SECONDS = 2.0
@@ -129,27 +129,73 @@ class Store(Reader):
     def import_episodes(self, episodes: Iterable[ImportedEpisode | EpisodeRows]) -> list[str]:
         """Write finished episodes with their turns and scores in one transaction; returns the keys of the new ones.
 
-        For imports from files, not for live runs: it refuses while the writer runs. An
-        episode whose key the store holds already is skipped with its turns and scores, so
-        importing a file twice, or into the store it came from, duplicates nothing. New
-        episodes are numbered after the store's last ordinal, in the order given.
+        ``import_rows`` without store-level rows; see there.
+        """
+        return self.import_rows(episodes).new
+
+    def import_rows(self, episodes: Iterable[ImportedEpisode | EpisodeRows], *, tables: dict[str, list[dict[str, Any]]] | None = None,
+                    meta: dict[str, Any] | None = None) -> ImportedRows:
+        """Write imported episodes with their rows, rows of store-level tables and ``meta``, all in one transaction.
+
+        For imports from files, not for live runs: it refuses while the writer runs. Duplicates nothing:
+
+        * an episode whose key is new is written with its rows in every episode table; it keeps
+          its ``ordinal`` when the store held no episodes and every episode given has one, else
+          it is numbered after the store's last ordinal, in the order given;
+        * an episode whose key the store holds is left as it is, but rows of its episode tables
+          that the store lacks (by primary key: a human label given since) are added; the caller
+          checks beforehand that the rows both have are the same;
+        * ``tables``: rows of store-level tables (``runs``, ``events``, ...). A row equal to one the
+          store has, on every column but the rowid alias (``id``), is skipped; the others keep
+          their ``id`` when the store's table was empty, else are numbered after its last;
+        * ``meta``: these keys are written (replacing the store's values for them).
         """
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
         if self._writer is not None:
             raise StoreError(f"{self.path}: cannot import while the store's writer is running")
-        written = []
+        given = [item.rows() if isinstance(item, ImportedEpisode) else item for item in episodes]
+        new: list[str] = []
+        added: dict[str, int] = {}
+        written: dict[str, int] = {}
         with self._transaction() as conn:
-            ordinal = conn.execute("SELECT COALESCE(MAX(ordinal), -1) + 1 FROM episodes").fetchone()[0]
-            for item in episodes:
-                rows = item.rows() if isinstance(item, ImportedEpisode) else item
+            last, count = conn.execute("SELECT COALESCE(MAX(ordinal), -1) + 1, COUNT(*) FROM episodes").fetchone()
+            keep = count == 0 and all("ordinal" in rows.episode for rows in given)
+            for rows in given:
                 key = rows.episode["key"]
-                if not self._insert(conn, "episodes", [{**rows.episode, "ordinal": ordinal + len(written)}], " ON CONFLICT(key) DO NOTHING"):
-                    continue  # the store has this episode already
-                self._insert(conn, "turns", [{**turn, "episode_key": key} for turn in rows.turns])
-                self._insert(conn, "scores", [{**score, "episode_key": key} for score in rows.scores])
-                written.append(key)
-        return written
+                episode = rows.episode if keep else {**rows.episode, "ordinal": last + len(new)}
+                if self._insert(conn, "episodes", [episode], " ON CONFLICT(key) DO NOTHING"):
+                    for table, owned in rows.tables().items():
+                        self._insert(conn, table, [{**row, "episode_key": key} for row in owned])
+                    new.append(key)
+                    continue
+                for table, owned in rows.tables().items():  # the store has this episode: add only rows it lacks
+                    n = self._insert(conn, table, [{**row, "episode_key": key} for row in owned], " ON CONFLICT DO NOTHING")
+                    if n:
+                        added[table] = added.get(table, 0) + n
+            for table, rows_of in (tables or {}).items():
+                written[table] = self._insert_store_rows(conn, table, rows_of)
+            if meta:
+                conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 [(k, json.dumps(v, ensure_ascii=False)) for k, v in meta.items()])
+        return ImportedRows(new, added, written)
+
+    def _insert_store_rows(self, conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> int:
+        """Rows of a store-level table the store lacks (compared without the rowid alias); returns how many were written."""
+        if table not in schema.tables() or table in ("meta", "episodes", *schema.episode_tables()):
+            raise StoreError(f"{self.path}: {table!r} is not a store-level table")
+        rowid = schema.row_id(table)
+        names = [c for c in schema.columns(table) if c != rowid]
+        have = {tuple(row) for row in conn.execute(f"SELECT {', '.join(names)} FROM {table}")}
+        keep_ids = not have
+        fresh = []
+        for row in rows:
+            content = tuple(row.get(name) for name in names)
+            if content in have:
+                continue
+            have.add(content)
+            fresh.append(row if keep_ids or rowid is None else {k: v for k, v in row.items() if k != rowid})
+        return self._insert(conn, table, fresh)
 
     def _insert(self, conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], conflict: str = "") -> int:
         """``INSERT`` rows given as column -> value; names are checked against the schema, never pasted in blind."""

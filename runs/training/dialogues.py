@@ -25,6 +25,7 @@ from typing import Any
 from esc_eval.agents.lora_training import TrainingError
 from esc_eval.roles.cards import RoleCard
 from esc_eval.roles.jsonl import json_error, read_jsonl
+from esc_eval.runs.formats.archive import STORE_LINE
 from esc_eval.runs.formats.exchange import parse_lines
 
 ROLES = ("seeker", "supporter")
@@ -53,7 +54,7 @@ def read_dialogues(path: Path, cards: Sequence[RoleCard], cards_path: Path | Non
     built = _built_from(cards_path)
     if path.suffix.lower() == ".jsonl":
         found = [_jsonl_record(path, number, record, by_id, built)
-                 for number, record in read_jsonl(text, str(path), TrainingError)]
+                 for number, record in read_jsonl(text, str(path), TrainingError) if STORE_LINE not in record]  # an export's store line
     else:
         try:
             data = json.loads(text)

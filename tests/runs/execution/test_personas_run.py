@@ -19,7 +19,7 @@ from esc_eval.roles.personas import PersonaError
 from esc_eval.runs.analysis.report import build_report
 from esc_eval.runs.config import ConfigError, parse_config
 from esc_eval.runs.execution.runner import Runner, RunPlan
-from esc_eval.runs.formats.exchange import export_jsonl
+from esc_eval.runs.formats.archive import export_jsonl
 from esc_eval.runs.store import Store
 from esc_eval.testing.cli import ROOT, esc_eval, write_config
 

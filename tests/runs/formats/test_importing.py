@@ -220,8 +220,11 @@ def test_pair_files(tmp_path: Path) -> None:
     r1, r2 = tmp_path / "result_a_en.json", tmp_path / "b_zh.json"
     s2 = tmp_path / "score_b_zh.json"
     assert pair_files([r1, r2], [s2]) == [(r1, None), (r2, s2)]
-    # one of each: paired whatever the names
-    assert pair_files([r1], [s2]) == [(r1, s2)]
+    # one of each: paired as given, unless the names tell another supporter or language (then only with force)
+    with pytest.raises(ResultFileError, match=r"score_b_zh\.json: is named for b \(zh\), not a \(en\) like .*result_a_en\.json; pass --force"):
+        pair_files([r1], [s2])
+    assert pair_files([r1], [s2], force=True) == [(r1, s2)]
+    assert pair_files([r1], [tmp_path / "labels.json"]) == [(r1, tmp_path / "labels.json")]  # a name that tells nothing
     with pytest.raises(ResultFileError, match=r"score_c_en\.json: matches no result file"):
         pair_files([r1, r2], [tmp_path / "score_c_en.json"])
     with pytest.raises(ResultFileError, match="names the same supporter and language"):

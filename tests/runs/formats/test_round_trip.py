@@ -1,13 +1,16 @@
-"""Round trips: a run's store, exported as JSONL and imported into a fresh store, is the same store,
-table by table; imports skip what the store has; ESC-Eval score exports never hide a failed judgement.
+"""Round trips: a run's store, exported as JSONL (a lossless archive) and imported into a fresh store, is the
+same store, table by table, and ``--resume`` takes it; format-2 files still import; ESC-Eval score exports
+never hide a failed judgement.
 
-The source store is a real run (``Runner`` with scripted backends): two supporters, two personas
-(seeker state, a natural ending), per-round judge scores with raw replies, unparsed (-1) labels,
-failed judgements with their errors and failed episodes with their reasons.
+The source store is a real run (``Runner`` with scripted backends, its store made as ``esc-eval run``
+makes it): two supporters, two personas (seeker state, a natural ending), a judge with two samples
+per dimension scoring every round, raw replies, unparsed (-1) labels, failed judgements with their
+errors, failed episodes with their reasons; then human labels, an event and the annotation secret.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -23,13 +26,15 @@ from esc_eval.agents.backends.scripted import ScriptedBackend
 from esc_eval.agents.messages import ChatMessage, SamplingParams
 from esc_eval.roles.loaders import builtin_cards
 from esc_eval.runs.cli import main
-from esc_eval.runs.config import parse_config
+from esc_eval.runs.config import Config, parse_config
+from esc_eval.runs.execution.resume import open_run_store
 from esc_eval.runs.execution.runner import Runner, RunPlan
 from esc_eval.runs.store import Store
 
 URL = "http://127.0.0.1:9/v1"
 TROUBLE = "Trouble at home, really."
 """The seeker's line for the second card; supporter b fails on it, so those episodes fail."""
+SECRET = "0123456789abcdef-never-exported"
 
 
 def seeker_script(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:
@@ -52,39 +57,58 @@ def judge_script(messages: Sequence[ChatMessage], params: SamplingParams, model:
     return "no label here" if model == "overall-model" else f"Score: {len(messages[-1]['content']) % 5}"
 
 
-async def make_run(path: Path) -> Path:
-    config = parse_config({
-        "run": {"rounds": 3, "concurrency": 8},
+def run_config(rounds: int = 3) -> Config:
+    return parse_config({
+        "run": {"rounds": rounds, "concurrency": 8},
         "cards": {"language": "en", "limit": 2},
         "seeker": {"base_url": URL, "model": "seeker", "personas": ["leaves-when-satisfied", "default"]},
         "supporters": [{"name": "a", "base_url": URL, "model": "a"}, {"name": "b", "base_url": URL, "model": "b"}],
-        "judge": {"base_url": URL, "model": "judge-model", "score_every_round": True,
+        "judge": {"base_url": URL, "model": "judge-model", "score_every_round": True, "samples": 2, "temperature": 0.7,
                   "models": {"empathic": "empathic-model", "overall": "overall-model"}},
     }, "run.toml")
-    backends = {"seeker": ScriptedBackend(seeker_script, model="seeker"), "a": ScriptedBackend(supporter_script, model="a"),
-                "b": ScriptedBackend(supporter_script, model="b"), "judge": ScriptedBackend(judge_script, model="judge-model")}
-    store = Store.create(path, origin="test")
-    result = await Runner(RunPlan.prepare(config), store, backends=backends).run()
+
+
+def backends() -> dict[str, ScriptedBackend]:
+    return {"seeker": ScriptedBackend(seeker_script, model="seeker"), "a": ScriptedBackend(supporter_script, model="a"),
+            "b": ScriptedBackend(supporter_script, model="b"), "judge": ScriptedBackend(judge_script, model="judge-model")}
+
+
+async def make_run(path: Path, rounds: int = 3) -> Path:
+    """A run's store as ``esc-eval run`` leaves it, then human labels, an event and the annotation server's secret."""
+    plan = RunPlan.prepare(run_config(rounds))
+    result = await Runner(plan, open_run_store(plan, path, resume=False).store, backends=backends()).run()
     assert result.exit_code == 1  # supporter b's episodes on the second card failed
+    with Store.open(path) as store:
+        done = [e.key for e in store.episodes(status="done")]
+        store.add_annotations([(key, annotator, "empathic", (i + len(annotator)) % 5, 100.0 + i)
+                               for i, key in enumerate(done) for annotator in ("ann", "bea")])
+        store.add_event("note", "labelled by two annotators", episode_key=done[0])
+        store.set_meta(annotation_secret=SECRET)
     return path
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import asyncio
-
     return asyncio.run(make_run(tmp_path_factory.mktemp("source") / "run.sqlite"))
 
 
-TABLES = {"episodes": "key", "turns": "episode_key, idx", "scores": "episode_key, dimension, round"}
+EXCLUDED_META = ("annotation_secret", "imports")
+"""Meta that differs after a round trip, as docs/reliability.md lists: the secret never leaves; an import records itself."""
 
 
-def content(path: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every row of the tables a round trip must keep, in a fixed order."""
+def content(path: Path, *, tables: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table of the file (or of ``tables``), in a fixed order; meta without ``EXCLUDED_META``."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     try:
-        return {table: [dict(row) for row in conn.execute(f"SELECT * FROM {table} ORDER BY {order}")] for table, order in TABLES.items()}
+        names = tables or [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        out = {}
+        for name in names:
+            width = len(conn.execute(f"SELECT * FROM {name} LIMIT 0").description)
+            out[name] = [dict(row) for row in conn.execute(f"SELECT * FROM {name} ORDER BY {', '.join(map(str, range(1, width + 1)))}")]
+        if "meta" in out:
+            out["meta"] = [row for row in out["meta"] if row["key"] not in EXCLUDED_META]
+        return out
     finally:
         conn.close()
 
@@ -108,33 +132,87 @@ def test_the_source_store_holds_what_a_round_trip_must_keep(source: Path) -> Non
     assert failed and all(s["label"] is None and "empathy adapter not loaded" in s["error"] for s in failed)
     assert all(s["raw"] and s["model"] for s in scores if s["status"] == "ok")
     assert any(s["label"] == -1 for s in scores) and {s["round"] for s in scores} >= {-1, 1, 2}
+    assert {s["sample"] for s in scores} == {0, 1}  # k = 2 judge samples of each dimension
+    assert len(tables["annotations"]) >= 4 and len({a["annotator"] for a in tables["annotations"]}) == 2
+    assert tables["events"] and len(tables["runs"]) == 1 and tables["runs"][0]["status"] == "finished"
+    meta = {row["key"] for row in tables["meta"]}
+    assert meta >= {"config", "fingerprint", "personas", "plugins", "versions", "seed", "created_at", "backends"}
+    with Store.open(source, readonly=True) as store:
+        assert store.meta("annotation_secret") == SECRET
 
 
-def test_jsonl_export_imports_back_into_the_same_store(source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def export(source: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    code, _, err = cli(capsys, "export", source, "--format", "jsonl", "--out", out)
+    assert code == 0, err
+    return out / "episodes.jsonl"
+
+
+def lines_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+
+
+def test_jsonl_archive_restores_the_store_table_by_table_and_resume_takes_it(source: Path, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
     before = content(source)
-    code, out, _ = cli(capsys, "export", source, "--format", "jsonl", "--out", tmp_path / "out")
-    assert code == 0
-    export = tmp_path / "out" / "episodes.jsonl"
-    records = [json.loads(line) for line in export.read_text(encoding="utf-8").split("\n") if line]
-    assert all(r["format_version"] == 2 for r in records)
-    failed_score = next(s for r in records for s in r["scores"] if s["status"] == "failed")
-    assert failed_score["label"] is None and "empathy adapter not loaded" in failed_score["error"]  # the export carries the failure
+    archive = export(source, tmp_path / "out", capsys)
+    assert SECRET not in archive.read_text(encoding="utf-8")  # the annotation server's secret never leaves the store
+    records = lines_of(archive)
+    assert all(r["format_version"] == 3 for r in records) and set(records[0]) == {"format_version", "store"}
+    assert len(records) == 1 + len(before["episodes"])
+    failed_score = next(s for r in records[1:] for s in r["scores"] if s["status"] == "failed")
+    assert failed_score["label"] is None and "empathy adapter not loaded" in failed_score["error"]
 
     fresh = tmp_path / "fresh.sqlite"
-    code, out, _ = cli(capsys, "import", fresh, export)
+    code, out, err = cli(capsys, "import", fresh, archive)
+    assert code == 0, err
     n, failed = len(before["episodes"]), sum(e["status"] == "failed" for e in before["episodes"])
-    assert code == 0
-    assert f"{n} episodes ({n - failed} done, {failed} failed), {len(before['turns'])} turns, {len(before['scores'])} scores; skipped 0" in out
-    assert content(fresh) == before
+    assert (f"{n} episodes ({n - failed} done, {failed} failed), {len(before['turns'])} turns, {len(before['scores'])} scores, "
+            f"{len(before['annotations'])} annotations, {len(before['events'])} events, 1 runs; skipped 0") in out
+    assert "--resume" in out
+    after = content(fresh)
+    assert set(after) == set(before)
+    for table in before:  # table by table: row counts and contents
+        assert after[table] == before[table], table
+    with Store.open(fresh, readonly=True) as store:
+        assert store.meta("annotation_secret") is None
+        [record] = store.meta("imports")
+        assert record["fingerprint"] == store.meta("fingerprint") and record["episodes"] == n
+
+    # --resume takes the imported store: same fingerprint, nothing left to run
+    plan = RunPlan.prepare(run_config())
+    result = asyncio.run(Runner(plan, open_run_store(plan, fresh, resume=True).store, backends=backends()).run())
+    assert result.idle  # nothing planned is missing: no backend was started
+    resumed = content(fresh, tables=["episodes", "turns", "scores", "annotations"])
+    assert resumed == {t: before[t] for t in resumed}
 
     # again, and into the store it came from: nothing new, every episode skipped and counted
     for target in (fresh, source):
-        code, out, _ = cli(capsys, "import", target, export)
-        assert code == 0 and f"0 episodes (0 done, 0 failed), 0 turns, 0 scores; skipped {n} already in the store" in out
-        assert content(target) == before
-    imported = Store.open(fresh, readonly=True)
-    assert [entry["skipped"] for entry in imported.meta("imports")] == [0, n]
-    imported.close_sync()
+        snapshot = content(target, tables=["episodes", "turns", "scores", "annotations", "events"])
+        code, out, err = cli(capsys, "import", target, archive)
+        assert code == 0, err
+        assert f"0 episodes (0 done, 0 failed), 0 turns, 0 scores, 0 annotations, 0 events; skipped {n} already in the store" in out
+        assert content(target, tables=list(snapshot)) == snapshot
+
+
+def format_2(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lines a format-2 export of the same store held: no store line, no ordinal, no annotations."""
+    return [{**{k: v for k, v in r.items() if k not in ("ordinal", "annotations")}, "format_version": 2} for r in records[1:]]
+
+
+def test_format_2_exports_still_import_judge_samples_included(source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 30 item 8: a line with two samples of one dimension imports (format 2 refused it before)."""
+    old = tmp_path / "old.jsonl"
+    old.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in format_2(lines_of(export(source, tmp_path, capsys)))) + "\n",
+                   encoding="utf-8")
+    fresh = tmp_path / "old.sqlite"
+    code, _, err = cli(capsys, "import", fresh, old)
+    assert code == 0, err
+    before, after = content(source), content(fresh)
+    for table in ("episodes", "turns", "scores"):
+        assert after[table] == before[table], table
+    assert not after["annotations"] and not after["runs"]  # format 2 never carried them
+    with Store.open(fresh, readonly=True) as store:
+        assert store.meta("fingerprint") is None and store.meta("origin") == "esc-eval import"
 
 
 def test_esc_eval_score_export_refuses_missing_scores_unless_allowed(source: Path, tmp_path: Path,
@@ -143,7 +221,7 @@ def test_esc_eval_score_export_refuses_missing_scores_unless_allowed(source: Pat
     shutil.copy(source, store)
     conn = sqlite3.connect(store)
     failed = conn.execute("SELECT COUNT(*), COUNT(DISTINCT s.episode_key) FROM scores s JOIN episodes e ON e.key=s.episode_key"
-                          " WHERE e.status='done' AND s.round=-1 AND s.status='failed'").fetchone()
+                          " WHERE e.status='done' AND s.round=-1 AND s.sample=0 AND s.status='failed'").fetchone()
     # one more hole: a judgement that never ran, in a dialogue with no failed one
     gone, card = conn.execute("SELECT e.key, e.card_index FROM episodes e WHERE e.status='done' AND e.supporter='a'"
                               " AND e.persona='default' ORDER BY e.ordinal LIMIT 1").fetchone()
@@ -208,8 +286,14 @@ _DROP = object()
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"format_version": _DROP}, r"line 1: no 'format_version': not an esc-eval JSONL export, or one from before format 2"),
-    ({"format_version": 3}, r"line 1: format_version 3 is newer than this esc-eval reads \(2\); upgrade esc-eval"),
-    ({"format_version": "2"}, r"line 1: field 'format_version': expected 2, got '2'"),
+    ({"format_version": 4}, r"line 1: format_version 4 is newer than this esc-eval reads \(3\); upgrade esc-eval"),
+    ({"format_version": "2"}, r"line 1: field 'format_version': expected 3, got '2'"),
+    ({"format_version": 3}, r"line 1: field 'ordinal' is missing"),
+    ({"format_version": 3, "ordinal": 0}, r"line 1: field 'annotations' is missing"),
+    ({"format_version": 3, "ordinal": 0, "annotations": [{"annotator": "x", "dimension": "empathic", "label": 7, "at": 1.0}]},
+     r"line 1: field 'annotations\[0\]\.label': expected a label 0\.\.4, got 7"),
+    ({"format_version": 3, "ordinal": 0, "annotations": []}, r"a format-3 export without its 'store' line"),
+    ({"store": {"meta": {}, "tables": {}}}, r"line 1: field 'store': not part of format 2"),
     ({"key": _DROP}, r"line 1: field 'key' is missing"),
     ({"card_index": "0"}, r"line 1: field 'card_index': expected an integer, got '0'"),
     ({"status": "lost"}, r"line 1: field 'status': expected planned, running, done or failed, got 'lost'"),
@@ -242,7 +326,7 @@ def test_a_good_record_imports_and_duplicates_and_unfinished_lines_are_handled(t
     export.write_text(json.dumps(_record()) + "\n" + json.dumps(_record(key="k2", status="running", turns=[], scores=[])) + "\n",
                       encoding="utf-8")
     code, out, _ = cli(capsys, "import", tmp_path / "s.sqlite", export)
-    assert code == 0 and "1 episodes (1 done, 0 failed), 2 turns, 1 scores; skipped 0 already in the store; 1 unfinished" in out
+    assert code == 0 and "1 episodes (1 done, 0 failed), 2 turns, 1 scores, 0 annotations; skipped 0 already in the store; 1 unfinished" in out
     tables = content(tmp_path / "s.sqlite")
     assert tables["turns"][1]["state"] == '{"distress": 3}' and tables["scores"][0]["raw"] == "Score: 3"
     assert tables["episodes"][0]["ordinal"] == 0 and tables["episodes"][0]["seed"] == 7

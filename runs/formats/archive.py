@@ -1,0 +1,249 @@
+"""Our JSONL export, a lossless archive of a store: ``esc-eval export --format jsonl`` writes it, ``import`` reads it.
+
+Format 3 (``format_version`` on every line) is written generically over the store's schema, so
+a table added later travels without a new format:
+
+* the first line, ``{"format_version": 3, "store": {...}}``, holds the store's ``meta`` (config,
+  fingerprint, personas, plugins, versions, seed, ...; not ``schema.PRIVATE_META``: the
+  annotation server's secret and the schema version), the schema version it was written from,
+  and under ``tables`` every row of each store-level table (``runs``, ``events``, ...) and any
+  row of an episode table whose episode the store lacks;
+* then one line per episode: every column of ``episodes`` (``ordinal`` included) and, under
+  each episode table's name (``turns``, ``scores``, ``annotations``, ...), its rows in that table
+  without ``episode_key``. A turn's ``state`` (the seeker's hidden state) is an object.
+
+Readers of episode lines (``esc-eval judge``, ``seeker train``) skip the store line. Format 2
+(episode lines only: columns but ``ordinal``, turns and scores) is still read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esc_eval.roles.jsonl import read_jsonl
+from esc_eval.runs.formats.exchange import ResultFileError, write_text
+from esc_eval.runs.store import EpisodeRows, Store, schema
+
+JSONL_FORMAT_VERSION = 3
+"""``format_version`` of every line of a JSONL export. 1 (no field): labels only, cannot be imported.
+2: every column of the episode but ``ordinal``, its turns and its scores. 3: the whole store (above)."""
+
+STORE_LINE = "store"
+"""The field that marks the store line of a format-3 export."""
+
+FINISHED = ("done", "failed")
+"""Statuses an import into a store with episodes takes; ``planned`` and ``running`` ones travel only into an empty store."""
+
+OWN_HISTORY = ("runs",)
+"""Store-level tables about the store itself (the invocations that ran it): they restore an empty
+store; an import into another store records them in its ``imports`` meta instead."""
+
+_TYPES: dict[str, tuple[type, ...]] = {"INTEGER": (int,), "REAL": (int, float), "TEXT": (str,)}
+_OBJECTS = {("turns", "state")}
+"""Columns holding JSON text in the store and an object in the file."""
+_ALLOWED = {("episodes", "status"): ("planned", "running", "done", "failed"), ("turns", "role"): ("seeker", "supporter"),
+            ("scores", "status"): ("ok", "failed")}
+_RANGES = {("scores", "label"): (-1, 4, "a label 0..4, -1 or null"), ("annotations", "label"): (0, 4, "a label 0..4")}
+
+
+def _store_tables() -> tuple[str, ...]:
+    """Tables outside ``meta``, ``episodes`` and the episode tables: they travel whole in the store line."""
+    return tuple(t for t in schema.tables() if t not in ("meta", "episodes", *schema.episode_tables()))
+
+
+def export_jsonl(store: Store, out: Path) -> list[Path]:
+    """Write ``out/episodes.jsonl``: the store line, then one line per episode (planned ones too), in plan order."""
+    owned: dict[str, dict[str, list[dict[str, Any]]]] = {table: defaultdict(list) for table in schema.episode_tables()}
+    for table in schema.episode_tables():
+        for row in store.table_rows(table):
+            key = row.pop("episode_key")
+            if (table, "state") in _OBJECTS and row.get("state"):
+                row["state"] = json.loads(row["state"])
+            owned[table][key].append(row)
+    episodes = sorted(store.table_rows("episodes"), key=lambda e: (e["ordinal"], e["key"]))
+    keys = {e["key"] for e in episodes}
+    tables = {t: store.table_rows(t) for t in _store_tables()}
+    for table, by_key in owned.items():  # rows about an episode the store lacks: kept all the same
+        orphans = [{"episode_key": key, **row} for key, rows in by_key.items() if key not in keys for row in rows]
+        if orphans:
+            tables[table] = orphans
+    meta = {k: v for k, v in store.meta_items().items() if k not in schema.PRIVATE_META}
+    header = {"format_version": JSONL_FORMAT_VERSION,
+              STORE_LINE: {"schema_version": store.meta("schema_version"), "meta": meta, "tables": tables}}
+    lines = [json.dumps(header, ensure_ascii=False)]
+    for e in episodes:
+        record = {"format_version": JSONL_FORMAT_VERSION, **e}
+        for table, by_key in owned.items():
+            record[table] = by_key.get(e["key"], [])
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return [write_text(out / "episodes.jsonl", "\n".join(lines) + "\n")]
+
+
+class ArchiveError(ResultFileError):
+    """A JSONL export cannot be imported; the message names the file, the line and the field."""
+
+
+@dataclass(frozen=True)
+class JsonlExport:
+    """What a JSONL export holds, as store rows."""
+
+    path: Path
+    version: int
+    episodes: list[EpisodeRows]
+    """Finished (``done``/``failed``) episodes."""
+    unfinished: list[EpisodeRows]
+    """``planned``/``running`` episodes of a store exported mid-run."""
+    meta: dict[str, Any] | None = None
+    """The store's meta (format 3), or ``None`` (format 2)."""
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Store-level table -> its rows (format 3)."""
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The fingerprint of the run the export came from (``None``: format 2, or a store made by importing)."""
+        return (self.meta or {}).get("fingerprint")
+
+
+def _describe(types: tuple[type, ...]) -> str:
+    """``(int, float, NoneType)`` -> ``"a number or null"``."""
+    kind = "a number" if float in types else "an integer" if int in types else "text"
+    return kind + (" or null" if type(None) in types else "")
+
+
+def _row(fail: Callable[[str], ArchiveError], value: Any, where: str, table: str, *, nested: bool, version: int) -> dict[str, Any]:
+    """``value`` checked as a row of ``table`` against the schema: required columns, types, known values."""
+    if not isinstance(value, dict):
+        raise fail(f"field '{where.rstrip('.') or table}': expected an object, got {type(value).__name__}")
+    refused = ("episode_key",) if nested else ()
+    if version < 3 and table == "episodes":
+        refused += ("ordinal",)
+    out: dict[str, Any] = {}
+    known = {c.name: c for c in schema.table_columns(table)}
+    for column in known.values():
+        if column.name in refused:
+            continue
+        name = where + column.name
+        if column.name not in value:
+            if (column.notnull or column.key) and column.default is None:
+                raise fail(f"field '{name}' is missing")
+            continue
+        item = value[column.name]
+        if (table, column.name) in _OBJECTS:
+            if item is not None and not isinstance(item, dict):
+                raise fail(f"field '{name}': expected an object, got {type(item).__name__}")
+            out[column.name] = json.dumps(item, ensure_ascii=False) if item else None  # as the store's writer encodes it
+            continue
+        types = _TYPES[column.type] + (() if column.notnull or column.key else (type(None),))
+        if isinstance(item, bool) or not isinstance(item, types):
+            raise fail(f"field '{name}': expected {_describe(types)}, got {item!r:.60}")
+        allowed = _ALLOWED.get((table, column.name))
+        if allowed and item not in allowed:
+            raise fail(f"field '{name}': expected {', '.join(allowed[:-1])} or {allowed[-1]}, got {item!r:.60}")
+        low, high, what = _RANGES.get((table, column.name), (None, None, ""))
+        if item is not None and low is not None and not low <= item <= high:
+            raise fail(f"field '{name}': expected {what}, got {item!r}")
+        out[column.name] = item
+    for name in value:
+        if name in refused:
+            raise fail(f"field '{where}{name}': not part of the format (the importing store sets it)")
+        if name not in known:
+            raise fail(f"field '{where}{name}': unknown to this esc-eval's store (table {table}); upgrade esc-eval")
+    return out
+
+
+def _and(names: tuple[str, ...]) -> str:
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _episode(fail: Callable[[str], ArchiveError], record: dict[str, Any], version: int) -> EpisodeRows:
+    """One episode line as store rows."""
+    tables = schema.episode_tables() if version >= 3 else ("turns", "scores")
+    episode = _row(fail, {k: v for k, v in record.items() if k not in ("format_version", *tables)}, "", "episodes",
+                   nested=False, version=version)
+    if not episode["key"]:
+        raise fail("field 'key': must not be empty")
+    owned: dict[str, tuple[dict[str, Any], ...]] = {}
+    for table in tables:
+        if version >= 3 and table not in record:
+            raise fail(f"field '{table}' is missing")
+        rows = record.get(table, [])
+        if not isinstance(rows, list):
+            raise fail(f"field '{table}': expected a list, got {type(rows).__name__}")
+        checked = tuple(_row(fail, row, f"{table}[{i}].", table, nested=True, version=version) for i, row in enumerate(rows))
+        key = tuple(c for c in schema.primary_key(table) if c != "episode_key")
+        if len({tuple(row.get(c, 0) for c in key) for row in checked}) != len(checked):
+            raise fail(f"field '{table}': two {table} have the same {_and(key)}")
+        owned[table] = checked
+    turns, scores = owned.pop("turns"), owned.pop("scores")
+    return EpisodeRows(episode, turns, scores, owned)
+
+
+def _store(fail: Callable[[str], ArchiveError], value: Any) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The store line's meta and store-level rows."""
+    if not isinstance(value, dict) or not isinstance(value.get("meta"), dict) or not isinstance(value.get("tables"), dict):
+        raise fail(f"field '{STORE_LINE}': expected an object with 'meta' and 'tables' objects")
+    meta = {k: v for k, v in value["meta"].items() if k not in schema.PRIVATE_META}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for table, rows in value["tables"].items():
+        if table not in schema.tables() or table in ("meta", "episodes"):
+            raise fail(f"field 'store.tables.{table}': unknown to this esc-eval's store; upgrade esc-eval")
+        if not isinstance(rows, list):
+            raise fail(f"field 'store.tables.{table}': expected a list, got {type(rows).__name__}")
+        tables[table] = [_row(fail, row, f"store.tables.{table}[{i}].", table, nested=False, version=3) for i, row in enumerate(rows)]
+    return meta, tables
+
+
+def read_jsonl_export(path: Path) -> JsonlExport:
+    """Every line of an ``esc-eval export --format jsonl`` file, checked; raises ``ArchiveError`` naming line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArchiveError(path, "no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ArchiveError(path, f"not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ArchiveError(path, f"cannot read: {exc.strerror or exc}") from None
+    finished: list[EpisodeRows] = []
+    unfinished: list[EpisodeRows] = []
+    lines: dict[str, int] = {}
+    versions: set[int] = set()
+    store: tuple[dict[str, Any], dict[str, list[dict[str, Any]]]] | None = None
+    for number, record in read_jsonl(text, None, lambda message: ArchiveError(path, message)):
+        def fail(message: str, number: int = number) -> ArchiveError:
+            return ArchiveError(path, f"line {number}: {message}")
+
+        version = record.get("format_version")
+        if version is None:
+            raise fail("no 'format_version': not an esc-eval JSONL export, or one from before format 2, which lacks the "
+                       "judges' raw replies and failures and cannot be imported; export the store again")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 2:
+            raise fail(f"field 'format_version': expected {JSONL_FORMAT_VERSION}, got {version!r}")
+        if version > JSONL_FORMAT_VERSION:
+            raise fail(f"format_version {version} is newer than this esc-eval reads ({JSONL_FORMAT_VERSION}); upgrade esc-eval")
+        if versions and version not in versions:
+            raise fail(f"format_version {version} in a file of format {min(versions)}")
+        versions.add(version)
+        if STORE_LINE in record:
+            if version < 3 or store is not None:
+                raise fail(f"field '{STORE_LINE}': " + ("a second store line" if store is not None else "not part of format 2"))
+            store = _store(fail, record[STORE_LINE])
+            continue
+        rows = _episode(fail, record, version)
+        key = rows.episode["key"]
+        if key in lines:
+            raise fail(f"episode {key!r} is on line {lines[key]} already")
+        lines[key] = number
+        (finished if rows.episode.get("status", "planned") in FINISHED else unfinished).append(rows)
+    if not lines and store is None:
+        raise ArchiveError(path, "holds no episodes")
+    version = versions.pop()
+    if version >= 3 and store is None:
+        raise ArchiveError(path, f"a format-{version} export without its '{STORE_LINE}' line (cut short?)")
+    meta, tables = store if store is not None else (None, {})
+    return JsonlExport(path, version, finished, unfinished, meta, tables)
