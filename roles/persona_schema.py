@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
 )
 
@@ -32,7 +33,7 @@ from esc_eval.roles.persona_model import (
     REGISTERS,
     PersonaError,
 )
-from esc_eval.roles.schema_errors import checked, describe, invalid, without_null_defaults
+from esc_eval.roles.schema_errors import checks, describe, invalid, without_null_defaults
 
 
 def _show(value: Any) -> str:
@@ -55,25 +56,25 @@ def _whole(low: int, high: int) -> Callable[[Any], int]:
     return check
 
 
-def _number(low: int, high: int) -> Any:
-    return checked(Annotated[int, Field(ge=low, le=high)], _whole(low, high))
+def _number(low: int, high: int) -> PlainValidator:
+    return checks(_whole(low, high), Annotated[int, Field(ge=low, le=high)])
 
 
-def _choice(choices: tuple[str, ...]) -> Any:
+def _choice(choices: tuple[str, ...]) -> PlainValidator:
     def check(value: Any) -> str:
         if value not in choices:
             raise invalid(f"must be one of {', '.join(choices)}, got {value!r:.60}")
         return value
-    return checked(Literal[choices], check)  # type: ignore[valid-type]
+    return checks(check, Literal[choices])
 
 
-def _key(keys: tuple[str, ...]) -> Any:
+def _key(keys: tuple[str, ...]) -> PlainValidator:
     """A mapping key that must be one of ``keys`` (an unknown one is reported as an unknown field)."""
     def check(value: Any) -> str:
         if value not in keys:
             raise invalid(f"unknown field (known: {', '.join(sorted(keys))})")
         return value
-    return checked(Literal[keys], check)  # type: ignore[valid-type]
+    return checks(check, Literal[keys])
 
 
 def _name(value: Any) -> str:
@@ -135,14 +136,16 @@ def _some_band(bands: dict[int, str]) -> dict[int, str]:
 
 
 _FACTS = _whole(0, 1000)
-Text = checked(str, _text)
-Language = _key(LANGUAGES)
-Distress = _number(0, DISTRESS_MAX)
-Change = _number(-DISTRESS_MAX, DISTRESS_MAX)
-Turns = _number(1, 1000)
-Level = _choice(LEVELS)
+# Every field of a persona file may be left out (None) but not set to null: the checks refuse None.
+Text = Annotated[str | None, checks(_text, str)]
+Language = Annotated[str, _key(LANGUAGES)]
+Distress = Annotated[int | None, _number(0, DISTRESS_MAX)]
+Change = Annotated[int | None, _number(-DISTRESS_MAX, DISTRESS_MAX)]
+Turns = Annotated[int | None, _number(1, 1000)]
+Level = Annotated[str | None, _choice(LEVELS)]
 Cues = Annotated[list[Text], BeforeValidator(_cue_list)]
 CuesByLanguage = dict[Language, Cues]
+# mypy cannot read Literal[...] of a tuple constant: this one is a runtime type, for the JSON Schema only.
 PerLanguage = Annotated[dict[Language, Text], BeforeValidator(_one_text_for_all, json_schema_input_type=str | dict[Literal[LANGUAGES], str]),  # type: ignore[valid-type]
                         AfterValidator(_some_language)]
 
@@ -159,21 +162,21 @@ class EmotionSection(_Section):
     on_advice: Change = None
     on_neither: Change = None
     drift: Change = None
-    show: checked(bool, _true_or_false) = None  # type: ignore[valid-type]
+    show: Annotated[bool | None, checks(_true_or_false, bool)] = None
     """Tell the seeker its current feeling every round."""
 
 
 class DisclosureSection(_Section):
-    reveal: Annotated[list[checked(int | Literal[ALL], _fact_count)], BeforeValidator(_reveal),  # type: ignore[valid-type]
+    reveal: Annotated[list[Annotated[int | None, checks(_fact_count, int | Literal[ALL])]], BeforeValidator(_reveal),
                       AfterValidator(_never_fewer)] = Field(None, validate_default=True)
     """How many facts of the card's problem the seeker may have shared by reply 1, 2, 3, ... ('all': every fact; the last repeats)."""
 
 
 class StyleSection(_Section):
-    length: _choice(LENGTHS) | None = None  # type: ignore[valid-type]
+    length: Annotated[str, _choice(LENGTHS)] | None = None
     # the alias: ``register`` is a method of the models' base class
-    register_: _choice(REGISTERS) | None = Field(None, alias="register")  # type: ignore[valid-type]
-    language: _choice(LANGUAGES) | None = None  # type: ignore[valid-type]
+    register_: Annotated[str, _choice(REGISTERS)] | None = Field(default=None, alias="register")
+    language: Annotated[str, _choice(LANGUAGES)] | None = None
     """Default: the card's language."""
 
 
@@ -188,35 +191,36 @@ class EndingSection(_Section):
 
 
 class RoleBreakSection(_Section):
-    cues: CuesByLanguage = None
-    reminder: PerLanguage = None
-    retries: _number(0, 100) | None = None  # type: ignore[valid-type]
+    cues: CuesByLanguage = Field(default_factory=dict)
+    reminder: PerLanguage = Field(default_factory=dict)
+    retries: Annotated[int, _number(0, 100)] | None = None
 
 
 class PersonaFile(_Section):
     """A seeker persona file (YAML): every field optional, merged over the persona it ``extends`` (docs/personas.md)."""
 
-    name: checked(str, _name) = None  # type: ignore[valid-type]
+    name: Annotated[str | None, checks(_name, str)] = None
     """Default: the file's stem."""
-    description: checked(str, lambda value: _text(value, empty=True)) = None  # type: ignore[valid-type]
+    description: Annotated[str | None, checks(lambda value: _text(value, empty=True), str)] = None
     extends: Text | None = None
     """A persona name (a sibling NAME.yaml first, then a built-in) or a .yaml path relative to this file."""
-    emotion: EmotionSection = None
+    emotion: EmotionSection = Field(default_factory=EmotionSection)
     disclosure: DisclosureSection | None = None
     openness: Level | None = None
     resistance: Level | None = None
     """Resistance to suggestions."""
-    style: StyleSection = None
-    ending: EndingSection = None
+    style: StyleSection = Field(default_factory=StyleSection)
+    ending: EndingSection = Field(default_factory=EndingSection)
     directives: PerLanguage | None = None
     """Free text added every round."""
     round_directives: dict[Annotated[Turns, BeforeValidator(_round_number)], PerLanguage] | None = Field(
         None, json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}})
     """Free text from round N on."""
-    cues: dict[_key(CUE_KINDS), CuesByLanguage] = None  # type: ignore[valid-type]
-    role_break: RoleBreakSection = None
-    emotion_labels: dict[Language, Annotated[dict[Distress, Text], AfterValidator(_some_band)]] = None
-    phrases: dict[Language, dict[_key(PHRASES), Text]] = None  # type: ignore[valid-type]
+    cues: dict[Annotated[str, _key(CUE_KINDS)], CuesByLanguage] = Field(default_factory=dict)
+    role_break: RoleBreakSection = Field(default_factory=RoleBreakSection)
+    emotion_labels: dict[Language, Annotated[dict[Annotated[int, _number(0, DISTRESS_MAX)], Text], AfterValidator(_some_band)]] = Field(
+        default_factory=dict)
+    phrases: dict[Language, dict[Annotated[str, _key(PHRASES)], Text]] = Field(default_factory=dict)
 
 
 def validate_persona_file(label: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -23,9 +23,13 @@ def invalid(message: str, *, at: str = "") -> PydanticCustomError:
     return PydanticCustomError("esc_eval", "{message}", {"message": message, "at": at})
 
 
-def checked(kind: Any, check: Callable[[Any], Any]) -> Any:
-    """``kind`` (as the JSON Schema shows it) validated by ``check``, which raises ``invalid(...)`` or returns the value."""
-    return Annotated[kind, PlainValidator(check, json_schema_input_type=kind)]
+def checks(check: Callable[[Any], Any], shown_as: Any) -> PlainValidator:
+    """The validator of a field declared ``Annotated[T, checks(check, shown_as)]``.
+
+    ``check`` raises ``invalid(...)`` or returns the value (it alone validates: ``T`` is the static type, so
+    ``T | None`` for a field that may be left out yet must not be null); the JSON Schema shows ``shown_as``.
+    """
+    return PlainValidator(check, json_schema_input_type=shown_as)
 
 
 def describe(exc: ValidationError, model: type[BaseModel], *, unknown: str, mapping: str) -> tuple[str, str]:
@@ -54,7 +58,8 @@ def describe(exc: ValidationError, model: type[BaseModel], *, unknown: str, mapp
 
 def _path(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str, set[str]]:
     """``loc`` as a dotted path (``[i]`` for list items), and the fields of the last model on the way."""
-    path, kind, known = "", model, set(_fields(model))
+    path, known = "", set(_fields(model))
+    kind: Any = model
     for part in loc:
         if part == "[key]":
             continue
@@ -100,4 +105,4 @@ def without_null_defaults(node: Any) -> Any:
     return node
 
 
-__all__ = ["checked", "describe", "invalid", "without_null_defaults"]
+__all__ = ["checks", "describe", "invalid", "without_null_defaults"]

@@ -29,7 +29,7 @@ from esc_eval.agents.judge.profile_fields import paper_name as _checked_paper_na
 from esc_eval.agents.judge.profile_fields import rewrites as _checked_rewrites
 from esc_eval.agents.judge.profile_fields import template as _checked_template
 from esc_eval.agents.judge.profile_fields import text as _checked_text
-from esc_eval.roles.schema_errors import checked, describe, invalid, without_null_defaults
+from esc_eval.roles.schema_errors import checks, describe, invalid, without_null_defaults
 
 
 @contextmanager
@@ -99,10 +99,11 @@ def _language_keys(value: Any) -> Any:
     return {str(lang): overrides for lang, overrides in value.items()} if isinstance(value, dict) else value or {}
 
 
-Text = checked(str, _text)
-AnyText = checked(str, _any_text)
-Template = checked(str, _template)
-SystemPrompt = checked(str | None, _system_prompt)
+# A field that may be left out is None; the checks refuse null where the field does not allow it (its docs say so).
+Text = Annotated[str, checks(_text, str)]
+AnyText = Annotated[str, checks(_any_text, str)]
+Template = Annotated[str, checks(_template, str)]
+SystemPrompt = Annotated[str | None, checks(_system_prompt, str | None)]
 
 
 class _Section(BaseModel):
@@ -112,10 +113,10 @@ class _Section(BaseModel):
 class LanguageOverrides(_Section):
     """What changes for judging in one language (only what is set overrides)."""
 
-    template: Template = None
+    template: Annotated[str | None, checks(_template, str)] = None
     system_prompt: SystemPrompt = None
-    supporter_prefix: AnyText = None
-    seeker_prefix: AnyText = None
+    supporter_prefix: Annotated[str | None, checks(_any_text, str)] = None
+    seeker_prefix: Annotated[str | None, checks(_any_text, str)] = None
 
 
 class DimensionEntry(_Section):
@@ -123,11 +124,11 @@ class DimensionEntry(_Section):
 
     key: Text
     """The score-file key (fluency, diversity, empathic, suggestion, tech, human, overall, or your own)."""
-    name_in_prompt: checked(str | dict[str, str], _names) = None  # type: ignore[valid-type]
+    name_in_prompt: Annotated[str | dict[str, str] | None, checks(_names, str | dict[str, str])] = None
     """How the prompt names the dimension: text, or {LANG: text}; default: the key."""
     rubric: Annotated[dict[str, Text], BeforeValidator(_rubric)]
     """{LANG: rubric text} placed at {rubric}."""
-    paper_name: Text = None
+    paper_name: Annotated[str | None, checks(_text, str)] = None
     """The ESC-Eval paper's name; needed for a key the paper does not use."""
 
     @model_validator(mode="after")
@@ -141,7 +142,7 @@ class DimensionEntry(_Section):
 class ProfileFile(_Section):
     """An esc-eval judge profile (YAML or JSON), as agents/judge/data/profiles/default.yaml."""
 
-    parse: checked(Literal[tuple(PARSE_RULES)], _parse_rule) = "label"  # type: ignore[valid-type]
+    parse: Annotated[str, checks(_parse_rule, Literal[tuple(PARSE_RULES)])] = "label"
     """How a label is read from a judge reply."""
     system_prompt: SystemPrompt = None
     """The system message; null for a user message only."""
@@ -149,17 +150,17 @@ class ProfileFile(_Section):
     """{LANG: overrides of template, system_prompt, supporter_prefix, seeker_prefix}."""
     dimensions: Annotated[list[DimensionEntry], BeforeValidator(_dimension_list)] = Field(
         None, validate_default=True, json_schema_extra={"minItems": 1})
-    name: Text = None
+    name: Annotated[str | None, checks(_text, str)] = None
     """Default: the file's stem."""
-    template: Template = Field(None, validate_default=True)
+    template: Template = Field(default=None, validate_default=True)
     """The user prompt: {rubric}, {dialogue} or {dialogue_stripped}, {name_in_prompt}; other braces are literal."""
     supporter_prefix: AnyText = ""
     seeker_prefix: AnyText = ""
     join: AnyText = "\n"
     """Between dialogue lines."""
-    rewrites: checked(list[Annotated[list[str], Field(min_length=2, max_length=2)]], _rewrites) = ()  # type: ignore[valid-type]
+    rewrites: Annotated[tuple[tuple[str, str], ...], checks(_rewrites, list[Annotated[list[str], Field(min_length=2, max_length=2)]])] = ()
     """[[old, new], ...] replacements applied in order to the joined dialogue."""
-    description: checked(str, lambda value: value) = None  # type: ignore[valid-type]
+    description: Annotated[str | None, checks(lambda value: value, str)] = None
 
 
 def validate_profile_file(source: str, data: Any) -> ProfileFile:
