@@ -24,14 +24,29 @@ product of their stacked weights: five products a layer become two, and a decode
 8 rows on the VM above took 3-5 % less time (fewer, larger parallel regions). The stacked
 product gave each projection bit-identical results to its own packed product (every row
 count tried, 1-100), so fusing changes no answer.
+
+Both oneDNN calls are private torch operations (``torch.ops.mkldnn._reorder_linear_weight``
+and ``_linear_pointwise``) whose schema may change in any torch release. So models are
+packed only through ``pack_if_sound``: unless ``ESC_EVAL_PACKED=0`` turns packing off, it
+runs ``kernel_fault`` once per process (both operations present, one packed product equal
+to ``F.linear`` within rounding), and where that fails the model keeps torch's own linear
+layers, with one warning naming why: slower, never wrong.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import threading
 from typing import Any
 
+log = logging.getLogger(__name__)
+
+PACKED_ENV = "ESC_EVAL_PACKED"
+"""Environment variable: ``0`` keeps every model on torch's own linear layers."""
+OPS = ("_reorder_linear_weight", "_linear_pointwise")
+"""The private ``torch.ops.mkldnn`` operations packed layers call (``PackedLinear.pack`` and ``product``)."""
 PACK_HINT = 16
 SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 """Attribute names of linear layers that transformers' decoders call one after the other on the same input."""
@@ -40,11 +55,56 @@ _last_product = threading.local()  # per thread: (group, input, outputs, parts n
 
 
 def packable(model: Any) -> bool:
-    """Whether ``model``'s linear layers can run packed here: float32 on the CPU, with oneDNN built into torch."""
+    """Whether ``model`` is of a kind packing serves: float32 on the CPU, with oneDNN built into torch."""
     import torch
 
-    return (model.device.type == "cpu" and model.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+    return model.device.type == "cpu" and model.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+
+
+def pack_if_sound(model: Any) -> int:
+    """``pack_linears(model)`` if packing is on, ``model`` is ``packable`` and ``kernel_fault`` finds none; else 0.
+
+    A failed self-test is logged once per process (a warning naming the fault); the model
+    then runs on torch's own linear layers, as with ``ESC_EVAL_PACKED=0``.
+    """
+    if os.environ.get(PACKED_ENV, "1").strip() == "0" or not packable(model):
+        return 0
+    if kernel_fault() is not None:
+        return 0
+    return pack_linears(model)
+
+
+@functools.cache
+def kernel_fault() -> str | None:
+    """Why packed products cannot be trusted in this torch (an operation missing or failing, a wrong product), or None.
+
+    Run once per process (cached); a fault is logged as a warning that one time.
+    """
+    import torch
+
+    fault = None
+    missing = [op for op in OPS if not hasattr(torch.ops.mkldnn, op)]
+    if missing:
+        fault = f"torch {torch.__version__} has no torch.ops.mkldnn.{', '.join(missing)}"
+    else:
+        generator = torch.Generator().manual_seed(0)
+        linear = torch.nn.Linear(64, 37)
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(37, 64, generator=generator))
+            linear.bias.copy_(torch.randn(37, generator=generator))
+        inputs = torch.randn(2, 5, 64, generator=generator)
+        try:
+            with torch.inference_mode():
+                PackedLinear: Any = packed_linear()
+                product = PackedLinear.product(inputs, PackedLinear.pack(linear.weight), linear.bias)
+                expected = torch.nn.functional.linear(inputs, linear.weight, linear.bias)
+                if product.shape != expected.shape or not torch.allclose(product, expected, rtol=1e-4, atol=1e-4):
+                    fault = f"a packed product differs from F.linear in torch {torch.__version__}"
+        except Exception as exc:  # a changed schema raises here, not at the first request
+            fault = f"a packed product failed in torch {torch.__version__}: {type(exc).__name__}: {exc}"
+    if fault is not None:
+        log.warning("packed linear layers are off: %s; running torch's own (slower) linear layers", fault)
+    return fault
 
 
 def pack_linears(model: Any, *, fuse: bool = True) -> int:
@@ -112,7 +172,7 @@ def packed_group() -> type:
     """The ``PackedGroup`` class: sibling linear layers' weights stacked and packed as one."""
     import torch
 
-    PackedLinear = packed_linear()
+    PackedLinear: Any = packed_linear()
 
     class PackedGroup(torch.nn.Module):
         """One packed product for linear layers that take the same input; its ``PackedPart`` modules stand in for them."""
@@ -162,4 +222,5 @@ def packed_part() -> type:
     return PackedPart
 
 
-__all__ = ["PACK_HINT", "SIBLINGS", "pack_linears", "packable", "packed_group", "packed_linear", "packed_part"]
+__all__ = ["OPS", "PACKED_ENV", "PACK_HINT", "SIBLINGS", "kernel_fault", "pack_if_sound", "pack_linears", "packable",
+            "packed_group", "packed_linear", "packed_part"]

@@ -70,7 +70,7 @@ from esc_eval.agents.backends.base import LOADING_LOG, BackendError, BackendStat
 from esc_eval.agents.backends.decoding import RowSampler, RunningBatch, SoloBatch, next_tokens
 from esc_eval.agents.backends.embedded import EMBEDDED_ALIASES, EMBEDDED_NAME, cache_root, embedded_gguf, embedded_model_dir
 from esc_eval.agents.backends.kv_cache import PrefixCache, preallocated_layer
-from esc_eval.agents.backends.packed_linear import pack_linears, packable
+from esc_eval.agents.backends.packed_linear import pack_if_sound
 from esc_eval.agents.backends.torch_import import import_torch
 from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
 
@@ -119,7 +119,8 @@ class TransformersLocalBackend:
         prefix_cache_mb: memory for past prompts' keys and values (see the module docstring);
             0 turns prefix reuse off.
         packed_weights: run a float32 CPU model's linear layers on oneDNN with their weights
-            packed once (``esc_eval.agents.backends.packed_linear``); False keeps torch's default kernels.
+            packed once (``esc_eval.agents.backends.packed_linear``), if its load-time self-test passes
+            and ``ESC_EVAL_PACKED`` is not ``0``; False keeps torch's default kernels.
 
     The model is loaded once, lazily, in the backend's own thread (never on the event
     loop). ``complete(model=...)`` accepts only names of this one model (``name``, the
@@ -286,7 +287,7 @@ class TransformersLocalBackend:
                 raise BackendError(f"{folder}: the tokenizer has no chat template")
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=self.dtype or "auto", local_files_only=True)
             model.to(self.device).eval()
-            self.packed_linears = pack_linears(model) if self.packed_weights and packable(model) else 0
+            self.packed_linears = pack_if_sound(model) if self.packed_weights else 0
             eos = model.generation_config.eos_token_id
             eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
             if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import types
 
 import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from esc_eval.agents.backends.packed_linear import PACK_HINT, pack_linears, packable, packed_group, packed_linear, packed_part  # noqa: E402
+from esc_eval.agents.backends.packed_linear import (  # noqa: E402
+    PACK_HINT,
+    kernel_fault,
+    pack_if_sound,
+    pack_linears,
+    packable,
+    packed_group,
+    packed_linear,
+    packed_part,
+)
 
 if not torch.backends.mkldnn.is_available():  # pragma: no cover - every torch wheel for x86 has it
     pytest.skip("this torch build has no oneDNN", allow_module_level=True)
@@ -152,3 +163,72 @@ def test_each_thread_keeps_its_own_group_product(monkeypatch: pytest.MonkeyPatch
 def test_only_float32_cpu_models_are_packed() -> None:
     assert PACK_HINT > 1  # a hint of 1 computes a single row differently (module docstring)
     assert not packable(tiny_llama().to(torch.bfloat16))
+
+
+@pytest.fixture
+def fresh_self_test():  # type: ignore[no-untyped-def]
+    """The self-test runs once per process: forget its result before and after a test that breaks the kernels."""
+    kernel_fault.cache_clear()
+    yield
+    kernel_fault.cache_clear()
+
+
+def fallback_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "packed linear layers are off" in r.getMessage()]
+
+
+def assert_falls_back_to_plain_linears(caplog: pytest.LogCaptureFixture, reason: str) -> None:
+    model = tiny_llama()
+    ids = torch.randint(0, 300, (2, 9))
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits
+    with caplog.at_level(logging.WARNING):
+        assert pack_if_sound(model) == 0
+        assert pack_if_sound(tiny_llama(1)) == 0  # a second model: no second warning
+    assert not any(isinstance(module, packed_linear()) for module in model.modules())
+    with torch.inference_mode():
+        assert torch.equal(model(input_ids=ids).logits, before)  # torch's own layers, untouched
+    warnings = fallback_warnings(caplog)
+    assert len(warnings) == 1 and reason in warnings[0], warnings
+
+
+def test_the_self_test_passes_here_and_packs(fresh_self_test, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    model = tiny_llama()
+    with caplog.at_level(logging.WARNING):
+        assert kernel_fault() is None
+        assert pack_if_sound(model) == 2 * 7 + 1
+    assert not fallback_warnings(caplog)
+
+
+def test_a_missing_private_op_falls_back_with_one_warning(fresh_self_test, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    only_product = types.SimpleNamespace(_linear_pointwise=torch.ops.mkldnn._linear_pointwise)
+    monkeypatch.setattr(torch.ops, "mkldnn", only_product)
+    assert_falls_back_to_plain_linears(caplog, "no torch.ops.mkldnn._reorder_linear_weight")
+
+
+def test_a_product_that_disagrees_with_f_linear_falls_back(fresh_self_test, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    product = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *args: product(*args) * 1.01)
+    assert_falls_back_to_plain_linears(caplog, "differs from F.linear")
+
+
+def test_a_product_that_raises_falls_back(fresh_self_test, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    def changed_schema(*args):  # type: ignore[no-untyped-def]
+        raise RuntimeError("_linear_pointwise() expected at most 5 argument(s)")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", changed_schema)
+    assert_falls_back_to_plain_linears(caplog, "RuntimeError: _linear_pointwise() expected")
+
+
+def test_esc_eval_packed_0_turns_packing_off(fresh_self_test, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("ESC_EVAL_PACKED", "0")
+    model = tiny_llama()
+    with caplog.at_level(logging.WARNING):
+        assert pack_if_sound(model) == 0
+    assert any(isinstance(module, torch.nn.Linear) for module in model.modules()) and not fallback_warnings(caplog)
+    monkeypatch.setenv("ESC_EVAL_PACKED", "1")
+    assert pack_if_sound(model) == 2 * 7 + 1

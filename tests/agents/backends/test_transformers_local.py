@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import random
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transf
 from esc_eval.agents.backends.base import BackendError, ChatBackend, RequestRejected  # noqa: E402
 from esc_eval.agents.backends.embedded import EMBEDDED_NAME, embedded_gguf, embedded_model_dir  # noqa: E402
 from esc_eval.agents.backends.kv_cache import PrefixCache, common_prefix, preallocated_layer  # noqa: E402
+from esc_eval.agents.backends.packed_linear import kernel_fault  # noqa: E402
 from esc_eval.agents.backends.torch_import import import_torch  # noqa: E402
 from esc_eval.agents.backends.transformers_local import TransformersLocalBackend  # noqa: E402
 from esc_eval.agents.messages import SamplingParams  # noqa: E402
@@ -469,6 +471,30 @@ async def test_linear_layers_run_packed_unless_turned_off(conversion: tuple[Path
         assert vanilla.packed_linears == 0
         assert sum(isinstance(module, torch.nn.Linear) for module in vanilla._model.modules()) == backend.packed_linears
     finally:
+        await vanilla.aclose()
+
+
+@shared_loop
+async def test_a_failed_kernel_self_test_serves_the_same_answers_on_torch_s_own_layers(
+        conversion: tuple[Path, Path, float], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A torch whose private oneDNN product is wrong: the backend warns once and answers as with packing off."""
+    torch = import_torch()
+    product = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *args: product(*args) + 1e-2)
+    kernel_fault.cache_clear()
+    fallback = TransformersLocalBackend(conversion[1], max_batch=4, name="fallback")
+    vanilla = TransformersLocalBackend(conversion[1], max_batch=4, name="vanilla", packed_weights=False)
+    try:
+        with caplog.at_level(logging.WARNING):
+            answers = [await fallback.complete(chat, GREEDY) for chat in PROMPTS[:2]]  # alone: MKL is not batch-invariant
+        assert fallback.packed_linears == 0 and any(isinstance(m, torch.nn.Linear) for m in fallback._model.modules())
+        warned = [r for r in caplog.records if "packed linear layers are off" in r.getMessage()]
+        assert len(warned) == 1 and "differs from F.linear" in warned[0].getMessage()
+        for chat, answer in zip(PROMPTS[:2], answers):
+            assert answer.text and answer.text == (await vanilla.complete(chat, GREEDY)).text
+    finally:
+        kernel_fault.cache_clear()
+        await fallback.aclose()
         await vanilla.aclose()
 
 
