@@ -238,9 +238,12 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
             ppi = None
             if corrected:
                 marked = [k for k in keys if (k, dim) in human]
-                ppi = ppi_mean(np.array([leaderboard_value(labels[(k, dim)]) for k in keys if (k, dim) not in human]),
+                rest = [k for k in keys if (k, dim) not in human]
+                ppi = ppi_mean(np.array([leaderboard_value(labels[(k, dim)]) for k in rest]),
                                np.array([leaderboard_value(labels[(k, dim)]) for k in marked]),
-                               np.array([human[(k, dim)] for k in marked]))
+                               np.array([human[(k, dim)] for k in marked]),
+                               cards_unlabelled=np.array([done[k][1] for k in rest]),
+                               cards_labelled=np.array([done[k][1] for k in marked]))
             stats[dim] = DimensionStats(
                 value=estimate.mean, ci_low=estimate.ci_low, ci_high=estimate.ci_high, n=n_valid, n_unparsed=n_unparsed,
                 n_failed=n_failed, n_missing=counts["done"] * samples - n_valid - n_unparsed - n_failed,

@@ -15,7 +15,8 @@ whole cards (Miller 2024, "Adding Error Bars to Evals", arXiv 2411.00640).
 * ``judge_noise``: judge (within-episode) variance vs between-episode variance when
   each episode was scored ``k`` times.
 * ``ppi_mean``: prediction-powered mean (PPI++, Angelopoulos et al. 2023) from judge
-  labels on every episode and human labels on a subset.
+  labels on every episode and human labels on a subset, clustered by card
+  (``esc_eval.runs.analysis.ppi``, re-exported here).
 * ``cards_needed`` / ``min_detectable_difference``: paired-t power (statsmodels).
 
 Example:
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from esc_eval.runs.analysis.ppi import PPIEstimate, ppi_mean  # noqa: F401  (re-exported: the PPI lives in ppi.py)
 
 RESAMPLES = 2000
 """Bootstrap resamples per interval (Efron's rule of thumb for 95% percentile intervals)."""
@@ -246,48 +249,6 @@ def judge_noise(samples: Sequence[Sequence[float]]) -> JudgeNoise:
     k = round(float(len(groups) / np.sum([1 / len(g) for g in groups])), 6)   # harmonic mean of samples per episode
     between = max(0.0, float(np.var(means, ddof=1)) - within / k) if len(groups) >= 2 else math.nan
     return JudgeNoise(within, between, k, len(groups))
-
-
-@dataclass(frozen=True)
-class PPIEstimate:
-    """A prediction-powered mean: judge everywhere, corrected by the human-judge gap on a labelled subset."""
-
-    mean: float
-    ci_low: float
-    ci_high: float
-    n_labelled: int
-    n_unlabelled: int
-    weight: float
-    """λ of PPI++: 0 ignores the judge (the human mean), 1 is classic PPI."""
-
-
-def ppi_mean(judge_unlabelled: np.ndarray, judge_labelled: np.ndarray, human: np.ndarray) -> PPIEstimate:
-    """PPI++ mean estimate with a 95% interval (Angelopoulos, Duchi & Zrnic 2023, power-tuned λ).
-
-    ``θ = mean(human) + λ·(mean(judge_unlabelled) − mean(judge_labelled))`` with
-    ``λ = cov(human, judge) / ((1 + n/N)·var(judge))`` clipped to [0, 1]; its variance is
-    ``var(human − λ·judge)/n + λ²·var(judge_unlabelled)/N``. The interval is normal, clipped
-    to [0, 100]; ``nan`` with fewer than two labelled episodes.
-
-    Args:
-        judge_unlabelled: judge values of the episodes without human labels (N).
-        judge_labelled / human: judge and human values of the labelled episodes (n, paired).
-    """
-    f_u, f_l, y = (np.asarray(x, dtype=float) for x in (judge_unlabelled, judge_labelled, human))
-    n, big_n = len(y), len(f_u)
-    if n < 2:
-        return PPIEstimate(math.nan, math.nan, math.nan, n, big_n, math.nan)
-    if big_n >= 2:
-        f_all = np.concatenate([f_l, f_u])
-        var_f = float(np.var(f_all, ddof=1))
-        cov = float(np.cov(y, f_l, ddof=1)[0, 1])
-        weight = min(1.0, max(0.0, cov / ((1 + n / big_n) * var_f))) if var_f > 0 else 0.0
-        variance = float(np.var(y - weight * f_l, ddof=1)) / n + weight ** 2 * float(np.var(f_u, ddof=1)) / big_n
-        mean = float(y.mean() + weight * (f_u.mean() - f_l.mean()))
-    else:  # every episode labelled: the human mean is all there is
-        weight, mean, variance = 0.0, float(y.mean()), float(np.var(y, ddof=1)) / n
-    half = float(stats.norm.ppf(0.5 + LEVEL / 2)) * math.sqrt(variance)
-    return PPIEstimate(_clip(mean), _clip(mean - half), _clip(mean + half), n, big_n, weight)
 
 
 def cards_needed(delta: float, sd_diff: float, *, power: float = 0.8) -> float:

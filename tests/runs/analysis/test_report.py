@@ -414,7 +414,7 @@ def test_the_worked_example_in_docs_reproduces(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     doc = (root / "docs" / "statistics.md").read_text(encoding="utf-8")
-    for quoted in ("88.9", "[83.9, 93.3]", "PPI 70.8 [60.6, 81.1] h=12", "judge 92% of var",
+    for quoted in ("88.9", "[83.9, 93.3]", "PPI 70.8 [52.7, 88.9] h=12", "judge 92% of var",
                    "Empathy: warm 88.9 (rank 1, 1–1), steady 82.8 (rank 2, 1–2), terse 59.4", "29.4", "[21.7, 37.8]"):
         assert quoted in done.stdout, quoted
-    assert "| warm | 88.9 | [83.9, 93.3] | 2.53 | 90 / 30 / 15 | 92% | 70.8 [60.6, 81.1], h = 12, λ = 0.53 |" in doc
+    assert "| warm | 88.9 | [83.9, 93.3] | 2.53 | 90 / 30 / 15 | 92% | 70.8 [52.7, 88.9], h = 12, λ = 0.53 |" in doc
