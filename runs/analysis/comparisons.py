@@ -1,10 +1,13 @@
 """Which supporters differ: paired comparisons over shared cards, rank intervals and power, per dimension.
 
 Input is one table per dimension: supporter -> {card: the supporter's mean value on
-that card (×25 scale, over its episodes on the card)}. Two supporters are compared
-on the cards both played; p-values are Holm-adjusted over every pair × dimension
-(one family), so "differs" means family-wise α = 0.05. The estimators live in
-``esc_eval.runs.analysis.statistics``; this module only pairs cards up and collects the results.
+that card (×25 scale, over its episodes on the card)}; a supporter's score is the mean of
+its column, as in the leaderboard. Two supporters are compared on the cards both played;
+p-values are Holm-adjusted over every pair × dimension (one family), so "differs" means
+family-wise α = 0.05. The tables become one cards × (dimension, supporter) matrix, so every
+pair's sign-flip test shares the same random draws (``esc_eval.runs.analysis.signflip``).
+The estimators live in ``esc_eval.runs.analysis.statistics``; this module only pairs cards up
+and collects the results.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ CardTable = Mapping[str, Mapping[str, Mapping[str, float]]]
 
 @dataclass(frozen=True)
 class PairComparison:
-    """``diff`` = mean(a) − mean(b) over ``n_cards`` shared cards, on the ×25 scale."""
+    """``diff`` = mean(a) − mean(b) over ``n_cards`` shared cards, on the ×25 scale.
+
+    ``flags``: ``small_n`` (fewer than 10 shared cards), ``no_spread`` (every card's
+    difference is the same; interval and p widened, ``statistics.paired_comparisons``),
+    ``underpowered`` (with this many cards even the smallest p the test can give stays
+    above 0.05 after Holm: the pair can never be declared different). ``exact``: the
+    p-value counted every sign pattern; otherwise it is a Monte Carlo estimate whose
+    smallest value ``floor`` means "p ≤ floor".
+    """
 
     a: str
     b: str
@@ -38,10 +49,18 @@ class PairComparison:
     ties: int
     losses: int
     n_cards: int
+    exact: bool = True
+    floor: float = math.nan
+    flags: tuple[str, ...] = ()
 
     @property
     def significant(self) -> bool:
         return not math.isnan(self.p_holm) and self.p_holm < statistics.ALPHA
+
+    @property
+    def at_floor(self) -> bool:
+        """The p-value is the Monte Carlo floor: the truth is at most that, not equal to it."""
+        return not self.exact and self.p_value <= self.floor
 
 
 @dataclass(frozen=True)
@@ -73,15 +92,32 @@ def _shared(table: Mapping[str, Mapping[str, float]], a: str, b: str) -> tuple[n
     return np.array([table[a][c] for c in cards]), np.array([table[b][c] for c in cards])
 
 
+def card_matrix(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str]) -> tuple[np.ndarray, dict[tuple[str, str], int]]:
+    """The card tables as one matrix: rows are cards (sorted), columns (dimension, supporter); ``nan`` where not played."""
+    columns = {(d, s): i for i, (d, s) in enumerate((d, s) for d in dimensions for s in supporters)}
+    rows = {c: i for i, c in enumerate(sorted({c for d in dimensions for s in supporters for c in cards.get(d, {}).get(s, {})}))}
+    matrix = np.full((len(rows), len(columns)), math.nan)
+    for (d, s), j in columns.items():
+        found = cards.get(d, {}).get(s, {})
+        if found:
+            matrix[[rows[c] for c in found], j] = list(found.values())
+    return matrix, columns
+
+
 def compare(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str]) -> list[PairComparison]:
     """Every pair of ``supporters`` (in the order given) on every dimension, Holm-adjusted together."""
     pairs = [(a, b, d) for d in dimensions for a, b in combinations(supporters, 2) if d in cards]
-    flips = statistics.permutation_resamples(len(pairs))
-    raw = [statistics.paired_comparison(*_shared(cards[d], a, b), flips=flips) if a in cards[d] and b in cards[d]
-           else statistics.paired_comparison(np.array([]), np.array([])) for a, b, d in pairs]
+    matrix, columns = card_matrix(cards, supporters, dimensions)
+    raw = statistics.paired_comparisons(matrix, [(columns[(d, a)], columns[(d, b)]) for a, b, d in pairs], tests=len(pairs))
     adjusted = statistics.holm([c.p_value for c in raw])
-    return [PairComparison(a, b, d, c.diff, c.ci_low, c.ci_high, c.p_value, p_holm, c.wins, c.ties, c.losses, c.n_cards)
-            for (a, b, d), c, p_holm in zip(pairs, raw, adjusted)]
+    out = []
+    for (a, b, d), c, p_holm in zip(pairs, raw, adjusted):
+        flags = [name for name, on in (("small_n", c.n_cards < statistics.SMALL_N), ("no_spread", c.no_spread),
+                                       ("underpowered", statistics.underpowered(c.n_cards, len(pairs), exact=c.exact,
+                                                                                floor=c.floor))) if on]
+        out.append(PairComparison(a, b, d, c.diff, c.ci_low, c.ci_high, c.p_value, p_holm, c.wins, c.ties, c.losses,
+                                  c.n_cards, c.exact, c.floor, tuple(flags)))
+    return out
 
 
 def ranks(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str]) -> dict[str, list[Rank]]:
@@ -92,8 +128,7 @@ def ranks(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str]
         present = [s for s in supporters if table.get(s)]
         if not present:
             continue
-        all_cards = sorted({c for s in present for c in table[s]})
-        matrix = np.array([[table[s].get(c, math.nan) for s in present] for c in all_cards])
+        matrix, _ = card_matrix(cards, present, [d])
         found = statistics.rank_intervals(matrix)
         means = np.nanmean(matrix, axis=0)
         rows = [Rank(s, float(means[i]), *found[i]) for i, s in enumerate(present)]

@@ -3,11 +3,14 @@
 Only the whole-episode scores (``round == FINAL_ROUND``) of finished episodes (status ``done``)
 count. Per dimension a row holds:
 
-* ``value`` (= ``mean``): ESC-Eval's leaderboard number, mean(label) / 4 × 100, as the mean
-  over episodes of each episode's mean valid label (one label unless ``[judge] samples = k``);
-* ``ci_low`` / ``ci_high``: its 95% bootstrap interval over role cards, inside [0, 100];
-  ``se_clustered``: its card-clustered standard error; ``n_episodes`` / ``n_cards``; rows with
-  fewer than 10 cards are marked (``esc_eval.runs.analysis.statistics``; docs/statistics.md);
+* ``value`` (= ``mean``): ESC-Eval's leaderboard number, mean(label) / 4 × 100, with every
+  role card counted once: the mean over cards of the card's mean over its episodes of each
+  episode's mean valid label (one label unless ``[judge] samples = k``) × 25. It is ESC-Eval's
+  number when each card has one episode; ``mean_episodes`` weighs episodes instead;
+* ``ci_low`` / ``ci_high``: its 95% t interval over card means, inside [0, 100];
+  ``se_clustered``: its standard error; ``n_episodes`` / ``n_cards``; ``flags``: ``small_n``
+  (fewer than 10 cards), ``no_spread`` (every card the same; the interval is widened)
+  (``esc_eval.runs.analysis.statistics``; docs/statistics.md);
 * ``n``: valid labels; ``n_unparsed``: labels -1 (the judge's reply held no label);
   ``n_failed``: judge calls that failed; ``n_missing``: labels a finished episode lacks.
 
@@ -59,11 +62,13 @@ class ReportError(ValueError):
 class DimensionStats:
     """One dimension of one report row; means and intervals are ``nan`` when undefined.
 
-    ``value`` (= ``mean``) is the mean over the row's scored episodes of each episode's
-    mean label × 25 (with ``[judge] samples = k`` an episode has k labels); ``ci_low`` /
-    ``ci_high`` its 95% bootstrap interval over role cards, ``se_clustered`` its
-    card-clustered standard error (``esc_eval.runs.analysis.statistics.cluster_mean``). ``small`` marks
-    rows with fewer than ``SMALL_N`` cards. ``noise`` splits label variance into judge
+    ``value`` (= ``mean``) is the mean over the row's role cards of the card's mean over its
+    scored episodes of each episode's mean label × 25 (with ``[judge] samples = k`` an episode
+    has k labels): every card counts once. ``mean_episodes`` is the plain mean over episodes.
+    ``ci_low`` / ``ci_high`` is the 95% t interval over card means, ``se_clustered`` its
+    standard error (``esc_eval.runs.analysis.statistics.cluster_mean``). ``small`` marks rows
+    with fewer than ``SMALL_N`` cards, ``no_spread`` rows whose cards all have one value (the
+    interval is widened); ``flags`` lists both. ``noise`` splits label variance into judge
     and episode parts (judge samples only); ``corrected`` is the prediction-powered
     estimate from human labels (``report --corrected`` only).
     """
@@ -80,6 +85,8 @@ class DimensionStats:
     n_cards: int = 0
     noise: JudgeNoise | None = None
     corrected: PPIEstimate | None = None
+    mean_episodes: float = math.nan
+    no_spread: bool = False
 
     @property
     def mean(self) -> float:
@@ -90,6 +97,13 @@ class DimensionStats:
         from esc_eval.runs.analysis.statistics import SMALL_N
 
         return self.n_cards < SMALL_N
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """``small_n`` and ``no_spread``, where due (scored rows only)."""
+        if not self.n_episodes:
+            return ()
+        return tuple(name for name, on in (("small_n", self.small), ("no_spread", self.no_spread)) if on)
 
 
 @dataclass(frozen=True)
@@ -234,7 +248,8 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
             estimate = cluster_mean(values, np.array([done[k][1] for k in keys]))
             n_valid = sum(len(labels[(k, dim)]) for k in keys)
             n_unparsed, n_failed = unparsed.get((group, dim), 0), failed.get((group, dim), 0)
-            noise = judge_noise([[x * 25 for x in labels[(k, dim)]] for k in keys]) if samples > 1 else None
+            noise = (judge_noise([[x * 25 for x in labels[(k, dim)]] for k in keys], [done[k][1] for k in keys])
+                     if samples > 1 else None)
             ppi = None
             if corrected:
                 marked = [k for k in keys if (k, dim) in human]
@@ -248,7 +263,7 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
                 value=estimate.mean, ci_low=estimate.ci_low, ci_high=estimate.ci_high, n=n_valid, n_unparsed=n_unparsed,
                 n_failed=n_failed, n_missing=counts["done"] * samples - n_valid - n_unparsed - n_failed,
                 se_clustered=estimate.se_clustered, n_episodes=estimate.n_episodes, n_cards=estimate.n_cards,
-                noise=noise, corrected=ppi,
+                noise=noise, corrected=ppi, mean_episodes=estimate.mean_episodes, no_spread=estimate.no_spread,
             )
         rows.append(ReportRow(dict(zip(columns, group)), counts["done"], counts["failed"], counts["unfinished"], stats))
 

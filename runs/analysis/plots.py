@@ -10,7 +10,7 @@ from typing import Any
 
 from esc_eval.agents.judge.profiles import PAPER_NAMES
 from esc_eval.runs.analysis.leaderboard import Report, ReportError
-from esc_eval.runs.analysis.render import number_text, p_text
+from esc_eval.runs.analysis.render import comparison_p_texts, number_text
 
 
 def _figure() -> Any:
@@ -31,8 +31,8 @@ def _save(fig: Any, path: Path, *, dpi: int = 120) -> Path:
 def plot(report: Report, path: Path) -> Path:
     """Write the leaderboard as a PNG: per dimension, each row's mean (labelled with its number) and 95% CI.
 
-    The points and whiskers are the table's ``mean``, ``ci_low`` and ``ci_high``; a hollow
-    marker flags fewer than ``SMALL_N`` cards.
+    The points and whiskers are the table's ``mean`` (each card counted once), ``ci_low`` and
+    ``ci_high``; a hollow marker flags fewer than ``SMALL_N`` cards, a cross ``no_spread``.
 
     Raises:
         ReportError: matplotlib is not installed (``pip install esc-eval[plot]``), or nothing to plot.
@@ -54,13 +54,15 @@ def plot(report: Report, path: Path) -> Path:
             x = i - 0.4 + width * (index + 0.5)
             if not math.isnan(s.ci_low):
                 ax.vlines(x, s.ci_low, s.ci_high, color=color, linewidth=1.5)
-            ax.plot([x], [s.value], "o", color=color, markerfacecolor="white" if s.small else color, markersize=5)
+            ax.plot([x], [s.value], "X" if s.no_spread else "o", color=color, markerfacecolor="white" if s.small else color,
+                    markersize=5)
             ax.annotate(number_text(s.value), (x, s.value), xytext=(3, 0), textcoords="offset points", fontsize=6, va="center")
         ax.plot([], [], "o", color=color, label=row.label)
     ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("mean score / 4 × 100")
+    ax.set_ylabel("mean over cards of the card's mean label × 25")
     ax.set_ylim(0, 100)
-    ax.set_title(f"ESC-Eval dimensions by {', '.join(report.by)} (95% bootstrap CI over cards; hollow: < {SMALL_N} cards)")
+    ax.set_title(f"ESC-Eval dimensions by {', '.join(report.by)} (95% t CI over card means; hollow: < {SMALL_N} cards; "
+                 "X: no spread)")
     fig.legend(loc="outside right upper", fontsize="small", frameon=False)
     return _save(fig, path)
 
@@ -82,12 +84,13 @@ def plot_comparisons(report: Report, path: Path) -> Path:
         if not math.isnan(c.ci_low):
             ax.hlines(y, c.ci_low, c.ci_high, color=color, linewidth=1.5)
         ax.plot([c.diff], [y], "s", color=color, markerfacecolor=color if c.significant else "white")
-        ax.annotate(f"{number_text(c.diff)}  p={p_text(c.p_holm)}", (c.diff, y), xytext=(0, 5), textcoords="offset points", fontsize=6,
+        flag = f"  ({c.flags[-1].replace('_', ' ')})" if c.flags else ""
+        ax.annotate(f"{number_text(c.diff)}  p={comparison_p_texts(c)[1]}{flag}", (c.diff, y), xytext=(0, 5), textcoords="offset points", fontsize=6,
                     ha="center")
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_ylim(-0.8, len(shown) - 0.2)
     ax.set_yticks(range(len(shown)), [f"{c.a} − {c.b}: {report.name(c.dimension)}" for c in reversed(shown)], fontsize=7)
-    ax.set_xlabel("difference in points (a − b), 95% paired bootstrap CI over shared cards")
+    ax.set_xlabel("difference in points (a − b) over shared cards, 95% CI inverting the sign-flip test")
     ax.set_title("paired comparisons (filled: differ after Holm, α = 0.05)")
     return _save(fig, path)
 

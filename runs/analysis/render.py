@@ -11,9 +11,12 @@ import io
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from esc_eval.runs.analysis.leaderboard import FORMATS, DimensionStats, Report, ReportError, ReportRow
+
+if TYPE_CHECKING:
+    from esc_eval.runs.analysis.comparisons import PairComparison
 
 _HEADERS = {"supporter": "Supporter", "language": "Language", "category": "Category", "source": "Source", "persona": "Persona",
             "outcome": "Outcome", "seeker": "Seeker"}
@@ -29,8 +32,12 @@ def _cell(stats: DimensionStats, sep: str) -> str:
         return "–"
     interval = f"[{number_text(stats.ci_low)}, {number_text(stats.ci_high)}]" if not math.isnan(stats.ci_low) else "[no CI]"
     text = f"{number_text(stats.value)}{sep}{interval}{sep}n={stats.n} · {stats.n_cards} cards{'*' if stats.small else ''}"
+    if stats.no_spread:
+        text += f"{sep}no spread: CI widened"
     if stats.noise is not None and not math.isnan(stats.noise.judge_share):
-        text += f"{sep}judge {100 * stats.noise.judge_share:.0f}% of var"
+        text += f"{sep}judge {100 * stats.noise.judge_share:.0f}% of a label's var"
+        if not math.isnan(stats.noise.mean_share):
+            text += f", {100 * stats.noise.mean_share:.0f}% of the mean's"
     if stats.corrected is not None:
         c = stats.corrected
         text += (f"{sep}PPI {number_text(c.mean)} [{number_text(c.ci_low)}, {number_text(c.ci_high)}] h={c.n_labelled}" if c.n_labelled >= 2
@@ -56,19 +63,40 @@ def _text_rows(report: Report, sep: str) -> list[list[str]]:
     return out
 
 
-def p_text(x: float) -> str:
-    """A p-value as shown in tables and plots."""
-    return "–" if math.isnan(x) else ("<0.001" if x < 0.001 else f"{x:.3f}")
+def p_text(x: float, *, bound: bool = False) -> str:
+    """A p-value as shown in tables and plots: three decimals, or two significant digits below 0.001.
+
+    ``bound``: ``x`` is a Monte Carlo floor (no draw was as extreme as the data), so the
+    p-value is below it, not equal to it: "< x".
+    """
+    if math.isnan(x):
+        return "–"
+    text = f"{x:.1e}" if x < 0.001 else f"{x:.3f}"
+    return f"< {text}" if bound else text
+
+
+def comparison_p_texts(c: PairComparison) -> tuple[str, str]:
+    """The raw and Holm-adjusted p of a comparison; "< floor" where the Monte Carlo floor was reached."""
+    return p_text(c.p_value, bound=c.at_floor), p_text(c.p_holm, bound=c.at_floor)
+
+
+def flag_text(c: PairComparison) -> str:
+    """A comparison's flags in words: "9 cards cannot resolve this comparison" for ``underpowered``."""
+    return ", ".join(f"{c.n_cards} cards cannot resolve this comparison" if f == "underpowered" else f.replace("_", " ")
+                     for f in c.flags)
 
 
 def _comparison_rows(report: Report) -> list[list[str]]:
-    return [[f"{c.a} − {c.b}", report.name(c.dimension), number_text(c.diff), f"[{number_text(c.ci_low)}, {number_text(c.ci_high)}]",
-             p_text(c.p_value),
-             p_text(c.p_holm) + (" *" if c.significant else ""), f"{c.wins}/{c.ties}/{c.losses}", str(c.n_cards)]
-            for c in report.comparisons or ()]
+    rows = []
+    for c in report.comparisons or ():
+        p, p_holm = comparison_p_texts(c)
+        rows.append([f"{c.a} − {c.b}", report.name(c.dimension), number_text(c.diff),
+                     f"[{number_text(c.ci_low)}, {number_text(c.ci_high)}]", p, p_holm + (" *" if c.significant else ""),
+                     f"{c.wins}/{c.ties}/{c.losses}", str(c.n_cards), flag_text(c)])
+    return rows
 
 
-_COMPARISON_HEADER = ["Pair", "Dimension", "Diff", "95% CI", "p", "p (Holm)", "W/T/L", "Cards"]
+_COMPARISON_HEADER = ["Pair", "Dimension", "Diff", "95% CI", "p", "p (Holm)", "W/T/L", "Cards", "Flags"]
 
 
 def _rank_lines(report: Report) -> list[str]:
@@ -85,15 +113,17 @@ _POWER_HEADER = ["Pair", "Dimension", "SD of diff", "Cards", "Cards needed", "De
 _AGREEMENT_HEADER = ["Seekers", "Dimension", "Kendall tau", "95% CI", "p", "Supporters", "Cards"]
 _AGREEMENT_NOTE = ("does the supporter ranking hold under another seeker? tau 1 = same order, 0 = unrelated, -1 = reversed; "
                    "95% CI: bootstrap over the cards both seekers played with every supporter; p: scipy kendalltau "
-                   "against unrelated rankings")
+                   "against unrelated rankings, shown only when it can fall below 0.05 (5 supporters or more; with n "
+                   "supporters the smallest p is 2/n!)")
 
 
 def _agreement_rows(report: Report) -> list[list[str]]:
     def tau(x: float) -> str:
         return "–" if math.isnan(x) else f"{x:.2f}"
 
-    return [[f"{r.a} ~ {r.b}", report.name(r.dimension), tau(r.tau), f"[{tau(r.ci_low)}, {tau(r.ci_high)}]", p_text(r.p_value),
-             str(r.n_supporters), str(r.n_cards)] for r in report.seeker_agreement or ()]
+    return [[f"{r.a} ~ {r.b}", report.name(r.dimension), tau(r.tau), f"[{tau(r.ci_low)}, {tau(r.ci_high)}]",
+             "too few supporters to tell" if r.too_few else p_text(r.p_value), str(r.n_supporters), str(r.n_cards)]
+            for r in report.seeker_agreement or ()]
 
 
 def _power_rows(report: Report) -> list[list[str]]:
@@ -105,13 +135,16 @@ def _power_rows(report: Report) -> list[list[str]]:
 
 
 def _note(report: Report) -> str:
-    from esc_eval.runs.analysis.statistics import RESAMPLES, SMALL_N
+    from esc_eval.runs.analysis.statistics import SMALL_N
 
-    note = (f"mean of episode labels ×25; [95% CI]: bootstrap over role cards ({RESAMPLES} resamples, seeded), within [0, 100]; "
-            f"n = valid labels; * fewer than {SMALL_N} cards: the interval is too narrow to trust; [no CI]: one card. "
+    note = ("score = mean over role cards of the card's mean label ×25 (each card counts once; ESC-Eval's number when a card has "
+            "one episode); [95% CI]: t interval over card means, within [0, 100]; "
+            f"n = valid labels; * fewer than {SMALL_N} cards (small_n): the interval rests on a handful of cards; [no CI]: one "
+            "card; no spread: every card scored the same, the interval is that of one card moved one label up or down. "
             "-1 = judge replies with no label; judge failed = judge calls that failed")
     if report.samples > 1:
-        note += f"; {report.samples} judge samples per episode: 'judge N% of var' = judge noise share of one label's variance"
+        note += (f"; {report.samples} judge samples per episode: 'judge N% of a label's var, M% of the mean's' = the judge's "
+                 "noise as a share of one label's variance and of the score's")
     if report.corrected:
         note += "; PPI = prediction-powered mean from human labels on h episodes (docs/statistics.md)"
     return note
@@ -170,8 +203,10 @@ def report_data(report: Report) -> dict[str, Any]:
     if report.comparisons is not None:
         data["comparisons"] = [{"a": c.a, "b": c.b, "dimension": c.dimension, "diff": _json_number(c.diff),
                                 "ci_low": _json_number(c.ci_low), "ci_high": _json_number(c.ci_high),
-                                "p_value": _json_number(c.p_value), "p_holm": _json_number(c.p_holm), "wins": c.wins,
-                                "ties": c.ties, "losses": c.losses, "n_cards": c.n_cards} for c in report.comparisons]
+                                "p_value": _json_number(c.p_value), "p_holm": _json_number(c.p_holm),
+                                "p_exact": c.exact, "p_floor": _json_number(c.floor), "p_is_bound": c.at_floor, "wins": c.wins,
+                                "ties": c.ties, "losses": c.losses, "n_cards": c.n_cards, "flags": list(c.flags)}
+                               for c in report.comparisons]
         data["ranks"] = {d: [{"supporter": r.supporter, "mean": r.mean, "rank": r.rank, "rank_low": r.low, "rank_high": r.high}
                              for r in ranked] for d, ranked in (report.ranks or {}).items()}
     if report.power is not None:
@@ -182,7 +217,8 @@ def report_data(report: Report) -> dict[str, Any]:
     if report.seeker_agreement is not None:
         data["seeker_agreement"] = [{"a": r.a, "b": r.b, "dimension": r.dimension, "kendall_tau": _json_number(r.tau),
                                      "ci_low": _json_number(r.ci_low), "ci_high": _json_number(r.ci_high),
-                                     "p_value": _json_number(r.p_value), "n_supporters": r.n_supporters, "n_cards": r.n_cards}
+                                     "p_value": None if r.too_few else _json_number(r.p_value), "n_supporters": r.n_supporters,
+                                     "n_cards": r.n_cards, "too_few_supporters": r.too_few}
                                     for r in report.seeker_agreement]
     return data
 
@@ -192,11 +228,12 @@ def _dimension_data(name: str, s: DimensionStats) -> dict[str, Any]:
         "name": name, "value": _json_number(s.value), "ci_low": _json_number(s.ci_low), "ci_high": _json_number(s.ci_high),
         "n": s.n, "n_unparsed": s.n_unparsed, "n_failed": s.n_failed, "n_missing": s.n_missing,
         "mean": _json_number(s.mean), "se_clustered": _json_number(s.se_clustered), "n_episodes": s.n_episodes,
-        "n_cards": s.n_cards, "small_n": s.small,
+        "n_cards": s.n_cards, "small_n": s.small, "flags": list(s.flags), "mean_episodes": _json_number(s.mean_episodes),
     }
     if s.noise is not None:
         out["judge_noise"] = {"var_judge": _json_number(s.noise.var_judge), "var_between": _json_number(s.noise.var_between),
-                              "judge_share": _json_number(s.noise.judge_share), "samples": _json_number(s.noise.samples)}
+                              "judge_share": _json_number(s.noise.judge_share),
+                              "judge_share_of_mean": _json_number(s.noise.mean_share), "samples": _json_number(s.noise.samples)}
     if s.corrected is not None:
         c = s.corrected
         out["corrected"] = {"mean": _json_number(c.mean), "ci_low": _json_number(c.ci_low), "ci_high": _json_number(c.ci_high),
@@ -262,9 +299,13 @@ def render(report: Report, fmt: str) -> str:
                       right_from=len(report.by), lines=True)
     if report.comparisons is not None:
         text += "\n" + rich_text("paired comparisons: a − b over the cards both played", _COMPARISON_HEADER,
-                                  _comparison_rows(report), "diff and 95% CI (bootstrap over shared cards) in points; p: sign-flip "
-                                  "permutation test; * = p (Holm, over all pairs × dimensions) < 0.05; W/T/L: cards a scored "
-                                  "above / equal to / below b", right_from=2, lines=False)
+                                  _comparison_rows(report), "diff in points = score(a) − score(b) over shared cards; p: sign-flip "
+                                  "test over shared cards (exact up to 20 cards, else Monte Carlo: '< x' = no draw as extreme, "
+                                  "p below its floor x); 95% CI: the values the same test does not reject (it excludes 0 exactly "
+                                  "when p < 0.05); * = p (Holm, over all pairs × dimensions) < 0.05; W/T/L: cards a scored "
+                                  "above / equal to / below b; flags: small n (< 10 cards), no spread (every card's difference "
+                                  "equal: CI and p of one card moved one label), 'N cards cannot resolve this comparison' (even "
+                                  "the smallest p the test can give fails Holm)", right_from=2, lines=False)
         text += "\nwhich supporters differ (rank 1 = best; rank range = 95% bootstrap interval):\n"
         text += "".join(f"  {line}\n" for line in _rank_lines(report))
     if report.power is not None:

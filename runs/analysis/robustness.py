@@ -6,7 +6,9 @@ seekers played with every supporter are ranked, and the two rankings compared wi
 tau-b (``scipy.stats.kendalltau``, with its p-value against "unrelated rankings"); its 95%
 interval is a percentile bootstrap that resamples those cards (the same draw for both seekers,
 as they played the same cards). Tau 1: the seekers order the supporters alike; 0: unrelated;
--1: reversed. With few supporters tau takes few values, so its interval is coarse.
+-1: reversed. With few supporters tau takes few values, so its interval is coarse, and with n
+supporters no p-value can fall below 2/n! (0.33 with 3, 0.083 with 4): below ``MIN_SUPPORTERS``
+the p-value is left out (``too_few``) and reports say "too few supporters to tell".
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from itertools import combinations
 import numpy as np
 
 from esc_eval.runs.analysis.statistics import LEVEL, RESAMPLES, SEED
+
+MIN_SUPPORTERS = 5
+"""Fewest supporters whose ranking can show a tau with p < 0.05 (the smallest exact p is 2/n!)."""
 
 SeekerTable = Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]
 """dimension -> seeker -> supporter -> card -> value (the supporter's mean on the card with that seeker, ×25 scale)."""
@@ -37,6 +42,11 @@ class RankAgreement:
     p_value: float
     n_supporters: int
     n_cards: int
+
+    @property
+    def too_few(self) -> bool:
+        """Too few supporters for any p-value below 0.05: the p-value says nothing."""
+        return self.n_supporters < MIN_SUPPORTERS
 
 
 def rank_agreement(table: SeekerTable, seekers: Sequence[str], supporters: Sequence[str], dimensions: Sequence[str], *,
@@ -84,4 +94,4 @@ def _tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (sx * sy).sum(axis=0) / np.sqrt((sx != 0).sum(axis=0) * (sy != 0).sum(axis=0))
 
 
-__all__ = ["RankAgreement", "SeekerTable", "rank_agreement"]
+__all__ = ["MIN_SUPPORTERS", "RankAgreement", "SeekerTable", "rank_agreement"]

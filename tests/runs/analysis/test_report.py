@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scipy.stats import t as t_dist
 
 from esc_eval.agents.messages import TurnTaken
 from esc_eval.runs.analysis.report import ReportError, agreement_report, build_report, plot, render, render_agreement, report_command
@@ -82,24 +83,25 @@ def test_by_supporter_hand_computed(store: Store) -> None:
     assert (a.episodes_done, a.episodes_failed, a.episodes_unfinished) == (3, 0, 0)
     assert (b.episodes_done, b.episodes_failed, b.episodes_unfinished) == (2, 1, 1)
 
-    # fluency 4, 3, 2 on three cards -> 75; values 100, 75, 50: clustered se = sd / sqrt 3 = 25 / sqrt 3 (one episode
-    # a card); the bootstrap over three cards has 27 equally likely resamples, and its 2.5% / 97.5% percentiles are the
-    # all-50 and all-100 ones (1/27 each > 2.5%), where the normal interval was 75 -/+ 28.3 = [46.7, 103.3]
+    # fluency 4, 3, 2 on three cards -> 75; values 100, 75, 50: se = sd / sqrt 3 = 25 / sqrt 3 (one episode a card);
+    # the t interval 75 -/+ t(2) se = [12.9, 137.1], clipped to the scale
     fl = a.dimensions["fluency"]
-    assert fl.value == fl.mean == pytest.approx(75.0)
-    assert (fl.ci_low, fl.ci_high) == pytest.approx((50.0, 100.0))
+    assert fl.value == fl.mean == fl.mean_episodes == pytest.approx(75.0)
+    assert (fl.ci_low, fl.ci_high) == pytest.approx((75 - t_dist.ppf(0.975, 2) * 25 / math.sqrt(3), 100.0))
     assert fl.se_clustered == pytest.approx(25 / math.sqrt(3))
     assert (fl.n, fl.n_unparsed, fl.n_failed, fl.n_missing) == (3, 0, 0, 0)
-    assert (fl.n_episodes, fl.n_cards, fl.small) == (3, 3, True)
-    # empathic 4, -1, 2 -> (4 + 2) / 2 = 3 -> 75; values 100, 50: the normal interval was [26.0, 124.0], off the scale
+    assert (fl.n_episodes, fl.n_cards, fl.small, fl.flags) == (3, 3, True, ("small_n",))
+    # empathic 4, -1, 2 -> (4 + 2) / 2 = 3 -> 75; values 100, 50 on two cards: t(1) = 12.7 makes the interval the whole scale
     em = a.dimensions["empathic"]
     assert em.value == pytest.approx(75.0)
-    assert (em.ci_low, em.ci_high) == pytest.approx((50.0, 100.0))
-    assert em.se_clustered == pytest.approx(25.0)          # sqrt(2/1 * (25² + 25²)) / 2
+    assert (em.ci_low, em.ci_high) == pytest.approx((0.0, 100.0))
+    assert em.se_clustered == pytest.approx(25.0)          # sd(100, 50) / sqrt 2
     assert (em.n, em.n_unparsed, em.n_failed, em.n_missing) == (2, 1, 0, 0)
-    # overall 3, failed, 3 -> 75 with a zero-width interval
+    # overall 3, failed, 3 -> 75 on both cards: no spread, so not the zero-width [75, 75] but the interval of one card
+    # moved a label (100, 75 or 50, 75), here the whole scale with two cards
     ov = a.dimensions["overall"]
-    assert (ov.value, ov.ci_low, ov.ci_high) == pytest.approx((75.0, 75.0, 75.0))
+    assert (ov.value, ov.ci_low, ov.ci_high) == pytest.approx((75.0, 0.0, 100.0))
+    assert ov.flags == ("small_n", "no_spread")
     assert (ov.n, ov.n_unparsed, ov.n_failed, ov.n_missing) == (2, 0, 1, 0)
     # never scored
     div = a.dimensions["diversity"]
@@ -108,7 +110,7 @@ def test_by_supporter_hand_computed(store: Store) -> None:
 
     # b: the failed episode's fluency 0 and a0's per-round 0 do not count
     assert b.dimensions["fluency"].value == pytest.approx(50.0)
-    assert (b.dimensions["fluency"].ci_low, b.dimensions["fluency"].ci_high) == pytest.approx((50.0, 50.0))
+    assert (b.dimensions["fluency"].ci_low, b.dimensions["fluency"].ci_high) == pytest.approx((0.0, 100.0))
     assert b.dimensions["empathic"].value == pytest.approx(25.0)
     assert math.isnan(b.dimensions["empathic"].ci_low) and b.dimensions["empathic"].n_cards == 1   # one card: no interval
     assert (b.dimensions["empathic"].n, b.dimensions["empathic"].n_missing) == (1, 1)
@@ -147,8 +149,8 @@ def test_bad_group_and_format(store: Store) -> None:
 def test_table_is_plain_text(store: Store) -> None:
     text = render(build_report(store), "table")
     assert "\x1b" not in text
-    for name in PAPER_ORDER + ["Supporter", "75.0", "[50.0, 100.0]", "n=3 · 3 cards*", "[no CI]", "Judge failed",
-                               "fewer than 10 cards"]:
+    for name in PAPER_ORDER + ["Supporter", "75.0", "[12.9, 100.0]", "n=3 · 3 cards*", "[no CI]", "Judge failed",
+                               "fewer than 10 cards", "no spread: CI widened", "mean over role cards"]:
         assert name in text
     assert text.index("Fluency") < text.index("Expression") < text.index("Overall")
 
@@ -159,7 +161,7 @@ def test_markdown_has_paper_columns(store: Store) -> None:
     assert header == ["Supporter", "Done", "Failed", *PAPER_ORDER, "-1", "Judge failed"]
     assert set(lines[1].replace("|", "").replace(" ", "")) <= set("-:")
     row_a = [cell.strip() for cell in lines[2].strip("|").split("|")]
-    assert row_a[:4] == ["a", "3", "0", "75.0 [50.0, 100.0] n=3 · 3 cards*"]
+    assert row_a[:4] == ["a", "3", "0", "75.0 [12.9, 100.0] n=3 · 3 cards*"]
     assert row_a[4] == "–"                       # Expression: no scores
     assert row_a[-2:] == ["1", "1"]              # one -1 (empathic), one failed judge call (overall)
     assert len(lines) == 4
@@ -177,9 +179,11 @@ def test_json_is_stable_and_nan_free(store: Store) -> None:
     assert a["group"] == {"supporter": "a"}
     assert a["episodes"] == {"done": 3, "failed": 0, "unfinished": 0}
     assert a["scores"]["fluency"]["value"] == 75.0 and a["scores"]["fluency"]["name"] == "Fluency"
-    assert a["scores"]["empathic"] == {"name": "Empathy", "value": 75.0, "ci_low": pytest.approx(50.0), "ci_high": pytest.approx(100.0),
+    assert a["scores"]["empathic"] == {"name": "Empathy", "value": 75.0, "ci_low": pytest.approx(0.0), "ci_high": pytest.approx(100.0),
                                        "n": 2, "n_unparsed": 1, "n_failed": 0, "n_missing": 0, "mean": 75.0,
-                                       "se_clustered": pytest.approx(25.0), "n_episodes": 2, "n_cards": 2, "small_n": True}
+                                       "se_clustered": pytest.approx(25.0), "n_episodes": 2, "n_cards": 2, "small_n": True,
+                                       "flags": ["small_n"], "mean_episodes": 75.0}
+    assert a["scores"]["overall"]["flags"] == ["small_n", "no_spread"] and a["scores"]["diversity"]["flags"] == []
     assert data["judge_samples"] == 1 and "comparisons" not in data and "power" not in data
     assert a["scores"]["diversity"]["value"] is None and a["scores"]["diversity"]["ci_low"] is None
     assert data["rows"][1]["episodes"] == {"done": 2, "failed": 1, "unfinished": 1}
@@ -190,7 +194,7 @@ def test_csv_parses(store: Store) -> None:
     assert [(r["supporter"], r["language"]) for r in rows] == [("a", "en"), ("a", "zh"), ("b", "en")]
     a_en = rows[0]
     assert float(a_en["Fluency"]) == 75.0 and a_en["Fluency_n"] == "2"
-    assert float(a_en["Fluency_ci_low"]) == pytest.approx(50.0)
+    assert float(a_en["Fluency_ci_low"]) == pytest.approx(0.0)
     assert a_en["Fluency_cards"] == "2" and a_en["Fluency_episodes"] == "2" and float(a_en["Fluency_se"]) == pytest.approx(25.0)
     assert a_en["Expression"] == "" and a_en["Expression_missing"] == "2"
     assert rows[1]["Empathy_unparsed"] == "1" and rows[1]["Overall_failed"] == "1"
@@ -370,7 +374,8 @@ async def test_report_json_compare_through_the_command(tmp_path: Path) -> None:
     assert [(c["a"], c["b"], c["dimension"]) for c in comparisons] == [("a", "b", "fluency"), ("a", "b", "empathic")]
     fluency = comparisons[0]
     assert set(fluency) == {"a", "b", "dimension", "diff", "ci_low", "ci_high", "p_value", "p_holm", "wins", "ties",
-                            "losses", "n_cards"}
+                            "losses", "n_cards", "p_exact", "p_floor", "p_is_bound", "flags"}
+    assert fluency["p_exact"] is False and fluency["flags"] == [] and 0 < fluency["p_floor"] <= 0.05 / 2 / 2
     assert fluency["diff"] == pytest.approx(rows["a"]["scores"]["fluency"]["mean"] - rows["b"]["scores"]["fluency"]["mean"])
     assert fluency["ci_low"] <= fluency["diff"] <= fluency["ci_high"]
     assert fluency["n_cards"] == 30 and fluency["wins"] + fluency["ties"] + fluency["losses"] == 30
