@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from esc_eval.agents.messages import ChatMessage
+
 
 class TrainingError(ValueError):
     """Bad training input (data file, profile, options, missing peft); names the file and line."""
@@ -109,7 +111,7 @@ def load_base(base: str | Path | None, seed: int, needed_by: str = "training") -
     return Base(folder, tokenizer, model, pad, torch, peft)
 
 
-def encode_chat(tokenizer: Any, messages: Sequence[dict[str, str]], reply: str, max_length: int) -> tuple[list[int], list[int]]:
+def encode_chat(tokenizer: Any, messages: Sequence[ChatMessage], reply: str, max_length: int) -> tuple[list[int], list[int]]:
     """Token ids and loss labels of ``messages`` + the assistant ``reply``: -100 on the prompt, the reply's ids after it.
 
     The prompt is rendered with ``add_generation_prompt`` (what a backend sends); the target is
@@ -141,7 +143,7 @@ def train_lora(base: Base, encoded: Sequence[tuple[list[int], list[int]]], optio
     order: list[int] = []
     losses: list[float] = []
     for step in range(options.steps):
-        batch = []
+        batch: list[tuple[list[int], list[int]]] = []
         while len(batch) < min(options.batch_size, len(encoded)):
             if not order:
                 order = list(range(len(encoded)))
@@ -163,7 +165,7 @@ def train_lora(base: Base, encoded: Sequence[tuple[list[int], list[int]]], optio
     return model, losses
 
 
-def generate(model: Any, tokenizer: Any, messages: Sequence[dict[str, str]], max_tokens: int, pad: int) -> str:
+def generate(model: Any, tokenizer: Any, messages: Sequence[ChatMessage], max_tokens: int, pad: int) -> str:
     """The greedy reply of ``model`` to ``messages`` (chat template, generation prompt), special tokens dropped."""
     import torch
 

@@ -9,6 +9,7 @@ plugin registers a factory returning any object with ``check`` in ``esc_eval.ter
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -108,7 +109,7 @@ class Timeout(Detector):
         return None
 
 
-TERMINATION: Registry[type[Detector]] = Registry("termination", "esc_eval.termination")
+TERMINATION: Registry[Callable[..., Detector]] = Registry("termination", "esc_eval.termination")
 """Detectors by config name; several named in ``[run] termination`` end an episode when any fires, in order."""
 TERMINATION.register("max_rounds")(MaxRounds)
 TERMINATION.register("max_tokens")(MaxTokens)

@@ -6,6 +6,7 @@ an episode first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,7 +17,8 @@ from esc_eval.roles.registry import Registry
 class TurnPolicy(Protocol):
     """``opener``: the supporter's fixed greeting is the first line (ESC-Eval's setup)."""
 
-    opener: bool
+    @property
+    def opener(self) -> bool: ...  # read-only, so a frozen dataclass's field satisfies it
 
     def next_speaker(self, episode: Episode) -> Role | None: ...
 
@@ -37,6 +39,6 @@ class Alternating:
         return Role.SUPPORTER
 
 
-TURN_POLICIES: Registry[type[TurnPolicy]] = Registry("turn policy", "esc_eval.turn_policies")
+TURN_POLICIES: Registry[Callable[..., TurnPolicy]] = Registry("turn policy", "esc_eval.turn_policies")
 """Turn policies by config name (``[run] turn_policy = {name = "alternating", opener = true}``)."""
 TURN_POLICIES.register("alternating")(Alternating)

@@ -98,12 +98,12 @@ def load_prompts(path: str | Path | None = None) -> BuilderPrompts:
     languages = {}
     for lang in LANGUAGES:
         entry = raw["languages"].get(lang) if isinstance(raw["languages"], dict) else None
-        try:
-            labels = tuple(entry["labels"])
-            assert len(labels) == 4 and all(isinstance(x, str) for x in labels)
-            languages[lang] = Language(str(entry["name"]), str(entry["not_mentioned"]), labels, str(entry["separator"]))  # type: ignore[arg-type]
-        except (TypeError, KeyError, AssertionError):
-            raise PromptError(f"{name}: key 'languages.{lang}' needs name, not_mentioned, labels (four) and separator") from None
+        labels = entry.get("labels") if isinstance(entry, dict) else None
+        if not (isinstance(entry, dict) and {"name", "not_mentioned", "separator"} <= entry.keys() and isinstance(labels, list | tuple)
+                and len(labels) == 4 and all(isinstance(x, str) for x in labels)):
+            raise PromptError(f"{name}: key 'languages.{lang}' needs name, not_mentioned, labels (four) and separator")
+        languages[lang] = Language(str(entry["name"]), str(entry["not_mentioned"]), (labels[0], labels[1], labels[2], labels[3]),
+                                   str(entry["separator"]))
     return BuilderPrompts(raw["system"], raw["user"], raw["retry"], raw["translate_system"], raw["translate_user"], languages, text)
 
 

@@ -211,8 +211,8 @@ def audit_store(path: Path, planned_keys: Iterable[str], *, rounds: int, dimensi
     if orphans:
         audit.problems.append(f"turns for {len(orphans)} unknown episodes")
     if unique_texts:  # generated lines only: the opener is the same fixed greeting everywhere
-        texts = Counter(text for lines in turns.values() for idx, _, text in lines if idx > 0)
-        audit.duplicates += sum(n - 1 for n in texts.values() if n > 1)
+        generated = Counter(text for lines in turns.values() for idx, _, text in lines if idx > 0)
+        audit.duplicates += sum(n - 1 for n in generated.values() if n > 1)
     audit.score_status = score_status
     return audit
 

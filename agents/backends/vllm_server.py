@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from esc_eval.agents.backends.vllm_engine import cpu_has_native_bf16
 
@@ -101,7 +102,7 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float) 
 
 
 def serve(plans: Sequence[ServerPlan], *, python: str, cpu: bool, extra: Sequence[str], timeout: float, log_dir: Path,
-          dry_run: bool = False, out=None) -> int:
+          dry_run: bool = False, out: TextIO | None = None) -> int:
     """Start, wait for and keep the servers; returns the exit code (0 after Ctrl-C)."""
     out = out or sys.stdout
     if not plans:

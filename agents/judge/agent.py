@@ -120,7 +120,7 @@ class Scorer:
         try:
             await self._serve()
         finally:  # here, not in a done callback: a worker that is gone must not count when the next jobs arrive
-            self._workers.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._workers.discard(asyncio.current_task())
 
     async def _serve(self) -> None:
         while self._jobs:

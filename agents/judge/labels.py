@@ -152,7 +152,7 @@ def _parse_tiers(text: str) -> int:
     for candidates in tiers:
         if candidates:
             last = candidates[-1]
-            return NO_LABEL if last is _AMBIGUOUS else int(last)  # type: ignore[arg-type]
+            return last if isinstance(last, int) else NO_LABEL  # the one non-int candidate is _AMBIGUOUS
     return NO_LABEL
 
 

@@ -17,12 +17,14 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from esc_eval.agents.judge.profiles import DIMENSIONS, PAPER_NAMES
 from esc_eval.runs.analysis.leaderboard import ReportError
 from esc_eval.runs.analysis.scoring import agreement
 from esc_eval.runs.store import Store, final_labels
+
+_Key = TypeVar("_Key", bound=Hashable)
 
 LABELS = (0, 1, 2, 3, 4)
 """The labels a human (and a judge, but -1 for "no label") gives."""
@@ -54,7 +56,7 @@ def consensus(labels: Sequence[int]) -> int:
     return min(tied, key=lambda label: (abs(label - mean), label))
 
 
-def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: str = "ordinal") -> float:
+def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: Literal["ordinal", "interval", "nominal"] = "ordinal") -> float:
     """Krippendorff's alpha for integer labels, ``metric`` ``ordinal`` (default), ``interval`` or ``nominal``.
 
     Each unit (item) is the sequence of labels it received (``None`` for a missing label;
@@ -79,14 +81,14 @@ def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: str = "ord
     return float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=metric))
 
 
-def confusion_matrix(judge: Mapping[Hashable, Mapping[str, int | None]], human: Mapping[Hashable, Mapping[str, int | None]],
+def confusion_matrix(judge: Mapping[_Key, Mapping[str, int | None]], human: Mapping[_Key, Mapping[str, int | None]],
                      dimension: str) -> list[list[int]]:
     """5×5 counts: row = human label, column = judge label, over items where both hold a label 0..4."""
     matrix = [[0] * 5 for _ in LABELS]
     for key, labels in judge.items():
         ours, theirs = labels.get(dimension), human.get(key, {}).get(dimension)
-        if ours in LABELS and theirs in LABELS:
-            matrix[theirs][ours] += 1  # type: ignore[index]
+        if ours is not None and theirs is not None and ours in LABELS and theirs in LABELS:
+            matrix[theirs][ours] += 1
     return matrix
 
 

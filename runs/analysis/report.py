@@ -85,8 +85,8 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
                               corrected=corrected, power_delta=power_delta)
         if agreement is True:
             result = store_agreement(store, supporter=supporter, language=language)
-        elif agreement is not None:
-            result = agreement_report(store, Path(agreement), supporter=supporter, language=language)
+        elif isinstance(agreement, Path):
+            result = agreement_report(store, agreement, supporter=supporter, language=language)
         else:
             result = None
     plots = []

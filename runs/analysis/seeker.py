@@ -137,9 +137,9 @@ def episode_figures(transcript: Sequence[tuple[str, str]], facts: Sequence[str],
                     rule: RoleBreakRule, states: Sequence[str | None] = ()) -> EpisodeFigures:
     """The figures of one dialogue: ``transcript`` is (role, text) in order; ``states`` the seeker turns' states."""
     seeker = [text for role, text in transcript if role == _SEEKER]
-    echoes = [overlap(text, transcript[i - 1][1]) for i, (role, text) in enumerate(transcript)
-              if role == _SEEKER and i > 0 and transcript[i - 1][0] == _SUPPORTER]
-    echoes = [e for e in echoes if e is not None]
+    overlaps = [overlap(text, transcript[i - 1][1]) for i, (role, text) in enumerate(transcript)
+                if role == _SEEKER and i > 0 and transcript[i - 1][0] == _SUPPORTER]
+    echoes = [e for e in overlaps if e is not None]
     coverage, first = fact_timing(facts, seeker, language)
     start, end = distress(states)
     return EpisodeFigures(

@@ -43,12 +43,12 @@ class BuildConfig:
 
     def fingerprint(self, prompts_text: str) -> str:
         """What decides an extraction: a store made under another fingerprint is not resumed."""
-        data = {"language": self.build.language, "extractor": asdict(self.extractor),
-                "translator": asdict(self.translator) if self.translator else None, "prompts": prompts_text}
-        for endpoint in ("extractor", "translator"):  # limits do not change replies
+        endpoints = {"extractor": asdict(self.extractor), "translator": asdict(self.translator) if self.translator else None}
+        for endpoint in endpoints.values():  # limits do not change replies
             for key in ("max_connections", "timeout", "max_attempts", "max_retry_time"):
-                if data[endpoint]:
-                    data[endpoint].pop(key)
+                if endpoint:
+                    endpoint.pop(key)
+        data = {"language": self.build.language, **endpoints, "prompts": prompts_text}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     config = sub.add_parser("config", help="config file tools")
     actions = config.add_subparsers(required=True, metavar="ACTION")
     schema = actions.add_parser("schema", help="print the JSON Schema of a config file (for TOML editor completion)")

@@ -64,7 +64,11 @@ class LiveSource:
     def __init__(self, progress: RunProgress, stats: Sequence[BackendStats] | StatsProvider = (), *,
                  title: str = "", judge_endpoint: str = "judge"):
         self.progress = progress
-        self._stats: StatsProvider = stats if callable(stats) else (lambda fixed=list(stats): fixed)
+        if callable(stats):
+            self._stats: StatsProvider = stats
+        else:
+            fixed = list(stats)
+            self._stats = lambda: fixed
         self.title, self.judge_endpoint = title, judge_endpoint
         self.state = "running"
         self.meter = RateMeter()
