@@ -9,7 +9,9 @@ Public API, by module (imported on use: the environment and runtime need autogen
     esc_eval.environments.views         -- seeker_view, supporter_view: who sees what
     esc_eval.environments.replay        -- seeker_examples: a finished dialogue as the seeker's requests (seeker training)
     esc_eval.environments.runtime       -- make_runtime, LeanRuntime (autogen-core through its public API)
+    esc_eval.environments.stage         -- assemble: a started runtime with the seeker, supporter and observer agents
+                                  and one Environment per seeker (the runner, the tests and the docs use it)
     esc_eval.environments.autogen_private -- the only module touching autogen-core's private members
 """
 
-__all__ = ["autogen_private", "behaviours", "environment", "episode", "replay", "runtime", "termination", "turn_policies", "views"]
+__all__ = ["autogen_private", "behaviours", "environment", "episode", "replay", "runtime", "stage", "termination", "turn_policies", "views"]

@@ -21,8 +21,9 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from autogen_core import AgentId, SingleThreadedAgentRuntime, TopicId
 
@@ -36,6 +37,8 @@ from esc_eval.environments.views import seeker_view, supporter_view
 from esc_eval.roles.cards import RoleCard
 from esc_eval.roles.personas import DEFAULT_ROLE_BREAK_RETRIES, RoleBreakRule
 from esc_eval.roles.templates import SeekerProtocol
+
+_R = TypeVar("_R")
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,8 @@ class Environment:
         supporters: supporter name -> ``SupporterSpec``; ``Episode.supporter`` picks one.
         seeker_key: the ``AgentId`` key of the seeker model.
         policy, termination: who speaks next, and when to stop (ESC-Eval: ``Alternating()`` and ``MaxRounds(5)``).
-        behaviours: persona name -> ``SeekerBehaviour``; ``Episode.persona`` picks one (missing: a neutral one).
+        behaviours: persona name -> ``SeekerBehaviour``; ``Episode.persona`` picks one, and a persona not in it is an
+            error. Default: ``default`` only, playing the protocol as is (``NEUTRAL``).
         role_break: the role-break detector and retry count for behaviours without their own
             (``None``: no detection); a behaviour's rule with ``retries=None`` uses these retries,
             or ``DEFAULT_ROLE_BREAK_RETRIES`` (2) when neither sets them.
@@ -85,7 +89,7 @@ class Environment:
         self.runtime, self.protocol, self.supporters = runtime, protocol, dict(supporters)
         self.seeker_key, self.seeker_params = seeker_key, seeker_params
         self.policy, self.termination = policy, termination
-        self.behaviours, self.role_break = dict(behaviours or {}), role_break
+        self.behaviours, self.role_break = dict(behaviours if behaviours is not None else {"default": NEUTRAL}), role_break
 
     async def reset(self, card: RoleCard, persona: str = "default", seed: int = 0, *, supporter: str | None = None,
                     key: str | None = None, repeat: int = 0) -> Episode:
@@ -108,11 +112,11 @@ class Environment:
         The episode may end here already (a limit of zero, a persona failing on the opener).
 
         Raises:
-            KeyError: the episode's supporter is not one of this environment's.
+            KeyError: the episode's supporter or persona is not one of this environment's.
         """
         if episode.supporter not in self.supporters:
             raise KeyError(f"episode {episode.key}: unknown supporter {episode.supporter!r} (known: {', '.join(self.supporters)})")
-        behaviour = _Guarded(self.behaviours.get(episode.persona, NEUTRAL), episode)
+        behaviour = self._behaviour(episode)
         if self.policy.opener and not episode.turns:
             opener = episode.add(Role.SUPPORTER, self.protocol.opener(episode.card.language), generated=False)
             behaviour.on_turn(episode, opener)
@@ -128,10 +132,11 @@ class Environment:
 
         Raises:
             ValueError: the episode has already ended.
+            KeyError: the episode's persona is not one of this environment's.
         """
         if episode.outcome is not None:
             raise ValueError(f"episode {episode.key} has ended ({episode.outcome.kind}: {episode.outcome.reason})")
-        turn, outcome = await self._turn(episode, _Guarded(self.behaviours.get(episode.persona, NEUTRAL), episode))
+        turn, outcome = await self._turn(episode, self._behaviour(episode))
         if outcome is not None:
             await self._end(episode, outcome)
         kind = outcome.kind if outcome is not None else None
@@ -144,6 +149,13 @@ class Environment:
         while episode.outcome is None:
             await self.step(episode)
         return episode
+
+    def _behaviour(self, episode: Episode) -> _Guarded:
+        """The episode's persona; an unknown one is an error, never silently neutral (it would change what is measured)."""
+        if episode.persona not in self.behaviours:
+            raise KeyError(f"episode {episode.key}: unknown persona {episode.persona!r} (known: {', '.join(self.behaviours) or '(none)'}); "
+                           "pass its behaviour: behaviours=dict([load_behaviour(name)])")
+        return _Guarded(self.behaviours[episode.persona], episode)
 
     async def _turn(self, episode: Episode, behaviour: _Guarded) -> tuple[Turn | None, Outcome | None]:
         """The next line and, if the episode ends with it (or without one), its outcome."""
@@ -258,12 +270,12 @@ class _Guarded:
         wanted = self._call(self.inner.wants_to_end, None, episode)
         return self.failure or wanted
 
-    def _call(self, method, default, *args):  # type: ignore[no-untyped-def]
+    def _call(self, method: Callable[..., _R], default: _R, episode: Episode, *args: Any) -> _R:
         if self.failure is not None:
             return default
         try:
-            return method(*args)
+            return method(episode, *args)
         except Exception as exc:  # a persona bug must end this episode, not the run
-            log.exception("episode %s: persona %s crashed in %s", args[0].key, self.persona, method.__name__)
+            log.exception("episode %s: persona %s crashed in %s", episode.key, self.persona, method.__name__)
             self.failure = Outcome.failed(f"persona {self.persona} error: {type(exc).__name__}: {exc}")
             return default

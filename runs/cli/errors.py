@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-FAILED_EPISODES = 1  # the run finished, but the store holds failed episodes or judge scores (esc_eval.runs.execution.runner.RunResult.exit_code)
-BAD_INPUT = 2
+from esc_eval.runs.execution.result import BAD_INPUT, FAILED_EPISODES  # the README's table, defined with RunResult.exit_code
+
+__all__ = ["BAD_INPUT", "FAILED_EPISODES", "UsageError"]
 
 
 class UsageError(Exception):

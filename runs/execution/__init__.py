@@ -5,10 +5,11 @@ Public API, by module (imported on use; the runner needs autogen-core):
                                  load_judge_profile
     esc_eval.runs.execution.pool       -- BackendPool: one backend per distinct endpoint
     esc_eval.runs.execution.resume     -- open_run_store: a new store, or a resumed one under the fingerprint rules
-    esc_eval.runs.execution.runner     -- Runner, RunResult, make_scorer
+    esc_eval.runs.execution.runner     -- Runner, make_scorer
+    esc_eval.runs.execution.result     -- RunResult (exit_code: the README's table), the exit codes
     esc_eval.runs.execution.progress   -- RunProgress: the live counters the monitor reads
     esc_eval.runs.execution.observers  -- StoreObserver: the runtime subscriber that records turns and ends
     esc_eval.runs.execution.interrupt  -- InterruptPolicy: what Ctrl-C does to a run (stop admitting, then quit), INTERRUPTED
 """
 
-__all__ = ["interrupt", "observers", "plan", "pool", "progress", "resume", "runner"]
+__all__ = ["interrupt", "observers", "plan", "pool", "progress", "result", "resume", "runner"]

@@ -12,28 +12,25 @@ import gc
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 from typing import Any
-
-from autogen_core import TypeSubscription
 
 from esc_eval.agents.backends import ChatBackend
 from esc_eval.agents.backends.base import AuthFailed
 from esc_eval.agents.judge.agent import JudgeAgent, Scorer, ScoreSink, score_publisher
 from esc_eval.agents.judge.profiles import JudgeProfile
 from esc_eval.agents.messages import EPISODES_TOPIC, SCORES_TOPIC, TURNS_TOPIC, SamplingParams
-from esc_eval.agents.seeker import SeekerAgent
-from esc_eval.agents.supporter import SupporterAgent
-from esc_eval.environments.environment import Environment, SupporterSpec
+from esc_eval.environments.environment import Environment
 from esc_eval.environments.episode import Episode
 from esc_eval.environments.runtime import LeanRuntime, make_runtime
+from esc_eval.environments.stage import Observer, SeekerSeat, SupporterSeat, assemble
 from esc_eval.roles.cards import RoleCard
 from esc_eval.runs.config import Config, EndpointConfig
 from esc_eval.runs.execution.observers import StoreObserver
 from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.pool import BackendPool
 from esc_eval.runs.execution.progress import RunProgress
+from esc_eval.runs.execution.result import RunResult
 from esc_eval.runs.store import PlannedEpisode, Store
 
 log = logging.getLogger(__name__)
@@ -79,21 +76,6 @@ _AUTH_FAULT = f"fault:{AuthFailed.kind}"
 """The event kind a backend reports for a 401/403 (``BackendStats.fault``)."""
 
 
-@dataclass
-class RunResult:
-    store: Path
-    progress: RunProgress
-    failures: list[str] = field(default_factory=list)
-    idle: bool = False
-    """Nothing was left to run or score: no backend was started (``--resume`` of a finished store)."""
-    auth_failure: str | None = None
-    """``endpoint: HTTP 401 ...`` when an endpoint refused the credentials and the run stopped early."""
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.progress.failed or self.auth_failure else 0
-
-
 class Runner:
     """Runs a plan into a store.
 
@@ -137,22 +119,22 @@ class Runner:
         await self.store.start_writer()
         runtime = make_runtime()
         seekers = self.plan.seeker_plans()
-        await SeekerAgent.register_for(runtime, "seeker", {s.role: self.pool.get(s.role, s.section) for s in seekers})
-        await SupporterAgent.register_for(runtime, "supporter", {s.name: self.pool.get(s.name, s) for s in config.supporters})
-        await StoreObserver.register(runtime, "store", lambda: StoreObserver(self.store, self.progress))
-        for topic in (TURNS_TOPIC, EPISODES_TOPIC, SCORES_TOPIC):
-            await runtime.add_subscription(TypeSubscription(topic, "store"))
-        scorer = await self._judge(runtime, rejudge) if self.plan.profile else None
+        seeker_seats = {s.role: SeekerSeat(self.pool.get(s.role, s.section), s.protocol, sampling(s.section), self.plan.role_break(s.section))
+                        for s in seekers}
+        supporter_seats = {s.name: SupporterSeat(self.pool.get(s.name, s), s.system_prompt, sampling(s)) for s in config.supporters}
+        observers = {"store": Observer(StoreObserver, (TURNS_TOPIC, EPISODES_TOPIC, SCORES_TOPIC), partial(StoreObserver, self.store, self.progress))}
+        scorer = self._scorer(runtime) if self.plan.profile else None
+        if scorer is not None:
+            observers["judge"] = Observer(JudgeAgent, (EPISODES_TOPIC,), partial(JudgeAgent, scorer))
+        stage = await assemble(  # one environment per seeker: each asks its own seeker agent, with its protocol and decoding
+            seeker_seats, supporter_seats, observers=observers, policy=self.plan.turn_policy(), termination=self.plan.termination(),
+            behaviours=self.plan.behaviours, runtime=runtime,
+        )
+        envs = {s.label: stage.environments[s.role] for s in seekers}
+        if scorer is not None:
+            self._rejudge(scorer, rejudge)
         for backend in self.pool.all():
             backend.stats.listener = self._backend_event
-        supporters = {s.name: SupporterSpec(s.name, s.system_prompt, sampling(s)) for s in config.supporters}
-        envs = {  # one environment per seeker: each asks its own seeker agent, with its protocol and decoding
-            s.label: Environment(runtime, s.protocol, supporters, seeker_key=s.role, seeker_params=sampling(s.section),
-                                 policy=self.plan.turn_policy(), termination=self.plan.termination(),
-                                 behaviours=self.plan.behaviours, role_break=self.plan.role_break(s.section))
-            for s in seekers
-        }
-        runtime.start()
         self.store.set_meta(backends=self.pool.kinds)  # what ``auto`` chose, per role: numbers depend on the engine
         self.store.begin_run()
         status = "interrupted"
@@ -164,7 +146,7 @@ class Runner:
                 await runtime.idle()  # every EpisodeEnded delivered, so every scoring is scheduled
                 if scorer is not None:
                     await scorer.drain()
-                await runtime.stop_when_idle()  # every Score delivered to the store
+                await stage.close()  # every Score delivered to the store
                 await self.pool.aclose()
                 self.store.end_run(status)
                 await self.store.close()
@@ -188,19 +170,20 @@ class Runner:
             return []
         return list(self.store.unscored(self.plan.profile.keys, include_failed=self.retry_failed))
 
-    async def _judge(self, runtime: LeanRuntime, rejudge: list[Any]) -> Scorer:
-        """Register the judge as an observer publishing its scores, and re-schedule the scoring of ``rejudge`` (``_unscored``)."""
+    def _scorer(self, runtime: LeanRuntime) -> Scorer:
+        """The judge's scorer, publishing its scores on ``runtime`` (the judge observer wraps it)."""
         assert self.plan.profile is not None and self.plan.config.judge is not None
-        scorer = make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [score_publisher(runtime)])
-        await JudgeAgent.register(runtime, "judge", lambda: JudgeAgent(scorer))
-        await runtime.add_subscription(TypeSubscription(EPISODES_TOPIC, "judge"))
+        return make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [score_publisher(runtime)])
+
+    def _rejudge(self, scorer: Scorer, rejudge: list[Any]) -> None:
+        """Schedule the scoring of ``rejudge`` (``_unscored``) and count the labels it will give."""
+        assert self.plan.profile is not None and self.plan.config.judge is not None
         keys, samples = self.plan.profile.keys, self.plan.config.judge.samples
         self.progress.judge_dimensions = len(keys) * samples  # progress.ended() queues this many final labels per judged episode
         for row in rejudge:
             missing = row.get("dimensions") or keys  # a Ray worker's shard names none: it re-scores whole episodes
             scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], missing)
             self.progress.judge_queued(len(missing) * samples)
-        return scorer
 
     async def _admit(self, envs: Mapping[str, Environment], todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
         """Play ``todo`` at most ``concurrency`` at a time, each in its seeker's environment (``envs``: seeker label -> it)."""

@@ -9,19 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from autogen_core import MessageContext, RoutedAgent, TypeSubscription, message_handler
+from autogen_core import MessageContext, RoutedAgent, message_handler
 
 from esc_eval.agents.backends.scripted import ScriptedBackend
-from esc_eval.agents.messages import EPISODES_TOPIC, TURNS_TOPIC, ChatMessage, SamplingParams, TurnTaken
-from esc_eval.agents.seeker import SeekerAgent
-from esc_eval.agents.supporter import SupporterAgent
+from esc_eval.agents.messages import TURNS_TOPIC, ChatMessage, SamplingParams, TurnTaken
 from esc_eval.environments.behaviours import NEUTRAL, PersonaBehaviour, load_behaviour, mentions, preview
-from esc_eval.environments.environment import Environment, SupporterSpec
 from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role, Turn
-from esc_eval.environments.runtime import make_runtime
+from esc_eval.environments.stage import Observer, SeekerSeat, assemble
 from esc_eval.environments.termination import MaxRounds
 from esc_eval.roles.loaders import builtin_cards
-from esc_eval.roles.personas import base_role_break, builtin_personas, card_facts, load_persona, persona_from_file
+from esc_eval.roles.personas import RoleBreakRule, base_role_break, builtin_personas, card_facts, load_persona, persona_from_file
 from esc_eval.roles.templates import load_protocol
 
 CARD = builtin_cards("en")[0]
@@ -53,7 +50,7 @@ def seeker_script(messages: Sequence[ChatMessage], params: SamplingParams, model
 
 
 async def play(persona: str | Any, *, supporter: str = "neutral", rounds: int = 5, card=CARD,  # type: ignore[no-untyped-def]
-               seeker: ScriptedBackend | None = None, **env_args: Any) -> tuple[Episode, ScriptedBackend, list[str]]:
+               seeker: ScriptedBackend | None = None, role_break: RoleBreakRule | None = None) -> tuple[Episode, ScriptedBackend, list[str]]:
     """Run one episode; returns it, the seeker backend and the seeker's system prompt per request."""
     if isinstance(persona, str):
         name, behaviour = load_behaviour(persona)
@@ -61,18 +58,11 @@ async def play(persona: str | Any, *, supporter: str = "neutral", rounds: int = 
         name, behaviour = "custom", persona
     seeker = seeker or ScriptedBackend(seeker_script)
     line = SUPPORTER_LINES[supporter]
-    runtime = make_runtime()
-    await SeekerAgent.register_for(runtime, "seeker", {"seeker": seeker})
-    await SupporterAgent.register_for(runtime, "supporter", {"sup": ScriptedBackend(lambda m, p, model: line)})
     Published.turns = []
-    await Published.register(runtime, "published", Published)
-    for topic in (TURNS_TOPIC, EPISODES_TOPIC):
-        await runtime.add_subscription(TypeSubscription(topic, "published"))
-    runtime.start()
-    env = Environment(runtime, PROTOCOL, {"sup": SupporterSpec("sup")}, termination=MaxRounds(rounds),
-                      behaviours={name: behaviour}, **env_args)
-    episode = await env.run(Episode(f"k-{name}", card, "sup", name))
-    await runtime.stop_when_idle()
+    async with await assemble({"seeker": SeekerSeat(seeker, role_break=role_break)}, {"sup": ScriptedBackend(lambda m, p, model: line)},
+                              protocol=PROTOCOL, observers={"published": Observer(Published, (TURNS_TOPIC,))},
+                              termination=MaxRounds(rounds), behaviours={name: behaviour}) as stage:
+        episode = await stage.environment.run(Episode(f"k-{name}", card, "sup", name))
     return episode, seeker, [messages[0]["content"] for messages, _, _ in seeker.requests]
 
 
@@ -297,16 +287,27 @@ async def test_a_crashing_behaviour_fails_its_episode_only(method: str) -> None:
     assert [t.index for t in Published.turns] == list(range(len(episode.turns)))  # every line added was published
 
 
-async def test_an_unknown_persona_gets_the_neutral_behaviour() -> None:
-    runtime = make_runtime()
+async def test_an_unknown_persona_is_an_error_not_a_neutral_seeker() -> None:
     seeker = ScriptedBackend()
-    await SeekerAgent.register_for(runtime, "seeker", {"seeker": seeker})
-    await SupporterAgent.register_for(runtime, "supporter", {"sup": ScriptedBackend()})
-    runtime.start()
-    env = Environment(runtime, PROTOCOL, {"sup": SupporterSpec("sup")}, termination=MaxRounds(1),
-                      behaviours={"guarded": load_behaviour("guarded")[1]})
-    episode = await env.run(Episode("k", CARD, "sup", "somebody-else"))
-    await runtime.stop_when_idle()
+    async with await assemble({"seeker": seeker}, {"sup": ScriptedBackend()}, termination=MaxRounds(1),
+                              behaviours=dict([load_behaviour("guarded")])) as stage:
+        with pytest.raises(KeyError, match="unknown persona 'somebody-else' \\(known: guarded\\)"):
+            await stage.environment.run(Episode("k", CARD, "sup", "somebody-else"))
+        with pytest.raises(KeyError, match="unknown persona 'default'"):  # not registered either: no silent neutral seeker
+            await stage.environment.reset(CARD)
+        episode = await stage.environment.reset(CARD, "guarded")
+        while not (await stage.environment.step(episode)).done:
+            pass
+    assert len(seeker.requests) == 1 and seeker.requests[0][0][0]["content"] != PROTOCOL.seeker_prompt(CARD)  # the persona spoke
+
+
+async def test_an_environment_without_behaviours_plays_only_the_default_persona_as_the_protocol_says() -> None:
+    seeker = ScriptedBackend()
+    async with await assemble({"seeker": seeker}, {"sup": ScriptedBackend()}, termination=MaxRounds(1)) as stage:
+        episode = await stage.environment.reset(CARD)
+        await stage.environment.step(episode)
+        with pytest.raises(KeyError, match="unknown persona 'guarded' \\(known: default\\)"):
+            await stage.environment.reset(CARD, "guarded")
     assert seeker.requests[0][0][0]["content"] == PROTOCOL.seeker_prompt(CARD) and episode.state == {}
 
 

@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from autogen_core import MessageContext, RoutedAgent, TypeSubscription, message_handler
+from autogen_core import MessageContext, RoutedAgent, message_handler
 
 from esc_eval.agents.backends.base import ServerError
 from esc_eval.agents.backends.scripted import ScriptedBackend
-from esc_eval.agents.messages import EPISODES_TOPIC, TURNS_TOPIC, ChatMessage, EpisodeEnded, SamplingParams, TurnTaken
-from esc_eval.agents.seeker import SeekerAgent
-from esc_eval.agents.supporter import SupporterAgent
-from esc_eval.environments.environment import Environment, SupporterSpec
+from esc_eval.agents.messages import ChatMessage, EpisodeEnded, SamplingParams, TurnTaken
+from esc_eval.environments.environment import Environment
 from esc_eval.environments.episode import Episode, OutcomeKind, Role
-from esc_eval.environments.runtime import make_runtime
+from esc_eval.environments.runtime import LeanRuntime
+from esc_eval.environments.stage import Observer, SeekerSeat, assemble
 from esc_eval.environments.termination import EndToken, MaxRounds
 from esc_eval.roles.cards import RoleCard
 from esc_eval.roles.loaders import load_cards
@@ -39,17 +38,12 @@ class Recorder(RoutedAgent):
         Recorder.seen.append(message)
 
 
-async def start(seeker: ScriptedBackend, supporters: dict[str, ScriptedBackend], protocol_path: str, **env_args: object):
-    runtime = make_runtime()
-    await SeekerAgent.register_for(runtime, "seeker", {"seeker": seeker})
-    await SupporterAgent.register_for(runtime, "supporter", supporters)
+async def start(seeker: ScriptedBackend, supporters: dict[str, ScriptedBackend], protocol_path: str, *,
+                seeker_params: SamplingParams = SamplingParams(), **env_args: Any) -> tuple[LeanRuntime, Environment]:
     Recorder.seen = []
-    await Recorder.register(runtime, "recorder", Recorder)
-    for topic in (TURNS_TOPIC, EPISODES_TOPIC):
-        await runtime.add_subscription(TypeSubscription(topic, "recorder"))
-    runtime.start()
-    env = Environment(runtime, load_protocol(protocol_path), {name: SupporterSpec(name) for name in supporters}, **env_args)  # type: ignore[arg-type]
-    return runtime, env
+    stage = await assemble({"seeker": SeekerSeat(seeker, params=seeker_params)}, supporters, protocol=load_protocol(protocol_path),
+                           observers={"recorder": Observer(Recorder)}, **env_args)
+    return stage.runtime, stage.environment
 
 
 async def test_esc_eval_protocol_views_and_eleven_lines(shared: Path) -> None:

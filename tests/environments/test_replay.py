@@ -8,13 +8,10 @@ import pytest
 
 from esc_eval.agents.backends.scripted import ScriptedBackend
 from esc_eval.agents.messages import ChatMessage, SamplingParams
-from esc_eval.agents.seeker import SeekerAgent
-from esc_eval.agents.supporter import SupporterAgent
 from esc_eval.environments.behaviours import load_behaviour
-from esc_eval.environments.environment import Environment, SupporterSpec
 from esc_eval.environments.episode import Episode, Role
 from esc_eval.environments.replay import seeker_examples
-from esc_eval.environments.runtime import make_runtime
+from esc_eval.environments.stage import assemble
 from esc_eval.environments.termination import MaxRounds
 from esc_eval.roles.loaders import builtin_cards
 from esc_eval.roles.templates import load_protocol
@@ -36,13 +33,9 @@ def supporter(messages: Sequence[ChatMessage], params: SamplingParams, model: st
 async def test_replayed_prompts_are_the_ones_the_run_sent(persona: str) -> None:
     name, behaviour = load_behaviour(persona)
     backend = ScriptedBackend(seeker)
-    runtime = make_runtime()
-    await SeekerAgent.register_for(runtime, "seeker", {"seeker": backend})
-    await SupporterAgent.register_for(runtime, "supporter", {"sup": ScriptedBackend(supporter)})
-    runtime.start()
-    env = Environment(runtime, PROTOCOL, {"sup": SupporterSpec("sup")}, termination=MaxRounds(4), behaviours={name: behaviour})
-    episode = await env.run(Episode("k", CARD, "sup", name))
-    await runtime.stop_when_idle()
+    async with await assemble({"seeker": backend}, {"sup": ScriptedBackend(supporter)}, protocol=PROTOCOL, termination=MaxRounds(4),
+                              behaviours={name: behaviour}) as stage:
+        episode = await stage.environment.run(Episode("k", CARD, "sup", name))
     sent = [messages for messages, _, _ in backend.requests]
     assert len(sent) >= 4
 
