@@ -48,7 +48,8 @@ _OBJECTS = {("turns", "state")}
 """Columns holding JSON text in the store and an object in the file."""
 _ALLOWED = {("episodes", "status"): ("planned", "running", "done", "failed"), ("turns", "role"): ("seeker", "supporter"),
             ("scores", "status"): ("ok", "failed")}
-_RANGES = {("scores", "label"): (-1, 4, "a label 0..4, -1 or null"), ("annotations", "label"): (0, 4, "a label 0..4")}
+_RANGES: dict[tuple[str, str], tuple[int, int, str]] = {
+    ("scores", "label"): (-1, 4, "a label 0..4, -1 or null"), ("annotations", "label"): (0, 4, "a label 0..4")}
 
 
 def _store_tables() -> tuple[str, ...]:
@@ -119,7 +120,7 @@ def _row(fail: Callable[[str], ArchiveError], value: Any, where: str, table: str
     """``value`` checked as a row of ``table`` against the schema: required columns, types, known values."""
     if not isinstance(value, dict):
         raise fail(f"field '{where.rstrip('.') or table}': expected an object, got {type(value).__name__}")
-    refused = ("episode_key",) if nested else ()
+    refused: tuple[str, ...] = ("episode_key",) if nested else ()
     if version < 3 and table == "episodes":
         refused += ("ordinal",)
     out: dict[str, Any] = {}
@@ -144,9 +145,9 @@ def _row(fail: Callable[[str], ArchiveError], value: Any, where: str, table: str
         allowed = _ALLOWED.get((table, column.name))
         if allowed and item not in allowed:
             raise fail(f"field '{name}': expected {', '.join(allowed[:-1])} or {allowed[-1]}, got {item!r:.60}")
-        low, high, what = _RANGES.get((table, column.name), (None, None, ""))
-        if item is not None and low is not None and not low <= item <= high:
-            raise fail(f"field '{name}': expected {what}, got {item!r}")
+        bounds = _RANGES.get((table, column.name))
+        if bounds is not None and isinstance(item, int) and not bounds[0] <= item <= bounds[1]:
+            raise fail(f"field '{name}': expected {bounds[2]}, got {item!r}")
         out[column.name] = item
     for name in value:
         if name in refused:

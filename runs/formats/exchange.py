@@ -116,14 +116,14 @@ def export_esc_eval(store: Store, out: Path, *, allow_missing: bool = False) -> 
                 continue
             short.add(key)
         if stem in dimensions:
-            scores[stem][str(e.card_index)] = {dim: -1 if own.get(dim) is None else own[dim] for dim in {**own, **dimensions[stem]}}
+            scores[stem][str(e.card_index)] = {dim: -1 if (label := own.get(dim)) is None else label for dim in {**own, **dimensions[stem]}}
     if short and not allow_missing:
         raise MissingScores(store.path, len(short), failed, absent)
     written = []
-    for stem, data in sorted(results.items()):
-        written.append(write_json(out / f"result_{stem}.json", _by_index(data)))
-    for stem, data in sorted(scores.items()):
-        written.append(write_json(out / f"score_{stem}.json", _by_index(data)))
+    for stem, lines in sorted(results.items()):
+        written.append(write_json(out / f"result_{stem}.json", _by_index(lines)))
+    for stem, labelled in sorted(scores.items()):
+        written.append(write_json(out / f"score_{stem}.json", _by_index(labelled)))
     return written
 
 

@@ -149,11 +149,12 @@ class Reader:
         return [s for (s,) in self._conn.execute("SELECT seeker FROM episodes GROUP BY seeker ORDER BY MIN(ordinal)")]
 
     def transcript(self, key: str) -> list[tuple[str, str]]:
-        return [tuple(r) for r in self._conn.execute("SELECT role, text FROM turns WHERE episode_key=? ORDER BY idx", (key,))]  # type: ignore[misc]
+        return [(role, text) for role, text in self._conn.execute("SELECT role, text FROM turns WHERE episode_key=? ORDER BY idx", (key,))]
 
     def transcripts(self) -> Iterator[tuple[str, list[tuple[str, str]]]]:
         """Every episode's (key, transcript), in plan order, in one scan."""
-        current, lines = None, []
+        current: str | None = None
+        lines: list[tuple[str, str]] = []
         for key, role, text in self._conn.execute(
             "SELECT t.episode_key, t.role, t.text FROM turns t JOIN episodes e ON e.key=t.episode_key ORDER BY e.ordinal, t.idx"
         ):

@@ -70,7 +70,12 @@ class Store(Reader):
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path}: already exists")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent is a file, or the folder cannot be made
+            blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+            why = f"{blocking} is a file, not a folder" if blocking else f"cannot create its folder {path.parent}: {exc.strerror or exc}"
+            raise StoreError(f"{path}: {why}") from None
         tmp = path.with_name(f".{path.name}.creating")
         tmp.unlink(missing_ok=True)
         store = cls.open(tmp, create=True)
