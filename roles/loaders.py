@@ -85,6 +85,9 @@ def load_cards(path: str | Path, *, language: str | None = None) -> list[RoleCar
         CardError: naming the file, the card index and the field at fault.
 
     Examples:
+        >>> cards = load_cards("roles/data/cards/en.yaml", language="en")  # the built-in cards, from the repository's root
+        >>> cards[0].id, cards[0].language
+        ('en-001', 'en')
         >>> cards = load_cards("../shared/esc-eval/card_high_en.json", language="en")  # doctest: +SKIP
     """
     path = Path(path)
