@@ -144,12 +144,26 @@ function renderLeaderboard() {
         el("td", { class: "num" }, String(row.episodes.done), row.episodes.failed ? el("span", { class: "error" }, ` +${row.episodes.failed} failed`) : null),
         dims.map((d) => {
           const s = row.scores[d.key];
-          return el("td", { class: "num", "data-dimension": d.key, title: s ? `n=${s.n}, cards=${s.n_cards}` : "" },
-            s ? fmt(s.value) : "–", s ? el("span", { class: "ci" }, ` [${fmt(s.ci_low)}, ${fmt(s.ci_high)}]`) : null);
+          const flags = s?.flags || [];
+          return el("td", { class: "num", "data-dimension": d.key, "data-flags": flags.join(" "),
+                            title: s ? `n=${s.n}, cards=${s.n_cards}; score = mean over cards of the card's mean label × 25` : "" },
+            s ? fmt(s.value) : "–", s ? el("span", { class: "ci" }, ` [${fmt(s.ci_low)}, ${fmt(s.ci_high)}]`) : null,
+            flags.length ? el("span", { class: "flags", title: FLAG_HELP }, ` ${flags.map(flagText).join(", ")}`) : null);
         })))));
     box.append(table);
   }
   renderComparisons();
+}
+
+const FLAG_HELP = "small n: fewer than 10 cards; no spread: every card the same, the interval is that of one card moved one label; "
+  + "underpowered: even the smallest p the test can give fails Holm (docs/statistics.md)";
+
+function flagText(flag) {
+  return flag.replace("_", " ");
+}
+
+function fmtP(p) {
+  return p == null ? "–" : p < 0.001 ? p.toExponential(1) : p.toFixed(3);
 }
 
 function renderComparisons() {
@@ -160,13 +174,17 @@ function renderComparisons() {
       .filter((c) => !state.filters.supporter || c.a === state.filters.supporter || c.b === state.filters.supporter);
     if (!comparisons.length) continue;
     const name = Object.fromEntries(dimensions().map((d) => [d.key, d.name]));
-    box.append(el("h3", {}, "Paired comparisons (same cards; bootstrap interval, Holm-adjusted p)"),
+    box.append(el("h3", {}, "Paired comparisons (same cards; sign-flip test and the interval inverting it, Holm-adjusted p)"),
       el("table", { "data-testid": "comparison-table" },
-        el("thead", {}, el("tr", {}, ["a", "b", "dimension", "a − b", "95% interval", "p (Holm)", "wins/ties/losses", "cards"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, comparisons.map((c) => el("tr", {},
+        el("thead", {}, el("tr", {}, ["a", "b", "dimension", "a − b", "95% interval", "p (Holm)", "wins/ties/losses", "cards", "flags"]
+          .map((h) => el("th", {}, h)))),
+        el("tbody", {}, comparisons.map((c) => el("tr", { "data-flags": (c.flags || []).join(" ") },
           el("td", {}, c.a), el("td", {}, c.b), el("td", {}, name[c.dimension] || c.dimension), el("td", { class: "num" }, fmt(c.diff)),
-          el("td", { class: "num" }, `[${fmt(c.ci_low)}, ${fmt(c.ci_high)}]`), el("td", { class: "num" }, fmt(c.p_holm, 3)),
-          el("td", { class: "num" }, `${c.wins}/${c.ties}/${c.losses}`), el("td", { class: "num" }, String(c.n_cards)))))));
+          el("td", { class: "num" }, `[${fmt(c.ci_low)}, ${fmt(c.ci_high)}]`),
+          el("td", { class: "num" }, c.p_is_bound ? `< ${fmtP(c.p_holm)}` : fmtP(c.p_holm)),
+          el("td", { class: "num" }, `${c.wins}/${c.ties}/${c.losses}`), el("td", { class: "num" }, String(c.n_cards)),
+          el("td", { class: "flags", title: FLAG_HELP }, (c.flags || []).map((f) => f === "underpowered"
+            ? `${c.n_cards} cards cannot resolve this comparison` : flagText(f)).join(", ")))))));
   }
 }
 

@@ -58,9 +58,10 @@ def _check_leaderboard(page: object, expected: dict) -> None:
         for dim in DIMENSIONS:
             s = row["scores"][dim]
             text = shown.locator(f'td[data-dimension="{dim}"]').inner_text()
-            numbers = re.fullmatch(r"(\d+\.\d) \[(\d+\.\d), (\d+\.\d)\]", text)
+            numbers = re.fullmatch(r"(\d+\.\d) \[(\d+\.\d), (\d+\.\d)\](?: (.+))?", text)
             assert numbers, text                                          # rounded half-up by JS, half-even by Python: compare values
-            assert [float(n) for n in numbers.groups()] == pytest.approx([s["value"], s["ci_low"], s["ci_high"]], abs=0.05 + 1e-9), dim
+            assert [float(n) for n in numbers.groups()[:3]] == pytest.approx([s["value"], s["ci_low"], s["ci_high"]], abs=0.05 + 1e-9), dim
+            assert numbers.group(4) == (", ".join(f.replace("_", " ") for f in s["flags"]) or None), dim   # the flags, in words
 
 
 def _browser(pw: object) -> object:
