@@ -257,7 +257,9 @@ class DistributedRunner:
                 if round_ == FINAL_ROUND and dimension not in counted:
                     counted.add(dimension)
                     planned = self._planned.get(key)
-                    progress.score(planned.supporter if planned else "", dimension, label)
+                    if planned:
+                        progress.cards.setdefault(key, f"{planned.language}:{planned.card_index}")
+                    progress.score(planned.supporter if planned else "", dimension, label, key)
             elif kind == "start":
                 store.start_episode(record[1])
             elif kind == "end":

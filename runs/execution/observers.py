@@ -33,4 +33,4 @@ class StoreObserver(RoutedAgent):
             status="failed" if message.failed else "ok", error=message.error, round=message.round, sample=message.sample,
         )
         if message.round == FINAL_ROUND:
-            self.progress.score(message.supporter, message.dimension, message.label)
+            self.progress.score(message.supporter, message.dimension, message.label, message.episode_key)

@@ -54,7 +54,9 @@ class RunProgress:
             ``ended`` queues that many on ``judge_pending``.
         judge_pending, judge_done, judge_failed: final (episode x dimension) scores waiting or
             in flight, answered (failed ones included), and failed.
-        score_sums, score_counts: supporter -> dimension -> sum and number of valid labels (0..4).
+        score_counts: supporter -> dimension -> number of valid labels (0..4).
+        cards: episode key -> its card, so that running means weigh each card once, as the report does
+            (the mean over cards of the card's mean over episodes of the episode's mean label).
         spotlight_key, spotlight, spotlight_outcome: one episode whose last lines the monitor shows;
             it moves to the next episode that starts once the current one has ended and been shown
             for ``spotlight_dwell`` seconds, unless ``follow`` fixed it.
@@ -74,8 +76,8 @@ class RunProgress:
     judge_pending: int = 0
     judge_done: int = 0
     judge_failed: int = 0
-    score_sums: dict[str, dict[str, int]] = field(default_factory=dict)
     score_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    cards: dict[str, str] = field(default_factory=dict)
     spotlight_key: str | None = None
     spotlight: deque[TurnTaken] = field(default_factory=lambda: deque(maxlen=SPOTLIGHT_LINES))
     spotlight_outcome: str | None = None
@@ -84,6 +86,10 @@ class RunProgress:
     workers: dict[str, WorkerProgress] = field(default_factory=dict)
     """Worker name -> its progress; empty unless the run is distributed."""
     _spotlight_ended_at: float = field(default=0.0, repr=False)
+    _episode_labels: dict[tuple[str, str, str], dict[str, list[int]]] = field(default_factory=dict, repr=False)
+    """(supporter, dimension, card) -> episode -> [sum, count] of its valid labels."""
+    _card_means: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict, repr=False)
+    _card_totals: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
 
     @property
     def to_run(self) -> int:
@@ -143,11 +149,12 @@ class RunProgress:
         """``scores`` final scores were scheduled outside ``ended`` (a resumed run re-judging)."""
         self.judge_pending += scores
 
-    def score(self, supporter: str, dimension: str, label: int | None) -> None:
+    def score(self, supporter: str, dimension: str, label: int | None, episode: str = "") -> None:
         """One final score arrived: ``label`` 0..4, -1 (no label in the answer) or ``None`` (request failed).
 
-        O(1): adds to the supporter's running sum and count for the dimension; only
-        labels 0..4 count towards the leaderboard.
+        Only labels 0..4 count towards the leaderboard. ``episode`` (its key) places the label
+        on its card (``cards``); the card's mean is updated in O(episodes on the card), and
+        the sum of card means with it. Without ``episode`` every label pools into one card.
         """
         self.judge_pending = max(0, self.judge_pending - 1)
         self.judge_done += 1
@@ -156,17 +163,24 @@ class RunProgress:
             return
         if isinstance(label, bool) or not 0 <= label <= 4:
             return
-        sums = self.score_sums.setdefault(supporter, {})
         counts = self.score_counts.setdefault(supporter, {})
-        sums[dimension] = sums.get(dimension, 0) + label
         counts[dimension] = counts.get(dimension, 0) + 1
+        card = self.cards.get(episode, episode)
+        episodes = self._episode_labels.setdefault((supporter, dimension, card), {})
+        tally = episodes.setdefault(episode, [0, 0])
+        tally[0] += label
+        tally[1] += 1
+        means = self._card_means.setdefault((supporter, dimension), {})
+        new = sum(total / n for total, n in episodes.values()) / len(episodes)
+        self._card_totals[(supporter, dimension)] = self._card_totals.get((supporter, dimension), 0.0) + new - means.get(card, 0.0)
+        means[card] = new
 
     def leaderboard(self) -> dict[str, dict[str, float]]:
-        """supporter -> dimension -> mean(label) / 4 * 100, as ESC-Eval reports it."""
-        return {
-            supporter: {dim: sums[dim] / count / 4 * 100 for dim, count in self.score_counts[supporter].items() if count}
-            for supporter, sums in self.score_sums.items()
-        }
+        """supporter -> dimension -> the report's score: mean over cards of the card's mean label × 25."""
+        found: dict[str, dict[str, float]] = {}
+        for (supporter, dimension), means in self._card_means.items():
+            found.setdefault(supporter, {})[dimension] = self._card_totals[(supporter, dimension)] / len(means) * 25
+        return found
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -111,6 +111,7 @@ class Runner:
         skip = {"done", "failed"} if not self.retry_failed else {"done"}
         todo = [(p, card) for p, card in planned if statuses.get(p.key) not in skip]
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
+        self.progress.cards.update((e.key, f"{e.language}:{e.card_index}") for e, _ in planned)
         rejudge = self._unscored()
         if not todo and not rejudge:  # a finished store: load no model, open no connection
             await self.store.close()

@@ -50,7 +50,7 @@ class EndpointView:
 
 @dataclass(frozen=True)
 class LeaderRow:
-    """A supporter's running leaderboard values (mean label / 4 * 100) per dimension."""
+    """A supporter's running leaderboard values per dimension: the report's score, the mean over cards of the card's mean label × 25."""
 
     supporter: str
     scored: int
@@ -195,10 +195,12 @@ def ordered_dimensions(found: Iterator[str] | Sequence[str]) -> tuple[str, ...]:
     return tuple(d for d in DIMENSIONS if d in seen) + tuple(sorted(seen - set(DIMENSIONS)))
 
 
-def running_leaderboard(sums: Mapping[str, Mapping[str, float]], counts: Mapping[str, Mapping[str, int]]) -> tuple[LeaderRow, ...]:
+def running_leaderboard(values: Mapping[str, Mapping[str, float]], counts: Mapping[str, Mapping[str, int]]) -> tuple[LeaderRow, ...]:
+    """Rows of the running leaderboard, best overall first: ``values`` are the report's scores (each card counted once),
+    ``counts`` the valid labels behind them, per supporter and dimension."""
     rows = [
         LeaderRow(supporter, max(counts[supporter].values(), default=0),
-                  {dim: sums[supporter][dim] / n / 4 * 100 for dim, n in counts[supporter].items() if n})
+                  {dim: values[supporter][dim] for dim, n in counts[supporter].items() if n and dim in values.get(supporter, {})})
         for supporter in counts
     ]
 

@@ -96,7 +96,7 @@ class LiveSource:
             endpoints=tuple(self._endpoint(s) for s in stats),
             judge_pending=p.judge_pending if judged else None, judge_done=p.judge_done if judged else None,
             judge_failed=p.judge_failed,
-            leaderboard=running_leaderboard(p.score_sums, p.score_counts),
+            leaderboard=running_leaderboard(p.leaderboard(), p.score_counts),
             dimensions=ordered_dimensions([d for counts in p.score_counts.values() for d in counts]),
             spotlight_key=p.spotlight_key, spotlight=spotlight, spotlight_outcome=p.spotlight_outcome,
             following=p.spotlight_followed, finished=over,
@@ -249,17 +249,17 @@ class StoreSource:
                 tally.retries += event.count
 
     def _read_leaderboard(self) -> tuple[tuple[LeaderRow, ...], tuple[str, ...], int, int]:
-        sums: dict[str, dict[str, float]] = {}
+        values: dict[str, dict[str, float]] = {}
         counts: dict[str, dict[str, int]] = {}
         final = failed = 0
         for tally in self.reader.final_score_tallies():
             final += tally.scores
             failed += tally.failed
             if tally.valid:
-                sums.setdefault(tally.supporter, {})[tally.dimension] = tally.label_sum
+                values.setdefault(tally.supporter, {})[tally.dimension] = tally.card_mean * 25
                 counts.setdefault(tally.supporter, {})[tally.dimension] = tally.valid
         dims = ordered_dimensions([d for c in counts.values() for d in c])
-        return running_leaderboard(sums, counts), dims, final, failed
+        return running_leaderboard(values, counts), dims, final, failed
 
     def _board_stale(self, counts: Mapping[str, int]) -> bool:
         """Once the run is over, the leaderboard is read again whenever something was written since."""

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,7 +86,9 @@ class ScoreTally:
     """Final (whole-episode) judge scores of one supporter on one dimension.
 
     ``label_sum``/``valid`` cover the successful scores with a label on the 0..4 scale;
-    ``scores`` counts every final score, ``failed`` those the judge gave up on.
+    ``scores`` counts every final score, ``failed`` those the judge gave up on. ``card_mean``
+    is the report's estimand on the label scale: the mean over cards of the card's mean over
+    its episodes of the episode's mean label (``nan`` without a valid label).
     """
 
     supporter: str
@@ -94,6 +97,7 @@ class ScoreTally:
     valid: int
     scores: int
     failed: int
+    card_mean: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +224,15 @@ class LiveReader:
 
     def final_score_tallies(self) -> tuple[ScoreTally, ...]:
         """Final judge scores by supporter and dimension: a scan of the scores, for the running leaderboard."""
-        return tuple(ScoreTally(supporter, dimension, total or 0, valid, n, errors) for supporter, dimension, total, valid, n, errors in self._rows(
+        means = {(supporter, dimension): mean for supporter, dimension, mean in self._rows(
+            "SELECT supporter, dimension, AVG(card) FROM ("
+            " SELECT supporter, dimension, AVG(episode) AS card FROM ("
+            "  SELECT e.supporter, e.language, e.card_index, s.dimension, AVG(s.label) AS episode"
+            "  FROM scores s JOIN episodes e ON e.key = s.episode_key"
+            "  WHERE s.round = ? AND s.status = 'ok' AND s.label BETWEEN 0 AND 4 GROUP BY s.episode_key, s.dimension)"
+            " GROUP BY supporter, dimension, language, card_index) GROUP BY supporter, dimension", (FINAL_ROUND,))}
+        return tuple(ScoreTally(supporter, dimension, total or 0, valid, n, errors, means.get((supporter, dimension), math.nan))
+                     for supporter, dimension, total, valid, n, errors in self._rows(
             "SELECT e.supporter, s.dimension,"
             " SUM(CASE WHEN s.status = 'ok' AND s.label BETWEEN 0 AND 4 THEN s.label END),"
             " COUNT(CASE WHEN s.status = 'ok' AND s.label BETWEEN 0 AND 4 THEN 1 END), COUNT(*),"

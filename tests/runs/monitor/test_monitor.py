@@ -125,6 +125,17 @@ def test_score_keeps_running_means_and_the_backlog() -> None:
     assert progress.leaderboard() == {"a": {"fluency": 87.5}}
 
 
+def test_running_means_count_each_card_once_as_the_report_does() -> None:
+    """Card 0 has two episodes (4 and 0), card 1 one (0): the report's score is (2 + 0) / 2 × 25 = 25, not 4/3 × 25."""
+    progress = RunProgress()
+    progress.cards.update({"e1": "en:0", "e2": "en:0", "e3": "en:1"})
+    for episode, label in (("e1", 4), ("e2", 0), ("e3", 0)):
+        progress.score("a", "overall", label, episode)
+    assert progress.leaderboard() == {"a": {"overall": 25.0}}
+    progress.score("a", "overall", 2, "e2")                          # a second judge sample of e2: its mean is 1
+    assert progress.leaderboard()["a"]["overall"] == pytest.approx((4 + 1) / 2 / 2 * 25)
+
+
 def test_spotlight_cycles_to_the_next_episode_and_can_follow_one() -> None:
     progress = RunProgress(spotlight_dwell=0)
     progress.turn(TurnTaken("e1", 0, "supporter", "hello"))
@@ -223,7 +234,7 @@ class Twin:
     def score(self, key: str, supporter: str, dimension: str, label: int | None, latency: float) -> None:
         status = "ok" if label is not None else "failed"
         self.store.add_score(key, dimension, label, None if label is None else f"{label}", "rank", latency, status=status)
-        self.progress.score(supporter, dimension, label)
+        self.progress.score(supporter, dimension, label, key)
         if label is not None:
             self.stats["judge"].done(Completion(str(label), 50, 1, latency))
 

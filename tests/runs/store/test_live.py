@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -112,7 +113,7 @@ async def test_spotlight_reads_and_episode_lookup(tmp_path: Path) -> None:
         assert reader.status_counts() == {"done": 1, "running": 1, "planned": 1}
         assert reader.outcome_counts() == {"terminated": 1}
         assert FINAL_ROUND != 1 and set(reader.final_score_tallies()) == {
-            ScoreTally("alpha", "fluency", 4, 1, 1, 0), ScoreTally("alpha", "empathy", 0, 0, 1, 0)}
+            ScoreTally("alpha", "fluency", 4, 1, 1, 0, 4.0), ScoreTally("alpha", "empathy", 0, 0, 1, 0, math.nan)}
         assert reader.first_start() is not None and reader.last_end() is not None
 
         assert reader.find_episode("alpha/e0") == "alpha/e0" and reader.find_episode("e2") == "beta/e2"
