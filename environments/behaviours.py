@@ -59,8 +59,9 @@ from esc_eval.roles.registry import Registry
 
 ENTRY_POINT_GROUP = "esc_eval.personas"
 
-PERSONAS: Registry[Any] = Registry("persona", ENTRY_POINT_GROUP)
-"""Personas given by code (registered here) or plugins; the YAML built-ins are ``esc_eval.roles.personas.builtin_personas``."""
+PERSONAS: Registry[Any] = Registry("persona", ENTRY_POINT_GROUP, reserved=builtin_personas)
+"""Personas given by code (registered here) or plugins; the YAML built-ins are ``esc_eval.roles.personas.builtin_personas``
+(their names are closed to plugins too)."""
 
 
 @runtime_checkable
@@ -327,7 +328,6 @@ def list_personas(dirs: Iterable[str | Path] = ()) -> list[PersonaInfo]:
                 found.append(PersonaInfo(persona.name, str(path), persona.description))
             except PersonaError as exc:
                 found.append(PersonaInfo(path.stem, str(path), f"(invalid: {exc})"))
-    builtins = set(builtin_personas())
     plugins = plugin_entry_points()
     for name in PERSONAS.names():
         if name not in plugins:  # registered in code
@@ -339,8 +339,6 @@ def list_personas(dirs: Iterable[str | Path] = ()) -> list[PersonaInfo]:
             description = describe(load_plugin(ep))
         except PersonaError as exc:
             description = f"(cannot load: {exc})"
-        if name in builtins:
-            description = f"(hidden by the built-in of the same name) {description}"
         found.append(PersonaInfo(name, source, description))
     return found
 

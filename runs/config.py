@@ -84,8 +84,9 @@ class Config:
                 section.pop("name")
             for volatile in ("max_connections", "timeout", "max_attempts", "max_retry_time", "base_url", "api_key_env"):
                 section.pop(volatile, None)
-            if not section.get("lora"):  # added later: at its default, keep older fingerprints
-                section.pop("lora", None)
+            for added in ("lora", "options"):  # at their defaults, keep older fingerprints
+                if not section.get(added):
+                    section.pop(added, None)
         for added in ("termination", "turn_policy"):  # at their defaults, keep older fingerprints
             if not data["run"].get(added):
                 data["run"].pop(added, None)
@@ -130,6 +131,7 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
     for key in raw:
         if key not in known:
             raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
+    _refuse_shadowing_plugins(name)
     judge = parse_section(name, "judge", raw["judge"], JudgeSection) if "judge" in raw else None
     if judge_only:
         if judge is None:
@@ -171,6 +173,16 @@ def _check_names(name: str, section: str, names: list[str]) -> None:
             raise ConfigError(f"{name}: {section} {i} field 'name': must be a non-empty name of letters, digits, '-', '_', '.', got {given!r}")
         if names.index(given) != i:
             raise ConfigError(f"{name}: {section} {i} field 'name': duplicate name {given!r}")
+
+
+def _refuse_shadowing_plugins(name: str) -> None:
+    """An installed plugin named like a built-in makes every config ambiguous: refuse it, naming both (exit 2)."""
+    from esc_eval.runs.registries import name_conflicts
+
+    conflicts = name_conflicts()
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more: esc-eval plugins list)" if len(conflicts) > 1 else ""
+        raise ConfigError(f"{name}: {conflicts[0]}{more}")
 
 
 SHORTHANDS = ("rounds", "end_token", "max_episode_tokens", "episode_timeout")

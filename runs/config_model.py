@@ -37,10 +37,15 @@ class Endpoint(Section):
     @model_validator(mode="after")
     def _backend(self) -> Endpoint:
         from esc_eval.agents.backends import BACKENDS
+        from esc_eval.roles.registry import RegistryError
 
         known = BACKENDS.names()
         if self.backend not in known:  # type: ignore[attr-defined]
             raise invalid(f"unknown backend {self.backend!r} (known: {', '.join(known)})", at=".backend")  # type: ignore[attr-defined]
+        try:  # the factory's signature declares the options it takes: bound here, before anything runs
+            BACKENDS.check(self.backend, self.options, None, name="", shared=None)  # type: ignore[attr-defined]
+        except RegistryError as exc:
+            raise invalid(str(exc), at=".options") from None
         if self.backend == "vllm" and not self.model:  # type: ignore[attr-defined]
             raise invalid("missing field 'model' (required by backend 'vllm': a folder or hub id)")
         if self.backend == "auto" and self.base_url:  # type: ignore[attr-defined]
@@ -101,7 +106,7 @@ def model(cls: type) -> type[BaseModel]:
     """The pydantic model of section dataclass ``cls`` (same name, fields, defaults and docs)."""
     base = CHECKS.get(cls, Endpoint if issubclass(cls, EndpointConfig) else Section)
     hints = get_type_hints(cls)
-    docs = {}
+    docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__[:-1]):
         docs |= _attribute_docs(klass)
     specs: dict[str, Any] = {}
@@ -187,7 +192,7 @@ def _attribute_docs(cls: type) -> dict[str, str]:
     except (OSError, TypeError):  # no source (a class made at run time): no descriptions
         return {}
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    docs = {}
+    docs: dict[str, str] = {}
     for field, after in zip(body, body[1:]):
         if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) and isinstance(after, ast.Expr)
                 and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):

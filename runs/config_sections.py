@@ -36,6 +36,9 @@ class EndpointConfig:
     top_p: float | None = None
     lora: dict[str, str] = field(default_factory=dict)
     """LoRA adapter name -> folder: served with the model (``vllm`` backend, ``esc-eval serve``)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The backend's own settings, passed to its factory as keyword arguments: a plugin backend declares
+    and checks them (the built-ins take none); see docs/plugins.md."""
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from esc_eval.runs.cli.errors import BAD_INPUT
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     plugins = sub.add_parser("plugins", help="backends, turn policies, termination detectors, personas, card formats "
                                              "and card-build source shapes a config can name")
     actions = plugins.add_subparsers(required=True, metavar="ACTION")
@@ -18,23 +21,30 @@ KINDS = ("backend", "turn policy", "termination", "persona", "card reader", "sou
 
 
 def _list(args: argparse.Namespace) -> int:
+    """The table on stdout; a plugin reusing a built-in's name is refused on stderr, one line each (exit 2)."""
+    from esc_eval.runs.registries import name_conflicts
+
     rows = [row for row in _rows() if args.kind in (None, row[0])]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + f"  {row[3]}".rstrip())
-    return 0
+    conflicts = [line for line in name_conflicts() if args.kind is None or line.startswith(f"{args.kind} plugin ")]
+    for line in conflicts:
+        print(f"esc-eval: error: {line}", file=sys.stderr)
+    return BAD_INPUT if conflicts else 0
 
 
 def _rows() -> list[tuple[str, str, str, str]]:
-    """(kind, name, source, description) for every registry; personas as ``esc-eval personas list`` shows them."""
-    from esc_eval.agents.backends import BACKENDS
-    from esc_eval.environments.behaviours import list_personas
-    from esc_eval.environments.termination import TERMINATION
-    from esc_eval.environments.turn_policies import TURN_POLICIES
-    from esc_eval.roles.loaders import CARD_READERS
-    from esc_eval.roles.sources import SOURCE_READERS
+    """(kind, name, source, description) for every registry; personas as ``esc-eval personas list`` shows them.
 
-    rows = [(e.kind, e.name, e.source, e.description) for registry in (BACKENDS, TURN_POLICIES, TERMINATION) for e in registry.entries()]
-    rows += [("persona", p.name, p.source, p.description) for p in list_personas()]
-    rows += [(e.kind, e.name, e.source, e.description) for registry in (CARD_READERS, SOURCE_READERS) for e in registry.entries()]
+    Plugins are imported for their descriptions (their docstring's first line)."""
+    from esc_eval.environments.behaviours import list_personas
+    from esc_eval.runs.registries import registries
+
+    rows: list[tuple[str, str, str, str]] = []
+    for registry in registries():
+        if registry.kind == "persona":
+            rows += [("persona", p.name, p.source, p.description) for p in list_personas()]
+        else:
+            rows += [(e.kind, e.name, e.source, e.description) for e in registry.entries()]
     return rows

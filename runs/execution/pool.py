@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from esc_eval.agents.backends import BACKENDS, ChatBackend, Shared, resolve_backend
@@ -14,8 +15,9 @@ class BackendPool:
     Sharing matters for local models: the seeker and a supporter on the embedded model
     load it once and have their requests batched together. HTTP backends on one
     server share its connection pool (``Shared``). The endpoint's ``backend`` names the
-    factory in ``esc_eval.agents.backends.BACKENDS``; ``auto`` is resolved here, and ``kinds`` records
-    the backend each role got (the run's meta keeps it).
+    factory in ``esc_eval.agents.backends.BACKENDS``, called with its ``options`` as keyword arguments
+    (checked against the factory's signature when the config was loaded); ``auto`` is resolved here,
+    and ``kinds`` records the backend each role got (the run's meta keeps it).
     """
 
     def __init__(self, overrides: Mapping[str, ChatBackend] | None = None):
@@ -30,10 +32,11 @@ class BackendPool:
         if role_name in self.overrides:
             self.kinds[role_name] = "override"
             return self.overrides[role_name]
-        ident = (endpoint.backend, endpoint.base_url, endpoint.model, endpoint.api_key_env, tuple(sorted(endpoint.lora.items())))
+        ident = (endpoint.backend, endpoint.base_url, endpoint.model, endpoint.api_key_env, tuple(sorted(endpoint.lora.items())),
+                 json.dumps(endpoint.options, sort_keys=True, default=str))
         if ident not in self._by_endpoint:
             kind = resolve_backend(endpoint.backend, name=role_name, model=endpoint.model)
-            self._by_endpoint[ident] = BACKENDS.get(kind)(endpoint, name=role_name, shared=self._shared)
+            self._by_endpoint[ident] = BACKENDS.get(kind)(endpoint, name=role_name, shared=self._shared, **endpoint.options)
             self._kind_of[ident] = kind
         self.kinds[role_name] = self._kind_of[ident]
         return self._by_endpoint[ident]

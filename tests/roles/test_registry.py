@@ -86,3 +86,46 @@ def test_arguments_of_the_wrong_type_are_refused_before_anything_runs() -> None:
     with pytest.raises(RegistryError, match=r"argument 'role' must be str or none, got int"):
         TERMINATION.create({"name": "end_token", "role": 1})
     assert TERMINATION.create({"name": "timeout", "seconds": 3}) == Timeout(3)  # TOML's 3 is a fine float
+
+
+def test_a_plugin_reusing_a_built_in_name_is_a_conflict_naming_both(plugins: list[metadata.EntryPoint]) -> None:
+    things: Registry[type[Thing]] = Registry("thing-c", GROUP, reserved=lambda: ["large"])  # "large": declared elsewhere, as persona files are
+    things.register("small")(Thing)
+    plugins.append(metadata.EntryPoint("small", "esc_eval.environments.termination:MaxRounds", GROUP))
+    plugins.append(metadata.EntryPoint("large", "esc_eval.environments.termination:MaxTokens", GROUP))
+    plugins.append(metadata.EntryPoint("bounded", "esc_eval.environments.termination:MaxTokens", GROUP))
+    assert things.conflicts() == [
+        "thing-c plugin 'large' (? (esc_eval.environments.termination:MaxTokens)) reuses the name of the built-in thing-c 'large': "
+        f"rename its entry point in the group {GROUP}",
+        "thing-c plugin 'small' (? (esc_eval.environments.termination:MaxRounds)) reuses the name of the built-in thing-c 'small' "
+        f"({__name__}:Thing): rename its entry point in the group {GROUP}",
+    ]
+    assert things.names() == ["small", "bounded"] and [e.name for e in things.entries()] == ["small", "bounded"]
+    with pytest.raises(RegistryError, match="unknown thing-c 'large'"):
+        things.get("large")
+
+
+def test_plugins_are_listed_with_their_docstrings_first_line(plugins: list[metadata.EntryPoint]) -> None:
+    things = make_registry("thing-d")
+    plugins.append(metadata.EntryPoint("bounded", "esc_eval.environments.termination:MaxTokens", GROUP))
+    plugins.append(metadata.EntryPoint("broken", "no_such_module_xyz:Thing", GROUP))
+    plugins.append(metadata.EntryPoint("plain", "esc_eval.environments.termination:AnyOf", GROUP))  # a dataclass without a docstring
+    described = {e.name: e.description for e in things.entries()}
+    assert described == {"small": "A thing with a size.", "bounded": "Truncate once generated tokens (both sides) reach ``tokens``.",
+                         "broken": "(cannot load: ModuleNotFoundError: No module named 'no_such_module_xyz')", "plain": ""}
+
+
+def test_check_binds_a_spec_without_calling_the_factory() -> None:
+    made: list[int] = []
+
+    def factory(endpoint: object, *, name: str, size: int = 1) -> int:
+        made.append(size)
+        return size
+
+    things: Registry[object] = Registry("thing-e")
+    things.register("counted")(factory)
+    assert things.check("counted", {"size": 3}, None, name="x") is factory and made == []
+    with pytest.raises(RegistryError, match=r"thing-e 'counted': argument 'size' must be int, got str '3'"):
+        things.check("counted", {"size": "3"}, None, name="x")
+    with pytest.raises(RegistryError, match=r"thing-e 'counted': missing a required argument: 'name'"):
+        things.check("counted", {}, None)
