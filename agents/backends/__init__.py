@@ -7,8 +7,10 @@ Public API:
     Shared                                         -- what one pool's backends share (HTTP sessions), closed with it
 
 A factory takes an endpoint section (``esc_eval.runs.config.EndpointConfig``: ``model``,
-``base_url``, ``api_key_env``, ``lora``, limits ...), the role name, and ``Shared``.
-Plugins register in the entry point group ``esc_eval.backends``. Heavy imports (torch,
+``base_url``, ``api_key_env``, ``lora``, limits ...), the role name, and ``Shared``; the section's
+``options`` table comes as keyword arguments, which the factory's signature declares (a config naming
+one it does not take is refused when loaded; the built-ins take none).
+Plugins register in the entry point group ``esc_eval.backends``, under a name no built-in has. Heavy imports (torch,
 vLLM, aiohttp) happen inside the factories, only for the backend asked for.
 """
 
