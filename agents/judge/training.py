@@ -3,9 +3,9 @@
 The training set is a label file with transcripts (``esc-eval annotate STORE --export
 LABELS.jsonl``: one line per dialogue and annotator, ``{"episode_key", "language",
 "annotator", "labels": {dimension: 0..4}, "transcript": [{"role", "text"}]}``). Several
-annotators of one dialogue are merged into one label per dimension: the most frequent
-label, ties to the label nearest their mean, and of two such the lower (as
-``esc-eval report --agreement``).
+annotators of one dialogue are merged into one label per dimension by
+``esc_eval.agents.judge.consensus`` (the most frequent label; on a tie, their mean rounded,
+a half to the even label: a rule with no direction on the scale).
 
 For every dimension and language with labels, one adapter named ``{dimension}_{language}``
 (ESC-RANK's naming, as vLLM serves them) is trained on the judge profile's own prompt for
@@ -35,12 +35,13 @@ import hashlib
 import json
 import math
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from esc_eval.agents.judge.consensus import consensus
 from esc_eval.agents.judge.profiles import JudgeProfile, ProfileError, load_profile
 from esc_eval.agents.lora_training import Base, TrainingError, TrainingOptions, encode_chat, generate, load_base, train_lora
 from esc_eval.roles.jsonl import read_jsonl
@@ -76,13 +77,6 @@ class AdapterResult:
     seconds: float = 0.0
 
 
-def _merge(labels: Sequence[int]) -> int:
-    counts = Counter(labels)
-    top = max(counts.values())
-    mean = sum(labels) / len(labels)
-    return min((label for label, c in counts.items() if c == top), key=lambda label: (abs(label - mean), label))
-
-
 def read_training_labels(path: Path) -> list[Item]:
     """The dialogues of a ``.jsonl`` label file, annotators merged; raises ``TrainingError`` naming file and line."""
     path = Path(path)
@@ -112,7 +106,7 @@ def read_training_labels(path: Path) -> list[Item]:
         transcripts.setdefault(key, (language, tuple((t["role"], t["text"]) for t in turns)))
     if not transcripts:
         raise TrainingError(f"{path}: no labelled dialogues")
-    return [Item(key, transcripts[key][0], transcripts[key][1], {d: _merge(v) for d, v in gathered[key].items()}) for key in transcripts]
+    return [Item(key, transcripts[key][0], transcripts[key][1], {d: consensus(v) for d, v in gathered[key].items()}) for key in transcripts]
 
 
 def split(items: Sequence[Item], holdout: float, seed: int) -> tuple[list[Item], list[Item]]:

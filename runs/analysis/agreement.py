@@ -1,24 +1,29 @@
 """Judge-human agreement, in one place: ESC-Eval's Table 4 (``agreement_report`` against a human score
 file; ``store_agreement`` against the store's own annotations) and the statistics behind it.
 
-Several annotators per item (``consensus``): the human label of an item is the most frequent
-label; on a tie, the tied label nearest the mean of all the item's labels, and of two such the
-lower. Krippendorff's alpha (``krippendorff_alpha``, ordinal metric, by the ``krippendorff``
-package) measures how far the annotators agree beyond chance, per dimension, over the items
-with two labels or more. The judge's label of an episode is ``esc_eval.runs.store.final_labels`` (its
-first sample). Both results share one shape (``_result``): ``store``, ``human``, ``supporter``,
-``language``, ``cards`` (matched, only_human, only_judge), ``dimensions`` (``{key: {"name",
-"acc", "acc_soft", "n"}}``), ``average`` and ``confusion`` (``{key: 5×5}``, row human, column judge).
+Several annotators per item: the judge is compared with each annotator of the item and the item
+scores the share it matches (``esc_eval.runs.analysis.scoring.agreement``), so no annotator and no
+end of the scale is preferred; ``by_annotator`` gives each annotator's own rates. One label per
+item, where a file needs one, is ``consensus`` (``esc_eval.agents.judge.consensus``: majority,
+ties to the rounded mean, halves to the even label). Krippendorff's alpha (``krippendorff_alpha``,
+ordinal metric, by the ``krippendorff`` package) measures how far the annotators agree beyond
+chance, per dimension, over the items with two labels or more. The judge's label of an episode is
+``esc_eval.runs.store.final_labels`` (its first sample). Both results share one shape
+(``_result``): ``store``, ``human``, ``supporter``, ``language``, ``unit`` (what an item is:
+``cards`` for a score file, ``episodes`` for the store's annotations), ``cards`` (items matched,
+only_human, only_judge, counted in ``unit``), ``dimensions`` (``{key: {"name", "acc", "acc_soft",
+"n"}}``), ``average`` and ``confusion`` (``{key: 5×5}``, row human, column judge).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from esc_eval.agents.judge.consensus import consensus
 from esc_eval.agents.judge.profiles import DIMENSIONS, PAPER_NAMES
 from esc_eval.runs.analysis.leaderboard import ReportError
 from esc_eval.runs.analysis.scoring import agreement
@@ -28,32 +33,11 @@ _Key = TypeVar("_Key", bound=Hashable)
 
 LABELS = (0, 1, 2, 3, 4)
 """The labels a human (and a judge, but -1 for "no label") gives."""
+HumanLabel = int | None | Sequence[int | None]
+"""An item's human label on one dimension: one label, or one per annotator."""
 
 
 # -- statistics ---------------------------------------------------------------------
-
-
-def consensus(labels: Sequence[int]) -> int:
-    """One label for an item labelled by several annotators.
-
-    The most frequent label; on a tie, the tied label nearest the mean of all labels;
-    if two are equally near, the lower.
-
-    Examples:
-        >>> consensus([3, 3, 1])
-        3
-        >>> consensus([1, 3, 4])      # all tied; mean 2.67 -> 3
-        3
-        >>> consensus([1, 3])         # tied; mean 2, 1 and 3 equally near -> lower
-        1
-    """
-    if not labels:
-        raise ValueError("consensus of no labels")
-    counts = Counter(labels)
-    top = max(counts.values())
-    tied = [label for label, count in counts.items() if count == top]
-    mean = sum(labels) / len(labels)
-    return min(tied, key=lambda label: (abs(label - mean), label))
 
 
 def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: Literal["ordinal", "interval", "nominal"] = "ordinal") -> float:
@@ -81,14 +65,15 @@ def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: Literal["o
     return float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=metric))
 
 
-def confusion_matrix(judge: Mapping[_Key, Mapping[str, int | None]], human: Mapping[_Key, Mapping[str, int | None]],
+def confusion_matrix(judge: Mapping[_Key, Mapping[str, int | None]], human: Mapping[_Key, Mapping[str, HumanLabel]],
                      dimension: str) -> list[list[int]]:
-    """5×5 counts: row = human label, column = judge label, over items where both hold a label 0..4."""
+    """5×5 counts: row = human label, column = judge label; one count per annotator's label of an item, both 0..4."""
     matrix = [[0] * 5 for _ in LABELS]
     for key, labels in judge.items():
         ours, theirs = labels.get(dimension), human.get(key, {}).get(dimension)
-        if ours is not None and theirs is not None and ours in LABELS and theirs in LABELS:
-            matrix[theirs][ours] += 1
+        for label in theirs if isinstance(theirs, Sequence) else [theirs]:
+            if ours is not None and label is not None and ours in LABELS and label in LABELS:
+                matrix[label][ours] += 1
     return matrix
 
 
@@ -103,16 +88,21 @@ def human_labels(store: Store) -> dict[str, dict[str, dict[str, int]]]:
     return {key: {a: dict(labels) for a, labels in by.items()} for key, by in out.items()}
 
 
-def consensus_labels(labels: Mapping[str, Mapping[str, Mapping[str, int]]]) -> dict[str, dict[str, int]]:
-    """Episode key -> {dimension: ``consensus`` of its annotators' labels}."""
-    out: dict[str, dict[str, int]] = {}
+def annotator_labels(labels: Mapping[str, Mapping[str, Mapping[str, int]]]) -> dict[str, dict[str, list[int]]]:
+    """Episode key -> {dimension: its annotators' labels, in the order of the annotators' names}."""
+    out: dict[str, dict[str, list[int]]] = {}
     for key, by in labels.items():
         per_dim: dict[str, list[int]] = defaultdict(list)
-        for dims in by.values():
+        for _, dims in sorted(by.items()):
             for dim, label in dims.items():
                 per_dim[dim].append(label)
-        out[key] = {dim: consensus(values) for dim, values in per_dim.items()}
+        out[key] = dict(per_dim)
     return out
+
+
+def consensus_labels(labels: Mapping[str, Mapping[str, Mapping[str, int]]]) -> dict[str, dict[str, int]]:
+    """Episode key -> {dimension: ``consensus`` of its annotators' labels}."""
+    return {key: {dim: consensus(values) for dim, values in dims.items()} for key, dims in annotator_labels(labels).items()}
 
 
 # -- agreement --------------------------------------------------------------------------
@@ -146,8 +136,8 @@ def judge_labels(store: Store, supporter: str, language: str) -> dict[str, dict[
 
 
 def _result(store: Store, human_name: str, supporter: str, language: str, judge: Mapping[str, Mapping[str, int | None]],
-            human: Mapping[str, Mapping[str, int | None]], order: Sequence[str]) -> dict[str, Any]:
-    """The agreement of ``judge`` with ``human`` (same item keys) over the dimensions ``order``."""
+            human: Mapping[str, Mapping[str, HumanLabel]], order: Sequence[str], unit: str) -> dict[str, Any]:
+    """The agreement of ``judge`` with ``human`` (same item keys, items are ``unit``) over the dimensions ``order``."""
     computed = agreement(judge, human)
     dimensions = {d: {"name": PAPER_NAMES.get(d, d), **computed.get(d, {"acc": math.nan, "acc_soft": math.nan, "n": 0})}
                   for d in order}
@@ -158,6 +148,7 @@ def _result(store: Store, human_name: str, supporter: str, language: str, judge:
         "human": human_name,
         "supporter": supporter,
         "language": language,
+        "unit": unit,
         "cards": {"matched": sum(1 for k in judge if k in human), "only_human": sum(1 for k in human if k not in judge),
                   "only_judge": sum(1 for k in judge if k not in human)},
         "dimensions": dimensions,
@@ -195,35 +186,42 @@ def agreement_report(store: Store, human_scores_path: Path, *, supporter: str | 
     supporter, language = _choose(store, supporter, language)
     judge = judge_labels(store, supporter, language)
     computed = list(agreement(judge, human))
-    return _result(store, str(human_scores_path), supporter, language, judge, human, _paper_order(computed, computed))
+    return _result(store, str(human_scores_path), supporter, language, judge, human, _paper_order(computed, computed), "cards")
 
 
 def store_agreement(store: Store, *, supporter: str | None = None, language: str | None = None) -> dict[str, Any]:
     """Judge vs the store's human labels, inter-annotator alpha and confusion matrices.
 
     Items are the finished episodes (of ``supporter`` / ``language`` when given) holding
-    human labels; the human label of an item is the ``consensus`` of its annotators.
+    human labels; the judge is compared with each annotator of an item (``scoring.agreement``),
+    and the confusion matrices count every annotator's label.
 
     Returns:
         the shape of ``agreement_report``, plus ``alpha``: ``{key: {"alpha", "items", "labels"}}``
-        (ordinal Krippendorff's alpha over items with two labels or more) and ``annotators`` (names).
+        (ordinal Krippendorff's alpha over items with two labels or more), ``annotators`` (names)
+        and ``by_annotator`` (``{name: {key: {"acc", "acc_soft", "n"}}}``, the judge against that
+        annotator alone).
     """
     episodes = {e.key for e in store.episodes(status="done", supporter=supporter, language=language, with_turns=True)}
     per_annotator = {key: by for key, by in human_labels(store).items() if key in episodes}
     if not per_annotator:
         raise ReportError(f"{store.path}: no human labels{' for these episodes' if supporter or language else ''} "
                           "(label with esc-eval annotate, or give --agreement SCORES.json)")
-    human = consensus_labels(per_annotator)
+    human = annotator_labels(per_annotator)
     judge = {key: labels for key, labels in final_labels(store.final_scores()).items() if key in episodes}
     dims_seen = {d for labels in human.values() for d in labels}
     order = _paper_order(dims_seen, sorted(dims_seen))
     annotators = sorted({a for by in per_annotator.values() for a in by})
-    result = _result(store, f"annotations ({len(annotators)} annotators; consensus = majority, ties to the label nearest the mean)",
-                     supporter or "all supporters", language or "all languages", judge, human, order)
+    result = _result(store, f"annotations ({len(annotators)} annotators; the judge against each, averaged per episode)",
+                     supporter or "all supporters", language or "all languages", judge, human, order, "episodes")
     alpha = {}
     for d in order:
         units = [[dims[d] for dims in by.values() if d in dims] for by in per_annotator.values()]
         pairable = [u for u in units if len(u) >= 2]
         alpha[d] = {"alpha": krippendorff_alpha(pairable), "items": len(pairable), "labels": sum(len(u) for u in pairable)}
     confusion = result.pop("confusion")  # keys in the order the JSON output has always had
-    return result | {"alpha": alpha, "annotators": annotators, "confusion": confusion}
+    by_annotator = {}
+    for name in annotators:
+        alone = agreement(judge, {key: by[name] for key, by in per_annotator.items() if name in by})
+        by_annotator[name] = {d: alone.get(d, {"acc": math.nan, "acc_soft": math.nan, "n": 0}) for d in order}
+    return result | {"alpha": alpha, "annotators": annotators, "by_annotator": by_annotator, "confusion": confusion}

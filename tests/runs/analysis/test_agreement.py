@@ -1,4 +1,4 @@
-"""Agreement statistics against hand-computed examples: Krippendorff's alpha, consensus, judge-vs-human from the store."""
+"""Agreement statistics against hand-computed examples: Krippendorff's alpha, judge-vs-human from the store, symmetry."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from esc_eval.runs.analysis.agreement import confusion_matrix, consensus, krippendorff_alpha, store_agreement
+from esc_eval.runs.analysis.agreement import confusion_matrix, krippendorff_alpha, store_agreement
 from esc_eval.runs.analysis.report import ReportError, render_agreement, report_command
 from esc_eval.runs.cli import main
 from esc_eval.runs.store import Store
@@ -60,28 +60,22 @@ def test_alpha_edge_cases() -> None:
         krippendorff_alpha([[1, 2]], "cosine")
 
 
-def test_consensus_rule() -> None:
-    assert consensus([2]) == 2
-    assert consensus([3, 3, 1]) == 3
-    assert consensus([1, 3, 4]) == 3          # all tied, mean 2.67
-    assert consensus([1, 3]) == 1             # tied and equally near the mean 2: lower
-    assert consensus([0, 4, 4, 0, 2]) == 0    # 0 and 4 tied, mean 2: lower
+JUDGE = {0: {"fluency": 4, "empathic": 3}, 1: {"fluency": 2, "empathic": 0}, 2: {"fluency": 3, "empathic": 2},
+         3: {"fluency": 1, "empathic": 4}}
+HUMAN = {  # ann1 and ann2 on every item, ann3 on item 0 only
+    "ann1": {0: {"fluency": 4, "empathic": 3}, 1: {"fluency": 1, "empathic": 0},
+             2: {"fluency": 3, "empathic": 4}, 3: {"fluency": 3, "empathic": 2}},
+    "ann2": {0: {"fluency": 4, "empathic": 2}, 1: {"fluency": 1, "empathic": 1},
+             2: {"fluency": 2, "empathic": 4}, 3: {"fluency": 3, "empathic": 2}},
+    "ann3": {0: {"fluency": 3, "empathic": 2}},
+}
 
 
-def _labelled_store(tmp_path: Path) -> Path:
-    judge = {0: {"fluency": 4, "empathic": 3}, 1: {"fluency": 2, "empathic": 0}, 2: {"fluency": 3, "empathic": 2},
-             3: {"fluency": 1, "empathic": 4}}
+def _labelled_store(tmp_path: Path, judge: dict[int, dict[str, int]] = JUDGE,
+                    human: dict[str, dict[int, dict[str, int]]] = HUMAN) -> Path:
     path = make_store(tmp_path / "run.sqlite", judge)
     store = Store.open(path)
     rows = []
-    # human labels: ann1 and ann2 on every item, ann3 on item 0 only
-    human = {
-        "ann1": {0: {"fluency": 4, "empathic": 3}, 1: {"fluency": 1, "empathic": 0},
-                 2: {"fluency": 3, "empathic": 4}, 3: {"fluency": 3, "empathic": 2}},
-        "ann2": {0: {"fluency": 4, "empathic": 2}, 1: {"fluency": 1, "empathic": 1},
-                 2: {"fluency": 2, "empathic": 4}, 3: {"fluency": 3, "empathic": 2}},
-        "ann3": {0: {"fluency": 3, "empathic": 2}},
-    }
     for who, items in human.items():
         for index, labels in items.items():
             rows += [(key(index), who, dim, label, 5.0) for dim, label in labels.items()]
@@ -90,30 +84,64 @@ def _labelled_store(tmp_path: Path) -> Path:
     return path
 
 
-def test_store_agreement_hand_computed(tmp_path: Path) -> None:
-    """Consensus: item0 fluency 4 (4,4,3), empathic 2 (3,2,2); item1 fluency 1, empathic (0,1) -> 0;
-    item2 fluency (3,2) -> 2, empathic 4; item3 fluency 3, empathic 2.
-
-    Judge fluency 4,2,3,1 vs 4,1,2,3: exact 1/4, within one 3/4 (|1-3| = 2 misses).
-    Judge empathic 3,0,2,4 vs 2,0,4,2: exact 1/4, within one 2/4.
-    """
-    store = Store.open(_labelled_store(tmp_path), readonly=True)
+def _agreement(path: Path) -> dict:
+    store = Store.open(path, readonly=True)
     try:
-        result = store_agreement(store)
+        return store_agreement(store)
     finally:
         store.close_sync()
-    assert result["dimensions"]["fluency"] == {"name": "Fluency", "acc": 0.25, "acc_soft": 0.75, "n": 4}
-    assert result["dimensions"]["empathic"] == {"name": "Empathy", "acc": 0.25, "acc_soft": 0.5, "n": 4}
-    assert result["average"] == {"acc": 0.25, "acc_soft": 0.625}
+
+
+def test_store_agreement_hand_computed(tmp_path: Path) -> None:
+    """The judge against each annotator of an episode, the episode scoring the share it matches.
+
+    Fluency, judge 4,2,3,1: item0 vs (4,4,3) exact 2/3, soft 1; item1 vs (1,1) 0, 1; item2 vs (3,2) 1/2, 1;
+    item3 vs (3,3) 0, 0. ACC = (2/3 + 1/2)/4 = 7/24, ACC_soft = 3/4.
+    Empathic, judge 3,0,2,4: item0 vs (3,2,2) 1/3, 1; item1 vs (0,1) 1/2, 1; item2 vs (4,4) 0, 0; item3 vs (2,2) 0, 0.
+    ACC = (1/3 + 1/2)/4 = 5/24, ACC_soft = 2/4.
+    ann1 alone on fluency: 4,1,3,3 -> exact 2/4, soft 3/4; ann3 alone: item0 only, 3 vs 4 -> 0, 1.
+    """
+    result = _agreement(_labelled_store(tmp_path))
+    assert result["dimensions"]["fluency"] == {"name": "Fluency", "acc": pytest.approx(7 / 24), "acc_soft": 0.75, "n": 4}
+    assert result["dimensions"]["empathic"] == {"name": "Empathy", "acc": pytest.approx(5 / 24), "acc_soft": 0.5, "n": 4}
+    assert result["average"] == {"acc": pytest.approx(0.25), "acc_soft": 0.625}
+    assert result["unit"] == "episodes" and result["cards"] == {"matched": 4, "only_human": 0, "only_judge": 0}
+    assert result["by_annotator"]["ann1"]["fluency"] == {"acc": 0.5, "acc_soft": 0.75, "n": 4}
+    assert result["by_annotator"]["ann3"]["fluency"] == {"acc": 0.0, "acc_soft": 1.0, "n": 1}
     assert result["annotators"] == ["ann1", "ann2", "ann3"]
     # fluency units: (4,4,3), (1,1), (3,2), (3,3) -> the function on the same units by hand
     assert result["alpha"]["fluency"]["alpha"] == pytest.approx(krippendorff_alpha([[4, 4, 3], [1, 1], [3, 2], [3, 3]]))
     assert result["alpha"]["fluency"]["items"] == 4 and result["alpha"]["fluency"]["labels"] == 9
-    matrix = result["confusion"]["fluency"]           # row human, column judge
-    assert matrix[4][4] == 1 and matrix[1][2] == 1 and matrix[2][3] == 1 and matrix[3][1] == 1
-    assert sum(map(sum, matrix)) == 4
+    matrix = result["confusion"]["fluency"]           # row human, column judge; one count per annotator's label
+    assert matrix[4][4] == 2 and matrix[3][4] == 1 and matrix[1][2] == 2 and matrix[3][3] == 1 and matrix[2][3] == 1
+    assert matrix[3][1] == 2 and sum(map(sum, matrix)) == 9
     text = render_agreement(result, "table")
     assert "α (annotators)" in text and "Krippendorff" in text
+
+
+def _mirrored(labels: dict[int, dict[str, int]]) -> dict[int, dict[str, int]]:
+    return {item: {dim: 4 - label for dim, label in dims.items()} for item, dims in labels.items()}
+
+
+def test_swapping_annotators_or_mirroring_the_scale_mirrors_the_agreement(tmp_path: Path) -> None:
+    """Two annotators one label apart on every item: against each annotator the judge matches half of them,
+    whatever end of the scale; a consensus breaking ties downwards made it 0 or 1 depending on the direction."""
+    base = _agreement(_labelled_store(tmp_path / "base"))
+    swapped = _agreement(_labelled_store(tmp_path / "swapped", human={"ann1": HUMAN["ann2"], "ann2": HUMAN["ann1"],
+                                                                       "ann3": HUMAN["ann3"]}))
+    mirrored = _agreement(_labelled_store(tmp_path / "mirrored", _mirrored(JUDGE),
+                                          {who: _mirrored(items) for who, items in HUMAN.items()}))
+    for other in (swapped, mirrored):
+        assert other["dimensions"] == base["dimensions"] and other["average"] == base["average"]
+        assert other["alpha"] == base["alpha"]
+    assert swapped["by_annotator"]["ann1"] == base["by_annotator"]["ann2"]
+    assert swapped["confusion"] == base["confusion"]
+    for dim, matrix in base["confusion"].items():
+        assert mirrored["confusion"][dim] == [row[::-1] for row in matrix[::-1]]
+    apart = {"ann1": {i: {"fluency": 3} for i in range(4)}, "ann2": {i: {"fluency": 4} for i in range(4)}}
+    for judge_label, human in ((3, apart), (1, {who: _mirrored(items) for who, items in apart.items()})):
+        tie = _agreement(_labelled_store(tmp_path / f"tie{judge_label}", {i: {"fluency": judge_label} for i in range(4)}, human))
+        assert tie["dimensions"]["fluency"]["acc"] == 0.5 and tie["dimensions"]["fluency"]["acc_soft"] == 1.0
 
 
 def test_alpha_of_a_units_table_by_hand() -> None:
@@ -140,11 +168,13 @@ def test_confusion_matrix_skips_missing() -> None:
 def test_report_agreement_from_the_store_cli_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _labelled_store(tmp_path)
     data = json.loads(report_command(path, "json", None, [], True, None, None))
-    assert data["dimensions"]["fluency"]["acc"] == 0.25 and data["alpha"]["empathic"]["items"] == 4
+    assert data["dimensions"]["fluency"]["acc"] == pytest.approx(7 / 24) and data["alpha"]["empathic"]["items"] == 4
+    assert data["unit"] == "episodes" and data["by_annotator"]["ann2"]["fluency"]["acc"] == 0.25
     png = tmp_path / "confusion.png"
     assert main(["report", str(path), "--agreement", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     assert "ACC_soft" in out and "α (annotators)" in out and "75.0%" in out
+    assert "4 episodes in both" in out and "against each annotator" in out
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert main(["report", str(path), "--agreement", "--format", "csv"]) == 0
 

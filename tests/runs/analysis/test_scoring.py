@@ -62,3 +62,29 @@ def test_agreement_with_no_valid_pairs():
 def test_agreement_rejects_bad_labels_naming_the_item():
     with pytest.raises(ValueError, match=r"human\['0'\]\['tech'\]"):
         agreement({"0": {"tech": 1}}, {"0": {"tech": 7}})
+
+
+def test_agreement_against_each_annotator_averaged_per_item():
+    judge = {"0": {"x": 3}, "1": {"x": 1}, "2": {"x": 2}}
+    human: dict[str, dict[str, list[int | None]]] = {"0": {"x": [3, 4]}, "1": {"x": [1, 1, 4]}, "2": {"x": [-1, None]}}
+    # item 0: exact 1/2, soft 2/2; item 1: exact 2/3, soft 2/3; item 2 has no valid human label
+    assert agreement(judge, human)["x"] == {"acc": pytest.approx((1 / 2 + 2 / 3) / 2), "acc_soft": pytest.approx(5 / 6), "n": 2}
+    assert agreement({"0": {"x": 2}}, {"0": {"x": [2]}}) == agreement({"0": {"x": 2}}, {"0": {"x": 2}})
+    with pytest.raises(ValueError, match=r"human\['0'\]\['x'\]\[1\]"):
+        agreement({"0": {"x": 2}}, {"0": {"x": [2, 9]}})
+
+
+def test_agreement_has_no_direction():
+    """Reordering each item's annotators or mirroring the scale (label -> 4 - label) leaves the rates unchanged."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(200):
+        items = [str(i) for i in range(rng.randint(1, 8))]
+        judge = {k: {"x": rng.randint(0, 4)} for k in items}
+        human = {k: {"x": [rng.randint(0, 4) for _ in range(rng.randint(1, 3))]} for k in items}
+        found = agreement(judge, human)
+        reordered = {k: {"x": v["x"][::-1]} for k, v in human.items()}
+        mirrored = agreement({k: {"x": 4 - v["x"]} for k, v in judge.items()}, {k: {"x": [4 - x for x in v["x"]]} for k, v in human.items()})
+        assert agreement(judge, reordered) == found
+        assert mirrored == found
