@@ -83,7 +83,7 @@ async def test_jsonl_export_holds_every_episode(tmp_path: Path, fake_server) -> 
     assert (await esc_eval("run", str(config), "--store", str(store), "--no-monitor")).returncode == 0
     out = tmp_path / "jsonl"
     assert (await esc_eval("export", str(store), "--format", "jsonl", "--out", str(out))).returncode == 0
-    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(records) == 3
+    store_line, *records = [json.loads(line) for line in (out / "episodes.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert store_line["store"]["meta"]["fingerprint"] and len(records) == 3
     assert all(r["language"] == "zh" and r["status"] == "done" and len(r["turns"]) == 5 for r in records)
     assert records[0]["turns"][0]["role"] == "supporter"

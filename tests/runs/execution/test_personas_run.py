@@ -167,8 +167,8 @@ async def test_a_run_with_personas_records_state_and_reports_by_persona(tmp_path
     assert all(r.episodes_done == 4 for r in report.rows)
     exported = export_jsonl(store, tmp_path / "out")
     store.close_sync()
-    first = json.loads(exported[0].read_text(encoding="utf-8").splitlines()[0])
-    assert "state" in first["turns"][1] and "state" not in first["turns"][0]
+    first = json.loads(exported[0].read_text(encoding="utf-8").splitlines()[1])  # after the store line
+    assert first["turns"][1]["state"] and first["turns"][0]["state"] is None  # the seeker has a state, the supporter none
 
 
 async def test_role_break_retries_come_from_the_run_config(tmp_path: Path) -> None:

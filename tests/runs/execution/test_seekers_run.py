@@ -157,14 +157,15 @@ async def test_esc_eval_export_never_mixes_seekers_in_one_file(store_path: Path,
 
 async def test_jsonl_round_trip_carries_the_seeker(store_path: Path, tmp_path: Path) -> None:
     assert (await esc_eval("export", str(store_path), "--format", "jsonl", "--out", str(tmp_path))).returncode == 0
-    lines = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text(encoding="utf-8").splitlines()]
+    _, *lines = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text(encoding="utf-8").splitlines()]  # store line first
     assert {line["seeker"] for line in lines} == set(SEEKERS)
     copy = tmp_path / "copy.sqlite"
     done = await esc_eval("import", str(copy), str(tmp_path / "episodes.jsonl"))
     assert done.returncode == 0, done.stderr
     with Store.open(store_path, readonly=True) as old, Store.open(copy, readonly=True) as new:
         assert {(e.key, e.seeker) for e in new.episodes()} == {(e.key, e.seeker) for e in old.episodes()}
-    old_line = {k: v for k, v in lines[0].items() if k != "seeker"}  # a file from before [[seekers]]
+    old_line = {k: v for k, v in lines[0].items() if k not in ("seeker", "ordinal", "annotations")}  # a file from before [[seekers]]
+    old_line["format_version"] = 2
     (tmp_path / "old.jsonl").write_text(json.dumps(old_line) + "\n", encoding="utf-8")
     assert (await esc_eval("import", str(tmp_path / "old.sqlite"), str(tmp_path / "old.jsonl"))).returncode == 0
     with Store.open(tmp_path / "old.sqlite", readonly=True) as imported:
