@@ -85,6 +85,9 @@ class PowerRow:
     n_cards: int
     cards_needed: float
     min_detectable: float
+    tests: int = 1
+    cards_needed_family: float = math.nan
+    """Cards needed when the pair is one of ``tests`` comparisons adjusted by Holm (α / tests, and the sign-flip minimum)."""
 
 
 def _shared(table: Mapping[str, Mapping[str, float]], a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +142,9 @@ def ranks(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str]
 def power(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str], delta: float) -> list[PowerRow]:
     """Cards needed to detect ``delta`` points at 80% power, and the difference detectable with the cards at hand.
 
+    ``cards_needed`` is for one comparison at α = 0.05; ``cards_needed_family`` for one of the
+    report's pairs × dimensions adjusted by Holm (``tests`` of them: α / tests for the first).
+
     With two supporters or more: per pair, from the sd of their card-level differences.
     With one: from its card-level sd, as if a second, uncorrelated supporter had the same
     spread (sd of a difference = √2 · sd), which is pessimistic: real supporters share
@@ -160,4 +166,6 @@ def power(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str]
         for a, b, sd, n in pairs:
             rows.append(PowerRow(a, b, d, sd, n, statistics.cards_needed(delta, sd),
                                  statistics.min_detectable_difference(n, sd)))
-    return rows
+    tests = max(1, len(list(combinations(supporters, 2))) * sum(1 for d in dimensions if cards.get(d)))
+    return [PowerRow(r.a, r.b, r.dimension, r.sd_diff, r.n_cards, r.cards_needed, r.min_detectable, tests,
+                     statistics.cards_needed(delta, r.sd_diff, tests=tests)) for r in rows]

@@ -109,7 +109,7 @@ def _rank_lines(report: Report) -> list[str]:
     return lines
 
 
-_POWER_HEADER = ["Pair", "Dimension", "SD of diff", "Cards", "Cards needed", "Detectable now"]
+_POWER_HEADER = ["Pair", "Dimension", "SD of diff", "Cards", "Cards needed", "… after Holm", "Detectable now"]
 _AGREEMENT_HEADER = ["Seekers", "Dimension", "Kendall tau", "95% CI", "p", "Supporters", "Cards"]
 _AGREEMENT_NOTE = ("does the supporter ranking hold under another seeker? tau 1 = same order, 0 = unrelated, -1 = reversed; "
                    "95% CI: bootstrap over the cards both seekers played with every supporter; p: scipy kendalltau "
@@ -131,7 +131,7 @@ def _power_rows(report: Report) -> list[list[str]]:
         return "–" if math.isnan(x) else ("never" if math.isinf(x) else str(int(x)))
 
     return [[f"{p.a} − {p.b}" if p.b else f"{p.a} vs a like one", report.name(p.dimension), number_text(p.sd_diff), str(p.n_cards),
-             cards(p.cards_needed), number_text(p.min_detectable)] for p in report.power or ()]
+             cards(p.cards_needed), cards(p.cards_needed_family), number_text(p.min_detectable)] for p in report.power or ()]
 
 
 def _note(report: Report) -> str:
@@ -213,7 +213,9 @@ def report_data(report: Report) -> dict[str, Any]:
         data["power"] = {"delta": report.delta, "power": 0.8, "alpha": 0.05, "rows": [
             {"a": p.a, "b": p.b or None, "dimension": p.dimension, "sd_diff": _json_number(p.sd_diff), "n_cards": p.n_cards,
              "cards_needed": None if math.isnan(p.cards_needed) or math.isinf(p.cards_needed) else int(p.cards_needed),
-             "min_detectable": _json_number(p.min_detectable)} for p in report.power]}
+             "min_detectable": _json_number(p.min_detectable), "tests": p.tests,
+             "cards_needed_family": None if math.isnan(p.cards_needed_family) or math.isinf(p.cards_needed_family)
+             else int(p.cards_needed_family)} for p in report.power]}
     if report.seeker_agreement is not None:
         data["seeker_agreement"] = [{"a": r.a, "b": r.b, "dimension": r.dimension, "kendall_tau": _json_number(r.tau),
                                      "ci_low": _json_number(r.ci_low), "ci_high": _json_number(r.ci_high),
@@ -310,8 +312,10 @@ def render(report: Report, fmt: str) -> str:
         text += "".join(f"  {line}\n" for line in _rank_lines(report))
     if report.power is not None:
         text += "\n" + rich_text(f"power: cards needed to detect {number_text(report.delta)} points", _POWER_HEADER, _power_rows(report),
-                                  "paired t-test, 80% power, two-sided α = 0.05 for one comparison; 'detectable now' = "
-                                  "smallest difference (points) found at 80% power with the cards in this store",
+                                  "paired t-test, 80% power, two-sided α = 0.05 for one comparison; '… after Holm': the "
+                                  "same pair as one of the report's pairs × dimensions (α / tests, and at least the cards "
+                                  "whose smallest sign-flip p survives Holm); 'detectable now' = smallest difference (points) "
+                                  "found at 80% power with the cards in this store (one comparison)",
                                   right_from=2, lines=False)
     if report.seeker_agreement is not None:
         text += "\n" + rich_text("rank agreement between seekers", _AGREEMENT_HEADER, _agreement_rows(report), _AGREEMENT_NOTE,

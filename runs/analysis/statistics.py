@@ -358,22 +358,30 @@ def judge_noise(samples: Sequence[Sequence[float]], clusters: Sequence[object] |
     return JudgeNoise(within, between, k, len(groups), share)
 
 
-def cards_needed(delta: float, sd_diff: float, *, power: float = 0.8) -> float:
+def cards_needed(delta: float, sd_diff: float, *, power: float = 0.8, tests: int = 1) -> float:
     """Cards (shared by two supporters) a paired t-test needs to detect ``delta`` points at ``power``.
 
-    ``sd_diff`` is the standard deviation of the card-level differences; two-sided,
-    α = 0.05 for one comparison. ``inf`` when ``delta`` is 0, ``nan`` when ``sd_diff`` is.
+    ``sd_diff`` is the standard deviation of the card-level differences; two-sided, at
+    α = 0.05 / ``tests`` (the level Holm demands of the smallest p in a family of ``tests``,
+    so planning with it is safe), and never fewer than ``signflip_cards(tests)``, below which
+    the sign-flip test cannot reach that level at all. ``inf`` when ``delta`` is 0, ``nan``
+    when ``sd_diff`` is.
     """
     if math.isnan(sd_diff):
         return math.nan
     if delta == 0:
         return math.inf
     if sd_diff == 0:
-        return 2.0
+        return float(signflip_cards(tests))
     from statsmodels.stats.power import TTestPower
 
-    return float(math.ceil(TTestPower().solve_power(effect_size=abs(delta) / sd_diff, alpha=ALPHA, power=power,
-                                                    alternative="two-sided")))
+    found = TTestPower().solve_power(effect_size=abs(delta) / sd_diff, alpha=ALPHA / tests, power=power, alternative="two-sided")
+    return float(max(math.ceil(found), signflip_cards(tests)))
+
+
+def signflip_cards(tests: int) -> int:
+    """The fewest shared cards whose smallest sign-flip p, 2/2ⁿ, survives Holm over ``tests`` tests (2/2ⁿ · tests ≤ 0.05)."""
+    return max(2, math.ceil(math.log2(2 * tests / ALPHA)))
 
 
 def min_detectable_difference(n_cards: int, sd_diff: float, *, power: float = 0.8) -> float:

@@ -387,6 +387,7 @@ async def test_report_json_compare_through_the_command(tmp_path: Path) -> None:
     assert data["power"]["delta"] == 10 and {r["dimension"] for r in data["power"]["rows"]} == {"fluency", "empathic"}
     for r in data["power"]["rows"]:
         assert r["cards_needed"] >= 2 and r["min_detectable"] > 0 and r["n_cards"] == 30
+        assert r["tests"] == 2 and r["cards_needed_family"] >= r["cards_needed"]
 
     table = await esc_eval("report", str(path), "--compare", "--power", "10", "--corrected", "--plot", str(tmp_path / "board.png"))
     assert table.returncode == 0, table.stderr

@@ -378,6 +378,9 @@ def test_power_numbers() -> None:
     mde = min_detectable_difference(34, 20.0)
     assert 9.0 < mde <= 10.0
     assert min_detectable_difference(60, 24.5) < min_detectable_difference(30, 24.5)
+    # one of 21 Holm-adjusted tests: α / 21 for the smallest p, and never fewer cards than a sign-flip p of 2/2ⁿ allows
+    assert statistics.signflip_cards(21) == 10 and 2 / 2 ** 10 * 21 <= 0.05 < 2 / 2 ** 9 * 21
+    assert cards_needed(10.0, 20.0, tests=21) > 34 and cards_needed(10.0, 0.0, tests=21) == 10
 
 
 def test_power_rows_from_card_tables() -> None:
@@ -387,5 +390,6 @@ def test_power_rows_from_card_tables() -> None:
     assert (row.a, row.b, row.n_cards) == ("a", "b", 60)
     assert row.sd_diff == pytest.approx(24.5, rel=0.2)
     assert 30 <= row.cards_needed <= 80 and 5 < row.min_detectable < 15
+    assert row.tests == 1 and row.cards_needed_family == row.cards_needed
     (alone,) = power({"d": {"a": cards["d"]["a"]}}, ["a"], ["d"], 10.0)
     assert alone.b == "" and alone.sd_diff > row.sd_diff      # unpaired is pessimistic: the card difficulty stays in
