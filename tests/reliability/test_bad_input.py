@@ -296,7 +296,7 @@ async def test_hostile_cards_run_to_the_end_and_survive_store_and_exports(tmp_pa
     assert any(CONTROL.strip() in line for line in results["1"])
     assert any(INJECTION in line for line in results["2"])
     # JSONL lines end at "\n" only: U+2028 and U+0085 may stand raw inside JSON strings
-    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    _, *records = [json.loads(line) for line in (out / "episodes.jsonl").read_text(encoding="utf-8").split("\n") if line]  # store line first
     assert len(records) == 5 and all(r["status"] == "done" and len(r["turns"]) == 5 for r in records)
     assert any(CONTROL.strip() in t["text"] for r in records for t in r["turns"])
 
