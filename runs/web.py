@@ -16,9 +16,11 @@ Refusals answer 403. Subclasses give ``app_routes`` and ``command`` (named in re
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import secrets
+import socket
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -51,17 +53,14 @@ class LocalServer:
     error: type[Exception] = ValueError
     """Raised for a bad ``--host``."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
-        if address is not None and address.is_unspecified:
-            raise self.error(f"--host {host}: give one address to listen on (the Host check needs it), not a wildcard")
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, listening: socket.socket | None = None) -> None:
+        """``listening``: a socket ``listen`` bound already (a command that must refuse a busy port before it writes anything)."""
+        address = _address(host, self.error)
         self.host, self.port = host, port
         self.token = secrets.token_urlsafe(32)
         self._loopback = host == "localhost" or (address is not None and address.is_loopback)
         self._runner: Any = None
+        self._listening = listening
 
     @property
     def authority(self) -> str:
@@ -124,12 +123,49 @@ class LocalServer:
         """Listen on ``host:port`` (port 0: a free one, then ``port`` is the bound one)."""
         from aiohttp import web
 
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        listening, self._listening = self._listening or listen(self.host, self.port, self.error), None
+        try:
+            self._runner = web.AppRunner(self.app(), access_log=None)
+            await self._runner.setup()
+            await web.SockSite(self._runner, listening).start()
+        except BaseException:
+            listening.close()
+            raise
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def listen(host: str, port: int, error: type[Exception] = ValueError) -> socket.socket:
+    """A socket listening on ``host:port`` (0: a free port); ``error`` in one line when the port is taken or the address unusable."""
+    _address(host, error)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        raise error(f"--host {host}: cannot resolve it ({exc.strerror or exc})") from None
+    listening = socket.socket(family, kind, proto)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp: a restart need not wait out TIME_WAIT
+        listening.bind(address)
+        listening.listen(128)
+    except OSError as exc:
+        listening.close()
+        why = ("is in use (another esc-eval view or annotate, or another program); choose another --port, or --port 0 for a free one"
+               if exc.errno == errno.EADDRINUSE else f"cannot listen there: {exc.strerror or exc}")
+        raise error(f"--port {port}: {host}:{port} {why}") from None
+    listening.setblocking(False)
+    return listening
+
+
+def _address(host: str, error: type[Exception]) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address (``None`` for a name); ``error`` for a wildcard, which the Host check cannot guard."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_unspecified:
+        raise error(f"--host {host}: give one address to listen on (the Host check needs it), not a wildcard")
+    return address

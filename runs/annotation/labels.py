@@ -148,7 +148,16 @@ def import_labels(store: Store, path: Path, *, annotator: str | None = None, sup
                   language: str | None = None) -> int:
     """Read a ``.jsonl`` label file or an ESC-Eval ``.json`` score file into the store; returns labels written.
 
-    Every line is checked before anything is written. A ``.json`` score file is matched to
+    Every line is checked before anything is written (``label_rows``).
+    """
+    return store.add_annotations(label_rows(store, path, annotator=annotator, supporter=supporter, language=language))
+
+
+def label_rows(store: Store, path: Path, *, annotator: str | None = None, supporter: str | None = None,
+               language: str | None = None) -> list[tuple[str, str, str, int, float]]:
+    """The annotation rows a label file holds for ``store`` (which may be read-only), every line checked.
+
+    A ``.json`` score file is matched to
     the store's episodes by supporter and language (from the file name, ``score_MODEL_LANG.json``,
     unless given) and card index; its labels are stored as ``annotator`` (default: the file's
     stem). Labels -1 in a score file are skipped. An episode the store lacks is an error.
@@ -187,4 +196,4 @@ def import_labels(store: Store, path: Path, *, annotator: str | None = None, sup
             rows += [(by_card[card], who, dim, label, now) for dim, label in labels.items() if label != -1]
     else:
         raise AnnotationError(f"{path}: label files end in .jsonl or .json (an ESC-Eval score file)")
-    return store.add_annotations(rows)
+    return rows

@@ -24,15 +24,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from esc_eval.agents.judge.profiles import JudgeProfile
 from esc_eval.runs.analysis.agreement import human_labels
-from esc_eval.runs.annotation.labels import AnnotationError, assignment, check_label, check_name, export_labels, import_labels
+from esc_eval.runs.annotation.labels import AnnotationError, assignment, check_label, check_name, export_labels, label_rows
 from esc_eval.runs.store import EpisodeRecord, Store
-from esc_eval.runs.web import TOKEN_HEADER, LocalServer
+from esc_eval.runs.web import TOKEN_HEADER, LocalServer, listen
 
 # -- the web page -------------------------------------------------------------------
 
@@ -83,8 +84,8 @@ class AnnotationServer(LocalServer):
     error = AnnotationError
 
     def __init__(self, store: Store, profile: JudgeProfile, k: int, *, host: str = "127.0.0.1", port: int = 0,
-                 blind: bool = True) -> None:
-        super().__init__(host=host, port=port)
+                 blind: bool = True, listening: socket.socket | None = None) -> None:
+        super().__init__(host=host, port=port, listening=listening)
         self.store, self.profile, self.k, self.blind = store, profile, k, blind
         self._secret = _item_secret(store)
 
@@ -176,11 +177,13 @@ def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int
         judge_profile = load_profile(profile)
     except ProfileError as exc:
         raise AnnotationError(f"--profile: {exc}") from None
+    with Store.open(store_path, readonly=True) as checked:  # a refusal must leave the store's bytes as they were
+        count = len(_finished(checked))
+    if not count:
+        raise AnnotationError(f"{store_path}: no finished dialogues to annotate")
+    listening = listen(host, port, AnnotationError)  # a busy port, too, before the store is opened for writing
     with Store.open(store_path) as store:
-        count = len(_finished(store))
-        if not count:
-            raise AnnotationError(f"{store_path}: no finished dialogues to annotate")
-        server = AnnotationServer(store, judge_profile, k, host=host, port=port, blind=blind)
+        server = AnnotationServer(store, judge_profile, k, host=host, port=port, blind=blind, listening=listening)
 
         async def main() -> None:
             await server.start()
@@ -207,8 +210,13 @@ def annotate_command(store_path: Path, *, port: int, host: str, k: int, profile:
         print(f"{export}: {written} {'records' if export.suffix == '.jsonl' else 'dialogues'}")
         return 0
     if import_ is not None:
+        with Store.open(store_path, readonly=True) as checked:  # every check before the store is opened for writing
+            rows = label_rows(checked, import_, annotator=annotator, supporter=supporter, language=language)
+        if not rows:
+            raise AnnotationError(f"{import_}: nothing importable: no label 0..4 in it (a score file's -1 means "
+                                  "'no label' and is skipped); the store is unchanged")
         with Store.open(store_path) as store:
-            written = import_labels(store, import_, annotator=annotator, supporter=supporter, language=language)
+            written = store.add_annotations(rows)
         print(f"{store_path}: {written} labels imported from {import_}")
         return 0
     serve(store_path, host=host, port=port, k=k, profile=profile, blind=not unblind, ready=lambda line: print(line, flush=True))

@@ -33,6 +33,9 @@ from esc_eval.runs.formats.importing import ResultFileError
 from esc_eval.runs.formats.judging import TranscriptError
 from esc_eval.runs.store import StoreError
 
+CLOSED_PIPE = 141
+"""Exit code when stdout's reader went away (128 + SIGPIPE, as ``cat FILE | head`` gives): the output was cut, quietly."""
+
 __all__ = ["BAD_INPUT", "FAILED_EPISODES", "UsageError", "main"]
 
 
@@ -47,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from esc_eval.runs.viewer import ViewerError
 
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe is found here (BrokenPipeError below), not in a traceback at exit
+        return code
     except (ConfigError, CardError, PersonaError, ProtocolError, StoreError, TranscriptError, ReportError,
             ResultFileError, UsageError, AnnotationError, TrainingError, ViewerError) as exc:
         print(f"esc-eval: error: {exc}", file=sys.stderr)
@@ -55,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("esc-eval: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `esc-eval report STORE | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return CLOSED_PIPE
 
 
 class _LineFormatter(logging.Formatter):

@@ -25,7 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _annotate(args: argparse.Namespace) -> int:
     from esc_eval.runs.annotation.server import annotate_command
+    from esc_eval.runs.cli.paths import output_file
 
+    if args.export is not None:
+        output_file(args.export, "--export")
     return annotate_command(args.store, port=args.port, host=args.host, k=args.k, profile=args.profile, export=args.export,
                             import_=args.import_, annotator=args.annotator, supporter=args.supporter, language=args.language,
                             unblind=args.unblind)

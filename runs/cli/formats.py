@@ -34,11 +34,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from esc_eval.runs.analysis.failures import nothing_finished
+    from esc_eval.runs.cli.paths import output_folder
     from esc_eval.runs.formats.archive import export_jsonl
     from esc_eval.runs.formats.exchange import MissingScores, export_esc_eval
     from esc_eval.runs.store import Store
 
+    output_folder(args.out)
     with Store.open(args.store, readonly=True) as store:
+        if args.format == "esc-eval" and not store.counts().get("done"):
+            print(f"esc-eval: {nothing_finished(store)}", file=sys.stderr)
+            return FAILED_EPISODES  # nothing written: no dialogue ended; the input was fine
         if args.format == "jsonl":
             written = export_jsonl(store, args.out)
         else:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from esc_eval.runs.cli.errors import UsageError
+from esc_eval.runs.cli.paths import output_file
 from esc_eval.runs.config import check_api_keys, load_config
 from esc_eval.runs.formats.importing import supporter_and_language
 from esc_eval.runs.formats.judging import Judged
@@ -44,6 +45,8 @@ def _judge(args: argparse.Namespace) -> int:
     check_api_keys(config)
     if args.out is not None and args.out.suffix != ".json":
         raise UsageError(f"{args.out}: --out must name a .json file")
+    if args.out is not None:
+        output_file(args.out)
     if args.supporter is not None and args.store is None:
         raise UsageError("--supporter names the supporter in --store; give --store too")
     if args.store is not None:

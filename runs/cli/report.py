@@ -12,7 +12,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     report.add_argument("store", type=Path)
     report.add_argument("--format", choices=("table", "md", "json", "csv", "html"), default="table",
                         help="html: one self-contained page (leaderboard, charts, every transcript) written to --out")
-    report.add_argument("--out", type=Path, metavar="FILE.html", help="with --format html: the file to write")
+    report.add_argument("--out", type=Path, metavar="FILE",
+                        help="write the report to FILE instead of printing it (any format; html needs it); folders are made")
     report.add_argument("--by", action="append", default=[], metavar="COLUMNS",
                         help="group by supporter, seeker, language, category, source, persona (comma-separated or repeated); "
                              "default supporter, or seeker,supporter when several seekers played the store")
@@ -34,6 +35,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from esc_eval.runs.cli.paths import output_file
+
+    if args.out is not None:
+        output_file(args.out)
+    if args.plot is not None:
+        output_file(args.plot, "--plot")
     if args.format == "html":
         from esc_eval.runs.viewer.html import write_html
 
@@ -41,6 +48,13 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     from esc_eval.runs.analysis.report import report_command
 
-    print(report_command(args.store, args.format, args.plot, args.by, args.agreement, args.supporter, args.language,
-                         compare=args.compare, corrected=args.corrected, power_delta=args.power))
+    text = report_command(args.store, args.format, args.plot, args.by, args.agreement, args.supporter, args.language,
+                          compare=args.compare, corrected=args.corrected, power_delta=args.power)
+    if args.out is None:
+        print(text)
+        return 0
+    from esc_eval.runs.formats.exchange import write_text
+
+    written = write_text(args.out, text if text.endswith("\n") else text + "\n")
+    print(f"{written}: {args.format} report")
     return 0

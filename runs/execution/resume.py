@@ -38,6 +38,8 @@ def open_run_store(plan: RunPlan, store_path: Path, *, resume: bool, retry_faile
     """
     config = plan.config
     if not resume:
+        if store_path.is_dir():
+            raise StoreError(f"{store_path}: is a directory, not a store file; give a file path for --store (e.g. {store_path / 'run.sqlite'})")
         if store_path.exists():
             raise StoreError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
         store = Store.create(store_path, config=config.to_dict(), fingerprint=plan.fingerprint(), personas=plan.personas(),

@@ -65,7 +65,6 @@ def write_html(store_path: Path, out: Path | None) -> Path:
         raise ViewerError(f"{store_path}: no such store")
     with Store.open(store_path, readonly=True) as store:
         text = page(bundle(store_path, store))
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)  # nothing half-written
-    return out
+    from esc_eval.runs.formats.exchange import write_text
+
+    return write_text(out, text)  # its folders made; nothing half-written
