@@ -357,3 +357,46 @@ def test_import_takes_supporter_and_language_its_error_names(tmp_path: Path, cap
     export.write_text(json.dumps(_record()) + "\n", encoding="utf-8")
     code, _, err = cli(capsys, "import", tmp_path / "t.sqlite", export, "--supporter", "x")
     assert code == 2 and "--supporter, --language and --scores are for ESC-Eval result files" in err
+
+
+@pytest.fixture
+def later_tables(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The schema as a later esc-eval might have it: an episode table and a store-level table more."""
+    from esc_eval.runs.store import schema
+
+    def clear() -> None:
+        for cached in (schema.tables, schema.table_columns):
+            cached.cache_clear()
+
+    monkeypatch.setattr(schema, "SCHEMA", schema.SCHEMA + """
+        CREATE TABLE IF NOT EXISTS notes (episode_key TEXT NOT NULL, n INTEGER NOT NULL, text TEXT NOT NULL, weight REAL,
+                                          PRIMARY KEY (episode_key, n));
+        CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, tag TEXT NOT NULL);""")
+    clear()
+    yield
+    monkeypatch.undo()
+    clear()
+
+
+def test_tables_added_later_travel_without_a_new_format(later_tables: None, source: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "later.sqlite"
+    shutil.copy(source, store)
+    conn = sqlite3.connect(store)  # the source store, as a later esc-eval would have written it
+    conn.executescript("CREATE TABLE notes (episode_key TEXT NOT NULL, n INTEGER NOT NULL, text TEXT NOT NULL, weight REAL,"
+                       " PRIMARY KEY (episode_key, n)); CREATE TABLE tags (id INTEGER PRIMARY KEY, tag TEXT NOT NULL);")
+    key = conn.execute("SELECT key FROM episodes ORDER BY ordinal LIMIT 1").fetchone()[0]
+    conn.executemany("INSERT INTO notes VALUES (?,?,?,?)", [(key, 0, "first", 0.5), (key, 1, "second", None)])
+    conn.executemany("INSERT INTO tags (id, tag) VALUES (?,?)", [(3, "pilot"), (7, "final")])
+    conn.commit()
+    conn.close()
+    archive = export(store, tmp_path / "out", capsys)
+    records = lines_of(archive)
+    assert records[0]["store"]["tables"]["tags"] == [{"id": 3, "tag": "pilot"}, {"id": 7, "tag": "final"}]
+    assert next(r for r in records[1:] if r["key"] == key)["notes"][1] == {"n": 1, "text": "second", "weight": None}
+    fresh = tmp_path / "fresh.sqlite"
+    code, out, err = cli(capsys, "import", fresh, archive)
+    assert code == 0 and "2 notes" in out and "2 tags" in out, err
+    before, after = content(store), content(fresh)
+    assert set(after) == set(before) >= {"notes", "tags"}
+    assert all(after[table] == before[table] for table in before)
