@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from esc_eval.runs.cli.errors import UsageError
+from esc_eval.runs.cli.errors import BAD_INPUT, UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _personas_list(args: argparse.Namespace) -> int:
-    from esc_eval.environments.behaviours import list_personas
+    """The table on stdout; a persona plugin reusing a built-in's name is refused on stderr (exit 2), as by ``plugins list``."""
+    from esc_eval.environments.behaviours import PERSONAS, list_personas
     from esc_eval.roles.personas import PersonaError
 
     try:
@@ -41,7 +43,10 @@ def _personas_list(args: argparse.Namespace) -> int:
     source_width = max(len(p.source) for p in found)
     for info in found:
         print(f"{info.name:<{width}}  {info.source:<{source_width}}  {info.description}")
-    return 0
+    conflicts = PERSONAS.conflicts()
+    for line in conflicts:
+        print(f"esc-eval: error: {line}", file=sys.stderr)
+    return BAD_INPUT if conflicts else 0
 
 
 def _personas_schema(args: argparse.Namespace) -> int:

@@ -71,3 +71,6 @@ async def test_the_commands_exit_2_naming_both(shadows: Path, tmp_path: Path) ->
 
     only = await esc_eval("plugins", "list", "--kind", "termination", env=env)
     assert only.returncode == 0 and only.stderr == "", "a conflict of another kind does not fail a listing of this one"
+    personas = await esc_eval("personas", "list", env=env)
+    assert personas.returncode == 2 and personas.stderr.strip().splitlines() == [f"esc-eval: error: {PERSONA_LINE}"]
+    assert any(line.split()[:2] == ["guarded", "built-in"] for line in personas.stdout.splitlines())
