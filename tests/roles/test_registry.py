@@ -73,7 +73,7 @@ def test_plugins_come_from_entry_points_and_cannot_replace_a_builtin(plugins: li
     with pytest.raises(RegistryError, match="thing plugin 'broken' .* cannot load: ModuleNotFoundError"):
         things.get("broken")
     sources = {e.name: e.source for e in things.entries()}
-    assert sources["small"] == "built-in" and sources["bounded"].startswith("plugin ") and "esc_eval.environments.termination:MaxTokens" in sources["bounded"]
+    assert sources["small"] == "built-in" and sources["bounded"] == "plugin ? (esc_eval.environments.termination:MaxTokens)"
 
 
 def test_arguments_of_the_wrong_type_are_refused_before_anything_runs() -> None:
