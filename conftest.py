@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 
 from esc_eval.testing.fake_server import FakeOpenAIServer
-from tests.reference import require_reference
+from tests.reference import require_esconv, require_reference
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Tests marked ``reference_data`` or ``tmux`` skip (fail under CI) before any fixture when what they need is missing."""
+    """Tests marked ``reference_data``, ``esconv_data`` or ``tmux`` skip (fail under CI) before any fixture when what they need is missing."""
     if item.get_closest_marker("reference_data") is not None:
         require_reference()
+    if item.get_closest_marker("esconv_data") is not None:
+        require_esconv()
     if item.get_closest_marker("tmux") is not None and shutil.which("tmux") is None:
         if os.environ.get("CI"):
             pytest.fail("tmux is missing (CI is set: tmux tests must run); apt-get install tmux", pytrace=False)

@@ -35,3 +35,26 @@ def require_reference() -> Path:
     if os.environ.get("CI"):
         pytest.fail(WHERE_TO_GET + " (CI is set: reference-data tests must run)", pytrace=False)
     pytest.skip(WHERE_TO_GET)
+
+
+ESCONV = Path(os.environ.get("ESC_EVAL_ESCONV") or ROOT.parent / "shared" / "esconv")
+"""ESConv's dev split (real help-seekers, for seeker realism): ``$ESC_EVAL_ESCONV`` or ``../shared/esconv``."""
+
+needs_esconv = pytest.mark.esconv_data
+"""Marks a test that reads ``ESCONV / "esconv_dev.json"``."""
+
+ESCONV_WHERE_TO_GET = (
+    f"ESConv's dev split not found at {ESCONV / 'esconv_dev.json'}: rebuild it from the dev split of ESConv's public repository "
+    "(github.com/thu-coai/Emotional-Support-Conversation, codes/dataset/devWithStrategy_short.tsv, see docs/seeker.md) "
+    "and set ESC_EVAL_ESCONV to its folder"
+)
+
+
+def require_esconv() -> Path:
+    """``ESCONV / "esconv_dev.json"``, or skip the calling test (fail it under CI) when it is missing."""
+    path = ESCONV / "esconv_dev.json"
+    if path.is_file():
+        return path
+    if os.environ.get("CI"):
+        pytest.fail(ESCONV_WHERE_TO_GET + " (CI is set: ESConv tests must run)", pytrace=False)
+    pytest.skip(ESCONV_WHERE_TO_GET)
