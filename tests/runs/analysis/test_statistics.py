@@ -393,3 +393,28 @@ def test_power_rows_from_card_tables() -> None:
     assert row.tests == 1 and row.cards_needed_family == row.cards_needed
     (alone,) = power({"d": {"a": cards["d"]["a"]}}, ["a"], ["d"], 10.0)
     assert alone.b == "" and alone.sd_diff > row.sd_diff      # unpaired is pessimistic: the card difficulty stays in
+
+
+def coverage_table(studies: int = 5000) -> str:
+    """The coverage table of docs/statistics.md (markdown): ``python -m tests.runs.analysis.test_statistics``."""
+    lines = ["| scenario | truth | 5 cards | 10 cards | 20 cards | 40 cards |", "|---|---:|---:|---:|---:|---:|"]
+    for scenario in SCENARIOS:
+        cells = [f"{_coverage(scenario, cards, studies, seed=cards):.3f}" for cards in (5, 10, 20, 40)]
+        lines.append(f"| {scenario.name} | {scenario.truth():.1f} | " + " | ".join(cells) + " |")
+    lines += ["", "| paired, true difference | cards | studies | coverage | 0 ∉ CI while p ≥ 0.05 | p < 0.05 |", "|---|---:|---:|---:|---:|---:|"]
+    for quality in ((0.4, 0.0), (0.3, 0.3)):
+        truth = _paired_truth(quality)
+        for cards, count in ((5, studies), (10, studies), (20, studies // 5)):
+            rng = np.random.default_rng(cards)
+            covered = disagree = rejected = 0
+            for _ in range(count):
+                c = paired_comparison(*_paired_study(rng, cards, quality))
+                covered += c.ci_low <= truth <= c.ci_high
+                disagree += (c.ci_low > 0 or c.ci_high < 0) != (c.p_value < 0.05)
+                rejected += c.p_value < 0.05
+            lines.append(f"| {truth:.1f} | {cards} | {count} | {covered / count:.3f} | {disagree} | {rejected / count:.3f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(coverage_table())
