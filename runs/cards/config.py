@@ -15,7 +15,7 @@ from typing import Any
 from esc_eval.roles.cards import LANGUAGES
 from esc_eval.roles.extraction import QUALITIES
 from esc_eval.roles.filters import PII_POLICIES
-from esc_eval.runs.config import ConfigError, EndpointConfig, parse_section, read_toml
+from esc_eval.runs.config import ConfigError, EndpointConfig, parse_section, read_toml, refuse_shadowing_plugins
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ def parse_build_config(raw: dict[str, Any], name: str, base: Path) -> BuildConfi
     for key in raw:
         if key not in known:
             raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
+    refuse_shadowing_plugins(name)
     if "extractor" not in raw:
         raise ConfigError(f"{name}: missing section [extractor]")
     build = parse_section(name, "build", raw.get("build", {}), BuildSection)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from esc_eval.runs.cards.config import parse_build_config
 from esc_eval.runs.config import ConfigError, parse_config
 from esc_eval.runs.registries import name_conflicts, registries
 from esc_eval.testing.cli import ROOT, esc_eval, write_config
@@ -52,6 +53,8 @@ def test_loading_any_config_refuses_them_in_one_line(shadows: Path) -> None:
     assert str(caught.value) == f"run.toml: {BACKEND_LINE} (and 1 more: esc-eval plugins list)"
     with pytest.raises(ConfigError, match="^judge.toml: backend plugin 'openai'"):
         parse_config({"judge": {"base_url": URL, "model": "j"}}, "judge.toml", judge_only=True)
+    with pytest.raises(ConfigError, match="^build.toml: backend plugin 'openai'"):
+        parse_build_config({"extractor": {"base_url": URL, "model": "x"}}, "build.toml", Path("."))
 
 
 async def test_the_commands_exit_2_naming_both(shadows: Path, tmp_path: Path) -> None:
