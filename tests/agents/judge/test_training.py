@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from esc_eval.agents.backends.base import RequestRejected
-from esc_eval.agents.backends.lora_local import LoraLocalBackend, adapters_in
+from esc_eval.agents.backends.lora_local import adapters_in
+from esc_eval.agents.backends.transformers_local import TransformersLocalBackend
 from esc_eval.agents.judge.agent import Scorer
 from esc_eval.agents.judge.profiles import load_profile
 from esc_eval.agents.judge.training import TrainingOptions, read_training_labels, train_adapters
@@ -98,7 +99,7 @@ def test_the_judge_scores_with_the_adapters(trained: tuple[Path, Path, list]) ->
     profile = load_profile(profile_path)
 
     async def judge() -> list:
-        backend = LoraLocalBackend(None, adapters=adapters_in(root / "adapters"))
+        backend = TransformersLocalBackend(None, adapters=adapters_in(root / "adapters"))
         try:
             scorer = Scorer(profile, backend, models={"fluency": "fluency_{lang}", "empathic": "empathic_{lang}"},
                             params=SamplingParams(max_tokens=3, temperature=0.0))

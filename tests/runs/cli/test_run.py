@@ -25,14 +25,14 @@ def test_the_demo_seeker_uses_the_packaged_adapter() -> None:
 @pytest.mark.timeout(300)
 async def test_the_demo_seeker_backend_answers_with_the_adapter() -> None:
     from esc_eval.agents.backends import BACKENDS, Shared
-    from esc_eval.agents.backends.lora_local import LoraLocalBackend
+    from esc_eval.agents.backends.transformers_local import TransformersRole
     from esc_eval.agents.messages import SamplingParams
     from esc_eval.roles.loaders import builtin_cards
     from esc_eval.roles.templates import load_protocol
 
     config = demo_config(1)
-    backend = BACKENDS.get(config.seeker.backend)(config.seeker, name="seeker", shared=Shared())
-    assert isinstance(backend, LoraLocalBackend) and backend.default_model == "seeker"
+    backend = BACKENDS.get(config.seeker.backend)(config.seeker, name="seeker", shared=(shared := Shared()))
+    assert isinstance(backend, TransformersRole) and backend.default_model == "seeker"
     protocol = load_protocol(config.seeker.protocol)
     messages = [{"role": "system", "content": protocol.seeker_prompt(builtin_cards("en")[0])},
                 {"role": "user", "content": protocol.opener("en")}]
@@ -40,5 +40,5 @@ async def test_the_demo_seeker_backend_answers_with_the_adapter() -> None:
         reply = await backend.complete(messages, SamplingParams(max_tokens=32, temperature=0.0))
         base = await backend.complete(messages, SamplingParams(max_tokens=32, temperature=0.0), model="base")
     finally:
-        await backend.aclose()
+        await shared.aclose()  # closes the model every role of it shares
     assert reply.model == "seeker" and reply.text != base.text, "the demo seeker's requests go through the adapter"

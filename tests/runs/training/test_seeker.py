@@ -98,7 +98,7 @@ async def test_bad_input_exits_2_with_one_line_naming_it(tmp_path: Path, records
 @pytest.mark.timeout(600)
 async def test_tiny_training_on_the_embedded_model_gives_an_adapter_a_seeker_section_serves(tmp_path: Path) -> None:
     from esc_eval.agents.backends import BACKENDS, Shared
-    from esc_eval.agents.backends.lora_local import LoraLocalBackend
+    from esc_eval.agents.backends.transformers_local import TransformersRole
     from esc_eval.agents.messages import SamplingParams
     from esc_eval.runs.config import parse_config
 
@@ -116,11 +116,11 @@ async def test_tiny_training_on_the_embedded_model_gives_an_adapter_a_seeker_sec
 
     section = tomllib.loads((out / "seeker.toml").read_text())["seeker"]
     config = parse_config({"seeker": section, "supporters": [{"name": "s", "backend": "transformers"}]}, "seeker.toml")
-    backend = BACKENDS.get("transformers")(config.seeker, name="seeker", shared=Shared())
-    assert isinstance(backend, LoraLocalBackend) and backend.default_model == "seeker"
+    backend = BACKENDS.get("transformers")(config.seeker, name="seeker", shared=(shared := Shared()))
+    assert isinstance(backend, TransformersRole) and backend.default_model == "seeker"
     try:
         reply = await backend.complete([{"role": "system", "content": "You are a tired student."}, {"role": "user", "content": "Hi."}],
                                        SamplingParams(max_tokens=4, temperature=0.0))
     finally:
-        await backend.aclose()
+        await shared.aclose()  # closes the model every role of it shares
     assert reply.model == "seeker" and reply.text, "the seeker's requests name no model and get its adapter"
