@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from esc_eval.runs.cli.errors import FAILED_EPISODES, UsageError
-from esc_eval.runs.config import Config, check_api_keys, load_config, parse_config
+from esc_eval.runs.cli.errors import UsageError
+from esc_eval.runs.config import Config, load_config, parse_config
+
+if TYPE_CHECKING:
+    from esc_eval.runs.distributed import DistributedRunner
+    from esc_eval.runs.execution.result import RunResult
+    from esc_eval.runs.execution.runner import Runner
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -78,69 +83,47 @@ def demo_seeker_adapter() -> Path | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from esc_eval.runs.execution.launch import default_store
+
     config = load_config(args.config)
-    store = args.store or (Path(config.run.store) if config.run.store else Path("esc-eval-runs") / f"{config.run.name}.sqlite")
-    if args.retry_failed and not args.resume:
-        raise UsageError("--retry-failed needs --resume")
-    if args.allow_config_change and not args.resume:
-        raise UsageError("--allow-config-change needs --resume")
     if args.monitor_interval is not None and args.monitor_interval <= 0:
         raise UsageError(f"--monitor-interval must be positive, got {args.monitor_interval}")
-    return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed, monitor=not args.no_monitor,
-                    allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval,
+    return _execute(config, args.store or default_store(config), resume=args.resume, retry_failed=args.retry_failed,
+                    monitor=not args.no_monitor, allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval,
                     ray_address=args.ray)
 
 
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
              allow_config_change: bool = False, monitor_interval: float | None = None,
              ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed") -> int:
-    from esc_eval.runs.execution.plan import RunPlan
-    from esc_eval.runs.execution.resume import open_run_store
-    from esc_eval.runs.execution.runner import Runner
+    """``esc_eval.runs.execution.launch.execute`` (what ``esc_eval.run`` runs) with the live display, Ctrl-C and the summary."""
+    from esc_eval.runs.execution.launch import RunOptionError, execute, run_loop
 
-    plan = RunPlan.prepare(config)  # every input check happens before the store exists
-    check_api_keys(config)
-    distributed = ray_address is not None or config.run.executor == "ray"
-    if distributed:
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UsageError('the ray executor (--ray, [run] executor = "ray") needs Ray: pip install "esc-eval[ray]"') from None
-    opened = open_run_store(plan, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
-    store, earlier_failed = opened.store, opened.earlier_failed
-    if distributed:
-        from esc_eval.runs.distributed import DistributedRunner
+    async def drive(runner: Runner | DistributedRunner) -> RunResult:
+        from esc_eval.runs.monitor import is_terminal, run_with_monitor
 
-        runner = DistributedRunner(plan, store, address=ray_address or config.run.ray_address, retry_failed=retry_failed)
-    else:
-        runner = Runner(plan, store, retry_failed=retry_failed)
-    print(f"store: {store_path}")
-    from esc_eval.runs.monitor import is_terminal, run_with_monitor
+        print(f"store: {store_path}")
+        result: RunResult = await run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
+                                                   title=f"{config.run.name} · {store_path}")
+        return result
 
-    result = _run_loop(run_with_monitor(runner, live=monitor and is_terminal(), interval=monitor_interval,
-                                        title=f"{config.run.name} · {store_path}"))
+    try:
+        result = run_loop(execute(config, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change,
+                                  ray=ray_address, drive=drive))
+    except RunOptionError as exc:
+        raise UsageError(str(exc)) from None
+    from esc_eval.runs.analysis.failures import failure_lines, stored_failures
     from esc_eval.runs.store import Store
 
     with Store.open(store_path, readonly=True) as reader:
-        failed_scores = reader.failed_scores()  # this attempt's and, unless re-scored, earlier ones
-    _summary(result.progress, store_path, retry_hint, earlier_failed, idle=result.idle, failed_scores=failed_scores,
-             auth_failure=result.auth_failure)
-    if (earlier_failed or failed_scores) and not result.exit_code:
-        return FAILED_EPISODES  # a resumed run exits as a fresh one would with these episodes failed
+        failures = failure_lines(stored_failures(reader))
+    _summary(result.progress, store_path, retry_hint, result.earlier_failed, idle=result.idle, failed_scores=result.failed_scores,
+             auth_failure=result.auth_failure, failures=failures)
     return result.exit_code
 
 
-def _run_loop(main):  # type: ignore[no-untyped-def]
-    """``asyncio.run``, on uvloop when it is installed (extra ``perf``): less CPU per request at high concurrency."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
 def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False,
-             failed_scores: int = 0, auth_failure: str | None = None) -> None:
+             failed_scores: int = 0, auth_failure: str | None = None, failures: list[str] | None = None) -> None:
     from esc_eval.runs.execution.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
@@ -159,6 +142,8 @@ def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed
     elif progress.failed or earlier_failed:
         earlier = f" ({earlier_failed} from an earlier attempt)" if earlier_failed else ""
         print(f"hint: {progress.failed + earlier_failed} failed episodes remain in the store{earlier}; {retry_hint}")
+    if failures:  # why they failed, by kind (esc_eval.runs.analysis.failures)
+        print("failed episodes by kind:", *failures, sep="\n")
     if failed_scores and not auth_failure:
         print(f"hint: {failed_scores} judge scores failed (the judge gave up) and are missing from the results; {retry_hint}")
     print(f"store: {store_path}")

@@ -1,0 +1,101 @@
+"""One run from a config to a finished store: the path ``esc-eval run`` and ``esc_eval.run`` share.
+
+``execute`` checks everything before a store exists (the options, the plan, the API keys, the
+executor), creates or resumes the store, drives the runner (local, or on Ray workers) and returns
+its ``RunResult`` with what an earlier attempt left failed and the judge scores that failed, so
+``exit_code`` is the README's table. It installs no signal handler and prints nothing: a caller
+that wants a display or a Ctrl-C policy passes ``drive`` (the CLI passes ``run_with_monitor``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from esc_eval.runs.config import Config, check_api_keys
+from esc_eval.runs.execution.result import RunResult
+
+if TYPE_CHECKING:
+    from esc_eval.agents.backends import ChatBackend
+    from esc_eval.runs.distributed import DistributedRunner
+    from esc_eval.runs.execution.runner import Runner
+
+_T = TypeVar("_T")
+
+Drive = Callable[["Runner | DistributedRunner"], Awaitable[RunResult]]
+"""Runs the runner and returns its result: ``runner.run()`` by default, wrapped in a display and Ctrl-C policy by the CLI."""
+
+
+class RunOptionError(ValueError):
+    """Run options that do not go together, or an executor that is not installed (bad input: exit code 2)."""
+
+
+def default_store(config: Config) -> Path:
+    """Where a run writes when no store is given: ``[run] store``, else ``esc-eval-runs/NAME.sqlite``."""
+    return Path(config.run.store) if config.run.store else Path("esc-eval-runs") / f"{config.run.name}.sqlite"
+
+
+def check_options(*, resume: bool, retry_failed: bool, allow_config_change: bool) -> None:
+    """Raises ``RunOptionError`` naming the flag that needs ``--resume`` (the keyword arguments of ``esc_eval.run`` mirror the flags)."""
+    if retry_failed and not resume:
+        raise RunOptionError("--retry-failed needs --resume")
+    if allow_config_change and not resume:
+        raise RunOptionError("--allow-config-change needs --resume")
+
+
+async def execute(config: Config, store_path: Path, *, resume: bool = False, retry_failed: bool = False,
+                  allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
+                  drive: Drive | None = None) -> RunResult:
+    """Run ``config`` into the store at ``store_path``.
+
+    Args:
+        resume: continue the run in an existing store (its plan must not have changed, unless ``allow_config_change``).
+        retry_failed: with ``resume``, run failed episodes (and failed judge scores) again.
+        allow_config_change: with ``resume``, continue although the config changed (recorded in the store).
+        ray: run on Ray workers: ``local`` starts a local cluster, else a cluster address (``[run] executor = "ray"`` too).
+        backends: role name (``seeker``, a supporter's name, ``judge``) -> a backend object used instead of the config's.
+        drive: how to run the runner (default: ``runner.run()``).
+
+    Raises:
+        ConfigError, CardError, PersonaError, ProtocolError, StoreError, RunOptionError: bad input; nothing was written.
+    """
+    from esc_eval.runs.execution.plan import RunPlan
+    from esc_eval.runs.execution.resume import open_run_store
+    from esc_eval.runs.execution.runner import Runner
+    from esc_eval.runs.store import Store
+
+    check_options(resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
+    plan = RunPlan.prepare(config)  # every input check happens before the store exists
+    check_api_keys(config)
+    distributed = ray is not None or config.run.executor == "ray"
+    if distributed:
+        if backends:
+            raise RunOptionError("backend objects (backends=) cannot travel to Ray workers: run them locally")
+        try:
+            import ray as _  # noqa: F401
+        except ImportError:
+            raise RunOptionError('the ray executor (--ray, [run] executor = "ray") needs Ray: pip install "esc-eval[ray]"') from None
+    opened = open_run_store(plan, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
+    runner: Runner | DistributedRunner
+    if distributed:
+        from esc_eval.runs.distributed import DistributedRunner
+
+        runner = DistributedRunner(plan, opened.store, address=ray or config.run.ray_address, retry_failed=retry_failed)
+    else:
+        runner = Runner(plan, opened.store, backends=backends, retry_failed=retry_failed)
+    result = await (drive(runner) if drive is not None else runner.run())
+    with Store.open(store_path, readonly=True) as reader:
+        failed_scores = reader.failed_scores()  # this attempt's and, unless scored again, earlier ones
+    return replace(result, earlier_failed=opened.earlier_failed, failed_scores=failed_scores)
+
+
+def run_loop(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run``, on uvloop when it is installed (extra ``perf``): less CPU per request at high concurrency."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
