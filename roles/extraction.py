@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from esc_eval.roles.cards import CATEGORIES, LANGUAGES
+from esc_eval.roles.yaml_errors import yaml_error
 
 REPLY_KEYS = ("age", "gender", "occupation", "problem", "category", "quality")
 QUALITIES = ("low", "middle", "high")
@@ -79,8 +80,10 @@ def load_prompts(path: str | Path | None = None) -> BuilderPrompts:
         raw = yaml.safe_load(text)
     except OSError as exc:
         raise PromptError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise PromptError(f"{name}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise PromptError(f"{name}: {yaml_error(exc)}") from None
+    except UnicodeDecodeError:
+        raise PromptError(f"{name}: not UTF-8 text") from None
     if not isinstance(raw, dict):
         raise PromptError(f"{name}: expected a mapping of prompts")
     for key in PROMPT_KEYS:

@@ -28,6 +28,7 @@ import yaml
 from esc_eval.roles.cards import CATEGORIES, LANGUAGES, CardError, RoleCard
 from esc_eval.roles.jsonl import json_error, read_jsonl
 from esc_eval.roles.registry import Registry, RegistryError
+from esc_eval.roles.yaml_errors import yaml_error
 
 CARD_READERS: Registry[Any] = Registry("card reader", "esc_eval.card_readers")
 """File suffix without the dot -> ``reader(name, text)`` returning a list of records (or ``{cards: [...]}``)."""
@@ -55,7 +56,7 @@ def read_yaml(name: str, text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CardError(name, f"not valid YAML: {exc}") from None
+        raise CardError(name, yaml_error(exc)) from None
 
 
 CARD_READERS.register("yml", "A YAML list of cards, or ``cards: [...]``.")(read_yaml)

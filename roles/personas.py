@@ -67,6 +67,7 @@ from esc_eval.roles.persona_model import (
     UnknownPersona,
 )
 from esc_eval.roles.persona_text import card_facts, cue_pattern
+from esc_eval.roles.yaml_errors import yaml_error
 
 _REPLACED_WHOLE = {"directives", "round_directives"}
 _NOT_INHERITED = {"name", "description", "extends"}
@@ -223,7 +224,7 @@ def _load_raw(source: _Source) -> dict[str, Any]:
     try:
         data = yaml.safe_load(source.read())
     except yaml.YAMLError as exc:
-        raise PersonaError(source.label, f"not valid YAML: {exc}") from None
+        raise PersonaError(source.label, yaml_error(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 from esc_eval.roles.cards import LANGUAGES, RoleCard
+from esc_eval.roles.jsonl import json_error
+from esc_eval.roles.yaml_errors import yaml_error
 
 CARD_SLOT = "{card}"
 # ESC-Eval's protocol file states its default supporter prompt only in prose.
@@ -120,8 +122,10 @@ def load_protocol(name_or_path: str | Path) -> SeekerProtocol:
 def _parse(name: str, text: str, suffix: str) -> SeekerProtocol:
     try:
         data: Any = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ProtocolError(f"{name}: not valid {'JSON' if suffix == '.json' else 'YAML'}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"{name}: {json_error(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise ProtocolError(f"{name}: {yaml_error(exc)}") from None
     except RecursionError:
         raise ProtocolError(f"{name}: nested too deeply to be a protocol") from None
     if not isinstance(data, dict):

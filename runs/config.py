@@ -54,15 +54,15 @@ class Config:
         return self.seekers or (self.seeker,)
 
     def seeker_where(self, index: int) -> str:
-        """How error messages name seeker ``index``: ``[seeker]`` or ``[[seekers]] INDEX``."""
-        return f"[[seekers]] {index}" if self.seekers else "[seeker]"
+        """How error messages name seeker ``index``: ``[seeker]`` or ``[seekers[INDEX]]`` (``section_name``)."""
+        return section_name("seekers", index) if self.seekers else "[seeker]"
 
     def endpoints(self) -> Iterator[tuple[str, EndpointConfig]]:
         """Each endpoint section with its name as error messages give it."""
         for i, seeker in enumerate(self.seeker_sections):
             yield self.seeker_where(i), seeker
         for i, supporter in enumerate(self.supporters):
-            yield f"[[supporters]] {i}", supporter
+            yield section_name("supporters", i), supporter
         if self.judge is not None:
             yield "[judge]", self.judge
 
@@ -121,9 +121,16 @@ def check_api_keys(config: Config, environ: Mapping[str, str] = os.environ) -> N
     The message names the variable, never a value.
     """
     for section, endpoint in config.endpoints():
-        name = endpoint.api_key_env
-        if name and not environ.get(name, "").strip():
-            raise ConfigError(f"{config.path}: {section} field 'api_key_env': environment variable {name} is not set")
+        check_api_key(config.path, section, endpoint, environ)
+
+
+def check_api_key(path: str, section: str, endpoint: EndpointConfig, environ: Mapping[str, str] = os.environ) -> None:
+    """The variable ``endpoint.api_key_env`` names holds a key; ``ConfigError`` says whether it is unset or empty."""
+    name = endpoint.api_key_env
+    if name is None or environ.get(name, "").strip():
+        return
+    state = "is not set" if name not in environ else "is empty" if not environ[name] else "holds only blanks"
+    raise ConfigError(f"{path}: {section} field 'api_key_env': environment variable {name} {state}")
 
 
 def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: bool = False) -> Config:
@@ -144,7 +151,7 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
     if not isinstance(supporters_raw, list) or not supporters_raw:
         raise ConfigError(f"{name}: [[supporters]] must list at least one supporter")
     supporters = tuple(parse_section(name, f"supporters[{i}]", s, SupporterSection) for i, s in enumerate(supporters_raw))
-    _check_names(name, "[[supporters]]", [s.name for s in supporters])
+    _check_names(name, "supporters", [s.name for s in supporters])
     _check_plugins(name, raw.get("run", {}), run)
     return Config(name, run, cards, seekers[0], supporters, judge, seekers if "seekers" in raw else ())
 
@@ -162,17 +169,23 @@ def _parse_seekers(name: str, raw: dict[str, Any]) -> tuple[SeekerSection, ...]:
     if not isinstance(listed, list) or not listed:
         raise ConfigError(f"{name}: [[seekers]] must list at least one seeker")
     seekers = tuple(parse_section(name, f"seekers[{i}]", s, SeekerSection) for i, s in enumerate(listed))
-    _check_names(name, "[[seekers]]", [s.name for s in seekers])
+    _check_names(name, "seekers", [s.name for s in seekers])
     return seekers
 
 
-def _check_names(name: str, section: str, names: list[str]) -> None:
-    """Every table of ``section`` has a distinct name usable in episode keys and file names."""
+def section_name(tables: str, index: int) -> str:
+    """How every message names table ``index`` (from 0) of an array of tables: ``[supporters[1]]``, as in ``[run]``."""
+    return f"[{tables}[{index}]]"
+
+
+def _check_names(name: str, tables: str, names: list[str]) -> None:
+    """Every table of the array ``tables`` has a distinct name usable in episode keys and file names."""
     for i, given in enumerate(names):
+        where = f"{name}: {section_name(tables, i)} field 'name'"
         if not given.strip() or not all(c.isalnum() or c in "-_." for c in given):
-            raise ConfigError(f"{name}: {section} {i} field 'name': must be a non-empty name of letters, digits, '-', '_', '.', got {given!r}")
+            raise ConfigError(f"{where}: must be a non-empty name of letters, digits, '-', '_', '.', got {given!r}")
         if names.index(given) != i:
-            raise ConfigError(f"{name}: {section} {i} field 'name': duplicate name {given!r}")
+            raise ConfigError(f"{where}: duplicate name {given!r}")
 
 
 def refuse_shadowing_plugins(name: str) -> None:

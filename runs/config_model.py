@@ -46,6 +46,8 @@ class Endpoint(Section):
             BACKENDS.check(self.backend, self.options, None, name="", shared=None)  # type: ignore[attr-defined]
         except RegistryError as exc:
             raise invalid(str(exc), at=".options") from None
+        if self.api_key_env is not None and not self.api_key_env.strip():  # type: ignore[attr-defined]
+            raise invalid("must name an environment variable (the key itself never goes in the file), got ''", at=".api_key_env")
         if self.backend == "vllm" and not self.model:  # type: ignore[attr-defined]
             raise invalid("missing field 'model' (required by backend 'vllm': a folder or hub id)")
         if self.backend == "auto" and self.base_url:  # type: ignore[attr-defined]
@@ -163,12 +165,21 @@ def _line(where: str, exc: ValidationError, section: type[BaseModel], cls: type,
         value = error["input"]
         if type(value) is int and "float" in str(get_type_hints(cls)[path]):
             value = float(value)  # as the field holds it
-        message = (f"must be in ({gt}, {le}]" if gt is not None and le is not None else
-                   f"must be at least {ge}" if ge is not None else "must be positive") + f", got {value}"
+        message = f"{_bounds(ge, gt, le)}, got {value}"
     elif kind != "esc_eval":
         path = str(error["loc"][0])
         message = _type_message(get_type_hints(cls)[path], raw[path])
     return f"{where} field '{path}': {message}"
+
+
+def _bounds(ge: float | None, gt: float | None, le: float | None) -> str:
+    """What a bounded field takes: ``must be in [0, 2]``, ``must be in (0, 1]``, ``must be at least 1``, ``must be positive``."""
+    low = f"[{ge}" if ge is not None else f"({gt}" if gt is not None else None
+    if le is not None:
+        return f"must be in {low}, {le}]" if low else f"must be at most {le}"
+    if ge is not None:
+        return f"must be at least {ge}"
+    return "must be positive" if gt == 0 else f"must be above {gt}"
 
 
 def _type_message(hint: Any, value: Any) -> str:

@@ -32,8 +32,10 @@ class EndpointConfig:
     max_retry_time: float = field(default=900.0, metadata={"gt": 0})
     """Seconds after a request's first failure within which it is retried (throttling waits as long as this allows)."""
     max_tokens: int = field(default=512, metadata={"ge": 1})
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: float | None = field(default=None, metadata={"ge": 0, "le": 2})
+    """Sampling temperature, 0 (greedy) to 2 as OpenAI's API takes it; unset: the server's default."""
+    top_p: float | None = field(default=None, metadata={"gt": 0, "le": 1})
+    """Nucleus sampling mass in (0, 1]; unset: the server's default."""
     lora: dict[str, str] = field(default_factory=dict)
     """LoRA adapter name -> folder: served with the model (``vllm`` backend, ``esc-eval serve``)."""
     options: dict[str, Any] = field(default_factory=dict)
@@ -50,8 +52,8 @@ class RunSection:
     store: str | None = None
     repeats: int = field(default=1, metadata={"ge": 1})
     end_token: str | None = None
-    max_episode_tokens: int | None = None
-    episode_timeout: float | None = None
+    max_episode_tokens: int | None = field(default=None, metadata={"ge": 1})
+    episode_timeout: float | None = field(default=None, metadata={"gt": 0})
     executor: str = field(default="local", metadata={"choices": EXECUTORS})
     """``local`` (one process) or ``ray`` (shards across Ray workers; ``docs/distributed.md``)."""
     ray_address: str | None = None

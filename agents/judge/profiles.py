@@ -44,6 +44,7 @@ from esc_eval.agents.judge.profile_fields import (
 )
 from esc_eval.agents.messages import ChatMessage
 from esc_eval.roles.jsonl import json_error
+from esc_eval.roles.yaml_errors import yaml_error
 
 ROLES = ("supporter", "seeker")
 
@@ -259,7 +260,7 @@ def _parse_file(raw: str, source: str, *, yaml_syntax: bool) -> Any:
     except json.JSONDecodeError as exc:
         raise ProfileError(source, json_error(exc)) from None
     except yaml.YAMLError as exc:
-        raise ProfileError(source, f"not valid YAML: {exc}") from None
+        raise ProfileError(source, yaml_error(exc)) from None
 
 
 def _dimensions(raw: Any, source: str, parse_one: Callable[[Mapping[str, Any], str, str], Dimension]) -> tuple[Dimension, ...]:

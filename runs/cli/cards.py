@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -47,7 +46,7 @@ def _cards_build(args: argparse.Namespace) -> int:
     from esc_eval.runs.cards import build_cards, load_build_config
     from esc_eval.runs.cards.build import OUTPUT_SUFFIXES
     from esc_eval.runs.cli.errors import FAILED_EPISODES, UsageError
-    from esc_eval.runs.config import ConfigError
+    from esc_eval.runs.config import check_api_key
 
     if args.out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UsageError(f"--out {args.out}: use a {', '.join(OUTPUT_SUFFIXES)} file")
@@ -57,8 +56,8 @@ def _cards_build(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
     config = load_build_config(args.config)
     for section, endpoint in (("[extractor]", config.extractor), ("[translator]", config.translator)):
-        if endpoint is not None and endpoint.api_key_env and not os.environ.get(endpoint.api_key_env, "").strip():
-            raise ConfigError(f"{config.path}: {section} field 'api_key_env': environment variable {endpoint.api_key_env} is not set")
+        if endpoint is not None:
+            check_api_key(config.path, section, endpoint)
     try:
         report = asyncio.run(build_cards(config, [(path, args.shape) for path in args.sources], args.out,
                                          store_path=args.store, resume=args.resume, min_quality=args.min_quality))

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from esc_eval.agents.judge.profiles import JudgeProfile, ProfileError, load_profile
@@ -19,7 +20,7 @@ from esc_eval.environments.turn_policies import TURN_POLICIES, TurnPolicy
 from esc_eval.roles.cards import RoleCard
 from esc_eval.roles.loaders import builtin_cards, load_cards
 from esc_eval.roles.personas import RoleBreakRule, UnknownPersona, base_role_break
-from esc_eval.roles.templates import SeekerProtocol, load_protocol
+from esc_eval.roles.templates import ProtocolError, SeekerProtocol, load_protocol
 from esc_eval.runs.config import Config, ConfigError
 from esc_eval.runs.config_sections import CardsSection, SeekerSection
 from esc_eval.runs.store import PlannedEpisode
@@ -87,7 +88,7 @@ class RunPlan:
         profile = load_judge_profile(config, {c.language for c in cards}) if config.judge else None
         behaviours, personas = load_run_behaviours(config, {c.language for c in cards})
         sections = config.seeker_sections
-        seekers = {s.label: Seeker(s, load_protocol(s.protocol), personas[i], f"seeker:{s.name}" if len(sections) > 1 else "seeker")
+        seekers = {s.label: Seeker(s, seeker_protocol(config, i), personas[i], f"seeker:{s.name}" if len(sections) > 1 else "seeker")
                    for i, s in enumerate(sections)}
         return cls(config, cards, seekers[config.seeker.label].protocol, profile, behaviours, seekers)
 
@@ -158,6 +159,17 @@ class RunPlan:
             yield supporter.name, supporter
         if self.config.judge is not None:
             yield "judge", self.config.judge
+
+
+def seeker_protocol(config: Config, index: int) -> SeekerProtocol:
+    """Seeker ``index``'s protocol; a name that is neither a file nor a built-in is named by file, section and field."""
+    given = config.seeker_sections[index].protocol
+    try:
+        return load_protocol(given)
+    except ProtocolError as exc:
+        if Path(given).is_file():  # the file's own fault: its message names the file and the place in it
+            raise
+        raise ProtocolError(f"{config.path}: {config.seeker_where(index)} field 'protocol': {exc}") from None
 
 
 def load_run_behaviours(config: Config, languages: set[str]) -> tuple[dict[str, SeekerBehaviour], list[tuple[str, ...]]]:

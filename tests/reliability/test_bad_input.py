@@ -183,6 +183,45 @@ def _store_exists_without_resume(t: Path):  # type: ignore[no-untyped-def]
     return [str(base_config(t))], store, [str(store), "already exists", "--resume"]
 
 
+def _negative_temperature(t: Path):  # type: ignore[no-untyped-def]
+    config = base_config(t, seeker={"temperature": -5})
+    return [str(config)], None, [str(config), "[seeker] field 'temperature'", "must be in [0, 2]", "-5"]
+
+
+def _top_p_above_one(t: Path):  # type: ignore[no-untyped-def]
+    config = base_config(t)
+    config.write_text(config.read_text(encoding="utf-8").replace('model = "a-model"', 'model = "a-model"\ntop_p = 2'), encoding="utf-8")
+    return [str(config)], None, [str(config), "[supporters[0]] field 'top_p'", "must be in (0, 1]", "2"]
+
+
+def _duplicate_supporter(t: Path):  # type: ignore[no-untyped-def]
+    config = base_config(t)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text + text[text.index("[[supporters]]"):], encoding="utf-8")
+    return [str(config)], None, [str(config), "[supporters[1]] field 'name'", "duplicate"]
+
+
+def _unknown_protocol_file(t: Path):  # type: ignore[no-untyped-def]
+    config = base_config(t, seeker={"protocol": "nope.json"})
+    return [str(config)], None, [str(config), "[seeker] field 'protocol'", "nope.json", "not a file"]
+
+
+def _broken_yaml_cards(t: Path):  # type: ignore[no-untyped-def]
+    cards = cards_file(t, "cards.yaml", b"- id: [\n  - bad: :\n")
+    config = base_config(t, cards={"path": str(cards)})
+    return [str(config)], None, [str(cards), "not valid YAML", "line 2, column 3"]
+
+
+def _empty_api_key_env(t: Path):  # type: ignore[no-untyped-def]
+    config = base_config(t, seeker={"api_key_env": ""})
+    return [str(config)], None, [str(config), "[seeker] field 'api_key_env'", "must name an environment variable"]
+
+
+def _store_under_a_file(t: Path):  # type: ignore[no-untyped-def]
+    (t / "afile").write_text("mine", encoding="utf-8")
+    return [str(base_config(t))], t / "afile" / "run.sqlite", [str(t / "afile"), "is a file, not a folder"]
+
+
 CASES: dict[str, Case] = {
     "malformed-toml": _malformed_toml,
     "non-utf8-toml": _non_utf8_toml,
@@ -204,6 +243,13 @@ CASES: dict[str, Case] = {
     "store-newer-schema": _store_from_a_newer_schema,
     "resume-missing-store": _resume_of_a_missing_store,
     "store-exists-without-resume": _store_exists_without_resume,
+    "negative-temperature": _negative_temperature,
+    "top-p-above-one": _top_p_above_one,
+    "duplicate-supporter": _duplicate_supporter,
+    "unknown-protocol-file": _unknown_protocol_file,
+    "broken-yaml-cards": _broken_yaml_cards,
+    "empty-api-key-env": _empty_api_key_env,
+    "store-under-a-file": _store_under_a_file,
 }
 
 
@@ -227,6 +273,15 @@ async def test_bad_input_exits_2_names_the_place_and_writes_nothing(tmp_path: Pa
     assert not missing, f"{lines[0]!r} does not name {missing}"
     assert "Traceback" not in result.stderr + result.stdout
     assert snapshot(work) == before, "bad input must leave every file as it was and create none"
+
+
+async def test_an_api_key_variable_set_but_empty_is_called_empty(tmp_path: Path) -> None:
+    config = base_config(tmp_path, seeker={"api_key_env": UNSET_KEY})
+    before = snapshot(tmp_path)
+    result = await esc_eval("run", str(config), "--store", str(tmp_path / "run.sqlite"), "--no-monitor", env={UNSET_KEY: ""})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"esc-eval: error: {config}: [seeker] field 'api_key_env': environment variable {UNSET_KEY} is empty"
+    assert snapshot(tmp_path) == before
 
 
 def echo_responder(body: dict[str, Any]) -> str:

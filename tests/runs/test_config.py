@@ -28,11 +28,11 @@ def test_defaults_follow_esc_eval() -> None:
         (config(cards={"language": "fr"}), "[cards] field 'language': must be 'en' or 'zh'"),
         ({"supporters": [SUPPORTER]}, "missing section [seeker]"),
         ({"seeker": SEEKER}, "[[supporters]] must list at least one supporter"),
-        ({"seeker": SEEKER, "supporters": [SUPPORTER, SUPPORTER]}, "[[supporters]] 1 field 'name': duplicate name 'a'"),
+        ({"seeker": SEEKER, "supporters": [SUPPORTER, SUPPORTER]}, "[supporters[1]] field 'name': duplicate name 'a'"),
         ({"seeker": {"model": "m"}, "supporters": [SUPPORTER]}, "[seeker]: missing field 'base_url'"),
         ({"seeker": {**SEEKER, "backend": "tgi"}, "supporters": [SUPPORTER]}, "field 'backend': unknown backend 'tgi'"),
         ({"seeker": {**SEEKER, "base_url": "localhost:8000"}, "supporters": [SUPPORTER]}, "field 'base_url': must start with http"),
-        ({"seeker": SEEKER, "supporters": [{**SUPPORTER, "name": "a b"}]}, "[[supporters]] 0 field 'name'"),
+        ({"seeker": SEEKER, "supporters": [{**SUPPORTER, "name": "a b"}]}, "[supporters[0]] field 'name'"),
         (config(judge={"base_url": "http://x/v1", "model": "j", "models": {"fluency": 3}}), "[judge] field 'models'"),
         (config(judge={"base_url": "http://x/v1", "model": "j", "score_every_round": "yes"}), "field 'score_every_round': expected bool"),
     ],
@@ -92,7 +92,7 @@ def test_an_api_key_variable_that_is_not_set_names_section_and_variable_never_a_
     check_api_keys(c, {"SEEKER_KEY": "sk-1", "B_KEY": "sk-2", "JUDGE_KEY": "sk-3"})
     with pytest.raises(ConfigError) as err:
         check_api_keys(c, {"SEEKER_KEY": "sk-1", "JUDGE_KEY": "sk-3"})
-    assert str(err.value) == "run.toml: [[supporters]] 1 field 'api_key_env': environment variable B_KEY is not set"
+    assert str(err.value) == "run.toml: [supporters[1]] field 'api_key_env': environment variable B_KEY is not set"
     with pytest.raises(ConfigError, match="\\[judge\\] field 'api_key_env': environment variable JUDGE_KEY"):
         check_api_keys(c, {"SEEKER_KEY": "sk-1", "B_KEY": "sk-2", "JUDGE_KEY": "  "})  # blank is not a key
     with pytest.raises(ConfigError, match="\\[seeker\\]") as err:

@@ -21,9 +21,9 @@ def seekers(*names: str, **extra: object) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize(("raw", "expected"), [
     ({"seeker": SEEKER, "seekers": seekers("x", "y"), "supporters": SUPPORTERS}, "sections [seeker] and [[seekers]] both given"),
-    ({"seekers": seekers("x", "x"), "supporters": SUPPORTERS}, "[[seekers]] 1 field 'name': duplicate name 'x'"),
-    ({"seekers": [SEEKER], "supporters": SUPPORTERS}, "[[seekers]] 0 field 'name': must be a non-empty name"),
-    ({"seekers": seekers("a b"), "supporters": SUPPORTERS}, "[[seekers]] 0 field 'name': must be a non-empty name"),
+    ({"seekers": seekers("x", "x"), "supporters": SUPPORTERS}, "[seekers[1]] field 'name': duplicate name 'x'"),
+    ({"seekers": [SEEKER], "supporters": SUPPORTERS}, "[seekers[0]] field 'name': must be a non-empty name"),
+    ({"seekers": seekers("a b"), "supporters": SUPPORTERS}, "[seekers[0]] field 'name': must be a non-empty name"),
     ({"seekers": [], "supporters": SUPPORTERS}, "[[seekers]] must list at least one seeker"),
     ({"seekers": [{"name": "x", "model": "m"}], "supporters": SUPPORTERS}, "[seekers[0]]: missing field 'base_url'"),
     ({"seekers": seekers("x", personas=["default", "default"]), "supporters": SUPPORTERS}, "'default' is listed twice"),
