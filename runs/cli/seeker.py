@@ -22,8 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "distress arc and (with --judge) human-likeness, per seeker and persona. "
                                         "esc-eval seeker train: a LoRA adapter that speaks as the seeker")
     actions = seeker.add_subparsers(required=True, metavar="ACTION")
-    evaluate = actions.add_parser("eval", help="fidelity figures from a store's finished dialogues")
-    evaluate.add_argument("store", type=Path)
+    evaluate = actions.add_parser("eval", help="fidelity figures from a store's finished dialogues (or a dialogues file), "
+                                               "and with --reference how far they are from real seekers")
+    evaluate.add_argument("store", type=Path, metavar="SOURCE",
+                          help="a store, or ESConv-shaped dialogues (.json list / .jsonl of {dialog: [{speaker, content}]})")
+    evaluate.add_argument("--reference", type=Path, metavar="HUMAN.json",
+                          help="real seekers' dialogues in ESConv's shape: adds each row's 'realism' (discriminator AUC, "
+                               "feature distances, realism index; docs/seeker.md)")
+    evaluate.add_argument("--cards-report", type=Path, metavar="build-report.json",
+                          help="with --reference: 'cards build''s report, pairing each episode with the dialogue its card came from")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the realism folds and bootstrap (default 0)")
     evaluate.add_argument("--format", choices=FORMATS, default="table")
     evaluate.add_argument("--by", default="seeker,persona", help="group columns, comma-separated: seeker, persona (default both)")
     evaluate.add_argument("--judge", type=Path, metavar="CONFIG",
@@ -86,8 +94,23 @@ def _eval(args: argparse.Namespace) -> int:
         check_api_keys(config)
     if not args.store.exists():
         raise UsageError(f"{args.store}: no such store")
-    with Store.open(args.store, readonly=True) as store:
-        episodes = stored_episodes(store)
+    if args.cards_report is not None and args.reference is None:
+        raise UsageError("--cards-report: pairs episodes with --reference dialogues; give --reference too")
+    from esc_eval.runs.analysis.realism import RealismError, Reference, cards_report, check_language, file_episodes, is_store
+
+    try:
+        reference = Reference.read(args.reference) if args.reference is not None else None
+        report = cards_report(args.cards_report) if args.cards_report is not None else None
+        if is_store(args.store) or args.store.suffix.lower() not in (".json", ".jsonl"):
+            with Store.open(args.store, readonly=True) as store:
+                episodes = stored_episodes(store)
+        else:
+            episodes = file_episodes(args.store)
+        if reference is not None:
+            for episode in episodes:
+                check_language(episode.language, reference.language, reference.path)
+    except RealismError as exc:
+        raise UsageError(str(exc)) from None
     ratings = None
     if config is not None:
         ratings, unrated = asyncio.run(_judge(config, episodes))
@@ -95,8 +118,28 @@ def _eval(args: argparse.Namespace) -> int:
             print(f"esc-eval: warning: {unrated} episode(s) got no human-likeness rating (judge failed or gave no 0-4 digit); "
                   "human_likeness averages the rated ones", file=sys.stderr)
     rows = evaluate(episodes, base_role_break(), by, ratings)
+    if reference is not None:
+        _add_realism(rows, episodes, by, reference, report, args)
     print(json.dumps(rows, ensure_ascii=False, indent=2) if args.format == "json" else _table(rows))
     return 0
+
+
+def _add_realism(rows: list[dict[str, Any]], episodes: list[Any], by: list[str], reference: Any,
+                 report: dict[str, str] | None, args: argparse.Namespace) -> None:
+    """Each row's ``realism``: its group's episodes against ``reference``; with ``report``, at least one pair or exit 2."""
+    from esc_eval.roles.personas import base_role_break
+    from esc_eval.runs.analysis.realism import compare
+    from esc_eval.runs.analysis.seeker import GROUPS
+
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for episode in episodes:
+        groups.setdefault(tuple(episode.labels[g] if g in by else "*" for g in GROUPS), []).append(episode)
+    for row in rows:
+        members = groups[(row["seeker"], row["persona"])]
+        row["realism"] = compare(members, reference, base_role_break(), args.seed, report)
+    if report is not None and not any(row["realism"]["pairs"] for row in rows):
+        raise UsageError(f"--cards-report: {args.cards_report}: no episode's card was built from a dialogue of "
+                         f"{reference.path} (its items are named {reference.dialogues[0].key!r} ...)")
 
 
 async def _judge(config: Any, episodes: list[Any]) -> tuple[dict[str, float], int]:
@@ -118,9 +161,16 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
     header = [f for f in FIELDS + EXTRA_FIELDS if f != "ci"]
     cells = [[_cell(row[name], row["ci"].get(name)) for name in header] for row in rows]
-    return rich_text("Seeker fidelity", header, cells,
-                      "mean [95% interval over cards]; '-': not applicable (no card facts, no distress, no judge)",
-                      right_from=2, lines=False)
+    note = "mean [95% interval over cards]; '-': not applicable (no card facts, no distress, no judge)"
+    if rows and "realism" in rows[0]:
+        header += ["realism", "auc"]
+        for row, line in zip(rows, cells):
+            realism = row["realism"]
+            line += ["-" if realism["index"] is None else f"{realism['index']:.0f}", _cell(realism["auc"], realism["auc_ci"])]
+        note += (f"; realism: 0-100 index (100 = human) against {rows[0]['realism']['reference']}, auc: a classifier telling "
+                 "the rows' dialogues from the human ones [95% interval] (0.5 = indistinguishable); per-feature distances "
+                 "and pairs in --format json")
+    return rich_text("Seeker fidelity", header, cells, note, right_from=2, lines=False)
 
 
 def _cell(value: Any, interval: list[float] | None) -> str:
