@@ -11,13 +11,15 @@ something to correct. Run from the repository root:
 
     python scripts/statistics_example.py OUT_DIR
 
-It writes OUT_DIR/run.sqlite and prints the report commands' output.
+It writes OUT_DIR/run.sqlite and prints the report's table, then the Empathy tables that
+docs/statistics.md quotes verbatim (from ``report --format json``; a test checks the quote).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import re
 import subprocess
@@ -97,9 +99,46 @@ async def main(out: Path) -> None:
         if await run.wait() != 0:
             raise SystemExit(f"esc-eval run failed ({run.returncode})")
     print(f"{_humans(store)} simulated human labels written")
-    for args in (["--compare", "--power", "10", "--corrected", "--plot", str(out / "board.png")],):
-        print(subprocess.run([sys.executable, "-m", "esc_eval.runs.cli", "report", str(store), *args], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout)
+    print(_report(store, "--compare", "--power", "10", "--corrected", "--plot", str(out / "board.png")))
+    data = json.loads(_report(store, "--format", "json", "--compare", "--power", "10", "--corrected"))
+    seven = json.loads(_report(store, "--format", "json", "--compare", "--power", "7"))
+    print(digest(data, seven))
+
+
+def _report(store: Path, *args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "esc_eval.runs.cli", "report", str(store), *args], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def _p(value: float) -> str:
+    return f"{value:.1e}" if value < 0.001 else f"{value:.3f}"
+
+
+def digest(data: dict[str, Any], seven: dict[str, Any], dimension: str = "empathic") -> str:
+    """The Empathy tables of docs/statistics.md's worked example, from ``report --format json`` (the doc quotes them verbatim)."""
+    lines = ["| supporter | mean | 95% CI | se | n / episodes / cards | judge share: a label / the mean | corrected (PPI) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in data["rows"]:
+        s = row["scores"][dimension]
+        noise, c = s["judge_noise"], s["corrected"]
+        lines.append(f"| {row['group']['supporter']} | {s['mean']:.1f} | [{s['ci_low']:.1f}, {s['ci_high']:.1f}] | {s['se_clustered']:.2f} "
+                     f"| {s['n']} / {s['n_episodes']} / {s['n_cards']} | {100 * noise['judge_share']:.0f}% / "
+                     f"{100 * noise['judge_share_of_mean']:.0f}% | {c['mean']:.1f} [{c['ci_low']:.1f}, {c['ci_high']:.1f}], "
+                     f"h = {c['n_labelled']}, λ = {c['weight']:.2f} |")
+    lines += ["", "| pair | diff | 95% CI | p | p (Holm) | W/T/L | cards | flags |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for c in data["comparisons"]:
+        if c["dimension"] == dimension:
+            lines.append(f"| {c['a']} − {c['b']} | {c['diff']:.1f} | [{c['ci_low']:.1f}, {c['ci_high']:.1f}] | {_p(c['p_value'])} | "
+                         f"{_p(c['p_holm'])}{' *' if c['p_holm'] < 0.05 else ''} | {c['wins']}/{c['ties']}/{c['losses']} | "
+                         f"{c['n_cards']} | {', '.join(c['flags']) or '–'} |")
+    lines += ["", "| pair | sd of diff | cards | --power 10: cards needed | after Holm | --power 7: cards needed | after Holm | "
+              "detectable now |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for ten, sev in zip(data["power"]["rows"], seven["power"]["rows"]):
+        if ten["dimension"] == dimension:
+            lines.append(f"| {ten['a']} − {ten['b']} | {ten['sd_diff']:.1f} | {ten['n_cards']} | {ten['cards_needed']} | "
+                         f"{ten['cards_needed_family']} | {sev['cards_needed']} | {sev['cards_needed_family']} | "
+                         f"{ten['min_detectable']:.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

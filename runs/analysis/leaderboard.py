@@ -41,8 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from esc_eval.agents.judge.profiles import DIMENSIONS, PAPER_NAMES
-from esc_eval.runs.analysis.scoring import leaderboard_value
-from esc_eval.runs.store import Store
+from esc_eval.runs.store import EpisodeRecord, FinalScore, Store
 
 if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
     from esc_eval.runs.analysis.comparisons import CardTable, PairComparison, PowerRow, Rank
@@ -174,13 +173,28 @@ def _human_values(store: Store) -> dict[tuple[str, str], float]:
     return {slot: sum(labels) / len(labels) * 25 for slot, labels in found.items()}
 
 
+@dataclass(frozen=True)
+class StoreRead:
+    """What a report reads from a store, read once: several reports of one store version share it (the viewer's)."""
+
+    episodes: tuple[EpisodeRecord, ...]
+    final_scores: tuple[FinalScore, ...]
+    seeker: str
+
+
+def read_store(store: Store) -> StoreRead:
+    """The store's episodes (plan order), its final judge scores and the seeker label of episodes stored without one."""
+    return StoreRead(tuple(store.episodes()), tuple(store.final_scores()), seeker_label(store))
+
+
 def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter: str | None = None,
                  language: str | None = None, compare: bool = False, corrected: bool = False,
-                 power_delta: float | None = None) -> Report:
+                 power_delta: float | None = None, read: StoreRead | None = None) -> Report:
     """The leaderboard of ``store`` grouped by the episode columns ``by``.
 
     Args:
         store: an open store (read-only is enough).
+        read: ``read_store(store)`` when the caller already holds it (several reports of one store).
         by: columns of ``GROUP_COLUMNS``, outermost first; empty means ``("supporter",)``.
         supporter / language: keep only the episodes of this supporter / language.
         compare: also compare every pair of supporters (``Report.comparisons``, ``Report.ranks``).
@@ -199,8 +213,10 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     from esc_eval.runs.analysis.statistics import cluster_mean, judge_noise, ppi_mean
 
     columns = check_by(by)
-    episodes = store.episodes(supporter=supporter, language=language)
-    only = seeker_label(store)
+    read = read or read_store(store)
+    episodes = [e for e in read.episodes if (supporter is None or e.supporter == supporter)
+                and (language is None or e.language == language)]
+    only = read.seeker
     groups: dict[tuple[str, ...], dict[str, int]] = {}
     done: dict[str, tuple[tuple[str, ...], str, str, str]] = {}       # key -> (group, card, supporter, seeker)
     for e in episodes:
@@ -216,7 +232,7 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     failed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     seen_dims: set[str] = set()
     samples = 1
-    for row in store.final_scores():
+    for row in read.final_scores:
         if row.episode_key not in done:
             continue
         group = done[row.episode_key][0]
@@ -235,6 +251,7 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
                               f"stored label {label!r} is not 0..4 or -1")
 
     dimensions = DIMENSIONS + tuple(sorted(seen_dims - set(DIMENSIONS)))
+    value = {slot: sum(found) / len(found) * 25 for slot, found in labels.items()}     # each episode's mean label × 25
     human = _human_values(store) if corrected else {}
     per_group: dict[tuple[tuple[str, ...], str], list[str]] = defaultdict(list)    # scored episodes, plan order
     for (key, dim) in labels:
@@ -244,7 +261,7 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
         stats = {}
         for dim in dimensions:
             keys = per_group.get((group, dim), [])
-            values = np.array([leaderboard_value(labels[(k, dim)]) for k in keys])
+            values = np.array([value[(k, dim)] for k in keys])
             estimate = cluster_mean(values, np.array([done[k][1] for k in keys]))
             n_valid = sum(len(labels[(k, dim)]) for k in keys)
             n_unparsed, n_failed = unparsed.get((group, dim), 0), failed.get((group, dim), 0)
@@ -254,8 +271,8 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
             if corrected:
                 marked = [k for k in keys if (k, dim) in human]
                 rest = [k for k in keys if (k, dim) not in human]
-                ppi = ppi_mean(np.array([leaderboard_value(labels[(k, dim)]) for k in rest]),
-                               np.array([leaderboard_value(labels[(k, dim)]) for k in marked]),
+                ppi = ppi_mean(np.array([value[(k, dim)] for k in rest]),
+                               np.array([value[(k, dim)] for k in marked]),
                                np.array([human[(k, dim)] for k in marked]),
                                cards_unlabelled=np.array([done[k][1] for k in rest]),
                                cards_labelled=np.array([done[k][1] for k in marked]))
@@ -270,7 +287,7 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     comparisons = ranked = planned = None
     if compare or power_delta is not None:
         supporters = list(dict.fromkeys(e.supporter for e in episodes))
-        cards = _card_table(labels, done)
+        cards = _card_table(value, done)
         if compare:
             comparisons = tuple(compare_supporters(cards, supporters, dimensions))
             ranked = supporter_ranks(cards, supporters, dimensions)
@@ -280,7 +297,7 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     agreement = None
     if len(seekers) > 1:
         supporters = list(dict.fromkeys(e.supporter for e in episodes))
-        agreement = tuple(rank_agreement(_seeker_table(labels, done), seekers, supporters, dimensions))
+        agreement = tuple(rank_agreement(_seeker_table(value, done), seekers, supporters, dimensions))
     return Report(str(store.path), columns, dimensions, tuple(rows), samples, corrected, comparisons, ranked, planned,
                   power_delta, agreement)
 
@@ -295,23 +312,23 @@ def several_seekers(store: Store) -> bool:
     return len(store.seekers()) > 1
 
 
-def _card_table(labels: Mapping[tuple[str, str], list[int]],
+def _card_table(value: Mapping[tuple[str, str], float],
                 done: Mapping[str, tuple[tuple[str, ...], str, str, str]]) -> CardTable:
     """dimension -> supporter -> card -> mean over the supporter's episodes on the card (with any seeker) of their values."""
     sums: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for (key, dim), found in labels.items():
+    for (key, dim), found in value.items():
         _, card, supporter, _ = done[key]
-        sums[dim][supporter][card].append(leaderboard_value(found))
+        sums[dim][supporter][card].append(found)
     return {d: {s: {c: sum(v) / len(v) for c, v in cards.items()} for s, cards in by_s.items()} for d, by_s in sums.items()}
 
 
-def _seeker_table(labels: Mapping[tuple[str, str], list[int]],
+def _seeker_table(value: Mapping[tuple[str, str], float],
                   done: Mapping[str, tuple[tuple[str, ...], str, str, str]]) -> SeekerTable:
     """dimension -> seeker -> supporter -> card -> mean of the values of that supporter's episodes with that seeker on the card."""
     sums: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
-    for (key, dim), found in labels.items():
+    for (key, dim), found in value.items():
         _, card, supporter, seeker = done[key]
-        sums[dim][seeker][supporter][card].append(leaderboard_value(found))
+        sums[dim][seeker][supporter][card].append(found)
     return {d: {k: {s: {c: sum(v) / len(v) for c, v in cards.items()} for s, cards in by_s.items()} for k, by_s in by_k.items()}
             for d, by_k in sums.items()}

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from esc_eval.runs.analysis.leaderboard import build_report
+from esc_eval.runs.analysis.leaderboard import build_report, read_store
 from esc_eval.runs.analysis.render import report_data
 from esc_eval.runs.store import EpisodeRecord, Store, TurnRecord
 from esc_eval.runs.store.records import final_labels
@@ -74,9 +74,10 @@ def leaderboards(store: Store) -> dict[str, Any]:
 
 def build_leaderboards(store: Store) -> dict[str, Any]:
     """The leaderboard by supporter (``report --format json`` numbers; with ``--compare`` when 2+ supporters) and by each facet."""
-    supporters = {e.supporter for e in store.episodes()}
-    overall = report_data(build_report(store, compare=len(supporters) > 1))
-    return {"overall": overall, "facets": {f: report_data(build_report(store, by=("supporter", f))) for f in FACETS}}
+    read = read_store(store)                        # read once: the six reports share it
+    supporters = {e.supporter for e in read.episodes}
+    overall = report_data(build_report(store, compare=len(supporters) > 1, read=read))
+    return {"overall": overall, "facets": {f: report_data(build_report(store, by=("supporter", f), read=read)) for f in FACETS}}
 
 
 def store_summary(index: int, path: Path, store: Store) -> dict[str, Any]:
