@@ -99,14 +99,35 @@ def _value(text: str, match: re.Match[str]) -> object:
     return int(match.group("d"))
 
 
+_RUBRIC_LINE = re.compile(r"^[ \t]*(?:[-*•>][ \t]*)?(?:\*\*)?[ \t]*[0-4][ \t]*(?:\*\*)?[ \t]*[:：]", re.MULTILINE)
+"""A line that starts as a rubric line does (``0: ...``, ``- **1**: ...``), with or without text after it."""
+
+
+def echoes_rubric(text: str) -> bool:
+    r"""Whether a judge reply repeats the rubric: two or more lines starting ``N:`` (N in 0..4).
+
+    A model that continues its prompt instead of answering writes ``0: The supporter's
+    replies are largely unreadable...\n1:``; ESC-Eval's rule reads such a reply as label 0,
+    ours as no label unless it also states one (``Score: 3``).
+
+    Examples:
+        >>> echoes_rubric("0: The replies are largely unreadable.\n1:")
+        True
+        >>> echoes_rubric("3: There are no apparent issues.")
+        False
+    """
+    return len(_RUBRIC_LINE.findall(text.translate(_FULLWIDTH))) >= 2
+
+
 def _drop_list_markers(text: str) -> tuple[str, list[int]]:
     """Remove list-item markers ("0: ...", "1. ...") so an echoed rubric or a numbered list is not a label.
 
     Returns the text and, when the reply has exactly one such line (``3: text``
-    or ``3. text``: the judge citing the rubric line it picked), that ``N``.
+    or ``3. text``: the judge citing the rubric line it picked) and does not echo
+    the rubric (``echoes_rubric``: "0: text" then a bare "1:"), that ``N``.
     """
     markers = list(_MARKER.finditer(text))
-    cited = [int(markers[0].group("d"))] if len(markers) == 1 else []
+    cited = [int(markers[0].group("d"))] if len(markers) == 1 and not echoes_rubric(text) else []
     return _MARKER.sub(lambda m: m.group("lead"), text), cited
 
 
@@ -123,7 +144,7 @@ def parse_label(text: str) -> int:
     1. a score statement: ``Score: 3``, ``Final answer: 2``, ``I'd rate it a 4``, ``评分：3``, ``3分``;
     2. ``3/4`` or ``3 out of 4``;
     3. a bold label ``**3**``;
-    4. a rubric line cited alone: ``3: There are no apparent issues``;
+    4. a rubric line cited alone: ``3: There are no apparent issues`` (not when the reply echoes the rubric: ``echoes_rubric``);
     5. a line holding only the label: ``3``;
     6. a line ending ``...: 3``, or the reply ending in a lone label after a sentence.
 
@@ -160,4 +181,4 @@ def _parse_tiers(text: str) -> int:
 PARSE_RULES: dict[str, Callable[[str], int]] = {"esc_rank": parse_esc_rank, "label": parse_label}
 
 
-__all__ = ["LABELS", "NO_LABEL", "PARSE_RULES", "parse_esc_rank", "parse_label"]
+__all__ = ["LABELS", "NO_LABEL", "PARSE_RULES", "echoes_rubric", "parse_esc_rank", "parse_label"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from esc_eval.agents.judge.labels import _PLAIN, _parse_tiers, parse_esc_rank, parse_label
+from esc_eval.agents.judge.labels import _PLAIN, _parse_tiers, echoes_rubric, parse_esc_rank, parse_label
 from esc_eval.agents.judge.profiles import (
     DIMENSIONS,
     PAPER_NAMES,
@@ -200,6 +200,11 @@ RUBRIC_ECHO = (
         # an echoed rubric is not an answer
         (RUBRIC_ECHO + "\nScore: 1", 1),
         (RUBRIC_ECHO, -1),
+        # a model continuing its prompt: one rubric line and the next one's start (the demo's Fluency replies)
+        ("0: The supporter's replies are largely unreadable or meaningless.\n1:", -1),
+        ("0：支持者的回复基本无法读懂或没有意义。\n1：", -1),
+        ("3: Replies read clearly.\n4: Every reply is clear.", -1),
+        ("0: The supporter's replies are largely unreadable.\n1:\nScore: 2", 2),
         ("- **0**: unreadable\n- **4**: excellent\n\nScore: 3", 3),
         # ambiguous or off-scale answers
         ("Score: 3-4", -1),
@@ -227,6 +232,23 @@ RUBRIC_ECHO = (
 )
 def test_parse_label(text, expected):
     assert parse_label(text) == expected
+
+
+@pytest.mark.parametrize("text, echo", [
+    ("0: The supporter's replies are largely unreadable.\n1:", True),
+    (RUBRIC_ECHO, True),
+    ("- **0**: unreadable\n- **4**: excellent", True),
+    ("3: There are no apparent issues in two issues.", False),
+    ("1. Comfort was given\n2. Suggestions were given", False),  # numbered reasons, not rubric lines
+    ("Score: 3", False),
+])
+def test_echoes_rubric(text, echo):
+    assert echoes_rubric(text) is echo
+
+
+def test_esc_rank_rule_still_reads_an_echo_as_its_first_digit():
+    """ESC-Eval's rule is kept byte for byte: the report counts these replies instead (n_echo)."""
+    assert parse_esc_rank("0: The supporter's replies are largely unreadable.\n1:") == 0
 
 
 @pytest.mark.parametrize("text", ["Score: 3", "score:0", "Rating: 4.", "  Score :  2 \n", "SCORE:\t1\n\n", "Score: 4.", "Rating:3"])
