@@ -27,8 +27,9 @@ BARE_IMPORT = re.compile(r"^\s*(from|import)\s+(agents|runs|roles|environments|t
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """esc-eval's wheel built from a copy of the working tree's files, ignored ones aside (the tree itself is left untouched)."""
     source = tmp_path_factory.mktemp("source")
-    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, tracked):
+    listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    files = subprocess.run(listing, cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
         path = ROOT / name
         target = source / name
         target.parent.mkdir(parents=True, exist_ok=True)
