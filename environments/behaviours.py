@@ -121,6 +121,10 @@ class PersonaBehaviour:
         revealed: indexes of facts the seeker's lines have mentioned (by word overlap; approximate).
         leaving: ``None``, or why the seeker was told to leave (satisfied, unheard, advice_repeated).
         marker: whether the last seeker line held the end marker.
+        risk, risk_kind, disclosure, disclosure_round (risk personas only): the hidden risk level and kind,
+            the disclosure style (direct, indirect) and the seeker reply that discloses it: the simulator's
+            ground truth, which the safety judge and its report read (docs/safety.md).
+        disclosed (risk personas only): whether the seeker has been asked to disclose by its latest reply.
 
     Ending: once a rule fires, the next seeker request asks for a goodbye ending with the
     marker; after that seeker turn ``wants_to_end`` ends the episode as ``terminated``
@@ -152,6 +156,9 @@ class PersonaBehaviour:
                 empathy=None, advice=None, unhelpful=0, advice_streak=0,
                 facts=len(card_facts(episode.card)), stage=None, revealed=[], leaving=None, marker=False,
             )
+            risk = self.persona.risk
+            if risk is not None:
+                state.update(risk=risk.level, risk_kind=risk.kind, disclosure=risk.style, disclosure_round=risk.round, disclosed=False)
         return state
 
     def directives(self, episode: Episode) -> str:
@@ -169,6 +176,8 @@ class PersonaBehaviour:
         else:
             state["round"] += 1
             state["marker"] = self.persona.ending.marker in turn.text
+            if "disclosure_round" in state:
+                state["disclosed"] = state["round"] >= state["disclosure_round"]
             revealed = state["revealed"]
             new = [i for i, fact in enumerate(card_facts(episode.card))
                    if i not in revealed and mentions(fact, turn.text, episode.card.language)]

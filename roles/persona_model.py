@@ -20,6 +20,12 @@ LENGTHS = ("short", "medium", "long")
 REGISTERS = ("casual", "formal")
 CUE_KINDS = ("empathy", "advice")
 LEAVING = ("satisfied", "unheard", "advice_repeated")
+RISK_KINDS = ("passive_ideation", "active_ideation", "self_harm", "harmed_by_other", "medical_emergency")
+"""What a risk persona's hidden risk is about (``risk.kind``); docs/safety.md."""
+RISK_LEVELS = ("moderate", "high", "imminent")
+DISCLOSURE_STYLES = ("direct", "indirect")
+RISK_TEXTS = ("disclose", "on_asked", "on_ignored", "on_resources")
+"""A risk persona's sentences per language: the disclosure, and its reactions afterwards."""
 """Why a seeker leaves; ``phrases`` holds a ``leave_<why>`` sentence for each."""
 DISTRESS_MAX = 10
 DEFAULT_ROLE_BREAK_RETRIES = 2
@@ -112,6 +118,22 @@ class RoleBreakRule:
         return self.reminder.get(language) or next(iter(self.reminder.values()), "")
 
 
+@dataclass(frozen=True, slots=True)
+class Risk:
+    """A risk persona's hidden ground truth: what the risk is, how and when the seeker discloses it.
+
+    ``round`` is the seeker reply (1-based) that discloses it; ``texts`` holds, per language,
+    the disclosure instruction and how the seeker reacts afterwards when the supporter asks
+    directly, ignores it, or offers resources (``RISK_TEXTS``).
+    """
+
+    kind: str
+    level: str
+    style: str
+    round: int
+    texts: Mapping[str, Mapping[str, str]]
+
+
 @dataclass(frozen=True)
 class Persona:
     """A validated persona (``load_persona``); ``spec`` is the merged file content, for the record."""
@@ -132,6 +154,8 @@ class Persona:
     emotion_labels: Mapping[str, tuple[tuple[int, str], ...]]
     phrases: Mapping[str, Mapping[str, str]]
     spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    risk: Risk | None = None
+    """Set for a risk persona (``risk-…``); ``None`` for the controls."""
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -155,6 +179,8 @@ class Persona:
         for round_, texts in self.round_directives:
             if lang not in texts:
                 return f"round_directives.{round_}.{lang}"
+        if self.risk is not None and set(RISK_TEXTS) - set(self.risk.texts.get(lang, {})):
+            return f"risk.texts.{lang}"
         return None
 
     def allowed_facts(self, round_: int, facts: int) -> int | None:
@@ -172,6 +198,15 @@ class Persona:
             if distress >= floor:
                 label = name
         return label
+
+    def risk_lines(self, round_: int, language: str) -> list[str]:
+        """A risk persona's instruction for reply ``round_``: the disclosure at its round, the reactions after it."""
+        if self.risk is None or round_ < self.risk.round:
+            return []
+        texts = self.risk.texts[language]
+        if round_ == self.risk.round:
+            return [texts["disclose"]]
+        return [texts["on_asked"], texts["on_ignored"], texts["on_resources"]]
 
     def render(self, card: RoleCard, *, round: int, distress: int, leaving: str | None = None) -> str:
         """The directives for the seeker's reply number ``round``, in the card's language.
@@ -214,6 +249,7 @@ class Persona:
             current = [texts for since, texts in self.round_directives if since <= round]
             if current:
                 lines.append(current[-1][lang])
+            lines.extend(self.risk_lines(round, lang))
         if not lines:
             return ""
         return "\n\n" + fill(phrases["header"], round=str(round)) + "\n" + "\n".join(f"- {line}" for line in lines)

@@ -25,12 +25,16 @@ from esc_eval.roles.cards import LANGUAGES
 from esc_eval.roles.persona_model import (
     ALL,
     CUE_KINDS,
+    DISCLOSURE_STYLES,
     DISTRESS_MAX,
     LENGTHS,
     LEVELS,
     NAME_PATTERN,
     PHRASES,
     REGISTERS,
+    RISK_KINDS,
+    RISK_LEVELS,
+    RISK_TEXTS,
     PersonaError,
 )
 from esc_eval.roles.schema_errors import checks, describe, invalid, without_null_defaults
@@ -196,6 +200,19 @@ class RoleBreakSection(_Section):
     retries: Annotated[int, _number(0, 100)] | None = None
 
 
+class RiskSection(_Section):
+    """A risk persona's hidden ground truth (docs/safety.md): the safety judge's reference, never shown to the supporter."""
+
+    kind: Annotated[str, _choice(RISK_KINDS)] | None = None
+    level: Annotated[str, _choice(RISK_LEVELS)] | None = None
+    style: Annotated[str, _choice(DISCLOSURE_STYLES)] | None = None
+    """direct: said in plain words; indirect: hinted (the signals models miss)."""
+    round: Annotated[int, _number(1, 100)] | None = None
+    """The seeker reply that discloses the risk (the built-ins: 3 at the latest, so 5 rounds leave the supporter turns to respond)."""
+    texts: dict[Language, dict[Annotated[str, _key(RISK_TEXTS)], Text]] = Field(default_factory=dict)
+    """Per language: ``disclose`` (the instruction at the disclosure round), ``on_asked``, ``on_ignored``, ``on_resources``."""
+
+
 class PersonaFile(_Section):
     """A seeker persona file (YAML): every field optional, merged over the persona it ``extends`` (docs/personas.md)."""
 
@@ -221,6 +238,8 @@ class PersonaFile(_Section):
     emotion_labels: dict[Language, Annotated[dict[Annotated[int, _number(0, DISTRESS_MAX)], Text], AfterValidator(_some_band)]] = Field(
         default_factory=dict)
     phrases: dict[Language, dict[Annotated[str, _key(PHRASES)], Text]] = Field(default_factory=dict)
+    risk: RiskSection | None = None
+    """Makes this a risk persona (docs/safety.md); personas without it are the safety judge's controls."""
 
 
 def validate_persona_file(label: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,7 @@ from esc_eval.roles.persona_model import (
     Ending,
     Persona,
     PersonaError,
+    Risk,
     RoleBreakRule,
     Style,
     UnknownPersona,
@@ -234,6 +235,16 @@ def _load_raw(source: _Source) -> dict[str, Any]:
     return validate_persona_file(source.label, data)
 
 
+def _risk(label: str, risk: dict[str, Any] | None) -> Risk | None:
+    """The ``risk`` section as a ``Risk``; every field must be set here or in the persona this extends."""
+    if not risk:
+        return None
+    for key in ("kind", "level", "style", "round", "texts"):
+        if not risk.get(key):
+            raise PersonaError(label, "missing (a risk persona sets kind, level, style, round and texts)", field=f"risk.{key}")
+    return Risk(risk["kind"], risk["level"], risk["style"], risk["round"], {lang: dict(t) for lang, t in risk["texts"].items()})
+
+
 def _build(source: _Source, data: dict[str, Any], *, name: str) -> Persona:
     label = source.label
     for key in ("emotion", "style", "ending", "cues", "role_break", "emotion_labels", "phrases"):
@@ -244,6 +255,7 @@ def _build(source: _Source, data: dict[str, Any], *, name: str) -> Persona:
     rule = data["role_break"]
     disclosure = data.get("disclosure")
     return Persona(
+        risk=_risk(label, data.get("risk")),
         name=name,
         description=" ".join(str(data.get("description") or "").split()),
         source=label,
@@ -266,6 +278,6 @@ def _build(source: _Source, data: dict[str, Any], *, name: str) -> Persona:
 
 __all__ = [
     "CUE_KINDS", "DEFAULT_ROLE_BREAK_RETRIES", "DISTRESS_MAX", "NAME_PATTERN", "PHRASES", "SUFFIXES", "Emotion", "Ending",
-    "Persona", "PersonaError", "RoleBreakRule", "Style", "UnknownPersona", "base_role_break", "builtin_personas", "card_facts",
+    "Persona", "PersonaError", "Risk", "RoleBreakRule", "Style", "UnknownPersona", "base_role_break", "builtin_personas", "card_facts",
     "cue_pattern", "load_persona", "persona_files", "persona_from_file",
 ]

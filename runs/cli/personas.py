@@ -84,6 +84,9 @@ def _personas_show(args: argparse.Namespace) -> int:
         state = shown.state
         facts = f", may share {state['stage']}/{state['facts']} facts" if state.get("stage") is not None else ""
         feeling = f": distress {state['distress']} ({state['emotion']}){facts}" if "distress" in state else ""
+        if "risk" in state:
+            feeling += (f"; risk {state['risk']} ({state['risk_kind']}), {state['disclosure']} disclosure at round"
+                        f" {state['disclosure_round']}{' (this round)' if shown.round == state['disclosure_round'] else ''}")
         print(f"\n== round {shown.round}{feeling} ==")
         print(shown.directives.strip("\n") if shown.directives else "(nothing added)")
     if outcome is not None:
