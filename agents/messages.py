@@ -18,6 +18,8 @@ EPISODES_TOPIC = "episodes"
 """Topic type of ``EpisodeEnded``."""
 SCORES_TOPIC = "scores"
 """Topic type of ``Score``: the judge publishes each label as it arrives; the store records it."""
+SAFETY_TOPIC = "safety"
+"""Topic type of ``SafetyJudgement``: the safety judge publishes each judgement; the store records it."""
 EPISODES_SOURCE = "run"
 """One constant topic source: ``TypeSubscription`` maps the source to the observer's agent key,
 so a per-episode source would create an observer instance per episode."""
@@ -91,6 +93,8 @@ class EpisodeEnded:
     transcript: tuple[tuple[str, str], ...] = field(default=())
     at: float = 0.0
     supporter: str = ""
+    state: str = ""
+    """The seeker's hidden state at the end as JSON text ("" when none): a risk persona's ground truth for the safety judge."""
 
     def __repr__(self) -> str:  # short, as TurnRequest's
         return (f"EpisodeEnded(episode_key={self.episode_key!r}, outcome={self.outcome!r}, reason={self.reason!r},"
@@ -120,3 +124,27 @@ class Score:
     @property
     def failed(self) -> bool:
         return self.label is None
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyJudgement:
+    """One safety judge reply on one episode (``esc_eval.agents.judge.safety``).
+
+    ``kind`` is ``risk`` (a risk persona's episode), ``control`` or ``excluded`` (a risk episode that
+    ended before its disclosure was answered: nothing to judge, no request). ``items`` is the parsed
+    JSON object as text ("" when unparsed or failed); ``status``: ok, unparsed, failed, excluded.
+    """
+
+    episode_key: str
+    sample: int
+    kind: str
+    status: str
+    items: str = ""
+    raw: str | None = None
+    model: str = ""
+    latency: float = 0.0
+    error: str | None = None
+    risk: str | None = None
+    disclosure_round: int | None = None
+    disclosure_turn: int | None = None
+    supporter: str = ""

@@ -198,6 +198,7 @@ class Environment:
             EpisodeEnded(
                 episode.key, episode.card.language, outcome.kind.value, outcome.reason,
                 tuple((t.role.value, t.text) for t in episode.turns), time.time(), episode.supporter,
+                _STATE_ENCODER.encode(episode.state) if episode.state else "",
             ),
             _ENDS,
         )

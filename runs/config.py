@@ -24,6 +24,7 @@ from esc_eval.runs.config_sections import (  # noqa: F401  (re-exported: the con
     EndpointConfig,
     JudgeSection,
     RunSection,
+    SafetySection,
     SeekerSection,
     SupporterSection,
 )
@@ -39,6 +40,8 @@ class Config:
     judge: JudgeSection | None
     seekers: tuple[SeekerSection, ...] = ()
     """The ``[[seekers]]`` tables (empty with ``[seeker]``); ``seeker`` is then the first of them."""
+    safety: SafetySection | None = None
+    """``[safety]`` as written; a risk persona turns the safety judge on without it (``RunPlan.safety``)."""
     as_written: Config | None = field(default=None, compare=False, repr=False)
     """The config before its relative paths were resolved (``resolve_paths``); the fingerprint reads it."""
 
@@ -79,6 +82,11 @@ class Config:
             data["run"].pop(volatile)
         if not data["seekers"]:  # added later: a single [seeker] keeps older fingerprints
             data.pop("seekers")
+        if data["safety"] is None:  # added later: configs without [safety] keep older fingerprints
+            data.pop("safety")
+        else:
+            for volatile in ("max_connections", "timeout", "max_attempts", "max_retry_time", "base_url", "api_key_env"):
+                data["safety"].pop(volatile)
         for section in [data["seeker"], *data.get("seekers", ()), data["judge"] or {}, *data["supporters"]]:
             if not section.get("name", True):  # [seeker] name, added later: unset, keep older fingerprints
                 section.pop("name")
@@ -134,7 +142,7 @@ def check_api_key(path: str, section: str, endpoint: EndpointConfig, environ: Ma
 
 
 def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: bool = False) -> Config:
-    known = {"run", "cards", "seeker", "seekers", "supporters", "judge"}
+    known = {"run", "cards", "seeker", "seekers", "supporters", "judge", "safety"}
     for key in raw:
         if key not in known:
             raise ConfigError(f"{name}: unknown section [{key}] (known: {', '.join(sorted(known))})")
@@ -153,7 +161,8 @@ def parse_config(raw: dict[str, Any], name: str = "<config>", *, judge_only: boo
     supporters = tuple(parse_section(name, f"supporters[{i}]", s, SupporterSection) for i, s in enumerate(supporters_raw))
     _check_names(name, "supporters", [s.name for s in supporters])
     _check_plugins(name, raw.get("run", {}), run)
-    return Config(name, run, cards, seekers[0], supporters, judge, seekers if "seekers" in raw else ())
+    safety = parse_section(name, "safety", raw["safety"], SafetySection) if "safety" in raw else None
+    return Config(name, run, cards, seekers[0], supporters, judge, seekers if "seekers" in raw else (), safety)
 
 
 def _parse_seekers(name: str, raw: dict[str, Any]) -> tuple[SeekerSection, ...]:
@@ -272,5 +281,6 @@ def resolve_paths(config: Config, base: Path) -> Config:
         seekers=tuple(seeker(s) for s in config.seekers),
         supporters=tuple(endpoint(s) for s in config.supporters),
         judge=endpoint(config.judge, profile=name_or_path(config.judge.profile)) if config.judge else None,
+        safety=replace(config.safety, rubric=path(config.safety.rubric), resources=path(config.safety.resources)) if config.safety else None,
         as_written=config,
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from autogen_core import MessageContext, RoutedAgent, message_handler
 
-from esc_eval.agents.messages import EpisodeEnded, Score, TurnTaken
+from esc_eval.agents.messages import EpisodeEnded, SafetyJudgement, Score, TurnTaken
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.store import FINAL_ROUND, Store
+from esc_eval.runs.store import safety as safety_records
 
 
 class StoreObserver(RoutedAgent):
@@ -34,3 +35,7 @@ class StoreObserver(RoutedAgent):
         )
         if message.round == FINAL_ROUND:
             self.progress.score(message.supporter, message.dimension, message.label, message.episode_key)
+
+    @message_handler
+    async def on_safety(self, message: SafetyJudgement, ctx: MessageContext) -> None:
+        safety_records.add(self.store, message)

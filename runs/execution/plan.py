@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from esc_eval.agents.judge.profiles import JudgeProfile, ProfileError, load_profile
+from esc_eval.agents.judge.safety import SafetyRubric, SafetyRubricError
 from esc_eval.environments.behaviours import SeekerBehaviour, load_behaviour
 from esc_eval.environments.termination import TERMINATION, AnyOf, Detector
 from esc_eval.environments.turn_policies import TURN_POLICIES, TurnPolicy
@@ -22,7 +23,7 @@ from esc_eval.roles.loaders import builtin_cards, load_cards
 from esc_eval.roles.personas import RoleBreakRule, UnknownPersona, base_role_break
 from esc_eval.roles.templates import ProtocolError, SeekerProtocol, load_protocol
 from esc_eval.runs.config import Config, ConfigError
-from esc_eval.runs.config_sections import CardsSection, SeekerSection
+from esc_eval.runs.config_sections import CardsSection, EndpointConfig, SafetySection, SeekerSection
 from esc_eval.runs.store import PlannedEpisode
 
 
@@ -68,6 +69,15 @@ class Seeker:
         return self.section.label
 
 
+@dataclass(frozen=True)
+class SafetyPlan:
+    """The safety judge of a run: its settings, the endpoint it resolved to, and its rubric."""
+
+    section: SafetySection
+    endpoint: EndpointConfig
+    rubric: SafetyRubric
+
+
 @dataclass
 class RunPlan:
     """Everything a run needs that can be checked before anything is written."""
@@ -80,6 +90,8 @@ class RunPlan:
     """Persona name -> behaviour, in the config's order (every seeker's personas); episode keys use these names."""
     seekers: dict[str, Seeker] = field(default_factory=dict)
     """Seeker label (``SeekerSection.label``) -> what it plays with; empty: one seeker playing ``protocol``."""
+    safety: SafetyPlan | None = None
+    """The safety judge, when ``[safety]`` is present or a risk persona is planned (docs/safety.md)."""
 
     @classmethod
     def prepare(cls, config: Config) -> RunPlan:
@@ -90,7 +102,8 @@ class RunPlan:
         sections = config.seeker_sections
         seekers = {s.label: Seeker(s, seeker_protocol(config, i), personas[i], f"seeker:{s.name}" if len(sections) > 1 else "seeker")
                    for i, s in enumerate(sections)}
-        return cls(config, cards, seekers[config.seeker.label].protocol, profile, behaviours, seekers)
+        safety = load_safety(config, behaviours, {c.language for c in cards})
+        return cls(config, cards, seekers[config.seeker.label].protocol, profile, behaviours, seekers, safety)
 
     def seeker_plans(self) -> list[Seeker]:
         """Every seeker of the run with its protocol and personas, in the config's order."""
@@ -204,6 +217,39 @@ def load_run_behaviours(config: Config, languages: set[str]) -> tuple[dict[str, 
             behaviours[name], given_as[name] = behaviour, given
         personas.append(tuple(names))
     return behaviours, personas
+
+
+def risk_personas(behaviours: dict[str, SeekerBehaviour]) -> list[str]:
+    """The planned personas that carry a hidden risk (``risk-…`` and any persona with a ``risk`` section)."""
+    return [name for name, b in behaviours.items() if getattr(getattr(b, "persona", None), "risk", None) is not None]
+
+
+def load_safety(config: Config, behaviours: dict[str, SeekerBehaviour], languages: set[str]) -> SafetyPlan | None:
+    """The safety judge's plan: on with ``[safety]`` or a planned risk persona; its endpoint defaults to ``[judge]``'s.
+
+    Raises:
+        ConfigError: a risk persona is planned with neither ``[safety]`` nor ``[judge]`` (naming the missing
+            section), the endpoint is incomplete, or the rubric or resources file is unusable.
+    """
+    risky = risk_personas(behaviours)
+    if config.safety is None and not risky:
+        return None
+    if config.safety is None and config.judge is None:
+        raise ConfigError(f"{config.path}: missing section [safety] (risk persona {risky[0]!r} is planned and there is no [judge] "
+                          "whose endpoint it could use)")
+    section = config.safety or SafetySection()
+    endpoint = section.endpoint(config.judge)
+    from esc_eval.runs.config_model import validate  # pydantic: only when a config is checked
+
+    validate(f"{config.path}: [safety]", {k: v for k, v in asdict(endpoint).items() if v is not None}, EndpointConfig)
+    if section.samples > 1 and not endpoint.temperature:
+        raise ConfigError(f"{config.path}: [safety] field 'samples': {section.samples} samples need a 'temperature' above 0")
+    try:
+        rubric = SafetyRubric.load(section.rubric, section.resources)
+        rubric.require(sorted(languages))
+    except SafetyRubricError as exc:
+        raise ConfigError(f"{config.path}: [safety]: {exc}") from None
+    return SafetyPlan(section, endpoint, rubric)
 
 
 def load_judge_profile(config: Config, languages: set[str]) -> JudgeProfile:

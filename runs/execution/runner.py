@@ -19,7 +19,8 @@ from esc_eval.agents.backends import ChatBackend
 from esc_eval.agents.backends.base import AuthFailed
 from esc_eval.agents.judge.agent import JudgeAgent, Scorer, ScoreSink, score_publisher
 from esc_eval.agents.judge.profiles import JudgeProfile
-from esc_eval.agents.messages import EPISODES_TOPIC, SCORES_TOPIC, TURNS_TOPIC, SamplingParams
+from esc_eval.agents.judge.safety import SafetyAgent, SafetyJudge, safety_publisher
+from esc_eval.agents.messages import EPISODES_TOPIC, SAFETY_TOPIC, SCORES_TOPIC, TURNS_TOPIC, SamplingParams
 from esc_eval.environments.environment import Environment
 from esc_eval.environments.episode import Episode
 from esc_eval.environments.runtime import LeanRuntime, make_runtime
@@ -32,6 +33,7 @@ from esc_eval.runs.execution.pool import BackendPool
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
 from esc_eval.runs.store import PlannedEpisode, Store
+from esc_eval.runs.store import safety as safety_records
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,8 @@ class Runner:
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
         self.progress.cards.update((e.key, f"{e.language}:{e.card_index}") for e, _ in planned)
         rejudge = self._unscored()
-        if not todo and not rejudge:  # a finished store: load no model, open no connection
+        unsafe = self._unjudged_safety()
+        if not todo and not rejudge and not unsafe:  # a finished store: load no model, open no connection
             await self.store.close()
             return RunResult(self.store.path, self.progress, idle=True)
 
@@ -123,10 +126,14 @@ class Runner:
         seeker_seats = {s.role: SeekerSeat(self.pool.get(s.role, s.section), s.protocol, sampling(s.section), self.plan.role_break(s.section))
                         for s in seekers}
         supporter_seats = {s.name: SupporterSeat(self.pool.get(s.name, s), s.system_prompt, sampling(s)) for s in config.supporters}
-        observers = {"store": Observer(StoreObserver, (TURNS_TOPIC, EPISODES_TOPIC, SCORES_TOPIC), partial(StoreObserver, self.store, self.progress))}
+        observers = {"store": Observer(StoreObserver, (TURNS_TOPIC, EPISODES_TOPIC, SCORES_TOPIC, SAFETY_TOPIC),
+                                       partial(StoreObserver, self.store, self.progress))}
         scorer = self._scorer(runtime) if self.plan.profile else None
         if scorer is not None:
             observers["judge"] = Observer(JudgeAgent, (EPISODES_TOPIC,), partial(JudgeAgent, scorer))
+        safety = self._safety_judge(runtime) if self.plan.safety else None
+        if safety is not None:
+            observers["safety"] = Observer(SafetyAgent, (EPISODES_TOPIC,), partial(SafetyAgent, safety))
         stage = await assemble(  # one environment per seeker: each asks its own seeker agent, with its protocol and decoding
             seeker_seats, supporter_seats, observers=observers, policy=self.plan.turn_policy(), termination=self.plan.termination(),
             behaviours=self.plan.behaviours, runtime=runtime,
@@ -134,6 +141,8 @@ class Runner:
         envs = {s.label: stage.environments[s.role] for s in seekers}
         if scorer is not None:
             self._rejudge(scorer, rejudge)
+        for row in unsafe if safety is not None else ():
+            safety.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], row["state"], row["samples"])
         for backend in self.pool.all():
             backend.stats.listener = self._backend_event
         self.store.set_meta(backends=self.pool.kinds)  # what ``auto`` chose, per role: numbers depend on the engine
@@ -147,6 +156,8 @@ class Runner:
                 await runtime.idle()  # every EpisodeEnded delivered, so every scoring is scheduled
                 if scorer is not None:
                     await scorer.drain()
+                if safety is not None:
+                    await safety.drain()
                 await stage.close()  # every Score delivered to the store
                 await self.pool.aclose()
                 self.store.end_run(status)
@@ -171,6 +182,21 @@ class Runner:
             return []
         return list(self.store.unscored(self.plan.profile.keys, include_failed=self.retry_failed))
 
+    def _unjudged_safety(self) -> list[Any]:
+        """Finished episodes whose safety judgements an earlier attempt left missing (with ``retry_failed``, failed too)."""
+        if self.plan.safety is None:
+            return []
+        return safety_records.unjudged(self.store, self.plan.safety.section.samples, include_failed=self.retry_failed)
+
+    def _safety_judge(self, runtime: LeanRuntime) -> SafetyJudge:
+        """The safety judge, publishing on ``runtime``; its backend is shared with any role on the same endpoint."""
+        assert self.plan.safety is not None
+        plan = self.plan.safety
+        endpoint = plan.endpoint
+        return SafetyJudge(plan.rubric, self.pool.get("safety", endpoint), model=endpoint.model,
+                           params=SamplingParams(endpoint.max_tokens, endpoint.temperature or 0.0, endpoint.top_p),
+                           samples=plan.section.samples, limit=endpoint.max_connections, sinks=[safety_publisher(runtime)])
+
     def _scorer(self, runtime: LeanRuntime) -> Scorer:
         """The judge's scorer, publishing its scores on ``runtime`` (the judge observer wraps it)."""
         assert self.plan.profile is not None and self.plan.config.judge is not None
@@ -194,6 +220,7 @@ class Runner:
         async def play(planned: PlannedEpisode, card: RoleCard) -> None:
             try:
                 self.store.start_episode(planned.key)
+                safety_records.forget(self.store, planned.key)
                 episode = Episode(planned.key, card, planned.supporter, planned.persona, planned.seed, planned.repeat)
                 await envs[planned.seeker].run(episode)
             finally:

@@ -105,7 +105,27 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 """One row per invocation that ran the store (a run, each resume): the monitor's source of truth
 for "running", "finished" or "crashed". Additive, like ``annotations``."""
-ADDITIVE = ANNOTATIONS + RUNS
+SAFETY = """
+CREATE TABLE IF NOT EXISTS safety (
+    episode_key TEXT NOT NULL,
+    sample INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    items TEXT,
+    raw TEXT,
+    model TEXT,
+    latency REAL,
+    error TEXT,
+    risk TEXT,
+    disclosure_round INTEGER,
+    disclosure_turn INTEGER,
+    at REAL NOT NULL,
+    PRIMARY KEY (episode_key, sample)
+);
+"""
+"""The safety judge's replies (``esc_eval.agents.judge.safety``), one row per episode and sample: ``kind`` risk, control
+or excluded; ``status`` ok, unparsed, failed, excluded; ``items`` the parsed JSON object. Additive, like ``annotations``."""
+ADDITIVE = ANNOTATIONS + RUNS + SAFETY
 """Tables added without a schema bump; idempotent, run on every writable open."""
 SCHEMA += ADDITIVE
 

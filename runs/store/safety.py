@@ -1,0 +1,93 @@
+"""The store's safety judgements (table ``safety``): written by the run's writer, read by the report and resumes.
+
+Functions over a ``Store`` rather than methods, so the safety track stays in one module; the SQL
+stays inside the store package. ``forget`` clears an episode's judgements when it is played again
+(queued right after ``Store.start_episode``, in order with its writes).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, NamedTuple
+
+from esc_eval.agents.messages import SafetyJudgement
+from esc_eval.runs.store.reader import Reader
+from esc_eval.runs.store.writer import Store
+
+DONE = ("ok", "unparsed", "excluded")
+"""Statuses of a judgement a resume keeps; ``failed`` ones are asked again with ``--retry-failed``."""
+
+
+class SafetyRecord(NamedTuple):
+    """One safety judgement of a finished episode, with the episode's grouping fields."""
+
+    episode_key: str
+    supporter: str
+    persona: str
+    card_index: int
+    language: str
+    seeker: str
+    sample: int
+    kind: str
+    status: str
+    items: dict[str, bool] | None
+    risk: str | None
+    disclosure_round: int | None
+    disclosure_turn: int | None
+    raw: str | None
+
+
+def add(store: Store, judgement: SafetyJudgement) -> None:
+    """Queue one judgement for the writer (a sample judged again replaces the earlier row)."""
+    j = judgement
+    store._put(("INSERT OR REPLACE INTO safety VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+        j.episode_key, j.sample, j.kind, j.status, j.items or None, j.raw, j.model, j.latency, j.error, j.risk,
+        j.disclosure_round, j.disclosure_turn, time.time())))
+
+
+def forget(store: Store, key: str) -> None:
+    """Queue the removal of an episode's judgements: it is being played again."""
+    store._put(("DELETE FROM safety WHERE episode_key=?", (key,)))
+
+
+def has_judgements(reader: Reader) -> bool:
+    return reader._has_table("safety") and reader._conn.execute("SELECT 1 FROM safety LIMIT 1").fetchone() is not None
+
+
+def records(reader: Reader) -> list[SafetyRecord]:
+    """Every judgement of finished episodes, in plan order then sample."""
+    if not reader._has_table("safety"):
+        return []
+    rows = reader._conn.execute(
+        "SELECT s.episode_key, e.supporter, e.persona, e.card_index, e.language, e.seeker, s.sample, s.kind, s.status, s.items,"
+        " s.risk, s.disclosure_round, s.disclosure_turn, s.raw FROM safety s JOIN episodes e ON e.key=s.episode_key"
+        " WHERE e.status='done' ORDER BY e.ordinal, s.sample").fetchall()
+    return [SafetyRecord(*row[:9], json.loads(row[9]) if row[9] else None, *row[10:]) for row in rows]
+
+
+def unjudged(reader: Reader, samples: int, *, include_failed: bool = False) -> list[dict[str, Any]]:
+    """Finished episodes with safety samples to judge (again), in plan order.
+
+    A sample is to judge when its row is missing (a crash came between the episode's end and
+    its judgement) or, with ``include_failed``, when it failed; an excluded episode is complete.
+    Each item: ``key``, ``language``, ``supporter``, ``samples`` (the indexes), ``state`` (the
+    seeker's last recorded state, the risk ground truth, or ``None``).
+    """
+    kept = DONE if include_failed else (*DONE, "failed")
+    marks = ",".join("?" * len(kept))
+    found = reader._conn.execute(
+        "SELECT e.key, e.language, e.supporter,"
+        f" (SELECT group_concat(s.sample || ':' || s.status) FROM safety s WHERE s.episode_key=e.key AND s.status IN ({marks})),"
+        " (SELECT t.state FROM turns t WHERE t.episode_key=e.key AND t.role='seeker' AND t.state IS NOT NULL ORDER BY t.idx DESC LIMIT 1)"
+        " FROM episodes e WHERE e.status='done' ORDER BY e.ordinal", kept).fetchall()
+    todo = []
+    for key, language, supporter, judged, state in found:
+        have = dict(item.split(":") for item in judged.split(",")) if judged else {}
+        if "excluded" in have.values():
+            continue
+        missing = [j for j in range(samples) if str(j) not in have]
+        if missing:
+            todo.append({"key": key, "language": language, "supporter": supporter, "samples": missing,
+                         "state": json.loads(state) if state else None})
+    return todo
