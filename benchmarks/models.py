@@ -9,7 +9,8 @@ backend) at the same concurrency; completion tokens per second of each.
 (``max_batch=8``) driving 8 concurrent episodes through the ``Runner``, beside ESC-Eval's
 loop: one dialogue after another, one reply at a time (``max_batch=1``, nothing concurrent, and
 no prefix cache: ESC-Eval prefills every prompt whole). Same cards, rounds and max tokens; greedy
-decoding; the model is loaded before timing.
+decoding; each side's model load is timed apart, and tokens/s is given without and with it.
+``local-lora``: the same with the demo's seeker (the packaged LoRA adapter) on both sides.
 """
 
 from __future__ import annotations
@@ -126,8 +127,18 @@ async def saturation(*, c: int = 16, episodes: int = 16, rounds: int = 2, max_to
     }
 
 
-async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, dtype: str | None = None) -> dict[str, Any]:
-    """Both sides load the model in ``dtype`` (default: the backend's, float32)."""
+async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, dtype: str | None = None,
+                seeker_adapter: bool = False) -> dict[str, Any]:
+    """Both sides load the model in ``dtype`` (default: the backend's, float32).
+
+    With ``seeker_adapter`` the seeker is the demo's (the base model plus the packaged
+    ``runs/data/seeker_adapter``) on both sides: esc-eval serves it and the supporter as two roles
+    of one loaded model, batched together; ESC-Eval's loop applies it to one reply at a time.
+    Each side's ``load_s`` (tokenizer, model, adapters, packing) is timed apart from generation:
+    ``tokens_per_s`` counts generation only, ``tokens_per_s_with_load`` adds that side's load.
+    """
+    from importlib import resources
+
     from esc_eval.agents.backends.transformers_local import TransformersLocalBackend
     from esc_eval.agents.messages import SamplingParams
     from esc_eval.environments.episode import Episode, Role
@@ -136,11 +147,14 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, dty
     from esc_eval.roles.templates import load_protocol
 
     params = SamplingParams(max_tokens=max_tokens)
+    adapters = {"seeker": Path(str(resources.files("esc_eval.runs") / "data" / "seeker_adapter"))} if seeker_adapter else {}
+    seeker_model = "seeker" if seeker_adapter else None
     batched = TransformersLocalBackend(model=None, max_batch=8, dtype=dtype)
-    sequential = TransformersLocalBackend(model=None, max_batch=1, dtype=dtype, prefix_cache_mb=0)
+    roles = {"seeker": batched.role("seeker", adapters=adapters, default_model=seeker_model), "sup": batched.role("sup")}
+    sequential = TransformersLocalBackend(model=None, max_batch=1, dtype=dtype, prefix_cache_mb=0, adapters=adapters)
     try:
         warm = [{"role": "user", "content": "Hello"}]
-        await batched.complete(warm, SamplingParams(max_tokens=4))
+        await batched.complete(warm, SamplingParams(max_tokens=4))  # loads; load_seconds is the load alone
         await sequential.complete(warm, SamplingParams(max_tokens=4))
         warm_prefilled = batched.prefilled_tokens, sequential.prefilled_tokens
 
@@ -153,32 +167,44 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, dty
             episode = Episode(f"seq/{index}", card, "sup")
             episode.add(Role.SUPPORTER, protocol.opener("en"), generated=False)
             for _ in range(rounds):
-                for role, view in ((Role.SEEKER, seeker_view(protocol, episode)), (Role.SUPPORTER, supporter_view(protocol, episode))):
-                    reply = await sequential.complete(view, params)
+                for role, view, model in ((Role.SEEKER, seeker_view(protocol, episode), seeker_model),
+                                          (Role.SUPPORTER, supporter_view(protocol, episode), None)):
+                    reply = await sequential.complete(view, params, model=model)
                     tokens += reply.completion_tokens
                     episode.add(role, reply.text, completion_tokens=reply.completion_tokens)
         seq_wall, seq_cpu = time.perf_counter() - t0, time.process_time() - cpu0
         seq = {"episodes_done": len(cards), "prefilled_tokens": sequential.prefilled_tokens - warm_prefilled[1], "completion_tokens": tokens,
                "wall_s": round(seq_wall, 2), "cpu_s": round(seq_cpu, 2),
                "tokens_per_s": round(tokens / seq_wall, 1), "dialogues_per_min": round(len(cards) / seq_wall * 60, 2)}
+        _with_load(seq, sequential.load_seconds)
 
         config = _config(episodes, episodes, rounds, max_tokens, {"backend": "transformers"})
-        esc = await _esc_eval_run(config, backends={"seeker": batched, "sup": batched})
+        esc = await _esc_eval_run(config, backends=roles)
         esc["dialogues_per_min"] = round(esc["episodes_done"] / esc["wall_s"] * 60, 2)
         esc["prefilled_tokens"], esc["reused_tokens"] = batched.prefilled_tokens - warm_prefilled[0], batched.reused_tokens
+        esc["largest_batch"] = batched.largest_batch
+        _with_load(esc, batched.load_seconds)
     finally:
         await batched.aclose()
         await sequential.aclose()
     return {
-        "scenario": "local" if dtype is None else f"local-{dtype}", "backend": "transformers_local", "model": "SmolLM2-135M-Instruct",
-        "dtype": dtype or "float32",
+        "scenario": "local" + (f"-{dtype}" if dtype else "") + ("-lora" if seeker_adapter else ""),
+        "backend": "transformers_local", "model": "SmolLM2-135M-Instruct", "seeker_adapter": seeker_adapter,
+        "dtype": dtype or "float32", "packed_linears": batched.packed_linears,
         "episodes": episodes, "concurrent": episodes, "rounds": rounds, "max_tokens": max_tokens, "max_batch": 8,
         "micro_batched": esc, "sequential": seq,
         "speedup_tokens_per_s": round(esc["tokens_per_s"] / seq["tokens_per_s"], 2) if seq["tokens_per_s"] else None,
+        "speedup_with_load": round(esc["tokens_per_s_with_load"] / seq["tokens_per_s_with_load"], 2) if seq["tokens_per_s_with_load"] else None,
         "speedup_dialogues": round(esc["dialogues_per_min"] / seq["dialogues_per_min"], 2) if seq["dialogues_per_min"] else None,
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "completed": esc["episodes_done"] == episodes,
     }
+
+
+def _with_load(side: dict[str, Any], load_seconds: float | None) -> None:
+    """Add the side's model load (s) and its tokens/s counting that load."""
+    side["load_s"] = round(load_seconds or 0.0, 2)
+    side["tokens_per_s_with_load"] = round(side["completion_tokens"] / (side["wall_s"] + side["load_s"]), 1)
 
 
 if __name__ == "__main__":
