@@ -145,6 +145,8 @@ class Report:
     power: tuple[PowerRow, ...] | None = None
     delta: float | None = None
     seeker_agreement: tuple[RankAgreement, ...] | None = None
+    echoes: Mapping[str, int] = field(default_factory=dict)
+    """Dimension -> labels read from replies that echo the rubric (``echo_labels``); empty when there are none."""
 
     def name(self, dimension: str) -> str:
         """The paper's name of ``dimension`` (its key when the paper has none)."""
@@ -299,7 +301,24 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
         supporters = list(dict.fromkeys(e.supporter for e in episodes))
         agreement = tuple(rank_agreement(_seeker_table(value, done), seekers, supporters, dimensions))
     return Report(str(store.path), columns, dimensions, tuple(rows), samples, corrected, comparisons, ranked, planned,
-                  power_delta, agreement)
+                  power_delta, agreement, echo_labels(store, set(done)))
+
+
+def echo_labels(store: Store, keys: set[str]) -> dict[str, int]:
+    """Dimension -> labels of episodes ``keys`` read from a reply that echoes the rubric and states no score.
+
+    Such a reply ("0: The supporter's replies are largely unreadable...\n1:") holds no answer:
+    our label rule leaves it -1, but ESC-Eval's rule (the ESC-RANK profile, kept as ESC-Eval
+    has it) reads its first digit as the label. The report counts them so those means are not
+    taken at face value.
+    """
+    from esc_eval.agents.judge.labels import NO_LABEL, echoes_rubric, parse_label
+
+    found: dict[str, int] = {}
+    for key, dimension, raw in store.labelled_multiline_replies():
+        if key in keys and echoes_rubric(raw) and parse_label(raw) == NO_LABEL:
+            found[dimension] = found.get(dimension, 0) + 1
+    return found
 
 
 def seeker_label(store: Store) -> str:

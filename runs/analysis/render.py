@@ -147,7 +147,16 @@ def _note(report: Report) -> str:
                  "noise as a share of one label's variance and of the score's")
     if report.corrected:
         note += "; PPI = prediction-powered mean from human labels on h episodes (docs/statistics.md)"
+    if report.echoes:
+        note += "; " + echo_note(report)
     return note
+
+
+def echo_note(report: Report) -> str:
+    """The footer line on labels read from rubric echoes (``Report.echoes``)."""
+    counts = ", ".join(f"{report.name(d)} {n}" for d, n in report.echoes.items())
+    return (f"{sum(report.echoes.values())} labels ({counts}) come from judge replies that only echo the rubric "
+            "('0: ...' then '1:'): ESC-Eval's rule read a digit of the echo as the label; read those means with care")
 
 
 def rich_text(title: str, header: list[str], rows: list[list[str]], caption: str, *, right_from: int, lines: bool) -> str:
@@ -191,6 +200,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "by": list(report.by),
         "dimensions": [{"key": d, "name": report.name(d)} for d in report.dimensions],
         "judge_samples": report.samples,
+        "echo_labels": dict(report.echoes),
         "rows": [
             {
                 "group": dict(row.group),
@@ -294,6 +304,8 @@ def render(report: Report, fmt: str) -> str:
         if report.seeker_agreement is not None:
             text += f"\n**Rank agreement between seekers** ({_md_escape(_AGREEMENT_NOTE)})\n\n"
             text += _markdown(_AGREEMENT_HEADER, _agreement_rows(report), right_from=2)
+        if report.echoes:
+            text += f"\nNote: {_md_escape(echo_note(report))}\n"
         return text
     if not report.rows:
         return f"esc-eval report: {report.store}\nno episodes\n"

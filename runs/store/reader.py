@@ -222,6 +222,17 @@ class Reader:
                 todo.append({"key": row["key"], "language": row["language"], "supporter": row["supporter"], "dimensions": missing})
         return todo
 
+    def labelled_multiline_replies(self) -> list[tuple[str, str, str]]:
+        """``(episode key, dimension, raw reply)`` of finished episodes' final labels 0..4 whose reply spans several lines.
+
+        The replies a rubric echo can hide in (``esc_eval.agents.judge.labels.echoes_rubric``), without reading every reply.
+        """
+        return list(self._conn.execute(
+            "SELECT s.episode_key, s.dimension, s.raw FROM scores s JOIN episodes e ON e.key=s.episode_key"
+            " WHERE s.round=? AND s.status='ok' AND s.label BETWEEN 0 AND 4 AND e.status='done'"
+            " AND instr(s.raw, char(10)) > 0 AND (instr(s.raw, ':') > 0 OR instr(s.raw, '：') > 0)",
+            (FINAL_ROUND,)))
+
     def failed_scores(self) -> int:
         """Judge scores of finished episodes that failed (the judge gave up), final or per round."""
         return self._conn.execute(
