@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from esc_eval.agents.judge.profiles import DIMENSIONS, PAPER_NAMES
-from esc_eval.runs.store import EpisodeRecord, FinalScore, Store
+from esc_eval.runs.store import EpisodeRecord, Store
 
 if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
     from esc_eval.runs.analysis.comparisons import CardTable, PairComparison, PowerRow, Rank
@@ -177,16 +177,40 @@ def _human_values(store: Store) -> dict[tuple[str, str], float]:
 
 @dataclass(frozen=True)
 class StoreRead:
-    """What a report reads from a store, read once: several reports of one store version share it (the viewer's)."""
+    """What a report reads from a store, read and checked once: several reports of one store version share it (the viewer's).
+
+    Per (episode, dimension) of the final scores: ``labels`` the valid labels 0..4 (one per
+    judge sample), ``unparsed`` the answers without one (-1), ``failed`` the failed judge calls;
+    ``samples`` per episode its highest sample + 1.
+    """
 
     episodes: tuple[EpisodeRecord, ...]
-    final_scores: tuple[FinalScore, ...]
     seeker: str
+    labels: Mapping[tuple[str, str], list[int]]
+    unparsed: Mapping[tuple[str, str], int]
+    failed: Mapping[tuple[str, str], int]
+    samples: Mapping[str, int]
 
 
 def read_store(store: Store) -> StoreRead:
-    """The store's episodes (plan order), its final judge scores and the seeker label of episodes stored without one."""
-    return StoreRead(tuple(store.episodes()), tuple(store.final_scores()), seeker_label(store))
+    """The store's episodes (plan order) and final judge scores, checked; ``ReportError`` names a label outside -1..4."""
+    labels: dict[tuple[str, str], list[int]] = defaultdict(list)
+    unparsed: dict[tuple[str, str], int] = defaultdict(int)
+    failed: dict[tuple[str, str], int] = defaultdict(int)
+    samples: dict[str, int] = {}
+    for row in store.final_scores():
+        slot, label = (row.episode_key, row.dimension), row.label
+        samples[row.episode_key] = max(samples.get(row.episode_key, 1), row.sample + 1)
+        if row.status != "ok":
+            failed[slot] += 1
+        elif label is None or label == -1:
+            unparsed[slot] += 1
+        elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label <= 4:
+            labels[slot].append(label)
+        else:
+            raise ReportError(f"{store.path}: episode {row.episode_key!r}, dimension {row.dimension!r}: "
+                              f"stored label {label!r} is not 0..4 or -1")
+    return StoreRead(tuple(store.episodes()), seeker_label(store), labels, unparsed, failed, samples)
 
 
 def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter: str | None = None,
@@ -229,29 +253,15 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
         if e.status == "done":
             done[e.key] = (group, f"{e.language}:{e.card_index}", e.supporter, e.seeker or only)
 
-    labels: dict[tuple[str, str], list[int]] = defaultdict(list)   # (episode, dimension) -> valid labels
+    labels = {slot: found for slot, found in read.labels.items() if slot[0] in done}   # (episode, dimension) -> valid labels
     unparsed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     failed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
-    seen_dims: set[str] = set()
-    samples = 1
-    for row in read.final_scores:
-        if row.episode_key not in done:
-            continue
-        group = done[row.episode_key][0]
-        dim, label = row.dimension, row.label
-        seen_dims.add(dim)
-        samples = max(samples, row.sample + 1)
-        slot = (group, dim)
-        if row.status != "ok":
-            failed[slot] += 1
-        elif label is None or label == -1:
-            unparsed[slot] += 1
-        elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label <= 4:
-            labels[(row.episode_key, dim)].append(label)
-        else:
-            raise ReportError(f"{store.path}: episode {row.episode_key!r}, dimension {row.dimension!r}: "
-                              f"stored label {label!r} is not 0..4 or -1")
-
+    for counts_of, into in ((read.unparsed, unparsed), (read.failed, failed)):
+        for (key, dim), n in counts_of.items():
+            if key in done:
+                into[(done[key][0], dim)] += n
+    seen_dims = {dim for _, dim in labels} | {dim for _, dim in unparsed} | {dim for _, dim in failed}
+    samples = max((read.samples.get(key, 1) for key in done), default=1)
     dimensions = DIMENSIONS + tuple(sorted(seen_dims - set(DIMENSIONS)))
     value = {slot: sum(found) / len(found) * 25 for slot, found in labels.items()}     # each episode's mean label × 25
     human = _human_values(store) if corrected else {}
