@@ -137,14 +137,25 @@ async def local(*, episodes: int = 8, rounds: int = 2, max_tokens: int = 48, dty
     Each side's ``load_s`` (tokenizer, model, adapters, packing) is timed apart from generation:
     ``tokens_per_s`` counts generation only, ``tokens_per_s_with_load`` adds that side's load.
     """
+    import importlib
     from importlib import resources
 
+    from esc_eval.agents.backends.packed_linear import kernel_fault
+    from esc_eval.agents.backends.torch_import import import_torch
     from esc_eval.agents.backends.transformers_local import TransformersLocalBackend
     from esc_eval.agents.messages import SamplingParams
     from esc_eval.environments.episode import Episode, Role
     from esc_eval.environments.views import seeker_view, supporter_view
     from esc_eval.roles.loaders import builtin_cards
     from esc_eval.roles.templates import load_protocol
+
+    # Imports and the packed kernels' self-test once, before either side's load is timed (else the first pays them);
+    # torch first, through import_torch (it sets OpenMP's wait policy before torch loads).
+    import_torch()
+    importlib.import_module("transformers")
+    kernel_fault()
+    if seeker_adapter:
+        importlib.import_module("peft")
 
     params = SamplingParams(max_tokens=max_tokens)
     adapters = {"seeker": Path(str(resources.files("esc_eval.runs") / "data" / "seeker_adapter"))} if seeker_adapter else {}
