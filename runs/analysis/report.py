@@ -37,6 +37,7 @@ from esc_eval.runs.analysis.leaderboard import (
 )
 from esc_eval.runs.analysis.plots import comparison_plot_path, plot, plot_comparisons, plot_confusion
 from esc_eval.runs.analysis.render import render, render_agreement, report_data
+from esc_eval.runs.analysis.safety import SafetyReport, build_safety, with_safety
 from esc_eval.runs.store import Store
 
 __all__ = [
@@ -83,6 +84,7 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
             columns = ("seeker", "supporter")
         report = build_report(store, by=columns, supporter=supporter, language=language, compare=compare,
                               corrected=corrected, power_delta=power_delta)
+        safety: SafetyReport | None = build_safety(store, by=columns, supporter=supporter, language=language)
         if agreement is True:
             result = store_agreement(store, supporter=supporter, language=language)
         elif isinstance(agreement, Path):
@@ -96,7 +98,7 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
         plots.append(plot(report, plot_path))
         if compare and any(not math.isnan(c.diff) for c in report.comparisons or ()):
             plots.append(plot_comparisons(report, comparison_plot_path(plot_path)))
-    text = render_agreement(result, fmt) if result is not None else render(report, fmt)
+    text = render_agreement(result, fmt) if result is not None else with_safety(render(report, fmt), safety, fmt)
     if plots and fmt in ("table", "md"):
         text += "".join(f"\nplot: {path}" for path in plots) + "\n"
     return text
