@@ -112,8 +112,7 @@ async def test_bad_input_is_exit_2_with_the_clis_one_line_and_writes_nothing(tmp
     assert not store.exists() and server.requests == []
 
     good = write_config(tmp_path, server.base_url)
-    for options in ({"retry_failed": True}, {"allow_config_change": True}):
-        refused = await esc_eval.run_async(good, store, **options)
+    for refused in (await esc_eval.run_async(good, store, retry_failed=True), await esc_eval.run_async(good, store, allow_config_change=True)):
         assert refused.exit_code == 2 and "needs --resume" in (refused.error or "") and not store.exists()
     assert (await esc_eval.run_async(good, tmp_path / "missing.sqlite", resume=True)).exit_code == 2
 
