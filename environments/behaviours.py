@@ -82,7 +82,7 @@ class SeekerBehaviour(Protocol):
 
 
 class NeutralBehaviour:
-    """Adds nothing and never ends a conversation: the environment's default for an unknown persona."""
+    """Adds nothing and never ends a conversation: the ``default`` persona of an environment given no behaviours."""
 
     description = "adds no instructions and never ends a conversation"
 
