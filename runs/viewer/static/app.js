@@ -322,8 +322,8 @@ async function openEpisode(id) {
       `${row.supporter} · persona ${row.persona} · card ${row.card} (${row.language}, ${row.category}, ${row.source}) · repeat ${row.repeat}`),
     el("p", { "data-testid": "outcome" }, `${row.status}${row.outcome ? `: ${row.outcome}` : ""}${row.reason ? ` (${row.reason})` : ""}`,
       ` · ${row.attempts} attempt${row.attempts === 1 ? "" : "s"}`, row.seconds !== null ? ` · ${fmt(row.seconds, 1)} s` : ""),
-    others.length ? el("p", {}, "Same card by ", others.map((o) => el("button", { "data-testid": `compare-${o.supporter}`,
-      onclick: () => openPair(row, o) }, o.supporter))) : null,
+    ...(others.length ? [el("p", {}, "Same card by ", others.map((o) => el("button", { "data-testid": `compare-${o.supporter}`,
+      onclick: () => openPair(row, o) }, o.supporter)))] : []),   // replaceChildren writes a null as the text "null"
     el("div", { class: "columns" }, el("div", {}, el("h3", {}, "Dialogue"), dialogue(detail)),
       el("div", {}, el("h3", {}, "Judge scores"), scoresTable(detail),
         el("h3", {}, "Retries and faults"),

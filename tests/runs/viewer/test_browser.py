@@ -240,3 +240,25 @@ def test_ten_thousand_episodes_build_only_the_rows_in_view(tmp_path: Path) -> No
             sync_api.expect(page.locator(f'[data-id="0:{key("terse-bot", "impatient", 1666)}"]')).to_be_visible()
         finally:
             browser.close()
+
+
+def test_one_supporter_episode_has_no_null_line_and_the_list_has_column_headers(tmp_path: Path) -> None:
+    """Nothing to compare with one supporter: the panel leaves that line out (it once showed the text "null")."""
+    store = make_store(tmp_path / "one.sqlite", cards=3, supporters=("kind-bot",), personas=("default",))
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            for address in _view(store):
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(address)
+                sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
+                heads = page.get_by_test_id("episode-head").locator("span").all_inner_texts()
+                assert heads == ["supporter", "persona", "card", "lang", "outcome", "score", "reason"]
+                page.locator(f'[data-id="0:{key("kind-bot", "default", 1)}"]').click()
+                detail = page.get_by_test_id("detail")
+                sync_api.expect(detail.get_by_test_id("episode-meta")).to_contain_text("card en-00001")
+                lines = [line.strip() for line in detail.inner_text().splitlines()]
+                assert "null" not in lines and "Same card by" not in detail.inner_text()
+                assert detail.evaluate("d => [...d.childNodes].filter(n => n.nodeType === Node.TEXT_NODE).length") == 0
+        finally:
+            browser.close()
