@@ -47,6 +47,8 @@ def _judge(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.out}: --out must name a .json file")
     if args.out is not None:
         output_file(args.out)
+    if args.store is not None:
+        output_file(args.store, "--store")  # before the judging, not after it
     if args.supporter is not None and args.store is None:
         raise UsageError("--supporter names the supporter in --store; give --store too")
     if args.store is not None:

@@ -138,13 +138,15 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
 
     with Store.open(store_path, readonly=True) as reader:
         failures = failure_lines(stored_failures(reader))
+        exportable = bool(reader.counts().get("done"))
     _summary(result.progress, store_path, retry_hint, result.earlier_failed, idle=result.idle, failed_scores=result.failed_scores,
-             auth_failure=result.auth_failure, failures=failures)
+             auth_failure=result.auth_failure, failures=failures, exportable=exportable)
     return result.exit_code
 
 
 def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False,
-             failed_scores: int = 0, auth_failure: str | None = None, failures: list[str] | None = None) -> None:
+             failed_scores: int = 0, auth_failure: str | None = None, failures: list[str] | None = None,
+             exportable: bool = True) -> None:
     from esc_eval.runs.execution.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
@@ -168,4 +170,5 @@ def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed
     if failed_scores and not auth_failure:
         print(f"hint: {failed_scores} judge scores failed (the judge gave up) and are missing from the results; {retry_hint}")
     print(f"store: {store_path}")
-    print(f"next: esc-eval export {store_path} --format esc-eval --out OUT_DIR")
+    if exportable:  # no hint to export a store without a finished dialogue: export refuses it (exit 1)
+        print(f"next: esc-eval export {store_path} --format esc-eval --out OUT_DIR")

@@ -49,6 +49,7 @@ async def test_an_all_failed_run_says_why_and_its_export_writes_nothing(tmp_path
     at = summary.index("failed episodes by kind:")
     assert summary[at + 1].startswith("  3 x supporter backend: parse (a)  e.g. supporter backend: a: gave up after 1 attempts"), summary
     assert "unusable response" in summary[at + 1]  # the example is the stored message itself
+    assert not any(line.startswith("next: esc-eval export") for line in summary), "no export hint: there is nothing to export"
 
     before = snapshot(tmp_path)
     exported = await esc_eval("export", str(store), "--out", str(tmp_path / "out"))

@@ -87,3 +87,13 @@ def test_a_closed_pipe_ends_quietly(work: Path) -> None:
     finally:
         os.close(write)
     assert done.returncode == 141 and done.stderr == "", done.stderr
+
+
+async def test_judge_store_under_a_file_is_refused_before_any_judging(work: Path) -> None:
+    config = work / "judge.toml"
+    config.write_text('[judge]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "judge"\n', encoding="utf-8")  # nothing listens there
+    before = snapshot(work)
+    result = await esc_eval("judge", "result_a_en.json", "--config", str(config), "--store", "afile/s.sqlite", cwd=work)
+    assert result.returncode == 2, result.stderr
+    assert "--store afile/s.sqlite" in one_error_line(result.stderr) and "afile is a file, not a folder" in result.stderr
+    assert snapshot(work) == before
