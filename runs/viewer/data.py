@@ -4,12 +4,14 @@ Three shapes, the same for the live server and the HTML report:
 
 * ``summary``: per store its leaderboard (``report_data`` of ``build_report``, grouped by
   supporter, with paired comparisons when there are two supporters or more: the numbers of
-  ``report --format json --compare``), the same per supporter and each facet column (so the
+  ``report --format json --compare``; the live viewer shows a large store's leaderboard first and
+  its comparisons when a worker thread has built them), the same per supporter and each facet column (so the
   page can filter the leaderboard by language, persona, category, source or outcome), and one row per
   episode (plan, outcome, timings, final judge labels, the seeker's distress per turn);
 * ``episode``: one episode's turns (with the seeker's hidden state), every judge score with its
   raw reply, and the events (retries, faults) about it;
-* ``version``: a cheap mark per store that changes when anything is written (live follow).
+* ``version``: a cheap mark per store that changes when anything is written, or the comparisons
+  become ready (live follow).
 
 Episode ids are ``"STORE_INDEX:KEY"`` so that several stores can be viewed at once.
 """
@@ -18,10 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from esc_eval.runs.analysis.leaderboard import build_report, read_store
+from esc_eval.runs.analysis.leaderboard import StoreRead, build_report, read_store
 from esc_eval.runs.analysis.render import report_data
 from esc_eval.runs.store import EpisodeRecord, Store, TurnRecord
 from esc_eval.runs.store.records import final_labels
@@ -55,44 +58,76 @@ def _row(index: int, e: EpisodeRecord, labels: dict[str, int | None], turns: Seq
 
 _CACHE: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
 """Store path -> (finished episodes, last score row) and the leaderboards built at that mark."""
+_PENDING: dict[str, tuple[tuple[int, int], dict[str, Any], Future[dict[str, Any]]]] = {}
+"""Store path -> a mark, the leaderboards without comparisons shown meanwhile, and the full ones being built."""
+_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leaderboards")
+LARGE_STORE = 5000
+"""Episodes from which the live viewer shows the leaderboard before the comparisons (they take seconds beyond)."""
 
 
-def leaderboards(store: Store) -> dict[str, Any]:
+def _mark(store: Store) -> tuple[int, int]:
+    version = store.version()
+    return version[1], version[3]
+
+
+def leaderboards(store: Store, *, wait: bool = True) -> dict[str, Any]:
     """``build_leaderboards``, again only when the store's finished episodes or scores changed.
 
     The page polls a live store and reloads the summary whenever a turn was written; the
-    leaderboards (bootstrap intervals, five reports) cost seconds on a large store and
-    change only with finished episodes and scores.
+    leaderboards (five reports and the comparisons) cost seconds on a large store and
+    change only with finished episodes and scores. With ``wait`` false (the live viewer) a
+    store whose comparisons are not built yet gets its leaderboards without them at once
+    (``comparisons_pending`` true), while a worker thread builds them from the same read
+    of the store; ``version`` tells the page when they are ready.
     """
-    version = store.version()
-    mark, path = (version[1], version[3]), str(store.path)
+    mark, path = _mark(store), str(store.path)
     cached = _CACHE.get(path)
-    if cached is None or cached[0] != mark:
-        cached = _CACHE[path] = (mark, build_leaderboards(store))
-    return cached[1]
+    if cached is not None and cached[0] == mark:
+        return cached[1]
+    pending = _PENDING.get(path)
+    if pending is not None and pending[0] == mark and (wait or pending[2].done()):
+        _CACHE[path] = (mark, pending[2].result())
+        del _PENDING[path]
+        return _CACHE[path][1]
+    if pending is not None and pending[0] == mark:
+        return pending[1]
+    read = read_store(store)
+    if wait or len(read.episodes) < LARGE_STORE or len({e.supporter for e in read.episodes}) < 2:
+        _CACHE[path] = (mark, build_leaderboards(store, read))
+        return _CACHE[path][1]
+    quick = build_leaderboards(store, read, compare=False)
+    quick["overall"]["comparisons_pending"] = True
+    _PENDING[path] = (mark, quick, _BUILDER.submit(build_leaderboards, store, read))   # reads nothing more from the store
+    return quick
 
 
-def build_leaderboards(store: Store) -> dict[str, Any]:
+def ready(store: Store) -> bool:
+    """Whether the leaderboards shown for the store's current mark are complete (comparisons included)."""
+    pending = _PENDING.get(str(store.path))
+    return pending is None or pending[0] != _mark(store) or pending[2].done()
+
+
+def build_leaderboards(store: Store, read: StoreRead | None = None, *, compare: bool = True) -> dict[str, Any]:
     """The leaderboard by supporter (``report --format json`` numbers; with ``--compare`` when 2+ supporters) and by each facet."""
-    read = read_store(store)                        # read once: the six reports share it
+    read = read or read_store(store)                # read once: the six reports share it
     supporters = {e.supporter for e in read.episodes}
-    overall = report_data(build_report(store, compare=len(supporters) > 1, read=read))
+    overall = report_data(build_report(store, compare=compare and len(supporters) > 1, read=read))
     return {"overall": overall, "facets": {f: report_data(build_report(store, by=("supporter", f), read=read)) for f in FACETS}}
 
 
-def store_summary(index: int, path: Path, store: Store) -> dict[str, Any]:
-    """One store's leaderboards and episode rows."""
+def store_summary(index: int, path: Path, store: Store, *, wait: bool = True) -> dict[str, Any]:
+    """One store's leaderboards (``leaderboards``) and episode rows."""
     labels = final_labels(store.final_scores())
     by_episode: dict[str, list[TurnRecord]] = {}
     for turn in store.turns():
         by_episode.setdefault(turn.episode_key, []).append(turn)
     rows = [_row(index, e, labels.get(e.key, {}), by_episode.get(e.key, [])) for e in store.episodes()]
-    return {"index": index, "name": path.name, "path": str(path), "leaderboard": leaderboards(store), "episodes": rows}
+    return {"index": index, "name": path.name, "path": str(path), "leaderboard": leaderboards(store, wait=wait), "episodes": rows}
 
 
-def summary(stores: Sequence[tuple[Path, Store]]) -> dict[str, Any]:
-    """Every store's summary, and the judge dimensions (key and paper name) in report order."""
-    parts = [store_summary(i, path, store) for i, (path, store) in enumerate(stores)]
+def summary(stores: Sequence[tuple[Path, Store]], *, wait: bool = True) -> dict[str, Any]:
+    """Every store's summary, and the judge dimensions (key and paper name) in report order (``wait``: see ``leaderboards``)."""
+    parts = [store_summary(i, path, store, wait=wait) for i, (path, store) in enumerate(stores)]
     dimensions: dict[str, str] = {}
     for part in parts:
         dimensions.update({d["key"]: d["name"] for d in part["leaderboard"]["overall"]["dimensions"]})
@@ -115,7 +150,8 @@ def episode(index: int, store: Store, key: str) -> dict[str, Any] | None:
 
 
 def version(stores: Sequence[tuple[Path, Store]]) -> list[list[int]]:
-    return [list(store.version()) for _, store in stores]
+    """Per store its version and 1 once its leaderboards are complete: the page reloads when either changes."""
+    return [[*store.version(), int(ready(store))] for _, store in stores]
 
 
 def search(stores: Sequence[tuple[Path, Store]], query: str) -> list[str]:

@@ -47,7 +47,7 @@ class ViewerServer(LocalServer):
                 return await asyncio.get_running_loop().run_in_executor(None, build, *args)
 
         async def summary(request: web.Request) -> web.Response:
-            built, mark = await read(lambda: (data.summary(stores), data.version(stores)))
+            mark, built = await read(lambda: (data.version(stores), data.summary(stores, wait=False)))   # version first: never newer
             return web.json_response(built | {"version": mark})
 
         async def version(request: web.Request) -> web.Response:

@@ -112,3 +112,25 @@ def test_leaderboards_are_rebuilt_only_when_finished_episodes_or_scores_change(t
         rebuilt = data.leaderboards(reader)
     assert rebuilt is not first
     assert rebuilt["overall"]["rows"][0]["episodes"]["done"] == first["overall"]["rows"][0]["episodes"]["done"] + 1
+
+
+def test_a_large_store_shows_its_leaderboard_first_and_its_comparisons_when_ready(store_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live viewer (``wait=False``) does not hold the first leaderboard back for the comparisons; ``version`` says when they arrive."""
+    monkeypatch.setattr(data, "LARGE_STORE", 0)
+    monkeypatch.setattr(data, "_CACHE", {})
+    monkeypatch.setattr(data, "_PENDING", {})
+    with Store.open(store_path, readonly=True) as store:
+        stores = [(store_path, store)]
+        before = data.version(stores)
+        first = data.summary(stores, wait=False)["stores"][0]["leaderboard"]["overall"]
+        assert first["comparisons_pending"] is True and "comparisons" not in first
+        assert first["rows"] == data.build_leaderboards(store)["overall"]["rows"]      # the same numbers, comparisons aside
+        building = data._PENDING[str(store_path)][2]
+        assert data.version(stores)[0][-1] == int(building.done())      # 0 while the comparisons are being built
+        building.result(timeout=120)
+        after = data.version(stores)
+        assert before[0][-1] == 1 and after[0][-1] == 1 and after[0][:-1] == before[0][:-1]
+        full = data.summary(stores, wait=False)["stores"][0]["leaderboard"]["overall"]
+    expected = json.loads(report_command(store_path, "json", None, [], None, None, None, compare=True))
+    assert full["comparisons"] == expected["comparisons"] and "comparisons_pending" not in full
