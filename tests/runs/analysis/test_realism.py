@@ -230,7 +230,7 @@ def test_features_on_a_dialogue_of_known_truth() -> None:
     zh = dialogue_features([("supporter", "你好"), ("seeker", "我最近工作压力很大，可能要辞职了。"), ("supporter", "你可以休息一下"),
                             ("seeker", "好的，谢谢，我感觉好多了")], "zh", 5, RULE)
     assert zh is not None and zh["disclosure_turn"] == 1.0 and zh["relief_turn"] == 2.0 and zh["agreement"] == 1.0
-    assert zh["hedges"] == 0.5 and zh["first_person"] > 0
+    assert zh["hedges"] == 0.5 and (zh["first_person"] or 0) > 0
 
 
 def test_the_discriminator_on_synthetic_data_of_known_truth() -> None:
@@ -266,8 +266,7 @@ def test_index_is_monotone_in_auc_and_distances() -> None:
     near, far = distances(simulated, human), distances(simulated + 5, human)
     assert near["words_per_turn"]["distance"] == 0.5 and near["words_per_turn"]["normalised"] == 0.5
     assert realism_index(0.5, {n: {**f, "normalised": 0.0} for n, f in near.items()}) == 100.0
-    values = [realism_index(auc, near) for auc in (0.3, 0.5, 0.6, 0.8, 1.0)]
-    assert values[0] == values[1] > values[2] > values[3] > values[4], "below 0.5 counts as 0.5"
+    values = [realism_index(auc, near) or -1.0 for auc in (0.3, 0.5, 0.6, 0.8, 1.0)]
+    assert values[0] == values[1] > values[2] > values[3] > values[4] >= 0, "below 0.5 counts as 0.5"
     assert realism_index(0.6, near) > realism_index(0.6, far)  # type: ignore[operator]
-    assert realism_index(1.0, far) is not None and realism_index(1.0, far) >= 0  # type: ignore[operator]
     assert realism_index(None, near) is None
