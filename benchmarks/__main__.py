@@ -10,6 +10,8 @@ at a time) runs every local engine on the same plan at C = 8 and 16 (``benchmark
 (engine, C), then an ``engines-summary`` line, and the table on stderr; ``--engines``/``--repeats`` choose.
 ``statistics-scale`` times ``import``, ``report``, ``report --compare`` and the viewer's first leaderboard over
 the paper's full study as a designed store (14 supporters × 2,801 cards, ``benchmarks.statistics_scale``).
+``seeker-realism`` times ``seeker eval --reference`` on 1,000 simulated dialogues against ESConv's dev split
+(``benchmarks.realism_scale``; target under 60 s on 2 cores).
 ``--quick`` shrinks every scenario (fewer episodes; for a smoke run, not for figures).
 ``--plot PNG`` also measures the overhead at a grid of N and C and draws cost against them; with
 ``engines`` it draws tokens/s and CPU used per engine instead.
@@ -68,6 +70,10 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks.statistics_scale import paper_study
 
         return paper_study(quick=args.quick)
+    if name == "seeker-realism":
+        from benchmarks.realism_scale import realism_scale
+
+        return realism_scale(200 if args.quick else 1000)
     from benchmarks import models
 
     if name == "saturation":
@@ -80,7 +86,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if name == "local-lora":
             kwargs["seeker_adapter"] = True
         return asyncio.run(models.local(**kwargs))
-    raise SystemExit(f"unknown scenario {name!r} (known: overhead, {', '.join(DEFAULT)})")
+    raise SystemExit(f"unknown scenario {name!r} (known: overhead, {', '.join(DEFAULT)}, seeker-realism)")
 
 
 def run_engines(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -105,6 +111,8 @@ def targets(result: dict[str, Any]) -> dict[str, bool]:
                 "rss<=50KB/episode": result["rss_kb_per_active_episode"] <= 50}
     if name.startswith(("overhead", "loaded")):
         return {"rss<=50KB/episode": result["rss_kb_per_active_episode"] <= 50}
+    if name == "seeker-realism":
+        return {"wall<60s": result["wall_s"] < result["target_s"]}
     if name == "saturation":
         return {"tokens/s>=90%_of_raw": (result.get("ratio_tokens_per_s") or 0) >= 0.9}
     if name.startswith("local"):
