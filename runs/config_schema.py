@@ -13,10 +13,11 @@ from typing import Any, Required
 from pydantic import TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from esc_eval.runs.config import CardsSection, JudgeSection, RunSection, SeekerSection, SupporterSection
+from esc_eval.runs.config import CardsSection, JudgeSection, RunSection, SafetySection, SeekerSection, SupporterSection
 from esc_eval.runs.config_model import model
 
-Run, Cards, Seeker, Supporter, Judge = map(model, (RunSection, CardsSection, SeekerSection, SupporterSection, JudgeSection))
+Run, Cards, Seeker, Supporter, Judge, Safety = map(model, (RunSection, CardsSection, SeekerSection, SupporterSection, JudgeSection,
+                                                           SafetySection))
 
 
 @with_config({"extra": "forbid"})
@@ -29,6 +30,7 @@ class ConfigFile(TypedDict, total=False):
     seekers: list[Seeker]  # type: ignore[valid-type]
     supporters: Required[list[Supporter]]  # type: ignore[valid-type]
     judge: Judge  # type: ignore[valid-type]
+    safety: Safety  # type: ignore[valid-type]
 
 
 def config_schema() -> dict[str, Any]:
