@@ -18,12 +18,13 @@ Readers of episode lines (``esc-eval judge``, ``seeker train``) skip the store l
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from esc_eval.roles.jsonl import read_jsonl
 from esc_eval.runs.formats.exchange import ResultFileError, write_text
@@ -116,6 +117,27 @@ def _describe(types: tuple[type, ...]) -> str:
     return kind + (" or null" if type(None) in types else "")
 
 
+class _Field(NamedTuple):
+    """How a file's field is checked as a column."""
+
+    name: str
+    required: bool
+    types: tuple[type, ...]
+    is_object: bool
+    allowed: tuple[str, ...] | None
+    bounds: tuple[int, int, str] | None
+
+
+@functools.cache
+def _fields(table: str, columns: tuple[schema.Column, ...], refused: tuple[str, ...]) -> tuple[tuple[_Field, ...], frozenset[str]]:
+    """The checks of ``table``'s columns (those not ``refused``), and every column name; cached per schema."""
+    fields = tuple(_Field(c.name, (c.notnull or c.key > 0) and c.default is None,
+                          _TYPES[c.type] + (() if c.notnull or c.key else (type(None),)), (table, c.name) in _OBJECTS,
+                          _ALLOWED.get((table, c.name)), _RANGES.get((table, c.name)))
+                   for c in columns if c.name not in refused)
+    return fields, frozenset(c.name for c in columns)
+
+
 def _row(fail: Callable[[str], ArchiveError], value: Any, where: str, table: str, *, nested: bool, version: int) -> dict[str, Any]:
     """``value`` checked as a row of ``table`` against the schema: required columns, types, known values."""
     if not isinstance(value, dict):
@@ -123,37 +145,32 @@ def _row(fail: Callable[[str], ArchiveError], value: Any, where: str, table: str
     refused: tuple[str, ...] = ("episode_key",) if nested else ()
     if version < 3 and table == "episodes":
         refused += ("ordinal",)
+    fields, known = _fields(table, schema.table_columns(table), refused)
     out: dict[str, Any] = {}
-    known = {c.name: c for c in schema.table_columns(table)}
-    for column in known.values():
-        if column.name in refused:
+    for f in fields:
+        if f.name not in value:
+            if f.required:
+                raise fail(f"field '{where}{f.name}' is missing")
             continue
-        name = where + column.name
-        if column.name not in value:
-            if (column.notnull or column.key) and column.default is None:
-                raise fail(f"field '{name}' is missing")
-            continue
-        item = value[column.name]
-        if (table, column.name) in _OBJECTS:
+        item = value[f.name]
+        if f.is_object:
             if item is not None and not isinstance(item, dict):
-                raise fail(f"field '{name}': expected an object, got {type(item).__name__}")
-            out[column.name] = json.dumps(item, ensure_ascii=False) if item else None  # as the store's writer encodes it
+                raise fail(f"field '{where}{f.name}': expected an object, got {type(item).__name__}")
+            out[f.name] = json.dumps(item, ensure_ascii=False) if item else None  # as the store's writer encodes it
             continue
-        types = _TYPES[column.type] + (() if column.notnull or column.key else (type(None),))
-        if isinstance(item, bool) or not isinstance(item, types):
-            raise fail(f"field '{name}': expected {_describe(types)}, got {item!r:.60}")
-        allowed = _ALLOWED.get((table, column.name))
-        if allowed and item not in allowed:
-            raise fail(f"field '{name}': expected {', '.join(allowed[:-1])} or {allowed[-1]}, got {item!r:.60}")
-        bounds = _RANGES.get((table, column.name))
-        if bounds is not None and isinstance(item, int) and not bounds[0] <= item <= bounds[1]:
-            raise fail(f"field '{name}': expected {bounds[2]}, got {item!r}")
-        out[column.name] = item
-    for name in value:
-        if name in refused:
-            raise fail(f"field '{where}{name}': not part of the format (the importing store sets it)")
-        if name not in known:
-            raise fail(f"field '{where}{name}': unknown to this esc-eval's store (table {table}); upgrade esc-eval")
+        if item.__class__ is bool or not isinstance(item, f.types):
+            raise fail(f"field '{where}{f.name}': expected {_describe(f.types)}, got {item!r:.60}")
+        if f.allowed is not None and item not in f.allowed:
+            raise fail(f"field '{where}{f.name}': expected {', '.join(f.allowed[:-1])} or {f.allowed[-1]}, got {item!r:.60}")
+        if f.bounds is not None and isinstance(item, int) and not f.bounds[0] <= item <= f.bounds[1]:
+            raise fail(f"field '{where}{f.name}': expected {f.bounds[2]}, got {item!r}")
+        out[f.name] = item
+    if len(out) != len(value):
+        for name in value:
+            if name in refused:
+                raise fail(f"field '{where}{name}': not part of the format (the importing store sets it)")
+            if name not in known:
+                raise fail(f"field '{where}{name}': unknown to this esc-eval's store (table {table}); upgrade esc-eval")
     return out
 
 
@@ -170,9 +187,7 @@ def _episode(fail: Callable[[str], ArchiveError], record: dict[str, Any], versio
         raise fail("field 'key': must not be empty")
     owned: dict[str, tuple[dict[str, Any], ...]] = {}
     for table in tables:
-        if version >= 3 and table not in record:
-            raise fail(f"field '{table}' is missing")
-        rows = record.get(table, [])
+        rows = record.get(table, [])  # a table added after the file was written: no rows
         if not isinstance(rows, list):
             raise fail(f"field '{table}': expected a list, got {type(rows).__name__}")
         checked = tuple(_row(fail, row, f"{table}[{i}].", table, nested=True, version=version) for i, row in enumerate(rows))

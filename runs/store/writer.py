@@ -161,7 +161,8 @@ class Store(Reader):
             raise StoreError(f"{self.path}: cannot import while the store's writer is running")
         given = [item.rows() if isinstance(item, ImportedEpisode) else item for item in episodes]
         new: list[str] = []
-        added: dict[str, int] = {}
+        fresh: dict[str, list[dict[str, Any]]] = {}  # table -> rows of new episodes
+        more: dict[str, list[dict[str, Any]]] = {}  # table -> rows for episodes the store has, written if it lacks them
         written: dict[str, int] = {}
         with self._transaction() as conn:
             last, count = conn.execute("SELECT COALESCE(MAX(ordinal), -1) + 1, COUNT(*) FROM episodes").fetchone()
@@ -169,15 +170,14 @@ class Store(Reader):
             for rows in given:
                 key = rows.episode["key"]
                 episode = rows.episode if keep else {**rows.episode, "ordinal": last + len(new)}
-                if self._insert(conn, "episodes", [episode], " ON CONFLICT(key) DO NOTHING"):
-                    for table, owned in rows.tables().items():
-                        self._insert(conn, table, [{**row, "episode_key": key} for row in owned])
+                into = fresh if self._insert(conn, "episodes", [episode], " ON CONFLICT(key) DO NOTHING") else more
+                if into is fresh:
                     new.append(key)
-                    continue
-                for table, owned in rows.tables().items():  # the store has this episode: add only rows it lacks
-                    n = self._insert(conn, table, [{**row, "episode_key": key} for row in owned], " ON CONFLICT DO NOTHING")
-                    if n:
-                        added[table] = added.get(table, 0) + n
+                for table, owned in rows.tables().items():
+                    into.setdefault(table, []).extend({**row, "episode_key": key} for row in owned)
+            for table, rows_of in fresh.items():
+                self._insert(conn, table, rows_of)
+            added = {table: n for table, rows_of in more.items() if (n := self._insert(conn, table, rows_of, " ON CONFLICT DO NOTHING"))}
             for table, rows_of in (tables or {}).items():
                 written[table] = self._insert_store_rows(conn, table, rows_of)
             if meta:
@@ -203,15 +203,21 @@ class Store(Reader):
         return self._insert(conn, table, fresh)
 
     def _insert(self, conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], conflict: str = "") -> int:
-        """``INSERT`` rows given as column -> value; names are checked against the schema, never pasted in blind."""
+        """``INSERT`` rows given as column -> value, in order; names are checked against the schema, never pasted in blind."""
         written = 0
-        for row in rows:
-            unknown = sorted(set(row) - set(schema.columns(table)))
+        known = set(schema.columns(table))
+        start = 0
+        while start < len(rows):  # runs of rows with the same columns go in one executemany
+            names = tuple(rows[start])
+            end = start + 1
+            while end < len(rows) and tuple(rows[end]) == names:
+                end += 1
+            unknown = sorted(set(names) - known)
             if unknown:
                 raise StoreError(f"{self.path}: table {table} has no column {', '.join(map(repr, unknown))}")
-            names = ", ".join(row)
-            written += conn.execute(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(row))}){conflict}",
-                                    tuple(row.values())).rowcount
+            written += conn.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}){conflict}",
+                                        [tuple(row.values()) for row in rows[start:end]]).rowcount
+            start = end
         return written
 
     # -- the writer --------------------------------------------------------------

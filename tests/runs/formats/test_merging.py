@@ -82,7 +82,7 @@ def test_another_runs_export_is_refused_unless_merge_and_a_changed_episode_even_
     code, out, err = cli(capsys, "import", target, old, "--merge")
     n = len(snapshot["episodes"])
     assert code == 0, err
-    assert f"0 episodes (0 done, 0 failed), 0 turns, 0 scores, 0 annotations; skipped {n} already in the store" in out
+    assert f"0 episodes (0 done, 0 failed), 0 turns, 0 scores; skipped {n} already in the store" in out
     assert content(target, tables=TABLES) == snapshot
 
 
