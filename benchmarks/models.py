@@ -31,7 +31,8 @@ def _config(c: int, episodes: int, rounds: int, max_tokens: int, endpoint: dict[
     return parse_config({
         "run": {"rounds": rounds, "concurrency": c, "seed": 0},
         "cards": {"language": "en", "limit": episodes},
-        "seeker": {**endpoint, "model": endpoint.get("model"), "max_tokens": max_tokens},
+        # role_break_retries 0: ESC-Eval's loop and the raw generator never ask a seeker again, so neither does esc-eval here
+        "seeker": {**endpoint, "model": endpoint.get("model"), "max_tokens": max_tokens, "role_break_retries": 0},
         "supporters": [{**endpoint, "name": "sup", "max_tokens": max_tokens}],
     })
 
