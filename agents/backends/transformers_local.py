@@ -205,6 +205,7 @@ class TransformersLocalBackend:
         self._threads: dict[str, threading.Thread] = {}
         self._closed = False
         self._adapter_folders: list[Path] = []  # an adapter's index in rows; one entry per distinct folder
+        self._role_names: list[str] = []
         self.adapters = self._register(adapters or {})
         if default_model is not None and default_model not in self.adapters:
             raise ValueError(f"default adapter {default_model!r} is not one of {', '.join(sorted(self.adapters)) or 'no adapters'}")
@@ -264,7 +265,9 @@ class TransformersLocalBackend:
         supporter without one decode in the same steps). Adapters must be added before the model
         loads (the first request). Closing the backend closes its roles.
         """
-        return TransformersRole(self, name, self._register(adapters or {}), default_model)
+        role = TransformersRole(self, name, self._register(adapters or {}), default_model)
+        self._role_names.append(name)
+        return role
 
     def _register(self, adapters: Mapping[str, str | Path]) -> dict[str, int]:
         """Adapter name -> its index in the model (one per distinct folder, whichever names it)."""
@@ -329,7 +332,8 @@ class TransformersLocalBackend:
             from transformers.cache_utils import DynamicLayer
 
             folder = self.folder if self.folder is not None else embedded_model_dir()
-            load_log.info("%s: loading %s", self.name, folder)
+            label = f"{self.name} ({', '.join(self._role_names)})" if self._role_names else self.name  # who waits for it
+            load_log.info("%s: loading %s", label, folder)
             tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", local_files_only=True)
             if not getattr(tokenizer, "chat_template", None):
                 raise BackendError(f"{folder}: the tokenizer has no chat template")
@@ -357,7 +361,7 @@ class TransformersLocalBackend:
             self._tokenizer, self._model = tokenizer, model
             self.load_seconds = time.perf_counter() - started
             kernels = ", linear layers packed for oneDNN" if self.packed_linears else ""
-            load_log.info("%s: loaded %s (%s%s) in %.1f s", self.name, folder, model.dtype, kernels, self.load_seconds)
+            load_log.info("%s: loaded %s (%s%s) in %.1f s", label, folder, model.dtype, kernels, self.load_seconds)
 
     def _prefill_loop(self) -> None:
         """The prefill thread: turn queued requests into ready rows, ahead of the decode thread.
