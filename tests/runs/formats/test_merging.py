@@ -19,7 +19,7 @@ import pytest
 
 from esc_eval.runs.formats.archive import export_jsonl
 from esc_eval.runs.store import Store
-from tests.runs.formats.test_round_trip import cli, content, format_2, lines_of, make_run
+from tests.runs.formats.helpers import cli, content, format_2, lines_of, make_run
 
 TABLES = ["episodes", "turns", "scores", "annotations", "events", "runs"]
 
