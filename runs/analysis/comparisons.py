@@ -13,6 +13,7 @@ and collects the results.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -124,17 +125,23 @@ def compare(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[st
 
 
 def ranks(cards: CardTable, supporters: Sequence[str], dimensions: Sequence[str]) -> dict[str, list[Rank]]:
-    """Per dimension, the supporters by mean (highest first) with bootstrap rank intervals over cards."""
-    out: dict[str, list[Rank]] = {}
-    for d in dimensions:
-        table = cards.get(d, {})
-        present = [s for s in supporters if table.get(s)]
-        if not present:
-            continue
-        matrix, _ = card_matrix(cards, present, [d])
-        found = statistics.rank_intervals(matrix)
+    """Per dimension, the supporters by mean (highest first) with bootstrap rank intervals over cards.
+
+    Every dimension is resampled with the same cards, in one pass over the card matrix.
+    """
+    present = {d: [s for s in supporters if cards.get(d, {}).get(s)] for d in dimensions}
+    shown = [d for d in dimensions if present[d]]
+    if not shown:
+        return {}
+    matrix, columns = card_matrix(cards, supporters, shown)
+    groups = [[columns[(d, s)] for s in present[d]] for d in shown]
+    found = statistics.rank_intervals(matrix, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # a column of a supporter without cards: not shown
         means = np.nanmean(matrix, axis=0)
-        rows = [Rank(s, float(means[i]), *found[i]) for i, s in enumerate(present)]
+    out: dict[str, list[Rank]] = {}
+    for d, group in zip(shown, groups):
+        rows = [Rank(s, float(means[j]), *found[j]) for s, j in zip(present[d], group)]
         out[d] = sorted(rows, key=lambda r: (r.rank, r.supporter))
     return out
 

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -256,28 +257,39 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def rank_intervals(table: np.ndarray, *, seed: int = SEED, resamples: int = RESAMPLES) -> list[tuple[int, int, int]]:
+def rank_intervals(table: np.ndarray, *, seed: int = SEED, resamples: int = RESAMPLES,
+                   groups: Sequence[Sequence[int]] | None = None) -> list[tuple[int, int, int]]:
     """Per supporter: (rank, low, high) with rank 1 the highest mean, the interval from a bootstrap over cards.
 
     In each resample a supporter's rank is 1 + the supporters above it + half those tied with
     it (a tie is half a place for each side, so tied supporters get mirror-image intervals);
-    ``low`` / ``high`` are the 2.5th / 97.5th percentiles rounded outwards. The resamples
-    are card counts (multinomial), so all supporters' means come from one matrix product.
+    ``low`` / ``high`` are the 2.5th / 97.5th percentiles rounded outwards. Each resample is
+    held as how often it drew each card, so every column's means come from one matrix product.
 
     Args:
         table: cards × supporters of card-level values, ``nan`` where a supporter did not play a card.
+        groups: columns ranked among themselves (one dimension's supporters each), all
+            resampled with the same cards; default: all columns, one group.
     """
     table = np.asarray(table, dtype=float)
-    cards, supporters = table.shape
-    observed = _ranks(np.nanmean(table, axis=0)[None, :])[0]
-    counts = _rng(seed).multinomial(cards, np.full(cards, 1 / cards), size=resamples).astype(float)
+    cards, columns = table.shape
+    drawn = _rng(seed).integers(0, cards, size=(resamples, cards)) + cards * np.arange(resamples)[:, None]
+    counts = np.bincount(drawn.ravel(), minlength=resamples * cards).reshape(resamples, cards).astype(float)
     present = ~np.isnan(table)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = (counts @ np.where(present, table, 0.0)) / (counts @ present)     # resamples × supporters
-    ranks = _mid_ranks(means)
-    low = np.floor(np.percentile(ranks, 2.5, axis=0, method="lower"))
-    high = np.ceil(np.percentile(ranks, 97.5, axis=0, method="higher"))
-    return [(int(observed[s]), int(low[s]), int(high[s])) for s in range(supporters)]
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # a column without cards (a supporter absent from a dimension)
+        means = (counts @ np.where(present, table, 0.0)) / (counts @ present)     # resamples × columns
+        observed_means = np.nanmean(table, axis=0)
+    found: list[tuple[int, int, int]] = [(0, 0, 0)] * columns
+    for group in groups if groups is not None else [range(columns)]:
+        index = list(group)
+        observed = _ranks(observed_means[None, index])[0]
+        ranks = _mid_ranks(means[:, index])
+        low = np.floor(np.percentile(ranks, 2.5, axis=0, method="lower"))
+        high = np.ceil(np.percentile(ranks, 97.5, axis=0, method="higher"))
+        for k, column in enumerate(index):
+            found[column] = (int(observed[k]), int(low[k]), int(high[k]))
+    return found
 
 
 def _rng(seed: int) -> np.random.Generator:
