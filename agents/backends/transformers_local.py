@@ -344,7 +344,7 @@ class TransformersLocalBackend:
                     model = attach_adapters(model, self._adapter_folders)
                 except ImportError:
                     raise BackendError(f"{self.name}: LoRA adapters need peft: pip install esc-eval[local]") from None
-            model.to(self.device).eval()
+            model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' wrapper of PreTrainedModel.to loses the method's binding
             self.packed_linears = pack_if_sound(model) if self.packed_weights else 0
             eos = model.generation_config.eos_token_id
             eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
@@ -423,7 +423,7 @@ class TransformersLocalBackend:
                         continue
                     if isinstance(batch, RunningBatch):
                         batch.add(row, state, row.request.params.max_tokens - len(row.tokens))
-                    else:
+                    elif isinstance(batch, SoloBatch):  # rows join only once a batch exists
                         batch.add(row, state)
                 if batch:
                     self._step(batch)
@@ -464,9 +464,10 @@ class TransformersLocalBackend:
             if self._plain_cache:
                 entry, reused = self._prefixes.longest(prompt, len(prompt) - 1, space) if self._prefixes is not None else (None, 0)
                 past = DynamicCache(config=self._model.config)
-                past.layers = [preallocated_layer()(len(prompt)) for _ in past.layers]
+                layers = [preallocated_layer()(len(prompt)) for _ in past.layers]  # ours: transformers types past.layers as any kind
+                past.layers = layers
                 if entry is not None:
-                    for layer, (keys, values) in zip(past.layers, entry.layers):
+                    for layer, (keys, values) in zip(layers, entry.layers):
                         layer.update(keys[:, :, :reused], values[:, :, :reused])
             else:
                 past, reused = DynamicCache(config=self._model.config), 0
@@ -478,7 +479,7 @@ class TransformersLocalBackend:
         row = _Row(request, len(prompt), sampler, [sampler.pick(output.logits[0, -1])])
         state: Any = past
         if self._plain_cache:
-            state = [(layer.keys, layer.values) for layer in past.layers]
+            state = [(layer.keys, layer.values) for layer in layers]
             if self._prefixes is not None:
                 self._prefixes.add(prompt, state, space)
         return None if self._finish(row) else (row, state)
