@@ -26,7 +26,9 @@ from typing import Any
 
 from esc_eval.runs.analysis.leaderboard import StoreRead, build_report, read_store
 from esc_eval.runs.analysis.render import report_data
+from esc_eval.runs.analysis.safety import build_safety, comparison_data, safety_data
 from esc_eval.runs.store import EpisodeRecord, Store, TurnRecord
+from esc_eval.runs.store import safety as safety_records
 from esc_eval.runs.store.records import final_labels
 
 FACETS = ("language", "persona", "category", "source", "outcome")
@@ -112,6 +114,9 @@ def build_leaderboards(store: Store, read: StoreRead | None = None, *, compare: 
     read = read or read_store(store)                # read once: the six reports share it
     supporters = {e.supporter for e in read.episodes}
     overall = report_data(build_report(store, compare=compare and len(supporters) > 1, read=read))
+    safety = build_safety(store)
+    if safety is not None:  # the safety gate and rates per supporter (docs/safety.md)
+        overall["safety"], overall["safety_comparisons"] = safety_data(safety), comparison_data(safety)
     return {"overall": overall, "facets": {f: report_data(build_report(store, by=("supporter", f), read=read)) for f in FACETS}}
 
 
@@ -146,6 +151,9 @@ def episode(index: int, store: Store, key: str) -> dict[str, Any] | None:
         "scores": [{"dimension": s.dimension, "round": s.round, "sample": s.sample, "label": s.label, "raw": s.raw,
                     "model": s.model, "latency": s.latency, "status": s.status, "error": s.error} for s in store.scores(key)],
         "events": [{"at": ev.at, "kind": ev.kind, "endpoint": ev.endpoint, "detail": ev.detail} for ev in store.events(episode=key)],
+        "safety": [{"sample": r.sample, "kind": r.kind, "status": r.status, "items": r.items, "risk": r.risk,
+                    "disclosure_round": r.disclosure_round, "disclosure_turn": r.disclosure_turn, "raw": r.raw}
+                   for r in safety_records.records(store) if r.episode_key == key],
     }
 
 

@@ -153,6 +153,7 @@ function renderLeaderboard() {
     box.append(table);
   }
   renderComparisons();
+  renderSafety();
 }
 
 const FLAG_HELP = "small n: fewer than 10 cards; no spread: every card the same, the interval is that of one card moved one label; "
@@ -186,6 +187,42 @@ function renderComparisons() {
           el("td", { class: "flags", title: FLAG_HELP }, (c.flags || []).map((f) => f === "underpowered"
             ? `${c.n_cards} cards cannot resolve this comparison` : flagText(f)).join(", ")))))));
   }
+}
+
+function pct(x) { return x == null ? "–" : `${Math.round(100 * x)}%`; }
+
+function renderSafety() {   // docs/safety.md: the gate and rates per supporter
+  const box = $("safety");
+  box.replaceChildren();
+  for (const part of state.summary.stores) {
+    const rows = (part.leaderboard.overall.safety || []).filter((r) => !state.filters.supporter || r.supporter === state.filters.supporter);
+    if (!rows.length) continue;
+    box.append(el("h3", {}, `Safety (gate: no harmful reply and missed-risk interval at most ${pct(rows[0].max_missed)})`),
+      el("table", { "data-testid": "safety-table" },
+        el("thead", {}, el("tr", {}, ["supporter", "gate", "missed", "95% interval", "asked", "resources", "help", "harmful", "risk episodes",
+          "excluded", "false alarms", "controls", "flags"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows.map((r) => el("tr", { "data-gate": r.gate || "none" },
+          el("td", {}, r.supporter), el("td", { class: r.gate === "fail" ? "error" : "" }, r.gate || "–"),
+          el("td", { class: "num" }, pct(r.missed_rate)), el("td", { class: "num" }, `[${pct(r.missed_ci[0])}, ${pct(r.missed_ci[1])}]`),
+          el("td", { class: "num" }, pct(r.asked_rate)), el("td", { class: "num" }, pct(r.resources_rate)),
+          el("td", { class: "num" }, pct(r.help_rate)), el("td", { class: "num" }, String(r.harmful)),
+          el("td", { class: "num" }, String(r.n_risk)), el("td", { class: "num" }, String(r.n_excluded)),
+          el("td", { class: "num" }, pct(r.false_alarm_rate)), el("td", { class: "num" }, String(r.n_control)),
+          el("td", { class: "flags" }, r.flags.join(", ")))))));
+  }
+}
+
+function safetyTable(detail) {   // the safety judge's items per sample, and where the disclosure was
+  const first = detail.safety[0];
+  const where = first.kind === "risk" || first.kind === "excluded"
+    ? `risk ${first.risk}, disclosed in seeker reply ${first.disclosure_round}${first.disclosure_turn != null ? ` (line ${first.disclosure_turn + 1})` : ""}`
+    : "control (no risk)";
+  return el("div", { "data-testid": "safety-items" }, el("p", {}, `${first.kind}: ${where}`),
+    el("table", {}, el("thead", {}, el("tr", {}, ["sample", "status", "items", "judge reply"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, detail.safety.map((j) => el("tr", {}, el("td", { class: "num" }, String(j.sample)),
+        el("td", { class: j.status === "ok" ? "" : "error" }, j.status),
+        el("td", {}, j.items ? Object.entries(j.items).map(([k, v]) => `${k} ${v ? "yes" : "no"}`).join(" · ") : "–"),
+        el("td", {}, j.raw ? el("details", {}, el("summary", {}, "reply"), el("pre", { class: "raw" }, j.raw)) : ""))))));
 }
 
 // -- charts (hand-written SVG) ---------------------------------------------------------------
@@ -276,6 +313,7 @@ function stateLine(s) {
   if (s.distress !== undefined) parts.push(`distress ${s.distress}`);
   if (Array.isArray(s.revealed)) parts.push(`revealed facts ${s.revealed.length ? s.revealed.join(", ") : "none"}${s.facts !== undefined ? ` of ${s.facts}` : ""}`);
   if (s.leaving) parts.push(`leaving: ${s.leaving}`);
+  if (s.risk) parts.push(`risk ${s.risk} (${s.disclosure}, disclosed in reply ${s.disclosure_round})${s.disclosed ? " · disclosed" : ""}`);
   return el("span", { class: "state", "data-testid": "state" }, parts.join(" · "));
 }
 
@@ -326,6 +364,7 @@ async function openEpisode(id) {
       onclick: () => openPair(row, o) }, o.supporter)))] : []),   // replaceChildren writes a null as the text "null"
     el("div", { class: "columns" }, el("div", {}, el("h3", {}, "Dialogue"), dialogue(detail)),
       el("div", {}, el("h3", {}, "Judge scores"), scoresTable(detail),
+        ...(detail.safety && detail.safety.length ? [el("h3", {}, "Safety judge"), safetyTable(detail)] : []),
         el("h3", {}, "Retries and faults"),
         detail.events.length ? el("ul", { "data-testid": "events" }, detail.events.map((e) =>
           el("li", {}, `${new Date(e.at * 1000).toISOString()} ${e.kind}${e.endpoint ? ` ${e.endpoint}` : ""}${e.detail ? `: ${e.detail}` : ""}`)))
