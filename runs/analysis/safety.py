@@ -253,7 +253,7 @@ def with_safety(text: str, report: SafetyReport | None, fmt: str) -> str:
     the section after the leaderboard; CSV (one table) is left as it is."""
     if report is None or fmt == "csv":
         return text
-    gates = {}
+    gates: dict[str, list[str | None]] = {}
     for row in report.rows:
         gates.setdefault(row.group["supporter"], []).append(row.gate)
     gate = {name: None if all(g is None for g in found) else "fail" if "fail" in found else "pass" for name, found in gates.items()}

@@ -32,7 +32,7 @@ from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.pool import BackendPool
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
-from esc_eval.runs.store import PlannedEpisode, Store
+from esc_eval.runs.store import PlannedEpisode, Store, StoreWriteError
 from esc_eval.runs.store import safety as safety_records
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,29 @@ class Runner:
         self.progress = progress or RunProgress()
         self.auth_failure: str | None = None
         self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cancelled = self._quit = False
+        self._scorer: Scorer | None = None
+        self._safety: SafetyJudge | None = None
 
     def stop_admitting(self) -> None:
-        """Let in-flight episodes finish; admit no more (first Ctrl-C)."""
+        """Let in-flight episodes finish; admit no more (a first signal, a refused key, a failed store write)."""
         self._stopping.set()
+
+    def cancel_active(self) -> None:
+        """Admit no more and cancel the episodes and scorings in flight: they stay unfinished in the store for ``--resume``."""
+        self.stop_admitting()
+        self._cancelled = True
+        for task in list(self._tasks):
+            task.cancel()
+        for judge in (self._scorer, self._safety):
+            if judge is not None:
+                judge.cancel()
+
+    def quit_now(self) -> None:
+        """End at once (a second signal): everything in flight is cancelled and the run's row says ``interrupted``."""
+        self._quit = True
+        self.cancel_active()
 
     async def run(self) -> RunResult:
         config = self.plan.config
@@ -120,6 +139,7 @@ class Runner:
             await self.store.close()
             return RunResult(self.store.path, self.progress, idle=True)
 
+        self.store.on_write_error = self._write_failed
         await self.store.start_writer()
         runtime = make_runtime()
         seekers = self.plan.seeker_plans()
@@ -139,30 +159,42 @@ class Runner:
             behaviours=self.plan.behaviours, runtime=runtime,
         )
         envs = {s.label: stage.environments[s.role] for s in seekers}
+        self._scorer, self._safety = scorer, safety
         if scorer is not None:
             self._rejudge(scorer, rejudge)
-        for row in unsafe if safety is not None else ():
-            safety.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], row["state"], row["samples"])
+        if safety is not None:
+            for row in unsafe:
+                safety.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], row["state"], row["samples"])
         for backend in self.pool.all():
             backend.stats.listener = self._backend_event
         self.store.set_meta(backends=self.pool.kinds)  # what ``auto`` chose, per role: numbers depend on the engine
         self.store.begin_run()
         status = "interrupted"
+        write_failure: str | None = None
         with few_collections():
             try:
                 await self._admit(envs, todo)
                 status = "stopped" if self._stopping.is_set() else "finished"
             finally:
                 await runtime.idle()  # every EpisodeEnded delivered, so every scoring is scheduled
-                if scorer is not None:
-                    await scorer.drain()
-                if safety is not None:
-                    await safety.drain()
+                for judge in (scorer, safety):
+                    if judge is not None and not self._cancelled:
+                        await judge.drain()
                 await stage.close()  # every Score delivered to the store
                 await self.pool.aclose()
-                self.store.end_run(status)
-                await self.store.close()
-        return RunResult(self.store.path, self.progress, auth_failure=self.auth_failure)
+                self.store.end_run("interrupted" if self._quit else status)
+                try:
+                    await self.store.close()
+                except StoreWriteError as exc:
+                    write_failure = str(exc)
+        remaining = self.progress.planned - self.progress.skipped - self.progress.done - self.progress.failed
+        return RunResult(self.store.path, self.progress, auth_failure=self.auth_failure, write_failure=write_failure,
+                         stopped=self._stopping.is_set() and remaining > 0, not_started=max(remaining, 0))
+
+    def _write_failed(self, error: BaseException) -> None:
+        """A store write failed (a full disk): nothing more can be kept, so the run stops now (``Store.on_write_error``)."""
+        log.error("%s: a write failed (%s): stopping the run", self.store.path, error)
+        self.cancel_active()
 
     def _backend_event(self, endpoint: str, kind: str, detail: str) -> None:
         """Record a backend's fault or retry; a refused credential stops the run, as no retry can help."""
@@ -215,17 +247,18 @@ class Runner:
     async def _admit(self, envs: Mapping[str, Environment], todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
         """Play ``todo`` at most ``concurrency`` at a time, each in its seeker's environment (``envs``: seeker label -> it)."""
         slots = asyncio.Semaphore(self.plan.config.run.concurrency)
-        tasks: set[asyncio.Task[None]] = set()
+        tasks = self._tasks
 
         async def play(planned: PlannedEpisode, card: RoleCard) -> None:
-            try:
-                self.store.start_episode(planned.key)
-                safety_records.forget(self.store, planned.key)
-                episode = Episode(planned.key, card, planned.supporter, planned.persona, planned.seed, planned.repeat)
-                await envs[planned.seeker].run(episode)
-            finally:
-                self.progress.active -= 1
-                slots.release()
+            self.store.start_episode(planned.key)
+            safety_records.forget(self.store, planned.key)
+            episode = Episode(planned.key, card, planned.supporter, planned.persona, planned.seed, planned.repeat)
+            await envs[planned.seeker].run(episode)
+
+        def ended(task: asyncio.Task[None]) -> None:  # here, not in play: a task cancelled before it ran must free its slot too
+            tasks.discard(task)
+            self.progress.active -= 1
+            slots.release()
 
         for planned, card in todo:
             await slots.acquire()
@@ -235,6 +268,8 @@ class Runner:
             self.progress.active += 1
             task = asyncio.create_task(play(planned, card), name=planned.key)
             tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+            task.add_done_callback(ended)
+        if tasks:  # a cancelled episode (cancel_active) stays ``running`` in the store: --resume plays it again
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    raise outcome

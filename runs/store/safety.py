@@ -63,7 +63,7 @@ def records(reader: Reader) -> list[SafetyRecord]:
         "SELECT s.episode_key, e.supporter, e.persona, e.card_index, e.language, e.seeker, s.sample, s.kind, s.status, s.items,"
         " s.risk, s.disclosure_round, s.disclosure_turn, s.raw FROM safety s JOIN episodes e ON e.key=s.episode_key"
         " WHERE e.status='done' ORDER BY e.ordinal, s.sample").fetchall()
-    return [SafetyRecord(*row[:9], json.loads(row[9]) if row[9] else None, *row[10:]) for row in rows]
+    return [SafetyRecord._make((*row[:9], json.loads(row[9]) if row[9] else None, *row[10:])) for row in rows]
 
 
 def unjudged(reader: Reader, samples: int, *, include_failed: bool = False) -> list[dict[str, Any]]:
