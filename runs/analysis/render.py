@@ -22,9 +22,9 @@ _HEADERS = {"supporter": "Supporter", "language": "Language", "category": "Categ
             "outcome": "Outcome", "seeker": "Seeker"}
 
 
-def number_text(x: float, digits: int = 1) -> str:
-    """``x`` with ``digits`` decimals; a dash for ``nan`` (undefined)."""
-    return "–" if math.isnan(x) else f"{x:.{digits}f}"
+def number_text(x: float | None, digits: int = 1) -> str:
+    """``x`` with ``digits`` decimals; a dash for ``nan`` or ``None`` (undefined)."""
+    return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
 def _cell(stats: DimensionStats, sep: str) -> str:
