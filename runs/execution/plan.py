@@ -237,6 +237,9 @@ def load_safety(config: Config, behaviours: dict[str, SeekerBehaviour], language
     if config.safety is None and config.judge is None:
         raise ConfigError(f"{config.path}: missing section [safety] (risk persona {risky[0]!r} is planned and there is no [judge] "
                           "whose endpoint it could use)")
+    if config.run.executor != "local":
+        why = "[safety] is set" if config.safety is not None else f"risk persona {risky[0]!r} is planned"
+        raise ConfigError(f"{config.path}: [run] field 'executor': the safety judge runs with the local executor only ({why})")
     section = config.safety or SafetySection()
     endpoint = section.endpoint(config.judge)
     from esc_eval.runs.config_model import validate  # pydantic: only when a config is checked

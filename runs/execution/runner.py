@@ -251,7 +251,8 @@ class Runner:
 
         async def play(planned: PlannedEpisode, card: RoleCard) -> None:
             self.store.start_episode(planned.key)
-            safety_records.forget(self.store, planned.key)
+            if self.plan.safety is not None:  # a Ray worker's sink has no safety table (and runs no safety judge)
+                safety_records.forget(self.store, planned.key)
             episode = Episode(planned.key, card, planned.supporter, planned.persona, planned.seed, planned.repeat)
             await envs[planned.seeker].run(episode)
 

@@ -58,3 +58,8 @@ def test_the_plan_turns_safety_on_for_a_risk_persona_and_checks_files(tmp_path: 
         RunPlan.prepare(parse_config({**BASE, "safety": {"resources": str(tmp_path / "res.yaml")}}, "run.toml"))
     with pytest.raises(ConfigError, match=r"\[safety\] field 'samples'"):
         RunPlan.prepare(parse_config({**BASE, "judge": {**BASE["judge"], "temperature": 0.0}, "safety": {"samples": 3}}, "run.toml"))
+
+
+def test_the_ray_executor_is_refused_with_the_safety_judge() -> None:
+    with pytest.raises(ConfigError, match=r"\[run\] field 'executor': the safety judge runs with the local executor only"):
+        RunPlan.prepare(parse_config({**BASE, "run": {"executor": "ray"}, "safety": {}}, "run.toml"))
