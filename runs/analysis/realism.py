@@ -75,13 +75,15 @@ def read_dialogue_file(path: Path, option: str = "--reference") -> list[HumanDia
         raise RealismError(f"{option}: {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RealismError(f"{option}: {path}: cannot read: {exc}") from None
-    try:
-        if Path(path).suffix.lower() == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            records = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RealismError(f"{option}: {path}: not JSON: {exc.msg} (line {exc.lineno})") from None
+    jsonl = Path(path).suffix.lower() == ".jsonl"
+    parsed: list[Any] = []
+    for number, line in enumerate(text.splitlines() if jsonl else [text], 1):
+        try:
+            if line.strip():
+                parsed.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise RealismError(f"{option}: {path}: not JSON: {exc.msg} (line {number if jsonl else exc.lineno})") from None
+    records = parsed if jsonl else (parsed[0] if parsed else None)
     if not isinstance(records, list) or not records:
         raise RealismError(f"{option}: {path}: expected a non-empty list of dialogues {{\"dialog\": [{{\"speaker\", \"content\"}}]}}")
     return [_dialogue(path, number, record, option) for number, record in enumerate(records, 1)]
@@ -89,7 +91,9 @@ def read_dialogue_file(path: Path, option: str = "--reference") -> list[HumanDia
 
 def _dialogue(path: Path, number: int, record: Any, option: str) -> HumanDialogue:
     where = f"{option}: {path}: record {number}"
-    turns = record.get("dialog") if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        raise RealismError(f"{where}: expected an object {{\"dialog\": [...]}}, got {type(record).__name__}")
+    turns = record.get("dialog")
     if not isinstance(turns, list) or not turns:
         raise RealismError(f"{where}: field 'dialog' must be a non-empty list of {{speaker, content}}")
     transcript = []
@@ -99,7 +103,6 @@ def _dialogue(path: Path, number: int, record: Any, option: str) -> HumanDialogu
         if role not in ROLES or not isinstance(content, str):
             raise RealismError(f"{where}: dialog turn {n}: 'speaker' must be seeker or supporter and 'content' text")
         transcript.append((str(role), content))
-    assert isinstance(record, dict)
     return HumanDialogue(f"{Path(path).stem}:{record.get('id', number)}", merge_turns(transcript))
 
 

@@ -93,7 +93,7 @@ def _eval(args: argparse.Namespace) -> int:
         config = load_config(args.judge, judge_only=True)
         check_api_keys(config)
     if not args.store.exists():
-        raise UsageError(f"{args.store}: no such store")
+        raise UsageError(f"{args.store}: no such store" + (" or dialogues file" if args.store.suffix.lower() in (".json", ".jsonl") else ""))
     if args.cards_report is not None and args.reference is None:
         raise UsageError("--cards-report: pairs episodes with --reference dialogues; give --reference too")
     from esc_eval.runs.analysis.realism import RealismError, Reference, cards_report, check_language, file_episodes, is_store

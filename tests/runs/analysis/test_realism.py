@@ -270,3 +270,21 @@ def test_index_is_monotone_in_auc_and_distances() -> None:
     assert values[0] == values[1] > values[2] > values[3] > values[4] >= 0, "below 0.5 counts as 0.5"
     assert realism_index(0.6, near) > realism_index(0.6, far)  # type: ignore[operator]
     assert realism_index(None, near) is None
+
+
+def test_dialogue_files_are_read_or_refused_naming_where(tmp_path: Path) -> None:
+    from esc_eval.runs.analysis.realism import RealismError, read_dialogue_file
+
+    good = tmp_path / "people.jsonl"
+    good.write_text(json.dumps({"id": "a7", "dialog": [{"role": "seeker", "content": "hi"}, {"role": "seeker", "content": "it's work"}]})
+                    + "\n\n" + json.dumps({"dialog": [{"speaker": "supporter", "content": "hello"}]}) + "\n", encoding="utf-8")
+    first, second = read_dialogue_file(good)
+    assert (first.key, first.transcript) == ("people:a7", [("seeker", "hi it's work")]) and second.key == "people:2"
+    cases = {"broken.jsonl": ('{"dialog": []}\n{oops\n', "broken.jsonl: not JSON", "(line 2)"),
+             "object.json": ('{"dialog": []}', "object.json: expected a non-empty list", ""),
+             "speaker.json": ('[{"dialog": [{"speaker": "bot", "content": "x"}]}]', "record 1: dialog turn 1", "seeker or supporter")}
+    for name, (text, where, what) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(RealismError, match="^--reference: ") as caught:
+            read_dialogue_file(tmp_path / name)
+        assert where in str(caught.value) and what in str(caught.value) and "\n" not in str(caught.value)
