@@ -180,8 +180,8 @@ class StoreRead:
     """What a report reads from a store, read and checked once: several reports of one store version share it (the viewer's).
 
     Per (episode, dimension) of the final scores: ``labels`` the valid labels 0..4 (one per
-    judge sample), ``unparsed`` the answers without one (-1), ``failed`` the failed judge calls;
-    ``samples`` per episode its highest sample + 1.
+    judge sample), ``values`` their mean × 25, ``unparsed`` the answers without one (-1),
+    ``failed`` the failed judge calls; ``samples`` per episode its highest sample + 1.
     """
 
     episodes: tuple[EpisodeRecord, ...]
@@ -190,6 +190,7 @@ class StoreRead:
     unparsed: Mapping[tuple[str, str], int]
     failed: Mapping[tuple[str, str], int]
     samples: Mapping[str, int]
+    values: Mapping[tuple[str, str], float]
 
 
 def read_store(store: Store) -> StoreRead:
@@ -210,7 +211,18 @@ def read_store(store: Store) -> StoreRead:
         else:
             raise ReportError(f"{store.path}: episode {row.episode_key!r}, dimension {row.dimension!r}: "
                               f"stored label {label!r} is not 0..4 or -1")
-    return StoreRead(tuple(store.episodes()), seeker_label(store), labels, unparsed, failed, samples)
+    values = {slot: sum(found) / len(found) * 25 for slot, found in labels.items()}
+    return StoreRead(tuple(store.episodes()), seeker_label(store), labels, unparsed, failed, samples, values)
+
+
+@dataclass
+class _Scored:
+    """A group's scored episodes on one dimension: keys, values and cards (plan order), and their valid labels."""
+
+    keys: list[str]
+    values: list[float]
+    cards: list[str]
+    n: int = 0
 
 
 def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter: str | None = None,
@@ -253,32 +265,36 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
         if e.status == "done":
             done[e.key] = (group, f"{e.language}:{e.card_index}", e.supporter, e.seeker or only)
 
-    labels = {slot: found for slot, found in read.labels.items() if slot[0] in done}   # (episode, dimension) -> valid labels
     unparsed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     failed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     for counts_of, into in ((read.unparsed, unparsed), (read.failed, failed)):
         for (key, dim), n in counts_of.items():
             if key in done:
                 into[(done[key][0], dim)] += n
-    seen_dims = {dim for _, dim in labels} | {dim for _, dim in unparsed} | {dim for _, dim in failed}
+    per_group: dict[tuple[tuple[str, ...], str], _Scored] = {}     # one pass over the labels: scored episodes, plan order
+    for (key, dim), found in read.labels.items():
+        where = done.get(key)
+        if where is not None:
+            scored = per_group.get((where[0], dim)) or per_group.setdefault((where[0], dim), _Scored([], [], []))
+            scored.keys.append(key)
+            scored.values.append(read.values[(key, dim)])
+            scored.cards.append(where[1])
+            scored.n += len(found)
+    labels, value = read.labels, read.values
+    seen_dims = {dim for _, dim in per_group} | {dim for _, dim in unparsed} | {dim for _, dim in failed}
     samples = max((read.samples.get(key, 1) for key in done), default=1)
     dimensions = DIMENSIONS + tuple(sorted(seen_dims - set(DIMENSIONS)))
-    value = {slot: sum(found) / len(found) * 25 for slot, found in labels.items()}     # each episode's mean label × 25
     human = _human_values(store) if corrected else {}
-    per_group: dict[tuple[tuple[str, ...], str], list[str]] = defaultdict(list)    # scored episodes, plan order
-    for (key, dim) in labels:
-        per_group[(done[key][0], dim)].append(key)
     rows = []
     for group, counts in groups.items():
         stats = {}
         for dim in dimensions:
-            keys = per_group.get((group, dim), [])
-            values = np.array([value[(k, dim)] for k in keys])
-            estimate = cluster_mean(values, np.array([done[k][1] for k in keys]))
-            n_valid = sum(len(labels[(k, dim)]) for k in keys)
+            scored = per_group.get((group, dim)) or _Scored([], [], [])
+            keys = scored.keys
+            estimate = cluster_mean(np.array(scored.values), np.array(scored.cards))
+            n_valid = scored.n
             n_unparsed, n_failed = unparsed.get((group, dim), 0), failed.get((group, dim), 0)
-            noise = (judge_noise([[x * 25 for x in labels[(k, dim)]] for k in keys], [done[k][1] for k in keys])
-                     if samples > 1 else None)
+            noise = judge_noise([[x * 25 for x in labels[(k, dim)]] for k in keys], scored.cards) if samples > 1 else None
             ppi = None
             if corrected:
                 marked = [k for k in keys if (k, dim) in human]
@@ -299,7 +315,7 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     comparisons = ranked = planned = None
     if compare or power_delta is not None:
         supporters = list(dict.fromkeys(e.supporter for e in episodes))
-        cards = _card_table(value, done)
+        cards = _card_table({slot: v for slot, v in value.items() if slot[0] in done}, done)
         if compare:
             comparisons = tuple(compare_supporters(cards, supporters, dimensions))
             ranked = supporter_ranks(cards, supporters, dimensions)
@@ -309,7 +325,8 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     agreement = None
     if len(seekers) > 1:
         supporters = list(dict.fromkeys(e.supporter for e in episodes))
-        agreement = tuple(rank_agreement(_seeker_table(value, done), seekers, supporters, dimensions))
+        agreement = tuple(rank_agreement(_seeker_table({slot: v for slot, v in value.items() if slot[0] in done}, done), seekers,
+                                         supporters, dimensions))
     return Report(str(store.path), columns, dimensions, tuple(rows), samples, corrected, comparisons, ranked, planned,
                   power_delta, agreement, echo_labels(store, set(done)))
 
