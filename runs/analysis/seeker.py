@@ -155,15 +155,16 @@ def episode_figures(transcript: Sequence[tuple[str, str]], facts: Sequence[str],
 
 
 def _estimate(values: Sequence[tuple[float | None, str]]) -> tuple[float | None, list[float] | None]:
-    """Mean of the present values and its 95% interval, resampling whole cards (``cluster_mean``).
+    """Mean of the present values and its 95% interval over card means (``cluster_mean``'s t interval).
 
     The interval is ``None`` with fewer than two cards; every figure here lies in [0, 100] as
-    ``cluster_mean`` requires (rates, turn numbers, distress levels, 0-4 ratings).
+    ``cluster_mean`` requires (rates, turn numbers, distress levels, 0-4 ratings). They are not
+    labels, so an interval where every card agrees is not widened (``step=0``).
     """
     present = [(v, card) for v, card in values if v is not None]
     if not present:
         return None, None
-    est = cluster_mean(np.array([v for v, _ in present]), np.array([card for _, card in present]))
+    est = cluster_mean(np.array([v for v, _ in present]), np.array([card for _, card in present]), step=0.0)
     interval = None if math.isnan(est.ci_low) else [round(est.ci_low, 4), round(est.ci_high, 4)]
     return round(est.mean, 4), interval
 

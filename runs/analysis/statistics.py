@@ -100,19 +100,19 @@ STEP = 25.0
 """One label on the ×25 scale: how far a card is moved when the cards show no spread."""
 
 
-def t_interval(card_values: np.ndarray, *, low: float = 0.0, high: float = 100.0) -> tuple[float, float]:
+def t_interval(card_values: np.ndarray, *, low: float = 0.0, high: float = 100.0, step: float = STEP) -> tuple[float, float]:
     """mean ± t(C−1)·sd/√C over card values, widened towards skew (``_t``), intersected with [low, high]; ``nan`` with one card.
 
     With no spread (every card the same value v) the t interval has zero width, which would
     claim certainty that C equal cards do not give: it is then the hull of the t intervals
-    of the same cards with one card moved one label (``STEP``) up, and down (kept in
-    [low, high]).
+    of the same cards with one card moved one label (``step``) up, and down (kept in
+    [low, high]); ``step`` 0 leaves it at zero width (figures with no label scale).
     """
     x = np.asarray(card_values, dtype=float)
     if len(x) < 2:
         return math.nan, math.nan
-    if np.ptp(x) == 0:
-        found = [_t(moved, low, high) for moved in one_label_off(x, low, high)]
+    if np.ptp(x) == 0 and step > 0:
+        found = [_t(moved, low, high) for moved in one_label_off(x, low, high, step)]
         return min(f[0] for f in found), max(f[1] for f in found)
     return _t(x, low, high)
 
@@ -130,17 +130,17 @@ def _t(x: np.ndarray, low: float, high: float) -> tuple[float, float]:
     return max(low, centre - half + min(0.0, shift)), min(high, centre + half + max(0.0, shift))
 
 
-def one_label_off(x: np.ndarray, low: float, high: float) -> list[np.ndarray]:
-    """``x`` with its first card moved one label up, and one label down (each kept in [low, high])."""
+def one_label_off(x: np.ndarray, low: float, high: float, step: float = STEP) -> list[np.ndarray]:
+    """``x`` with its first card moved one label (``step``) up, and down (each kept in [low, high])."""
     moved = []
-    for step in (STEP, -STEP):
+    for shift in (step, -step):
         y = x.copy()
-        y[0] = min(high, max(low, y[0] + step))
+        y[0] = min(high, max(low, y[0] + shift))
         moved.append(y)
     return moved
 
 
-def cluster_mean(values: np.ndarray, clusters: np.ndarray) -> Estimate:
+def cluster_mean(values: np.ndarray, clusters: np.ndarray, *, step: float = STEP) -> Estimate:
     """A supporter's score from one value per episode (in [0, 100]) and the card of each episode.
 
     The score is the mean over cards of each card's mean value; its interval is the t
@@ -152,15 +152,17 @@ def cluster_mean(values: np.ndarray, clusters: np.ndarray) -> Estimate:
     Args:
         values: one value per episode.
         clusters: the card of each episode (any hashable codes, same length).
+        step: how far a card is moved to widen an interval with no spread (one label on the
+            ×25 scale); 0 for figures on another scale (no widening, no flag).
     """
     values, clusters = np.asarray(values, dtype=float), np.asarray(clusters)
     if len(values) == 0:
         return Estimate(math.nan, math.nan, math.nan, math.nan, 0, 0)
     means = card_means(values, clusters)
-    low, high = t_interval(means)
+    low, high = t_interval(means, step=step)
     se = float(np.std(means, ddof=1) / math.sqrt(len(means))) if len(means) >= 2 else math.nan
     return Estimate(float(means.mean()), se, low, high, len(values), len(means), float(values.mean()),
-                    len(means) >= 2 and bool(np.ptp(means) == 0))
+                    step > 0 and len(means) >= 2 and bool(np.ptp(means) == 0))
 
 
 def _clip(x: float) -> float:
