@@ -48,7 +48,7 @@ def test_other_backends_pass_through_silently(caplog: pytest.LogCaptureFixture) 
     assert caplog.records == []
 
 
-@pytest.mark.parametrize(("installed", "cls"), [(True, "VLLMEngineBackend"), (False, "TransformersLocalBackend")])
+@pytest.mark.parametrize(("installed", "cls"), [(True, "VLLMEngineBackend"), (False, "TransformersRole")])
 def test_the_auto_factory_builds_the_chosen_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, installed: bool, cls: str) -> None:
     fake_vllm(monkeypatch, installed)
     endpoint = parse_config({"seeker": {"backend": "auto", "model": str(tmp_path)}, "supporters": [SUPPORTER]}).seeker
