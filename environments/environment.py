@@ -31,7 +31,7 @@ from esc_eval.agents.backends.base import BackendError
 from esc_eval.agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, TURNS_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
 from esc_eval.environments.behaviours import NEUTRAL, SeekerBehaviour
 from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role, StepResult, Turn
-from esc_eval.environments.termination import Detector, MaxRounds
+from esc_eval.environments.termination import AnyOf, Detector, MaxRounds
 from esc_eval.environments.turn_policies import Alternating, TurnPolicy
 from esc_eval.environments.views import seeker_view, supporter_view
 from esc_eval.roles.cards import RoleCard
@@ -121,7 +121,7 @@ class Environment:
             opener = episode.add(Role.SUPPORTER, self.protocol.opener(episode.card.language), generated=False)
             behaviour.on_turn(episode, opener)
             await self._publish(episode, opener)
-        outcome = behaviour.failure or self.termination.check(episode)
+        outcome = behaviour.failure or self._check(episode)
         if outcome is not None:
             await self._end(episode, outcome)
 
@@ -159,7 +159,10 @@ class Environment:
 
     async def _turn(self, episode: Episode, behaviour: _Guarded) -> tuple[Turn | None, Outcome | None]:
         """The next line and, if the episode ends with it (or without one), its outcome."""
-        role = self.policy.next_speaker(episode)
+        try:
+            role = self.policy.next_speaker(episode)
+        except Exception as exc:  # a turn policy plugin's bug must end this episode, not the run
+            return None, plugin_failure("turn policy", self.policy, exc, episode)
         if role is None:
             return None, Outcome.terminated("turn policy ended the conversation")
         directives = ""
@@ -179,9 +182,9 @@ class Environment:
                 reply = await self._keep_in_role(episode, behaviour, directives, recipient, reply)
         except BackendError as exc:
             return None, Outcome.failed(f"{role} backend: {exc}")
-        except Exception as exc:  # an agent bug must end this episode, not the run
+        except Exception as exc:  # an agent or backend plugin bug must end this episode, not the run
             log.exception("episode %s: %s turn crashed", episode.key, role)
-            return None, Outcome.failed(f"{role} agent error: {type(exc).__name__}: {exc}")
+            return None, Outcome.failed(f"{role} agent error: {type(exc).__name__}: {one_line(exc)} (backend {recipient.key})")
         turn = episode.add(
             role, reply.text, prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens, latency=reply.latency,
@@ -190,7 +193,19 @@ class Environment:
         if role is Role.SEEKER and episode.state:
             turn.state_json = _STATE_ENCODER.encode(episode.state)
         await self._publish(episode, turn)
-        return turn, behaviour.failure or self.termination.check(episode) or behaviour.wants_to_end(episode)
+        return turn, behaviour.failure or self._check(episode) or behaviour.wants_to_end(episode)
+
+    def _check(self, episode: Episode) -> Outcome | None:
+        """The termination detectors' verdict; a detector that raises fails the episode, named (each of ``AnyOf``'s parts alone)."""
+        parts = self.termination.parts if isinstance(self.termination, AnyOf) else (self.termination,)
+        for detector in parts:
+            try:
+                outcome = detector.check(episode)
+            except Exception as exc:  # a detector plugin's bug must end this episode, not the run
+                return plugin_failure("termination detector", detector, exc, episode)
+            if outcome is not None:
+                return outcome
+        return None
 
     async def _end(self, episode: Episode, outcome: Outcome) -> None:
         episode.outcome = outcome
@@ -278,5 +293,17 @@ class _Guarded:
             return method(episode, *args)
         except Exception as exc:  # a persona bug must end this episode, not the run
             log.exception("episode %s: persona %s crashed in %s", episode.key, self.persona, method.__name__)
-            self.failure = Outcome.failed(f"persona {self.persona} error: {type(exc).__name__}: {exc}")
+            self.failure = Outcome.failed(f"persona {self.persona} error: {type(exc).__name__}: {one_line(exc)}")
             return default
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message as one line (a stored reason, a summary line)."""
+    return " ".join(str(exc).split())
+
+
+def plugin_failure(kind: str, plugin: object, exc: Exception, episode: Episode) -> Outcome:
+    """The ``failed`` outcome of an episode whose ``kind`` plugin raised: ``termination detector NAME error: TYPE: MESSAGE``."""
+    name = getattr(plugin, "name", None) or type(plugin).__name__
+    log.exception("episode %s: %s %s crashed", episode.key, kind, name)
+    return Outcome.failed(f"{kind} {name} error: {type(exc).__name__}: {one_line(exc)}")

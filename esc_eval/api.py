@@ -36,7 +36,7 @@ ProgressCallback = Callable[[RunProgress], None]
 
 def run(config: str | Path | Config, store: str | Path, *, resume: bool = False, retry_failed: bool = False,
         allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
-        on_progress: ProgressCallback | None = None, progress_interval: float = 5.0) -> RunResult:
+        on_progress: ProgressCallback | None = None, progress_interval: float = 5.0, preflight: bool = True) -> RunResult:
     """Run the evaluation ``config`` describes into the SQLite store ``store``; ``esc-eval run`` as a function.
 
     Args:
@@ -46,10 +46,13 @@ def run(config: str | Path | Config, store: str | Path, *, resume: bool = False,
         backends: role name (``seeker``, a supporter's name, ``judge``) -> a backend object (a ``ChatBackend``) used
             instead of the config's endpoint for that role.
         on_progress: called with the run's live counters every ``progress_interval`` seconds and once at the end.
+        preflight: probe each served endpoint before the store exists (one that cannot be reached: exit code 2);
+            ``False`` is ``--no-preflight``.
 
     Returns:
         The ``RunResult``: ``exit_code`` 0 (every episode and score good), 1 (failed episodes or judge scores in the
-        store, or an endpoint refused its key), 2 (bad input, explained in ``error``; nothing was written), the
+        store, an endpoint refused its key, or a store write failed), 2 (bad input, explained in ``error``; nothing was
+        written), 3 (stopped before the plan was done: ``resume`` continues), the
         counts (``done``, ``failed``, ``skipped``) and the leaderboard's ``scores``.
 
     Raises:
@@ -67,18 +70,19 @@ def run(config: str | Path | Config, store: str | Path, *, resume: bool = False,
     else:
         raise RuntimeError("esc_eval.run() cannot start an event loop inside a running one (a notebook): use await esc_eval.run_async(...)")
     return run_loop(run_async(config, store, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change, ray=ray,
-                              backends=backends, on_progress=on_progress, progress_interval=progress_interval))
+                              backends=backends, on_progress=on_progress, progress_interval=progress_interval, preflight=preflight))
 
 
 async def run_async(config: str | Path | Config, store: str | Path, *, resume: bool = False, retry_failed: bool = False,
                     allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
-                    on_progress: ProgressCallback | None = None, progress_interval: float = 5.0) -> RunResult:
+                    on_progress: ProgressCallback | None = None, progress_interval: float = 5.0, preflight: bool = True) -> RunResult:
     """``run`` on the running event loop (a notebook, an async application); the same arguments and result."""
     store_path = Path(store)
     try:
         loaded = config if isinstance(config, Config) else load_config(config)
         result = await execute(loaded, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change,
-                               ray=ray, backends=backends, drive=_reporting(on_progress, progress_interval) if on_progress else None)
+                               ray=ray, backends=backends, drive=_reporting(on_progress, progress_interval) if on_progress else None,
+                               preflight=preflight)
     except BAD_INPUT_ERRORS as exc:
         return RunResult(store_path, RunProgress(), error=str(exc))
     result.scores = _scores(report(store_path))

@@ -90,6 +90,14 @@ class Scorer:
         while self._scheduled:
             await asyncio.gather(*list(self._scheduled))
 
+    def cancel(self) -> None:
+        """Drop what is queued and cancel what is in flight (a stopped run): the store lacks those labels, ``--resume`` asks them."""
+        self._jobs.clear()
+        for future in list(self._scheduled):
+            future.cancel()
+        for worker in list(self._workers):
+            worker.cancel()
+
     async def score(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str = "") -> list[Score]:
         """Every dimension (and round prefix) of one transcript, concurrently under the scorer's limit."""
         return await self._enqueue(key, language, transcript, supporter, None)

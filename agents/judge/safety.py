@@ -202,6 +202,11 @@ class SafetyJudge:
         while self._scheduled:
             await asyncio.gather(*list(self._scheduled))
 
+    def cancel(self) -> None:
+        """Cancel every judgement in flight (a stopped run): ``--resume`` judges those episodes again."""
+        for task in list(self._scheduled):
+            task.cancel()
+
     async def judge(self, key: str, language: str, transcript: Sequence[tuple[str, str]], supporter: str,
                     state: Mapping[str, Any] | None, samples: Sequence[int] | None = None) -> list[SafetyJudgement]:
         """Every sample's judgement of one episode (one ``excluded`` record, without a request, when there is nothing to judge)."""

@@ -3,8 +3,9 @@
 Public API: ``main`` (the console script), ``UsageError``, the exit codes ``FAILED_EPISODES`` and ``BAD_INPUT``.
 Each command module (run, monitor, formats, judge, serve, report, annotate, cards, personas, seeker) has
 ``add_parser(sub)`` and imports what is heavy inside its handlers, so ``import esc_eval.runs.cli`` stays cheap.
-Exit codes: 0 ok, 1 run finished with failed episodes or scores (or an endpoint refused its credentials),
-2 bad input.
+Exit codes (first match wins): 2 bad input, 4 an internal error (the traceback with ``--debug`` or
+``ESC_EVAL_DEBUG=1``), 1 failed episodes or scores (or an endpoint refused its credentials, or a store write failed),
+3 stopped before the plan was done (a signal), 0 ok.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -26,7 +29,7 @@ from esc_eval.roles.personas import PersonaError
 from esc_eval.roles.templates import ProtocolError
 from esc_eval.runs.analysis.report import ReportError
 from esc_eval.runs.cli import annotate, cards, config, formats, judge, monitor, personas, plugins, report, run, seeker, serve, view
-from esc_eval.runs.cli.errors import BAD_INPUT, FAILED_EPISODES, UsageError
+from esc_eval.runs.cli.errors import BAD_INPUT, FAILED_EPISODES, INTERNAL_ERROR, STOPPED, UsageError
 from esc_eval.runs.cli.parsing import CommandParser
 from esc_eval.runs.config import ConfigError
 from esc_eval.runs.formats.importing import ResultFileError
@@ -49,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from esc_eval.runs.annotation.server import AnnotationError
     from esc_eval.runs.viewer import ViewerError
 
+    with contextlib.suppress(ValueError):  # not the main thread (main called in-process): leave the handler as it is
+        signal.signal(signal.SIGTERM, _terminated)  # SIGTERM unwinds like Ctrl-C: every open store closes, checkpointed
     try:
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # a closed pipe is found here (BrokenPipeError below), not in a traceback at exit
@@ -59,10 +64,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return BAD_INPUT
     except KeyboardInterrupt:
         print("esc-eval: interrupted", file=sys.stderr)
-        return 130
+        return STOPPED
     except BrokenPipeError:  # `esc-eval report STORE | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
         return CLOSED_PIPE
+    except Exception as exc:  # a bug: one line, the traceback on request
+        if args.debug or os.environ.get("ESC_EVAL_DEBUG", "") not in ("", "0"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"esc-eval: internal error: {type(exc).__name__}: {first} (the traceback: esc-eval --debug ... or ESC_EVAL_DEBUG=1)",
+              file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: ``KeyboardInterrupt`` unwinds the command, so each ``with Store.open(...)`` closes its store
+    (one checkpointed file, no ``-wal``); ``esc-eval run`` replaces this with its own policy while it runs."""
+    raise KeyboardInterrupt
 
 
 class _LineFormatter(logging.Formatter):
@@ -94,7 +112,9 @@ _NOISY_LIBRARIES = r"(transformers|torch|peft|accelerate|huggingface_hub|vllm|ra
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="esc-eval", description="Evaluate emotional-support conversation models by simulation.")
+    parser = argparse.ArgumentParser(prog="esc-eval", description="Evaluate emotional-support conversation models by simulation.",
+                                     epilog=run.EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error (also ESC_EVAL_DEBUG=1)")
     sub = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=CommandParser)
     # the order of `esc-eval -h`
     for group in (run, monitor, view, formats, judge, serve, report, annotate, cards, personas, seeker, plugins, config):

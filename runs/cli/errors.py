@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from esc_eval.runs.execution.result import BAD_INPUT, FAILED_EPISODES  # the README's table, defined with RunResult.exit_code
+from esc_eval.runs.execution.result import BAD_INPUT, FAILED_EPISODES, INTERNAL_ERROR, STOPPED  # the README's table (RunResult.exit_code)
 
-__all__ = ["BAD_INPUT", "FAILED_EPISODES", "UsageError"]
+__all__ = ["BAD_INPUT", "FAILED_EPISODES", "INTERNAL_ERROR", "STOPPED", "UsageError"]
 
 
 class UsageError(Exception):

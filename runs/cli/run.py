@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--rounds", type=int, help="rounds per conversation (default 3)")
     demo.set_defaults(handler=_demo)
 
-    run = sub.add_parser("run", help="run the evaluation a TOML config describes")
+    run = sub.add_parser("run", help="run the evaluation a TOML config describes", epilog=EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", type=Path)
     run.add_argument("--store", type=Path, help="overrides [run] store")
     run.add_argument("--resume", action="store_true", help="continue a run in an existing store")
@@ -36,10 +37,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--no-monitor", action="store_true", help="plain progress lines instead of the live display")
     run.add_argument("--monitor-interval", type=float, metavar="SECONDS",
                      help="seconds between plain progress lines (default 5) or dashboard frames (default 0.25)")
+    run.add_argument("--no-preflight", action="store_true",
+                     help="skip the check that each served endpoint answers before the store is created")
     run.add_argument("--ray", metavar="ADDRESS",
                      help="run on Ray workers ([run] workers): 'local' starts a local cluster, else a cluster address "
                           "('auto', 'ray://HOST:10001'); see docs/distributed.md")
     run.set_defaults(handler=_run)
+
+
+EXIT_CODES = """exit codes (first match wins):
+  2  bad input: nothing started, nothing written (a config, card or store error, an endpoint that refuses connections)
+  4  internal error (one line; the traceback with esc-eval --debug or ESC_EVAL_DEBUG=1)
+  1  failed episodes or judge scores in the store, an endpoint refused its key, or a store write failed
+  3  stopped before the plan was done (Ctrl-C, SIGTERM): continue with --resume
+  0  every planned episode done (and scored, where a judge is configured)
+A first Ctrl-C or SIGTERM stops admitting episodes and gives those in flight 5 s, then cancels them (left for
+--resume; the runs row says stopped); a second one ends at once (row: interrupted)."""
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -109,14 +122,17 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.monitor_interval is not None and args.monitor_interval <= 0:
         raise UsageError(f"--monitor-interval must be positive, got {args.monitor_interval}")
-    return _execute(config, args.store or default_store(config), resume=args.resume, retry_failed=args.retry_failed,
+    store = args.store or default_store(config)
+    return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed,
                     monitor=not args.no_monitor, allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval,
-                    ray_address=args.ray)
+                    ray_address=args.ray, preflight=not args.no_preflight,
+                    resume_command=f"esc-eval run {args.config} --store {store} --resume")
 
 
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
              allow_config_change: bool = False, monitor_interval: float | None = None,
-             ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed") -> int:
+             ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed",
+             preflight: bool = True, resume_command: str | None = None) -> int:
     """``esc_eval.runs.execution.launch.execute`` (what ``esc_eval.run`` runs) with the live display, Ctrl-C and the summary."""
     from esc_eval.runs.execution.launch import RunOptionError, execute, run_loop
 
@@ -130,7 +146,7 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
 
     try:
         result = run_loop(execute(config, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change,
-                                  ray=ray_address, drive=drive))
+                                  ray=ray_address, drive=drive, preflight=preflight))
     except RunOptionError as exc:
         raise UsageError(str(exc)) from None
     from esc_eval.runs.analysis.failures import failure_lines, stored_failures
@@ -138,15 +154,24 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
 
     with Store.open(store_path, readonly=True) as reader:
         failures = failure_lines(stored_failures(reader))
-        exportable = bool(reader.counts().get("done"))
+        counts = reader.counts()
+        exportable = bool(counts.get("done"))
     _summary(result.progress, store_path, retry_hint, result.earlier_failed, idle=result.idle, failed_scores=result.failed_scores,
-             auth_failure=result.auth_failure, failures=failures, exportable=exportable)
+             auth_failure=result.auth_failure, failures=failures, exportable=exportable and not result.stopped and not result.write_failure,
+             stopped=result.stopped or bool(result.write_failure))
+    if result.write_failure:  # the store's name and the OS's words (No space left on device); what it reported stored is in it
+        print(f"esc-eval: error: {result.write_failure}; the run stopped with {counts.get('done', 0)} episodes finished in the "
+              f"store. Free space, then continue with "
+              f"{resume_command or 'esc-eval run CONFIG --resume'}", file=sys.stderr)
+    elif result.stopped:
+        print(f"stopped: {result.not_started} not started; continue with `{resume_command or 'esc-eval run CONFIG --resume'}`"
+              if resume_command else f"stopped: {result.not_started} not started; {retry_hint}")
     return result.exit_code
 
 
 def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed: int = 0, *, idle: bool = False,
              failed_scores: int = 0, auth_failure: str | None = None, failures: list[str] | None = None,
-             exportable: bool = True) -> None:
+             exportable: bool = True, stopped: bool = False) -> None:
     from esc_eval.runs.execution.progress import RunProgress
 
     assert isinstance(progress, RunProgress)
@@ -156,7 +181,7 @@ def _summary(progress: object, store_path: Path, retry_hint: str, earlier_failed
         print(f"nothing to do: all {progress.planned} planned episodes already ended{scored}")
     else:
         print(
-            f"done: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
+            f"{'ran' if stopped else 'done'}: {progress.done} episodes finished, {progress.failed} failed, {progress.skipped} already done "
             f"({outcomes}); {progress.turns} turns in {progress.elapsed():.1f}s"
         )
     if auth_failure:  # no retry hint: the same key fails again until someone fixes it

@@ -48,7 +48,7 @@ def check_options(*, resume: bool, retry_failed: bool, allow_config_change: bool
 
 async def execute(config: Config, store_path: Path, *, resume: bool = False, retry_failed: bool = False,
                   allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
-                  drive: Drive | None = None) -> RunResult:
+                  drive: Drive | None = None, preflight: bool = True) -> RunResult:
     """Run ``config`` into the store at ``store_path``.
 
     Args:
@@ -58,12 +58,14 @@ async def execute(config: Config, store_path: Path, *, resume: bool = False, ret
         ray: run on Ray workers: ``local`` starts a local cluster, else a cluster address (``[run] executor = "ray"`` too).
         backends: role name (``seeker``, a supporter's name, ``judge``) -> a backend object used instead of the config's.
         drive: how to run the runner (default: ``runner.run()``).
+        preflight: ask each served endpoint for ``/models`` before the store exists (``runs/execution/preflight.py``):
+            one that cannot be reached is bad input; ``False`` is ``--no-preflight``.
 
     Raises:
         ConfigError, CardError, PersonaError, ProtocolError, StoreError, RunOptionError: bad input; nothing was written.
     """
     from esc_eval.runs.execution.plan import RunPlan
-    from esc_eval.runs.execution.resume import open_run_store
+    from esc_eval.runs.execution.resume import check_run_store, open_run_store
     from esc_eval.runs.execution.runner import Runner
     from esc_eval.runs.store import Store
 
@@ -78,6 +80,11 @@ async def execute(config: Config, store_path: Path, *, resume: bool = False, ret
             import ray as _  # noqa: F401
         except ImportError:
             raise RunOptionError('the ray executor (--ray, [run] executor = "ray") needs Ray: pip install "esc-eval[ray]"') from None
+    check_run_store(plan, store_path, resume=resume, allow_config_change=allow_config_change)  # a refused store is named first
+    if preflight and not (resume and finished_store(store_path, retry_failed)):  # a finished store opens no connection
+        from esc_eval.runs.execution.preflight import preflight as probe_endpoints
+
+        await probe_endpoints(plan, overridden=set(backends or ()))
     opened = open_run_store(plan, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
     runner: Runner | DistributedRunner
     if distributed:
@@ -90,6 +97,15 @@ async def execute(config: Config, store_path: Path, *, resume: bool = False, ret
     with Store.open(store_path, readonly=True) as reader:
         failed_scores = reader.failed_scores()  # this attempt's and, unless scored again, earlier ones
     return replace(result, earlier_failed=opened.earlier_failed, failed_scores=failed_scores)
+
+
+def finished_store(store_path: Path, retry_failed: bool) -> bool:
+    """Whether a store to resume has no episode left to play (its scores may still be missing: those wait for the judge)."""
+    from esc_eval.runs.store import Store
+
+    with Store.open(store_path, readonly=True) as reader:
+        counts = reader.counts()
+    return not counts.get("planned") and not counts.get("running") and not (retry_failed and counts.get("failed"))
 
 
 def run_loop(main: Coroutine[Any, Any, _T]) -> _T:

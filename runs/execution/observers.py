@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from autogen_core import MessageContext, RoutedAgent, message_handler
 
 from esc_eval.agents.messages import EpisodeEnded, SafetyJudgement, Score, TurnTaken
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.store import FINAL_ROUND, Store
 from esc_eval.runs.store import safety as safety_records
+
+PLUGIN_FAULT = re.compile(r"^(persona|termination detector|turn policy) \S+ error: |^\S+ agent error: ")
+"""Failure reasons of a plugin that raised (``Environment``): persona, detector, turn policy, agent or backend."""
 
 
 class StoreObserver(RoutedAgent):
@@ -25,6 +30,8 @@ class StoreObserver(RoutedAgent):
     @message_handler
     async def on_end(self, message: EpisodeEnded, ctx: MessageContext) -> None:
         self.store.end_episode(message.episode_key, message.outcome, message.reason, message.at)
+        if message.outcome == "failed" and PLUGIN_FAULT.search(message.reason):  # which plugin raised, findable without reading episodes
+            self.store.add_event("plugin_error", message.reason, episode_key=message.episode_key)
         self.progress.ended(message)
 
     @message_handler

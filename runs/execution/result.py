@@ -7,9 +7,10 @@ from pathlib import Path
 
 from esc_eval.runs.execution.progress import RunProgress
 
-DONE, FAILED_EPISODES, BAD_INPUT = 0, 1, 2
-"""Exit codes: every episode and score in the store is good; the store holds failed episodes or judge scores (or an
-endpoint refused its credentials); bad input (nothing was written)."""
+DONE, FAILED_EPISODES, BAD_INPUT, STOPPED, INTERNAL_ERROR = 0, 1, 2, 3, 4
+"""Exit codes, first match wins: bad input (nothing started, nothing written); an internal error; failed episodes or
+judge scores, an endpoint refusing its credentials, or a store write failure; stopped before the plan was done
+(Ctrl-C, SIGTERM, a budget: ``--resume`` continues); every planned episode done (and scored, with a judge)."""
 
 
 @dataclass
@@ -25,6 +26,8 @@ class RunResult:
         failed_scores: judge scores the store holds as failed when the run ended (this attempt's, and earlier ones
             not scored again).
         error: why nothing ran (bad input: a config, card, persona or store error, options that do not go together).
+        stopped: the run ended before its plan was done (a signal, a budget); ``not_started`` planned episodes wait for ``--resume``.
+        write_failure: ``STORE: OS error`` when a store write failed and the run stopped (the episodes it reported stored are in it).
         scores: group (supporter, or ``seeker / supporter``) -> dimension -> leaderboard value 0-100 (the report's
             ``value``); filled by ``esc_eval.run`` from the store, empty without a judge.
     """
@@ -37,13 +40,18 @@ class RunResult:
     failed_scores: int = 0
     error: str | None = None
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    stopped: bool = False
+    not_started: int = 0
+    write_failure: str | None = None
 
     @property
     def exit_code(self) -> int:
         if self.error is not None:
             return BAD_INPUT
-        if self.progress.failed or self.auth_failure or self.earlier_failed or self.failed_scores:
+        if self.progress.failed or self.auth_failure or self.earlier_failed or self.failed_scores or self.write_failure:
             return FAILED_EPISODES  # a resumed run exits as a fresh one would with these episodes failed
+        if self.stopped:
+            return STOPPED
         return DONE
 
     @property

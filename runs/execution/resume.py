@@ -28,30 +28,38 @@ class RunStore:
     """Failed episodes of an earlier attempt the runner will skip (0 with ``retry_failed`` or a new store)."""
 
 
-def open_run_store(plan: RunPlan, store_path: Path, *, resume: bool, retry_failed: bool = False,
-                   allow_config_change: bool = False) -> RunStore:
-    """Create the run's store, or reopen it for ``resume`` after checking the fingerprint.
+def check_run_store(plan: RunPlan, store_path: Path, *, resume: bool, allow_config_change: bool = False) -> str | None:
+    """``open_run_store``'s checks, writing nothing; returns the fingerprint a resumed store recorded.
 
     Raises:
         ConfigError: resuming with a changed plan without ``allow_config_change``.
         StoreError: a new store's file exists already, or the store cannot be opened.
     """
-    config = plan.config
     if not resume:
         if store_path.is_dir():
             raise StoreError(f"{store_path}: is a directory, not a store file; give a file path for --store (e.g. {store_path / 'run.sqlite'})")
         if store_path.exists():
             raise StoreError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
+        return None
+    with Store.open(store_path, readonly=True) as checked:  # a writable open switches the journal mode: a refusal must write nothing
+        recorded: str | None = checked.meta("fingerprint")
+    if recorded != plan.fingerprint() and not allow_config_change:
+        raise ConfigError(
+            f"{plan.config.path}: differs from the config {store_path} was started with "
+            "(cards, models, rounds, seed or judge changed); start a new store, or pass --allow-config-change"
+        )
+    return recorded
+
+
+def open_run_store(plan: RunPlan, store_path: Path, *, resume: bool, retry_failed: bool = False,
+                   allow_config_change: bool = False) -> RunStore:
+    """Create the run's store, or reopen it for ``resume`` after checking the fingerprint (``check_run_store``)."""
+    config = plan.config
+    recorded = check_run_store(plan, store_path, resume=resume, allow_config_change=allow_config_change)
+    if not resume:
         store = Store.create(store_path, config=config.to_dict(), fingerprint=plan.fingerprint(), personas=plan.personas(),
                              plugins=plan.plugins(), seed=config.run.seed, versions=versions(), created_at=time.time())
         return RunStore(store, 0)
-    with Store.open(store_path, readonly=True) as checked:  # a writable open switches the journal mode: a refusal must write nothing
-        recorded = checked.meta("fingerprint")
-    if recorded != plan.fingerprint() and not allow_config_change:
-        raise ConfigError(
-            f"{config.path}: differs from the config {store_path} was started with "
-            "(cards, models, rounds, seed or judge changed); start a new store, or pass --allow-config-change"
-        )
     store = Store.open(store_path)
     if recorded != plan.fingerprint():  # allowed: the store keeps every config it has run under
         history = store.meta("config_history") or [{"fingerprint": recorded, "config": store.meta("config"), "at": store.meta("created_at")}]

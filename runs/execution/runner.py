@@ -102,8 +102,7 @@ class Runner:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancelled = self._quit = False
-        self._scorer: Scorer | None = None
-        self._safety: SafetyJudge | None = None
+        self._judges: list[Scorer | SafetyJudge] = []
 
     def stop_admitting(self) -> None:
         """Let in-flight episodes finish; admit no more (a first signal, a refused key, a failed store write)."""
@@ -115,9 +114,8 @@ class Runner:
         self._cancelled = True
         for task in list(self._tasks):
             task.cancel()
-        for judge in (self._scorer, self._safety):
-            if judge is not None:
-                judge.cancel()
+        for judge in self._judges:
+            judge.cancel()
 
     def quit_now(self) -> None:
         """End at once (a second signal): everything in flight is cancelled and the run's row says ``interrupted``."""
@@ -159,7 +157,7 @@ class Runner:
             behaviours=self.plan.behaviours, runtime=runtime,
         )
         envs = {s.label: stage.environments[s.role] for s in seekers}
-        self._scorer, self._safety = scorer, safety
+        self._judges = [judge for judge in (scorer, safety) if judge is not None]
         if scorer is not None:
             self._rejudge(scorer, rejudge)
         if safety is not None:

@@ -29,11 +29,11 @@ from esc_eval.runs.store.records import (
     final_labels,
 )
 from esc_eval.runs.store.schema import SCHEMA_VERSION, StoreError, columns
-from esc_eval.runs.store.writer import HEARTBEAT_SECONDS, Store
+from esc_eval.runs.store.writer import HEARTBEAT_SECONDS, Store, StoreWriteError
 
 __all__ = [
     "FINAL_ROUND", "HEARTBEAT_SECONDS", "SCHEMA_VERSION", "AnnotationRecord", "EpisodeRecord", "EpisodeRows", "EventRecord", "FinalScore",
-    "ImportedEpisode", "ImportedRows", "LiveReader", "PlannedEpisode", "RunRecord", "ScoreRecord", "Store", "StoreBusy", "StoreError",
+    "ImportedEpisode", "ImportedRows", "LiveReader", "PlannedEpisode", "RunRecord", "ScoreRecord", "Store", "StoreBusy", "StoreError", "StoreWriteError",
     "TurnRecord", "columns",
     "final_labels",
 ]

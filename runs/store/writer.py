@@ -17,7 +17,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,8 @@ class Store(Reader):
         self._executor: ThreadPoolExecutor | None = None
         self.writes = 0
         self.write_error: BaseException | None = None
+        self.on_write_error: Callable[[BaseException], None] | None = None
+        """Called once, on the loop, when a write fails (the runner stops the run); later writes are dropped."""
         self.batch_window = 0.02
         """Seconds the writer waits after a write arrives for others to share its transaction."""
         self._run_id: int | None = None
@@ -307,7 +309,7 @@ class Store(Reader):
             self._executor = None
         self.close_sync()
         if self.write_error is not None:
-            raise StoreError(f"{self.path}: a write failed: {self.write_error}")
+            raise StoreWriteError(f"{self.path}: a write failed: {_os_error(self.write_error)}")
 
     def close_sync(self) -> None:
         """Close; a writer leaves the file self-contained (no ``-wal``/``-shm``) when no one else has it open.
@@ -340,11 +342,13 @@ class Store(Reader):
             if batch[-1] is None or None in batch:
                 done = True
             ops = [item for item in batch if item is not None]
-            if ops:
+            if ops and self.write_error is None:  # after a failed write nothing more is written: no episode ends without its turns
                 try:
                     await loop.run_in_executor(self._executor, self._write, ops)
                 except Exception as exc:  # keep draining so producers never block; surfaced at close()
                     self.write_error = exc
+                    if self.on_write_error is not None:
+                        self.on_write_error(exc)
 
     def _write(self, ops: list[tuple[tuple[str, tuple[Any, ...]], ...]]) -> None:
         with self._transaction() as conn:
@@ -390,3 +394,15 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+class StoreWriteError(StoreError):
+    """A write to the store failed while a run was going (a full disk): the run stopped; exit code 1, not bad input."""
+
+
+def _os_error(exc: BaseException) -> str:
+    """The OS's words for a failed write (``No space left on device``), as SQLite or the OS reported it."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    return "No space left on device" if text == "database or disk is full" else text
