@@ -17,6 +17,7 @@ from pathlib import Path
 from esc_eval.runs.formats.archive import JSONL_FORMAT_VERSION
 from esc_eval.runs.formats.importing import import_command
 from esc_eval.runs.store import schema
+from esc_eval.runs.store.records import episode_key
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class DesignedEpisode:
 
     @property
     def key(self) -> str:
-        return f"{self.supporter}-{self.language}-{self.card_index}-{self.persona}-{self.repeat}"
+        return episode_key(self.supporter, self.persona, f"{self.language}-{self.card_index:05d}", "design", self.repeat)
 
 
 def _line(ordinal: int, e: DesignedEpisode) -> dict[str, object]:

@@ -25,16 +25,7 @@ from esc_eval.roles.templates import ProtocolError, SeekerProtocol, load_protoco
 from esc_eval.runs.config import Config, ConfigError
 from esc_eval.runs.config_sections import CardsSection, EndpointConfig, SafetySection, SeekerSection
 from esc_eval.runs.store import PlannedEpisode
-
-
-def episode_key(card_index: int, card: RoleCard, supporter: str, persona: str, seed: int, repeat: int, seeker: str | None = None) -> str:
-    """Deterministic and readable: the same plan always yields the same keys.
-
-    ``seeker`` is given only when a run compares several seekers, so a one-seeker run keeps the
-    keys (and seeds) of stores made before ``[[seekers]]`` existed, and resumes them.
-    """
-    key = f"{supporter}/{persona}/{card_index:05d}-{card.id}/s{seed}/r{repeat}"
-    return f"{seeker}/{key}" if seeker else key
+from esc_eval.runs.store.records import episode_key
 
 
 def episode_seed(run_seed: int, key: str) -> int:
@@ -137,7 +128,8 @@ class RunPlan:
                 for seeker in seekers:
                     for persona in seeker.personas:
                         for supporter in self.config.supporters:
-                            key = episode_key(index, card, supporter.name, persona, run.seed, repeat, seeker.label if several else None)
+                            key = episode_key(supporter.name, persona, f"{index:05d}-{card.id}", f"s{run.seed}", repeat,
+                                              seeker.label if several else None)
                             yield PlannedEpisode(
                                 key, ordinal, index, card.id, card.language, card.category, card.source,
                                 supporter.name, persona, repeat, episode_seed(run.seed, key), seeker.label,

@@ -37,6 +37,7 @@ from esc_eval.roles.jsonl import json_error
 from esc_eval.runs.formats.archive import OWN_HISTORY, JsonlExport, read_jsonl_export
 from esc_eval.runs.formats.exchange import PERSONA_SEPARATOR, ResultFileError, parse_lines
 from esc_eval.runs.store import EpisodeRows, ImportedEpisode, PlannedEpisode, Store, schema
+from esc_eval.runs.store.records import episode_key
 
 UNKNOWN = "unknown"
 LANGUAGE_ALIASES = {"english": "en", "chinese": "zh"}
@@ -154,11 +155,6 @@ def read_score_file(path: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def episode_key(supporter: str, language: str, card_index: int, persona: str = "default") -> str:
-    """Deterministic key of an imported episode: importing the same file again finds it."""
-    return f"{supporter}/{persona}/{language}-{card_index:05d}/imported/r0"
-
-
 def esc_eval_episodes(result_path: Path, score_path: Path | None, supporter: str, language: str,
                       persona: str = "default") -> list[ImportedEpisode]:
     """Read and check both files completely before anything is written."""
@@ -173,7 +169,7 @@ def esc_eval_episodes(result_path: Path, score_path: Path | None, supporter: str
     for key in sorted(transcripts, key=int):
         index = int(key)
         planned = PlannedEpisode(  # ordinal: the store numbers imported episodes
-            key=episode_key(supporter, language, index, persona), ordinal=0, card_index=index, card_id=key,
+            key=episode_key(supporter, persona, f"{language}-{index:05d}", "imported", 0), ordinal=0, card_index=index, card_id=key,
             language=language, category=UNKNOWN, source=UNKNOWN, supporter=supporter, persona=persona, repeat=0, seed=0,
         )
         labels = tuple(scores.get(key, {}).items())

@@ -12,8 +12,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
-FINAL_ROUND = -1
-"""``scores.round`` of the score of a whole episode; per-round scores use the round number."""
+from esc_eval.agents.messages import FINAL
+
+FINAL_ROUND = FINAL
+"""``scores.round`` of the score of a whole episode (``Score.round`` of ``esc_eval.agents.messages.FINAL``, the
+one definition; the store's readers and writers name it for its column); per-round scores use the round number."""
+
+
+def episode_key(supporter: str, persona: str, card: str, origin: str, repeat: int, seeker: str | None = None) -> str:
+    """Every episode's key, in one shape: ``[seeker/]supporter/persona/card/origin/rREPEAT``.
+
+    Deterministic and readable, so the same plan (``origin`` ``s<seed>``) or the same imported file
+    (``origin`` ``imported``) finds its episodes again. ``seeker`` is given only when a run compares
+    several seekers, so a one-seeker run keeps the keys of stores made before ``[[seekers]]`` existed.
+
+    >>> episode_key("gpt", "default", "00003-work-7", "s42", 0)
+    'gpt/default/00003-work-7/s42/r0'
+    """
+    key = f"{supporter}/{persona}/{card}/{origin}/r{repeat}"
+    return f"{seeker}/{key}" if seeker else key
 
 
 @dataclass(frozen=True, slots=True)

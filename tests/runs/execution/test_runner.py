@@ -11,7 +11,7 @@ from esc_eval.agents.backends.scripted import ScriptedBackend
 from esc_eval.agents.messages import ChatMessage, SamplingParams
 from esc_eval.roles.loaders import builtin_cards
 from esc_eval.runs.config import parse_config
-from esc_eval.runs.execution.plan import RunPlan, episode_key
+from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.runner import Runner
 from esc_eval.runs.store import Store
 
@@ -123,7 +123,7 @@ def test_episode_keys_are_deterministic() -> None:
     assert seeds == [p.seed for p, _ in RunPlan.prepare(make_config(seed=3, repeats=2)).episodes()]
     assert seeds != [p.seed for p, _ in RunPlan.prepare(make_config(seed=4, repeats=2)).episodes()]
     card = plan.cards[0]
-    assert keys[0] == episode_key(0, card, "a", "default", 3, 0)
+    assert keys[0] == f"a/default/00000-{card.id}/s3/r0"
 
 
 def test_a_run_collects_garbage_rarely_and_restores_the_collector() -> None:

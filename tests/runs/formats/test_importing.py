@@ -9,7 +9,7 @@ import pytest
 
 from esc_eval.runs.analysis.report import agreement_report, build_report
 from esc_eval.runs.formats.exchange import export_esc_eval
-from esc_eval.runs.formats.importing import ResultFileError, episode_key, import_command, import_esc_eval, pair_files
+from esc_eval.runs.formats.importing import ResultFileError, import_command, import_esc_eval, pair_files
 from esc_eval.runs.store import Store, StoreError
 
 OPENER_EN = "AI assistant：Hello, I'm your personal assistant. You can confide in me about any worries or concerns you may have!"
@@ -97,7 +97,7 @@ def test_imported_episodes_and_turns(tmp_path: Path, files: dict[str, Path]) -> 
         episodes = store.episodes()
         assert [e.card_index for e in episodes] == [0, 1, 2, 10]
         first = episodes[0]
-        assert first.key == episode_key("llama3", "en", 0)
+        assert first.key == "llama3/default/en-00000/imported/r0"
         assert (first.status, first.card_id, first.category, first.source, first.persona, first.repeat) == (
             "done", "0", "unknown", "unknown", "default", 0)
         assert store.transcript(first.key)[:2] == [
