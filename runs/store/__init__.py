@@ -33,7 +33,7 @@ from esc_eval.runs.store.writer import HEARTBEAT_SECONDS, Store, StoreWriteError
 
 __all__ = [
     "FINAL_ROUND", "HEARTBEAT_SECONDS", "SCHEMA_VERSION", "AnnotationRecord", "EpisodeRecord", "EpisodeRows", "EventRecord", "FinalScore",
-    "ImportedEpisode", "ImportedRows", "LiveReader", "PlannedEpisode", "RunRecord", "ScoreRecord", "Store", "StoreBusy", "StoreError", "StoreWriteError",
-    "TurnRecord", "columns",
+    "ImportedEpisode", "ImportedRows", "LiveReader", "PlannedEpisode", "RunRecord", "ScoreRecord", "Store", "StoreBusy", "StoreError",
+    "StoreWriteError", "TurnRecord", "columns",
     "final_labels",
 ]
