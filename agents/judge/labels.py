@@ -10,7 +10,20 @@ import re
 from collections.abc import Callable
 
 NO_LABEL = -1
-LABELS = range(0, 5)
+MAX_LABEL = 4
+LABELS = range(0, MAX_LABEL + 1)
+"""The judge's scale, 0..4: every parse rule reads a label on it (ESC-RANK's), every report scales it by ``POINTS``."""
+POINTS = 100 / MAX_LABEL
+"""Points per label step: ESC-Eval's leaderboard number is mean(label) / 4 × 100, i.e. mean(label) × 25."""
+
+
+def to_points(mean_label: float) -> float:
+    """A mean label on the 0..4 scale as ESC-Eval's 0-100 leaderboard number.
+
+    >>> to_points(3)
+    75.0
+    """
+    return mean_label * POINTS
 
 
 def parse_esc_rank(text: str) -> int:
@@ -181,4 +194,4 @@ def _parse_tiers(text: str) -> int:
 PARSE_RULES: dict[str, Callable[[str], int]] = {"esc_rank": parse_esc_rank, "label": parse_label}
 
 
-__all__ = ["LABELS", "NO_LABEL", "PARSE_RULES", "echoes_rubric", "parse_esc_rank", "parse_label"]
+__all__ = ["LABELS", "MAX_LABEL", "NO_LABEL", "PARSE_RULES", "POINTS", "echoes_rubric", "parse_esc_rank", "parse_label", "to_points"]

@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
-from esc_eval.agents.judge.labels import NO_LABEL, PARSE_RULES
+from esc_eval.agents.judge.labels import LABELS, MAX_LABEL, NO_LABEL, PARSE_RULES, POINTS, to_points
 from esc_eval.agents.judge.profile_fields import (
     _PLACEHOLDER,
     DIMENSIONS,
@@ -192,6 +192,9 @@ class JudgeProfile:
             out.append(ChatMessage(role="system", content=system))
         out.append(ChatMessage(role="user", content=self.prompt(dimension_key, language, transcript)))
         return out
+
+    labels: ClassVar[range] = LABELS
+    """The scale every profile's parse rule reads (``labels.LABELS``, 0..``MAX_LABEL``); ``to_points`` makes it 0-100."""
 
     def parse(self, text: str | None) -> int:
         """The label 0..4 in a judge reply, or -1 when it holds none."""
@@ -379,5 +382,5 @@ def esc_rank_profile(data: Mapping[str, Any], source: str = "esc_rank_prompts.js
     )
 
 
-__all__ = ["DIMENSIONS", "PAPER_NAMES", "ROLES", "Dimension", "JudgeProfile", "ProfileError", "builtin_profiles", "esc_rank_profile",
-           "load_profile"]
+__all__ = ["DIMENSIONS", "LABELS", "MAX_LABEL", "NO_LABEL", "PAPER_NAMES", "POINTS", "ROLES", "Dimension", "JudgeProfile", "ProfileError",
+           "builtin_profiles", "esc_rank_profile", "load_profile", "to_points"]

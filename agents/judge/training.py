@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from esc_eval.agents.judge.consensus import consensus
-from esc_eval.agents.judge.profiles import JudgeProfile, ProfileError, load_profile
+from esc_eval.agents.judge.profiles import LABELS, JudgeProfile, ProfileError, load_profile
 from esc_eval.agents.lora_training import Base, TrainingError, TrainingOptions, encode_chat, generate, load_base, train_lora
 from esc_eval.roles.jsonl import read_jsonl
 
@@ -100,7 +100,7 @@ def read_training_labels(path: Path) -> list[Item]:
             raise TrainingError(f"{where}: field 'transcript' must be a non-empty list of {{role: supporter|seeker, text}} "
                                 "(export with esc-eval annotate STORE --export LABELS.jsonl)")
         for dim, label in labels.items():
-            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= 4:
+            if isinstance(label, bool) or not isinstance(label, int) or label not in LABELS:
                 raise TrainingError(f"{where}: dimension {dim!r}: label must be an integer 0..4, got {label!r}")
             gathered[key][dim].append(label)
         transcripts.setdefault(key, (language, tuple((t["role"], t["text"]) for t in turns)))

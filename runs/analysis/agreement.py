@@ -24,15 +24,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from esc_eval.agents.judge.consensus import consensus
-from esc_eval.agents.judge.profiles import DIMENSIONS, PAPER_NAMES
+from esc_eval.agents.judge.profiles import DIMENSIONS, LABELS, PAPER_NAMES
 from esc_eval.runs.analysis.leaderboard import ReportError
 from esc_eval.runs.analysis.scoring import agreement
 from esc_eval.runs.store import Store, final_labels
 
 _Key = TypeVar("_Key", bound=Hashable)
 
-LABELS = (0, 1, 2, 3, 4)
-"""The labels a human (and a judge, but -1 for "no label") gives."""
 HumanLabel = int | None | Sequence[int | None]
 """An item's human label on one dimension: one label, or one per annotator."""
 
@@ -68,7 +66,7 @@ def krippendorff_alpha(units: Iterable[Sequence[int | None]], metric: Literal["o
 def confusion_matrix(judge: Mapping[_Key, Mapping[str, int | None]], human: Mapping[_Key, Mapping[str, HumanLabel]],
                      dimension: str) -> list[list[int]]:
     """5×5 counts: row = human label, column = judge label; one count per annotator's label of an item, both 0..4."""
-    matrix = [[0] * 5 for _ in LABELS]
+    matrix = [[0] * len(LABELS) for _ in LABELS]
     for key, labels in judge.items():
         ours, theirs = labels.get(dimension), human.get(key, {}).get(dimension)
         for label in theirs if isinstance(theirs, Sequence) else [theirs]:

@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from esc_eval.agents.judge.profiles import DIMENSIONS, PAPER_NAMES
+from esc_eval.agents.judge.profiles import DIMENSIONS, LABELS, PAPER_NAMES, POINTS, to_points
 from esc_eval.runs.store import EpisodeRecord, Store
 
 if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
@@ -172,7 +172,7 @@ def _human_values(store: Store) -> dict[tuple[str, str], float]:
     found: dict[tuple[str, str], list[int]] = defaultdict(list)
     for row in store.annotations():
         found[(row.episode_key, row.dimension)].append(row.label)
-    return {slot: sum(labels) / len(labels) * 25 for slot, labels in found.items()}
+    return {slot: to_points(sum(labels) / len(labels)) for slot, labels in found.items()}
 
 
 @dataclass(frozen=True)
@@ -206,12 +206,12 @@ def read_store(store: Store) -> StoreRead:
             failed[slot] += 1
         elif label is None or label == -1:
             unparsed[slot] += 1
-        elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label <= 4:
+        elif isinstance(label, int) and not isinstance(label, bool) and label in LABELS:
             labels[slot].append(label)
         else:
             raise ReportError(f"{store.path}: episode {row.episode_key!r}, dimension {row.dimension!r}: "
                               f"stored label {label!r} is not 0..4 or -1")
-    values = {slot: sum(found) / len(found) * 25 for slot, found in labels.items()}
+    values = {slot: to_points(sum(found) / len(found)) for slot, found in labels.items()}
     return StoreRead(tuple(store.episodes()), seeker_label(store), labels, unparsed, failed, samples, values)
 
 
@@ -294,7 +294,7 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
             estimate = cluster_mean(np.array(scored.values), np.array(scored.cards))
             n_valid = scored.n
             n_unparsed, n_failed = unparsed.get((group, dim), 0), failed.get((group, dim), 0)
-            noise = judge_noise([[x * 25 for x in labels[(k, dim)]] for k in keys], scored.cards) if samples > 1 else None
+            noise = judge_noise([[x * POINTS for x in labels[(k, dim)]] for k in keys], scored.cards) if samples > 1 else None
             ppi = None
             if corrected:
                 marked = [k for k in keys if (k, dim) in human]

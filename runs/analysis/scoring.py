@@ -12,6 +12,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from fractions import Fraction
 from typing import TypeVar
 
+from esc_eval.agents.judge.profiles import LABELS, NO_LABEL, to_points
+
 _Key = TypeVar("_Key", bound=Hashable)
 """Any item key (a card index as text, an episode key)."""
 
@@ -20,9 +22,9 @@ def _label(score: object, where: str) -> int | None:
     """``score`` as a label 0..4, or ``None`` when it is missing (-1 or None)."""
     if score is None:
         return None
-    if isinstance(score, bool) or not isinstance(score, int) or not -1 <= score <= 4:
+    if isinstance(score, bool) or not isinstance(score, int) or (score not in LABELS and score != NO_LABEL):
         raise ValueError(f"{where}: expected a label 0..4, -1 or None, got {score!r}")
-    return None if score == -1 else score
+    return None if score == NO_LABEL else score
 
 
 def _valid(scores: Sequence[int | None]) -> list[int]:
@@ -42,7 +44,7 @@ def leaderboard_value(scores: Sequence[int | None]) -> float:
     valid = _valid(scores)
     if not valid:
         return math.nan
-    return sum(valid) / len(valid) / 4 * 100
+    return to_points(sum(valid) / len(valid))
 
 
 def _labels(value: object, where: str) -> list[int]:

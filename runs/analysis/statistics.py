@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from esc_eval.agents.judge.profiles import POINTS
 from esc_eval.runs.analysis.ppi import PPIEstimate, ppi_mean  # noqa: F401  (re-exported: the PPI lives in ppi.py)
 
 RESAMPLES = 2000
@@ -96,7 +97,7 @@ def clustered_se(values: np.ndarray, clusters: np.ndarray) -> float:
     return float(np.std(means, ddof=1) / math.sqrt(len(means))) if len(means) >= 2 else math.nan
 
 
-STEP = 25.0
+STEP = POINTS
 """One label on the ×25 scale: how far a card is moved when the cards show no spread."""
 
 

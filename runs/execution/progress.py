@@ -11,6 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from esc_eval.agents.judge.profiles import LABELS, to_points
 from esc_eval.agents.messages import EpisodeEnded, TurnTaken
 
 SPOTLIGHT_LINES = 12
@@ -161,7 +162,7 @@ class RunProgress:
         if label is None:
             self.judge_failed += 1
             return
-        if isinstance(label, bool) or not 0 <= label <= 4:
+        if isinstance(label, bool) or label not in LABELS:
             return
         counts = self.score_counts.setdefault(supporter, {})
         counts[dimension] = counts.get(dimension, 0) + 1
@@ -179,7 +180,7 @@ class RunProgress:
         """supporter -> dimension -> the report's score: mean over cards of the card's mean label × 25."""
         found: dict[str, dict[str, float]] = {}
         for (supporter, dimension), means in self._card_means.items():
-            found.setdefault(supporter, {})[dimension] = self._card_totals[(supporter, dimension)] / len(means) * 25
+            found.setdefault(supporter, {})[dimension] = to_points(self._card_totals[(supporter, dimension)] / len(means))
         return found
 
     def elapsed(self) -> float:

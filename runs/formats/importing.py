@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from esc_eval.agents.judge.profiles import DIMENSIONS
+from esc_eval.agents.judge.profiles import DIMENSIONS, LABELS, NO_LABEL
 from esc_eval.roles.jsonl import json_error
 from esc_eval.runs.formats.archive import OWN_HISTORY, JsonlExport, read_jsonl_export
 from esc_eval.runs.formats.exchange import PERSONA_SEPARATOR, ResultFileError, parse_lines
@@ -149,7 +149,7 @@ def read_score_file(path: Path) -> dict[str, dict[str, int]]:
         for dim, label in labels.items():
             if dim not in DIMENSIONS:
                 raise ResultFileError(path, f"unknown dimension {dim!r} (known: {', '.join(DIMENSIONS)})", key=key)
-            if isinstance(label, bool) or not isinstance(label, int) or not -1 <= label <= 4:
+            if isinstance(label, bool) or not isinstance(label, int) or (label not in LABELS and label != NO_LABEL):
                 raise ResultFileError(path, f"dimension {dim!r}: expected a label 0..4 or -1, got {label!r}", key=key)
         out[key] = dict(labels)
     return out

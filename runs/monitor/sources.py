@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from esc_eval.agents.backends.base import BackendStats
-from esc_eval.agents.judge.profiles import DIMENSIONS
+from esc_eval.agents.judge.profiles import DIMENSIONS, to_points
 from esc_eval.runs.execution.progress import SPOTLIGHT_LINES, RunProgress
 from esc_eval.runs.monitor.snapshot import (
     LATENCY_WINDOW,
@@ -256,7 +256,7 @@ class StoreSource:
             final += tally.scores
             failed += tally.failed
             if tally.valid:
-                values.setdefault(tally.supporter, {})[tally.dimension] = tally.card_mean * 25
+                values.setdefault(tally.supporter, {})[tally.dimension] = to_points(tally.card_mean)
                 counts.setdefault(tally.supporter, {})[tally.dimension] = tally.valid
         dims = ordered_dimensions([d for c in counts.values() for d in c])
         return running_leaderboard(values, counts), dims, final, failed
