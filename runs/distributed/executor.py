@@ -165,7 +165,7 @@ class DistributedRunner:
             dimensions = len(self.plan.profile.keys)
             self.progress.judge_dimensions = dimensions
             for row in self.store.unscored(self.plan.profile.keys, include_failed=self.retry_failed):
-                rejudge.append(Rejudge(row["key"], row["language"], row["supporter"], tuple(self.store.transcript(row["key"]))))
+                rejudge.append(Rejudge(row.key, row.language, row.supporter, tuple(self.store.transcript(row.key))))
             self.progress.judge_queued(dimensions * len(rejudge))
         if not todo and not rejudge:  # a finished store: no cluster to start
             await self.store.close()

@@ -11,6 +11,7 @@ from typing import Any
 from esc_eval.agents.judge.agent import _round_ends
 from esc_eval.agents.messages import TurnTaken
 from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode
+from esc_eval.runs.store.records import Unscored
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,11 @@ class RecordSink:
     def statuses(self) -> dict[str, str]:
         return {}
 
-    def unscored(self, dimensions: Sequence[str], *, include_failed: bool = False) -> list[dict[str, str]]:
+    def unscored(self, dimensions: Sequence[str], *, include_failed: bool = False) -> list[Unscored]:
         """Every re-judging of this shard, whole (the driver re-scores whole episodes)."""
         for r in self._rejudge.values():
             self._expect(r.key, r.transcript)
-        return [{"key": r.key, "language": r.language, "supporter": r.supporter} for r in self._rejudge.values()]
+        return [Unscored(r.key, r.language, r.supporter) for r in self._rejudge.values()]
 
     def transcript(self, key: str) -> list[tuple[str, str]]:
         return list(self._rejudge[key].transcript)

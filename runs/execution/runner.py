@@ -34,6 +34,7 @@ from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
 from esc_eval.runs.store import PlannedEpisode, Store, StoreWriteError
 from esc_eval.runs.store import safety as safety_records
+from esc_eval.runs.store.records import Unscored
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class Runner:
             log.error("endpoint %s refused the credentials (%s): admitting no more episodes", endpoint, detail)
             self.stop_admitting()
 
-    def _unscored(self) -> list[Any]:
+    def _unscored(self) -> list[Unscored]:
         """Finished episodes with scores an earlier attempt left missing (and, with ``retry_failed``, failed ones).
 
         The one place that decides what a resumed run scores again: each row names only the
@@ -232,14 +233,14 @@ class Runner:
         assert self.plan.profile is not None and self.plan.config.judge is not None
         return make_scorer(self.plan.config, self.plan.profile, self.pool.get("judge", self.plan.config.judge), [score_publisher(runtime)])
 
-    def _rejudge(self, scorer: Scorer, rejudge: list[Any]) -> None:
+    def _rejudge(self, scorer: Scorer, rejudge: list[Unscored]) -> None:
         """Schedule the scoring of ``rejudge`` (``_unscored``) and count the labels it will give."""
         assert self.plan.profile is not None and self.plan.config.judge is not None
         keys, samples = self.plan.profile.keys, self.plan.config.judge.samples
         self.progress.judge_dimensions = len(keys) * samples  # progress.ended() queues this many final labels per judged episode
         for row in rejudge:
-            missing = row.get("dimensions") or keys  # a Ray worker's shard names none: it re-scores whole episodes
-            scorer.schedule(row["key"], row["language"], self.store.transcript(row["key"]), row["supporter"], missing)
+            missing = row.dimensions or keys  # a Ray worker's shard names none: it re-scores whole episodes
+            scorer.schedule(row.key, row.language, self.store.transcript(row.key), row.supporter, missing)
             self.progress.judge_queued(len(missing) * samples)
 
     async def _admit(self, envs: Mapping[str, Environment], todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:

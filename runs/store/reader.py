@@ -24,6 +24,7 @@ from esc_eval.runs.store.records import (
     RunRecord,
     ScoreRecord,
     TurnRecord,
+    Unscored,
 )
 
 
@@ -196,12 +197,12 @@ class Reader:
             " JOIN episodes e ON e.key = s.episode_key WHERE s.round=? AND e.status='done'"
             " ORDER BY e.ordinal, s.dimension, sample", (FINAL_ROUND,))]
 
-    def unscored(self, dimensions: Sequence[str], *, include_failed: bool = False) -> list[dict[str, Any]]:
+    def unscored(self, dimensions: Sequence[str], *, include_failed: bool = False) -> list[Unscored]:
         """Finished episodes with judge dimensions to score (again), in plan order.
 
         A dimension is to score when its final score is missing (a crash came between the
         episode's end and its scores) or, with ``include_failed``, when any of its scores
-        (final or per round) failed. Each item: ``key``, ``language``, ``supporter``, ``dimensions``.
+        (final or per round) failed.
         """
         sep = "\x1f"
         ok = "AND s.status='ok'" if include_failed else ""
@@ -217,9 +218,9 @@ class Reader:
             complete = set((row["scored"] or "").split(sep))
             if include_failed:
                 complete -= set((row["failed"] or "").split(sep))
-            missing = [d for d in dimensions if d not in complete]
+            missing = tuple(d for d in dimensions if d not in complete)
             if missing:
-                todo.append({"key": row["key"], "language": row["language"], "supporter": row["supporter"], "dimensions": missing})
+                todo.append(Unscored(row["key"], row["language"], row["supporter"], missing))
         return todo
 
     def labelled_multiline_replies(self) -> list[tuple[str, str, str]]:

@@ -160,6 +160,19 @@ class TurnRecord(NamedTuple):
     state: str | None
 
 
+class Unscored(NamedTuple):
+    """A finished episode with judge dimensions to score (again) (``Store.unscored``).
+
+    ``dimensions`` names only those lacking a usable score, so labels given are never asked
+    twice; empty means every dimension (a Ray worker's shard re-scores whole episodes).
+    """
+
+    key: str
+    language: str
+    supporter: str
+    dimensions: tuple[str, ...] = ()
+
+
 class ScoreRecord(NamedTuple):
     """One row of ``scores``: a judge label (``round == FINAL_ROUND`` for the whole episode), or its failure."""
 

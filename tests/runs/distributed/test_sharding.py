@@ -7,6 +7,7 @@ import pytest
 from esc_eval.agents.messages import TurnTaken
 from esc_eval.runs.config import ConfigError, parse_config
 from esc_eval.runs.distributed import RecordSink, Rejudge, deal, split_limits
+from esc_eval.runs.store.records import Unscored
 
 RAW = {
     "run": {"concurrency": 64, "executor": "ray", "workers": 3},
@@ -76,7 +77,7 @@ def test_sink_completes_an_episode_when_every_score_is_in():
 
 def test_sink_rejudge_rows_complete_when_scored():
     sink = RecordSink(dimensions=1, rejudge=[Rejudge("r", "en", "a", (("supporter", "hi"),))])
-    assert sink.unscored(1) == [{"key": "r", "language": "en", "supporter": "a"}]
+    assert sink.unscored(1) == [Unscored("r", "en", "a")]
     assert sink.transcript("r") == [("supporter", "hi")]
     score(sink, "r", "a")
     assert sink.take()[1] == ["r"]
