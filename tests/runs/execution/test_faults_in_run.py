@@ -16,7 +16,7 @@ import pytest
 
 import esc_eval
 from esc_eval.environments.episode import Episode, Outcome, Role
-from esc_eval.environments.termination import TERMINATION
+from esc_eval.environments.termination import TERMINATION, Detector
 from esc_eval.environments.turn_policies import TURN_POLICIES
 from esc_eval.runs.execution.result import BAD_INPUT, DONE, FAILED_EPISODES
 from esc_eval.runs.store import Store
@@ -26,7 +26,7 @@ from esc_eval.testing.scenarios import write_cards, write_run_config
 
 
 @dataclass(frozen=True)
-class BadOnThirdCard:
+class BadOnThirdCard(Detector):
     """A termination detector with a bug: it raises on one card's episodes."""
 
     def check(self, episode: Episode) -> Outcome | None:
