@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ class Batch:
 
 
 class RecordSink:
-    """Stands in for the ``Store`` inside a worker: every write becomes a record for the driver.
+    """Stands in for the ``Store`` inside a worker (a ``RunRecorder``): every write becomes a record for the driver.
 
     It knows when an episode is complete: ended ``failed``, or ended with no judge, or ended and
     holding as many scores as the judge gives it (``dimensions`` final scores, plus one per
@@ -54,6 +54,8 @@ class RecordSink:
     """
 
     path = Path("<ray-worker>")
+    on_write_error: Callable[[BaseException], None] | None = None
+    """Never called: a worker writes nothing (``RunRecorder``); its driver's store reports write errors."""
 
     def __init__(self, *, dimensions: int = 0, score_every_round: bool = False, rejudge: Sequence[Rejudge] = ()):
         self.dimensions, self.score_every_round = dimensions, score_every_round

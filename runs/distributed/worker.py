@@ -51,7 +51,7 @@ class EpisodeWorker:
         self.sink = RecordSink(dimensions=len(profile.keys) * judge.samples if profile and judge else 0,  # labels per round
                                score_every_round=bool(judge and judge.score_every_round), rejudge=rejudge)
         episodes: list[tuple[PlannedEpisode, RoleCard]] = [(p, plan.cards[p.card_index]) for p in shard]
-        self.runner = Runner(plan, self.sink, backends=self.backends, retry_failed=True, episodes=episodes)  # type: ignore[arg-type]
+        self.runner = Runner(plan, self.sink, backends=self.backends, retry_failed=True, episodes=episodes)
         try:
             await self.runner.run()
         except BaseException as exc:

@@ -10,6 +10,7 @@ from esc_eval.agents.messages import EpisodeEnded, SafetyJudgement, Score, TurnT
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.store import FINAL_ROUND, Store
 from esc_eval.runs.store import safety as safety_records
+from esc_eval.runs.store.recorder import RunRecorder
 
 PLUGIN_FAULT = re.compile(r"^(persona|termination detector|turn policy) \S+ error: |^\S+ agent error: ")
 """Failure reasons of a plugin that raised (``Environment``): persona, detector, turn policy, agent or backend."""
@@ -18,7 +19,7 @@ PLUGIN_FAULT = re.compile(r"^(persona|termination detector|turn policy) \S+ erro
 class StoreObserver(RoutedAgent):
     """Queues every turn, episode end and score for the store's writer; never touches disk itself."""
 
-    def __init__(self, store: Store, progress: RunProgress):
+    def __init__(self, store: RunRecorder, progress: RunProgress):
         super().__init__("records turns and outcomes in the run store")
         self.store, self.progress = store, progress
 
@@ -45,4 +46,5 @@ class StoreObserver(RoutedAgent):
 
     @message_handler
     async def on_safety(self, message: SafetyJudgement, ctx: MessageContext) -> None:
+        assert isinstance(self.store, Store), "a safety judge runs with the local executor only"
         safety_records.add(self.store, message)

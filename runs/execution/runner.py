@@ -34,6 +34,7 @@ from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
 from esc_eval.runs.store import PlannedEpisode, Store, StoreWriteError
 from esc_eval.runs.store import safety as safety_records
+from esc_eval.runs.store.recorder import RunRecorder
 from esc_eval.runs.store.records import Unscored
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,14 @@ class Runner:
 
     Args:
         plan: from ``RunPlan.prepare(config)``.
-        store: an open, writable ``Store``.
+        store: an open, writable ``Store`` (any ``RunRecorder``: a Ray worker's ``RecordSink``).
         backends: role name (``seeker``, a supporter name, ``judge``) -> backend, overriding the config (tests).
         retry_failed: run again episodes a previous attempt marked failed.
         episodes: run exactly these ``(planned, card)`` pairs instead of the whole plan (a Ray worker's
-            shard, ``esc_eval.runs.distributed``); ``store`` may then be any object with the ``Store`` write API.
+            shard, ``esc_eval.runs.distributed``).
     """
 
-    def __init__(self, plan: RunPlan, store: Store, *, backends: Mapping[str, ChatBackend] | None = None,
+    def __init__(self, plan: RunPlan, store: RunRecorder, *, backends: Mapping[str, ChatBackend] | None = None,
                  retry_failed: bool = False, progress: RunProgress | None = None,
                  episodes: list[tuple[PlannedEpisode, RoleCard]] | None = None):
         self.plan, self.store = plan, store
@@ -217,7 +218,12 @@ class Runner:
         """Finished episodes whose safety judgements an earlier attempt left missing (with ``retry_failed``, failed too)."""
         if self.plan.safety is None:
             return []
-        return safety_records.unjudged(self.store, self.plan.safety.section.samples, include_failed=self.retry_failed)
+        return safety_records.unjudged(self._safety_store(), self.plan.safety.section.samples, include_failed=self.retry_failed)
+
+    def _safety_store(self) -> Store:
+        """The run's ``Store``: only it has a safety table (a Ray config with a safety judge is refused)."""
+        assert isinstance(self.store, Store), "a safety judge runs with the local executor only"
+        return self.store
 
     def _safety_judge(self, runtime: LeanRuntime) -> SafetyJudge:
         """The safety judge, publishing on ``runtime``; its backend is shared with any role on the same endpoint."""
@@ -251,7 +257,7 @@ class Runner:
         async def play(planned: PlannedEpisode, card: RoleCard) -> None:
             self.store.start_episode(planned.key)
             if self.plan.safety is not None:  # a Ray worker's sink has no safety table (and runs no safety judge)
-                safety_records.forget(self.store, planned.key)
+                safety_records.forget(self._safety_store(), planned.key)
             episode = Episode(planned.key, card, planned.supporter, planned.persona, planned.seed, planned.repeat)
             await envs[planned.seeker].run(episode)
 
