@@ -37,7 +37,6 @@ from esc_eval.runs.analysis.leaderboard import (
 )
 from esc_eval.runs.analysis.plots import comparison_plot_path, plot, plot_comparisons, plot_confusion
 from esc_eval.runs.analysis.render import render, render_agreement, report_data
-from esc_eval.runs.analysis.safety import SafetyReport, build_safety, with_safety
 from esc_eval.runs.store import Store
 
 __all__ = [
@@ -84,7 +83,9 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
             columns = ("seeker", "supporter")
         report = build_report(store, by=columns, supporter=supporter, language=language, compare=compare,
                               corrected=corrected, power_delta=power_delta)
-        safety: SafetyReport | None = build_safety(store, by=columns, supporter=supporter, language=language)
+        from esc_eval.runs.analysis.safety import build_safety, with_safety  # numpy, statsmodels: only when a report is made
+
+        safety = build_safety(store, by=columns, supporter=supporter, language=language)
         if agreement is True:
             result = store_agreement(store, supporter=supporter, language=language)
         elif isinstance(agreement, Path):
