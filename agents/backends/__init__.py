@@ -6,7 +6,7 @@ Public API:
     AUTO, choose_local_backend, resolve_backend    -- ``auto``: the fastest local engine installed
     Shared                                         -- what one pool's backends share (HTTP sessions), closed with it
 
-A factory takes an endpoint section (``esc_eval.runs.config.EndpointConfig``: ``model``,
+A factory takes an endpoint section (``esc_eval.agents.backends.endpoint.EndpointConfig``: ``model``,
 ``base_url``, ``api_key_env``, ``lora``, limits ...), the role name, and ``Shared``; the section's
 ``options`` table comes as keyword arguments, which the factory's signature declares (a config naming
 one it does not take is refused when loaded; the built-ins take none).
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from esc_eval.agents.backends.base import LOADING_LOG, BackendError, BackendStats, ChatBackend, GaveUp, RetryableError
+from esc_eval.agents.backends.endpoint import EndpointConfig
 from esc_eval.roles.registry import Registry
 
 
@@ -43,17 +44,19 @@ class Shared:
 
 
 class BackendFactory(Protocol):
-    def __call__(self, endpoint: Any, *, name: str, shared: Shared) -> ChatBackend: ...
+    def __call__(self, endpoint: EndpointConfig, *, name: str, shared: Shared) -> ChatBackend: ...
 
 
 BACKENDS: Registry[BackendFactory] = Registry("backend", "esc_eval.backends")
 
 
 @BACKENDS.register("openai")
-def openai_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
+def openai_backend(endpoint: EndpointConfig, *, name: str, shared: Shared) -> ChatBackend:
     """An OpenAI-compatible HTTP server (vLLM, SGLang, TGI, llama.cpp, a hosted API)."""
     from esc_eval.agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend
 
+    if endpoint.base_url is None or endpoint.model is None:  # a loaded config has both (config_model checks)
+        raise ValueError(f"{name}: backend 'openai' needs base_url and model")
     return OpenAIHTTPBackend(
         base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
         max_connections=endpoint.max_connections, timeout=endpoint.timeout, max_attempts=endpoint.max_attempts,
@@ -62,7 +65,7 @@ def openai_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
 
 
 @BACKENDS.register("transformers")
-def transformers_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
+def transformers_backend(endpoint: EndpointConfig, *, name: str, shared: Shared) -> ChatBackend:
     """A Hugging Face model in this process (CPU or GPU), continuously batched; with ``lora``, each row its own adapter.
 
     Every role on the same model shares one loaded copy and one running batch (``Shared``): the
@@ -77,14 +80,16 @@ def transformers_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBac
 
 
 @BACKENDS.register("vllm")
-def vllm_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
+def vllm_backend(endpoint: EndpointConfig, *, name: str, shared: Shared) -> ChatBackend:
     """vLLM's engine in this process (needs vLLM), with LoRA adapters."""
     from esc_eval.agents.backends.vllm_engine import VLLMEngineBackend
 
+    if endpoint.model is None:  # a loaded config has it (config_model checks)
+        raise ValueError(f"{name}: backend 'vllm' needs model")
     return VLLMEngineBackend(model=endpoint.model, lora=dict(endpoint.lora), name=name, default_model=role_adapter(endpoint, name))
 
 
-def role_adapter(endpoint: Any, role: str) -> str | None:
+def role_adapter(endpoint: EndpointConfig, role: str) -> str | None:
     """The adapter named like the role (``lora = {seeker = ...}`` in ``[seeker]``): it answers the role's requests,
     which name no model (the judge names one per dimension through ``[judge.models]``). Among several
     ``[[seekers]]`` the role is ``seeker:NAME``; each names its adapter ``seeker`` all the same."""
@@ -121,7 +126,7 @@ def resolve_backend(kind: str, *, name: str, model: str | None) -> str:
 
 
 @BACKENDS.register(AUTO)
-def auto_backend(endpoint: Any, *, name: str, shared: Shared) -> ChatBackend:
+def auto_backend(endpoint: EndpointConfig, *, name: str, shared: Shared) -> ChatBackend:
     """A local model on the fastest engine installed: ``vllm`` if importable, else ``transformers``."""
     return BACKENDS.get(resolve_backend(AUTO, name=name, model=endpoint.model))(endpoint, name=name, shared=shared)
 
