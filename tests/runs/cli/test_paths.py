@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from esc_eval.testing.cli import ROOT, esc_eval
-from tests.reliability.test_bad_input import base_config, snapshot
+from esc_eval.testing.scenarios import write_run_config
+from tests.reliability.test_bad_input import snapshot
 from tests.runs.viewer.helpers import make_store
 
 
@@ -25,7 +27,7 @@ def work(tmp_path: Path) -> Path:
 
 
 def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith("WARNING ")]  # the endpoint pre-flight's notes
     assert len(lines) == 1 and lines[0].startswith("esc-eval: error: "), stderr
     return lines[0]
 
@@ -47,8 +49,11 @@ async def test_an_unwritable_out_path_is_one_line_exit_2_and_nothing_written(wor
     assert snapshot(work) == before, "no .tmp file, no folder, no store change"
 
 
-async def test_a_store_under_a_file_or_a_directory_as_store_is_one_line(work: Path) -> None:
-    config = base_config(work)
+async def test_a_store_under_a_file_or_a_directory_as_store_is_one_line(work: Path, fake_server: Any) -> None:
+    server = await fake_server()  # reachable endpoints: the store is what is wrong
+    config = write_run_config(work / "run.toml", run={"name": "paths", "rounds": 1}, cards={"language": "en", "limit": 1},
+                              seeker={"base_url": server.base_url, "model": "esc-role"},
+                              supporters=[{"name": "a", "base_url": server.base_url, "model": "a-model"}])
     before = snapshot(work)
     under = await esc_eval("run", str(config), "--store", "afile/run.sqlite", "--no-monitor", cwd=work)
     assert under.returncode == 2 and "afile is a file, not a folder" in one_error_line(under.stderr), under.stderr
