@@ -68,7 +68,11 @@ class TurnRequest:
 
 @dataclass(frozen=True, slots=True)
 class TurnTaken:
-    """A line was added to an episode's transcript."""
+    """A line was added to an episode's transcript: the one shape a turn travels in (``Turn.taken`` makes it).
+
+    The store writes it as is (``Store.add_turn``) and a Ray worker's sink forwards it; the
+    environment's ``Turn`` and the store's ``TurnRecord`` differ only where their layer needs it.
+    """
 
     episode_key: str
     index: int

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from autogen_core import AgentId, SingleThreadedAgentRuntime, TopicId
 
 from esc_eval.agents.backends.base import BackendError
-from esc_eval.agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, TURNS_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest, TurnTaken
+from esc_eval.agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, TURNS_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest
 from esc_eval.environments.behaviours import NEUTRAL, SeekerBehaviour
 from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role, StepResult, Turn
 from esc_eval.environments.termination import AnyOf, Detector, MaxRounds
@@ -253,11 +253,7 @@ class Environment:
         return reply
 
     async def _publish(self, episode: Episode, turn: Turn) -> None:
-        await self.runtime.publish_message(
-            TurnTaken(episode.key, turn.index, turn.role.value, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at,
-                      turn.state_json),
-            _TURNS,
-        )
+        await self.runtime.publish_message(turn.taken(episode.key), _TURNS)
 
     @staticmethod
     def _params(base: SamplingParams, episode: Episode, attempt: int = 0) -> SamplingParams:

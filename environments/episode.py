@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from esc_eval.agents.messages import TurnTaken
 from esc_eval.roles.cards import RoleCard
 
 
@@ -48,7 +49,13 @@ class Outcome:
 
 @dataclass(slots=True)
 class Turn:
-    """One line of the transcript. The opener is a turn with ``generated=False``."""
+    """One line of the transcript, as the environment plays it. The opener is a turn with ``generated=False``.
+
+    One turn has three shapes, one per layer, each with what only its layer needs: this one (a
+    ``Role``, ``generated``, the state decoded on demand), the message it is published as
+    (``esc_eval.agents.messages.TurnTaken``, made only by ``taken``: frozen, with its episode's
+    key) and the store's row (``esc_eval.runs.store.TurnRecord``, read back: column names, no state = ``None``).
+    """
 
     index: int
     role: Role
@@ -63,6 +70,11 @@ class Turn:
 
     Kept as text, not a copied dict: it is what the store records, and a thousand live
     episodes hold five of these each."""
+
+    def taken(self, episode_key: str) -> TurnTaken:
+        """This turn as the message observers (the store, the judge, progress) receive."""
+        return TurnTaken(episode_key, self.index, self.role.value, self.text, self.prompt_tokens, self.completion_tokens,
+                         self.latency, self.at, self.state_json)
 
     @property
     def state(self) -> dict[str, Any] | None:

@@ -147,7 +147,10 @@ class EpisodeRecord(NamedTuple):
 
 
 class TurnRecord(NamedTuple):
-    """One row of ``turns``: an utterance with its usage and, for the seeker, its hidden state (JSON text)."""
+    """One row of ``turns``: an utterance with its usage and, for the seeker, its hidden state (JSON text).
+
+    ``TurnTaken`` as stored: a read's row (the column names, ``idx``; ``state`` ``None`` where none was kept).
+    """
 
     episode_key: str
     idx: int
