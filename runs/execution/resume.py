@@ -40,6 +40,9 @@ def check_run_store(plan: RunPlan, store_path: Path, *, resume: bool, allow_conf
             raise StoreError(f"{store_path}: is a directory, not a store file; give a file path for --store (e.g. {store_path / 'run.sqlite'})")
         if store_path.exists():
             raise StoreError(f"{store_path}: store already exists; pass --resume to continue it or choose another --store")
+        blocking = next((parent for parent in store_path.parents if parent.exists() and not parent.is_dir()), None)
+        if blocking is not None:  # as Store.create would say, before the endpoints are probed
+            raise StoreError(f"{store_path}: {blocking} is a file, not a folder")
         return None
     with Store.open(store_path, readonly=True) as checked:  # a writable open switches the journal mode: a refusal must write nothing
         recorded: str | None = checked.meta("fingerprint")
