@@ -9,7 +9,9 @@ Public API, by module (imported on use; the runner needs autogen-core):
     esc_eval.runs.execution.result     -- RunResult (exit_code: the README's table), the exit codes
     esc_eval.runs.execution.progress   -- RunProgress: the live counters the monitor reads
     esc_eval.runs.execution.observers  -- StoreObserver: the runtime subscriber that records turns and ends
-    esc_eval.runs.execution.interrupt  -- InterruptPolicy: what Ctrl-C does to a run (stop admitting, then quit), INTERRUPTED
+    esc_eval.runs.execution.interrupt  -- InterruptPolicy: what Ctrl-C and SIGTERM do to a run (stop admitting, a grace period,
+                                          cancel; a second: end now), GRACE_SECONDS
+    esc_eval.runs.execution.preflight  -- preflight: each served endpoint asked for /models before a store exists
 """
 
-__all__ = ["interrupt", "observers", "plan", "pool", "progress", "result", "resume", "runner"]
+__all__ = ["interrupt", "observers", "plan", "pool", "preflight", "progress", "result", "resume", "runner"]
