@@ -129,3 +129,28 @@ async def test_sigterm_to_annotate_leaves_every_label_in_one_checkpointed_file(t
     await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 3
     assert one_file(store)
+
+
+async def test_sigterm_mid_import_leaves_one_file_and_a_second_import_completes_it(tmp_path: Path) -> None:
+    """``esc-eval import`` of a large archive, stopped by SIGTERM: exit 3, no ``-wal``, then the same import finishes it."""
+    from esc_eval.testing.designed import DesignedEpisode, write_design
+
+    design = [DesignedEpisode(supporter, card, {"fluency": [card % 5], "empathy": [(card + 1) % 5]})
+              for supporter in ("a", "b", "c") for card in range(4000)]
+    archive = write_design(tmp_path / "big.jsonl", design)
+    store = tmp_path / "imported.sqlite"
+    proc = await started("import", str(store), str(archive))
+    deadline = time.monotonic() + 60
+    while not store.exists() and proc.returncode is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert proc.returncode is None, "the import finished before the signal: make the archive larger"
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 3, err.decode()
+    assert one_file(store)
+    again = await esc_eval("import", str(store), str(archive))
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(store) as conn:
+        keys = [row[0] for row in conn.execute("SELECT key FROM episodes")]
+    assert len(keys) == len(set(keys)) == len(design)
+    assert one_file(store)
