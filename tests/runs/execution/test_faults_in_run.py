@@ -47,8 +47,13 @@ class BadPolicyOnFirstCard:
         return Role.SEEKER if episode.last is None or episode.last.role is Role.SUPPORTER else Role.SUPPORTER
 
 
-TERMINATION.register("test-bad-on-third-card")(BadOnThirdCard)
-TURN_POLICIES.register("test-bad-policy-on-first-card")(BadPolicyOnFirstCard)
+@pytest.fixture(autouse=True)
+def buggy_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The buggy detector and policy as built-ins for this module's tests only: a registration made at import
+    would outlive them and change every later test's list of known names."""
+    monkeypatch.setitem(TERMINATION._builtin, "test-bad-on-third-card", (BadOnThirdCard, "raises on one card"))  # noqa: SLF001
+    monkeypatch.setitem(TURN_POLICIES._builtin, "test-bad-policy-on-first-card",  # noqa: SLF001
+                        (BadPolicyOnFirstCard, "raises on one card"))
 
 
 def config(tmp_path: Path, url: str, *, cards: int = 5, run: str = "", seeker_url: str | None = None) -> Path:
