@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from esc_eval.roles.esconv import dialog_record
 from esc_eval.roles.persona_model import RoleBreakRule
 from esc_eval.runs.analysis.realism_features import (
     FEATURES,
@@ -43,7 +44,6 @@ from esc_eval.runs.analysis.realism_features import (
 )
 from esc_eval.runs.analysis.seeker import StoredEpisode
 
-ROLES = ("seeker", "supporter")
 FOLDS = 5
 RESAMPLES = 2000
 
@@ -86,24 +86,11 @@ def read_dialogue_file(path: Path, option: str = "--reference") -> list[HumanDia
     records = parsed if jsonl else (parsed[0] if parsed else None)
     if not isinstance(records, list) or not records:
         raise RealismError(f"{option}: {path}: expected a non-empty list of dialogues {{\"dialog\": [{{\"speaker\", \"content\"}}]}}")
-    return [_dialogue(path, number, record, option) for number, record in enumerate(records, 1)]
-
-
-def _dialogue(path: Path, number: int, record: Any, option: str) -> HumanDialogue:
-    where = f"{option}: {path}: record {number}"
-    if not isinstance(record, dict):
-        raise RealismError(f"{where}: expected an object {{\"dialog\": [...]}}, got {type(record).__name__}")
-    turns = record.get("dialog")
-    if not isinstance(turns, list) or not turns:
-        raise RealismError(f"{where}: field 'dialog' must be a non-empty list of {{speaker, content}}")
-    transcript = []
-    for n, turn in enumerate(turns, 1):
-        role = (turn.get("speaker") or turn.get("role")) if isinstance(turn, dict) else None
-        content = turn.get("content") if isinstance(turn, dict) else None
-        if role not in ROLES or not isinstance(content, str):
-            raise RealismError(f"{where}: dialog turn {n}: 'speaker' must be seeker or supporter and 'content' text")
-        transcript.append((str(role), content))
-    return HumanDialogue(f"{Path(path).stem}:{record.get('id', number)}", merge_turns(transcript))
+    found = []
+    for number, record in enumerate(records, 1):
+        read = dialog_record(record, Path(path).stem, number, f"{option}: {path}: record {number}", RealismError)
+        found.append(HumanDialogue(read.item, merge_turns(read.transcript)))
+    return found
 
 
 def file_episodes(path: Path) -> list[StoredEpisode]:

@@ -24,11 +24,10 @@ from typing import Any
 
 from esc_eval.agents.lora_training import TrainingError
 from esc_eval.roles.cards import RoleCard
+from esc_eval.roles.esconv import ROLES, dialog_record
 from esc_eval.roles.jsonl import json_error, read_jsonl
 from esc_eval.runs.formats.archive import STORE_LINE
 from esc_eval.runs.formats.exchange import parse_lines
-
-ROLES = ("seeker", "supporter")
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def read_dialogues(path: Path, cards: Sequence[RoleCard], cards_path: Path | Non
         if isinstance(data, dict):
             found = [_result_entry(path, key, lines, cards) for key, lines in data.items()]
         elif isinstance(data, list):
-            found = [_dialog_record(path, f"record {n}", record, "speaker", by_id, built) for n, record in enumerate(data, 1)]
+            found = [_dialog_record(path, "record", n, record, by_id, built) for n, record in enumerate(data, 1)]
         else:
             raise TrainingError(f"{path}: expected an ESC-Eval result object or a list of ESConv-style dialogues, "
                                 f"got {type(data).__name__}")
@@ -95,7 +94,7 @@ def _jsonl_record(path: Path, number: int, record: dict[str, Any], by_id: Mappin
                   built: Mapping[str, str]) -> Dialogue:
     where = f"{path}: line {number}"
     if "turns" not in record:
-        return _dialog_record(path, f"line {number}", record, "role", by_id, built)
+        return _dialog_record(path, "line", number, record, by_id, built)
     turns = record["turns"]
     if not isinstance(turns, list) or not all(isinstance(t, dict) and t.get("role") in ROLES and isinstance(t.get("text"), str)
                                               for t in turns):
@@ -109,32 +108,20 @@ def _jsonl_record(path: Path, number: int, record: dict[str, Any], by_id: Mappin
                     _checked(where, transcript))
 
 
-def _dialog_record(path: Path, label: str, record: Any, speaker: str, by_id: Mapping[str, RoleCard],
+def _dialog_record(path: Path, unit: str, number: int, record: Any, by_id: Mapping[str, RoleCard],
                    built: Mapping[str, str]) -> Dialogue:
-    where = f"{path}: {label}"
-    if not isinstance(record, dict):
-        raise TrainingError(f"{where}: expected an object, got {type(record).__name__}")
-    turns = record.get("dialog")
-    if not isinstance(turns, list) or not turns:
-        raise TrainingError(f"{where}: field 'dialog' must be a non-empty list of {{{speaker}, content}}")
-    transcript = []
-    for n, turn in enumerate(turns, 1):
-        role = turn.get(speaker) if isinstance(turn, dict) else None
-        content = turn.get("content") if isinstance(turn, dict) else None
-        if role not in ROLES or not isinstance(content, str):
-            raise TrainingError(f"{where}: dialog turn {n}: field '{speaker}' must be seeker or supporter and 'content' text")
-        if content.strip():
-            transcript.append((role, content.strip()))
-    item = f"{path.stem}:{record.get('id', label.split()[-1])}"
+    """An ESConv-shaped ``record`` (the ``number``-th ``unit``: record or line) with the card it names or was built into."""
+    where = f"{path}: {unit} {number}"
+    read = dialog_record(record, path.stem, number, where, TrainingError)
     card_id = record.get("card")
     if card_id is None:
-        card_id = built.get(item)
+        card_id = built.get(read.item)
         if card_id is None:
-            raise TrainingError(f"{where}: field 'card' missing, and no build-report.json beside --cards maps item {item!r} to a card")
+            raise TrainingError(f"{where}: field 'card' missing, and no build-report.json beside --cards maps item {read.item!r} to a card")
     card = by_id.get(str(card_id))
     if card is None:
         raise TrainingError(f"{where}: field 'card': unknown card {str(card_id)!r} (not in --cards)")
-    return Dialogue(item, card, str(record.get("persona") or "default"), _checked(where, transcript))
+    return Dialogue(read.item, card, str(record.get("persona") or "default"), _checked(where, list(read.transcript)))
 
 
 def _built_from(cards_path: Path | None) -> dict[str, str]:
