@@ -20,6 +20,9 @@ SCORES_TOPIC = "scores"
 """Topic type of ``Score``: the judge publishes each label as it arrives; the store records it."""
 SAFETY_TOPIC = "safety"
 """Topic type of ``SafetyJudgement``: the safety judge publishes each judgement; the store records it."""
+USAGE = ("reported", "counted", "estimated")
+"""Where a request's token counts come from: the server's ``usage`` object; counted with the model's own
+tokenizer (a local model, or a reply without ``usage``); estimated at ~4 characters a token (no tokenizer)."""
 EPISODES_SOURCE = "run"
 """One constant topic source: ``TypeSubscription`` maps the source to the observer's agent key,
 so a per-episode source would create an observer instance per episode."""
@@ -52,6 +55,10 @@ class Completion:
     latency: float
     model: str = ""
     retries: int = 0
+    usage: str = "reported"
+    """Where the token counts come from (``USAGE``): the server's ``usage``, counted locally, or estimated."""
+    cached: bool = False
+    """Answered from the response cache: no request was sent, nothing was paid."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -84,6 +91,10 @@ class TurnTaken:
     at: float = 0.0
     state: str = ""
     """The seeker's hidden state after this turn as JSON text ("" when none), e.g. emotion and disclosure."""
+    usage: str = "reported"
+    """Where the token counts come from (``USAGE``); role-break retries are included in the counts."""
+    cached: bool = False
+    """Every request behind this turn was answered from the response cache."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -124,6 +135,11 @@ class Score:
     supporter: str = ""
     sample: int = 0
     """Which of the ``samples`` labels of this (episode, dimension, round) this is."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    """The request's tokens; ``None`` when unknown (no request, or a store made before they were kept)."""
+    usage: str = "reported"
+    cached: bool = False
 
     @property
     def failed(self) -> bool:
@@ -152,3 +168,8 @@ class SafetyJudgement:
     disclosure_round: int | None = None
     disclosure_turn: int | None = None
     supporter: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    """Tokens of the judgement's request; ``None`` when none was sent (``excluded``) or unknown."""
+    usage: str = "reported"
+    cached: bool = False

@@ -78,19 +78,19 @@ class Config:
         if self.as_written is not None:
             return self.as_written.fingerprint()
         data = self.to_dict()
-        for volatile in ("store", "concurrency", "name", "executor", "ray_address", "workers"):
+        for volatile in ("store", "concurrency", "name", "executor", "ray_address", "workers", *COST_FIELDS):
             data["run"].pop(volatile)
         if not data["seekers"]:  # added later: a single [seeker] keeps older fingerprints
             data.pop("seekers")
         if data["safety"] is None:  # added later: configs without [safety] keep older fingerprints
             data.pop("safety")
         else:
-            for volatile in ("max_connections", "timeout", "max_attempts", "max_retry_time", "base_url", "api_key_env"):
+            for volatile in ("max_connections", "timeout", "max_attempts", "max_retry_time", "base_url", "api_key_env", "price"):
                 data["safety"].pop(volatile)
         for section in [data["seeker"], *data.get("seekers", ()), data["judge"] or {}, *data["supporters"]]:
             if not section.get("name", True):  # [seeker] name, added later: unset, keep older fingerprints
                 section.pop("name")
-            for volatile in ("max_connections", "timeout", "max_attempts", "max_retry_time", "base_url", "api_key_env"):
+            for volatile in ("max_connections", "timeout", "max_attempts", "max_retry_time", "base_url", "api_key_env", "price"):
                 section.pop(volatile, None)
             for added in ("lora", "options"):  # at their defaults, keep older fingerprints
                 if not section.get(added):
@@ -207,6 +207,9 @@ def refuse_shadowing_plugins(name: str) -> None:
         raise ConfigError(f"{name}: {conflicts[0]}{more}")
 
 
+COST_FIELDS = ("cost_limit", "cache", "cache_mode")
+"""``[run]`` fields about money, not results: outside the fingerprint, so changing them never blocks ``--resume``."""
+
 SHORTHANDS = ("rounds", "end_token", "max_episode_tokens", "episode_timeout")
 """``[run]`` fields a ``termination`` list replaces."""
 
@@ -275,7 +278,7 @@ def resolve_paths(config: Config, base: Path) -> Config:
 
     return replace(
         config,
-        run=replace(config.run, store=path(config.run.store)),
+        run=replace(config.run, store=path(config.run.store), cache=path(config.run.cache)),
         cards=replace(config.cards, path=path(config.cards.path)),
         seeker=seeker(config.seeker),
         seekers=tuple(seeker(s) for s in config.seekers),

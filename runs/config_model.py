@@ -22,7 +22,7 @@ from typing import Annotated, Any, get_args, get_origin, get_type_hints
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from esc_eval.roles.schema_errors import describe, invalid
-from esc_eval.runs.config_sections import CardsSection, ConfigError, EndpointConfig, JudgeSection, SeekerSection
+from esc_eval.runs.config_sections import CardsSection, ConfigError, EndpointConfig, JudgeSection, SafetySection, SeekerSection
 
 
 class Section(BaseModel):
@@ -46,6 +46,7 @@ class Endpoint(Section):
             BACKENDS.check(self.backend, self.options, None, name="", shared=None)  # type: ignore[attr-defined]
         except RegistryError as exc:
             raise invalid(str(exc), at=".options") from None
+        check_price(self.price)  # type: ignore[attr-defined]
         if self.api_key_env is not None and not self.api_key_env.strip():  # type: ignore[attr-defined]
             raise invalid("must name an environment variable (the key itself never goes in the file), got ''", at=".api_key_env")
         if self.backend == "vllm" and not self.model:  # type: ignore[attr-defined]
@@ -59,6 +60,27 @@ class Endpoint(Section):
                     raise invalid(f"missing field '{required}' (required by backend 'openai')")
             if not self.base_url.startswith(("http://", "https://")):  # type: ignore[attr-defined]
                 raise invalid(f"must start with http:// or https://, got {self.base_url!r}", at=".base_url")  # type: ignore[attr-defined]
+        return self
+
+
+def check_price(price: dict[str, float] | None) -> None:
+    """A ``price`` table gives both ``input`` and ``output``, each USD per million tokens, at least 0."""
+    if not price:
+        return
+    unknown = sorted(price.keys() - {"input", "output"})
+    if unknown:
+        raise invalid(f"unknown key {unknown[0]!r} (known: input, output: USD per million tokens)", at=".price")
+    for key in ("input", "output"):
+        if key not in price:
+            raise invalid(f"missing key {key!r} (both input and output, USD per million tokens)", at=".price")
+        if not price[key] >= 0:
+            raise invalid(f"{key} must be at least 0 (USD per million tokens), got {price[key]}", at=".price")
+
+
+class Safety(Section):
+    @model_validator(mode="after")
+    def _price(self) -> Safety:
+        check_price(self.price)  # type: ignore[attr-defined]
         return self
 
 
@@ -99,7 +121,7 @@ class Cards(Section):
         return self
 
 
-CHECKS: dict[type, type[Section]] = {CardsSection: Cards, SeekerSection: Seeker, JudgeSection: Judge}
+CHECKS: dict[type, type[Section]] = {CardsSection: Cards, SeekerSection: Seeker, JudgeSection: Judge, SafetySection: Safety}
 """The model class that carries a section's cross-field checks (any other endpoint: ``Endpoint``)."""
 
 
@@ -186,7 +208,8 @@ def _type_message(hint: Any, value: Any) -> str:
     """What a field of type ``hint`` takes, said about the ``value`` it got instead."""
     text = hint.__name__ if isinstance(hint, type) else str(hint)
     for kind, wanted in (("tuple[dict", "a list of tables"), ("dict[str, typing.Any]", "a table"), ("dict[str, Any]", "a table"),
-                         ("tuple[str, ...]", "a list of text values"), ("dict[str, str]", "a table of text values")):
+                         ("tuple[str, ...]", "a list of text values"), ("dict[str, str]", "a table of text values"),
+                         ("dict[str, float]", "a table of numbers")):
         if kind in text:
             return f"must be {wanted}, got {value!r:.80}"
     expected = text.replace("typing.", "").replace(" | None", "")

@@ -12,8 +12,9 @@ from typing import Any
 
 from esc_eval.agents.backends.endpoint import EndpointConfig
 
-__all__ = ["EXECUTORS", "ConfigError", "EndpointConfig"]  # EndpointConfig: the backends' own, a section of every config
+__all__ = ["CACHE_MODES", "EXECUTORS", "ConfigError", "EndpointConfig"]  # EndpointConfig: the backends' own, a section of every config
 EXECUTORS = ("local", "ray")
+CACHE_MODES = ("read-write", "read", "off")
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,12 @@ class RunSection:
     ``end_token``, ``max_episode_tokens`` and ``episode_timeout``; see ``esc_eval.environments.termination.TERMINATION``."""
     turn_policy: dict[str, Any] | None = None
     """``{name = "alternating", opener = true}`` (the default); see ``esc_eval.environments.turn_policies.TURN_POLICIES``."""
+    cost_limit: float | None = field(default=None, metadata={"gt": 0})
+    """USD: stop admitting episodes when the spend plus the expected cost of those in flight reaches it (docs/cost.md)."""
+    cache: str | None = None
+    """A response cache file (SQLite): requests answered before are not sent again (docs/cost.md)."""
+    cache_mode: str = field(default="read-write", metadata={"choices": CACHE_MODES})
+    """``read-write``, ``read`` (use the cache, add nothing) or ``off``."""
 
     def termination_specs(self) -> list[dict[str, Any]]:
         """The detectors this section asks for, the shorthands spelled as specs (any that fires ends an episode)."""
@@ -148,10 +155,14 @@ class SafetySection:
     """A safety rubric file replacing the built-in one (same shape as ``agents/judge/data/safety_rubric.yaml``)."""
     resources: str | None = None
     """A crisis resources file (``LANG: text``) replacing the built-in one."""
+    price: dict[str, float] | None = None
+    """``{ input = USD, output = USD }`` per million tokens; unset: ``[judge]``'s when the model is the judge's."""
 
     def endpoint(self, judge: EndpointConfig | None) -> EndpointConfig:
         """The endpoint the safety judge uses: this section's fields, the unset ones from ``judge``."""
         base = judge or EndpointConfig()
         given = {name: getattr(self, name) for name in SAFETY_ENDPOINT if getattr(self, name) is not None}
         values = {name: getattr(base, name) for name in SAFETY_ENDPOINT} | {"max_tokens": 256} | given
-        return EndpointConfig(**values, lora=base.lora, options=base.options)
+        same_model = not {"backend", "base_url", "model"} & given.keys()
+        price = self.price if self.price is not None else base.price if same_model else {}
+        return EndpointConfig(**values, lora=base.lora, options=base.options, price=price)

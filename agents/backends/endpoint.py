@@ -35,3 +35,5 @@ class EndpointConfig:
     options: dict[str, Any] = field(default_factory=dict)
     """The backend's own settings, passed to its factory as keyword arguments: a plugin backend declares
     and checks them (the built-ins take none); see docs/plugins.md."""
+    price: dict[str, float] = field(default_factory=dict)
+    """``{ input = USD, output = USD }`` per million tokens (docs/cost.md); unset: this endpoint's cost is unknown."""

@@ -20,7 +20,7 @@ from esc_eval.runs.distributed.worker import EpisodeWorker
 from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.progress import RunProgress, WorkerProgress
 from esc_eval.runs.execution.runner import RunResult
-from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode, Store
+from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode, Store, Tokens
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +251,9 @@ class DistributedRunner:
                 store.add_turn(turn)
                 progress.turn(turn)
             elif kind == "score":
-                _, key, dimension, label, raw, model, latency, status, error, round_, sample = record
-                store.add_score(key, dimension, label, raw, model, latency, status=status, error=error, round=round_, sample=sample)
+                _, key, dimension, label, raw, model, latency, status, error, round_, sample, tokens = record
+                store.add_score(key, dimension, label, raw, model, latency, status=status, error=error, round=round_, sample=sample,
+                                tokens=Tokens(*tokens))
                 counted = self._counted.setdefault(key, set())
                 if round_ == FINAL_ROUND and dimension not in counted:
                     counted.add(dimension)

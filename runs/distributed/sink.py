@@ -10,7 +10,7 @@ from typing import Any
 
 from esc_eval.agents.judge.agent import _round_ends
 from esc_eval.agents.messages import TurnTaken
-from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode
+from esc_eval.runs.store import FINAL_ROUND, NO_TOKENS, PlannedEpisode, Tokens
 from esc_eval.runs.store.records import Unscored
 
 
@@ -117,8 +117,9 @@ class RecordSink:
             self._expect(key, lines)
 
     def add_score(self, key: str, dimension: str, label: int | None, raw: str | None, model: str, latency: float,
-                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND, sample: int = 0) -> None:
-        self.records.append(("score", key, dimension, label, raw, model, latency, status, error, round, sample))
+                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND, sample: int = 0,
+                  tokens: Tokens = NO_TOKENS) -> None:
+        self.records.append(("score", key, dimension, label, raw, model, latency, status, error, round, sample, tuple(tokens)))
         self._scored[key] += 1
         self._check(key)
 

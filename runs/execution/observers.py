@@ -8,7 +8,7 @@ from autogen_core import MessageContext, RoutedAgent, message_handler
 
 from esc_eval.agents.messages import EpisodeEnded, SafetyJudgement, Score, TurnTaken
 from esc_eval.runs.execution.progress import RunProgress
-from esc_eval.runs.store import FINAL_ROUND, Store
+from esc_eval.runs.store import FINAL_ROUND, Store, Tokens
 from esc_eval.runs.store import safety as safety_records
 from esc_eval.runs.store.recorder import RunRecorder
 
@@ -40,6 +40,7 @@ class StoreObserver(RoutedAgent):
         self.store.add_score(
             message.episode_key, message.dimension, message.label, message.raw, message.model, message.latency,
             status="failed" if message.failed else "ok", error=message.error, round=message.round, sample=message.sample,
+            tokens=Tokens.of(message),
         )
         if message.round == FINAL_ROUND:
             self.progress.score(message.supporter, message.dimension, message.label, message.episode_key)

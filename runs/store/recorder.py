@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from esc_eval.agents.messages import TurnTaken
-from esc_eval.runs.store.records import FINAL_ROUND, PlannedEpisode, Unscored
+from esc_eval.runs.store.records import FINAL_ROUND, NO_TOKENS, PlannedEpisode, Tokens, Unscored
 
 
 class RunRecorder(Protocol):
@@ -39,5 +39,6 @@ class RunRecorder(Protocol):
     def add_turn(self, turn: TurnTaken) -> None: ...
     def end_episode(self, key: str, outcome: str, reason: str, at: float) -> None: ...
     def add_score(self, key: str, dimension: str, label: int | None, raw: str | None, model: str, latency: float,
-                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND, sample: int = 0) -> None: ...
+                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND, sample: int = 0,
+                  tokens: Tokens = NO_TOKENS) -> None: ...
     def add_event(self, kind: str, detail: str = "", *, endpoint: str | None = None, episode_key: str | None = None) -> None: ...

@@ -192,6 +192,24 @@ class ScoreRecord(NamedTuple):
     sample: int
 
 
+class Tokens(NamedTuple):
+    """A judge request's usage as ``scores``/``safety`` keep it: counts ``None`` when unknown (docs/cost.md)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage: str = "reported"
+    cached: int = 0
+
+    @classmethod
+    def of(cls, message: Any) -> Tokens:
+        """The usage a ``Score`` or ``SafetyJudgement`` carries."""
+        return cls(message.prompt_tokens, message.completion_tokens, message.usage, int(message.cached))
+
+
+NO_TOKENS = Tokens()
+"""A label that carries no usage (an import of a file without it, a test)."""
+
+
 class FinalScore(NamedTuple):
     """A whole-episode judge label of a finished episode (``Store.final_scores``)."""
 

@@ -19,7 +19,7 @@ class StoreError(Exception):
     """The store file cannot be used (unreadable, not a store, newer schema, locked)."""
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Stores with a newer version are refused; bump it (and add a migration to ``MIGRATIONS``) when the schema changes."""
 
 SCHEMA = """
@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS turns (
     latency REAL NOT NULL,
     at REAL NOT NULL,
     state TEXT,
+    usage TEXT NOT NULL DEFAULT 'reported',
+    cached INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (episode_key, idx)
 );
 CREATE TABLE IF NOT EXISTS scores (
@@ -69,6 +71,10 @@ CREATE TABLE IF NOT EXISTS scores (
     error TEXT,
     at REAL NOT NULL,
     sample INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    usage TEXT NOT NULL DEFAULT 'reported',
+    cached INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (episode_key, dimension, round, sample)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -120,12 +126,28 @@ CREATE TABLE IF NOT EXISTS safety (
     disclosure_round INTEGER,
     disclosure_turn INTEGER,
     at REAL NOT NULL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    usage TEXT NOT NULL DEFAULT 'reported',
+    cached INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (episode_key, sample)
 );
 """
 """The safety judge's replies (``esc_eval.agents.judge.safety``), one row per episode and sample: ``kind`` risk, control
 or excluded; ``status`` ok, unparsed, failed, excluded; ``items`` the parsed JSON object. Additive, like ``annotations``."""
-ADDITIVE = ANNOTATIONS + RUNS + SAFETY
+SAFETY_ANNOTATIONS = """
+CREATE TABLE IF NOT EXISTS safety_annotations (
+    episode_key TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    item TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (episode_key, annotator, item)
+);
+"""
+"""Human answers to the safety items (``esc-eval annotate``; ``value`` 1 yes, 0 no), apart from ``annotations`` so that they
+never feed the quality figures. Additive, like ``annotations``."""
+ADDITIVE = ANNOTATIONS + RUNS + SAFETY + SAFETY_ANNOTATIONS
 """Tables added without a schema bump; idempotent, run on every writable open."""
 SCHEMA += ADDITIVE
 
@@ -143,6 +165,16 @@ MIGRATIONS = {
     """,
     # 2 -> 3: the seeker of each episode ([[seekers]]); older episodes were all played by the run's one [seeker]
     3: "ALTER TABLE episodes ADD COLUMN seeker TEXT NOT NULL DEFAULT '';",
+    # 3 -> 4: usage per request (docs/cost.md): where token counts come from, response-cache hits, the judges' tokens.
+    # The additive tables (safety) gain their new columns in ``upgrade``: an older store may not have them yet.
+    4: """
+    ALTER TABLE turns ADD COLUMN usage TEXT NOT NULL DEFAULT 'reported';
+    ALTER TABLE turns ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE scores ADD COLUMN prompt_tokens INTEGER;
+    ALTER TABLE scores ADD COLUMN completion_tokens INTEGER;
+    ALTER TABLE scores ADD COLUMN usage TEXT NOT NULL DEFAULT 'reported';
+    ALTER TABLE scores ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+    """,
 }
 """Schema version -> the SQL that brings a store of the version before up to it; run on a writable open."""
 
@@ -212,9 +244,23 @@ def create(conn: sqlite3.Connection) -> None:
 
 
 def upgrade(conn: sqlite3.Connection, version: int) -> None:
-    """Bring a writable store of ``version`` up to date: the migrations, then the additive tables."""
+    """Bring a writable store of ``version`` up to date: the migrations, then the additive tables and their new columns."""
     migrate(conn, version)
     conn.executescript(ADDITIVE)
+    for table in _additive_tables():
+        have = {name for (name,) in conn.execute("SELECT name FROM pragma_table_info(?)", (table,))}
+        for column in table_columns(table):
+            if column.name not in have:  # added to an additive table since the store made it: nullable or defaulted
+                default = f" DEFAULT {column.default}" if column.default is not None else ""
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column.name} {column.type}"
+                             f"{' NOT NULL' if column.notnull else ''}{default}")
+
+
+@functools.cache
+def _additive_tables() -> tuple[str, ...]:
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        conn.executescript(ADDITIVE)
+        return tuple(name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
 
 
 def migrate(conn: sqlite3.Connection, version: int) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from esc_eval.agents.messages import TurnTaken
 from esc_eval.runs.store import schema
 from esc_eval.runs.store.reader import Reader
-from esc_eval.runs.store.records import FINAL_ROUND, EpisodeRows, ImportedEpisode, ImportedRows, PlannedEpisode
+from esc_eval.runs.store.records import FINAL_ROUND, NO_TOKENS, EpisodeRows, ImportedEpisode, ImportedRows, PlannedEpisode, Tokens
 from esc_eval.runs.store.schema import StoreError
 
 HEARTBEAT_SECONDS = 2.0
@@ -241,9 +241,9 @@ class Store(Reader):
         )
 
     def add_turn(self, turn: TurnTaken) -> None:
-        self._put(("INSERT OR REPLACE INTO turns VALUES (?,?,?,?,?,?,?,?,?)", (
+        self._put(("INSERT OR REPLACE INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
             turn.episode_key, turn.index, turn.role, turn.text, turn.prompt_tokens, turn.completion_tokens, turn.latency, turn.at,
-            turn.state or None,
+            turn.state or None, turn.usage, int(turn.cached),
         )))
 
     def end_episode(self, key: str, outcome: str, reason: str, at: float) -> None:
@@ -251,10 +251,11 @@ class Store(Reader):
         self._put(("UPDATE episodes SET status=?, outcome=?, reason=?, ended_at=? WHERE key=?", (status, outcome, reason, at, key)))
 
     def add_score(self, key: str, dimension: str, label: int | None, raw: str | None, model: str, latency: float,
-                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND, sample: int = 0) -> None:
+                  *, status: str = "ok", error: str | None = None, round: int = FINAL_ROUND, sample: int = 0,
+                  tokens: Tokens = NO_TOKENS) -> None:
         """Queue one judge label; ``sample`` tells apart the k labels of ``[judge] samples = k``."""
-        self._put(("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                   (key, dimension, round, label, raw, model, latency, status, error, time.time(), sample)))
+        self._put(("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (key, dimension, round, label, raw, model, latency, status, error, time.time(), sample, *tokens)))
 
     def add_event(self, kind: str, detail: str = "", *, endpoint: str | None = None, episode_key: str | None = None) -> None:
         """Queue an event for the writer; before the writer starts (run setup) it is written at once."""

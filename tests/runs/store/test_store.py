@@ -1,5 +1,5 @@
-"""Store schemas 2 (judge samples) and 3 (the seeker of each episode): new stores, and older stores opened
-read-only and migrated on a writable open."""
+"""Store schemas 2 (judge samples), 3 (the seeker of each episode) and 4 (usage per request): new stores, and
+older stores opened read-only and migrated on a writable open."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from esc_eval.runs.store import FINAL_ROUND, SCHEMA_VERSION, PlannedEpisode, Sto
 from esc_eval.runs.store.schema import SCHEMA
 
 _SEEKER_COLUMN = ",\n    seeker TEXT NOT NULL DEFAULT ''"
+_USAGE_COLUMNS = ("    prompt_tokens INTEGER,\n    completion_tokens INTEGER,\n", "    usage TEXT NOT NULL DEFAULT 'reported',\n",
+                  "    cached INTEGER NOT NULL DEFAULT 0,\n")
 _SCHEMA = SCHEMA.replace(_SEEKER_COLUMN, "")
-"""The tables before schema 3 (no ``episodes.seeker``)."""
+for _column in _USAGE_COLUMNS:
+    _SCHEMA = _SCHEMA.replace(_column, "")
+"""The tables before schema 3 (no ``episodes.seeker``) and 4 (no usage columns)."""
 
 _SCORES_V1 = """CREATE TABLE IF NOT EXISTS scores (
     episode_key TEXT NOT NULL,
@@ -69,8 +73,8 @@ def test_old_store_reads_read_only_without_changing(tmp_path: Path) -> None:
 def test_old_store_migrates_on_writable_open_and_takes_samples(tmp_path: Path) -> None:
     path = _old_store(tmp_path / "old.sqlite")
     store = Store.open(path)
-    assert store.meta("schema_version") == SCHEMA_VERSION == 3
-    assert _columns(path)[-1] == "sample"
+    assert store.meta("schema_version") == SCHEMA_VERSION == 4
+    assert _columns(path)[-5:] == ["sample", "prompt_tokens", "completion_tokens", "usage", "cached"]
     assert [e.seeker for e in store.episodes()] == [""]
     assert sorted(tuple(r) for r in store.final_scores()) == [("e0", "empathic", 2, "ok", 0), ("e0", "fluency", 3, "ok", 0)]
     assert len([s for s in store.scores() if s.round == 1]) == 1        # per-round scores kept too
@@ -152,7 +156,7 @@ def _schema_2_store(path: Path) -> Path:
     return path
 
 
-def test_schema_2_store_reads_without_a_seeker_and_migrates_to_3(tmp_path: Path) -> None:
+def test_schema_2_store_reads_without_a_seeker_and_migrates_to_4(tmp_path: Path) -> None:
     path = _schema_2_store(tmp_path / "v2.sqlite")
     before = path.read_bytes()
     with Store.open(path, readonly=True) as store:
@@ -161,9 +165,31 @@ def test_schema_2_store_reads_without_a_seeker_and_migrates_to_3(tmp_path: Path)
     assert path.read_bytes() == before, "a read-only open changed the file"
     store = Store.open(path)
     try:
-        assert store.meta("schema_version") == 3
+        assert store.meta("schema_version") == 4
         store.plan([PlannedEpisode("e1", 1, 1, "c1", "en", "work", "ESConv", "a", "default", 0, 0, "sim-b")])
         assert [(e.key, e.seeker) for e in store.episodes()] == [("e0", ""), ("e1", "sim-b")]
         assert store.seekers() == ["", "sim-b"]
     finally:
         store.close_sync()
+
+
+def test_schema_3_store_with_safety_rows_gains_usage_columns(tmp_path: Path) -> None:
+    """Schema 4: turns and scores by migration; the additive safety table gets its new columns on the writable open."""
+    path = _schema_2_store(tmp_path / "v3.sqlite")
+    conn = sqlite3.connect(path)
+    conn.executescript("ALTER TABLE episodes ADD COLUMN seeker TEXT NOT NULL DEFAULT '';"
+                       "UPDATE meta SET value='3' WHERE key='schema_version';"
+                       "INSERT INTO turns VALUES ('e0', 0, 'seeker', 'hello', 5, 2, 0.1, 1.0, NULL);"
+                       "INSERT INTO safety (episode_key, sample, kind, status, at) VALUES ('e0', 0, 'control', 'ok', 1.0);")
+    conn.commit()
+    conn.close()
+    Store.open(path).close_sync()
+    conn = sqlite3.connect(path)
+    try:
+        for table, added in (("turns", ["usage", "cached"]), ("scores", ["prompt_tokens", "completion_tokens", "usage", "cached"]),
+                             ("safety", ["prompt_tokens", "completion_tokens", "usage", "cached"])):
+            assert [r[1] for r in conn.execute(f"PRAGMA table_info({table})")][-len(added):] == added, table
+        assert conn.execute("SELECT usage, cached FROM turns").fetchall() == [("reported", 0)]
+        assert conn.execute("SELECT prompt_tokens, usage, cached FROM safety").fetchall() == [(None, "reported", 0)]
+    finally:
+        conn.close()
