@@ -86,7 +86,17 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
         from esc_eval.runs.analysis.safety import build_safety, with_safety  # numpy, statsmodels: only when a report is made
 
         safety = build_safety(store, by=columns, supporter=supporter, language=language)
-        if agreement is True:
+        safety_humans = None
+        if safety is not None and (corrected or agreement is True):
+            from esc_eval.runs.analysis import safety_agreement  # human answers to the safety items, apart from the labels
+
+            if corrected:
+                safety_agreement.correct(safety, store)
+            if agreement is True:
+                safety_humans = safety_agreement.safety_agreement(store, supporter=supporter, language=language)
+        if agreement is True and safety_humans is not None and not store.annotations():
+            result = None  # only safety items were labelled
+        elif agreement is True:
             result = store_agreement(store, supporter=supporter, language=language)
         elif isinstance(agreement, Path):
             result = agreement_report(store, agreement, supporter=supporter, language=language)
@@ -99,7 +109,12 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
         plots.append(plot(report, plot_path))
         if compare and any(not math.isnan(c.diff) for c in report.comparisons or ()):
             plots.append(plot_comparisons(report, comparison_plot_path(plot_path)))
-    text = render_agreement(result, fmt) if result is not None else with_safety(render(report, fmt), safety, fmt)
+    if safety_humans is not None:
+        from esc_eval.runs.analysis.safety_agreement import with_safety_agreement
+
+        text = with_safety_agreement(render_agreement(result, fmt) if result is not None else None, safety_humans, fmt)
+    else:
+        text = render_agreement(result, fmt) if result is not None else with_safety(render(report, fmt), safety, fmt)
     if plots and fmt in ("table", "md"):
         text += "".join(f"\nplot: {path}" for path in plots) + "\n"
     return text

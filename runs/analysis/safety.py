@@ -32,6 +32,7 @@ import numpy as np
 from statsmodels.stats.proportion import proportion_confint
 
 from esc_eval.agents.judge.safety import CONTROL, EXCLUDED, RISK, majority
+from esc_eval.runs.analysis.ppi import PPIEstimate
 from esc_eval.runs.analysis.statistics import LEVEL, SMALL_N, holm, paired_comparisons
 from esc_eval.runs.store import Store
 from esc_eval.runs.store import safety as safety_records
@@ -113,6 +114,8 @@ class SafetyRow:
     flags: list[str] = field(default_factory=list)
     gate: str | None = None
     card_missed: dict[int, float] = field(default_factory=dict, repr=False)
+    corrected: PPIEstimate | None = None
+    """The missed rate corrected with human answers (``--corrected``; ``esc_eval.runs.analysis.safety_agreement.correct``)."""
 
 
 def _rate(verdicts: Sequence[Verdict], item: str) -> float:
@@ -162,6 +165,8 @@ class SafetyReport:
     max_missed: float
     by: tuple[str, ...]
     episodes: list[Verdict] = field(default_factory=list, repr=False)
+    corrected: bool = False
+    """Whether the rows carry corrected missed rates (``--corrected``)."""
 
 
 def build_safety(store: Store, *, by: Sequence[str] = ("supporter",), supporter: str | None = None,
@@ -202,14 +207,24 @@ def _number(x: float) -> float | None:
     return None if math.isnan(x) else round(x, 4)
 
 
+def corrected_data(est: PPIEstimate | None) -> dict[str, Any] | None:
+    """A corrected missed rate in JSON: ``rate``, ``ci``, ``n_labelled``, ``n_unlabelled``, ``n_cards`` (labelled), ``weight`` (λ)."""
+    if est is None:
+        return None
+    return {"rate": _number(est.mean), "ci": [_number(est.ci_low), _number(est.ci_high)], "n_labelled": est.n_labelled,
+            "n_unlabelled": est.n_unlabelled, "n_cards": est.n_cards, "weight": _number(est.weight)}
+
+
 def safety_data(report: SafetyReport) -> list[dict[str, Any]]:
-    """The JSON ``safety`` list: one entry per row, keyed by its group columns (``supporter`` first)."""
+    """The JSON ``safety`` list: one entry per row, keyed by its group columns (``supporter`` first); with
+    ``--corrected`` each entry also has ``missed_corrected`` (``corrected_data``, ``None`` without human answers)."""
     return [{**row.group, "n_risk": row.n_risk, "n_excluded": row.n_excluded, "n_unparsed": row.n_unparsed,
              "n_judge_failed": row.n_judge_failed, "missed_rate": _number(row.missed_rate),
              "missed_ci": [_number(row.missed_ci[0]), _number(row.missed_ci[1])], "asked_rate": _number(row.asked_rate),
              "resources_rate": _number(row.resources_rate), "help_rate": _number(row.help_rate), "harmful": row.harmful,
              "n_control": row.n_control, "false_alarm_rate": _number(row.false_alarm_rate), "n_cards": row.n_cards,
-             "flags": row.flags, "gate": row.gate, "max_missed": report.max_missed}
+             "flags": row.flags, "gate": row.gate, "max_missed": report.max_missed,
+             **({"missed_corrected": corrected_data(row.corrected)} if report.corrected else {})}
             for row in report.rows]
 
 
@@ -232,6 +247,12 @@ def render_safety(report: SafetyReport, fmt: str) -> str:
               str(row.n_excluded), _pct(row.false_alarm_rate), str(row.n_control), ",".join(row.flags)] for row in report.rows]
     title = (f"Safety (gate: no harmful reply and missed-risk CI upper end <= {_pct(report.max_missed)};"
              " missed: risk disclosed, never recognised)")
+    if report.corrected:  # beside the judge-only missed rate
+        head[len(report.by) + 3:len(report.by) + 3] = ["missed (human-corrected)", "95% CI (corrected)"]
+        for row, line in zip(report.rows, lines):
+            est = row.corrected
+            line[len(report.by) + 3:len(report.by) + 3] = (["-", "no human answers"] if est is None else [
+                _pct(est.mean), "-" if math.isnan(est.ci_low) else f"[{_pct(est.ci_low)}, {_pct(est.ci_high)}]"])
     out = [f"\n## {title}\n" if fmt == "md" else f"\n{title}"]
     if fmt == "md":
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in lines]
@@ -268,4 +289,4 @@ def with_safety(text: str, report: SafetyReport | None, fmt: str) -> str:
 
 
 __all__ = ["DEFAULT_MAX_MISSED", "SafetyComparison", "SafetyReport", "SafetyRow", "Verdict", "build_safety", "clustered_proportion",
-           "comparison_data", "render_safety", "safety_data", "verdicts", "with_safety"]
+           "comparison_data", "corrected_data", "render_safety", "safety_data", "verdicts", "with_safety"]

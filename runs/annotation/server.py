@@ -7,6 +7,12 @@ committed to the store's ``annotations`` table before the server answers, so a r
 closed tab or a crashed server loses nothing that the page showed as saved. Who labels
 what and the label files are ``esc_eval.runs.annotation.labels``; agreement is ``esc_eval.runs.analysis.agreement``.
 
+Dialogues the safety judge took (risk and control episodes) also get its yes/no safety items
+(``esc_eval.agents.judge.safety``'s rubric: the risk items, or ``false_alarm`` and ``harmful`` for a
+control), answered blind like the dimensions (the page never sees the judge's answers) and
+stored apart from the dimension labels (``esc_eval.runs.store.safety.add_labels``), so they never
+feed ACC, alpha or the corrected means; they feed the safety agreement and the corrected missed rate.
+
 The page (``AnnotationServer``) is guarded by a per-start token and Host/Origin checks, and is
 blind by default: annotators see an opaque item id (``item_ids``), not which supporter and
 persona produced the dialogue (``--unblind`` shows them).
@@ -30,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from esc_eval.agents.judge.profiles import JudgeProfile
+from esc_eval.agents.judge.safety import RISK, SafetyRubric, SafetyRubricError
 from esc_eval.runs.analysis.agreement import human_labels
 from esc_eval.runs.annotation.labels import AnnotationError, assignment, check_label, check_name, export_labels, label_rows
 from esc_eval.runs.store import EpisodeRecord, Store
+from esc_eval.runs.store import safety as safety_store
 from esc_eval.runs.web import TOKEN_HEADER, LocalServer, listen
 
 # -- the web page -------------------------------------------------------------------
@@ -68,6 +76,23 @@ def _item_id(secret: str, key: str) -> str:
     return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:12]
 
 
+def safety_rubric(store: Store) -> SafetyRubric:
+    """The safety rubric the run's judge used (its ``[safety] rubric`` file, else the built-in one)."""
+    path = ((store.meta("config") or {}).get("safety") or {}).get("rubric")
+    try:
+        return SafetyRubric.load(path)
+    except SafetyRubricError as exc:
+        raise AnnotationError(f"safety items: {exc}") from None
+
+
+def safety_answers(store: Store) -> dict[str, dict[str, dict[str, bool]]]:
+    """Episode key -> annotator -> {safety item: answer}."""
+    out: dict[str, dict[str, dict[str, bool]]] = {}
+    for row in safety_store.labels(store):
+        out.setdefault(row.episode_key, {}).setdefault(row.annotator, {})[row.item] = row.value
+    return out
+
+
 class AnnotationServer(LocalServer):
     """The labelling page and its JSON API on one address, guarded by ``esc_eval.runs.web.LocalServer``.
 
@@ -87,17 +112,20 @@ class AnnotationServer(LocalServer):
                  blind: bool = True, listening: socket.socket | None = None) -> None:
         super().__init__(host=host, port=port, listening=listening)
         self.store, self.profile, self.k, self.blind = store, profile, k, blind
+        self.kinds = safety_store.kinds(store)
+        self.rubric = safety_rubric(store) if self.kinds else None  # a bad rubric file is refused before any write
         self._secret = _item_secret(store)
 
     def app(self) -> Any:
-        """The aiohttp application: the page, ``GET /api/session``, ``GET /api/episode``, ``POST /api/label``.
+        """The aiohttp application: the page, ``GET /api/session``, ``GET /api/episode``, ``POST /api/label``,
+        ``POST /api/safety`` (a yes/no answer to a safety item: ``{annotator, item, safety_item, value}``).
 
         The store must be writable; labels are committed synchronously inside the handler
         (SQLite WAL, a millisecond), so the answer means the label is on disk.
         """
         from aiohttp import web
 
-        store, profile = self.store, self.profile
+        store, profile, kinds, rubric = self.store, self.profile, self.kinds, self.rubric
 
         def fail(status: int, message: str) -> web.Response:
             return web.json_response({"error": message}, status=status)
@@ -108,6 +136,20 @@ class AnnotationServer(LocalServer):
             if not self.blind:
                 shown |= {"key": e.key, "supporter": e.supporter, "persona": e.persona, "card": e.card_id}
             return shown
+
+        def safety_items(key: str) -> tuple[str, ...]:
+            """The safety items of an episode: its kind's (risk or control), none when the safety judge did not take it."""
+            if rubric is None or key not in kinds:
+                return ()
+            return rubric.risk_items if kinds[key][0] == RISK else rubric.control_items
+
+        def safety_shown(key: str, annotator: str) -> dict[str, Any]:
+            """The items to answer, the disclosing line (risk) and this annotator's answers; never the judge's."""
+            if not safety_items(key):
+                return {}
+            turn = kinds[key][1] if kinds[key][0] == RISK else None
+            mine = safety_answers(store).get(key, {}).get(annotator, {})
+            return {"safety": {"items": list(safety_items(key)), "disclosure_turn": turn, "labels": mine}}
 
         def finished() -> dict[str, EpisodeRecord]:
             """Finished episodes by item id."""
@@ -120,11 +162,14 @@ class AnnotationServer(LocalServer):
                 return fail(400, str(exc))
             episodes = {e.key: e for e in _finished(store)}
             mine = human_labels(store)
-            items = [described(episodes[key]) | {"labels": mine.get(key, {}).get(annotator, {})}
+            items = [described(episodes[key]) | {"labels": mine.get(key, {}).get(annotator, {})} | safety_shown(key, annotator)
                      for key in assignment(store, annotator, self.k)]
             dimensions = [{"key": d.key, "name": d.paper_name, "rubric": dict(d.rubric)} for d in profile.dimensions]
-            return web.json_response({"annotator": annotator, "k": self.k, "profile": profile.name, "blind": self.blind,
-                                      "dimensions": dimensions, "queue": items})
+            shown = {"annotator": annotator, "k": self.k, "profile": profile.name, "blind": self.blind,
+                     "dimensions": dimensions, "queue": items}
+            if rubric is not None:
+                shown["safety_items"] = {key: dict(rubric.items[key]) for key in dict.fromkeys((*rubric.risk_items, *rubric.control_items))}
+            return web.json_response(shown)
 
         async def episode(request: web.Request) -> web.Response:
             item, annotator = request.query.get("item", ""), request.query.get("annotator", "").strip()
@@ -133,7 +178,7 @@ class AnnotationServer(LocalServer):
                 return fail(404, f"no dialogue {item!r}")
             transcript = [{"role": role, "text": text} for role, text in store.transcript(e.key)]
             labels = human_labels(store).get(e.key, {}).get(annotator, {})
-            return web.json_response(described(e) | {"transcript": transcript, "labels": labels})
+            return web.json_response(described(e) | {"transcript": transcript, "labels": labels} | safety_shown(e.key, annotator))
 
         async def label(request: web.Request) -> web.Response:
             try:
@@ -156,10 +201,35 @@ class AnnotationServer(LocalServer):
             store.add_annotations([(e.key, annotator, dim, value, time.time())])
             return web.json_response({"ok": True, "item": item, "dimension": dim, "label": value})
 
+        async def safety(request: web.Request) -> web.Response:
+            try:
+                body = await request.json()
+            except ValueError:
+                return fail(400, "expected a JSON body")
+            if not isinstance(body, dict):
+                return fail(400, "expected a JSON object")
+            try:
+                annotator = check_name(body.get("annotator"))
+            except AnnotationError as exc:
+                return fail(400, str(exc))
+            item, question, value = body.get("item"), body.get("safety_item"), body.get("value")
+            e = finished().get(item) if isinstance(item, str) else None
+            if e is None:
+                return fail(404, f"no dialogue {item!r}")
+            allowed = safety_items(e.key)
+            if question not in allowed:
+                return fail(400, f"unknown safety item {question!r} for this dialogue "
+                                 f"(it has: {', '.join(allowed) or 'none: the safety judge did not take it'})")
+            if not isinstance(value, bool):
+                return fail(400, f"value must be true or false, got {value!r}")
+            safety_store.add_labels(store, [(e.key, annotator, question, value, time.time())])
+            return web.json_response({"ok": True, "item": item, "safety_item": question, "value": value})
+
         def routes(app: web.Application) -> None:
             app.router.add_get("/api/session", session)
             app.router.add_get("/api/episode", episode)
             app.router.add_post("/api/label", label)
+            app.router.add_post("/api/safety", safety)
 
         return self.guarded_app(routes)
 

@@ -1,4 +1,6 @@
 // esc-eval annotate: label dialogues 0-4 per dimension, keyboard first. No build step.
+// Dialogues the safety judge took also list its yes/no safety items (1 yes, 0 no), sent to
+// /api/safety; the page is never given the judge's own answers.
 // Every label is POSTed when given; until the server confirms it, it is kept in
 // localStorage ("pending") and re-sent on the next load, so a reload loses nothing.
 // The server's per-start token comes in this page's URL (?token=) and goes back in a
@@ -31,9 +33,22 @@ async function api(path, options = {}) {
   return body;
 }
 
-function dims() { return state.session.dimensions; }
 function item() { return state.session.queue[state.index]; }
-function complete(labels) { return dims().every((d) => labels[d.key] !== undefined); }
+// The rows of the panel: the dimensions, then the current dialogue's safety items (if any).
+function dims() {
+  const rows = state.session.dimensions.map((d) => Object.assign({ safety: false }, d));
+  const it = state.session.queue.length ? item() : null;
+  for (const key of (it && it.safety ? it.safety.items : [])) {
+    rows.push({ key, name: "safety: " + key.replace(/_/g, " "), rubric: state.session.safety_items[key], safety: true });
+  }
+  return rows;
+}
+function answers(it) { return it.safety ? it.safety.labels : {}; }
+function complete(q) {
+  return state.session.dimensions.every((d) => q.labels[d.key] !== undefined)
+    && (q.safety ? q.safety.items : []).every((k) => q.safety.labels[k] !== undefined);
+}
+function given(d) { return d.safety ? answers(item())[d.key] : state.labels[d.key]; }
 
 async function start(name) {
   state.annotator = name;
@@ -47,14 +62,16 @@ async function start(name) {
   const mine = pending();
   for (const entry of Object.values(mine)) {
     const it = state.session.queue.find((q) => q.item === entry.item);
-    if (it && entry.annotator === name) it.labels[entry.dimension] = entry.label;
+    if (!it || entry.annotator !== name) continue;
+    if (entry.safety_item !== undefined) { if (it.safety) it.safety.labels[entry.safety_item] = entry.value; }
+    else it.labels[entry.dimension] = entry.label;
   }
   if (!state.session.queue.length) {
     $("meta").textContent = "Nothing to label: every dialogue has its annotators.";
     renderProgress();
     return;
   }
-  const first = state.session.queue.findIndex((q) => !complete(q.labels));
+  const first = state.session.queue.findIndex((q) => !complete(q));
   await show(first < 0 ? 0 : first);
 }
 
@@ -67,21 +84,22 @@ async function show(index) {
   state.episode = episode;
   state.labels = Object.assign({}, episode.labels, it.labels);
   it.labels = state.labels;
-  const firstOpen = dims().findIndex((d) => state.labels[d.key] === undefined);
+  if (episode.safety) it.safety = Object.assign({}, episode.safety, { labels: Object.assign({}, episode.safety.labels, answers(it)) });
+  const firstOpen = dims().findIndex((d) => given(d) === undefined);
   state.dim = firstOpen < 0 ? 0 : firstOpen;
   $("meta").textContent = state.session.blind
     ? `item ${episode.item} · ${episode.language}`
     : `dialogue ${episode.key} · supporter ${episode.supporter} · persona ${episode.persona} · ${episode.language}`;
   const turns = $("turns");
   turns.replaceChildren();
-  for (const turn of episode.transcript) {
+  episode.transcript.forEach((turn, index) => {
     const li = document.createElement("li");
-    li.className = turn.role;
+    li.className = turn.role + (episode.safety && episode.safety.disclosure_turn === index ? " disclosure" : "");
     const who = document.createElement("b");
     who.textContent = turn.role;
     li.append(who, document.createTextNode(turn.text));
     turns.append(li);
-  }
+  });
   document.body.dataset.item = episode.item;
   render();
 }
@@ -93,17 +111,17 @@ function render() {
     const li = document.createElement("li");
     li.dataset.dimension = d.key;
     li.dataset.testid = "dim-" + d.key;
-    li.className = (i === state.dim ? "active " : "") + (state.labels[d.key] !== undefined ? "done" : "");
+    li.className = (i === state.dim ? "active " : "") + (given(d) !== undefined ? "done" : "") + (d.safety ? " safety" : "");
     const name = document.createElement("span");
     name.className = "dname";
     name.textContent = d.name;
     const buttons = document.createElement("span");
-    for (let v = 0; v <= 4; v++) {
+    for (let v = d.safety ? 1 : 0; v >= 0 && v <= 4; v += d.safety ? -1 : 1) {
       const b = document.createElement("button");
       b.type = "button";
-      b.textContent = String(v);
-      b.dataset.testid = `label-${d.key}-${v}`;
-      b.setAttribute("aria-pressed", String(state.labels[d.key] === v));
+      b.textContent = d.safety ? (v ? "yes" : "no") : String(v);
+      b.dataset.testid = d.safety ? `safety-${d.key}-${v ? "yes" : "no"}` : `label-${d.key}-${v}`;
+      b.setAttribute("aria-pressed", String(d.safety ? given(d) === (v === 1) : given(d) === v));
       b.addEventListener("click", (e) => { e.stopPropagation(); state.dim = i; give(v); });
       buttons.append(b);
     }
@@ -120,7 +138,7 @@ function render() {
 
 function renderProgress() {
   const queue = state.session ? state.session.queue : [];
-  const done = queue.filter((q) => complete(q.labels)).length;
+  const done = queue.filter((q) => complete(q)).length;
   $("progress").textContent = queue.length
     ? `dialogue ${state.index + 1}/${queue.length} · ${done} complete`
     : "0 dialogues";
@@ -129,12 +147,19 @@ function renderProgress() {
 
 function give(value) {
   const d = dims()[state.dim];
-  state.labels[d.key] = value;
-  const entry = { annotator: state.annotator, item: item().item, dimension: d.key, label: value };
+  if (d.safety && value > 1) return;
+  let entry;
+  if (d.safety) {
+    answers(item())[d.key] = value === 1;
+    entry = { annotator: state.annotator, item: item().item, safety_item: d.key, value: value === 1 };
+  } else {
+    state.labels[d.key] = value;
+    entry = { annotator: state.annotator, item: item().item, dimension: d.key, label: value };
+  }
   const p = pending();
-  p[`${entry.annotator}\u0000${entry.item}\u0000${entry.dimension}`] = entry;
+  p[`${entry.annotator}\u0000${entry.item}\u0000${d.safety ? "safety:" : ""}${d.key}`] = entry;
   savePending(p);
-  const next = dims().findIndex((x, i) => i > state.dim && state.labels[x.key] === undefined);
+  const next = dims().findIndex((x, i) => i > state.dim && given(x) === undefined);
   if (next >= 0) state.dim = next;
   else if (state.dim < dims().length - 1) state.dim += 1;
   render();
@@ -150,9 +175,10 @@ async function flush() {
   let failed = false;
   for (const [id, entry] of entries) {
     try {
-      await api("/api/label", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(entry) });
+      const path = entry.safety_item !== undefined ? "/api/safety" : "/api/label";
+      await api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(entry) });
       const now = pending();
-      if (now[id] && now[id].label === entry.label) { delete now[id]; savePending(now); }
+      if (now[id] && now[id].label === entry.label && now[id].value === entry.value) { delete now[id]; savePending(now); }
     } catch (error) {
       failed = true;
       setStatus("not saved: " + error.message + " (retrying)", "error");
@@ -167,7 +193,7 @@ function nextUnlabelled() {
   const queue = state.session.queue;
   for (let step = 1; step <= queue.length; step++) {
     const i = (state.index + step) % queue.length;
-    if (!complete(queue[i].labels)) return show(i);
+    if (!complete(queue[i])) return show(i);
   }
 }
 
