@@ -7,7 +7,8 @@ Public API (everything SQL stays inside this package):
   (``episodes``, ``turns``, ``scores``, ``final_scores``, ``annotations``, ...) (``writer``, ``reader``);
 * records (``records``): ``PlannedEpisode``, ``ImportedEpisode``, ``EpisodeRows`` in (``ImportedRows``: what an import wrote);
   ``EpisodeRecord``, ``TurnRecord``, ``ScoreRecord``, ``FinalScore``, ``AnnotationRecord``,
-  ``EventRecord``, ``RunRecord``, ``Unscored`` out; ``Tokens`` (a judge request's usage); ``final_labels`` (the judge label ESC-Eval compares); ``FINAL_ROUND``;
+  ``EventRecord``, ``RunRecord``, ``Unscored`` out;
+  ``Tokens`` (a judge request's usage); ``final_labels`` (the judge label ESC-Eval compares); ``FINAL_ROUND``;
   ``episode_key`` (every episode's key); ``RunRecorder`` (``recorder``: what a ``Runner`` records through);
 * the schema (``schema``): ``SCHEMA_VERSION``, ``columns``, ``StoreError``; ``schema.tables``,
   ``schema.table_columns``, ``schema.episode_tables``, ``schema.PRIVATE_META`` for generic archives.
@@ -38,7 +39,8 @@ from esc_eval.runs.store.schema import SCHEMA_VERSION, StoreError, columns
 from esc_eval.runs.store.writer import HEARTBEAT_SECONDS, Store, StoreWriteError
 
 __all__ = [
-    "FINAL_ROUND", "HEARTBEAT_SECONDS", "NO_TOKENS", "Tokens", "SCHEMA_VERSION", "AnnotationRecord", "EpisodeRecord", "EpisodeRows", "EventRecord", "FinalScore",
+    "FINAL_ROUND", "HEARTBEAT_SECONDS", "NO_TOKENS", "Tokens",
+    "SCHEMA_VERSION", "AnnotationRecord", "EpisodeRecord", "EpisodeRows", "EventRecord", "FinalScore",
     "ImportedEpisode", "ImportedRows", "LiveReader", "PlannedEpisode", "RunRecord", "ScoreRecord", "Store", "StoreBusy", "StoreError",
     "StoreWriteError", "RunRecorder", "TurnRecord", "Unscored", "columns",
     "episode_key", "final_labels",

@@ -1,0 +1,79 @@
+"""Prices: what one request costs, and which price each of a run's endpoints has (docs/cost.md).
+
+A ``price`` table on an endpoint section gives USD per million input and output tokens. Every
+place that turns tokens into money (the report, the live spend and ``--cost-limit``, ``--dry-run``)
+asks this module, so the formula is written once: ``usd = (input × price.input + output × price.output) / 1e6``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from esc_eval.agents.backends.endpoint import EndpointConfig
+    from esc_eval.runs.config import Config
+
+ROLES = ("seeker", "supporter", "judge", "safety")
+"""Who makes requests in a run: every seeker counts under ``seeker``, the safety judge under ``safety``."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+
+    def usd(self, input_tokens: float, output_tokens: float) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1e6
+
+    @classmethod
+    def of(cls, endpoint: EndpointConfig | None) -> Price | None:
+        """An endpoint's price; ``None`` when it has none (its cost is unknown, never 0)."""
+        if endpoint is None or not endpoint.price:
+            return None
+        return cls(float(endpoint.price["input"]), float(endpoint.price["output"]))
+
+
+@dataclass(frozen=True)
+class Prices:
+    """The price of each endpoint a run sends requests to, by what the store records.
+
+    ``seekers`` is keyed by the seeker's label (``episodes.seeker``; "" for stores made before seekers
+    were named: the run's one seeker), ``supporters`` by supporter name.
+    """
+
+    seekers: dict[str, Price | None]
+    supporters: dict[str, Price | None]
+    judge: Price | None
+    safety: Price | None
+
+    @classmethod
+    def of(cls, config: Config) -> Prices:
+        seekers = {s.label: Price.of(s) for s in config.seeker_sections}
+        seekers.setdefault("", Price.of(config.seeker))
+        safety = config.safety.endpoint(config.judge) if config.safety is not None else config.judge
+        return cls(seekers, {s.name: Price.of(s) for s in config.supporters}, Price.of(config.judge), Price.of(safety))
+
+    def seeker(self, label: str) -> Price | None:
+        return self.seekers.get(label, self.seekers.get(""))
+
+    def supporter(self, name: str) -> Price | None:
+        return self.supporters.get(name)
+
+    @property
+    def any(self) -> bool:
+        """Whether any endpoint has a price (a report without any shows no costs at all)."""
+        return any(p is not None for p in (*self.seekers.values(), *self.supporters.values(), self.judge, self.safety))
+
+
+def unpriced(config: Config, *, safety: bool = False) -> list[str]:
+    """The sections (as messages name them) whose endpoint has no price: a cost limit cannot count their spend.
+
+    ``safety``: the run plans a safety judge (``[safety]``, or a risk persona without it).
+    """
+    missing = [where for where, endpoint in config.endpoints() if Price.of(endpoint) is None]
+    if safety and Prices.of(config).safety is None and "[judge]" not in missing:
+        missing.append("[safety]")
+    return missing
