@@ -1,0 +1,67 @@
+"""Tokens a store's requests used, summed per episode and role: what the report's costs are computed from (docs/cost.md).
+
+Functions over a ``Reader``, like ``safety``; the SQL stays in the store package. Seeker and supporter
+requests are the ``turns`` rows (a turn's tokens include its discarded role-break attempts), judge
+requests the ``scores`` rows, safety-judge requests the ``safety`` rows. Stores made before usage
+was recorded per request read as ``reported`` and not cached; their judge tokens are ``NULL``
+(unknown), counted in ``Usage.unknown`` and never read as 0.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from esc_eval.runs.store.reader import Reader
+
+
+class Usage(NamedTuple):
+    """The requests of one episode by one role with one cache state and one usage kind.
+
+    ``role`` is ``seeker``, ``supporter``, ``judge`` or ``safety``; ``seeker`` the episode's seeker
+    label (``''`` in stores from before named seekers) and ``supporter`` its supporter, so a price can
+    be found for each. ``estimated``: the tokens are ~4 characters a token, not reported or counted.
+    ``input``/``output`` sum the known tokens; ``unknown`` counts the rows without token counts (judge
+    and safety rows of older stores, failed calls without a reply).
+    """
+
+    episode_key: str
+    role: str
+    seeker: str
+    supporter: str
+    cached: bool
+    estimated: bool
+    input: int
+    output: int
+    unknown: int
+
+
+def _columns(reader: Reader, table: str) -> set[str]:
+    return {row[1] for row in reader._conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _select(reader: Reader, table: str, role: str) -> str:
+    """One table's rows grouped per episode, cache state and usage kind (columns an older store lacks take their defaults).
+
+    ``role`` is an SQL expression: the turns' ``t.role`` column, or a role's name quoted.
+    """
+    have = _columns(reader, table)
+    cached = "t.cached" if "cached" in have else "0"
+    estimated = "t.usage = 'estimated'" if "usage" in have else "0"
+    if "prompt_tokens" in have:
+        tokens = ("COALESCE(SUM(t.prompt_tokens), 0), COALESCE(SUM(t.completion_tokens), 0), "
+                  "SUM(t.prompt_tokens IS NULL OR t.completion_tokens IS NULL)")
+    else:
+        tokens = "0, 0, COUNT(*)"
+    seeker = "e.seeker" if reader._seeker() == "seeker" else "''"
+    return (f"SELECT t.episode_key, {role}, {seeker}, e.supporter, {cached}, {estimated}, {tokens} "
+            f"FROM {table} t JOIN episodes e ON e.key = t.episode_key GROUP BY t.episode_key, {role}, {cached}, {estimated}")
+
+
+def usage(reader: Reader) -> list[Usage]:
+    """Every episode's tokens per role, cache state and usage kind, in no particular order."""
+    parts = [_select(reader, "turns", "t.role"), _select(reader, "scores", "'judge'")]
+    if reader._has_table("safety"):
+        parts.append(_select(reader, "safety", "'safety'"))
+    rows = reader._conn.execute(" UNION ALL ".join(parts)).fetchall()
+    return [Usage(key, role, seeker, supporter, bool(cached), bool(estimated), input, output, unknown)
+            for key, role, seeker, supporter, cached, estimated, input, output, unknown in rows]
