@@ -42,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--ray", metavar="ADDRESS",
                      help="run on Ray workers ([run] workers): 'local' starts a local cluster, else a cluster address "
                           "('auto', 'ray://HOST:10001'); see docs/distributed.md")
+    run.add_argument("--dry-run", action="store_true",
+                     help="contact nothing, write nothing: print the plan's requests, tokens and cost per role (docs/cost.md)")
+    run.add_argument("--calibrate", type=Path, metavar="PILOT_STORE",
+                     help="with --dry-run: expect the reply lengths and usage a pilot run's store measured")
+    run.add_argument("--format", choices=("table", "json"), default=None, help="with --dry-run: table (default) or json")
     run.set_defaults(handler=_run)
 
 
@@ -127,6 +132,8 @@ def demo_seeker_adapter() -> Path | None:
 def _run(args: argparse.Namespace) -> int:
     from esc_eval.runs.execution.launch import default_store
 
+    if args.dry_run or args.calibrate or args.format:
+        return _dry_run(args)
     config = load_config(args.config)
     if args.monitor_interval is not None and args.monitor_interval <= 0:
         raise UsageError(f"--monitor-interval must be positive, got {args.monitor_interval}")
@@ -135,6 +142,15 @@ def _run(args: argparse.Namespace) -> int:
                     monitor=not args.no_monitor, allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval,
                     ray_address=args.ray, preflight=not args.no_preflight,
                     resume_command=f"esc-eval run {args.config} --store {store} --resume")
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """``--dry-run``: the estimate (``esc_eval.runs.cli.dry_run``); its own flags need it, and it runs nothing."""
+    from esc_eval.runs.cli.dry_run import dry_run
+
+    if not args.dry_run:
+        raise UsageError(f"{'--calibrate' if args.calibrate else '--format'} needs --dry-run")
+    return dry_run(args.config, args.calibrate, args.format or "table")
 
 
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,

@@ -1,0 +1,66 @@
+"""``esc-eval run CONFIG --dry-run [--calibrate PILOT_STORE] [--format json]``: the plan's requests, tokens and cost.
+
+Checks the config as a run does, then prints ``esc_eval.runs.execution.estimate``'s figures; it
+contacts no endpoint, loads no model and writes nothing (docs/cost.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from esc_eval.runs.cli.errors import UsageError
+from esc_eval.runs.config import load_config
+from esc_eval.runs.pricing import ROLES
+
+
+def dry_run(config_path: Path, calibrate: Path | None, fmt: str) -> int:
+    """Print the estimate of the run ``config_path`` describes; bad input raises (exit 2)."""
+    from esc_eval.runs.execution.estimate import Calibration, Estimate, estimate
+    from esc_eval.runs.execution.plan import RunPlan
+
+    plan = RunPlan.prepare(load_config(config_path))  # every check a run makes before it writes or contacts anything
+    calibration = None
+    if calibrate is not None:
+        if not calibrate.is_file():
+            raise UsageError(f"--calibrate {calibrate}: no such store")
+        try:
+            calibration = Calibration.read(calibrate)
+        except ValueError as exc:
+            raise UsageError(f"--calibrate {exc}") from None
+    result: Estimate = estimate(plan, calibration)
+    if fmt == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(table(result, str(config_path)))
+    return 0
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.4f}"
+
+
+def table(result: object, name: str) -> str:
+    """The estimate as the terminal shows it: one row per role, then the totals and what the expectation assumes."""
+    from esc_eval.runs.execution.estimate import Estimate
+
+    assert isinstance(result, Estimate)
+    data = result.to_json()
+    lines = [f"dry run of {name}: nothing contacted, nothing written", f"episodes: {data['episodes']}",
+             f"{'role':<10} {'requests':>9} {'input tok':>12} {'output tok':>11} {'cost':>12} {'requests max':>13} {'cost max':>12}"]
+    for role in ROLES:
+        if not data["requests_max"][role]:
+            continue
+        tokens, costs = data["tokens"][role], data["by_role"][role]
+        lines.append(f"{role:<10} {data['requests'][role]:>9,} {tokens['input']:>12,} {tokens['output']:>11,} "
+                     f"{_usd(costs['cost_usd']):>12} {data['requests_max'][role]:>13,} {_usd(costs['cost_usd_max']):>12}")
+    lines.append(f"{'total':<10} {'':>9} {'':>12} {'':>11} {_usd(data['cost_usd']):>12} {'':>13} {_usd(data['cost_usd_max']):>12}")
+    if data["calibrated_from"]:
+        lines.append(f"expected: reply lengths and usage per episode measured in the pilot {data['calibrated_from']}")
+    else:
+        lines.append(f"expected: replies at {data['reply_fraction']:.0%} of max_tokens (measure them: --calibrate PILOT_STORE)")
+    lines.append("max: every reply at max_tokens, every episode to its limit, every role-break retry taken (an upper bound)")
+    if data["cost_usd"] is None:
+        lines.append("cost: '-' where an endpoint has no price = { input = USD, output = USD } (per million tokens; docs/cost.md)")
+    lines += [f"note: {note}" for note in result.notes]
+    return "\n".join(lines)
