@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from autogen_core import AgentId, SingleThreadedAgentRuntime, TopicId
 
 from esc_eval.agents.backends.base import BackendError
+from esc_eval.agents.backends.usage import combined
 from esc_eval.agents.messages import EPISODES_SOURCE, EPISODES_TOPIC, TURNS_TOPIC, Completion, EpisodeEnded, SamplingParams, TurnRequest
 from esc_eval.environments.behaviours import NEUTRAL, SeekerBehaviour
 from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role, StepResult, Turn
@@ -186,8 +187,8 @@ class Environment:
             log.exception("episode %s: %s turn crashed", episode.key, role)
             return None, Outcome.failed(f"{role} agent error: {type(exc).__name__}: {one_line(exc)} (backend {recipient.key})")
         turn = episode.add(
-            role, reply.text, prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens, latency=reply.latency,
+            role, reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+            latency=reply.latency, usage=reply.usage, cached=reply.cached,
         )
         behaviour.on_turn(episode, turn)
         if role is Role.SEEKER and episode.state:
@@ -223,7 +224,8 @@ class Environment:
         """Ask again, with a reminder, while the seeker's reply breaks the role; record it in ``episode.state``.
 
         ``episode.state["role_break"]`` is ``None`` for a reply in role, else the first cue found,
-        the retries made, whether the kept reply is in role, and the discarded replies.
+        the retries made, whether the kept reply is in role, and the discarded replies. The reply
+        returned carries the tokens and time of the discarded ones too (they were paid for).
         """
         rule = behaviour.role_break or self.role_break
         if rule is None:
@@ -238,19 +240,17 @@ class Environment:
         if retries is None:
             retries = DEFAULT_ROLE_BREAK_RETRIES
         reminder = "\n\n" + rule.reminder_for(episode.card.language)
-        discarded: list[str] = []
+        replies = [reply]
         found: str | None = cue
-        attempt = 0
-        while found is not None and attempt < retries:
-            attempt += 1
-            discarded.append(reply.text)
+        while found is not None and len(replies) <= retries:
             request = TurnRequest(episode.key, seeker_view(self.protocol, episode, directives + reminder),
-                                  self._params(self.seeker_params, episode, attempt))
-            reply = await self.runtime.send_message(request, recipient)
-            found = rule.find(reply.text)
-        episode.state["role_break"] = {"cue": cue, "retries": attempt, "in_role": found is None, "discarded": discarded}
+                                  self._params(self.seeker_params, episode, len(replies)))
+            replies.append(await self.runtime.send_message(request, recipient))
+            found = rule.find(replies[-1].text)
+        episode.state["role_break"] = {"cue": cue, "retries": len(replies) - 1, "in_role": found is None,
+                                       "discarded": [r.text for r in replies[:-1]]}
         episode.state["role_breaks"] = episode.state.get("role_breaks", 0) + 1
-        return reply
+        return combined(replies)
 
     async def _publish(self, episode: Episode, turn: Turn) -> None:
         await self.runtime.publish_message(turn.taken(episode.key), _TURNS)

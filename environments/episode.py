@@ -70,11 +70,15 @@ class Turn:
 
     Kept as text, not a copied dict: it is what the store records, and a thousand live
     episodes hold five of these each."""
+    usage: str = "reported"
+    """Where the token counts come from (``esc_eval.agents.messages.USAGE``): ``estimated`` if any request behind the turn was."""
+    cached: bool = False
+    """Every request behind the turn (role-break retries too) was answered from the response cache."""
 
     def taken(self, episode_key: str) -> TurnTaken:
         """This turn as the message observers (the store, the judge, progress) receive."""
         return TurnTaken(episode_key, self.index, self.role.value, self.text, self.prompt_tokens, self.completion_tokens,
-                         self.latency, self.at, self.state_json)
+                         self.latency, self.at, self.state_json, self.usage, self.cached)
 
     @property
     def state(self) -> dict[str, Any] | None:
@@ -122,7 +126,7 @@ class Episode:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def add(self, role: Role, text: str, **usage: float | int | bool) -> Turn:
+    def add(self, role: Role, text: str, **usage: float | int | bool | str) -> Turn:
         turn = Turn(len(self.turns), role, text, at=time.time(), **usage)  # type: ignore[arg-type]
         self.turns.append(turn)
         return turn

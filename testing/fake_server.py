@@ -3,12 +3,17 @@
 Used by tests (fixture ``fake_server`` in conftest.py) and benchmarks. Replies come from
 ``responder(body) -> str``; faults are taken first from a FIFO script, then drawn at the
 configured rates with a seeded RNG, so every fault run is reproducible.
+
+Replies report ``usage`` at about 4 characters a token (``tokens``: ``ceil(len(content) / 4)`` per
+request message, and of the reply), as the client estimates a reply without one; ``usage=False``
+omits the object, to test that estimate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import socket
 import time
@@ -31,6 +36,11 @@ CLIENT_FAULT_KIND = {
 """The ``BackendError.kind`` a client should see for each injected fault (``slow`` needs a client timeout)."""
 
 Responder = Callable[[dict[str, Any]], str]
+
+
+def tokens(text: str) -> int:
+    """The fake's tokenizer: ``ceil(len(text) / 4)``."""
+    return math.ceil(len(text) / 4)
 
 
 def default_responder(body: dict[str, Any]) -> str:
@@ -57,6 +67,10 @@ class FakeOpenAIServer:
     """Request headers, one dict per request (when ``record``)."""
     authorization: Counter[str] = field(default_factory=Counter)
     """``Authorization`` header values seen (``""`` when absent), counted even when not recording."""
+    usage: bool = True
+    """Report ``usage`` with each reply; ``False`` omits it (as some servers do)."""
+    reported: list[tuple[str, int, int]] = field(default_factory=list)
+    """``(model, prompt_tokens, completion_tokens)`` of each ``usage`` reported (when ``record``): what a run should store."""
 
     def __post_init__(self) -> None:
         self.script: deque[str] = deque()
@@ -150,12 +164,16 @@ class FakeOpenAIServer:
                 await asyncio.sleep(self.delay * (1 + self.jitter * (2 * self._rng.random() - 1)) if self.jitter else self.delay)
             text = self.responder(body)
             self.answered += 1
-            return web.json_response({
+            reply: dict[str, Any] = {
                 "id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
-                          "completion_tokens": len(text.split()), "total_tokens": 0},
-            })
+            }
+            if self.usage:
+                prompt, completion = sum(tokens(m["content"]) for m in body["messages"]), tokens(text)
+                reply["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+                if self.record:
+                    self.reported.append((model, prompt, completion))
+            return web.json_response(reply)
         finally:
             self.in_flight -= 1
             if model:

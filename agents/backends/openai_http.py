@@ -12,7 +12,8 @@ retried with exponential backoff and jitter under one declared policy:
   halves the backend's in-flight limit, each answer adds one back (``AdaptiveLimit``);
 - 401/403 (``AuthFailed``) and other 4xx: never retried.
 
-Exhausted retries raise ``GaveUp``.
+Exhausted retries raise ``GaveUp``. A reply without ``usage`` gets its tokens counted or estimated
+(``esc_eval.agents.backends.usage``), never 0.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeGuard
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential_jitter
@@ -44,6 +45,7 @@ from esc_eval.agents.backends.base import (
     Throttled,
 )
 from esc_eval.agents.backends.limiter import AdaptiveLimit
+from esc_eval.agents.backends.usage import counts
 from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
@@ -186,7 +188,7 @@ class OpenAIHTTPBackend:
         latency = time.perf_counter() - start
         if status < 400:
             self._slots.succeeded()
-            return _parse_completion(raw, model, latency)
+            return _parse_completion(raw, model, latency, payload)
         error = _http_error(status, f"HTTP {status}: {_snippet(raw)}", _seconds(retry_after), retry_after is not None)
         if error.throttled:
             self._slots.throttled(sent)
@@ -248,7 +250,7 @@ def _http_error(status: int, message: str, retry_after: float | None, has_retry_
     return RequestRejected(message)
 
 
-def _parse_completion(raw: bytes, model: str, latency: float) -> Completion:
+def _parse_completion(raw: bytes, model: str, latency: float, payload: bytes) -> Completion:
     try:
         data = json.loads(raw)
         choice = data["choices"][0]
@@ -257,14 +259,26 @@ def _parse_completion(raw: bytes, model: str, latency: float) -> Completion:
         raise BadResponse(f"unusable response ({type(exc).__name__}): {_snippet(raw)}") from None
     if not isinstance(text, str) or not text.strip():
         raise EmptyReply(f"empty content (finish_reason={choice.get('finish_reason')!r})")
-    usage = data.get("usage") or {}
-    return Completion(
-        text.strip(),
-        int(usage.get("prompt_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
-        latency,
-        str(data.get("model") or model),
-    )
+    text, served = text.strip(), str(data.get("model") or model)
+    reported = _reported(data.get("usage"))
+    if reported is not None:
+        return Completion(text, *reported, latency, served)
+    # no usage (or not its counts): count them here, never store 0 for a paid call; the request's messages are in the payload
+    prompt, completion, kind = counts(model, json.loads(payload)["messages"], text)
+    return Completion(text, prompt, completion, latency, served, usage=kind)
+
+
+def _reported(usage: Any) -> tuple[int, int] | None:
+    """``(prompt_tokens, completion_tokens)`` of a server's ``usage`` object; ``None`` unless both are counts (ints >= 0)."""
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (prompt, completion) if _count(prompt) and _count(completion) else None
+
+
+def _count(value: Any) -> TypeGuard[int]:
+    """A token count: an int >= 0 (``bool`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _seconds(header: str | None) -> float | None:

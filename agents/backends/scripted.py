@@ -18,7 +18,10 @@ def echo_script(messages: Sequence[ChatMessage], params: SamplingParams, model: 
 
 
 class ScriptedBackend:
-    """Calls ``script`` for each request, optionally after ``delay`` seconds; records every request."""
+    """Calls ``script`` for each request, optionally after ``delay`` seconds; records every request.
+
+    Its "model" tokenizes by whitespace: a request's tokens are its words, ``counted``.
+    """
 
     def __init__(self, script: Script = echo_script, *, model: str = "scripted", delay: float = 0.0, name: str = "scripted"):
         self.script, self.model, self.delay = script, model, delay
@@ -35,7 +38,8 @@ class ScriptedBackend:
         except BackendError as exc:
             self.stats.fault(exc.kind, str(exc), retried=False)
             raise
-        completion = Completion(text, sum(len(m["content"].split()) for m in messages), len(text.split()), self.delay, model)
+        completion = Completion(text, sum(len(m["content"].split()) for m in messages), len(text.split()), self.delay, model,
+                                usage="counted")
         self.stats.done(completion)
         return completion
 

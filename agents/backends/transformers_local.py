@@ -515,7 +515,7 @@ class TransformersLocalBackend:
             _deliver(request, EmptyReply(f"{self.name}: empty reply after {len(tokens)} tokens"))
         else:
             latency = time.perf_counter() - request.enqueued
-            _deliver(request, Completion(text, row.prompt_tokens, len(tokens), latency, request.label))
+            _deliver(request, Completion(text, row.prompt_tokens, len(tokens), latency, request.label, usage="counted"))
         return True
 
 

@@ -31,6 +31,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from esc_eval.agents.backends.base import BackendError, BackendStats, EmptyReply, GaveUp, RequestRejected
@@ -207,8 +208,7 @@ class VLLMEngineBackend:
                 self.stats.fault(exc.kind, str(exc), retried=False)
                 raise
             if attempt:
-                completion = Completion(completion.text, completion.prompt_tokens, completion.completion_tokens,
-                                        completion.latency, completion.model, retries=attempt)
+                completion = replace(completion, retries=attempt)
             self.stats.done(completion)
             return completion
         assert last is not None
@@ -243,7 +243,7 @@ class VLLMEngineBackend:
         text = (out.text or "").strip()
         if not text:
             raise EmptyReply(f"empty content (finish_reason={out.finish_reason!r})")
-        return Completion(text, len(final.prompt_token_ids or ()), len(out.token_ids), latency, model_name)
+        return Completion(text, len(final.prompt_token_ids or ()), len(out.token_ids), latency, model_name, usage="counted")
 
     def _sampling(self, params: SamplingParams, seed: int | None) -> Any:
         """vLLM sampling parameters; unset fields take the model's generation config, as vLLM's server does.

@@ -8,6 +8,7 @@ requests with different seeds when judge noise is measured; and, with
 waits for the judge. In a run the sink is ``score_publisher``: each score goes out on the
 ``scores`` topic, where the store observes it, as turns and episode ends do. A failed request is retried by the backend, then recorded as
 ``failed`` -- never as a score; an answer without a label is stored as -1 with its text.
+Each ``Score`` carries its request's tokens, their ``usage`` kind and ``cached`` (unknown, ``None``, when the request failed).
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class Scorer:
         else:
             label = self.profile.parse(completion.text)
             score = Score(key, dimension, round_, label, completion.text, completion.model or model or "", completion.latency, None,
-                          supporter, sample)
+                          supporter, sample, completion.prompt_tokens, completion.completion_tokens, completion.usage, completion.cached)
         for sink in self.sinks:
             delivered = sink(score)
             if delivered is not None:

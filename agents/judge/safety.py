@@ -240,7 +240,9 @@ class SafetyJudge:
         items = self.rubric.parse(case.kind, completion.text)
         return self._record(key, sample, case, supporter, "ok" if items is not None else "unparsed",
                             items=json.dumps(items) if items is not None else "", raw=completion.text,
-                            model=completion.model or self.model or "", latency=completion.latency)
+                            model=completion.model or self.model or "", latency=completion.latency,
+                            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                            usage=completion.usage, cached=completion.cached)
 
 
 class SafetyAgent(RoutedAgent):

@@ -27,6 +27,9 @@ from esc_eval.runs.store.records import (
     Unscored,
 )
 
+_USAGE_DEFAULTS = {"prompt_tokens": "NULL", "completion_tokens": "NULL", "usage": "'reported'", "cached": "0"}
+"""Schema 4's usage columns as a store of an older schema reads (docs/cost.md: NULL tokens are unknown)."""
+
 
 class Reader:
     """Queries over one open SQLite connection of a store."""
@@ -167,9 +170,14 @@ class Reader:
         if current is not None:
             yield current, lines
 
+    def _columns(self, table: str, fields: Sequence[str], defaults: dict[str, str]) -> str:
+        """A record's ``fields`` as ``table``'s columns; one this store's older schema lacks reads as its default (read-only opens)."""
+        have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+        return ", ".join(name if name in have else f"{defaults[name]} AS {name}" for name in fields)
+
     def turns(self, episode: str | None = None) -> list[TurnRecord]:
         """Every turn (or one ``episode`` key's), by episode key and index (exports, the viewer)."""
-        names = ", ".join(TurnRecord._fields)
+        names = self._columns("turns", TurnRecord._fields, _USAGE_DEFAULTS)
         clause, params = ("WHERE episode_key=?", (episode,)) if episode is not None else ("", ())
         return [TurnRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM turns {clause} ORDER BY episode_key, idx", params)]
 
@@ -182,7 +190,7 @@ class Reader:
 
     def scores(self, episode: str | None = None) -> list[ScoreRecord]:
         """Every judge score (or one ``episode`` key's), final and per round, by episode key, round and dimension."""
-        names = ", ".join(ScoreRecord._fields).replace("sample", self._sample())
+        names = self._columns("scores", ScoreRecord._fields, {"sample": "0", **_USAGE_DEFAULTS})
         clause, params = ("WHERE episode_key=?", (episode,)) if episode is not None else ("", ())
         return [ScoreRecord(*row) for row in self._conn.execute(
             f"SELECT {names} FROM scores {clause} ORDER BY episode_key, round, dimension", params)]

@@ -150,6 +150,7 @@ class TurnRecord(NamedTuple):
     """One row of ``turns``: an utterance with its usage and, for the seeker, its hidden state (JSON text).
 
     ``TurnTaken`` as stored: a read's row (the column names, ``idx``; ``state`` ``None`` where none was kept).
+    ``usage`` and ``cached`` (docs/cost.md) read as ``"reported"`` and 0 in a store older than schema 4.
     """
 
     episode_key: str
@@ -161,6 +162,8 @@ class TurnRecord(NamedTuple):
     latency: float
     at: float
     state: str | None
+    usage: str = "reported"
+    cached: int = 0
 
 
 class Unscored(NamedTuple):
@@ -177,7 +180,10 @@ class Unscored(NamedTuple):
 
 
 class ScoreRecord(NamedTuple):
-    """One row of ``scores``: a judge label (``round == FINAL_ROUND`` for the whole episode), or its failure."""
+    """One row of ``scores``: a judge label (``round == FINAL_ROUND`` for the whole episode), or its failure.
+
+    Its request's tokens are ``None`` when unknown (the request failed, or a store older than schema 4).
+    """
 
     episode_key: str
     dimension: str
@@ -190,6 +196,10 @@ class ScoreRecord(NamedTuple):
     error: str | None
     at: float
     sample: int
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage: str = "reported"
+    cached: int = 0
 
 
 class Tokens(NamedTuple):

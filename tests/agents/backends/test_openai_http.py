@@ -35,7 +35,9 @@ async def test_completion_with_usage(fake_server) -> None:  # type: ignore[no-un
     completion = await backend.complete(MESSAGES, SamplingParams(max_tokens=20, temperature=0.5, seed=11))
     await backend.aclose()
     assert completion.text == "m reply 2"
-    assert completion.prompt_tokens == 4 and completion.completion_tokens == 3 and completion.retries == 0
+    # the fake reports ceil(chars / 4) a message: "be kind" 2 + "hello there" 3; "m reply 2" 3
+    assert completion.prompt_tokens == 5 and completion.completion_tokens == 3 and completion.retries == 0
+    assert completion.usage == "reported" and not completion.cached
     assert server.requests[0] == {"model": "m", "messages": MESSAGES, "max_tokens": 20, "temperature": 0.5, "seed": 11}
     assert backend.stats.requests == 1 and backend.stats.completion_tokens == 3
 

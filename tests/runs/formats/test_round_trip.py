@@ -40,6 +40,10 @@ def test_the_source_store_holds_what_a_round_trip_must_keep(source: Path) -> Non
     failed = [s for s in scores if s["status"] == "failed"]
     assert failed and all(s["label"] is None and "empathy adapter not loaded" in s["error"] for s in failed)
     assert all(s["raw"] and s["model"] for s in scores if s["status"] == "ok")
+    # the judge's tokens (docs/cost.md): counted by the scripted backend, unknown (NULL) where the request failed
+    assert all(s["prompt_tokens"] and s["completion_tokens"] and s["usage"] == "counted" for s in scores if s["status"] == "ok")
+    assert all(s["prompt_tokens"] is None and s["completion_tokens"] is None for s in failed)
+    assert {t["usage"] for t in turns} == {"reported", "counted"}  # the opener (no request) and the generated lines
     assert any(s["label"] == -1 for s in scores) and {s["round"] for s in scores} >= {-1, 1, 2}
     assert {s["sample"] for s in scores} == {0, 1}  # k = 2 judge samples of each dimension
     assert len(tables["annotations"]) >= 4 and len({a["annotator"] for a in tables["annotations"]}) == 2
