@@ -7,6 +7,7 @@ flight when a build stopped have no row and are extracted again on ``--resume``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -75,6 +76,10 @@ class CardBuildStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close as the run store does: back in rollback mode, so the build store is one file (no ``-wal``/``-shm``)."""
+        with contextlib.suppress(sqlite3.Error):  # another connection holds it: stay in WAL
+            self._conn.execute("PRAGMA busy_timeout=0")
+            self._conn.execute("PRAGMA journal_mode=DELETE")
         self._conn.close()
 
     def record(self, outcome: ItemOutcome) -> None:

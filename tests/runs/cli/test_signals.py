@@ -8,6 +8,8 @@ checks the exit code, the summary, the ``runs`` row, that the store is one file 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -153,4 +155,78 @@ async def test_sigterm_mid_import_leaves_one_file_and_a_second_import_completes_
     with sqlite3.connect(store) as conn:
         keys = [row[0] for row in conn.execute("SELECT key FROM episodes")]
     assert len(keys) == len(set(keys)) == len(design)
+    assert one_file(store)
+
+
+async def test_sigterm_mid_judge_exits_3_leaving_no_half_written_output(tmp_path: Path) -> None:
+    """``esc-eval judge --store --out``, stopped by SIGTERM while judging: exit 3, no score file, no store or a
+    checkpointed one; the same command then judges everything once."""
+    supporter, seeker = "AI assistant：", "ESC-Role："
+    transcripts = tmp_path / "result_llama3_en.json"
+    transcripts.write_text(json.dumps({str(i): [supporter + "Hello!", seeker + f"I lost my job ({i}).", supporter + "I'm sorry."]
+                                       for i in range(40)}, ensure_ascii=False), encoding="utf-8")
+    out, store = tmp_path / "score_llama3_en.json", tmp_path / "judged.sqlite"
+    async with FakeOpenAIServer(responder=lambda body: "Score: 2", delay=0.05) as server:
+        config = tmp_path / "judge.toml"
+        config.write_text(f'[judge]\nbase_url = "{server.base_url}"\nmodel = "j"\nmax_connections = 2\n', encoding="utf-8")
+        args = ("judge", str(transcripts), "--config", str(config), "--out", str(out), "--store", str(store))
+        proc = await started(*args)
+        await after_answers(proc, server, 10)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 3, err.decode()
+        assert not out.exists(), "a score file was written for a judging that did not finish"
+        assert not store.exists() or one_file(store)
+        again = await esc_eval(*args)
+        assert again.returncode == 0, again.stderr
+    with contextlib.closing(sqlite3.connect(store)) as conn:
+        rows = conn.execute("SELECT episode_key, dimension, COUNT(*) FROM scores GROUP BY episode_key, dimension").fetchall()
+    assert len(rows) == 40 * 7 and all(count == 1 for *_, count in rows)
+    assert len(json.loads(out.read_text(encoding="utf-8"))) == 40
+    assert one_file(store)
+
+
+def extracted(store: Path) -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT 1 FROM build_items WHERE status != 'failed' LIMIT 1").fetchone() is not None
+    except sqlite3.Error:  # not created yet
+        return False
+
+
+async def test_sigterm_mid_cards_build_leaves_one_file_and_resume_extracts_only_the_rest(tmp_path: Path) -> None:
+    """``esc-eval cards build --store``, stopped by SIGTERM: exit 3, one checkpointed file, no cards file; ``--resume``
+    asks only for the items not yet extracted."""
+    from tests.runs.cards.helpers import responder, write_build_config, write_sources
+
+    sources = write_sources(tmp_path)
+    store, out = tmp_path / "build.sqlite", tmp_path / "cards.jsonl"
+    async with FakeOpenAIServer(responder=responder, delay=0.4) as server:
+        config = write_build_config(tmp_path / "build.toml", server.base_url, translator=False)
+        args = ("cards", "build", *map(str, sources), "--config", str(config), "--out", str(out), "--store", str(store))
+        proc = await started(*args)
+        await after_answers(proc, server, 2)
+        deadline = time.monotonic() + 30
+        while not extracted(store):  # an answer is on disk as soon as the builder has read it
+            assert proc.returncode is None and time.monotonic() < deadline, "no extraction was kept"
+            await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 3, err.decode()
+        assert one_file(store) and not out.exists()
+        with contextlib.closing(sqlite3.connect(store)) as conn:
+            kept = {key for (key,) in conn.execute("SELECT key FROM build_items WHERE status != 'failed'")}
+        assert kept, "nothing was kept before the signal"
+        asked_before = {json.dumps(body["messages"][1]) for body in server.requests}
+        before = len(server.requests)
+        again = await esc_eval(*args, "--resume")
+        assert again.returncode == 0, again.stderr
+        asked_again = [json.dumps(body["messages"][1]) for body in server.requests[before:]]
+    report = json.loads((tmp_path / "build-report.json").read_text(encoding="utf-8"))
+    assert report["counts"]["items"] == 8
+    with contextlib.closing(sqlite3.connect(store)) as conn:
+        assert len({key for (key,) in conn.execute("SELECT key FROM build_items")}) == conn.execute(
+            "SELECT COUNT(*) FROM build_items").fetchone()[0]
+    assert len(asked_again) <= 8 - len(kept) + 2, "resume extracted again what the stopped build had kept"  # + the retries
+    assert len(asked_before) >= len(kept)
     assert one_file(store)
