@@ -17,6 +17,7 @@ from esc_eval.runs.analysis.leaderboard import FORMATS, DimensionStats, Report, 
 
 if TYPE_CHECKING:
     from esc_eval.runs.analysis.comparisons import PairComparison
+    from esc_eval.runs.analysis.cost import ReportCost
 
 _HEADERS = {"supporter": "Supporter", "language": "Language", "category": "Category", "source": "Source", "persona": "Persona",
             "outcome": "Outcome", "seeker": "Seeker"}
@@ -49,17 +50,31 @@ def _totals(row: ReportRow) -> tuple[int, int]:
     return sum(s.n_unparsed for s in row.dimensions.values()), sum(s.n_failed for s in row.dimensions.values())
 
 
-def _header(report: Report) -> list[str]:
+def _header(report: Report, cost: ReportCost | None = None) -> list[str]:
     return ([_HEADERS[c] for c in report.by] + ["Done", "Failed"] + [report.name(d) for d in report.dimensions]
-            + ["-1", "Judge failed"])
+            + ["-1", "Judge failed"] + (_COST_HEADER if cost is not None and cost.cost.priced else []))
 
 
-def _text_rows(report: Report, sep: str) -> list[list[str]]:
+_COST_HEADER = ["Supporter $", "$ / episode"]
+"""Cost columns (prices in the config only): the row's supporter calls, and every role's cost per episode (docs/cost.md)."""
+
+
+def _cost_cells(row: ReportRow, cost: ReportCost | None) -> list[str]:
+    if cost is None or not cost.cost.priced:
+        return []
+    from esc_eval.runs.analysis.cost import usd_text
+
+    found = cost.row(row.group)
+    return [usd_text(found.supporter_usd), usd_text(found.per_episode_usd)] if found is not None else ["–", "–"]
+
+
+def _text_rows(report: Report, sep: str, cost: ReportCost | None = None) -> list[list[str]]:
     out = []
     for row in report.rows:
         unparsed, failed = _totals(row)
         out.append(list(row.group.values()) + [str(row.episodes_done), str(row.episodes_failed)]
-                   + [_cell(row.dimensions[d], sep) for d in report.dimensions] + [str(unparsed), str(failed)])
+                   + [_cell(row.dimensions[d], sep) for d in report.dimensions] + [str(unparsed), str(failed)]
+                   + _cost_cells(row, cost))
     return out
 
 
@@ -193,8 +208,8 @@ def _json_number(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def report_data(report: Report) -> dict[str, Any]:
-    """The report as plain JSON-ready data (``nan`` -> ``None``)."""
+def report_data(report: Report, cost: ReportCost | None = None) -> dict[str, Any]:
+    """The report as plain JSON-ready data (``nan`` -> ``None``); with ``cost`` its ``cost`` object and each row's."""
     data: dict[str, Any] = {
         "store": report.store,
         "by": list(report.by),
@@ -210,6 +225,12 @@ def report_data(report: Report) -> dict[str, Any]:
             for row in report.rows
         ],
     }
+    if cost is not None:
+        data["cost"] = cost.cost.data()
+        data["cost_unknown_requests"] = dict(cost.cost.unknown)
+        for row, out in zip(report.rows, data["rows"]):
+            found = cost.row(row.group)
+            out["cost"] = found.data() if found is not None else None
     if report.comparisons is not None:
         data["comparisons"] = [{"a": c.a, "b": c.b, "dimension": c.dimension, "diff": _json_number(c.diff),
                                 "ci_low": _json_number(c.ci_low), "ci_high": _json_number(c.ci_high),
@@ -257,6 +278,10 @@ def _csv_number(x: float) -> str:
     return "" if math.isnan(x) else repr(x)
 
 
+def _csv_money(x: float | None) -> str:
+    return "" if x is None else repr(x)
+
+
 def _csv(header: list[str], rows: list[list[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -265,17 +290,19 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     return buffer.getvalue()
 
 
-def render(report: Report, fmt: str) -> str:
+def render(report: Report, fmt: str, cost: ReportCost | None = None) -> str:
     """The report as text: ``table`` (plain text, no ANSI codes), ``md`` (GitHub table), ``json`` or ``csv``.
 
     ``csv`` has one line per row: the group columns, ``done``, ``failed``, ``unfinished``,
     then per dimension ``{Name}``, ``{Name}_ci_low``, ``{Name}_ci_high``, ``{Name}_n``,
-    ``{Name}_unparsed``, ``{Name}_failed``, ``{Name}_missing`` (empty where undefined).
+    ``{Name}_unparsed``, ``{Name}_failed``, ``{Name}_missing`` (empty where undefined), then with
+    ``cost`` and prices ``supporter_usd`` and ``per_episode_usd`` (empty where unknown). ``cost`` adds
+    the cost columns and section (table, md) or objects (json): ``esc_eval.runs.analysis.cost``.
     """
     if fmt not in FORMATS:
         raise ReportError(f"unknown report format {fmt!r} (use one of {', '.join(FORMATS)})")
     if fmt == "json":
-        return json.dumps(report_data(report), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+        return json.dumps(report_data(report, cost), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
     if fmt == "csv":
         header = list(report.by) + ["done", "failed", "unfinished"]
         parts = ("ci_low", "ci_high", "n", "unparsed", "failed", "missing", "se", "episodes", "cards")
@@ -289,11 +316,20 @@ def render(report: Report, fmt: str) -> str:
                 s = row.dimensions[d]
                 cells += [_csv_number(s.value), _csv_number(s.ci_low), _csv_number(s.ci_high), s.n, s.n_unparsed, s.n_failed,
                           s.n_missing, _csv_number(s.se_clustered), s.n_episodes, s.n_cards]
+            if cost is not None and cost.cost.priced:
+                found = cost.row(row.group)
+                cells += ["", ""] if found is None else [_csv_money(found.supporter_usd), _csv_money(found.per_episode_usd)]
             rows.append(cells)
+        if cost is not None and cost.cost.priced:
+            header += ["supporter_usd", "per_episode_usd"]
         return _csv(header, rows)
-    header = _header(report)
+    header = _header(report, cost)
     if fmt == "md":
-        text = _markdown(header, _text_rows(report, " "), right_from=len(report.by))
+        text = _markdown(header, _text_rows(report, " ", cost), right_from=len(report.by))
+        if cost is not None:
+            from esc_eval.runs.analysis.cost import cost_lines
+
+            text += "\n" + "".join(f"- {_md_escape(line)}\n" for line in cost_lines(cost.cost))
         if report.comparisons is not None:
             text += "\n**Paired comparisons** (a − b over shared cards; * = differ after Holm)\n\n"
             text += _markdown(_COMPARISON_HEADER, _comparison_rows(report), right_from=2)
@@ -309,8 +345,12 @@ def render(report: Report, fmt: str) -> str:
         return text
     if not report.rows:
         return f"esc-eval report: {report.store}\nno episodes\n"
-    text = rich_text(f"esc-eval report: {report.store}", header, _text_rows(report, "\n"), _note(report),
+    text = rich_text(f"esc-eval report: {report.store}", header, _text_rows(report, "\n", cost), _note(report),
                       right_from=len(report.by), lines=True)
+    if cost is not None:
+        from esc_eval.runs.analysis.cost import cost_lines
+
+        text += "".join(f"{line}\n" for line in cost_lines(cost.cost))
     if report.comparisons is not None:
         text += "\n" + rich_text("paired comparisons: a − b over the cards both played", _COMPARISON_HEADER,
                                   _comparison_rows(report), "diff in points = score(a) − score(b) over shared cards; p: sign-flip "

@@ -7,7 +7,8 @@ returns the text to print. Re-exported here, as the report's public API:
 * ``esc_eval.runs.analysis.render``: ``render`` / ``render_agreement`` (table, md, json, csv);
 * ``esc_eval.runs.analysis.plots``: ``plot``, ``plot_comparisons``, ``plot_confusion`` (PNG);
 * ``esc_eval.runs.analysis.agreement``: ``agreement_report`` (a human score file), ``store_agreement``
-  (the store's annotations).
+  (the store's annotations);
+* ``esc_eval.runs.analysis.cost``: ``report_cost`` (tokens × the store's prices; ``render(report, fmt, cost)``).
 
 Example::
 
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from esc_eval.runs.analysis.agreement import agreement_report, store_agreement
+from esc_eval.runs.analysis.cost import report_cost
 from esc_eval.runs.analysis.leaderboard import (
     FORMATS,
     GROUP_COLUMNS,
@@ -83,6 +85,7 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
             columns = ("seeker", "supporter")
         report = build_report(store, by=columns, supporter=supporter, language=language, compare=compare,
                               corrected=corrected, power_delta=power_delta)
+        cost = report_cost(store, report, supporter=supporter, language=language)
         from esc_eval.runs.analysis.safety import build_safety, with_safety  # numpy, statsmodels: only when a report is made
 
         safety = build_safety(store, by=columns, supporter=supporter, language=language)
@@ -114,7 +117,7 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
 
         text = with_safety_agreement(render_agreement(result, fmt) if result is not None else None, safety_humans, fmt)
     else:
-        text = render_agreement(result, fmt) if result is not None else with_safety(render(report, fmt), safety, fmt)
+        text = render_agreement(result, fmt) if result is not None else with_safety(render(report, fmt, cost), safety, fmt)
     if plots and fmt in ("table", "md"):
         text += "".join(f"\nplot: {path}" for path in plots) + "\n"
     return text

@@ -69,6 +69,8 @@ def open_run_store(plan: RunPlan, store_path: Path, *, resume: bool, retry_faile
         history.append({"fingerprint": plan.fingerprint(), "config": config.to_dict(), "at": time.time()})
         store.set_meta(config=config.to_dict(), fingerprint=plan.fingerprint(), plugins=plan.plugins(), config_history=history)
         store.add_event("config-change", f"old={recorded} new={plan.fingerprint()}")
+    else:  # the same results; prices, budget, cache or endpoints may have changed: the report prices the whole store with these
+        store.set_meta(config=config.to_dict())
     # without retry_failed the runner skips these, so they are still failed when it ends
     return RunStore(store, 0 if retry_failed else store.counts().get("failed", 0))
 

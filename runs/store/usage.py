@@ -20,8 +20,10 @@ class Usage(NamedTuple):
     ``role`` is ``seeker``, ``supporter``, ``judge`` or ``safety``; ``seeker`` the episode's seeker
     label (``''`` in stores from before named seekers) and ``supporter`` its supporter, so a price can
     be found for each. ``estimated``: the tokens are ~4 characters a token, not reported or counted.
-    ``input``/``output`` sum the known tokens; ``unknown`` counts the rows without token counts (judge
-    and safety rows of older stores, failed calls without a reply).
+    ``input``/``output`` sum the known tokens; ``unknown`` counts the answered requests without token
+    counts (judge and safety rows of stores made before they were recorded). A failed judge call (no
+    reply) and an ``excluded`` safety row (no request) have no tokens and are not unknown: nothing was
+    answered, so nothing is counted.
     """
 
     episode_key: str
@@ -47,11 +49,12 @@ def _select(reader: Reader, table: str, role: str) -> str:
     have = _columns(reader, table)
     cached = "t.cached" if "cached" in have else "0"
     estimated = "t.usage = 'estimated'" if "usage" in have else "0"
+    answered = "t.status NOT IN ('failed', 'excluded')" if "status" in have else "1"
     if "prompt_tokens" in have:
         tokens = ("COALESCE(SUM(t.prompt_tokens), 0), COALESCE(SUM(t.completion_tokens), 0), "
-                  "SUM(t.prompt_tokens IS NULL OR t.completion_tokens IS NULL)")
+                  f"SUM((t.prompt_tokens IS NULL OR t.completion_tokens IS NULL) AND {answered})")
     else:
-        tokens = "0, 0, COUNT(*)"
+        tokens = f"0, 0, SUM({answered})"
     seeker = "e.seeker" if reader._seeker() == "seeker" else "''"
     return (f"SELECT t.episode_key, {role}, {seeker}, e.supporter, {cached}, {estimated}, {tokens} "
             f"FROM {table} t JOIN episodes e ON e.key = t.episode_key GROUP BY t.episode_key, {role}, {cached}, {estimated}")
