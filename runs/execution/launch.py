@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from esc_eval.runs.config import Config, check_api_keys
 from esc_eval.runs.execution.result import RunResult
+from esc_eval.runs.pricing import unpriced
 
 if TYPE_CHECKING:
     from esc_eval.agents.backends import ChatBackend
     from esc_eval.runs.distributed import DistributedRunner
+    from esc_eval.runs.execution.plan import RunPlan
     from esc_eval.runs.execution.runner import Runner
 
 _T = TypeVar("_T")
@@ -80,6 +82,7 @@ async def execute(config: Config, store_path: Path, *, resume: bool = False, ret
             import ray as _  # noqa: F401
         except ImportError:
             raise RunOptionError('the ray executor (--ray, [run] executor = "ray") needs Ray: pip install "esc-eval[ray]"') from None
+    check_cost_limit(plan, distributed)
     check_run_store(plan, store_path, resume=resume, allow_config_change=allow_config_change)  # a refused store is named first
     if preflight and not (resume and finished_store(store_path, retry_failed)):  # a finished store opens no connection
         from esc_eval.runs.execution.preflight import preflight as probe_endpoints
@@ -97,6 +100,27 @@ async def execute(config: Config, store_path: Path, *, resume: bool = False, ret
     with Store.open(store_path, readonly=True) as reader:
         failed_scores = reader.failed_scores()  # this attempt's and, unless scored again, earlier ones
     return replace(result, earlier_failed=opened.earlier_failed, failed_scores=failed_scores)
+
+
+def with_cost_limit(config: Config, cost_limit: float | None) -> Config:
+    """``config`` with ``--cost-limit`` (``cost_limit=``) over ``[run] cost_limit``; outside the fingerprint, so resuming is unaffected."""
+    if cost_limit is None:
+        return config
+    if not cost_limit > 0:
+        raise RunOptionError(f"--cost-limit must be a positive amount of USD, got {cost_limit}")
+    return replace(config, run=replace(config.run, cost_limit=float(cost_limit)))
+
+
+def check_cost_limit(plan: RunPlan, distributed: bool) -> None:
+    """A cost limit needs every endpoint's price and the local executor (Ray workers admit their own shards)."""
+    if plan.config.run.cost_limit is None:
+        return
+    if distributed:
+        raise RunOptionError("--cost-limit ([run] cost_limit) works with the local executor only, not on Ray workers (docs/cost.md)")
+    missing = unpriced(plan.config, safety=plan.safety is not None)
+    if missing:
+        raise RunOptionError(f"--cost-limit needs a price on every endpoint; unpriced: {', '.join(missing)} "
+                             "(add price = { input = USD, output = USD } per million tokens, docs/cost.md)")
 
 
 def finished_store(store_path: Path, retry_failed: bool) -> bool:

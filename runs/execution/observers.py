@@ -6,6 +6,7 @@ import re
 
 from autogen_core import MessageContext, RoutedAgent, message_handler
 
+from esc_eval.agents.judge.safety import EXCLUDED
 from esc_eval.agents.messages import EpisodeEnded, SafetyJudgement, Score, TurnTaken
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.store import FINAL_ROUND, Store, Tokens
@@ -42,6 +43,8 @@ class StoreObserver(RoutedAgent):
             status="failed" if message.failed else "ok", error=message.error, round=message.round, sample=message.sample,
             tokens=Tokens.of(message),
         )
+        if self.progress.spend is not None:
+            self.progress.spend.judged(message.episode_key, Tokens.of(message), final=message.round == FINAL_ROUND)
         if message.round == FINAL_ROUND:
             self.progress.score(message.supporter, message.dimension, message.label, message.episode_key)
 
@@ -49,3 +52,5 @@ class StoreObserver(RoutedAgent):
     async def on_safety(self, message: SafetyJudgement, ctx: MessageContext) -> None:
         assert isinstance(self.store, Store), "a safety judge runs with the local executor only"
         safety_records.add(self.store, message)
+        if self.progress.spend is not None:
+            self.progress.spend.safety(message.episode_key, Tokens.of(message), excluded=message.kind == EXCLUDED)

@@ -10,9 +10,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from esc_eval.agents.judge.profiles import LABELS, to_points
 from esc_eval.agents.messages import EpisodeEnded, TurnTaken
+
+if TYPE_CHECKING:
+    from esc_eval.runs.execution.spend import Spend
 
 SPOTLIGHT_LINES = 12
 """Lines of the spotlighted episode kept: a whole ESC-Eval episode (opener + 5 rounds) fits."""
@@ -86,6 +90,8 @@ class RunProgress:
     spotlight_dwell: float = 4.0
     workers: dict[str, WorkerProgress] = field(default_factory=dict)
     """Worker name -> its progress; empty unless the run is distributed."""
+    spend: Spend | None = None
+    """What the run spent and expects to spend (``esc_eval.runs.execution.spend``); set when the run starts."""
     _spotlight_ended_at: float = field(default=0.0, repr=False)
     _episode_labels: dict[tuple[str, str, str], dict[str, list[int]]] = field(default_factory=dict, repr=False)
     """(supporter, dimension, card) -> episode -> [sum, count] of its valid labels."""
@@ -107,6 +113,8 @@ class RunProgress:
 
     def turn(self, message: TurnTaken) -> None:
         self.turns += 1
+        if self.spend is not None:
+            self.spend.turn(message)
         self.tokens_out[message.role] = self.tokens_out.get(message.role, 0) + message.completion_tokens
         self.recent.append(message)
         key = message.episode_key
@@ -137,6 +145,8 @@ class RunProgress:
 
     def ended(self, message: EpisodeEnded) -> None:
         self.outcomes[message.outcome] = self.outcomes.get(message.outcome, 0) + 1
+        if self.spend is not None:
+            self.spend.ended(message.episode_key, message.outcome)
         if message.outcome == "failed":
             self.failed += 1
         else:

@@ -43,6 +43,8 @@ class RunResult:
     stopped: bool = False
     not_started: int = 0
     write_failure: str | None = None
+    cost_limited: str | None = None
+    """``cost limit reached: $X of $Y; ...`` when the cost limit stopped admitting episodes (``stopped`` is set too)."""
 
     @property
     def exit_code(self) -> int:

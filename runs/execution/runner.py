@@ -32,6 +32,8 @@ from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.pool import BackendPool
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
+from esc_eval.runs.execution.spend import Spend, stored_spend, usd
+from esc_eval.runs.pricing import Prices
 from esc_eval.runs.store import PlannedEpisode, Store, StoreWriteError
 from esc_eval.runs.store import safety as safety_records
 from esc_eval.runs.store.recorder import RunRecorder
@@ -105,6 +107,7 @@ class Runner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancelled = self._quit = False
         self._judges: list[Scorer | SafetyJudge] = []
+        self._cost_limited = False
 
     def stop_admitting(self) -> None:
         """Let in-flight episodes finish; admit no more (a first signal, a refused key, a failed store write)."""
@@ -133,6 +136,8 @@ class Runner:
         todo = [(p, card) for p, card in planned if statuses.get(p.key) not in skip]
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
         self.progress.cards.update((e.key, f"{e.language}:{e.card_index}") for e, _ in planned)
+        self.progress.spend = Spend.of(self.plan, {p.key: p for p, _ in planned}, ended=self.progress.skipped,
+                                       prior=stored_spend(self.store, Prices.of(config)) if isinstance(self.store, Store) else 0.0)
         rejudge = self._unscored()
         unsafe = self._unjudged_safety()
         if not todo and not rejudge and not unsafe:  # a finished store: load no model, open no connection
@@ -188,8 +193,16 @@ class Runner:
                 except StoreWriteError as exc:
                     write_failure = str(exc)
         remaining = self.progress.planned - self.progress.skipped - self.progress.done - self.progress.failed
+        stopped = self._stopping.is_set() and remaining > 0
         return RunResult(self.store.path, self.progress, auth_failure=self.auth_failure, write_failure=write_failure,
-                         stopped=self._stopping.is_set() and remaining > 0, not_started=max(remaining, 0))
+                         stopped=stopped, not_started=max(remaining, 0),
+                         cost_limited=self._cost_limit_message() if stopped and self._cost_limited else None)
+
+    def _cost_limit_message(self) -> str:
+        """The issue's words for a run the cost limit stopped, with what the store's attempts spent in all."""
+        assert self.progress.spend is not None and self.plan.config.run.cost_limit is not None
+        return (f"cost limit reached: {usd(self.progress.spend.total)} of {usd(self.plan.config.run.cost_limit)}; "
+                "continue with --resume (raise --cost-limit)")
 
     def _write_failed(self, error: BaseException) -> None:
         """A store write failed (a full disk): nothing more can be kept, so the run stops now (``Store.on_write_error``)."""
@@ -249,6 +262,30 @@ class Runner:
             scorer.schedule(row.key, row.language, self.store.transcript(row.key), row.supporter, missing)
             self.progress.judge_queued(len(missing) * samples)
 
+    async def _within_budget(self) -> None:
+        """Wait until one more episode fits under the cost limit, or stop admitting when none can (docs/cost.md).
+
+        While episodes are in flight or awaiting the judge, each one settling makes the expected cost of an
+        episode (their mean) sharper, so admission waits for it; with none open the limit is reached.
+        """
+        limit, spend = self.plan.config.run.cost_limit, self.progress.spend
+        if limit is None or spend is None:
+            return
+        settled = asyncio.Event()
+        spend.on_settle = settled.set
+        while not self._stopping.is_set() and not spend.admits(limit):
+            if not spend.open:
+                log.warning("cost limit: %s spent, %s expected an episode, of %s: admitting no more episodes",
+                            usd(spend.total), usd(spend.expected), usd(limit))
+                self._cost_limited = True
+                self.stop_admitting()
+                return
+            settled.clear()
+            waits = [asyncio.ensure_future(settled.wait()), asyncio.ensure_future(self._stopping.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+
     async def _admit(self, envs: Mapping[str, Environment], todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
         """Play ``todo`` at most ``concurrency`` at a time, each in its seeker's environment (``envs``: seeker label -> it)."""
         slots = asyncio.Semaphore(self.plan.config.run.concurrency)
@@ -268,9 +305,12 @@ class Runner:
 
         for planned, card in todo:
             await slots.acquire()
+            await self._within_budget()
             if self._stopping.is_set():
                 slots.release()
                 break
+            if self.progress.spend is not None:
+                self.progress.spend.admit(planned.key)
             self.progress.active += 1
             task = asyncio.create_task(play(planned, card), name=planned.key)
             tasks.add(task)

@@ -1,0 +1,198 @@
+"""What a run has spent so far and expects to spend: the live side of docs/cost.md (the monitor, ``--cost-limit``).
+
+``Spend`` prices every turn, judge score and safety judgement as it arrives (``Price.usd``, the one
+formula; cached requests cost nothing), so the monitor can show spend and a projection, and the runner
+can ask ``admits()`` before each episode: the spend so far (with what earlier attempts spent) plus the
+expected cost still to come of the episodes in flight, plus the episode to admit, must stay under the
+limit. An episode's expected cost is the mean cost of the episodes this run has *settled* (ended and,
+with a judge, every final score and safety judgement in), before any has: what ``--dry-run`` expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from esc_eval.agents.messages import TurnTaken
+from esc_eval.runs.pricing import Price, Prices
+from esc_eval.runs.store.reader import Reader
+from esc_eval.runs.store.records import PlannedEpisode, Tokens
+from esc_eval.runs.store.usage import usage
+
+if TYPE_CHECKING:
+    from esc_eval.runs.execution.plan import RunPlan
+
+@dataclass
+class Spend:
+    """Money spent by this process's run, with what earlier attempts of the store spent (``prior``).
+
+    Args:
+        prices: every endpoint's price (``Prices.of(config)``); a request of an endpoint without one adds
+            to ``unpriced`` instead (its cost is unknown, never 0).
+        planned: episode key -> its plan entry, so a turn is priced at its own seeker's or supporter's price.
+        prior: USD the store's earlier attempts spent (``--resume``).
+        a_priori: the expected cost of one episode before any has settled.
+        final_scores: final judge scores each ended, non-failed episode gets (dimensions x samples; 0: no judge).
+        safety_samples: safety judgements each ended, non-failed episode gets (0: no safety judge).
+    """
+
+    prices: Prices
+    planned: Mapping[str, PlannedEpisode] = field(default_factory=dict)
+    prior: float = 0.0
+    a_priori: float = 0.0
+    final_scores: int = 0
+    safety_samples: int = 0
+    spent: float = 0.0
+    """USD this attempt spent (``total`` adds ``prior``)."""
+    saved: float = 0.0
+    """USD cache hits would have cost."""
+    unpriced: int = 0
+    """Requests whose cost is unknown: their endpoint has no price, or their tokens are unknown."""
+    on_settle: Callable[[], None] | None = None
+    """Called whenever an episode settles: the expected cost changed (the runner waits on it to admit again)."""
+    _open: dict[str, float] = field(default_factory=dict, repr=False)
+    """Admitted, unsettled episode -> its cost so far (bounded by the episodes in flight and awaiting the judge)."""
+    _waiting: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    """Ended episode -> [final scores, safety judgements] still to come."""
+    _settled: set[str] = field(default_factory=set, repr=False)
+    _settled_usd: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.prior + self.spent
+
+    @property
+    def open(self) -> int:
+        """Admitted episodes whose cost is not complete yet (in flight, or ended and awaiting the judge)."""
+        return len(self._open)
+
+    @property
+    def settled(self) -> int:
+        """Episodes of this attempt whose cost is complete."""
+        return len(self._settled)
+
+    @property
+    def expected(self) -> float:
+        """The expected cost of one episode: the mean over settled ones, else ``a_priori``."""
+        return self._settled_usd / len(self._settled) if self._settled else self.a_priori
+
+    def committed(self) -> float:
+        """Spend so far plus what the open episodes are still expected to cost (each at least ``expected`` in all)."""
+        expected = self.expected
+        return self.total + sum(max(0.0, expected - cost) for cost in self._open.values())
+
+    def admits(self, limit: float) -> bool:
+        """Whether one more episode fits under ``limit`` with everything in flight."""
+        return self.committed() + self.expected < limit
+
+    def admit(self, key: str) -> None:
+        self._open[key] = 0.0
+
+    # -- what arrives ---------------------------------------------------------------------
+
+    def turn(self, message: TurnTaken) -> None:
+        planned = self.planned.get(message.episode_key)
+        if message.role == "supporter":
+            price = self.prices.supporter(planned.supporter) if planned else None
+        else:
+            price = self.prices.seeker(planned.seeker if planned else "")
+        self._add(message.episode_key, price, message.prompt_tokens, message.completion_tokens, message.cached)
+
+    def judged(self, key: str, tokens: Tokens, *, final: bool) -> None:
+        """A judge score of episode ``key`` (``final``: a whole-episode one, which settling waits for)."""
+        self._add(key, self.prices.judge, tokens.prompt_tokens, tokens.completion_tokens, bool(tokens.cached))
+        if final:
+            self._arrived(key, 0)
+
+    def safety(self, key: str, tokens: Tokens, *, excluded: bool) -> None:
+        """A safety judgement (``excluded``: one record, no request, and no more to come for the episode)."""
+        if not excluded:
+            self._add(key, self.prices.safety, tokens.prompt_tokens, tokens.completion_tokens, bool(tokens.cached))
+        self._arrived(key, 1, everything=excluded)
+
+    def ended(self, key: str, outcome: str) -> None:
+        if key not in self._open:
+            return
+        judged = outcome != "failed"  # failed episodes are never judged
+        self._waiting[key] = [self.final_scores if judged else 0, self.safety_samples if judged else 0]
+        self._settle(key)
+
+    def _add(self, key: str, price: Price | None, prompt: int | None, completion: int | None, cached: bool) -> None:
+        if price is None or prompt is None or completion is None:
+            self.unpriced += 1
+            return
+        usd = price.usd(prompt, completion)
+        if cached:
+            self.saved += usd
+            return
+        self.spent += usd
+        if key in self._open:
+            self._open[key] += usd
+        elif key in self._settled:  # an intermediate-round score after the final ones: still this episode's
+            self._settled_usd += usd
+
+    def _arrived(self, key: str, which: int, *, everything: bool = False) -> None:
+        left = self._waiting.get(key)
+        if left is None:
+            return
+        left[which] = 0 if everything else max(0, left[which] - 1)
+        self._settle(key)
+
+    def _settle(self, key: str) -> None:
+        if any(self._waiting[key]):
+            return
+        del self._waiting[key]
+        self._settled_usd += self._open.pop(key)
+        self._settled.add(key)
+        if self.on_settle is not None:
+            self.on_settle()
+
+    def projection(self, not_admitted: int) -> float | None:
+        """The whole plan's cost: spend so far, what the open episodes still cost, and ``not_admitted`` more episodes.
+
+        ``None`` while no episode has settled and there is no a priori estimate (a run without a cost limit).
+        """
+        if not self._settled and not self.a_priori:
+            return None
+        return self.committed() + self.expected * not_admitted
+
+    @classmethod
+    def of(cls, plan: RunPlan, planned: Mapping[str, PlannedEpisode], *, prior: float = 0.0, ended: int = 0) -> Spend:
+        """The spend of a run of ``plan`` (``planned``: its episodes by key) into a store whose earlier attempts spent
+        ``prior`` and ended ``ended`` episodes.
+
+        With a cost limit, an episode is expected a priori to cost what the store's ended episodes cost on average
+        (``prior / ended``), else what ``--dry-run`` expects of it (``estimate.expected_episode_cost``: the plan
+        played on paper, replies at a fraction of ``max_tokens``).
+        """
+        config = plan.config
+        final_scores = len(plan.profile.keys) * config.judge.samples if plan.profile is not None and config.judge is not None else 0
+        a_priori = 0.0
+        if config.run.cost_limit is not None and ended and prior:
+            a_priori = prior / ended
+        elif config.run.cost_limit is not None:
+            from esc_eval.runs.execution.estimate import expected_episode_cost
+
+            a_priori = expected_episode_cost(plan) or 0.0
+        return cls(Prices.of(config), planned, prior=prior, a_priori=a_priori, final_scores=final_scores,
+                   safety_samples=plan.safety.section.samples if plan.safety is not None else 0)
+
+
+def stored_spend(reader: Reader, prices: Prices) -> float:
+    """USD a store's requests cost at ``prices`` (``--resume`` counts it; ``esc-eval monitor STORE`` shows it).
+
+    Cache hits cost nothing; rows with unknown tokens and endpoints without a price add nothing.
+    """
+    usd = 0.0
+    for row in usage(reader):
+        price = {"seeker": prices.seeker(row.seeker), "supporter": prices.supporter(row.supporter),
+                 "judge": prices.judge, "safety": prices.safety}.get(row.role)
+        if price is not None and not row.cached:
+            usd += price.usd(row.input, row.output)
+    return usd
+
+
+def usd(amount: float) -> str:
+    """Dollars as people read them: cents from a dollar up, else four decimals (a test's fractions of a cent)."""
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
