@@ -18,7 +18,7 @@ from esc_eval.roles.cards import CardError
 from esc_eval.roles.persona_model import PersonaError
 from esc_eval.roles.templates import ProtocolError
 from esc_eval.runs.config import Config, ConfigError, load_config
-from esc_eval.runs.execution.launch import RunOptionError, execute, run_loop
+from esc_eval.runs.execution.launch import RunOptionError, execute, run_loop, with_cost_limit
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
 from esc_eval.runs.store import StoreError
@@ -36,7 +36,8 @@ ProgressCallback = Callable[[RunProgress], None]
 
 def run(config: str | Path | Config, store: str | Path, *, resume: bool = False, retry_failed: bool = False,
         allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
-        on_progress: ProgressCallback | None = None, progress_interval: float = 5.0, preflight: bool = True) -> RunResult:
+        on_progress: ProgressCallback | None = None, progress_interval: float = 5.0, preflight: bool = True,
+        cost_limit: float | None = None) -> RunResult:
     """Run the evaluation ``config`` describes into the SQLite store ``store``; ``esc-eval run`` as a function.
 
     Args:
@@ -48,6 +49,8 @@ def run(config: str | Path | Config, store: str | Path, *, resume: bool = False,
         on_progress: called with the run's live counters every ``progress_interval`` seconds and once at the end.
         preflight: probe each served endpoint before the store exists (one that cannot be reached: exit code 2);
             ``False`` is ``--no-preflight``.
+        cost_limit: USD, ``--cost-limit`` in place of ``[run] cost_limit``: no episode is admitted once the spend plus the
+            expected cost of those in flight would reach it; the run then ends with exit code 3 and ``cost_limited`` says so.
 
     Returns:
         The ``RunResult``: ``exit_code`` 0 (every episode and score good), 1 (failed episodes or judge scores in the
@@ -70,16 +73,18 @@ def run(config: str | Path | Config, store: str | Path, *, resume: bool = False,
     else:
         raise RuntimeError("esc_eval.run() cannot start an event loop inside a running one (a notebook): use await esc_eval.run_async(...)")
     return run_loop(run_async(config, store, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change, ray=ray,
-                              backends=backends, on_progress=on_progress, progress_interval=progress_interval, preflight=preflight))
+                              backends=backends, on_progress=on_progress, progress_interval=progress_interval, preflight=preflight,
+                              cost_limit=cost_limit))
 
 
 async def run_async(config: str | Path | Config, store: str | Path, *, resume: bool = False, retry_failed: bool = False,
                     allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
-                    on_progress: ProgressCallback | None = None, progress_interval: float = 5.0, preflight: bool = True) -> RunResult:
+                    on_progress: ProgressCallback | None = None, progress_interval: float = 5.0, preflight: bool = True,
+                    cost_limit: float | None = None) -> RunResult:
     """``run`` on the running event loop (a notebook, an async application); the same arguments and result."""
     store_path = Path(store)
     try:
-        loaded = config if isinstance(config, Config) else load_config(config)
+        loaded = with_cost_limit(config if isinstance(config, Config) else load_config(config), cost_limit)
         result = await execute(loaded, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change,
                                ray=ray, backends=backends, drive=_reporting(on_progress, progress_interval) if on_progress else None,
                                preflight=preflight)

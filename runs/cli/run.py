@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="seconds between plain progress lines (default 5) or dashboard frames (default 0.25)")
     run.add_argument("--no-preflight", action="store_true",
                      help="skip the check that each served endpoint answers before the store is created")
+    run.add_argument("--cost-limit", type=float, metavar="USD",
+                     help="stop admitting episodes when the spend plus the expected cost of those in flight reaches USD; "
+                          "exit 3, continue with --resume (overrides [run] cost_limit; needs every endpoint's price, docs/cost.md)")
     run.add_argument("--ray", metavar="ADDRESS",
                      help="run on Ray workers ([run] workers): 'local' starts a local cluster, else a cluster address "
                           "('auto', 'ray://HOST:10001'); see docs/distributed.md")
@@ -54,7 +57,7 @@ EXIT_CODES = """exit codes (first match wins):
   2  bad input: nothing started, nothing written (a config, card or store error, an endpoint that refuses connections)
   4  internal error (one line; the traceback with esc-eval --debug or ESC_EVAL_DEBUG=1)
   1  failed episodes or judge scores in the store, an endpoint refused its key, or a store write failed
-  3  stopped before the plan was done (Ctrl-C, SIGTERM): continue with --resume
+  3  stopped before the plan was done (Ctrl-C, SIGTERM, --cost-limit): continue with --resume
   0  every planned episode done (and scored, where a judge is configured)
 A first Ctrl-C or SIGTERM stops admitting episodes and gives those in flight 5 s, then cancels them (left for
 --resume; the runs row says stopped); a second one ends at once (row: interrupted)."""
@@ -134,7 +137,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.dry_run or args.calibrate or args.format:
         return _dry_run(args)
-    config = load_config(args.config)
+    from esc_eval.runs.execution.launch import with_cost_limit
+
+    if args.cost_limit is not None and not args.cost_limit > 0:
+        raise UsageError(f"--cost-limit must be a positive amount of USD, got {args.cost_limit}")
+    config = with_cost_limit(load_config(args.config), args.cost_limit)
     if args.monitor_interval is not None and args.monitor_interval <= 0:
         raise UsageError(f"--monitor-interval must be positive, got {args.monitor_interval}")
     store = args.store or default_store(config)
@@ -187,6 +194,8 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
         print(f"esc-eval: error: {result.write_failure}; the run stopped with {counts.get('done', 0)} episodes finished in the "
               f"store. Free space, then continue with "
               f"{resume_command or 'esc-eval run CONFIG --resume'}", file=sys.stderr)
+    elif result.cost_limited:  # the issue's words, which say how to continue
+        print(result.cost_limited, file=sys.stderr)
     elif result.stopped:
         print(f"stopped: {result.not_started} not started; continue with `{resume_command or 'esc-eval run CONFIG --resume'}`"
               if resume_command else f"stopped: {result.not_started} not started; {retry_hint}")
