@@ -153,9 +153,10 @@ def test_a_filtered_or_grouped_report_prices_only_its_episodes(tmp_path: Path) -
     assert only_a["total_usd"] == pytest.approx(usd(SEEKER, 100, 10) + A_USD + usd(JUDGE, 1000, 4) + SAFETY_USD)
     with Store.open(path, readonly=True) as store:
         cost = report_cost(store, build_report(store, by=("supporter", "language")))
-    assert cost.row({"supporter": "b", "language": "zh"}).supporter_usd == 0   # b1: planned, nothing spent
-    assert cost.row({"supporter": "b", "language": "zh"}).per_episode_usd is None   # no episode started
-    assert cost.row({"supporter": "b", "language": "en"}).supporter_usd == pytest.approx(B_USD)
+    zh, en = cost.row({"supporter": "b", "language": "zh"}), cost.row({"supporter": "b", "language": "en"})
+    assert zh is not None and en is not None
+    assert zh.supporter_usd == 0 and zh.per_episode_usd is None   # b1: planned, nothing spent, no episode started
+    assert en.supporter_usd == pytest.approx(B_USD)
 
 
 def test_the_latest_recorded_prices_apply_to_the_whole_store(tmp_path: Path) -> None:
