@@ -206,6 +206,25 @@ async def test_a_role_break_is_retried_with_a_reminder_and_recorded() -> None:
     assert all(t.state == "" for t in Published.turns if t.role == "supporter")
 
 
+
+def words(messages: Sequence[ChatMessage]) -> int:
+    return sum(len(m["content"].split()) for m in messages)
+
+
+async def test_a_role_break_retry_keeps_its_tokens_in_the_turn() -> None:
+    """The discarded reply was paid for: the kept turn counts both requests (the scripted backend's tokens are words)."""
+    seeker = role_breaking(1)
+    episode, _, _ = await play("terse", rounds=1, seeker=seeker)
+    (broken, _, _), (kept, _, _) = seeker.requests[:2]
+    first = episode.turns[1]
+    assert first.prompt_tokens == words(broken) + words(kept) > words(kept)
+    assert first.completion_tokens == len("As an AI language model, I don't have problems.".split()) + len("I can't sleep lately.".split())
+    assert first.usage == "counted" and not first.cached
+    [published] = [t for t in Published.turns if t.role == "seeker"]
+    assert (published.prompt_tokens, published.completion_tokens, published.usage) == (
+        first.prompt_tokens, first.completion_tokens, "counted")
+
+
 async def test_retries_are_bounded_and_the_last_reply_is_kept_flagged() -> None:
     seeker = role_breaking(100)
     episode, _, prompts = await play("terse", rounds=1, seeker=seeker, role_break=base_role_break(retries=2))

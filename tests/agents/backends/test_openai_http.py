@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -18,10 +19,11 @@ from esc_eval.agents.backends.base import (
     ServerError,
     Throttled,
 )
-from esc_eval.agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend, _http_error, _seconds
-from esc_eval.agents.messages import SamplingParams
+from esc_eval.agents.backends.openai_http import HTTPSessions, OpenAIHTTPBackend, _http_error, _parse_completion, _seconds
+from esc_eval.agents.messages import ChatMessage, SamplingParams
+from tests.agents.backends.test_usage import word_tokenizer
 
-MESSAGES = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hello there"}]
+MESSAGES: list[ChatMessage] = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hello there"}]
 
 
 def backend_for(server, **options: object) -> OpenAIHTTPBackend:  # type: ignore[no-untyped-def]
@@ -239,3 +241,36 @@ async def test_a_throttling_server_sees_the_in_flight_limit_drop_and_recover(fak
     assert len(results) == 200 and server.faults_served["429"] > 0
     assert backend.stats.limit_min <= 2, "every request throttled for a second: the limit halves down to (nearly) 1"
     assert backend.stats.limit == 16, "after the server recovers, answers grow the limit back to max_connections"
+
+
+async def test_a_reply_without_usage_is_estimated_never_zero(fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = await fake_server(usage=False)
+    backend = backend_for(server)
+    completion = await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert not server.reported  # the server reported nothing
+    # ceil(chars / 4) per message: "be kind" 2 + "hello there" 3; the reply "m reply 2" 3
+    assert (completion.prompt_tokens, completion.completion_tokens, completion.usage) == (5, 3, "estimated")
+    assert backend.stats.prompt_tokens == 5
+
+
+@pytest.mark.parametrize("usage", [{}, {"prompt_tokens": None, "completion_tokens": 3}, {"prompt_tokens": 4}, "n/a",
+                                   {"prompt_tokens": True, "completion_tokens": 1}, {"prompt_tokens": -1, "completion_tokens": 1}])
+def test_usage_without_both_counts_is_estimated(usage: object) -> None:
+    raw = json.dumps({"choices": [{"message": {"content": "fine thanks"}}], "usage": usage}).encode()
+    payload = json.dumps({"model": "m", "messages": MESSAGES}).encode()
+    completion = _parse_completion(raw, "m", 0.1, payload)
+    assert (completion.prompt_tokens, completion.completion_tokens, completion.usage) == (5, 3, "estimated")
+    given = {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": 0, "completion_tokens": 7}}
+    reported = _parse_completion(json.dumps(given).encode(), "m", 0.1, payload)
+    assert (reported.prompt_tokens, reported.completion_tokens, reported.usage) == (0, 7, "reported")  # reported counts stand as given
+
+
+async def test_a_model_naming_a_local_tokenizer_is_counted_with_it(fake_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    folder = word_tokenizer(tmp_path / "tok")
+    server = await fake_server(usage=False, responder=lambda body: "fine thanks, and you?")
+    backend = OpenAIHTTPBackend(server.base_url, str(folder), timeout=5.0)
+    completion = await backend.complete(MESSAGES, SamplingParams())
+    await backend.aclose()
+    assert server.requests[0]["model"] == str(folder)
+    assert (completion.prompt_tokens, completion.completion_tokens, completion.usage) == (2 + 2, 4, "counted")

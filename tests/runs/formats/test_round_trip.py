@@ -113,6 +113,28 @@ def test_format_2_exports_still_import_judge_samples_included(source: Path, tmp_
         assert store.meta("fingerprint") is None and store.meta("origin") == "esc-eval import"
 
 
+_USAGE = {"turns": ("usage", "cached"), "scores": ("prompt_tokens", "completion_tokens", "usage", "cached")}
+"""The columns store schema 4 added (docs/cost.md), which exports written before it lack."""
+
+
+def test_an_export_from_before_usage_imports_with_unknown_judge_tokens(source: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    records = lines_of(export(source, tmp_path, capsys))
+    assert any(s["prompt_tokens"] for r in records[1:] for s in r["scores"])  # the new columns travel ...
+    for record in records[1:]:
+        for table, columns in _USAGE.items():
+            record[table] = [{k: v for k, v in row.items() if k not in columns} for row in record[table]]
+    old = tmp_path / "before-usage.jsonl"
+    old.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+    fresh = tmp_path / "before-usage.sqlite"
+    code, _, err = cli(capsys, "import", fresh, old)
+    assert code == 0, err
+    before, after = content(source), content(fresh)
+    assert len(after["scores"]) == len(before["scores"]) and len(after["turns"]) == len(before["turns"])
+    assert all(s["prompt_tokens"] is None and s["completion_tokens"] is None for s in after["scores"])  # ... and unknown without them
+    assert [t["prompt_tokens"] for t in after["turns"]] == [t["prompt_tokens"] for t in before["turns"]]
+
+
 def test_esc_eval_score_export_refuses_missing_scores_unless_allowed(source: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "run.sqlite"

@@ -193,3 +193,27 @@ def test_schema_3_store_with_safety_rows_gains_usage_columns(tmp_path: Path) -> 
         assert conn.execute("SELECT prompt_tokens, usage, cached FROM safety").fetchall() == [(None, "reported", 0)]
     finally:
         conn.close()
+
+
+def test_a_schema_3_store_read_only_gives_turn_and_score_records_with_unknown_usage(tmp_path: Path) -> None:
+    """Records expose the usage columns; a store older than schema 4 reads as reported turns and unknown (None) judge tokens."""
+    path = _schema_2_store(tmp_path / "v3.sqlite")
+    conn = sqlite3.connect(path)
+    conn.executescript("ALTER TABLE episodes ADD COLUMN seeker TEXT NOT NULL DEFAULT '';"
+                       "UPDATE meta SET value='3' WHERE key='schema_version';"
+                       "INSERT INTO turns VALUES ('e0', 0, 'seeker', 'hello', 5, 2, 0.1, 1.0, NULL);"
+                       "INSERT INTO scores VALUES ('e0', 'fluency', -1, 3, 'Score: 3', 'j', 0.2, 'ok', NULL, 1.0, 0);")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:
+        [turn], [score] = store.turns(), store.scores()
+        assert (turn.prompt_tokens, turn.completion_tokens, turn.usage, turn.cached) == (5, 2, "reported", 0)
+        assert (score.label, score.prompt_tokens, score.completion_tokens, score.usage, score.cached) == (3, None, None, "reported", 0)
+    assert path.read_bytes() == before
+    store = Store.open(path)  # migrated: the same records, now from the columns
+    try:
+        [turn], [score] = store.turns(), store.scores()
+        assert (turn.usage, score.prompt_tokens, score.usage) == ("reported", None, "reported")
+    finally:
+        store.close_sync()
