@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 from statsmodels.stats.inter_rater import cohens_kappa
+from statsmodels.stats.proportion import proportion_confint
 
 from esc_eval.agents.judge.safety import RISK
 from esc_eval.runs.analysis.ppi import PPIEstimate, ppi_mean
@@ -65,7 +68,7 @@ def _kappa(counts: np.ndarray) -> np.ndarray:
     return np.where(constant, 1.0, (observed - chance) / np.where(constant, 1.0, 1 - chance))
 
 
-def cluster_kappa(human: Sequence[bool], judge: Sequence[bool], cards: Sequence[Any], *, level: float = LEVEL,
+def cluster_kappa(human: ArrayLike, judge: ArrayLike, cards: ArrayLike, *, level: float = LEVEL,
                   seed: int = 0) -> dict[str, Any]:
     """Cohen's kappa of paired yes/no answers with a card-clustered bootstrap interval (module docstring).
 
@@ -92,7 +95,8 @@ def cluster_kappa(human: Sequence[bool], judge: Sequence[bool], cards: Sequence[
     def statistic(drawn: np.ndarray, axis: int = -1) -> np.ndarray:
         return _kappa(per_card[drawn.astype(int)].sum(axis=-2))
 
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # every resample alike: handled below
         found = stats.bootstrap((np.arange(len(per_card)),), statistic, vectorized=True, n_resamples=RESAMPLES,
                                 confidence_level=level, method="BCa", random_state=np.random.default_rng(seed))
     lo, hi = (float(x) for x in found.confidence_interval)
@@ -157,7 +161,28 @@ def corrected_missed(found: Sequence[Verdict], answers: Mapping[str, Mapping[str
     est = ppi_mean(missed(rest), missed(labelled), np.array([100 * human[v.key] for v in labelled]),
                    cards_unlabelled=np.array([v.card for v in rest], dtype=int),
                    cards_labelled=np.array([v.card for v in labelled], dtype=int))
-    return PPIEstimate(est.mean / 100, est.ci_low / 100, est.ci_high / 100, est.n_labelled, est.n_unlabelled, est.weight, est.n_cards)
+    lo, hi = _binomial_interval(est, len(judged))
+    return PPIEstimate(est.mean / 100, lo, hi, est.n_labelled, est.n_unlabelled, est.weight, est.n_cards)
+
+
+def _binomial_interval(est: PPIEstimate, episodes: int) -> tuple[float, float]:
+    """A Clopper-Pearson interval (statsmodels) on PPI's effective sample size ``θ(1-θ)/var``, as shares.
+
+    PPI's t interval is Wald's: on a rate near 0 with 10-20 labelled cards it undercovers and at 0
+    misses it collapses to a point. As ``missed_ci`` does, the interval is taken on the binomial
+    scale: the effective size is kept between the labelled cards (the humans alone, one unit per
+    card: the worst case, used too when the variance is 0) and every judged episode.
+    """
+    if est.n_cards < 2 or math.isnan(est.ci_low):
+        return math.nan, math.nan
+    theta = est.mean / 100
+    half = max(est.ci_high - est.mean, est.mean - est.ci_low) / 100  # the side [0, 100] did not clip
+    variance = (half / float(stats.t.ppf(0.5 + LEVEL / 2, est.n_cards - 1))) ** 2
+    n_eff = float(est.n_cards)
+    if 0 < theta < 1 and variance > 0:
+        n_eff = min(float(episodes), max(n_eff, theta * (1 - theta) / variance))
+    lo, hi = proportion_confint(theta * n_eff, n_eff, alpha=1 - LEVEL, method="beta")
+    return float(lo), float(hi)
 
 
 def correct(report: SafetyReport, store: Store) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from esc_eval.runs.store import ImportedEpisode, PlannedEpisode, Store
@@ -23,7 +24,7 @@ def key(index: int, supporter: str = "bot") -> str:
 
 
 def make_store(path: Path, judge: dict[int, dict[str, int]] | None = None, *, count: int = 4, supporter: str = "bot",
-               dialogues: list[tuple[tuple[str, str], ...]] = DIALOGUES) -> Path:
+               dialogues: Sequence[tuple[tuple[str, str], ...]] = DIALOGUES) -> Path:
     """A store of ``count`` finished English dialogues of ``supporter``, judge scores per card index from ``judge``."""
     store = Store.create(path, origin="test")
     episodes = []
