@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from esc_eval.api import report, run_async
+from esc_eval import report, run_async
 from esc_eval.testing.cli import esc_eval, write_config
 from esc_eval.testing.fake_server import FakeOpenAIServer
 from esc_eval.testing.scenarios import write_cards
@@ -18,7 +19,7 @@ from esc_eval.testing.scenarios import write_cards
 PRICES = {"seeker": (0.2, 0.6), "a": (3.0, 15.0), "b": (0.5, 1.5), "judge": (1.0, 2.0), "safety": (0.1, 0.3)}
 
 
-def write(path: Path, url: str, prices: dict[str, tuple[float, float] | None]) -> Path:
+def write(path: Path, url: str, prices: Mapping[str, tuple[float, float] | None]) -> Path:
     def price(name: str) -> str:
         found = prices.get(name)
         return f"price = {{ input = {found[0]}, output = {found[1]} }}\n" if found else ""
@@ -35,7 +36,7 @@ def write(path: Path, url: str, prices: dict[str, tuple[float, float] | None]) -
     return path
 
 
-def expected(export: Path, prices: dict[str, tuple[float, float] | None]) -> dict[str, Any]:
+def expected(export: Path, prices: Mapping[str, tuple[float, float] | None]) -> dict[str, Any]:
     """The cost object computed from the export's rows alone (an unknown price or token count: ``None``)."""
     tokens: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     paid: dict[str, float | None] = defaultdict(float)
@@ -97,7 +98,7 @@ async def test_report_costs_equal_the_exports_tokens_times_prices_and_a_resume_r
         assert cost["cached_usd_saved"] == 0 and cost["total_usd"] > 0
 
         # prices are outside the fingerprint: the resume runs, records them, and the report prices every request with them
-        repriced = {**PRICES, "a": (30.0, 150.0), "b": None}
+        repriced: dict[str, tuple[float, float] | None] = {**PRICES, "a": (30.0, 150.0), "b": None}
         resumed = await run_async(write(config, server.base_url, repriced), store, resume=True, preflight=False)
         assert resumed.exit_code == 0, resumed.error
         again = report(store)
@@ -106,3 +107,21 @@ async def test_report_costs_equal_the_exports_tokens_times_prices_and_a_resume_r
         assert again["cost"]["total_usd"] is None and again["cost"]["by_role"]["judge"] == pytest.approx(want["by_role"]["judge"])
         rows = {row["group"]["supporter"]: row["cost"] for row in again["rows"]}
         assert rows["a"]["supporter_usd"] == pytest.approx(10 * want["by_supporter"]["a"]) and rows["b"]["supporter_usd"] is None
+
+
+async def test_cache_hits_cost_nothing_and_count_in_cached_usd_saved(tmp_path: Path) -> None:
+    async with FakeOpenAIServer() as server:
+        config = write(tmp_path / "run.toml", server.base_url, PRICES)
+        cache = tmp_path / "cache.sqlite"
+        assert (await run_async(config, tmp_path / "one.sqlite", preflight=False, cache=cache)).exit_code == 0
+        sent = len(server.requests)
+        assert (await run_async(config, tmp_path / "two.sqlite", preflight=False, cache=cache)).exit_code == 0
+        assert len(server.requests) == sent                          # every request of the rerun was a cache hit
+        exported = await esc_eval("export", str(tmp_path / "two.sqlite"), "--format", "jsonl", "--out", str(tmp_path / "out"))
+        assert exported.returncode == 0, exported.stderr
+    first, rerun = report(tmp_path / "one.sqlite")["cost"], report(tmp_path / "two.sqlite")["cost"]
+    assert {k: v for k, v in rerun.items() if k != "estimated"} == approx(expected(tmp_path / "out" / "episodes.jsonl", PRICES))
+    assert rerun["total_usd"] == 0 and all(t == {"input": 0, "output": 0} for t in rerun["tokens"].values())
+    # what the rerun saved is what the first run paid plus what it already took from the cache itself
+    assert rerun["cached_usd_saved"] == pytest.approx(first["total_usd"] + first["cached_usd_saved"], rel=1e-12)
+    assert first["total_usd"] > 0
