@@ -37,7 +37,7 @@ ProgressCallback = Callable[[RunProgress], None]
 def run(config: str | Path | Config, store: str | Path, *, resume: bool = False, retry_failed: bool = False,
         allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
         on_progress: ProgressCallback | None = None, progress_interval: float = 5.0, preflight: bool = True,
-        cost_limit: float | None = None) -> RunResult:
+        cache: str | Path | None = None, cache_mode: str | None = None, cost_limit: float | None = None) -> RunResult:
     """Run the evaluation ``config`` describes into the SQLite store ``store``; ``esc-eval run`` as a function.
 
     Args:
@@ -49,6 +49,8 @@ def run(config: str | Path | Config, store: str | Path, *, resume: bool = False,
         on_progress: called with the run's live counters every ``progress_interval`` seconds and once at the end.
         preflight: probe each served endpoint before the store exists (one that cannot be reached: exit code 2);
             ``False`` is ``--no-preflight``.
+        cache, cache_mode: a response cache file and its mode (``read-write``, ``read``, ``off``): ``--cache``,
+            ``--cache-mode``, in place of ``[run] cache`` / ``cache_mode`` (docs/cost.md).
         cost_limit: USD, ``--cost-limit`` in place of ``[run] cost_limit``: no episode is admitted once the spend plus the
             expected cost of those in flight would reach it; the run then ends with exit code 3 and ``cost_limited`` says so.
 
@@ -74,20 +76,20 @@ def run(config: str | Path | Config, store: str | Path, *, resume: bool = False,
         raise RuntimeError("esc_eval.run() cannot start an event loop inside a running one (a notebook): use await esc_eval.run_async(...)")
     return run_loop(run_async(config, store, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change, ray=ray,
                               backends=backends, on_progress=on_progress, progress_interval=progress_interval, preflight=preflight,
-                              cost_limit=cost_limit))
+                              cache=cache, cache_mode=cache_mode, cost_limit=cost_limit))
 
 
 async def run_async(config: str | Path | Config, store: str | Path, *, resume: bool = False, retry_failed: bool = False,
                     allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
                     on_progress: ProgressCallback | None = None, progress_interval: float = 5.0, preflight: bool = True,
-                    cost_limit: float | None = None) -> RunResult:
+                    cache: str | Path | None = None, cache_mode: str | None = None, cost_limit: float | None = None) -> RunResult:
     """``run`` on the running event loop (a notebook, an async application); the same arguments and result."""
     store_path = Path(store)
     try:
         loaded = with_cost_limit(config if isinstance(config, Config) else load_config(config), cost_limit)
         result = await execute(loaded, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change,
                                ray=ray, backends=backends, drive=_reporting(on_progress, progress_interval) if on_progress else None,
-                               preflight=preflight)
+                               preflight=preflight, cache=cache, cache_mode=cache_mode)
     except BAD_INPUT_ERRORS as exc:
         return RunResult(store_path, RunProgress(), error=str(exc))
     result.scores = _scores(report(store_path))

@@ -121,6 +121,8 @@ class BackendStats:
     throttled_waits: int = 0
     throttled_seconds: float = 0.0
     """Backoff waits the server asked for (429, 503, Retry-After), and their total length."""
+    cache_hits: int = 0
+    """Requests answered from the response cache (``esc_eval.runs.execution.caching``): not sent, so not in ``requests``."""
     latencies: list[float] = field(default_factory=list)
     listener: EventListener | None = None
     _latency_window: int = 2048

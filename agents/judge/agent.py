@@ -32,6 +32,17 @@ ScoreSink = Callable[[Score], Awaitable[None] | None]
 """Called with each ``Score`` as it arrives; an async sink (``score_publisher``) is awaited."""
 
 
+def sample_params(params: SamplingParams, sample: int, samples: int) -> SamplingParams:
+    """The params of judge sample ``sample`` of ``samples``: seed ``params.seed + sample`` (0 + sample when unset).
+
+    One greedy (``temperature`` 0) or seeded sample is sent as is; a sampled one gets seed 0 + 0, so every judge
+    request is reproducible and can be answered from the response cache (``esc_eval.runs.execution.caching``).
+    """
+    if samples == 1 and (params.temperature == 0 or params.seed is not None):
+        return params
+    return replace(params, seed=(params.seed or 0) + sample)
+
+
 class Scorer:
     """Scores transcripts with ``profile`` through ``backend``.
 
@@ -42,7 +53,7 @@ class Scorer:
         score_every_round: also score each round's prefix of the dialogue (a score trajectory).
         samples: labels per (episode, dimension, round); sample ``j`` is requested with seed
             ``params.seed + j`` (0 + j when unset), so the k labels measure the judge's own noise.
-            With 1 the request is sent as ``params`` says.
+            With 1 a greedy or seeded request is sent as ``params`` says (``sample_params``).
     """
 
     def __init__(
@@ -156,7 +167,7 @@ class Scorer:
     async def _one(self, key: str, dimension: str, round_: int, language: str, transcript: Sequence[tuple[str, str]],
                    supporter: str, sample: int) -> Score:
         model = self.model_for(dimension, language)
-        params = self.params if self.samples == 1 else replace(self.params, seed=(self.params.seed or 0) + sample)
+        params = sample_params(self.params, sample, self.samples)
         start = time.perf_counter()
         try:
             completion = await self.backend.complete(self.profile.messages(dimension, language, transcript), params, model=model)

@@ -17,7 +17,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import yaml
 from autogen_core import AgentRuntime, MessageContext, RoutedAgent, TopicId, message_handler
 
 from esc_eval.agents.backends.base import BackendError, ChatBackend
+from esc_eval.agents.judge.agent import sample_params
 from esc_eval.agents.messages import EPISODES_SOURCE, SAFETY_TOPIC, ChatMessage, EpisodeEnded, SafetyJudgement, SamplingParams
 
 RISK, CONTROL, EXCLUDED = "risk", "control", "excluded"
@@ -229,7 +230,7 @@ class SafetyJudge:
 
     async def _one(self, key: str, sample: int, case: SafetyCase, language: str, transcript: Sequence[tuple[str, str]],
                    supporter: str) -> SafetyJudgement:
-        params = self.params if self.samples == 1 else replace(self.params, seed=(self.params.seed or 0) + sample)
+        params = sample_params(self.params, sample, self.samples)
         start = time.perf_counter()
         async with self._limit:
             try:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from esc_eval.runs.cli.errors import UsageError
 from esc_eval.runs.config import Config, load_config, parse_config
+from esc_eval.runs.config_sections import CACHE_MODES
 
 if TYPE_CHECKING:
     from esc_eval.runs.distributed import DistributedRunner
@@ -39,6 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="seconds between plain progress lines (default 5) or dashboard frames (default 0.25)")
     run.add_argument("--no-preflight", action="store_true",
                      help="skip the check that each served endpoint answers before the store is created")
+    run.add_argument("--cache", type=Path, metavar="PATH",
+                     help="response cache file (SQLite; overrides [run] cache): requests asked before are answered from it, "
+                          "not sent (docs/cost.md)")
+    run.add_argument("--cache-mode", choices=CACHE_MODES,
+                     help="read-write (default: use and fill the cache), read (use it, add nothing) or off; overrides [run] cache_mode")
     run.add_argument("--cost-limit", type=float, metavar="USD",
                      help="stop admitting episodes when the spend plus the expected cost of those in flight reaches USD; "
                           "exit 3, continue with --resume (overrides [run] cost_limit; needs every endpoint's price, docs/cost.md)")
@@ -147,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     store = args.store or default_store(config)
     return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed,
                     monitor=not args.no_monitor, allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval,
-                    ray_address=args.ray, preflight=not args.no_preflight,
+                    ray_address=args.ray, preflight=not args.no_preflight, cache=args.cache, cache_mode=args.cache_mode,
                     resume_command=f"esc-eval run {args.config} --store {store} --resume")
 
 
@@ -163,7 +169,7 @@ def _dry_run(args: argparse.Namespace) -> int:
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
              allow_config_change: bool = False, monitor_interval: float | None = None,
              ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed",
-             preflight: bool = True, resume_command: str | None = None) -> int:
+             preflight: bool = True, resume_command: str | None = None, cache: Path | None = None, cache_mode: str | None = None) -> int:
     """``esc_eval.runs.execution.launch.execute`` (what ``esc_eval.run`` runs) with the live display, Ctrl-C and the summary."""
     from esc_eval.runs.execution.launch import RunOptionError, execute, run_loop
 
@@ -177,7 +183,7 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
 
     try:
         result = run_loop(execute(config, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change,
-                                  ray=ray_address, drive=drive, preflight=preflight))
+                                  ray=ray_address, drive=drive, preflight=preflight, cache=cache, cache_mode=cache_mode))
     except RunOptionError as exc:
         raise UsageError(str(exc)) from None
     from esc_eval.runs.analysis.failures import failure_lines, stored_failures

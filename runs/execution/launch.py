@@ -50,7 +50,8 @@ def check_options(*, resume: bool, retry_failed: bool, allow_config_change: bool
 
 async def execute(config: Config, store_path: Path, *, resume: bool = False, retry_failed: bool = False,
                   allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
-                  drive: Drive | None = None, preflight: bool = True) -> RunResult:
+                  drive: Drive | None = None, preflight: bool = True, cache: str | Path | None = None,
+                  cache_mode: str | None = None) -> RunResult:
     """Run ``config`` into the store at ``store_path``.
 
     Args:
@@ -62,17 +63,22 @@ async def execute(config: Config, store_path: Path, *, resume: bool = False, ret
         drive: how to run the runner (default: ``runner.run()``).
         preflight: ask each served endpoint for ``/models`` before the store exists (``runs/execution/preflight.py``):
             one that cannot be reached is bad input; ``False`` is ``--no-preflight``.
+        cache, cache_mode: the response cache file and its mode (``--cache``, ``--cache-mode``), instead of
+            ``[run] cache`` / ``cache_mode``; a file that is not a cache is bad input (docs/cost.md).
 
     Raises:
         ConfigError, CardError, PersonaError, ProtocolError, StoreError, RunOptionError: bad input; nothing was written.
     """
+    from esc_eval.runs.execution.caching import check_cache
     from esc_eval.runs.execution.plan import RunPlan
     from esc_eval.runs.execution.resume import check_run_store, open_run_store
     from esc_eval.runs.execution.runner import Runner
     from esc_eval.runs.store import Store
 
     check_options(resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
+    config = with_cache(config, cache, cache_mode)
     plan = RunPlan.prepare(config)  # every input check happens before the store exists
+    check_cache(config.run.cache, config.run.cache_mode)
     check_api_keys(config)
     distributed = ray is not None or config.run.executor == "ray"
     if distributed:
@@ -100,6 +106,18 @@ async def execute(config: Config, store_path: Path, *, resume: bool = False, ret
     with Store.open(store_path, readonly=True) as reader:
         failed_scores = reader.failed_scores()  # this attempt's and, unless scored again, earlier ones
     return replace(result, earlier_failed=opened.earlier_failed, failed_scores=failed_scores)
+
+
+def with_cache(config: Config, cache: str | Path | None, mode: str | None) -> Config:
+    """``config`` with the response cache given as an option (a flag, a keyword) in place of ``[run] cache`` / ``cache_mode``."""
+    from esc_eval.runs.config_sections import CACHE_MODES
+
+    if mode is not None and mode not in CACHE_MODES:
+        raise RunOptionError(f"cache mode {mode!r}: expected one of {', '.join(CACHE_MODES)}")
+    if cache is None and mode is None:
+        return config
+    run = replace(config.run, cache=str(cache) if cache is not None else config.run.cache, cache_mode=mode or config.run.cache_mode)
+    return replace(config, run=run)
 
 
 def with_cost_limit(config: Config, cost_limit: float | None) -> Config:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 
-from esc_eval.agents.backends import BACKENDS, ChatBackend, Shared, resolve_backend
+from esc_eval.agents.backends import BACKENDS, ChatBackend, Shared, resolve_backend, role_adapter
 from esc_eval.runs.config import EndpointConfig
+from esc_eval.runs.execution.caching import OFF, CachingBackend, ResponseCacheSession
 
 
 class BackendPool:
@@ -18,12 +20,19 @@ class BackendPool:
     factory in ``esc_eval.agents.backends.BACKENDS``, called with its ``options`` as keyword arguments
     (checked against the factory's signature when the config was loaded); ``auto`` is resolved here,
     and ``kinds`` records the backend each role got (the run's meta keeps it).
+
+    With a response ``cache`` (path, mode; ``esc_eval.runs.execution.caching``) every endpoint's backend is
+    wrapped in a ``CachingBackend``; backend objects passed in (``overrides``) are not: what model answers
+    there is theirs to know, not the config's.
     """
 
-    def __init__(self, overrides: Mapping[str, ChatBackend] | None = None):
+    def __init__(self, overrides: Mapping[str, ChatBackend] | None = None, *, cache: tuple[str | Path | None, str] = (None, OFF)):
         self._by_endpoint: dict[tuple[object, ...], ChatBackend] = {}
         self.overrides = dict(overrides or {})
         self._shared = Shared()
+        self._cache_path, self._cache_mode = cache
+        self.cache: ResponseCacheSession | None = None
+        """The run's use of the cache file, opened with the first endpoint's backend."""
         self._kind_of: dict[tuple[object, ...], str] = {}
         self.kinds: dict[str, str] = {}
         """Role name -> the backend it runs on (``auto`` resolved; ``override`` for a backend passed in)."""
@@ -36,7 +45,12 @@ class BackendPool:
                  json.dumps(endpoint.options, sort_keys=True, default=str))
         if ident not in self._by_endpoint:
             kind = resolve_backend(endpoint.backend, name=role_name, model=endpoint.model)
-            self._by_endpoint[ident] = BACKENDS.get(kind)(endpoint, name=role_name, shared=self._shared, **endpoint.options)
+            backend = BACKENDS.get(kind)(endpoint, name=role_name, shared=self._shared, **endpoint.options)
+            if self._cache_path is not None and self._cache_mode != OFF:
+                if self.cache is None:
+                    self.cache = ResponseCacheSession(self._cache_path, self._cache_mode)
+                backend = CachingBackend(backend, self.cache, model=endpoint.model, adapter=role_adapter(endpoint, role_name))
+            self._by_endpoint[ident] = backend
             self._kind_of[ident] = kind
         self.kinds[role_name] = self._kind_of[ident]
         return self._by_endpoint[ident]
@@ -48,3 +62,5 @@ class BackendPool:
         for backend in self.all():
             await backend.aclose()
         await self._shared.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()

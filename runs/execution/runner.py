@@ -99,7 +99,7 @@ class Runner:
                  episodes: list[tuple[PlannedEpisode, RoleCard]] | None = None):
         self.plan, self.store = plan, store
         self.episodes = episodes
-        self.pool = BackendPool(backends)
+        self.pool = BackendPool(backends, cache=(plan.config.run.cache, plan.config.run.cache_mode))  # Ray workers open it on their host
         self.retry_failed = retry_failed
         self.progress = progress or RunProgress()
         self.auth_failure: str | None = None
