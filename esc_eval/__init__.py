@@ -7,7 +7,8 @@ package is ``esc_eval.agents``, ``esc_eval.runs``, ... and nothing else lands at
 The Python API (docs/api.md), imported on first use so ``import esc_eval`` loads neither autogen-core nor torch:
 
 * ``run`` / ``run_async`` (a config into a store; ``RunResult.exit_code`` as ``esc-eval run`` exits), ``report``
-  (``esc-eval report --format json`` as a dict), ``load_config``, ``Config``, ``RunResult``, ``Store``;
+  (``esc-eval report --format json`` as a dict), ``estimate`` (``esc-eval run --dry-run --format json``), ``load_config``,
+  ``Config``, ``RunResult``, ``Store``;
 * the building blocks: ``assemble`` (runtime, agents, observers, environments) with ``SeekerSeat``, ``SupporterSeat``,
   ``Observer``, ``Stage``; ``Environment`` (``reset`` / ``step`` / ``run``), ``Episode``, ``StepResult``, ``Role``,
   ``Outcome``; turn policies (``TurnPolicy``, ``Alternating``, ``TURN_POLICIES``); termination detectors (``Detector``,
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from esc_eval.agents.backends import BACKENDS, ChatBackend
     from esc_eval.agents.backends.scripted import ScriptedBackend
     from esc_eval.agents.messages import SamplingParams
-    from esc_eval.api import load_config, report, run, run_async
+    from esc_eval.api import estimate, load_config, report, run, run_async
     from esc_eval.environments.behaviours import PERSONAS, PersonaBehaviour, SeekerBehaviour, list_personas, load_behaviour
     from esc_eval.environments.environment import Environment, SupporterSpec
     from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role, StepResult, Turn
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from esc_eval.runs.store import Store
 
 _LAZY = {
-    "esc_eval.api": ("load_config", "report", "run", "run_async"),
+    "esc_eval.api": ("estimate", "load_config", "report", "run", "run_async"),
     "esc_eval.agents.backends": ("BACKENDS", "ChatBackend"),
     "esc_eval.agents.backends.scripted": ("ScriptedBackend",),
     "esc_eval.agents.messages": ("SamplingParams",),
@@ -75,5 +76,5 @@ __all__ = [  # the subpackages, then every name _LAZY imports on first use (test
     "Environment", "Episode", "MaxRounds", "MaxTokens", "Observer", "Outcome", "OutcomeKind", "PERSONAS", "PersonaBehaviour", "Role",
     "RoleCard", "RunResult", "SamplingParams", "ScriptedBackend", "SeekerBehaviour", "SeekerProtocol", "SeekerSeat", "Stage", "StepResult",
     "Store", "SupporterSeat", "SupporterSpec", "TERMINATION", "TURN_POLICIES", "Timeout", "Turn", "TurnPolicy", "assemble", "builtin_cards",
-    "list_personas", "load_behaviour", "load_cards", "load_config", "load_protocol", "report", "run", "run_async",
+    "estimate", "list_personas", "load_behaviour", "load_cards", "load_config", "load_protocol", "report", "run", "run_async",
 ]

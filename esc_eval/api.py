@@ -121,6 +121,24 @@ def report(store: str | Path, *, by: str | Sequence[str] = (), compare: bool = F
     return data
 
 
+def estimate(config: str | Path | Config, *, calibrate: str | Path | None = None) -> dict[str, Any]:
+    """``esc-eval run CONFIG --dry-run --format json [--calibrate PILOT_STORE]``: the dict its JSON holds (docs/cost.md).
+
+    Contacts no endpoint and writes nothing: the plan's episodes, requests and tokens per role, ``cost_usd``
+    (expected; from the pilot store ``calibrate`` when given) and ``cost_usd_max`` (an upper bound), costs ``None`` without prices.
+
+    Raises:
+        ConfigError, CardError, PersonaError, ProtocolError: bad input, as ``run``. StoreError: ``calibrate`` is no store;
+        ValueError: it has no finished episode.
+    """
+    from esc_eval.runs.execution.estimate import Calibration
+    from esc_eval.runs.execution.estimate import estimate as paper_run
+    from esc_eval.runs.execution.plan import RunPlan
+
+    plan = RunPlan.prepare(config if isinstance(config, Config) else load_config(config))
+    return paper_run(plan, Calibration.read(Path(calibrate)) if calibrate is not None else None).to_json()
+
+
 def _reporting(on_progress: ProgressCallback, interval: float) -> Callable[[Runner | DistributedRunner], Any]:
     """A ``drive`` that calls ``on_progress`` every ``interval`` seconds while the runner runs, and once when it ends."""
 
@@ -149,4 +167,4 @@ def _scores(data: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     return found
 
 
-__all__ = ["BAD_INPUT_ERRORS", "ProgressCallback", "load_config", "report", "run", "run_async"]
+__all__ = ["BAD_INPUT_ERRORS", "ProgressCallback", "estimate", "load_config", "report", "run", "run_async"]

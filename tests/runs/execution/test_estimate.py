@@ -94,6 +94,9 @@ async def test_dry_run_sends_nothing_writes_nothing_and_gives_the_shape(tmp_path
 
     unpriced = await dry_run(config(tmp_path / "free.toml", server.base_url, 3, priced=False), cwd=tmp_path)
     assert unpriced["cost_usd"] is None and unpriced["cost_usd_max"] is None and unpriced["tokens"] == data["tokens"]
+    import esc_eval as api
+
+    assert api.estimate(cfg) == data, "esc_eval.estimate is the dry run's JSON"
     table = await esc_eval("run", str(cfg), "--dry-run", cwd=tmp_path)
     assert table.returncode == 0 and "nothing contacted" in table.stdout and "supporter" in table.stdout
     assert server.requests == []
