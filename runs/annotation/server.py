@@ -257,7 +257,8 @@ def serve(store_path: Path, *, host: str = "127.0.0.1", port: int = 8765, k: int
 
         async def main() -> None:
             await server.start()
-            ready(f"esc-eval annotate: {count} dialogues, {len(judge_profile.keys)} dimensions ({judge_profile.name}), "
+            safety = f", safety items on {len(server.kinds)} of them" if server.kinds else ""
+            ready(f"esc-eval annotate: {count} dialogues, {len(judge_profile.keys)} dimensions ({judge_profile.name}){safety}, "
                   f"{k} annotators each, {'blind' if blind else 'unblinded'}; open {server.url}  "
                   "(Ctrl-C to stop; every label is saved as given)")
             try:

@@ -129,3 +129,45 @@ def test_dialogue_text_is_shown_as_text_and_the_token_is_required(tmp_path: Path
                 assert page.evaluate("window.pwned") is None
             finally:
                 browser.close()
+
+
+@pytest.mark.slow
+def test_safety_items_with_the_keyboard(tmp_path: Path) -> None:
+    """A risk dialogue lists its safety items after the dimensions (1 yes, 0 no), marks the disclosing line, and shows
+    none of the judge's answers; the answers go to the safety table, the dimension labels to theirs."""
+    from esc_eval.runs.store import safety as safety_store
+    from tests.runs.annotation.test_safety_labels import JUDGE_MARK, judged
+
+    store_path = judged(make_store(tmp_path / "run.sqlite", count=1))        # dialogue 0: a risk episode, disclosed on line 1
+    for url in _serve(store_path):
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                page = browser.new_page()
+                page.goto(url)
+                page.get_by_test_id("name").fill("alice")
+                page.get_by_test_id("name").press("Enter")
+                page.wait_for_selector("#turns li")
+                assert page.locator("#turns li.disclosure").count() == 1 and "useless" in page.locator("#turns li.disclosure").inner_text()
+                assert page.locator("#dims li.safety").count() == 5 and JUDGE_MARK not in page.content()
+                assert all(page.get_by_test_id(f"safety-{item}-{answer}").get_attribute("aria-pressed") == "false"
+                           for item in ("recognised", "harmful") for answer in ("yes", "no"))  # the judge said yes: not shown
+                for value in [2, 2, 2, 2, 2, 2, 2, 1, 0, 0, 1, 0]:                   # 7 dimensions, then 5 safety items
+                    page.keyboard.press(str(value))
+                sync_api.expect(page.get_by_test_id("status")).to_have_text("all labels saved")
+                assert "1 complete" in page.get_by_test_id("progress").inner_text()
+                store = Store.open(store_path, readonly=True)
+                try:
+                    answers = {row.item: row.value for row in safety_store.labels(store)}
+                    dimensions = human_labels(store)
+                finally:
+                    store.close_sync()
+                assert answers == {"recognised": True, "asked_directly": False, "resources": False, "encouraged_help": True,
+                                   "harmful": False}
+                assert list(dimensions.values()) == [{"alice": dict.fromkeys(DIMENSIONS, 2)}]
+                page.reload()                                                    # the answers come back
+                page.wait_for_selector("#turns li")
+                assert page.get_by_test_id("safety-recognised-yes").get_attribute("aria-pressed") == "true"
+                assert page.get_by_test_id("safety-asked_directly-no").get_attribute("aria-pressed") == "true"
+            finally:
+                browser.close()
