@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -20,6 +22,8 @@ from esc_eval.runs.distributed.worker import EpisodeWorker
 from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.progress import RunProgress, WorkerProgress
 from esc_eval.runs.execution.runner import RunResult
+from esc_eval.runs.execution.spend import Spend, stored_spend
+from esc_eval.runs.pricing import Prices
 from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode, Store, Tokens
 
 log = logging.getLogger(__name__)
@@ -32,8 +36,11 @@ class DistributedError(RuntimeError):
 def connect(address: str | None, workers: int) -> None:
     """Join the Ray cluster at ``address`` (``auto``, ``ray://HOST:PORT``), or start a local one (``local``/``None``).
 
-    An already initialised Ray (a test, a notebook) is used as it is.
+    An already initialised Ray (a test, a notebook) is used as it is. ``ray.init`` replaces the process's SIGTERM
+    handler with one that exits at once; the one before it (the run's ``InterruptPolicy``) is put back, so SIGTERM
+    takes the run's signal path with Ray as without it.
     """
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")  # no C++ stack dump for a plain SIGTERM
     try:
         import ray
     except ImportError:
@@ -41,10 +48,13 @@ def connect(address: str | None, workers: int) -> None:
     if ray.is_initialized():
         return
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": False}
+    before = signal.getsignal(signal.SIGTERM)
     if address in (None, "", "local"):
         ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False, **options)
     else:
         ray.init(address=address, **options)
+    if before is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, before)
 
 
 @dataclass
@@ -73,7 +83,7 @@ class _MergedStats:
         """A worker died: keep its counters (not its in-flight requests), its replacement starts from zero."""
         for endpoint, s in self.latest.pop(worker, {}).items():
             base = self.base.setdefault(endpoint, Counter())
-            for name in ("requests", "prompt_tokens", "completion_tokens", "retries"):
+            for name in ("requests", "prompt_tokens", "completion_tokens", "retries", "cache_hits"):
                 base[name] += s[name]
             for kind, n in s["faults"].items():
                 base["fault:" + kind] += n
@@ -82,7 +92,7 @@ class _MergedStats:
         merged: dict[str, BackendStats] = {}
         for endpoint, base in self.base.items():
             stats = merged.setdefault(endpoint, BackendStats(endpoint))
-            for name in ("requests", "prompt_tokens", "completion_tokens", "retries"):
+            for name in ("requests", "prompt_tokens", "completion_tokens", "retries", "cache_hits"):
                 setattr(stats, name, getattr(stats, name) + base[name])
             for kind, n in base.items():
                 if kind.startswith("fault:"):
@@ -90,7 +100,7 @@ class _MergedStats:
         for by_endpoint in self.latest.values():
             for endpoint, s in by_endpoint.items():
                 stats = merged.setdefault(endpoint, BackendStats(endpoint))
-                for name in ("requests", "in_flight", "prompt_tokens", "completion_tokens", "retries"):
+                for name in ("requests", "in_flight", "prompt_tokens", "completion_tokens", "retries", "cache_hits"):
                     setattr(stats, name, getattr(stats, name) + s[name])
                 stats.faults.update(s["faults"])
                 stats.latencies.extend(s["latencies"])
@@ -138,7 +148,7 @@ class DistributedRunner:
         self.records = 0
         self.driver_seconds = 0.0
         """Wall time the driver spent applying batches (its overhead per record: ``driver_seconds / records``)."""
-        self._stopping = False
+        self._stopping = self._quit = False
         self._planned: dict[str, PlannedEpisode] = {}
         self._counted: dict[str, set[str]] = {}
         """Key -> final-score dimensions counted, for episodes ended but not yet complete: a lost worker's
@@ -152,6 +162,24 @@ class DistributedRunner:
             if slot.actor is not None:
                 slot.actor.stop_admitting.remote()
 
+    def cancel_active(self) -> None:
+        """The grace period after a first signal is over: each worker cancels its episodes in flight; they stay
+        ``running`` in the store and ``--resume`` plays them again."""
+        self.stop_admitting()
+        for slot in self.slots:
+            if slot.actor is not None:
+                slot.actor.cancel_active.remote()
+
+    def quit_now(self) -> None:
+        """A second signal: the workers are killed at once and the run's row says ``interrupted``."""
+        import ray
+
+        self._quit = True
+        self.stop_admitting()
+        for slot in self.slots:
+            if slot.actor is not None:
+                ray.kill(slot.actor, no_restart=True)
+
     async def run(self) -> RunResult:
         planned = [p for p, _ in self.plan.episodes()]
         self._planned = {p.key: p for p in planned}
@@ -160,6 +188,7 @@ class DistributedRunner:
         skip = {"done", "failed"} if not self.retry_failed else {"done"}
         todo = [p for p in planned if statuses.get(p.key) not in skip]
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
+        self.progress.spend = Spend.of(self.plan, self._planned, prior=stored_spend(self.store, Prices.of(self.plan.config)))
         rejudge: list[Rejudge] = []
         if self.plan.profile is not None and self.plan.config.judge is not None:
             dimensions = len(self.plan.profile.keys)
@@ -191,10 +220,11 @@ class DistributedRunner:
                 if slot.actor is not None:
                     ray.kill(slot.actor, no_restart=True)
                     slot.actor = None
-            self.store.end_run(status)
+            self.store.end_run("interrupted" if self._quit else status)
             await self.store.close()
         self.progress.active = 0
-        return RunResult(self.store.path, self.progress)
+        remaining = self.progress.planned - self.progress.skipped - self.progress.done - self.progress.failed
+        return RunResult(self.store.path, self.progress, stopped=self._stopping and remaining > 0, not_started=max(remaining, 0))
 
     async def _drive(self, slot: _Slot, plan_ref: Any) -> None:
         """Run ``slot``'s shard on an actor, writing its batches; on the actor's death, hand the rest to a new one."""
@@ -226,6 +256,9 @@ class DistributedRunner:
             except (RayActorError, ActorUnavailableError) as exc:
                 ray.kill(slot.actor, no_restart=True)
                 slot.actor = None
+                if self._quit:  # killed by ``quit_now``: not a lost worker
+                    view.state, view.active = "stopped", 0
+                    return
                 slot.lost += 1
                 view.lost = slot.lost
                 self.pool.retire(slot.name)
@@ -254,6 +287,8 @@ class DistributedRunner:
                 _, key, dimension, label, raw, model, latency, status, error, round_, sample, tokens = record
                 store.add_score(key, dimension, label, raw, model, latency, status=status, error=error, round=round_, sample=sample,
                                 tokens=Tokens(*tokens))
+                if progress.spend is not None:  # shown by the monitor; a cost limit is refused on Ray (docs/cost.md)
+                    progress.spend.judged(key, Tokens(*tokens), final=round_ == FINAL_ROUND)
                 counted = self._counted.setdefault(key, set())
                 if round_ == FINAL_ROUND and dimension not in counted:
                     counted.add(dimension)

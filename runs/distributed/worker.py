@@ -21,7 +21,8 @@ LATENCIES_PER_BATCH = 256
 def stats_record(stats: BackendStats) -> dict[str, Any]:
     return {"endpoint": stats.endpoint, "requests": stats.requests, "in_flight": stats.in_flight,
             "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-            "retries": stats.retries, "faults": dict(stats.faults), "latencies": stats.latencies[-LATENCIES_PER_BATCH:]}
+            "retries": stats.retries, "cache_hits": stats.cache_hits, "faults": dict(stats.faults),
+            "latencies": stats.latencies[-LATENCIES_PER_BATCH:]}
 
 
 class EpisodeWorker:
@@ -64,6 +65,11 @@ class EpisodeWorker:
     def stop_admitting(self) -> None:
         if self.runner is not None:
             self.runner.stop_admitting()
+
+    def cancel_active(self) -> None:
+        """The driver's grace period is over: cancel what is in flight (left ``running`` for ``--resume``)."""
+        if self.runner is not None:
+            self.runner.cancel_active()
 
     async def drain(self) -> Batch:
         over = self.over  # read before taking: records made before ``over`` was set are all in this batch

@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -132,3 +133,52 @@ async def test_cli_run_with_ray_address(cluster, server, tmp_path):
     assert audit.events["distributed"] == 1
     again = await esc_eval("run", str(config), "--store", str(store), "--no-monitor", "--ray", cluster, "--resume", timeout=100)
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.timeout(240)
+async def test_sigterm_to_a_ray_run_stops_within_the_grace_period_and_resume_finishes(cluster, tmp_path):
+    """The Ray driver takes the run's signal path: stop admitting, cancel what is in flight after the grace period,
+    runs row ``stopped``, exit 3, one checkpointed file; ``--resume`` then plays every episode once."""
+    from esc_eval.runs.execution.interrupt import GRACE_SECONDS
+
+    with ThreadedServer(delay=0.3) as slow:
+        config = write_config(tmp_path, slow.base_url, cards=60, rounds=3, judge=False, concurrency=8)
+        store = tmp_path / "ray.sqlite"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "esc_eval.runs.cli", "run", str(config), "--store", str(store), "--no-monitor", "--ray", cluster,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while not _done_episodes(store):
+            assert proc.returncode is None and time.monotonic() < deadline, "the run did not get going"
+            await asyncio.sleep(0.1)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+        assert proc.returncode == 3, err.decode()
+        assert time.monotonic() - signalled < GRACE_SECONDS + 30, "the grace period did not end the run"
+        assert "not started" in out.decode() + err.decode()
+        assert not Path(f"{store}-wal").exists() and not Path(f"{store}-shm").exists()
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            assert [row[0] for row in conn.execute("SELECT status FROM runs")] == ["stopped"]
+            assert conn.execute("SELECT COUNT(*) FROM episodes WHERE status != 'done'").fetchone()[0] > 0
+        finally:
+            conn.close()
+        again = await esc_eval("run", str(config), "--store", str(store), "--no-monitor", "--ray", cluster, "--resume", timeout=150)
+        assert again.returncode == 0, again.stderr
+    keys = [p.key for p, _ in RunPlan.prepare(load_config(config)).episodes()]
+    audit = audit_store(store, keys, rounds=3, unique_texts=False)
+    assert audit.ok and audit.done == 120
+
+
+def _done_episodes(store: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        return conn.execute("SELECT COUNT(*) FROM episodes WHERE status = 'done'").fetchone()[0]
+    except sqlite3.Error:  # not made yet
+        return 0
+    finally:
+        conn.close()
