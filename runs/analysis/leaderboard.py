@@ -34,16 +34,20 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from esc_eval.agents.judge.profiles import DIMENSIONS, LABELS, PAPER_NAMES, POINTS, to_points
-from esc_eval.runs.store import EpisodeRecord, Store
+from esc_eval.runs.store import EpisodeRecord, Store, final_labels
 
 if TYPE_CHECKING:  # numpy and scipy load when a report is built, not whenever the CLI starts
+    import numpy as np
+
     from esc_eval.runs.analysis.comparisons import CardTable, PairComparison, PowerRow, Rank
     from esc_eval.runs.analysis.robustness import RankAgreement, SeekerTable
     from esc_eval.runs.analysis.statistics import JudgeNoise, PPIEstimate
@@ -175,13 +179,33 @@ def _human_values(store: Store) -> dict[tuple[str, str], float]:
     return {slot: to_points(sum(labels) / len(labels)) for slot, labels in found.items()}
 
 
+class Slots(NamedTuple):
+    """A ``StoreRead``'s scored (episode, dimension) slots as arrays, in its ``labels``' order (plan order, dimension).
+
+    ``episode`` indexes ``StoreRead.episodes`` (``len(episodes)``: an episode the read lacks),
+    ``dimension`` indexes ``dimensions``; ``value`` is the slot's mean label × 25 and ``n`` its
+    valid labels. ``card`` codes each episode's card (``language:card_index``) so that code
+    order is the cards' sorted order: ``cluster_mean`` over codes gives what it gives over names.
+    """
+
+    episode: np.ndarray
+    dimension: np.ndarray
+    dimensions: tuple[str, ...]
+    value: np.ndarray
+    n: np.ndarray
+    card: np.ndarray
+    card_names: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class StoreRead:
     """What a report reads from a store, read and checked once: several reports of one store version share it (the viewer's).
 
     Per (episode, dimension) of the final scores: ``labels`` the valid labels 0..4 (one per
     judge sample), ``values`` their mean × 25, ``unparsed`` the answers without one (-1),
-    ``failed`` the failed judge calls; ``samples`` per episode its highest sample + 1.
+    ``failed`` the failed judge calls; ``samples`` per episode its highest sample + 1;
+    ``first`` the label ESC-Eval compares (``final_labels``: first sample, ``None`` where failed;
+    ``read_store(first_labels=True)`` only).
     """
 
     episodes: tuple[EpisodeRecord, ...]
@@ -191,38 +215,57 @@ class StoreRead:
     failed: Mapping[tuple[str, str], int]
     samples: Mapping[str, int]
     values: Mapping[tuple[str, str], float]
+    first: Mapping[str, Mapping[str, int | None]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def slots(self) -> Slots:
+        """The labels as arrays, built once per read: each report then groups them with numpy, not per label in Python."""
+        import numpy as np
+
+        position = {e.key: i for i, e in enumerate(self.episodes)}
+        names = np.array([f"{e.language}:{e.card_index}" for e in self.episodes], dtype=str)
+        card_names, card = np.unique(names, return_inverse=True)
+        count = len(self.labels)
+        keys, dims = zip(*self.labels) if count else ((), ())
+        episode = np.fromiter(map(position.get, keys, itertools.repeat(len(self.episodes))), dtype=np.int64, count=count)
+        dimensions, dimension = np.unique(np.array(dims, dtype=str), return_inverse=True)
+        value = np.fromiter(map(self.values.__getitem__, self.labels), dtype=float, count=count)
+        n = np.fromiter(map(len, self.labels.values()), dtype=np.int64, count=count)
+        return Slots(episode, dimension.reshape(-1), tuple(map(str, dimensions)), value, n, card.reshape(-1),
+                     tuple(map(str, card_names)))
 
 
-def read_store(store: Store) -> StoreRead:
-    """The store's episodes (plan order) and final judge scores, checked; ``ReportError`` names a label outside -1..4."""
+_VALID = frozenset(LABELS)
+
+
+def read_store(store: Store, *, first_labels: bool = False) -> StoreRead:
+    """The store's episodes (plan order) and final judge scores, checked; ``ReportError`` names a label outside -1..4.
+
+    ``first_labels``: also ``StoreRead.first`` (the viewer's episode rows), from the same read.
+    """
+    import numpy as np
+
     labels: dict[tuple[str, str], list[int]] = defaultdict(list)
     unparsed: dict[tuple[str, str], int] = defaultdict(int)
     failed: dict[tuple[str, str], int] = defaultdict(int)
     samples: dict[str, int] = {}
-    for row in store.final_scores():
-        slot, label = (row.episode_key, row.dimension), row.label
-        samples[row.episode_key] = max(samples.get(row.episode_key, 1), row.sample + 1)
-        if row.status != "ok":
-            failed[slot] += 1
+    scores = store.final_scores()
+    for key, dimension, label, status, sample in scores:
+        samples[key] = max(samples.get(key, 1), sample + 1)
+        if status == "ok" and label.__class__ is int and label in _VALID:   # the usual row, checked without more calls
+            labels[(key, dimension)].append(label)
+        elif status != "ok":
+            failed[(key, dimension)] += 1
         elif label is None or label == -1:
-            unparsed[slot] += 1
-        elif isinstance(label, int) and not isinstance(label, bool) and label in LABELS:
-            labels[slot].append(label)
+            unparsed[(key, dimension)] += 1
         else:
-            raise ReportError(f"{store.path}: episode {row.episode_key!r}, dimension {row.dimension!r}: "
+            raise ReportError(f"{store.path}: episode {key!r}, dimension {dimension!r}: "
                               f"stored label {label!r} is not 0..4 or -1")
-    values = {slot: to_points(sum(found) / len(found)) for slot, found in labels.items()}
-    return StoreRead(tuple(store.episodes()), seeker_label(store), labels, unparsed, failed, samples, values)
-
-
-@dataclass
-class _Scored:
-    """A group's scored episodes on one dimension: keys, values and cards (plan order), and their valid labels."""
-
-    keys: list[str]
-    values: list[float]
-    cards: list[str]
-    n: int = 0
+    found = list(labels.values())        # each slot's mean label × 25, as to_points(sum / len) gives it, at C speed
+    means = np.fromiter(map(sum, found), dtype=float, count=len(found)) / np.fromiter(map(len, found), dtype=float, count=len(found))
+    values = dict(zip(labels, (means * POINTS).tolist()))
+    return StoreRead(tuple(store.episodes()), seeker_label(store), labels, unparsed, failed, samples, values,
+                     final_labels(scores) if first_labels else {})
 
 
 def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter: str | None = None,
@@ -252,18 +295,24 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
 
     columns = check_by(by)
     read = read or read_store(store)
-    episodes = [e for e in read.episodes if (supporter is None or e.supporter == supporter)
-                and (language is None or e.language == language)]
     only = read.seeker
     groups: dict[tuple[str, ...], dict[str, int]] = {}
     done: dict[str, tuple[tuple[str, ...], str, str, str]] = {}       # key -> (group, card, supporter, seeker)
-    for e in episodes:
+    slots = read.slots
+    group_of = np.full(len(read.episodes) + 1, -1, dtype=np.int64)   # per episode of the read: its group's index if done
+    codes: dict[tuple[str, ...], int] = {}
+    episodes = []
+    for i, e in enumerate(read.episodes):
+        if (supporter is not None and e.supporter != supporter) or (language is not None and e.language != language):
+            continue
+        episodes.append(e)
         group = tuple((e.seeker or only) if c == "seeker" else str(getattr(e, c)) for c in columns)
         counts = groups.setdefault(group, {"done": 0, "failed": 0, "unfinished": 0})
         status = e.status if e.status in ("done", "failed") else "unfinished"
         counts[status] += 1
         if e.status == "done":
             done[e.key] = (group, f"{e.language}:{e.card_index}", e.supporter, e.seeker or only)
+            group_of[i] = codes.setdefault(group, len(codes))
 
     unparsed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     failed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
@@ -271,30 +320,25 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
         for (key, dim), n in counts_of.items():
             if key in done:
                 into[(done[key][0], dim)] += n
-    per_group: dict[tuple[tuple[str, ...], str], _Scored] = {}     # one pass over the labels: scored episodes, plan order
-    for (key, dim), found in read.labels.items():
-        where = done.get(key)
-        if where is not None:
-            scored = per_group.get((where[0], dim)) or per_group.setdefault((where[0], dim), _Scored([], [], []))
-            scored.keys.append(key)
-            scored.values.append(read.values[(key, dim)])
-            scored.cards.append(where[1])
-            scored.n += len(found)
+    per_group = _per_group(slots, group_of, list(codes))
     labels, value = read.labels, read.values
     seen_dims = {dim for _, dim in per_group} | {dim for _, dim in unparsed} | {dim for _, dim in failed}
     samples = max((read.samples.get(key, 1) for key in done), default=1)
     dimensions = DIMENSIONS + tuple(sorted(seen_dims - set(DIMENSIONS)))
     human = _human_values(store) if corrected else {}
+    none = np.zeros(0, dtype=np.int64)
     rows = []
     for group, counts in groups.items():
         stats = {}
         for dim in dimensions:
-            scored = per_group.get((group, dim)) or _Scored([], [], [])
-            keys = scored.keys
-            estimate = cluster_mean(np.array(scored.values), np.array(scored.cards))
-            n_valid = scored.n
+            chosen = per_group.get((group, dim), none)     # slots in plan order
+            of = slots.episode[chosen]
+            estimate = cluster_mean(slots.value[chosen], slots.card[of])
+            n_valid = int(slots.n[chosen].sum())
+            keys = [read.episodes[i].key for i in of] if samples > 1 or corrected else []
             n_unparsed, n_failed = unparsed.get((group, dim), 0), failed.get((group, dim), 0)
-            noise = judge_noise([[x * POINTS for x in labels[(k, dim)]] for k in keys], scored.cards) if samples > 1 else None
+            noise = (judge_noise([[x * POINTS for x in labels[(k, dim)]] for k in keys], [done[k][1] for k in keys])
+                     if samples > 1 else None)
             ppi = None
             if corrected:
                 marked = [k for k in keys if (k, dim) in human]
@@ -329,6 +373,20 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
                                          supporters, dimensions))
     return Report(str(store.path), columns, dimensions, tuple(rows), samples, corrected, comparisons, ranked, planned,
                   power_delta, agreement, echo_labels(store, set(done)))
+
+
+def _per_group(slots: Slots, group_of: np.ndarray, groups: list[tuple[str, ...]]) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
+    """(group, dimension) -> the indices of its scored slots, in plan order: one stable sort instead of a pass per label."""
+    import numpy as np
+
+    found = group_of[slots.episode]
+    kept = np.flatnonzero(found >= 0)
+    code = found[kept] * max(1, len(slots.dimensions)) + slots.dimension[kept]
+    order = np.argsort(code, kind="stable")
+    code, kept = code[order], kept[order]
+    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else np.zeros(0, dtype=np.int64)
+    return {(groups[c // max(1, len(slots.dimensions))], slots.dimensions[c % max(1, len(slots.dimensions))]): part
+            for c, part in zip(code[starts].tolist(), np.split(kept, starts[1:]))}
 
 
 def echo_labels(store: Store, keys: set[str]) -> dict[str, int]:
