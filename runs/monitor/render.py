@@ -129,7 +129,8 @@ class _Endpoints:
             else:
                 table.add_column(name, justify="right", no_wrap=True)
         for e in self.s.endpoints:
-            _row(table, e.name, f"{e.requests:,}", "–" if e.in_flight is None else f"{e.in_flight:,}", _latency(e.p50),
+            requests = f"{e.requests:,}" + (f" +{e.cache_hits:,} cached" if e.cache_hits else "")
+            _row(table, e.name, requests, "–" if e.in_flight is None else f"{e.in_flight:,}", _latency(e.p50),
                  _latency(e.p95), f"{e.retries:,}", _throttled(e), _faults(e.faults))
         if not self.s.endpoints:
             _row(table, "–", "", "", "", "", "", "", "")

@@ -46,6 +46,8 @@ class EndpointView:
     throttled_waits: int = 0
     throttled_seconds: float = 0.0
     """Backoff waits the server asked for (429, 503, Retry-After), and their total length."""
+    cache_hits: int = 0
+    """Requests answered from the response cache: not sent, so not in ``requests`` (docs/cost.md)."""
 
 
 @dataclass(frozen=True)

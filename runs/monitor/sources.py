@@ -110,7 +110,7 @@ class LiveSource:
         recent = sorted(stats.latencies[-LATENCY_WINDOW:])
         return EndpointView(stats.endpoint, stats.requests, stats.in_flight, percentile(recent, 0.5), percentile(recent, 0.95),
                             stats.retries, dict(stats.faults), stats.limit or None, stats.limit_min or None,
-                            stats.throttled_waits, stats.throttled_seconds)
+                            stats.throttled_waits, stats.throttled_seconds, stats.cache_hits)
 
 
 @dataclass

@@ -159,3 +159,19 @@ async def test_the_pool_caches_every_endpoint_and_the_url_is_not_part_of_the_key
 def test_an_unknown_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cache mode 'off'"):
         ResponseCacheSession(tmp_path / "c.sqlite", "off")
+
+
+async def test_the_monitor_shows_hits_apart_from_requests(tmp_path: Path) -> None:
+    from esc_eval.runs.execution.progress import RunProgress
+    from esc_eval.runs.monitor import LiveSource, render
+    from esc_eval.runs.monitor.render import plain_text
+
+    inner = ScriptedBackend(by_request, name="judge")
+    session = ResponseCacheSession(tmp_path / "cache.sqlite", "read-write")
+    backend = CachingBackend(inner, session, model="m")
+    for _ in range(3):
+        await backend.complete(ASK, GREEDY)
+    await session.aclose()
+    view = LiveSource(RunProgress(), [backend.stats]).snapshot().endpoints[0]
+    assert (view.name, view.requests, view.cache_hits) == ("judge", 1, 2)
+    assert "1 +2 cached" in plain_text(render(LiveSource(RunProgress(), [backend.stats]).snapshot(), plain=True))
