@@ -56,8 +56,9 @@ def _select(reader: Reader, table: str, role: str) -> str:
     else:
         tokens = f"0, 0, SUM({answered})"
     seeker = "e.seeker" if reader._seeker() == "seeker" else "''"
+    groups = ", ".join(c for c in ("t.episode_key", role, cached, estimated) if c.startswith("t."))   # a number would be a position
     return (f"SELECT t.episode_key, {role}, {seeker}, e.supporter, {cached}, {estimated}, {tokens} "
-            f"FROM {table} t JOIN episodes e ON e.key = t.episode_key GROUP BY t.episode_key, {role}, {cached}, {estimated}")
+            f"FROM {table} t JOIN episodes e ON e.key = t.episode_key GROUP BY {groups}")
 
 
 def usage(reader: Reader) -> list[Usage]:

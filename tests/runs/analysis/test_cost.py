@@ -174,3 +174,15 @@ def test_render_without_cost_is_unchanged(tmp_path: Path) -> None:
     with Store.open(make(tmp_path), readonly=True) as store:
         report = build_report(store)
         assert "cost" not in json.loads(render(report, "json")) and "Supporter $" not in render(report, "table")
+
+
+def test_an_old_store_without_judge_token_columns_reads_them_as_unknown(tmp_path: Path) -> None:
+    from tests.runs.store.test_store import _old_store
+
+    path = _old_store(tmp_path / "old.sqlite")
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:
+        cost = store_cost(store)
+    assert cost.unknown == {"judge": 3} and cost.data()["tokens"]["judge"] == {"input": 0, "output": 0}
+    assert cost.data()["total_usd"] is None and not cost.priced    # its config (none recorded) has no prices
+    assert path.read_bytes() == before
