@@ -11,7 +11,7 @@ with a judge, every final score and safety judgement in), before any has: what `
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from esc_eval.agents.messages import TurnTaken
@@ -22,6 +22,11 @@ from esc_eval.runs.store.usage import usage
 
 if TYPE_CHECKING:
     from esc_eval.runs.execution.plan import RunPlan
+
+A_PRIORI_CARDS = 3
+"""Cards whose episodes (every seeker, persona and supporter) the a priori estimate plays on paper: the whole plan
+would take as long as ``--dry-run`` at the start of every run."""
+
 
 @dataclass
 class Spend:
@@ -163,8 +168,8 @@ class Spend:
         ``prior`` and ended ``ended`` episodes.
 
         With a cost limit, an episode is expected a priori to cost what the store's ended episodes cost on average
-        (``prior / ended``), else what ``--dry-run`` expects of it (``estimate.expected_episode_cost``: the plan
-        played on paper, replies at a fraction of ``max_tokens``).
+        (``prior / ended``), else what ``--dry-run`` expects of it (``estimate.expected_episode_cost``: the episodes
+        of the plan's first ``A_PRIORI_CARDS`` cards played on paper, replies at a fraction of ``max_tokens``).
         """
         config = plan.config
         final_scores = len(plan.profile.keys) * config.judge.samples if plan.profile is not None and config.judge is not None else 0
@@ -174,7 +179,8 @@ class Spend:
         elif config.run.cost_limit is not None:
             from esc_eval.runs.execution.estimate import expected_episode_cost
 
-            a_priori = expected_episode_cost(plan) or 0.0
+            sample = replace(plan, cards=plan.cards[:A_PRIORI_CARDS], config=replace(config, run=replace(config.run, repeats=1)))
+            a_priori = expected_episode_cost(sample) or 0.0
         return cls(Prices.of(config), planned, prior=prior, a_priori=a_priori, final_scores=final_scores,
                    safety_samples=plan.safety.section.samples if plan.safety is not None else 0)
 

@@ -1,0 +1,132 @@
+"""``--cost-limit`` against the fake server (usage at ~4 characters a token): the run stops admitting, exits 3 with the
+issue's message, resumes counting what was spent, and the store's tokens x prices (computed here, apart from the
+code under test) never pass the limit by more than the episodes that were in flight."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import esc_eval
+from esc_eval.runs.config import load_config
+from esc_eval.runs.execution.launch import RunOptionError, check_cost_limit, with_cost_limit
+from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.runs.store import Store
+from esc_eval.testing.cli import esc_eval as cli
+from esc_eval.testing.cli import write_config
+
+PRICES = {"esc-role": (1000.0, 3000.0), "a-model": (2000.0, 1000.0), "b-model": (500.0, 500.0), "j": (300.0, 600.0)}
+"""USD per million input and output tokens, by model: every role priced differently, and high enough that an episode costs dollars."""
+
+CONCURRENCY = 2
+MESSAGE = re.compile(r"^cost limit reached: \$([\d.,]+) of \$([\d.,]+); continue with --resume \(raise --cost-limit\)$", re.M)
+
+
+def priced_config(path: Path, seeker_url: str, judge_url: str, *, unpriced: str | None = None) -> Path:
+    """Two supporters, a judge, 6 English cards x 2 supporters = 12 episodes of 2 rounds, 2 at a time; ``unpriced``: a model left without a price."""
+    config = write_config(path, seeker_url=seeker_url, supporters={"a": seeker_url, "b": seeker_url}, rounds=2,
+                          extra=f'\n[cards]\nlimit = 6\nlanguage = "en"\n\n[judge]\nbase_url = "{judge_url}"\nmodel = "j"\nmax_tokens = 16\n')
+    text = config.read_text().replace("concurrency = 8", f"concurrency = {CONCURRENCY}")
+    for model, (inp, out) in PRICES.items():
+        if model != unpriced:
+            text = text.replace(f'model = "{model}"\n', f'model = "{model}"\nprice = {{ input = {inp}, output = {out} }}\n')
+    config.write_text(text)
+    return config
+
+
+def episode_costs(store_path: Path) -> dict[str, float]:
+    """Each episode's USD from its stored turns and judge scores (cache hits free), priced here by the models above."""
+    with Store.open(store_path, readonly=True) as store:
+        supporters = {e.key: e.supporter for e in store.episodes()}
+        costs = dict.fromkeys(supporters, 0.0)
+        for turn in store.turns():
+            model = "esc-role" if turn.role == "seeker" else f"{supporters[turn.episode_key]}-model"
+            inp, out = PRICES[model]
+            costs[turn.episode_key] += 0 if turn.cached else (turn.prompt_tokens * inp + turn.completion_tokens * out) / 1e6
+        for score in store.scores():
+            assert score.prompt_tokens is not None and score.completion_tokens is not None
+            costs[score.episode_key] += (score.prompt_tokens * PRICES["j"][0] + score.completion_tokens * PRICES["j"][1]) / 1e6
+    return costs
+
+
+def dollars(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+async def test_a_cost_limit_stops_the_run_and_resume_finishes_it(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    sim = await fake_server()
+    judge = await fake_server(responder=lambda body: "Score: 3")
+    config = priced_config(tmp_path / "run.toml", sim.base_url, judge.base_url)
+    store_path = tmp_path / "run.sqlite"
+
+    # a limit of about 5 episodes' worth, found from a whole run's real cost
+    probe = tmp_path / "probe.sqlite"
+    assert (await esc_eval.run_async(config, probe, preflight=False)).exit_code == 0
+    full = episode_costs(probe)
+    assert len(full) == 12 and min(full.values()) > 1.0
+    limit = round(5 * sum(full.values()) / len(full), 2)
+
+    first = await cli("run", str(config), "--store", str(store_path), "--no-monitor", "--cost-limit", str(limit))
+    assert first.returncode == 3, first.stderr
+    found = MESSAGE.search(first.stderr)
+    assert found, first.stderr
+    costs = episode_costs(store_path)
+    spent = sum(costs.values())
+    assert dollars(found.group(2)) == limit
+    assert abs(dollars(found.group(1)) - spent) < 0.01  # the message's spend is the store's tokens x prices
+    with Store.open(store_path, readonly=True) as store:
+        counts = store.counts()
+    assert 0 < counts["done"] < 12 and counts.get("planned", 0) == 12 - counts["done"] and not counts.get("running")
+    assert spent <= limit + CONCURRENCY * max(costs.values())  # over by at most the episodes in flight
+    assert spent + min(full.values()) >= limit * 0.5  # it did not stop for nothing: half the budget at least was used
+
+    again = await esc_eval.run_async(config, store_path, resume=True, cost_limit=limit, preflight=False)
+    assert again.exit_code == 3 and again.cost_limited and MESSAGE.fullmatch(again.cost_limited)  # what was spent counts
+    assert sum(episode_costs(store_path).values()) <= limit + CONCURRENCY * max(costs.values())
+
+    raised = 3 * limit
+    done = await esc_eval.run_async(config, store_path, resume=True, cost_limit=raised, preflight=False)
+    assert done.exit_code == 0 and done.cost_limited is None
+    final = episode_costs(store_path)
+    with Store.open(store_path, readonly=True) as store:
+        assert store.counts() == {"done": 12}
+    assert sum(final.values()) <= raised
+
+    same = await cli("run", str(config), "--store", str(store_path), "--no-monitor", "--resume", "--cost-limit", str(limit))
+    assert same.returncode == 0 and "nothing to do" in same.stdout  # nothing remains: the same limit finishes at once
+
+
+async def test_the_api_keyword_stops_the_run(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    sim = await fake_server()
+    judge = await fake_server(responder=lambda body: "Score: 2")
+    config = priced_config(tmp_path / "run.toml", sim.base_url, judge.base_url)
+    result = await esc_eval.run_async(config, tmp_path / "run.sqlite", cost_limit=0.01, preflight=False)
+    assert result.exit_code == 3 and result.stopped
+    assert result.cost_limited is not None and MESSAGE.fullmatch(result.cost_limited)
+    assert result.done == 0 and not sim.requests  # a cent buys no episode here: none was started
+
+
+async def test_a_limit_with_an_unpriced_section_is_refused_before_anything_is_written(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    sim = await fake_server()
+    judge = await fake_server(responder=lambda body: "Score: 3")
+    config = priced_config(tmp_path / "run.toml", sim.base_url, judge.base_url, unpriced="j")
+    store_path = tmp_path / "run.sqlite"
+    refused = await cli("run", str(config), "--store", str(store_path), "--no-monitor", "--cost-limit", "5")
+    assert refused.returncode == 2
+    assert "[judge]" in refused.stderr and "unpriced" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not store_path.exists() and not sim.requests
+    bad = await esc_eval.run_async(config, store_path, cost_limit=-1, preflight=False)
+    assert bad.exit_code == 2 and bad.error and "--cost-limit" in bad.error and not store_path.exists()
+    # without a limit the same config runs: a missing price only leaves that cost unknown
+    assert (await esc_eval.run_async(config, store_path, preflight=False)).exit_code == 0
+
+
+def test_a_limit_is_refused_on_ray_workers(tmp_path: Path) -> None:
+    """Each Ray worker admits its own shard, so no one process could hold the budget: refused as bad input."""
+    config = with_cost_limit(load_config(priced_config(tmp_path / "run.toml", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")), 5.0)
+    plan = RunPlan.prepare(config)
+    check_cost_limit(plan, distributed=False)
+    with pytest.raises(RunOptionError, match="local executor only"):
+        check_cost_limit(plan, distributed=True)
