@@ -76,3 +76,14 @@ def test_a_turn_of_several_requests_carries_all_their_tokens() -> None:
 def test_a_turn_is_cached_only_if_every_request_was() -> None:
     assert combined([reply("a", 1, 1, cached=True), reply("b", 1, 1, cached=True)]).cached
     assert not combined([reply("a", 1, 1, cached=True), reply("b", 1, 1)]).cached
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_the_embedded_gguf_counts_as_its_converted_folder_does() -> None:
+    """A GGUF file's own tokenizer (read from the file, nothing downloaded) and its chat template."""
+    from esc_eval.agents.backends.embedded import embedded_gguf, embedded_model_dir
+
+    gguf, folder = counts(str(embedded_gguf()), MESSAGES, "fine thanks"), counts(str(embedded_model_dir()), MESSAGES, "fine thanks")
+    assert gguf == folder and gguf[2] == "counted"
+    assert gguf[0] > 7  # the template's role markers on top of the texts' words
