@@ -53,20 +53,30 @@ def config(path: Path, url: str, limit: int, *, priced: bool = True, seed: int =
     return written
 
 
-def real_cost(store_path: Path, prices: Prices) -> float:
-    """The run's cost from the usage the server reported, as the store holds it (turns and judge scores), times the prices."""
-    total = 0.0
+def real_usage(store_path: Path, prices: Prices) -> dict[str, list[float]]:
+    """Per role, ``[input tokens, output tokens, USD]`` from the usage the server reported, as the store holds it, times the prices."""
+    found: dict[str, list[float]] = {}
+
+    def add(role: str, price: Price | None, prompt: int, completion: int) -> None:
+        assert price is not None
+        row = found.setdefault(role, [0, 0, 0.0])
+        row[0], row[1], row[2] = row[0] + prompt, row[1] + completion, row[2] + price.usd(prompt, completion)
+
     with Store.open(store_path, readonly=True) as store:
         supporter = {e.key: e.supporter for e in store.episodes()}
         for turn in store.turns():
-            price = prices.seeker("") if turn.role == "seeker" else prices.supporter(supporter[turn.episode_key])
-            assert price is not None
-            total += price.usd(turn.prompt_tokens, turn.completion_tokens)
-        rows = store.table_rows("scores")
-        assert rows and all(r["prompt_tokens"] is not None for r in rows), "the judge's usage is stored"
-        assert prices.judge is not None
-        total += sum(prices.judge.usd(r["prompt_tokens"], r["completion_tokens"]) for r in rows)
-    return total
+            if turn.prompt_tokens:  # the fixed opener is no request
+                price = prices.seeker("") if turn.role == "seeker" else prices.supporter(supporter[turn.episode_key])
+                add(turn.role, price, turn.prompt_tokens, turn.completion_tokens)
+        for table, role, price in (("scores", "judge", prices.judge), ("safety", "safety", prices.safety)):
+            for row in store.table_rows(table):
+                assert row["prompt_tokens"] is not None, f"the {role}'s usage is stored"
+                add(role, price, row["prompt_tokens"], row["completion_tokens"])
+    return found
+
+
+def real_cost(store_path: Path, prices: Prices) -> float:
+    return sum(row[2] for row in real_usage(store_path, prices).values())
 
 
 async def dry_run(cfg: Path, *extra: str, cwd: Path) -> dict[str, Any]:
@@ -151,3 +161,23 @@ def test_safety_requests_are_planned(tmp_path: Path) -> None:
     assert result.prices["safety", ""] == Price(1, 2), "the safety judge takes the judge's price"
     assert data["cost_usd"] is None, "the seeker and supporter have no price"
     assert data["by_role"]["safety"]["cost_usd"] is not None
+
+
+@pytest.mark.slow
+async def test_the_bound_is_tight_when_every_reply_is_at_max_tokens(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    """Replies as long as ``max_tokens`` allows, personas and the safety judge: each role's real usage stays within the bound, and
+    reaches it (less the chat-template allowance) but for the seeker's role-break retries, which a run without role breaks never takes."""
+    server = await fake_server(responder=lambda body: "abc " * body["max_tokens"])  # max_tokens tokens at 4 characters or 1 word a token
+    cfg = config(tmp_path / "run.toml", server.base_url, 3)
+    cfg.write_text(cfg.read_text().replace('protocol = "default"\n', 'protocol = "default"\npersonas = ["default", "risk-active-plan"]\n'))
+    bound = await dry_run(cfg, cwd=tmp_path)
+    result = await esc_eval("run", str(cfg), "--store", str(tmp_path / "run.sqlite"), "--no-monitor", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    real = real_usage(tmp_path / "run.sqlite", Prices.of(load_config(cfg)))
+    assert set(real) == {"seeker", "supporter", "judge", "safety"}
+    for role, (used_in, used_out, usd) in real.items():
+        most = bound["tokens_max"][role]
+        assert used_in <= most["input"] and used_out <= most["output"] and usd <= bound["by_role"][role]["cost_usd_max"], (role, real, bound)
+        share = 3 if role == "seeker" else 1  # 1 + role_break_retries attempts per seeker turn in the bound
+        assert used_in * share >= 0.95 * most["input"] and used_out * share == most["output"], (role, real[role], most)
+    assert real_cost(tmp_path / "run.sqlite", Prices.of(load_config(cfg))) <= bound["cost_usd_max"]
