@@ -18,6 +18,7 @@ Exhausted retries raise ``GaveUp``. A reply without ``usage`` gets its tokens co
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -188,7 +189,12 @@ class OpenAIHTTPBackend:
         latency = time.perf_counter() - start
         if status < 400:
             self._slots.succeeded()
-            return _parse_completion(raw, model, latency, payload)
+            text, served, reported = _parse_reply(raw, model)
+            if reported is not None:
+                return Completion(text, *reported, latency, served)
+            # no usage (or not its counts): counted or estimated, never 0; off the loop, as a local tokenizer may load first
+            prompt, completion, kind = await asyncio.to_thread(counts, model, json.loads(payload)["messages"], text)
+            return Completion(text, prompt, completion, latency, served, usage=kind)
         error = _http_error(status, f"HTTP {status}: {_snippet(raw)}", _seconds(retry_after), retry_after is not None)
         if error.throttled:
             self._slots.throttled(sent)
@@ -250,7 +256,8 @@ def _http_error(status: int, message: str, retry_after: float | None, has_retry_
     return RequestRejected(message)
 
 
-def _parse_completion(raw: bytes, model: str, latency: float, payload: bytes) -> Completion:
+def _parse_reply(raw: bytes, model: str) -> tuple[str, str, tuple[int, int] | None]:
+    """The reply's text, the model that served it and its reported ``(prompt_tokens, completion_tokens)`` (``None``: not reported)."""
     try:
         data = json.loads(raw)
         choice = data["choices"][0]
@@ -259,13 +266,7 @@ def _parse_completion(raw: bytes, model: str, latency: float, payload: bytes) ->
         raise BadResponse(f"unusable response ({type(exc).__name__}): {_snippet(raw)}") from None
     if not isinstance(text, str) or not text.strip():
         raise EmptyReply(f"empty content (finish_reason={choice.get('finish_reason')!r})")
-    text, served = text.strip(), str(data.get("model") or model)
-    reported = _reported(data.get("usage"))
-    if reported is not None:
-        return Completion(text, *reported, latency, served)
-    # no usage (or not its counts): count them here, never store 0 for a paid call; the request's messages are in the payload
-    prompt, completion, kind = counts(model, json.loads(payload)["messages"], text)
-    return Completion(text, prompt, completion, latency, served, usage=kind)
+    return text.strip(), str(data.get("model") or model), _reported(data.get("usage"))
 
 
 def _reported(usage: Any) -> tuple[int, int] | None:

@@ -4,7 +4,8 @@ A missing ``usage`` must never be stored as 0 tokens (it would make a paid call 
 counts are made here: with the model's own tokenizer when the request's model names a local
 folder (or GGUF file) that ``transformers`` loads without the network, else estimated at about
 4 characters a token (``CHARS_PER_TOKEN``) per message and marked ``estimated`` (``USAGE``).
-Tokenizers are loaded once per model name and never downloaded.
+Tokenizers are loaded once per model name and never downloaded; ``counts`` is thread-safe (the HTTP
+backend calls it off the event loop).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4
 """The estimate's rate: about 4 characters a token (English text with BPE tokenizers; more tokens for CJK)."""
 
-_LOAD_LOCK = threading.Lock()
+_LOCK = threading.Lock()
+"""One tokenizer use at a time: a fast tokenizer used from two threads at once can fail ("Already borrowed")."""
 
 
 def estimate(text: str) -> int:
@@ -39,10 +41,11 @@ def counts(model: str, messages: Sequence[ChatMessage], reply: str) -> tuple[int
     Counted (``"counted"``) with ``model``'s tokenizer when ``model`` is a local folder or GGUF
     file; otherwise estimated per message (``"estimated"``).
     """
-    tokenizer = local_tokenizer(model)
-    if tokenizer is not None:
+    with _LOCK:
+        tokenizer = local_tokenizer(model)
         try:
-            return _prompt_tokens(tokenizer, messages), len(tokenizer.encode(reply, add_special_tokens=False)), "counted"
+            if tokenizer is not None:
+                return _prompt_tokens(tokenizer, messages), len(tokenizer.encode(reply, add_special_tokens=False)), "counted"
         except Exception as exc:  # a tokenizer that cannot encode these messages: estimate rather than fail the request
             log.warning("counting tokens with %s failed (%s: %s); estimating", model, type(exc).__name__, exc)
     return sum(estimate(m["content"]) for m in messages), estimate(reply), "estimated"
@@ -65,16 +68,15 @@ def local_tokenizer(model: str) -> Any | None:
     path = Path(model).expanduser() if model else None
     if path is None or not path.exists():
         return None
-    with _LOAD_LOCK:
-        try:
-            from transformers import AutoTokenizer
-            if path.is_file() and path.suffix == ".gguf":
-                return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
-            return AutoTokenizer.from_pretrained(path, local_files_only=True)
-        except Exception as exc:  # no tokenizer there (or transformers missing): estimate instead
-            log.warning("no tokenizer loads from %s (%s: %s); token counts of its replies without usage are estimated",
-                        path, type(exc).__name__, exc)
-            return None
+    try:
+        from transformers import AutoTokenizer
+        if path.is_file() and path.suffix == ".gguf":
+            return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:  # no tokenizer there (or transformers missing): estimate instead
+        log.warning("no tokenizer loads from %s (%s: %s); token counts of its replies without usage are estimated",
+                    path, type(exc).__name__, exc)
+        return None
 
 
 def combined(replies: Sequence[Completion]) -> Completion:
