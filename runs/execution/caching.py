@@ -52,12 +52,22 @@ class ResponseCacheSession:
         self._pending: dict[str, CachedReply] = {}
         self._writing: dict[str, CachedReply] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._damaged = False
         self.in_flight: dict[str, asyncio.Future[Completion]] = {}
         """Requests sent and not yet answered, by key: an identical request waits for the answer instead of sending."""
 
     def get(self, key: str) -> CachedReply | None:
+        """The stored reply, if any; a file that fails to answer (a damaged page) is a miss, said once: it costs money, never the run."""
         found = self._pending.get(key) or self._writing.get(key)
-        return found if found is not None else self._reads.get(key)
+        if found is not None:
+            return found
+        try:
+            return self._reads.get(key)
+        except CacheError as exc:
+            if not self._damaged:
+                log.warning("%s; such requests are sent to the server", exc)
+                self._damaged = True
+            return None
 
     def put(self, key: str, reply: CachedReply) -> None:
         """Queue ``reply`` for writing (``read-write``; nothing in ``read`` mode); a batch goes to the file on a thread."""

@@ -24,6 +24,7 @@ import hashlib
 import json
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -117,25 +118,18 @@ class ResponseCache:
             except OSError as exc:
                 raise CacheError(f"{path}: cannot create its folder: {exc.strerror or exc}") from None
         try:
-            if writable:
-                conn = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
-            else:
-                conn = sqlite3.connect(readonly_uri(path), uri=True, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
-            try:
-                _check(path, conn, writable=writable)
-                if writable:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
-            except BaseException:
-                conn.close()
-                raise
+            conn = _connect(path, writable)
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"{path}: not a readable esc-eval response cache ({exc})") from None
         return cls(path, conn, writable)
 
     def get(self, key: str) -> CachedReply | None:
-        """The reply stored under ``key``, if any."""
-        row = self._conn.execute("SELECT text, model, prompt_tokens, completion_tokens, usage FROM replies WHERE key = ?", (key,)).fetchone()
+        """The reply stored under ``key``, if any; ``CacheError`` when the file fails to answer (a damaged page, say)."""
+        try:
+            row = self._conn.execute("SELECT text, model, prompt_tokens, completion_tokens, usage FROM replies WHERE key = ?",
+                                     (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"{self.path}: cannot read a reply ({exc})") from None
         return CachedReply(*row) if row else None
 
     def put_many(self, replies: Iterable[tuple[str, CachedReply]]) -> None:
@@ -155,6 +149,37 @@ class ResponseCache:
         self._conn.close()
 
 
+def _connect(path: Path, writable: bool) -> sqlite3.Connection:
+    """A checked connection. Reading only, it is an ordinary one made ``query_only``, so it sees what a writing process
+    commits as WAL readers do; a file it cannot open so (in a read-only folder) is opened read-only."""
+    if writable:
+        return _checked(sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False), path, writable)
+    try:
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?mode=rw", uri=True, timeout=BUSY_SECONDS,
+                               isolation_level=None, check_same_thread=False)
+        return _checked(conn, path, writable)
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc) and "readonly" not in str(exc):
+            raise
+    conn = sqlite3.connect(readonly_uri(path), uri=True, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
+    return _checked(conn, path, writable)
+
+
+def _checked(conn: sqlite3.Connection, path: Path, writable: bool) -> sqlite3.Connection:
+    """``conn`` once the file is known to be a cache (closed if not), in WAL mode for writing, ``query_only`` for reading."""
+    try:
+        _check(path, conn, writable=writable)
+        if writable:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            conn.execute("PRAGMA query_only=ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _check(path: Path, conn: sqlite3.Connection, *, writable: bool) -> None:
     """Create the tables in a new (empty) file, else make sure the file is a cache this version reads."""
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -168,6 +193,8 @@ def _check(path: Path, conn: sqlite3.Connection, *, writable: bool) -> None:
     meta = dict(conn.execute("SELECT key, value FROM cache_meta").fetchall())
     if meta.get("format") != FORMAT:
         raise CacheError(f"{path}: not an esc-eval response cache (cache_meta format {meta.get('format')!r})")
-    version = int(meta.get("version") or 0)
+    version = int(meta["version"]) if str(meta.get("version", "")).isdigit() else 0
+    if version < 1:
+        raise CacheError(f"{path}: response cache without a version (cache_meta version {meta.get('version')!r})")
     if version > VERSION:
         raise CacheError(f"{path}: response cache version {version} is newer than this esc-eval reads ({VERSION}); upgrade esc-eval")

@@ -175,3 +175,25 @@ async def test_the_monitor_shows_hits_apart_from_requests(tmp_path: Path) -> Non
     view = LiveSource(RunProgress(), [backend.stats]).snapshot().endpoints[0]
     assert (view.name, view.requests, view.cache_hits) == ("judge", 1, 2)
     assert "1 +2 cached" in plain_text(render(LiveSource(RunProgress(), [backend.stats]).snapshot(), plain=True))
+
+
+async def test_a_damaged_page_found_mid_run_is_a_miss_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "cache.sqlite"
+    writer = ResponseCacheSession(path, "read-write")
+    backend = CachingBackend(ScriptedBackend(lambda m, p, model: "a short reply"), writer, model="m")
+    asks: list[list[ChatMessage]] = [[{"role": "user", "content": f"question {i}"}] for i in range(2000)]
+    for ask in asks:
+        await backend.complete(ask, GREEDY)
+    await writer.aclose()
+    data = bytearray(path.read_bytes())
+    third = len(data) // 3
+    data[third: 2 * third] = bytes(third)
+    path.write_bytes(bytes(data))  # the meta pages at the front are whole; leaf pages in the middle are zeros
+    inner = ScriptedBackend(lambda m, p, model: "a short reply")
+    reader = ResponseCacheSession(path, "read")
+    backend = CachingBackend(inner, reader, model="m")
+    with caplog.at_level("WARNING", logger="esc_eval.runs.execution.caching"):
+        replies = [await backend.complete(ask, GREEDY) for ask in asks]
+    await reader.aclose()
+    assert all(r.text == "a short reply" for r in replies) and inner.requests  # answered by the server instead
+    assert len([r for r in caplog.records if "cannot read a reply" in r.getMessage()]) == 1

@@ -141,3 +141,22 @@ def test_two_processes_writing_one_cache_at_once_lose_nothing(tmp_path: Path) ->
         owners = [name for name, (lo, hi) in ranges.items() if lo <= j < hi]
         assert found.text in {f"{name} {j}" for name in owners}
     cache.close()
+
+
+def test_a_reader_sees_what_a_writer_commits_later_and_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    first = ResponseCache.open(path, writable=True)
+    first.put_many([("a", reply("1"))])
+    first.close()  # no writer now: the file alone, no -wal beside it
+    before = path.read_bytes()
+    reader = ResponseCache.open(path, writable=False)
+    assert reader.get("a") == reply("1") and reader.get("b") is None
+    reader.close()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["cache.sqlite"]
+
+    reader = ResponseCache.open(path, writable=False)
+    writer = ResponseCache.open(path, writable=True)  # another run, filling the cache this run reads
+    writer.put_many([("b", reply("2"))])
+    assert reader.get("b") == reply("2")
+    writer.close()
+    reader.close()
