@@ -30,7 +30,7 @@ from dataclasses import astuple
 from typing import Any
 
 from esc_eval.agents.backends import BackendError, BackendStats, Shared
-from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
+from esc_eval.agents.messages import USAGE, ChatMessage, Completion, SamplingParams
 from esc_eval.environments.episode import Episode, Outcome, OutcomeKind, Role
 from esc_eval.roles.cards import RoleCard
 from esc_eval.roles.loaders import builtin_cards
@@ -441,6 +441,8 @@ def _check_completion(subject: _Subject, completion: object) -> None:
         raise subject.fail(f"Completion.latency must be seconds (0 or more), got {_shown(completion.latency)}")
     if not isinstance(completion.model, str):
         raise subject.fail(f"Completion.model must be text (the model that answered), got {_shown(completion.model)}")
+    if completion.usage not in USAGE:
+        raise subject.fail(f"Completion.usage must say where the token counts come from ({', '.join(USAGE)}), got {_shown(completion.usage)}")
 
 
 async def _check_failure(subject: _Backend, timeout: float, params: SamplingParams) -> None:

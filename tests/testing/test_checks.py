@@ -312,6 +312,13 @@ class NegativeTokens(Base):
         return completion
 
 
+class UnknownUsage(Base):
+    async def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Completion:
+        completion = Completion("hi", 1, 1, 0.01, "m", usage="guessed")
+        self.stats.done(completion)
+        return completion
+
+
 class Blocking(Base):
     def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Any:
         return Completion("hi", 1, 1, 0.0, "m")
@@ -360,6 +367,8 @@ class ClosesWithAValue(Base):
     (Uncounted(), "backend Uncounted: stats.requests went from 0 to 0 over one completion; call stats.done(completion)"),
     (Blank(), "backend Blank: complete() returned empty text '  '; an empty reply is a fault: raise EmptyReply"),
     (NegativeTokens(), "backend NegativeTokens: Completion.prompt_tokens must be a count (an int, 0 or more), got int -1"),
+    (UnknownUsage(), "backend UnknownUsage: Completion.usage must say where the token counts come from (reported, counted, estimated),"
+                     " got str 'guessed'"),
     (Blocking(), "backend Blocking: complete() must be an async method (async def); esc-eval awaits it"),
     (NoModelKeyword(), "backend NoModelKeyword: complete() must take (messages, params, *, model=None)"),
     (OneAtATime(), "backend OneAtATime: 4 concurrent complete() calls raised RuntimeError: busy; failures must be BackendError subclasses"),
