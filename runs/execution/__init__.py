@@ -12,6 +12,7 @@ Public API, by module (imported on use; the runner needs autogen-core):
     esc_eval.runs.execution.interrupt  -- InterruptPolicy: what Ctrl-C and SIGTERM do to a run (stop admitting, a grace period,
                                           cancel; a second: end now), GRACE_SECONDS
     esc_eval.runs.execution.preflight  -- preflight: each served endpoint asked for /models before a store exists
+    esc_eval.runs.execution.caching    -- CachingBackend, ResponseCacheSession: the response cache around each endpoint
 """
 
-__all__ = ["interrupt", "observers", "plan", "pool", "preflight", "progress", "result", "resume", "runner"]
+__all__ = ["caching", "interrupt", "observers", "plan", "pool", "preflight", "progress", "result", "resume", "runner"]

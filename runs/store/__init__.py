@@ -11,7 +11,8 @@ Public API (everything SQL stays inside this package):
   ``Tokens`` (a judge request's usage); ``final_labels`` (the judge label ESC-Eval compares); ``FINAL_ROUND``;
   ``episode_key`` (every episode's key); ``RunRecorder`` (``recorder``: what a ``Runner`` records through);
 * the schema (``schema``): ``SCHEMA_VERSION``, ``columns``, ``StoreError``; ``schema.tables``,
-  ``schema.table_columns``, ``schema.episode_tables``, ``schema.PRIVATE_META`` for generic archives.
+  ``schema.table_columns``, ``schema.episode_tables``, ``schema.PRIVATE_META`` for generic archives;
+* the response cache's own file (``cache``, imported where used): ``ResponseCache``, ``request_key``, ``CacheError``.
 """
 
 from esc_eval.runs.store.live import LiveReader, StoreBusy
