@@ -189,14 +189,19 @@ class ReportCost:
         return self.rows.get(tuple(group.values()))
 
 
-def report_cost(store: Store, report: Report, *, supporter: str | None = None, language: str | None = None) -> ReportCost:
-    """The cost of the episodes ``report`` covers (the same ``supporter``/``language`` filter), per row as it groups them."""
+def report_cost(store: Store, report: Report, *, supporter: str | None = None, language: str | None = None,
+                episodes: Sequence[EpisodeRecord] | None = None, cost: Cost | None = None) -> ReportCost:
+    """The cost of the episodes ``report`` covers (the same ``supporter``/``language`` filter), per row as it groups them.
+
+    ``episodes``: the store's, when the caller has read them; ``cost``: their ``store_cost`` when it is already known
+    (several reports of one store share it: the viewer's facets).
+    """
     from esc_eval.runs.analysis.leaderboard import seeker_label
 
     only = seeker_label(store)
-    chosen = [e for e in store.episodes()
+    chosen = [e for e in (store.episodes() if episodes is None else episodes)
               if (supporter is None or e.supporter == supporter) and (language is None or e.language == language)]
-    cost = store_cost(store, chosen)
+    cost = store_cost(store, chosen) if cost is None else cost
     groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for e in chosen:
         groups[tuple((e.seeker or only) if c == "seeker" else str(getattr(e, c)) for c in report.by)].append(e.key)

@@ -186,3 +186,20 @@ def test_an_old_store_without_judge_token_columns_reads_them_as_unknown(tmp_path
     assert cost.unknown == {"judge": 3} and cost.data()["tokens"]["judge"] == {"input": 0, "output": 0}
     assert cost.data()["total_usd"] is None and not cost.priced    # its config (none recorded) has no prices
     assert path.read_bytes() == before
+
+
+def test_the_viewer_shows_the_reports_costs_and_each_episodes(tmp_path: Path) -> None:
+    from esc_eval.runs.viewer import data as viewer_data
+
+    path = make(tmp_path)
+    with Store.open(path, readonly=True) as store:
+        summary = viewer_data.summary([(path, store)])
+    expected = json.loads(report_command(path, "json", None, [], None, None, None, compare=True))
+    overall = summary["stores"][0]["leaderboard"]["overall"]
+    assert overall["cost"] == expected["cost"] and [r["cost"] for r in overall["rows"]] == [r["cost"] for r in expected["rows"]]
+    by_language = json.loads(report_command(path, "json", None, ["supporter,language"], None, None, None))
+    facet = summary["stores"][0]["leaderboard"]["facets"]["language"]["rows"]
+    assert [(r["group"], r["cost"]) for r in facet] == [(r["group"], r["cost"]) for r in by_language["rows"]]
+    episodes = {row["key"]: row["cost_usd"] for row in summary["stores"][0]["episodes"]}
+    assert episodes["a0"] == pytest.approx(usd(SEEKER, 100, 10) + A_USD + usd(JUDGE, 1000, 4) + SAFETY_USD)
+    assert episodes["b1"] == 0                              # planned, never started: nothing spent
