@@ -48,6 +48,8 @@ class Spend:
     a_priori: float = 0.0
     final_scores: int = 0
     safety_samples: int = 0
+    limit: float | None = None
+    """The run's cost limit (USD), shown by the monitor; the runner admits against it."""
     spent: float = 0.0
     """USD this attempt spent (``total`` adds ``prior``)."""
     saved: float = 0.0
@@ -182,7 +184,7 @@ class Spend:
             sample = replace(plan, cards=plan.cards[:A_PRIORI_CARDS], config=replace(config, run=replace(config.run, repeats=1)))
             a_priori = expected_episode_cost(sample) or 0.0
         return cls(Prices.of(config), planned, prior=prior, a_priori=a_priori, final_scores=final_scores,
-                   safety_samples=plan.safety.section.samples if plan.safety is not None else 0)
+                   safety_samples=plan.safety.section.samples if plan.safety is not None else 0, limit=config.run.cost_limit)
 
 
 def stored_spend(reader: Reader, prices: Prices) -> float:

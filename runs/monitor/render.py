@@ -24,7 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from esc_eval.agents.judge.profiles import PAPER_NAMES
-from esc_eval.runs.monitor.snapshot import FAULT_KINDS, ROLES, EndpointView, Snapshot, duration
+from esc_eval.runs.execution.spend import usd
+from esc_eval.runs.monitor.snapshot import FAULT_KINDS, ROLES, CostView, EndpointView, Snapshot, duration
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 
@@ -107,7 +108,15 @@ def _counts(s: Snapshot) -> Table:
         judge = f"backlog {s.judge_pending:,} scores pending · {s.judge_done or 0:,} scored" + (
             f" ({s.judge_failed:,} failed)" if s.judge_failed else "")
     _row(grid, "Judge", judge)
+    if s.cost is not None:
+        _row(grid, "Cost", cost_line(s.cost))
     return grid
+
+
+def cost_line(cost: CostView) -> str:
+    """``$1.23 spent · $4.56 projected for the plan · limit $5.00``."""
+    projected = f" · {usd(cost.projected)} projected for the plan" if cost.projected is not None else ""
+    return f"{usd(cost.spent)} spent{projected}" + (f" · limit {usd(cost.limit)}" if cost.limit is not None else "")
 
 
 class _Endpoints:
@@ -271,11 +280,12 @@ class PlainReporter:
         waits = sum(e.throttled_waits for e in s.endpoints)
         throttled = f" | throttled waits {waits:,}" if waits else ""
         workers = "".join(f" | {w.name} {w.state} {w.finished:,}/{w.assigned:,}" for w in s.workers)
+        cost = f" | cost {cost_line(s.cost)}" if s.cost is not None else ""
         return (
             f"[{duration(s.elapsed)}] episodes {s.completed:,}/{s.total:,} ({s.fraction * 100:.1f}%)"
             f" active {s.active:,} queued {s.queued:,} done {s.done:,} failed {s.failed:,}"
             f" | {s.episode_rate:,.2f} ep/s ETA {duration(s.eta)} | turns {_per_second(s.turn_rate)}"
-            f" | tokens out {tokens}{judge}{throttled} | errors {_faults(faults)}{workers}"
+            f" | tokens out {tokens}{judge}{throttled} | errors {_faults(faults)}{cost}{workers}"
         )
 
     def summary(self, s: Snapshot) -> str:

@@ -78,6 +78,16 @@ class WorkerView:
 
 
 @dataclass(frozen=True)
+class CostView:
+    """USD spent so far (earlier attempts of the store included), the whole plan's projected cost (``None`` until
+    something says what an episode costs) and the run's cost limit (docs/cost.md)."""
+
+    spent: float
+    projected: float | None = None
+    limit: float | None = None
+
+
+@dataclass(frozen=True)
 class Line:
     """One turn of the spotlighted episode."""
 
@@ -128,6 +138,8 @@ class Snapshot:
     finished: bool = False
     workers: tuple[WorkerView, ...] = ()
     """Per-worker progress of a distributed run; empty otherwise (and from a store)."""
+    cost: CostView | None = None
+    """Spend and its projection; ``None`` when no endpoint of the run has a price."""
 
     @property
     def completed(self) -> int:

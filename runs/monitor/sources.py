@@ -23,10 +23,13 @@ from typing import Any
 
 from esc_eval.agents.backends.base import BackendStats
 from esc_eval.agents.judge.profiles import DIMENSIONS, to_points
+from esc_eval.runs.analysis.cost import recorded_prices
 from esc_eval.runs.execution.progress import SPOTLIGHT_LINES, RunProgress
+from esc_eval.runs.execution.spend import stored_spend
 from esc_eval.runs.monitor.snapshot import (
     LATENCY_WINDOW,
     ROLES,
+    CostView,
     EndpointView,
     LeaderRow,
     Line,
@@ -103,7 +106,16 @@ class LiveSource:
             workers=tuple(WorkerView(w.name, w.state + (f" ({w.lost} lost)" if w.lost else ""),
                                      f"{w.node}:{w.pid}" if w.pid else "–", w.assigned, w.finished,
                                      w.active, w.requests, now - w.last_seen) for w in p.workers.values()),
+            cost=self._cost(),
         )
+
+    def _cost(self) -> CostView | None:
+        """The run's spend (``RunProgress.spend``) and the plan's projection: what is spent and still expected of the
+        episodes in flight, and an episode's expected cost for each one not yet admitted."""
+        spend = self.progress.spend
+        if spend is None or not spend.prices.any:
+            return None
+        return CostView(spend.total, spend.projection(self.progress.queued), spend.limit)
 
     @staticmethod
     def _endpoint(stats: BackendStats) -> EndpointView:
@@ -154,6 +166,9 @@ class StoreSource:
         run = config.get("run") or {}
         self.title = f"{run.get('name', 'run')} · {self.path}"
         self.judge_dimensions = self._judge_dimensions(config.get("judge"))
+        self.prices = recorded_prices(self.store)
+        self.cost_limit: float | None = run.get("cost_limit")
+        self._spent: float | None = None
         self.meter = RateMeter()
         self._turns = Counter[str]()
         self._tokens = Counter[str]()
@@ -186,6 +201,7 @@ class StoreSource:
         if now - self._board_at >= max(self.leaderboard_every, 20 * self._board_cost) or (over and self._board_stale(counts)):
             started = time.perf_counter()
             self._board = self._read_leaderboard()
+            self._spent = stored_spend(self.store, self.prices) if self.prices.any else None
             self._board_at, self._board_cost = now, time.perf_counter() - started
             self._board_counts, self._board_scores_seen = dict(counts), self.reader.scores_seen
         leaderboard, dimensions, final_scores, failed_scores = self._board
@@ -213,7 +229,15 @@ class StoreSource:
             judge_pending=judge_pending, judge_done=final_scores if judged else None,
             judge_failed=failed_scores, leaderboard=leaderboard, dimensions=dimensions,
             spotlight_key=key, spotlight=lines, spotlight_outcome=outcome, following=self.following, finished=finished,
+            cost=self._cost(total, done + failed),
         )
+
+    def _cost(self, total: int, ended: int) -> CostView | None:
+        """The store's spend at the prices its config records, read with the leaderboard; projected as spend per
+        ended episode times the plan's episodes (the spend of those in flight counts a little early)."""
+        if self._spent is None:
+            return None
+        return CostView(self._spent, self._spent / ended * total if ended else None, self.cost_limit)
 
     def _tally(self, endpoint: str) -> _EndpointTally:
         if endpoint not in self._endpoints:
