@@ -24,6 +24,7 @@ from esc_eval.agents.backends.base import (
     RequestTimeout,
     ServerError,
 )
+from esc_eval.agents.backends.usage import counts
 from esc_eval.agents.messages import ChatMessage, Completion, SamplingParams
 
 
@@ -61,8 +62,11 @@ class PlainHTTPBackend:
         if not isinstance(choice, str) or not choice.strip():
             self.stats.fault("empty", "empty reply", retried=False)
             raise EmptyReply(f"{self.url}: empty reply")
-        completion = Completion(choice, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)),
-                                time.monotonic() - started, model)
+        if "prompt_tokens" in usage and "completion_tokens" in usage:
+            prompt, completion_tokens, kind = int(usage["prompt_tokens"]), int(usage["completion_tokens"]), "reported"
+        else:  # no usage: never 0 tokens (a paid call would look free); a local tokenizer's count, else ~4 characters a token
+            prompt, completion_tokens, kind = counts(model, messages, choice)
+        completion = Completion(choice, prompt, completion_tokens, time.monotonic() - started, model, usage=kind)
         self.stats.done(completion)
         return completion
 
