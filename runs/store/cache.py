@@ -26,7 +26,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,6 +59,8 @@ INSERT OR IGNORE INTO cache_meta VALUES ('version', '{VERSION}');
 COMMIT;
 """
 
+_PARAMS = tuple(f.name for f in fields(SamplingParams))
+"""Every decoding setting a request carries: a field added to ``SamplingParams`` joins the key."""
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -85,8 +87,10 @@ def request_key(model: str | None, adapter: str | None, messages: Sequence[ChatM
     >>> a == request_key("m", "fluency_en", [{"role": "user", "content": "hi"}], SamplingParams(8, 0.0))
     False
     """
-    sampling = {name: float(value) if name in ("temperature", "top_p") and value is not None else value
-                for name, value in asdict(params).items()}
+    sampling = {name: getattr(params, name) for name in _PARAMS}
+    for name in ("temperature", "top_p"):
+        if sampling[name] is not None:
+            sampling[name] = float(sampling[name])
     canonical = {"v": KEY_VERSION, "model": model, "adapter": adapter, "params": sampling,
                  "messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
     return hashlib.sha256(_ENCODER.encode(canonical).encode()).hexdigest()
