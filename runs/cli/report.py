@@ -20,12 +20,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--plot", type=Path, metavar="PNG", help="also draw a comparison chart (needs esc-eval[plot])")
     report.add_argument("--agreement", type=Path, nargs="?", const=True, metavar="SCORES.json",
                         help="judge-vs-human ACC / ACC_soft against a human score file; with no file, against the store's "
-                             "annotations (esc-eval annotate), with inter-annotator alpha; --plot then draws confusion matrices")
+                             "annotations (esc-eval annotate), with inter-annotator alpha and, for answered safety items, per-item "
+                             "Cohen's kappa with a card-clustered interval; --plot then draws confusion matrices")
     report.add_argument("--compare", action="store_true",
                         help="paired comparisons of every two supporters per dimension (bootstrap CI, permutation p, Holm) "
                              "and rank intervals; with --plot also a forest plot (PNG-compare.png)")
     report.add_argument("--corrected", action="store_true",
-                        help="also prediction-powered means that correct the judge with the store's human labels (esc-eval annotate)")
+                        help="also prediction-powered means that correct the judge with the store's human labels (esc-eval annotate), "
+                             "and the missed-risk rate corrected with the human answers to the safety items")
     report.add_argument("--power", type=float, metavar="DELTA",
                         help="cards needed to detect a difference of DELTA points at 80%% power, and the difference "
                              "detectable with this store's cards")
