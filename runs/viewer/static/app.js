@@ -126,6 +126,7 @@ function renderLeaderboard() {
   for (const part of state.summary.stores) {
     let rows = leaderboardRows(part);
     const by = rows.length ? Object.keys(rows[0].group) : ["supporter"];
+    const costs = priced(part.leaderboard.overall.cost) && rows.some((row) => row.cost);   // docs/cost.md
     if (state.sort) {
       const { column, desc } = state.sort;
       const key = (row) => (column in row.group ? row.group[column] : column === "episodes" ? row.episodes.done : row.scores[column]?.value ?? -Infinity);
@@ -138,7 +139,9 @@ function renderLeaderboard() {
     }, label);
     const table = el("table", { "data-store": part.index },
       el("caption", {}, state.summary.stores.length > 1 ? part.name : ""),
-      el("thead", {}, el("tr", {}, by.map((c) => header(c, c)), header("episodes", "episodes"), dims.map((d) => header(d.key, d.name)))),
+      el("thead", {}, el("tr", {}, by.map((c) => header(c, c)), header("episodes", "episodes"), dims.map((d) => header(d.key, d.name)),
+        costs ? [el("th", { title: "the supporter's own calls (USD)" }, "supporter $"),
+                 el("th", { title: "every role's cost per episode that started (USD)" }, "$ / episode")] : [])),
       el("tbody", {}, rows.map((row) => el("tr", { "data-group": Object.values(row.group).join("/") },
         by.map((c) => el("td", {}, row.group[c])),
         el("td", { class: "num" }, String(row.episodes.done), row.episodes.failed ? el("span", { class: "error" }, ` +${row.episodes.failed} failed`) : null),
@@ -149,11 +152,30 @@ function renderLeaderboard() {
                             title: s ? `n=${s.n}, cards=${s.n_cards}; score = mean over cards of the card's mean label × 25` : "" },
             s ? fmt(s.value) : "–", s ? el("span", { class: "ci" }, ` [${fmt(s.ci_low)}, ${fmt(s.ci_high)}]`) : null,
             flags.length ? el("span", { class: "flags", title: FLAG_HELP }, ` ${flags.map(flagText).join(", ")}`) : null);
-        })))));
+        }),
+        costs ? [el("td", { class: "num", "data-testid": "supporter-cost" }, usd(row.cost?.supporter_usd)),
+                 el("td", { class: "num" }, usd(row.cost?.per_episode_usd))] : []))));
     box.append(table);
+    const cost = part.leaderboard.overall.cost;
+    if (cost) box.append(costLine(cost));
   }
   renderComparisons();
   renderSafety();
+}
+
+// -- cost (docs/cost.md): null = unknown (an endpoint without a price), never 0 ------------------
+
+function usd(x) { return x === null || x === undefined ? "–" : x === 0 ? "$0" : Math.abs(x) < 1 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`; }
+function priced(cost) { return !!cost && [...Object.values(cost.by_role), ...Object.values(cost.by_supporter)].some((x) => x !== null); }
+
+function costLine(cost) {
+  const tokens = Object.entries(cost.tokens).map(([role, t]) => `${role} ${t.input.toLocaleString()} / ${t.output.toLocaleString()}`);
+  const money = priced(cost)
+    ? [`cost: total ${usd(cost.total_usd)} · `, Object.entries(cost.by_role).map(([role, x]) => `${role} ${usd(x)}`).join(" · "),
+       cost.cached_usd_saved ? ` · cache hits saved ${usd(cost.cached_usd_saved)}` : "", ". "]
+    : ["no prices in the config: tokens only. "];
+  return el("p", { class: "meta", "data-testid": "cost" }, ...money, `Tokens sent (input / output): ${tokens.join(" · ")}`,
+    cost.estimated ? " (some estimated at ~4 characters a token)" : "");
 }
 
 const FLAG_HELP = "small n: fewer than 10 cards; no spread: every card the same, the interval is that of one card moved one label; "
@@ -359,7 +381,8 @@ async function openEpisode(id) {
     el("p", { class: "meta", "data-testid": "episode-meta" },
       `${row.supporter} · persona ${row.persona} · card ${row.card} (${row.language}, ${row.category}, ${row.source}) · repeat ${row.repeat}`),
     el("p", { "data-testid": "outcome" }, `${row.status}${row.outcome ? `: ${row.outcome}` : ""}${row.reason ? ` (${row.reason})` : ""}`,
-      ` · ${row.attempts} attempt${row.attempts === 1 ? "" : "s"}`, row.seconds !== null ? ` · ${fmt(row.seconds, 1)} s` : ""),
+      ` · ${row.attempts} attempt${row.attempts === 1 ? "" : "s"}`, row.seconds !== null ? ` · ${fmt(row.seconds, 1)} s` : "",
+      row.cost_usd !== null && row.cost_usd !== undefined ? ` · ${usd(row.cost_usd)}` : ""),
     ...(others.length ? [el("p", {}, "Same card by ", others.map((o) => el("button", { "data-testid": `compare-${o.supporter}`,
       onclick: () => openPair(row, o) }, o.supporter)))] : []),   // replaceChildren writes a null as the text "null"
     el("div", { class: "columns" }, el("div", {}, el("h3", {}, "Dialogue"), dialogue(detail)),
