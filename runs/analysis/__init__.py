@@ -8,9 +8,10 @@ Public API, by module (numpy/scipy/statsmodels load only here, when a report is 
     esc_eval.runs.analysis.robustness   -- rank_agreement: does the supporter ranking hold under another seeker (Kendall's tau)
     esc_eval.runs.analysis.leaderboard  -- build_report -> Report (data), ReportError
     esc_eval.runs.analysis.agreement    -- judge vs human labels (agreement_report, store_agreement: each annotator), alpha
+    esc_eval.runs.analysis.cost         -- report_cost, store_cost: tokens x the store's prices (docs/cost.md)
     esc_eval.runs.analysis.render       -- render, render_agreement: table, md, json, csv
     esc_eval.runs.analysis.plots        -- plot, plot_comparisons, plot_confusion: PNG
     esc_eval.runs.analysis.report       -- report_command (esc-eval report); re-exports the report API
 """
 
-__all__ = ["agreement", "comparisons", "leaderboard", "plots", "ppi", "render", "report", "robustness", "scoring", "statistics"]
+__all__ = ["agreement", "comparisons", "cost", "leaderboard", "plots", "ppi", "render", "report", "robustness", "scoring", "statistics"]
