@@ -4,6 +4,7 @@ not a cache is refused (exit 2, one line, nothing written). ``--cache``, ``[run]
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 from pathlib import Path
@@ -116,3 +117,28 @@ async def test_files_that_are_not_caches_exit_2_with_one_line_and_nothing_writte
         assert len(lines) == 1 and str(path) in lines[0], result.stderr
         assert not store.exists() and (path.read_bytes() if path.exists() else None) == before
     assert server.requests == []
+
+
+@pytest.mark.slow
+async def test_two_runs_filling_one_cache_at_once_lose_nothing(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    """Two ``esc-eval run`` processes at the same time, different supporters, one cache: each rerun afterwards sends nothing."""
+    server = await fake_server(responder=answer, delay=0.01)
+    cache = tmp_path / "cache.sqlite"
+    configs = []
+    for name in ("one", "two"):
+        folder = tmp_path / name
+        folder.mkdir()
+        configs.append(config(folder, server.base_url, supporters=(f"{name}-a", f"{name}-b")))
+    runs = await asyncio.gather(*(esc_eval("run", str(cfg), "--store", str(cfg.parent / "first.sqlite"), "--no-monitor",
+                                           "--cache", str(cache)) for cfg in configs))
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    sent = len(server.requests)
+    distinct = {json.dumps(b, sort_keys=True) for b in server.requests}
+    stored = ResponseCache.open(cache, writable=False)
+    assert len(stored) == len(distinct)
+    stored.close()
+    for cfg in configs:
+        again = await esc_eval("run", str(cfg), "--store", str(cfg.parent / "again.sqlite"), "--no-monitor", "--cache", str(cache))
+        assert again.returncode == 0, again.stderr
+        assert results(cfg.parent / "again.sqlite")[:2] == results(cfg.parent / "first.sqlite")[:2]
+    assert len(server.requests) == sent
