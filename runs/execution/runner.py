@@ -302,6 +302,8 @@ class Runner:
             tasks.discard(task)
             self.progress.active -= 1
             slots.release()
+            if self.progress.spend is not None and (task.cancelled() or task.exception() is not None):
+                self.progress.spend.drop(task.get_name())  # it will never end: admission must not wait for it
 
         for planned, card in todo:
             await slots.acquire()

@@ -96,6 +96,13 @@ class Spend:
     def admit(self, key: str) -> None:
         self._open[key] = 0.0
 
+    def drop(self, key: str) -> None:
+        """Episode ``key`` was cancelled or raised before it ended: what it spent stays spent, it settles nothing."""
+        if self._open.pop(key, None) is not None:
+            self._waiting.pop(key, None)
+            if self.on_settle is not None:
+                self.on_settle()
+
     # -- what arrives ---------------------------------------------------------------------
 
     def turn(self, message: TurnTaken) -> None:

@@ -97,3 +97,15 @@ def test_projection_is_unknown_without_an_estimate_or_a_settled_episode() -> Non
 
 def test_dollars_read_as_cents_from_a_dollar_up() -> None:
     assert usd(1234.5) == "$1,234.50" and usd(0.01234) == "$0.0123"
+
+
+def test_an_episode_that_never_ends_stops_counting_as_open() -> None:
+    s = spend(a_priori=4.0)
+    woken: list[bool] = []
+    s.on_settle = lambda: woken.append(True)
+    s.admit("e1")
+    s.turn(turn("e1", "seeker", 1_000_000, 0))
+    s.drop("e1")  # cancelled: admission must not wait for it, and its $1 is still spent
+    assert s.open == 0 and woken == [True] and s.settled == 0 and s.spent == pytest.approx(1.0) and s.expected == 4.0
+    s.drop("e1")
+    assert woken == [True]
