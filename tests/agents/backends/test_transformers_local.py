@@ -33,6 +33,7 @@ from esc_eval.agents.backends.kv_cache import PrefixCache, common_prefix, preall
 from esc_eval.agents.backends.packed_linear import kernel_fault  # noqa: E402
 from esc_eval.agents.backends.torch_import import import_torch  # noqa: E402
 from esc_eval.agents.backends.transformers_local import TransformersLocalBackend  # noqa: E402
+from esc_eval.agents.backends.usage import counts  # noqa: E402
 from esc_eval.agents.messages import SamplingParams  # noqa: E402
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(1200)]
@@ -134,11 +135,13 @@ def test_the_backend_satisfies_the_protocol(backend: TransformersLocalBackend) -
 
 
 @shared_loop
-async def test_one_chat_gets_a_non_empty_answer_with_usage(backend: TransformersLocalBackend) -> None:
+async def test_one_chat_gets_a_non_empty_answer_with_usage(backend: TransformersLocalBackend, conversion: tuple[Path, Path, float]) -> None:
     requests = backend.stats.requests
     completion = await backend.complete(PROMPTS[3], SamplingParams(max_tokens=24))
     assert completion.text.strip() == completion.text != ""
-    assert completion.prompt_tokens > 10
+    assert completion.prompt_tokens > 10 and completion.usage == "counted"
+    # a server without usage serving this folder is counted the same (esc_eval.agents.backends.usage)
+    assert counts(str(conversion[1]), PROMPTS[3], completion.text)[0] == completion.prompt_tokens
     assert 0 < completion.completion_tokens <= 24
     assert completion.latency > 0
     assert completion.model == "smol"
