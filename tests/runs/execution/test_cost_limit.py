@@ -117,6 +117,10 @@ async def test_a_limit_with_an_unpriced_section_is_refused_before_anything_is_wr
     assert refused.returncode == 2
     assert "[judge]" in refused.stderr and "unpriced" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert not store_path.exists() and not sim.requests
+    in_config = tmp_path / "limited.toml"
+    in_config.write_text(config.read_text().replace("[run]\n", "[run]\ncost_limit = 5.0\n"))
+    from_config = await esc_eval.run_async(in_config, store_path, preflight=False)  # [run] cost_limit, no keyword
+    assert from_config.exit_code == 2 and from_config.error and "[judge]" in from_config.error and not store_path.exists()
     bad = await esc_eval.run_async(config, store_path, cost_limit=-1, preflight=False)
     assert bad.exit_code == 2 and bad.error and "--cost-limit" in bad.error and not store_path.exists()
     # without a limit the same config runs: a missing price only leaves that cost unknown
