@@ -5,9 +5,10 @@ Three shapes, the same for the live server and the HTML report:
 * ``summary``: per store its leaderboard (``report_data`` of ``build_report``, grouped by
   supporter, with paired comparisons when there are two supporters or more: the numbers of
   ``report --format json --compare``; the live viewer shows a large store's leaderboard first and
-  its comparisons when a worker thread has built them), the same per supporter and each facet column (so the
-  page can filter the leaderboard by language, persona, category, source or outcome), and one row per
-  episode (plan, outcome, timings, final judge labels, the seeker's distress per turn);
+  its comparisons when a worker thread has built them, and its ``cost``: docs/cost.md), the same per supporter
+  and each facet column (so the page can filter the leaderboard by language, persona, category, source or
+  outcome), and one row per episode (plan, outcome, timings, final judge labels, the seeker's distress per
+  turn, its cost in USD: ``None`` when unknown);
 * ``episode``: one episode's turns (with the seeker's hidden state), every judge score with its
   raw reply, and the events (retries, faults) about it;
 * ``version``: a cheap mark per store that changes when anything is written, or the comparisons
@@ -24,12 +25,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from esc_eval.runs.analysis.cost import Cost, report_cost, store_cost
 from esc_eval.runs.analysis.leaderboard import StoreRead, build_report, read_store
 from esc_eval.runs.analysis.render import report_data
 from esc_eval.runs.analysis.safety import build_safety, comparison_data, safety_data
 from esc_eval.runs.store import EpisodeRecord, Store, TurnRecord
 from esc_eval.runs.store import safety as safety_records
-from esc_eval.runs.store.records import final_labels
 
 FACETS = ("language", "persona", "category", "source", "outcome")
 """Plan columns the leaderboard can be split by (``build_report``'s group columns besides supporter)."""
@@ -48,13 +49,14 @@ def _distress(turns: Sequence[TurnRecord]) -> list[float]:
     return [state["distress"] for state in map(_state, turns) if state is not None and isinstance(state.get("distress"), (int, float))]
 
 
-def _row(index: int, e: EpisodeRecord, labels: dict[str, int | None], turns: Sequence[TurnRecord]) -> dict[str, Any]:
+def _row(index: int, e: EpisodeRecord, labels: dict[str, int | None], turns: Sequence[TurnRecord],
+         cost: float | None = None) -> dict[str, Any]:
     return {
         "id": episode_id(index, e.key), "store": index, "key": e.key, "supporter": e.supporter, "persona": e.persona,
         "card": e.card_id, "language": e.language, "category": e.category, "source": e.source, "repeat": e.repeat,
         "status": e.status, "outcome": e.outcome, "reason": e.reason, "attempts": e.attempts,
         "seconds": None if e.started_at is None or e.ended_at is None else round(e.ended_at - e.started_at, 3),
-        "turns": len(turns), "scores": labels, "distress": _distress(turns),
+        "turns": len(turns), "scores": labels, "distress": _distress(turns), "cost_usd": cost,
     }
 
 
@@ -72,7 +74,7 @@ def _mark(store: Store) -> tuple[int, int]:
     return version[1], version[3]
 
 
-def leaderboards(store: Store, *, wait: bool = True) -> dict[str, Any]:
+def leaderboards(store: Store, *, wait: bool = True, read: StoreRead | None = None) -> dict[str, Any]:
     """``build_leaderboards``, again only when the store's finished episodes or scores changed.
 
     The page polls a live store and reloads the summary whenever a turn was written; the
@@ -93,13 +95,13 @@ def leaderboards(store: Store, *, wait: bool = True) -> dict[str, Any]:
         return _CACHE[path][1]
     if pending is not None and pending[0] == mark:
         return pending[1]
-    read = read_store(store)
+    read = read or read_store(store)
     if wait or len(read.episodes) < LARGE_STORE or len({e.supporter for e in read.episodes}) < 2:
         _CACHE[path] = (mark, build_leaderboards(store, read))
         return _CACHE[path][1]
     quick = build_leaderboards(store, read, compare=False)
     quick["overall"]["comparisons_pending"] = True
-    _PENDING[path] = (mark, quick, _BUILDER.submit(build_leaderboards, store, read))   # reads nothing more from the store
+    _PENDING[path] = (mark, quick, _BUILDER.submit(_compared, store, read, quick))   # reads nothing more from the store
     return quick
 
 
@@ -111,23 +113,41 @@ def ready(store: Store) -> bool:
 
 def build_leaderboards(store: Store, read: StoreRead | None = None, *, compare: bool = True) -> dict[str, Any]:
     """The leaderboard by supporter (``report --format json`` numbers; with ``--compare`` when 2+ supporters) and by each facet."""
-    read = read or read_store(store)                # read once: the six reports share it
-    supporters = {e.supporter for e in read.episodes}
-    overall = report_data(build_report(store, compare=compare and len(supporters) > 1, read=read))
+    read = read or read_store(store)                # read once: the six reports share it (and its score arrays)
+    cost = store_cost(store, read.episodes)         # priced once: the six reports group it
+    overall = _overall(store, read, compare, cost)
     safety = build_safety(store)
     if safety is not None:  # the safety gate and rates per supporter (docs/safety.md)
         overall["safety"], overall["safety_comparisons"] = safety_data(safety), comparison_data(safety)
-    return {"overall": overall, "facets": {f: report_data(build_report(store, by=("supporter", f), read=read)) for f in FACETS}}
+    facets = {f: build_report(store, by=("supporter", f), read=read) for f in FACETS}
+    return {"overall": overall, "facets": {f: report_data(r, report_cost(store, r, episodes=read.episodes, cost=cost))
+                                           for f, r in facets.items()}}
+
+
+def _overall(store: Store, read: StoreRead, compare: bool, cost: Cost | None = None) -> dict[str, Any]:
+    supporters = {e.supporter for e in read.episodes}
+    report = build_report(store, compare=compare and len(supporters) > 1, read=read)
+    return report_data(report, report_cost(store, report, episodes=read.episodes, cost=cost))   # with costs: docs/cost.md
+
+
+def _compared(store: Store, read: StoreRead, quick: dict[str, Any]) -> dict[str, Any]:
+    """``quick`` (leaderboards without comparisons) with them: only the overall report is built again, from the same read."""
+    overall = _overall(store, read, True)
+    overall.update({k: v for k, v in quick["overall"].items() if k in ("safety", "safety_comparisons")})
+    return {"overall": overall, "facets": quick["facets"]}
 
 
 def store_summary(index: int, path: Path, store: Store, *, wait: bool = True) -> dict[str, Any]:
     """One store's leaderboards (``leaderboards``) and episode rows."""
-    labels = final_labels(store.final_scores())
+    read = read_store(store, first_labels=True)     # one read of the scores: the rows' labels and the leaderboards
+    cost = store_cost(store, read.episodes)
     by_episode: dict[str, list[TurnRecord]] = {}
     for turn in store.turns():
         by_episode.setdefault(turn.episode_key, []).append(turn)
-    rows = [_row(index, e, labels.get(e.key, {}), by_episode.get(e.key, [])) for e in store.episodes()]
-    return {"index": index, "name": path.name, "path": str(path), "leaderboard": leaderboards(store, wait=wait), "episodes": rows}
+    rows = [_row(index, e, dict(read.first.get(e.key, {})), by_episode.get(e.key, []), cost.usd(cost.episodes.get(e.key)))
+            for e in read.episodes]
+    return {"index": index, "name": path.name, "path": str(path), "leaderboard": leaderboards(store, wait=wait, read=read),
+            "episodes": rows}
 
 
 def summary(stores: Sequence[tuple[Path, Store]], *, wait: bool = True) -> dict[str, Any]:
