@@ -57,8 +57,9 @@ def _select(reader: Reader, table: str, role: str) -> str:
         tokens = f"0, 0, SUM({answered})"
     seeker = "e.seeker" if reader._seeker() == "seeker" else "''"
     groups = ", ".join(c for c in ("t.episode_key", role, cached, estimated) if c.startswith("t."))   # a number would be a position
-    return (f"SELECT t.episode_key, {role}, {seeker}, e.supporter, {cached}, {estimated}, {tokens} "
-            f"FROM {table} t JOIN episodes e ON e.key = t.episode_key GROUP BY {groups}")
+    summed = f"SELECT t.episode_key, {role}, {cached}, {estimated}, {tokens} FROM {table} t GROUP BY {groups}"
+    # summed first, then joined: one episode lookup per group instead of per row
+    return (f"SELECT a.*, {seeker}, e.supporter FROM ({summed}) a JOIN episodes e ON e.key = a.episode_key")
 
 
 def usage(reader: Reader) -> list[Usage]:
@@ -68,4 +69,4 @@ def usage(reader: Reader) -> list[Usage]:
         parts.append(_select(reader, "safety", "'safety'"))
     rows = reader._conn.execute(" UNION ALL ".join(parts)).fetchall()
     return [Usage(key, role, seeker, supporter, bool(cached), bool(estimated), input, output, unknown)
-            for key, role, seeker, supporter, cached, estimated, input, output, unknown in rows]
+            for key, role, cached, estimated, input, output, unknown, seeker, supporter in rows]
