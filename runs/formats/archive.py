@@ -23,6 +23,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -142,9 +143,7 @@ def _row(fail: Callable[[str], ArchiveError], value: Any, where: str, table: str
     """``value`` checked as a row of ``table`` against the schema: required columns, types, known values."""
     if not isinstance(value, dict):
         raise fail(f"field '{where.rstrip('.') or table}': expected an object, got {type(value).__name__}")
-    refused: tuple[str, ...] = ("episode_key",) if nested else ()
-    if version < 3 and table == "episodes":
-        refused += ("ordinal",)
+    refused = _refused(table, nested, version)
     fields, known = _fields(table, schema.table_columns(table), refused)
     out: dict[str, Any] = {}
     for f in fields:
@@ -171,6 +170,86 @@ def _row(fail: Callable[[str], ArchiveError], value: Any, where: str, table: str
                 raise fail(f"field '{where}{name}': not part of the format (the importing store sets it)")
             if name not in known:
                 raise fail(f"field '{where}{name}': unknown to this esc-eval's store (table {table}); upgrade esc-eval")
+    return out
+
+
+def _refused(table: str, nested: bool, version: int) -> tuple[str, ...]:
+    """Columns a file must not give: ``episode_key`` inside an episode line, ``ordinal`` before format 3."""
+    return (("episode_key",) if nested else ()) + (("ordinal",) if version < 3 and table == "episodes" else ())
+
+
+def _all_pass(rows: list[Any], table: str, *, nested: bool, version: int) -> bool:
+    """Whether every one of ``rows`` passes ``_row``'s checks, tested column by column at C speed.
+
+    ``False``: some row fails, and ``_row`` over the lines in file order then names the first
+    failure. ``True``: the rows are valid as they are once ``_encode`` has encoded their object columns.
+    """
+    fields, _ = _fields(table, schema.table_columns(table), _refused(table, nested, version))
+    names = frozenset(f.name for f in fields)
+    required = frozenset(f.name for f in fields if f.required)
+    if set(map(type, rows)) - {dict}:
+        return False
+    shapes = set(map(tuple, rows))                   # the rows' column lists: one or a few
+    if not all(required <= set(shape) <= names for shape in shapes):
+        return False
+    for f in fields:
+        having = sum(f.name in shape for shape in shapes)
+        values = (list(map(itemgetter(f.name), rows)) if having == len(shapes)
+                  else [row[f.name] for row in rows if f.name in row] if having else [])
+        found = set(map(type, values))
+        if not found <= ({dict, type(None)} if f.is_object else set(f.types)):
+            return False
+        if f.allowed is not None and not set(values) <= set(f.allowed):
+            return False
+        if f.bounds is not None and int in found:
+            numbers = [v for v in values if v.__class__ is int]
+            if not f.bounds[0] <= min(numbers) <= max(numbers) <= f.bounds[1]:
+                return False
+    return True
+
+
+def _encode(rows: list[dict[str, Any]], table: str) -> None:
+    """Object columns of rows that passed ``_all_pass``, encoded in place as ``_row`` encodes them (after every check:
+    a failing line must reach ``_row`` as the file has it)."""
+    for column in (c.name for c in schema.table_columns(table) if (table, c.name) in _OBJECTS):
+        for row in rows:
+            if column in row:
+                row[column] = json.dumps(row[column], ensure_ascii=False) if row[column] else None
+
+
+def _unique_keys(table: str, owners: list[int], rows: list[dict[str, Any]]) -> bool:
+    """Whether no two of ``rows`` (of the episodes ``owners``, one per row) have the same primary key in their episode."""
+    key = tuple(c for c in schema.primary_key(table) if c != "episode_key")
+    values = (zip(*(map(itemgetter(c), rows) for c in key)) if key and all(set(key) <= set(shape) for shape in set(map(tuple, rows)))
+              else (tuple(row.get(c, 0) for c in key) for row in rows))
+    return len(set(zip(owners, values))) == len(rows)
+
+
+def _episodes(records: list[tuple[int, dict[str, Any]]], version: int) -> list[EpisodeRows] | None:
+    """The episode lines as store rows, checked set-wise (``_all_pass``, ``_unique_keys``); ``None`` when a check fails."""
+    tables = schema.episode_tables() if version >= 3 else ("turns", "scores")
+    drop = frozenset(("format_version", *tables))
+    episodes = [{k: v for k, v in record.items() if k not in drop} for _, record in records]
+    if not _all_pass(episodes, "episodes", nested=False, version=version) or not all(e["key"] for e in episodes):
+        return None
+    order = [f.name for f in _fields("episodes", schema.table_columns("episodes"), _refused("episodes", False, version))[0]]
+    owned: dict[str, list[tuple[dict[str, Any], ...]]] = {}
+    for table in tables:
+        lists = [record.get(table, []) for _, record in records]  # a table added after the file was written: no rows
+        if not all(rows.__class__ is list for rows in lists):
+            return None
+        flat = [row for rows in lists for row in rows]
+        owners = [i for i, rows in enumerate(lists) for _ in rows]
+        if not _all_pass(flat, table, nested=True, version=version) or not _unique_keys(table, owners, flat):
+            return None
+        owned[table] = [tuple(rows) for rows in lists]
+    _encode(episodes, "episodes")
+    for table, lists in owned.items():
+        _encode([row for rows in lists for row in rows], table)
+    out = []
+    for i, episode in enumerate(episodes):
+        rest = {table: owned[table][i] for table in tables if table not in ("turns", "scores")}
+        out.append(EpisodeRows({name: episode[name] for name in order if name in episode}, owned["turns"][i], owned["scores"][i], rest))
     return out
 
 
@@ -214,6 +293,23 @@ def _store(fail: Callable[[str], ArchiveError], value: Any) -> tuple[dict[str, A
     return meta, tables
 
 
+def _line_by_line(path: Path, records: list[tuple[int, dict[str, Any]]], version: int) -> list[EpisodeRows]:
+    """The episode lines checked one at a time, in file order: the first bad field, or a key given twice, raises."""
+    out: list[EpisodeRows] = []
+    lines: dict[str, int] = {}
+    for number, record in records:
+        def fail(message: str, number: int = number) -> ArchiveError:
+            return ArchiveError(path, f"line {number}: {message}")
+
+        rows = _episode(fail, record, version)
+        key = rows.episode["key"]
+        if key in lines:
+            raise fail(f"episode {key!r} is on line {lines[key]} already")
+        lines[key] = number
+        out.append(rows)
+    return out
+
+
 def read_jsonl_export(path: Path) -> JsonlExport:
     """Every line of an ``esc-eval export --format jsonl`` file, checked; raises ``ArchiveError`` naming line and field."""
     path = Path(path)
@@ -225,40 +321,49 @@ def read_jsonl_export(path: Path) -> JsonlExport:
         raise ArchiveError(path, f"not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ArchiveError(path, f"cannot read: {exc.strerror or exc}") from None
-    finished: list[EpisodeRows] = []
-    unfinished: list[EpisodeRows] = []
-    lines: dict[str, int] = {}
+    records: list[tuple[int, dict[str, Any]]] = []   # episode lines, checked together below
     versions: set[int] = set()
     store: tuple[dict[str, Any], dict[str, list[dict[str, Any]]]] | None = None
-    for number, record in read_jsonl(text, None, lambda message: ArchiveError(path, message)):
-        def fail(message: str, number: int = number) -> ArchiveError:
-            return ArchiveError(path, f"line {number}: {message}")
+    try:
+        for number, record in read_jsonl(text, None, lambda message: ArchiveError(path, message)):
+            def fail(message: str, number: int = number) -> ArchiveError:
+                return ArchiveError(path, f"line {number}: {message}")
 
-        version = record.get("format_version")
-        if version is None:
-            raise fail("no 'format_version': not an esc-eval JSONL export, or one from before format 2, which lacks the "
-                       "judges' raw replies and failures and cannot be imported; export the store again")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 2:
-            raise fail(f"field 'format_version': expected {JSONL_FORMAT_VERSION}, got {version!r}")
-        if version > JSONL_FORMAT_VERSION:
-            raise fail(f"format_version {version} is newer than this esc-eval reads ({JSONL_FORMAT_VERSION}); upgrade esc-eval")
-        if versions and version not in versions:
-            raise fail(f"format_version {version} in a file of format {min(versions)}")
-        versions.add(version)
-        if STORE_LINE in record:
-            if version < 3 or store is not None:
-                raise fail(f"field '{STORE_LINE}': " + ("a second store line" if store is not None else "not part of format 2"))
-            store = _store(fail, record[STORE_LINE])
-            continue
-        rows = _episode(fail, record, version)
-        key = rows.episode["key"]
-        if key in lines:
-            raise fail(f"episode {key!r} is on line {lines[key]} already")
-        lines[key] = number
-        (finished if rows.episode.get("status", "planned") in FINISHED else unfinished).append(rows)
-    if not lines and store is None:
+            version = record.get("format_version")
+            if version is None:
+                raise fail("no 'format_version': not an esc-eval JSONL export, or one from before format 2, which lacks the "
+                           "judges' raw replies and failures and cannot be imported; export the store again")
+            if isinstance(version, bool) or not isinstance(version, int) or version < 2:
+                raise fail(f"field 'format_version': expected {JSONL_FORMAT_VERSION}, got {version!r}")
+            if version > JSONL_FORMAT_VERSION:
+                raise fail(f"format_version {version} is newer than this esc-eval reads ({JSONL_FORMAT_VERSION}); upgrade esc-eval")
+            if versions and version not in versions:
+                raise fail(f"format_version {version} in a file of format {min(versions)}")
+            versions.add(version)
+            if STORE_LINE in record:
+                if version < 3 or store is not None:
+                    raise fail(f"field '{STORE_LINE}': " + ("a second store line" if store is not None else "not part of format 2"))
+                store = _store(fail, record[STORE_LINE])
+                continue
+            records.append((number, record))
+    except ArchiveError:
+        _line_by_line(path, records, min(versions, default=JSONL_FORMAT_VERSION))  # an earlier line's error comes first
+        raise
+    if not records and store is None:
         raise ArchiveError(path, "holds no episodes")
     version = versions.pop()
+    checked = _episodes(records, version) if records else []
+    if checked is None:   # some line fails: the checks line by line name the first failure
+        checked = _line_by_line(path, records, version)
+    lines: dict[str, int] = {}
+    finished: list[EpisodeRows] = []
+    unfinished: list[EpisodeRows] = []
+    for (number, _), rows in zip(records, checked):
+        key = rows.episode["key"]
+        if key in lines:
+            raise ArchiveError(path, f"line {number}: episode {key!r} is on line {lines[key]} already")
+        lines[key] = number
+        (finished if rows.episode.get("status", "planned") in FINISHED else unfinished).append(rows)
     if version >= 3 and store is None:
         raise ArchiveError(path, f"a format-{version} export without its '{STORE_LINE}' line (cut short?)")
     meta, tables = store if store is not None else (None, {})
