@@ -23,9 +23,9 @@ from esc_eval.runs.store.usage import usage
 if TYPE_CHECKING:
     from esc_eval.runs.execution.plan import RunPlan
 
-A_PRIORI_CARDS = 3
-"""Cards whose episodes (every seeker, persona and supporter) the a priori estimate plays on paper: the whole plan
-would take as long as ``--dry-run`` at the start of every run."""
+A_PRIORI_EPISODES = 24
+"""About how many episodes the a priori estimate plays on paper: the first cards' (every seeker, persona and supporter
+on each; at least one card). The whole plan would take as long as ``--dry-run`` at the start of every run."""
 
 
 @dataclass
@@ -178,7 +178,7 @@ class Spend:
 
         With a cost limit, an episode is expected a priori to cost what the store's ended episodes cost on average
         (``prior / ended``), else what ``--dry-run`` expects of it (``estimate.expected_episode_cost``: the episodes
-        of the plan's first ``A_PRIORI_CARDS`` cards played on paper, replies at a fraction of ``max_tokens``).
+        of the plan's first cards played on paper, ``A_PRIORI_EPISODES`` or so, replies at a fraction of ``max_tokens``).
         """
         config = plan.config
         final_scores = len(plan.profile.keys) * config.judge.samples if plan.profile is not None and config.judge is not None else 0
@@ -188,7 +188,9 @@ class Spend:
         elif config.run.cost_limit is not None:
             from esc_eval.runs.execution.estimate import expected_episode_cost
 
-            sample = replace(plan, cards=plan.cards[:A_PRIORI_CARDS], config=replace(config, run=replace(config.run, repeats=1)))
+            per_card = sum(len(seeker.personas) for seeker in plan.seeker_plans()) * len(config.supporters)
+            cards = plan.cards[:max(1, A_PRIORI_EPISODES // max(per_card, 1))]
+            sample = replace(plan, cards=cards, config=replace(config, run=replace(config.run, repeats=1)))
             a_priori = expected_episode_cost(sample) or 0.0
         return cls(Prices.of(config), planned, prior=prior, a_priori=a_priori, final_scores=final_scores,
                    safety_samples=plan.safety.section.samples if plan.safety is not None else 0, limit=config.run.cost_limit)
