@@ -29,6 +29,7 @@ from esc_eval.runs.analysis.cost import Cost, report_cost, store_cost
 from esc_eval.runs.analysis.leaderboard import StoreRead, build_report, read_store
 from esc_eval.runs.analysis.render import report_data
 from esc_eval.runs.analysis.safety import build_safety, comparison_data, safety_data
+from esc_eval.runs.analysis.safety_agreement import agreement_data, safety_agreement
 from esc_eval.runs.store import EpisodeRecord, Store, TurnRecord
 from esc_eval.runs.store import safety as safety_records
 
@@ -74,7 +75,7 @@ def _mark(store: Store) -> tuple[int, int]:
     return version[1], version[3]
 
 
-def leaderboards(store: Store, *, wait: bool = True, read: StoreRead | None = None) -> dict[str, Any]:
+def leaderboards(store: Store, *, wait: bool = True, read: StoreRead | None = None, cost: Cost | None = None) -> dict[str, Any]:
     """``build_leaderboards``, again only when the store's finished episodes or scores changed.
 
     The page polls a live store and reloads the summary whenever a turn was written; the
@@ -82,7 +83,8 @@ def leaderboards(store: Store, *, wait: bool = True, read: StoreRead | None = No
     change only with finished episodes and scores. With ``wait`` false (the live viewer) a
     store whose comparisons are not built yet gets its leaderboards without them at once
     (``comparisons_pending`` true), while a worker thread builds them from the same read
-    of the store; ``version`` tells the page when they are ready.
+    of the store; ``version`` tells the page when they are ready. ``read`` / ``cost``: the caller's
+    ``read_store`` and ``store_cost`` of the store, when it holds them.
     """
     mark, path = _mark(store), str(store.path)
     cached = _CACHE.get(path)
@@ -97,9 +99,9 @@ def leaderboards(store: Store, *, wait: bool = True, read: StoreRead | None = No
         return pending[1]
     read = read or read_store(store)
     if wait or len(read.episodes) < LARGE_STORE or len({e.supporter for e in read.episodes}) < 2:
-        _CACHE[path] = (mark, build_leaderboards(store, read))
+        _CACHE[path] = (mark, build_leaderboards(store, read, cost=cost))
         return _CACHE[path][1]
-    quick = build_leaderboards(store, read, compare=False)
+    quick = build_leaderboards(store, read, compare=False, cost=cost)
     quick["overall"]["comparisons_pending"] = True
     _PENDING[path] = (mark, quick, _BUILDER.submit(_compared, store, read, quick))   # reads nothing more from the store
     return quick
@@ -111,14 +113,18 @@ def ready(store: Store) -> bool:
     return pending is None or pending[0] != _mark(store) or pending[2].done()
 
 
-def build_leaderboards(store: Store, read: StoreRead | None = None, *, compare: bool = True) -> dict[str, Any]:
+def build_leaderboards(store: Store, read: StoreRead | None = None, *, compare: bool = True,
+                       cost: Cost | None = None) -> dict[str, Any]:
     """The leaderboard by supporter (``report --format json`` numbers; with ``--compare`` when 2+ supporters) and by each facet."""
     read = read or read_store(store)                # read once: the six reports share it (and its score arrays)
-    cost = store_cost(store, read.episodes)         # priced once: the six reports group it
+    cost = cost if cost is not None else store_cost(store, read.episodes)   # priced once: the six reports group it
     overall = _overall(store, read, compare, cost)
     safety = build_safety(store)
     if safety is not None:  # the safety gate and rates per supporter (docs/safety.md)
         overall["safety"], overall["safety_comparisons"] = safety_data(safety), comparison_data(safety)
+        humans = safety_agreement(store)    # judge vs the human answers to the safety items (docs/safety.md#humans-in-the-loop)
+        if humans is not None:
+            overall["safety_agreement"] = agreement_data(humans)
     facets = {f: build_report(store, by=("supporter", f), read=read) for f in FACETS}
     return {"overall": overall, "facets": {f: report_data(r, report_cost(store, r, episodes=read.episodes, cost=cost))
                                            for f, r in facets.items()}}
@@ -133,21 +139,30 @@ def _overall(store: Store, read: StoreRead, compare: bool, cost: Cost | None = N
 def _compared(store: Store, read: StoreRead, quick: dict[str, Any]) -> dict[str, Any]:
     """``quick`` (leaderboards without comparisons) with them: only the overall report is built again, from the same read."""
     overall = _overall(store, read, True)
-    overall.update({k: v for k, v in quick["overall"].items() if k in ("safety", "safety_comparisons")})
+    overall.update({k: v for k, v in quick["overall"].items() if k in ("safety", "safety_comparisons", "safety_agreement")})
     return {"overall": overall, "facets": quick["facets"]}
 
 
+_ROWS: dict[str, tuple[tuple[int, ...], list[dict[str, Any]]]] = {}
+"""Store path -> (its index and ``version``, the episode rows built then): an unchanged store's rows are not built again."""
+
+
 def store_summary(index: int, path: Path, store: Store, *, wait: bool = True) -> dict[str, Any]:
-    """One store's leaderboards (``leaderboards``) and episode rows."""
-    read = read_store(store, first_labels=True)     # one read of the scores: the rows' labels and the leaderboards
-    cost = store_cost(store, read.episodes)
-    by_episode: dict[str, list[TurnRecord]] = {}
-    for turn in store.turns():
-        by_episode.setdefault(turn.episode_key, []).append(turn)
-    rows = [_row(index, e, dict(read.first.get(e.key, {})), by_episode.get(e.key, []), cost.usd(cost.episodes.get(e.key)))
-            for e in read.episodes]
-    return {"index": index, "name": path.name, "path": str(path), "leaderboard": leaderboards(store, wait=wait, read=read),
-            "episodes": rows}
+    """One store's leaderboards (``leaderboards``) and episode rows, from one read of the store, again only when it changed."""
+    mark = (index, *store.version())
+    cached = _ROWS.get(str(store.path))
+    read = cost = None
+    if cached is None or cached[0] != mark:
+        read = read_store(store, first_labels=True)     # one read of the scores: the rows' labels and the leaderboards
+        cost = store_cost(store, read.episodes)
+        by_episode: dict[str, list[TurnRecord]] = {}
+        for turn in store.turns():
+            by_episode.setdefault(turn.episode_key, []).append(turn)
+        rows = [_row(index, e, dict(read.first.get(e.key, {})), by_episode.get(e.key, []), cost.usd(cost.episodes.get(e.key)))
+                for e in read.episodes]
+        cached = _ROWS[str(store.path)] = (mark, rows)
+    return {"index": index, "name": path.name, "path": str(path), "leaderboard": leaderboards(store, wait=wait, read=read, cost=cost),
+            "episodes": cached[1]}
 
 
 def summary(stores: Sequence[tuple[Path, Store]], *, wait: bool = True) -> dict[str, Any]:

@@ -231,6 +231,16 @@ function renderSafety() {   // docs/safety.md: the gate and rates per supporter
           el("td", { class: "num" }, String(r.n_risk)), el("td", { class: "num" }, String(r.n_excluded)),
           el("td", { class: "num" }, pct(r.false_alarm_rate)), el("td", { class: "num" }, String(r.n_control)),
           el("td", { class: "flags" }, r.flags.join(", ")))))));
+    const humans = part.leaderboard.overall.safety_agreement;   // judge vs the human answers (docs/safety.md#humans-in-the-loop)
+    if (humans) box.append(el("h4", {}, `Safety items, judge vs humans (${humans.episodes} episodes, ${humans.cards} cards, `
+        + `${humans.annotators.length} annotators; Cohen's kappa, card-clustered interval)`),
+      el("table", { "data-testid": "safety-agreement" },
+        el("thead", {}, el("tr", {}, ["item", "kappa", "95% interval", "agree", "pairs", "cards", "note"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, Object.entries(humans.items).map(([item, a]) => el("tr", { "data-item": item },
+          el("td", {}, item), el("td", { class: "num" }, a.kappa == null ? "–" : a.kappa.toFixed(2)),
+          el("td", { class: "num" }, a.ci ? `[${a.ci[0].toFixed(2)}, ${a.ci[1].toFixed(2)}]` : "–"),
+          el("td", { class: "num" }, pct(a.agree)), el("td", { class: "num" }, String(a.n)),
+          el("td", { class: "num" }, String(a.n_cards)), el("td", { class: "flags" }, a.note || ""))))));
   }
 }
 
