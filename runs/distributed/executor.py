@@ -288,7 +288,7 @@ class DistributedRunner:
                 store.add_score(key, dimension, label, raw, model, latency, status=status, error=error, round=round_, sample=sample,
                                 tokens=Tokens(*tokens))
                 if progress.spend is not None:  # shown by the monitor; a cost limit is refused on Ray (docs/cost.md)
-                    progress.spend.judged(key, Tokens(*tokens), final=round_ == FINAL_ROUND)
+                    progress.spend.judged(key, Tokens(*tokens))
                 counted = self._counted.setdefault(key, set())
                 if round_ == FINAL_ROUND and dimension not in counted:
                     counted.add(dimension)

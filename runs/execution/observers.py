@@ -44,7 +44,7 @@ class StoreObserver(RoutedAgent):
             tokens=Tokens.of(message),
         )
         if self.progress.spend is not None:
-            self.progress.spend.judged(message.episode_key, Tokens.of(message), final=message.round == FINAL_ROUND)
+            self.progress.spend.judged(message.episode_key, Tokens.of(message))
         if message.round == FINAL_ROUND:
             self.progress.score(message.supporter, message.dimension, message.label, message.episode_key)
 

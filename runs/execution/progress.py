@@ -146,7 +146,7 @@ class RunProgress:
     def ended(self, message: EpisodeEnded) -> None:
         self.outcomes[message.outcome] = self.outcomes.get(message.outcome, 0) + 1
         if self.spend is not None:
-            self.spend.ended(message.episode_key, message.outcome)
+            self.spend.ended(message)
         if message.outcome == "failed":
             self.failed += 1
         else:

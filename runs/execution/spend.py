@@ -5,7 +5,8 @@ formula; cached requests cost nothing), so the monitor can show spend and a proj
 can ask ``admits()`` before each episode: the spend so far (with what earlier attempts spent) plus the
 expected cost still to come of the episodes in flight, plus the episode to admit, must stay under the
 limit. An episode's expected cost is the mean cost of the episodes this run has *settled* (ended and,
-with a judge, every final score and safety judgement in), before any has: what ``--dry-run`` expects.
+with a judge, every score and safety judgement in), before any has: what ``--dry-run`` expects. It holds
+nothing per settled episode: its size is bounded by the episodes open.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from esc_eval.agents.messages import TurnTaken
+from esc_eval.agents.messages import EpisodeEnded, TurnTaken
 from esc_eval.runs.pricing import Price, Prices
 from esc_eval.runs.store.reader import Reader
 from esc_eval.runs.store.records import PlannedEpisode, Tokens
@@ -39,6 +40,8 @@ class Spend:
         prior: USD the store's earlier attempts spent (``--resume``).
         a_priori: the expected cost of one episode before any has settled.
         final_scores: final judge scores each ended, non-failed episode gets (dimensions x samples; 0: no judge).
+        every_round: the judge also scores each round's prefix (``score_every_round``): as many again per round
+            that ended before the episode did.
         safety_samples: safety judgements each ended, non-failed episode gets (0: no safety judge).
     """
 
@@ -47,6 +50,7 @@ class Spend:
     prior: float = 0.0
     a_priori: float = 0.0
     final_scores: int = 0
+    every_round: bool = False
     safety_samples: int = 0
     limit: float | None = None
     """The run's cost limit (USD), shown by the monitor; the runner admits against it."""
@@ -61,8 +65,8 @@ class Spend:
     _open: dict[str, float] = field(default_factory=dict, repr=False)
     """Admitted, unsettled episode -> its cost so far (bounded by the episodes in flight and awaiting the judge)."""
     _waiting: dict[str, list[int]] = field(default_factory=dict, repr=False)
-    """Ended episode -> [final scores, safety judgements] still to come."""
-    _settled: set[str] = field(default_factory=set, repr=False)
+    """Ended episode -> [judge scores, safety judgements] still to come."""
+    _settled: int = 0
     _settled_usd: float = 0.0
 
     @property
@@ -77,12 +81,12 @@ class Spend:
     @property
     def settled(self) -> int:
         """Episodes of this attempt whose cost is complete."""
-        return len(self._settled)
+        return self._settled
 
     @property
     def expected(self) -> float:
         """The expected cost of one episode: the mean over settled ones, else ``a_priori``."""
-        return self._settled_usd / len(self._settled) if self._settled else self.a_priori
+        return self._settled_usd / self._settled if self._settled else self.a_priori
 
     def committed(self) -> float:
         """Spend so far plus what the open episodes are still expected to cost (each at least ``expected`` in all)."""
@@ -113,11 +117,10 @@ class Spend:
             price = self.prices.seeker(planned.seeker if planned else "")
         self._add(message.episode_key, price, message.prompt_tokens, message.completion_tokens, message.cached)
 
-    def judged(self, key: str, tokens: Tokens, *, final: bool) -> None:
-        """A judge score of episode ``key`` (``final``: a whole-episode one, which settling waits for)."""
+    def judged(self, key: str, tokens: Tokens) -> None:
+        """A judge score of episode ``key``, failed ones included."""
         self._add(key, self.prices.judge, tokens.prompt_tokens, tokens.completion_tokens, bool(tokens.cached))
-        if final:
-            self._arrived(key, 0)
+        self._arrived(key, 0)
 
     def safety(self, key: str, tokens: Tokens, *, excluded: bool) -> None:
         """A safety judgement (``excluded``: one record, no request, and no more to come for the episode)."""
@@ -125,11 +128,20 @@ class Spend:
             self._add(key, self.prices.safety, tokens.prompt_tokens, tokens.completion_tokens, bool(tokens.cached))
         self._arrived(key, 1, everything=excluded)
 
-    def ended(self, key: str, outcome: str) -> None:
+    def ended(self, message: EpisodeEnded) -> None:
+        """Episode ``message.episode_key`` ended: it settles once the judge and safety judge have answered on it."""
+        key = message.episode_key
         if key not in self._open:
             return
-        judged = outcome != "failed"  # failed episodes are never judged
-        self._waiting[key] = [self.final_scores if judged else 0, self.safety_samples if judged else 0]
+        if message.outcome == "failed":  # failed episodes are never judged
+            self._waiting[key] = [0, 0]
+        else:
+            rounds = 0
+            if self.every_round:  # imported here: the monitor reads spend without loading the agents' runtime
+                from esc_eval.agents.judge.agent import _round_ends
+
+                rounds = sum(1 for end in _round_ends(message.transcript) if end < len(message.transcript))
+            self._waiting[key] = [self.final_scores * (1 + rounds), self.safety_samples]
         self._settle(key)
 
     def _add(self, key: str, price: Price | None, prompt: int | None, completion: int | None, cached: bool) -> None:
@@ -143,8 +155,6 @@ class Spend:
         self.spent += usd
         if key in self._open:
             self._open[key] += usd
-        elif key in self._settled:  # an intermediate-round score after the final ones: still this episode's
-            self._settled_usd += usd
 
     def _arrived(self, key: str, which: int, *, everything: bool = False) -> None:
         left = self._waiting.get(key)
@@ -158,7 +168,7 @@ class Spend:
             return
         del self._waiting[key]
         self._settled_usd += self._open.pop(key)
-        self._settled.add(key)
+        self._settled += 1
         if self.on_settle is not None:
             self.on_settle()
 
@@ -193,6 +203,7 @@ class Spend:
             sample = replace(plan, cards=cards, config=replace(config, run=replace(config.run, repeats=1)))
             a_priori = expected_episode_cost(sample) or 0.0
         return cls(Prices.of(config), planned, prior=prior, a_priori=a_priori, final_scores=final_scores,
+                   every_round=config.judge is not None and config.judge.score_every_round,
                    safety_samples=plan.safety.section.samples if plan.safety is not None else 0, limit=config.run.cost_limit)
 
 

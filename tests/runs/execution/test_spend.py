@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from esc_eval.agents.messages import TurnTaken
+from esc_eval.agents.messages import EpisodeEnded, TurnTaken
 from esc_eval.runs.execution.spend import Spend, usd
 from esc_eval.runs.pricing import Price, Prices
 from esc_eval.runs.store.records import PlannedEpisode, Tokens
@@ -23,6 +23,10 @@ def spend(**options: object) -> Spend:
     return Spend(PRICES, keys, **options)  # type: ignore[arg-type]
 
 
+def end(s: Spend, key: str, outcome: str, transcript: tuple[tuple[str, str], ...] = ()) -> None:
+    s.ended(EpisodeEnded(key, "en", outcome, "", transcript))
+
+
 def turn(key: str, role: str, prompt: int, completion: int, *, cached: bool = False) -> TurnTaken:
     return TurnTaken(key, 0, role, "text", prompt, completion, cached=cached)
 
@@ -36,7 +40,7 @@ def test_each_turn_is_priced_at_its_own_endpoint_and_cache_hits_cost_nothing() -
     assert s.spent == pytest.approx(6.0) and s.total == pytest.approx(6.5)
     assert s.saved == pytest.approx(3.0)
     s.turn(turn("f", "supporter", 10, 10))  # no price: unknown, never 0 in disguise
-    s.judged("e1", Tokens(None, None), final=True)  # unknown tokens
+    s.judged("e1", Tokens(None, None))  # unknown tokens
     assert s.unpriced == 2 and s.spent == pytest.approx(6.0)
 
 
@@ -44,16 +48,25 @@ def test_an_episode_settles_when_its_final_scores_and_safety_judgements_are_in()
     s = spend(a_priori=50.0, final_scores=2, safety_samples=1)
     s.admit("e1")
     s.turn(turn("e1", "seeker", 1_000_000, 0))  # $1
-    s.ended("e1", "terminated")
+    end(s, "e1", "terminated")
     assert s.settled == 0 and s.expected == 50.0  # the judge is still to come
-    s.judged("e1", Tokens(10_000, 0), final=True)  # $1
-    s.judged("e1", Tokens(10_000, 0), final=False)  # an intermediate round's score: paid, not what settling waits for
-    s.judged("e1", Tokens(10_000, 0), final=True)
+    s.judged("e1", Tokens(10_000, 0))  # $1
+    s.judged("e1", Tokens(10_000, 0))
     assert s.settled == 0
     s.safety("e1", Tokens(1_000, 0), excluded=False)  # $1
-    assert s.settled == 1 and s.open == 0 and s.expected == pytest.approx(5.0)
-    s.judged("e1", Tokens(10_000, 0), final=False)  # a late score of a settled episode still counts towards its cost
-    assert s.expected == pytest.approx(6.0) and s.spent == pytest.approx(6.0)
+    assert s.settled == 1 and s.open == 0 and s.expected == pytest.approx(4.0)
+
+
+def test_with_every_round_scored_an_episode_waits_for_each_rounds_scores() -> None:
+    s = spend(final_scores=2, every_round=True)
+    s.admit("e1")
+    transcript = (("seeker", "1"), ("supporter", "1"), ("seeker", "2"), ("supporter", "2"), ("seeker", "3"))
+    end(s, "e1", "truncated", transcript)  # two rounds closed before the end: 2 final scores + 2 x 2 per round
+    for _ in range(5):
+        s.judged("e1", Tokens(10_000, 0))
+    assert s.settled == 0
+    s.judged("e1", Tokens(10_000, 0))
+    assert s.settled == 1 and s.expected == pytest.approx(6.0)
 
 
 def test_failed_and_excluded_episodes_settle_without_the_judgements_they_never_get() -> None:
@@ -61,11 +74,11 @@ def test_failed_and_excluded_episodes_settle_without_the_judgements_they_never_g
     s.admit("e1")
     s.admit("e2")
     s.turn(turn("e1", "seeker", 2_000_000, 0))
-    s.ended("e1", "failed")
+    end(s, "e1", "failed")
     assert s.settled == 1 and s.expected == pytest.approx(2.0)
-    s.ended("e2", "truncated")
+    end(s, "e2", "truncated")
     for _ in range(7):
-        s.judged("e2", Tokens(0, 0), final=True)
+        s.judged("e2", Tokens(0, 0))
     assert s.settled == 1
     s.safety("e2", Tokens(None, None), excluded=True)  # one record, no request, nothing more to come
     assert s.settled == 2 and s.unpriced == 0 and s.expected == pytest.approx(1.0)
@@ -82,7 +95,7 @@ def test_admission_counts_what_open_episodes_are_still_expected_to_cost() -> Non
     assert s.admits(9.1) and not s.admits(9.0)
     s.turn(turn("e1", "seeker", 5_000_000, 0))  # past its expectation: what it spent counts, nothing more
     assert s.committed() == pytest.approx(7.0)
-    s.ended("e1", "terminated")
+    end(s, "e1", "terminated")
     assert settled == [1] and s.expected == pytest.approx(6.0) and s.committed() == pytest.approx(7.0)
     assert s.projection(10) == pytest.approx(7.0 + 60.0)
 
@@ -91,7 +104,7 @@ def test_projection_is_unknown_without_an_estimate_or_a_settled_episode() -> Non
     s = spend()
     s.admit("e1")
     assert s.projection(5) is None
-    s.ended("e1", "terminated")
+    end(s, "e1", "terminated")
     assert s.projection(5) == 0.0
 
 
