@@ -350,7 +350,7 @@ def render(report: Report, fmt: str, cost: ReportCost | None = None) -> str:
     if cost is not None:
         from esc_eval.runs.analysis.cost import cost_lines
 
-        text += "".join(f"{line}\n" for line in cost_lines(cost.cost))
+        text += "\n" + "".join(f"{line}\n" for line in cost_lines(cost.cost))
     if report.comparisons is not None:
         text += "\n" + rich_text("paired comparisons: a − b over the cards both played", _COMPARISON_HEADER,
                                   _comparison_rows(report), "diff in points = score(a) − score(b) over shared cards; p: sign-flip "
