@@ -40,7 +40,7 @@ from esc_eval.environments.termination import AnyOf, Detector
 from esc_eval.environments.turn_policies import TurnPolicy
 from esc_eval.environments.views import seeker_view, supporter_view
 from esc_eval.roles.cards import RoleCard
-from esc_eval.roles.personas import DEFAULT_ROLE_BREAK_RETRIES
+from esc_eval.roles.personas import DEFAULT_ROLE_BREAK_RETRIES, RoleBreakRule
 from esc_eval.runs.execution.plan import RunPlan, Seeker
 from esc_eval.runs.pricing import ROLES, Price, Prices
 from esc_eval.runs.store import PlannedEpisode
@@ -110,7 +110,9 @@ class Simulator:
         self.termination: Detector = plan.termination()
         self.seekers = {s.label: s for s in plan.seeker_plans()}
         self.supporters = {s.name: s for s in plan.config.supporters}
+        self._role_breaks = {label: plan.role_break(s.section) for label, s in self.seekers.items()}  # read once: each reads YAML
         self._memo: dict[tuple[int, str, str, str], Tallies] = {}
+        self._judge_text: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
 
     def episode(self, planned: PlannedEpisode, card: RoleCard) -> Tallies:
         """What one planned episode asks of each group (repeats of an episode ask the same)."""
@@ -164,11 +166,12 @@ class Simulator:
         own = getattr(behaviour, "role_break", None)
         retries = own.retries if own is not None else None
         if retries is None:
-            retries = self.plan.role_break(seeker.section).retries
+            retries = self._role_breaks[seeker.label].retries
         return DEFAULT_ROLE_BREAK_RETRIES if retries is None else retries
 
-    def _role_break(self, seeker: Seeker, behaviour: SeekerBehaviour) -> Any:
-        return getattr(behaviour, "role_break", None) or self.plan.role_break(seeker.section)
+    def _role_break(self, seeker: Seeker, behaviour: SeekerBehaviour) -> RoleBreakRule:
+        own: RoleBreakRule | None = getattr(behaviour, "role_break", None)
+        return own or self._role_breaks[seeker.label]
 
     def _judge(self, tallies: Tallies, episode: Episode, transcript: list[tuple[str, str]]) -> None:
         """The judge's requests (dimensions x samples x prefixes) and the safety judge's, on the finished transcript."""
@@ -179,11 +182,15 @@ class Simulator:
             prefixes = [(FINAL, len(transcript))]
             if judge.score_every_round:
                 prefixes += [(round_, end) for round_, end in enumerate(_round_ends(transcript), 1) if end < len(transcript)]
-            reply = self.replies.length(("judge", ""))
+            reply, dimensions = self.replies.length(("judge", "")), len(profile.keys)
             for _, end in prefixes:
-                for dimension in profile.keys:
-                    asked = prompt_tokens(profile.messages(dimension, language, transcript[:end]), judge.model, sum(tokens[:end]))
-                    tallies["judge", ""].add(Tally(judge.samples, asked * judge.samples, reply * judge.samples))
+                lines = tuple(transcript[:end])
+                if (language, lines) not in self._judge_text:  # the same for every card: the imagined replies have no text
+                    self._judge_text[language, lines] = sum(prompt_tokens(profile.messages(dimension, language, lines), judge.model, 0)
+                                                            for dimension in profile.keys)
+                asked = self._judge_text[language, lines] + dimensions * sum(tokens[:end])
+                requests = dimensions * judge.samples
+                tallies["judge", ""].add(Tally(requests, asked * judge.samples, reply * requests))
         safety = self.plan.safety
         if safety is not None:
             case = safety_case(transcript, episode.state)
