@@ -51,6 +51,17 @@ def episode_costs(store_path: Path) -> dict[str, float]:
     return costs
 
 
+def in_flight_cost(store_path: Path, costs: dict[str, float]) -> float:
+    """What the episodes open when the last one was admitted cost: started by then, and not yet ended and judged."""
+    with Store.open(store_path, readonly=True) as store:
+        started = {e.key: e.started_at for e in store.episodes() if e.started_at is not None}
+        settled = {e.key: e.ended_at or float("inf") for e in store.episodes() if e.key in started}
+        for score in store.scores():
+            settled[score.episode_key] = max(settled[score.episode_key], score.at)
+    last = max(started.values())
+    return sum(costs[key] for key, at in started.items() if at <= last <= settled[key])
+
+
 def dollars(text: str) -> float:
     return float(text.replace(",", ""))
 
@@ -79,7 +90,7 @@ async def test_a_cost_limit_stops_the_run_and_resume_finishes_it(tmp_path: Path,
     with Store.open(store_path, readonly=True) as store:
         counts = store.counts()
     assert 0 < counts["done"] < 12 and counts.get("planned", 0) == 12 - counts["done"] and not counts.get("running")
-    assert spent <= limit + CONCURRENCY * max(costs.values())  # over by at most the episodes in flight
+    assert spent <= limit + in_flight_cost(store_path, costs)  # over by at most the episodes in flight
     assert spent + min(full.values()) >= limit * 0.5  # it did not stop for nothing: half the budget at least was used
 
     again = await esc_eval.run_async(config, store_path, resume=True, cost_limit=limit, preflight=False)
@@ -134,3 +145,22 @@ def test_a_limit_is_refused_on_ray_workers(tmp_path: Path) -> None:
     check_cost_limit(plan, distributed=False)
     with pytest.raises(RunOptionError, match="local executor only"):
         check_cost_limit(plan, distributed=True)
+
+
+async def test_when_the_a_priori_estimate_is_far_too_low_the_overshoot_stays_within_the_episodes_in_flight(
+        tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    """Replies 16 times longer than ``--dry-run`` expects: the first episodes are admitted on a far too low estimate,
+    and the limit is still passed by no more than the episodes that were in flight."""
+    sim = await fake_server(responder=lambda body: "a long reply " * 320)  # ~1,040 tokens against 256 expected
+    judge = await fake_server(responder=lambda body: "Score: 3")
+    config = priced_config(tmp_path / "run.toml", sim.base_url, judge.base_url)
+    store_path = tmp_path / "run.sqlite"
+    limit = 40.0
+    result = await esc_eval.run_async(config, store_path, cost_limit=limit, preflight=False)
+    assert result.exit_code == 3 and result.cost_limited is not None
+    costs = episode_costs(store_path)
+    spent = sum(costs.values())
+    assert 0 < result.done < 12
+    assert limit < spent <= limit + in_flight_cost(store_path, costs)
+    found = MESSAGE.fullmatch(result.cost_limited)
+    assert found and abs(dollars(found.group(1)) - spent) < 0.01
