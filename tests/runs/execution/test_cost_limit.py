@@ -147,8 +147,7 @@ def test_a_limit_is_refused_on_ray_workers(tmp_path: Path) -> None:
         check_cost_limit(plan, distributed=True)
 
 
-async def test_when_the_a_priori_estimate_is_far_too_low_the_overshoot_stays_within_the_episodes_in_flight(
-        tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+async def test_a_far_too_low_estimate_overshoots_by_at_most_the_episodes_in_flight(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
     """Replies 16 times longer than ``--dry-run`` expects: the first episodes are admitted on a far too low estimate,
     and the limit is still passed by no more than the episodes that were in flight."""
     sim = await fake_server(responder=lambda body: "a long reply " * 320)  # ~1,040 tokens against 256 expected
