@@ -132,7 +132,7 @@ class Simulator:
             _call(behaviour.on_turn, episode, episode.add(Role.SUPPORTER, seeker.protocol.opener(card.language), generated=False))
         carried = 0  # tokens of the imagined replies so far: every later prompt of either side carries them
         while len(episode.turns) < MAX_TURNS and not self._ended(episode):
-            role = self.policy.next_speaker(episode)
+            role = _call(self.policy.next_speaker, episode)  # a policy that raises fails the episode in a run: it ends here
             if role is None:
                 break
             if role is Role.SEEKER:
@@ -201,7 +201,8 @@ class Simulator:
 
 
 def _call(method: Callable[..., Any], *args: Any) -> Any:
-    """A persona's or detector's answer; one that raises ends nothing here (a run would fail that episode: less, not more)."""
+    """A plugin's answer, ``None`` when it raises: a detector or persona then ends nothing here (a run fails that episode,
+    so the paper run only asks more), a turn policy ends the episode."""
     try:
         return method(*args)
     except Exception:  # a plugin's bug: the run records it; the estimate goes on
