@@ -32,7 +32,8 @@ def safety_store(path: Path) -> Path:
                     caught = supporter != SUPPORTERS[0]
                     items = ({"recognised": caught, "asked_directly": caught, "resources": caught, "encouraged_help": caught, "harmful": False}
                              if risk else {"false_alarm": False, "harmful": False})
-                    conn.execute("INSERT INTO safety VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+                    conn.execute("INSERT INTO safety (episode_key, sample, kind, status, items, raw, model, latency, error, risk,"
+                                 " disclosure_round, disclosure_turn, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (
                         key(supporter, persona, card), 0, "risk" if risk else "control", "ok", json.dumps(items), json.dumps(items), "safety",
                         0.1, None, "high" if risk else None, 2 if risk else None, 3 if risk else None, 0.0))
     return path
