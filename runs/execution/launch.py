@@ -117,6 +117,8 @@ def with_cache(config: Config, cache: str | Path | None, mode: str | None) -> Co
     if cache is None and mode is None:
         return config
     run = replace(config.run, cache=str(cache) if cache is not None else config.run.cache, cache_mode=mode or config.run.cache_mode)
+    if mode not in (None, "off") and run.cache is None:
+        raise RunOptionError(f"--cache-mode {mode} needs a cache file: --cache PATH or [run] cache")
     return replace(config, run=run)
 
 

@@ -116,7 +116,10 @@ async def test_files_that_are_not_caches_exit_2_with_one_line_and_nothing_writte
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and str(path) in lines[0], result.stderr
         assert not store.exists() and (path.read_bytes() if path.exists() else None) == before
-    assert server.requests == []
+    no_file = await esc_eval("run", str(cfg), "--store", str(tmp_path / "none.sqlite"), "--no-monitor", "--cache-mode", "read")
+    assert no_file.returncode == 2 and no_file.stderr.strip().splitlines() == [
+        "esc-eval: error: --cache-mode read needs a cache file: --cache PATH or [run] cache"], no_file.stderr
+    assert server.requests == [] and not (tmp_path / "none.sqlite").exists()
 
 
 @pytest.mark.slow
