@@ -78,6 +78,10 @@ def few_collections() -> Iterator[None]:
 
 RUN_GC_THRESHOLDS = (200_000, 50, 1_000)
 
+STALL_SECONDS = 60.0
+"""A cost-limited run waiting for open episodes to settle stops waiting for them when no episode plays and nothing
+is paid for this long (a judgement that never comes, a bug's: otherwise the run would wait forever)."""
+
 _AUTH_FAULT = f"fault:{AuthFailed.kind}"
 """The event kind a backend reports for a 401/403 (``BackendStats.fault``)."""
 
@@ -281,10 +285,15 @@ class Runner:
                 self.stop_admitting()
                 return
             settled.clear()
+            paid = spend.spent
             waits = [asyncio.ensure_future(settled.wait()), asyncio.ensure_future(self._stopping.wait())]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, timeout=STALL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
             for waiting in waits:
                 waiting.cancel()
+            if not done and not self._tasks and spend.spent == paid:  # nothing plays, nothing is paid: what is open never settles
+                log.warning("cost limit: %d episodes never settled (no judgement came for %.0f s): admission stops waiting for them",
+                            spend.open, STALL_SECONDS)
+                spend.drop_open()
 
     async def _admit(self, envs: Mapping[str, Environment], todo: list[tuple[PlannedEpisode, RoleCard]]) -> None:
         """Play ``todo`` at most ``concurrency`` at a time, each in its seeker's environment (``envs``: seeker label -> it)."""

@@ -107,6 +107,11 @@ class Spend:
             if self.on_settle is not None:
                 self.on_settle()
 
+    def drop_open(self) -> None:
+        """``drop`` every open episode (the runner gave up waiting for them to settle)."""
+        for key in list(self._open):
+            self.drop(key)
+
     # -- what arrives ---------------------------------------------------------------------
 
     def turn(self, message: TurnTaken) -> None:

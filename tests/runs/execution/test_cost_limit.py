@@ -4,16 +4,24 @@ code under test) never pass the limit by more than the episodes that were in fli
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 import esc_eval
+from esc_eval.agents.messages import EpisodeEnded
 from esc_eval.runs.config import load_config
+from esc_eval.runs.execution import runner as runner_module
 from esc_eval.runs.execution.launch import RunOptionError, check_cost_limit, with_cost_limit
 from esc_eval.runs.execution.plan import RunPlan
+from esc_eval.runs.execution.runner import Runner
+from esc_eval.runs.execution.spend import Spend
+from esc_eval.runs.pricing import Prices
 from esc_eval.runs.store import Store
+from esc_eval.runs.store.recorder import RunRecorder
 from esc_eval.testing.cli import esc_eval as cli
 from esc_eval.testing.cli import write_config
 
@@ -163,3 +171,17 @@ async def test_a_far_too_low_estimate_overshoots_by_at_most_the_episodes_in_flig
     assert limit < spent <= limit + in_flight_cost(store_path, costs)
     found = MESSAGE.fullmatch(result.cost_limited)
     assert found and abs(dollars(found.group(1)) - spent) < 0.01
+
+
+async def test_admission_stops_waiting_for_an_episode_whose_judgement_never_comes(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ended episode waits for a score a buggy judge never sends: without a stall rule the run would wait forever."""
+    monkeypatch.setattr(runner_module, "STALL_SECONDS", 0.2)
+    config = with_cost_limit(load_config(priced_config(tmp_path / "run.toml", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")), 15.0)
+    runner = Runner(RunPlan.prepare(config), cast(RunRecorder, None))  # admission reads no store
+    spend = runner.progress.spend = Spend(Prices.of(config), a_priori=10.0, final_scores=1)
+    spend.admit("stuck")
+    spend.ended(EpisodeEnded("stuck", "en", "terminated", ""))  # its one score never arrives
+    assert not spend.admits(15.0)  # 10 expected of it + 10 for the next
+    await asyncio.wait_for(runner._within_budget(), 5)  # noqa: SLF001 - the admission step itself
+    assert spend.open == 0 and spend.admits(15.0) and not runner._stopping.is_set()  # noqa: SLF001
