@@ -13,6 +13,8 @@ Public API, by module (imported on use; the runner needs autogen-core):
                                           cancel; a second: end now), GRACE_SECONDS
     esc_eval.runs.execution.preflight  -- preflight: each served endpoint asked for /models before a store exists
     esc_eval.runs.execution.caching    -- CachingBackend, ResponseCacheSession: the response cache around each endpoint
+    esc_eval.runs.execution.estimate   -- estimate, Calibration, expected_episode_cost: --dry-run's requests, tokens and costs of
+                                          a plan played on paper (an upper bound and an expectation)
 """
 
-__all__ = ["caching", "interrupt", "observers", "plan", "pool", "preflight", "progress", "result", "resume", "runner"]
+__all__ = ["caching", "estimate", "interrupt", "observers", "plan", "pool", "preflight", "progress", "result", "resume", "runner"]
