@@ -37,9 +37,10 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 from esc_eval.agents.judge.profiles import DIMENSIONS, LABELS, PAPER_NAMES, POINTS, to_points
@@ -185,7 +186,8 @@ class Slots(NamedTuple):
     ``episode`` indexes ``StoreRead.episodes`` (``len(episodes)``: an episode the read lacks),
     ``dimension`` indexes ``dimensions``; ``value`` is the slot's mean label × 25 and ``n`` its
     valid labels. ``card`` codes each episode's card (``language:card_index``) so that code
-    order is the cards' sorted order: ``cluster_mean`` over codes gives what it gives over names.
+    order is the cards' sorted order: ``cluster_mean`` over codes gives what it gives over names;
+    ``episode_card`` is each episode's card name.
     """
 
     episode: np.ndarray
@@ -195,6 +197,7 @@ class Slots(NamedTuple):
     n: np.ndarray
     card: np.ndarray
     card_names: tuple[str, ...]
+    episode_card: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ class StoreRead:
     judge sample), ``values`` their mean × 25, ``unparsed`` the answers without one (-1),
     ``failed`` the failed judge calls; ``samples`` per episode its highest sample + 1;
     ``first`` the label ESC-Eval compares (``final_labels``: first sample, ``None`` where failed;
-    ``read_store(first_labels=True)`` only).
+    ``read_store(first_labels=True)`` only); ``replies`` the multi-line replies ``echo_labels`` reads.
     """
 
     episodes: tuple[EpisodeRecord, ...]
@@ -216,6 +219,7 @@ class StoreRead:
     samples: Mapping[str, int]
     values: Mapping[tuple[str, str], float]
     first: Mapping[str, Mapping[str, int | None]] = field(default_factory=dict)
+    replies: Sequence[tuple[str, str, str]] = ()
 
     @functools.cached_property
     def slots(self) -> Slots:
@@ -232,7 +236,7 @@ class StoreRead:
         value = np.fromiter(map(self.values.__getitem__, self.labels), dtype=float, count=count)
         n = np.fromiter(map(len, self.labels.values()), dtype=np.int64, count=count)
         return Slots(episode, dimension.reshape(-1), tuple(map(str, dimensions)), value, n, card.reshape(-1),
-                     tuple(map(str, card_names)))
+                     tuple(map(str, card_names)), tuple(names.tolist()))
 
 
 _VALID = frozenset(LABELS)
@@ -265,7 +269,7 @@ def read_store(store: Store, *, first_labels: bool = False) -> StoreRead:
     means = np.fromiter(map(sum, found), dtype=float, count=len(found)) / np.fromiter(map(len, found), dtype=float, count=len(found))
     values = dict(zip(labels, (means * POINTS).tolist()))
     return StoreRead(tuple(store.episodes()), seeker_label(store), labels, unparsed, failed, samples, values,
-                     final_labels(scores) if first_labels else {})
+                     final_labels(scores) if first_labels else {}, store.labelled_multiline_replies())
 
 
 def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter: str | None = None,
@@ -295,24 +299,23 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
 
     columns = check_by(by)
     read = read or read_store(store)
-    only = read.seeker
-    groups: dict[tuple[str, ...], dict[str, int]] = {}
-    done: dict[str, tuple[tuple[str, ...], str, str, str]] = {}       # key -> (group, card, supporter, seeker)
-    slots = read.slots
+    only, slots = read.seeker, read.slots
+    chosen = [i for i, e in enumerate(read.episodes) if (supporter is None or e.supporter == supporter)
+              and (language is None or e.language == language)]
+    episodes = [read.episodes[i] for i in chosen]     # the rest column by column, at C speed where it can be
+    seekers = [e.seeker or only for e in episodes]
+    of = [seekers if c == "seeker" else list(map(str, map(attrgetter(c), episodes))) for c in columns]
+    group_list = list(zip(*of)) if columns else [()] * len(episodes)
+    statuses = [s if s in ("done", "failed") else "unfinished" for s in map(attrgetter("status"), episodes)]
+    tally = Counter(zip(group_list, statuses))
+    groups = {g: {s: tally[(g, s)] for s in ("done", "failed", "unfinished")} for g in dict.fromkeys(group_list)}
+    done = {e.key: (g, card, e.supporter, seeker)         # key -> (group, card, supporter, seeker)
+            for e, g, card, seeker, status in zip(episodes, group_list, map(slots.episode_card.__getitem__, chosen), seekers, statuses)
+            if status == "done"}
+    codes = {g: i for i, g in enumerate(dict.fromkeys(g for g, status in zip(group_list, statuses) if status == "done"))}
     group_of = np.full(len(read.episodes) + 1, -1, dtype=np.int64)   # per episode of the read: its group's index if done
-    codes: dict[tuple[str, ...], int] = {}
-    episodes = []
-    for i, e in enumerate(read.episodes):
-        if (supporter is not None and e.supporter != supporter) or (language is not None and e.language != language):
-            continue
-        episodes.append(e)
-        group = tuple((e.seeker or only) if c == "seeker" else str(getattr(e, c)) for c in columns)
-        counts = groups.setdefault(group, {"done": 0, "failed": 0, "unfinished": 0})
-        status = e.status if e.status in ("done", "failed") else "unfinished"
-        counts[status] += 1
-        if e.status == "done":
-            done[e.key] = (group, f"{e.language}:{e.card_index}", e.supporter, e.seeker or only)
-            group_of[i] = codes.setdefault(group, len(codes))
+    group_of[np.array(chosen, dtype=np.int64)] = np.fromiter(
+        (codes[g] if status == "done" else -1 for g, status in zip(group_list, statuses)), dtype=np.int64, count=len(chosen))
 
     unparsed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     failed: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
@@ -331,11 +334,11 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
     for group, counts in groups.items():
         stats = {}
         for dim in dimensions:
-            chosen = per_group.get((group, dim), none)     # slots in plan order
-            of = slots.episode[chosen]
-            estimate = cluster_mean(slots.value[chosen], slots.card[of])
-            n_valid = int(slots.n[chosen].sum())
-            keys = [read.episodes[i].key for i in of] if samples > 1 or corrected else []
+            scored = per_group.get((group, dim), none)     # slots in plan order
+            owners = slots.episode[scored]
+            estimate = cluster_mean(slots.value[scored], slots.card[owners])
+            n_valid = int(slots.n[scored].sum())
+            keys = [read.episodes[i].key for i in owners] if samples > 1 or corrected else []
             n_unparsed, n_failed = unparsed.get((group, dim), 0), failed.get((group, dim), 0)
             noise = (judge_noise([[x * POINTS for x in labels[(k, dim)]] for k in keys], [done[k][1] for k in keys])
                      if samples > 1 else None)
@@ -372,7 +375,7 @@ def build_report(store: Store, *, by: Sequence[str] = ("supporter",), supporter:
         agreement = tuple(rank_agreement(_seeker_table({slot: v for slot, v in value.items() if slot[0] in done}, done), seekers,
                                          supporters, dimensions))
     return Report(str(store.path), columns, dimensions, tuple(rows), samples, corrected, comparisons, ranked, planned,
-                  power_delta, agreement, echo_labels(store, set(done)))
+                  power_delta, agreement, echo_labels(store, set(done), read.replies))
 
 
 def _per_group(slots: Slots, group_of: np.ndarray, groups: list[tuple[str, ...]]) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
@@ -389,18 +392,18 @@ def _per_group(slots: Slots, group_of: np.ndarray, groups: list[tuple[str, ...]]
             for c, part in zip(code[starts].tolist(), np.split(kept, starts[1:]))}
 
 
-def echo_labels(store: Store, keys: set[str]) -> dict[str, int]:
+def echo_labels(store: Store, keys: set[str], replies: Sequence[tuple[str, str, str]] | None = None) -> dict[str, int]:
     """Dimension -> labels of episodes ``keys`` read from a reply that echoes the rubric and states no score.
 
     Such a reply ("0: The supporter's replies are largely unreadable...\n1:") holds no answer:
     our label rule leaves it -1, but ESC-Eval's rule (the ESC-RANK profile, kept as ESC-Eval
     has it) reads its first digit as the label. The report counts them so those means are not
-    taken at face value.
+    taken at face value. ``replies``: ``store.labelled_multiline_replies()`` when the caller holds them.
     """
     from esc_eval.agents.judge.labels import NO_LABEL, echoes_rubric, parse_label
 
     found: dict[str, int] = {}
-    for key, dimension, raw in store.labelled_multiline_replies():
+    for key, dimension, raw in (store.labelled_multiline_replies() if replies is None else replies):
         if key in keys and echoes_rubric(raw) and parse_label(raw) == NO_LABEL:
             found[dimension] = found.get(dimension, 0) + 1
     return found
