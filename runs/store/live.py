@@ -131,6 +131,9 @@ class LiveReader:
     def __init__(self, store: Store, *, recent: int = 512):
         self.store, self.recent = store, recent
         self._turns_seen = self._scores_seen = self._events_seen = 0
+        cached = "cached" in {row[1] for row in self._rows("PRAGMA table_info(turns)")}  # a store before schema 4 has no cache hits
+        self._generated = "CASE WHEN t.cached = 0 THEN t.completion_tokens ELSE 0 END" if cached else "t.completion_tokens"
+        """A turn's tokens generated: a cache hit generated none (as ``RunProgress.tokens_out`` counts them)."""
 
     @property
     def scores_seen(self) -> int:
@@ -146,7 +149,7 @@ class LiveReader:
             return NewTurns()
         low = self._turns_seen
         counts = tuple(TurnCount(role, supporter, n, tokens or 0, requests) for role, supporter, n, tokens, requests in self._rows(
-            "SELECT t.role, e.supporter, COUNT(*), SUM(t.completion_tokens), COUNT(CASE WHEN t.latency > 0 THEN 1 END)"
+            f"SELECT t.role, e.supporter, COUNT(*), SUM({self._generated}), COUNT(CASE WHEN t.latency > 0 THEN 1 END)"
             " FROM turns t JOIN episodes e ON e.key = t.episode_key"
             " WHERE t.rowid > ? AND t.rowid <= ? GROUP BY t.role, e.supporter", (low, high)))
         latencies = tuple(TurnLatency(role, supporter, latency) for role, supporter, latency in self._rows(

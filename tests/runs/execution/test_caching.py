@@ -197,3 +197,35 @@ async def test_a_damaged_page_found_mid_run_is_a_miss_said_once(tmp_path: Path, 
     await reader.aclose()
     assert all(r.text == "a short reply" for r in replies) and inner.requests  # answered by the server instead
     assert len([r for r in caplog.records if "cannot read a reply" in r.getMessage()]) == 1
+
+
+async def test_hits_generate_no_tokens_live_or_read_from_the_store(tmp_path: Path) -> None:
+    """The monitor's token counts (and rates) are tokens generated: a cache hit's stored counts are not in them."""
+    import time
+
+    from esc_eval.agents.messages import TurnTaken
+    from esc_eval.runs.execution.progress import RunProgress
+    from esc_eval.runs.monitor import LiveSource, StoreSource
+    from esc_eval.runs.store import PlannedEpisode, Store
+
+    path, key = tmp_path / "run.sqlite", "a/default/c/s0/r0"
+    store = Store.open(path, create=True)
+    store.set_meta(config={"run": {"name": "hits"}})
+    store.plan([PlannedEpisode(key, 0, 0, "c", "en", "work", "test", "a", "default", 0, 0)])
+    progress = RunProgress(planned=1)
+    await store.start_writer()
+    store.start_episode(key)
+    for turn in (TurnTaken(key, 1, "seeker", "sent", 5, 10, 0.1, time.time()),
+                 TurnTaken(key, 2, "supporter", "hit", 5, 7, 0.0, time.time(), cached=True),
+                 TurnTaken(key, 3, "seeker", "hit too", 5, 9, 0.0, time.time(), cached=True)):
+        store.add_turn(turn)
+        progress.turn(turn)
+    await store.close()
+    live = LiveSource(progress).snapshot()
+    source = StoreSource(path)
+    try:
+        stored = source.snapshot()
+    finally:
+        source.close()
+    assert (live.tokens["seeker"], live.tokens["supporter"]) == (stored.tokens["seeker"], stored.tokens["supporter"]) == (10, 0)
+    assert live.turns == stored.turns == 3
