@@ -16,7 +16,7 @@ from esc_eval.agents.messages import ChatMessage, EpisodeEnded, SamplingParams, 
 from esc_eval.environments.environment import Environment
 from esc_eval.environments.episode import Episode, OutcomeKind, Role
 from esc_eval.environments.runtime import LeanRuntime
-from esc_eval.environments.stage import Observer, SeekerSeat, assemble
+from esc_eval.environments.stage import Observer, SeekerSeat, SupporterSeat, assemble
 from esc_eval.environments.termination import EndToken, MaxRounds
 from esc_eval.roles.cards import RoleCard
 from esc_eval.roles.loaders import load_cards
@@ -136,6 +136,19 @@ async def test_sampling_seed_is_derived_per_episode_and_turn() -> None:
     assert seeds[0] != seeds[1]  # each turn its own seed
     assert seeds[4:6] != seeds[:2]
     assert all(p.max_tokens == 32 and p.temperature == 0.7 for _, p, _ in seeker.requests)
+
+
+async def test_the_servers_default_temperature_is_seeded_and_greedy_requests_are_sent_as_configured() -> None:
+    """Temperature unset samples on OpenAI's API and vLLM: it gets a seed (cacheable); temperature 0 is sent without one."""
+    seeker, supporter = ScriptedBackend(), ScriptedBackend()
+    greedy = SupporterSeat(supporter, params=SamplingParams(max_tokens=32, temperature=0))
+    stage = await assemble({"seeker": SeekerSeat(seeker, params=SamplingParams(max_tokens=32))}, {"sup": greedy},
+                           protocol=load_protocol("default"), termination=MaxRounds(2))
+    runtime, env = stage.runtime, stage.environment
+    await env.run(Episode("k", RoleCard("c", "en", "Problem: x", "family_life", "t"), "sup", seed=7))
+    await runtime.stop_when_idle()
+    assert all(p.seed is not None and p.temperature is None for _, p, _ in seeker.requests) and len(seeker.requests) == 2
+    assert all(p == SamplingParams(max_tokens=32, temperature=0) for _, p, _ in supporter.requests) and supporter.requests
 
 
 def seeded(messages: Sequence[ChatMessage], params: SamplingParams, model: str) -> str:

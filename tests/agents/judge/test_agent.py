@@ -142,6 +142,15 @@ async def test_one_sample_sends_the_params_unchanged() -> None:
         Scorer(load_profile("default"), backend, samples=0)
 
 
+async def test_a_single_sampled_request_is_seeded_so_it_can_be_cached() -> None:
+    """Greedy (or already seeded) with one sample: sent as configured; sampled with one sample: seed 0, never unseeded."""
+    backend = ScriptedBackend(lambda *a: "Score: 2")
+    await Scorer(load_profile("default"), backend, params=SamplingParams(max_tokens=8, temperature=0.7)).score("k", "en", TRANSCRIPT)
+    await Scorer(load_profile("default"), backend, params=SamplingParams(max_tokens=8, temperature=0.7, seed=9)).score("k", "en", TRANSCRIPT)
+    assert [p.seed for _, p, _ in backend.requests] == [0] * 7 + [9] * 7
+    assert all(p.temperature == 0.7 for _, p, _ in backend.requests)
+
+
 async def test_schedule_scores_only_the_dimensions_asked_for() -> None:
     backend = ScriptedBackend(lambda *a: "Score: 2")
     seen: list[Score] = []
