@@ -13,6 +13,7 @@ import pytest
 
 import esc_eval
 from esc_eval.agents.messages import EpisodeEnded
+from esc_eval.runs.analysis.cost import store_cost
 from esc_eval.runs.config import load_config
 from esc_eval.runs.execution import runner as runner_module
 from esc_eval.runs.execution.launch import RunOptionError, check_cost_limit, with_cost_limit
@@ -24,6 +25,9 @@ from esc_eval.runs.store import Store
 from esc_eval.runs.store.recorder import RunRecorder
 from esc_eval.testing.cli import esc_eval as cli
 from esc_eval.testing.cli import write_config
+from esc_eval.testing.fake_server import FakeOpenAIServer
+from esc_eval.testing.safety_world import respond
+from tests.runs.execution.test_safety_run import config as safety_config
 
 PRICES = {"esc-role": (1000.0, 3000.0), "a-model": (2000.0, 1000.0), "b-model": (500.0, 500.0), "j": (300.0, 600.0)}
 """USD per million input and output tokens, by model: every role priced differently, and high enough that an episode costs dollars."""
@@ -64,8 +68,8 @@ def in_flight_cost(store_path: Path, costs: dict[str, float]) -> float:
     with Store.open(store_path, readonly=True) as store:
         started = {e.key: e.started_at for e in store.episodes() if e.started_at is not None}
         settled = {e.key: e.ended_at or float("inf") for e in store.episodes() if e.key in started}
-        for score in store.scores():
-            settled[score.episode_key] = max(settled[score.episode_key], score.at)
+        for key, at in [(s.episode_key, s.at) for s in store.scores()] + [(r["episode_key"], r["at"]) for r in store.table_rows("safety")]:
+            settled[key] = max(settled[key], at)
     last = max(started.values())
     return sum(costs[key] for key, at in started.items() if at <= last <= settled[key])
 
@@ -185,3 +189,34 @@ async def test_admission_stops_waiting_for_an_episode_whose_judgement_never_come
     assert not spend.admits(15.0)  # 10 expected of it + 10 for the next
     await asyncio.wait_for(runner._within_budget(), 5)  # noqa: SLF001 - the admission step itself
     assert spend.open == 0 and spend.admits(15.0) and not runner._stopping.is_set()  # noqa: SLF001
+
+
+async def test_a_run_with_a_safety_judge_stops_with_every_admitted_episode_judged(tmp_path: Path) -> None:
+    """Risk personas bring the safety judge in ([safety] priced on its own): the limit still stops the run, in-flight
+    episodes are judged on both tracks, and the safety judge's cost counts against the limit."""
+    server = await FakeOpenAIServer(responder=respond).start()
+    try:
+        path = safety_config(tmp_path / "run.toml", server.base_url, cards=3, concurrency=2)
+        text = path.read_text()
+        for model in ("esc-role", "careful-model", "blind-model", "judge-model", "safety-model"):
+            text = text.replace(f'model = "{model}"\n', f'model = "{model}"\nprice = {{ input = 100, output = 100 }}\n')
+        path.write_text(text)
+        probe = await esc_eval.run_async(path, tmp_path / "probe.sqlite", preflight=False)
+        assert probe.exit_code == 0
+        with Store.open(tmp_path / "probe.sqlite", readonly=True) as store:
+            whole = store_cost(store).total_usd
+        assert whole is not None and whole > 0
+        store_path = tmp_path / "run.sqlite"
+        result = await asyncio.wait_for(esc_eval.run_async(path, store_path, cost_limit=whole / 2, preflight=False), 120)
+        assert result.exit_code == 3 and result.cost_limited is not None
+        with Store.open(store_path, readonly=True) as store:
+            done = {e.key for e in store.episodes(status="done")}
+            judged = {row["episode_key"] for row in store.table_rows("safety")}
+            cost = store_cost(store)
+        costs = {key: tally.usd or 0.0 for key, tally in cost.episodes.items()}
+        assert 0 < len(done) < 18 and judged == done
+        assert cost.total_usd is not None and cost.roles["safety"].usd  # the safety judge was paid for, and counted
+        assert whole / 2 < cost.total_usd + max(costs.values())  # it stopped when the next episode would not fit
+        assert cost.total_usd <= whole / 2 + in_flight_cost(store_path, costs)
+    finally:
+        await server.stop()
