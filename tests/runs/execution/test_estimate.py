@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from esc_eval.runs.config import load_config
-from esc_eval.runs.execution.estimate import Calibration, estimate
+from esc_eval.runs.execution.estimate import MESSAGE_TOKENS, Calibration, estimate
 from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.pricing import Price, Prices
 from esc_eval.runs.store import Store
@@ -142,6 +142,9 @@ async def test_the_bound_holds_and_a_pilot_calibrates_within_35_percent(tmp_path
     assert calibrated["cost_usd_max"] == uncalibrated["cost_usd_max"], "the bound needs no pilot"
     assert abs(calibrated["cost_usd"] - real) <= 0.35 * real, (calibrated["cost_usd"], real)
 
+    itself = estimate(RunPlan.prepare(load_config(full)), Calibration.read(tmp_path / "full.sqlite")).cost_usd
+    assert itself == pytest.approx(real, rel=1e-9), "a run calibrating its own plan expects exactly what it cost"
+
     # a pilot whose episodes the plan lacks (another seed) is compared per episode
     other = await esc_eval("run", str(config(tmp_path / "other.toml", server.base_url, 2, seed=7)), "--store",
                            str(tmp_path / "other.sqlite"), "--no-monitor", cwd=tmp_path, timeout=300)
@@ -181,3 +184,21 @@ async def test_the_bound_is_tight_when_every_reply_is_at_max_tokens(tmp_path: Pa
         share = 3 if role == "seeker" else 1  # 1 + role_break_retries attempts per seeker turn in the bound
         assert used_in * share >= 0.95 * most["input"] and used_out * share == most["output"], (role, real[role], most)
     assert real_cost(tmp_path / "run.sqlite", Prices.of(load_config(cfg))) <= bound["cost_usd_max"]
+
+
+def test_a_local_tokenizer_counts_the_text(tmp_path: Path) -> None:
+    """An endpoint whose model is a local tokenizer folder has its prompts counted with it, not at 4 characters a token."""
+    from esc_eval.roles.loaders import builtin_cards
+    from esc_eval.roles.templates import load_protocol
+    from tests.agents.backends.test_usage import word_tokenizer
+
+    folder = word_tokenizer(tmp_path / "tok")  # one token a word
+    cfg = write_config(tmp_path / "run.toml", seeker_url="http://127.0.0.1:9/v1", supporters={"a": "http://127.0.0.1:9/v1"}, rounds=1,
+                       extra='\n[cards]\nlimit = 1\nlanguage = "en"\n')
+    cfg.write_text(cfg.read_text().replace('model = "esc-role"', f'model = "{folder}"'))
+    plan = RunPlan.prepare(load_config(cfg))
+    seeker = estimate(plan).maximum["seeker", str(folder)]
+    protocol, card = load_protocol("default"), builtin_cards("en")[0]
+    attempt = len(protocol.seeker_prompt(card).split()) + len(protocol.opener("en").split()) + 2 * MESSAGE_TOKENS
+    reminder = len(plan.role_break().reminder_for("en").split())  # the two retries' system prompts carry it
+    assert (seeker.requests, seeker.input, seeker.output) == (3, 3 * attempt + 2 * reminder, 3 * 512)
