@@ -44,6 +44,7 @@ RULE = base_role_break()
 ROUNDS = 5
 URL = "http://127.0.0.1:9/v1"
 ONE_LINE = "I just feel really down about everything lately."
+DRAWS = 200
 
 
 # --------------------------------------------------------------------------- data set apart by the tests
@@ -238,17 +239,34 @@ def test_the_discriminator_on_synthetic_data_of_known_truth() -> None:
     # told apart: one feature shifted by 3 standard deviations (best possible AUC 0.98)
     shifted, same = rng.normal(size=(80, 6)), rng.normal(size=(80, 6))
     shifted[:, 2] += 3
-    auc, ci = discriminate(shifted, same, seed=0)
+    auc, ci = discriminate(shifted, same, seed=0, resamples=100)
     assert auc is not None and ci is not None and auc >= 0.93 and ci[0] > 0.85
-    # from one distribution: false alarms (interval above 0.5) rare over 12 draws of 20 dialogues a side
-    alarms = 0
-    for seed in range(12):
-        draw = np.random.default_rng(seed)
-        auc, ci = discriminate(draw.normal(size=(20, 6)), draw.normal(size=(20, 6)), seed)
-        assert ci is not None
-        alarms += ci[0] > 0.5
-    assert alarms <= 1
     assert discriminate(rng.normal(size=(1, 6)), rng.normal(size=(9, 6)), 0) == (None, None)
+    # a side of two dialogues: the bootstrap draws some with one distinct dialogue, which no fold can score
+    auc, ci = discriminate(rng.normal(size=(2, 3)), rng.normal(size=(9, 3)), 0, resamples=50)
+    assert auc is not None and ci is not None and 0 <= ci[0] <= ci[1] <= 1
+
+
+@pytest.mark.slow
+def test_the_interval_covers_no_difference_at_least_as_often_as_it_says() -> None:
+    """Two samples of one distribution (DRAWS draws of 15 dialogues a side, 4 features): the 95% interval covers 0.5.
+
+    A bootstrap of the out-of-fold scores alone covered it 35 times in 40 (0.875): the scores share their
+    training rows. 200 draws tell 0.95 from 0.88: at least 183 happens with 99% probability at 0.95 and under
+    7% at 0.88. The refitting bootstrap errs wide (it covered 36 of 36 when measured), so the test also bounds
+    how wide: the mean interval at most 1.4 times the 95% range of the AUC itself over the same draws.
+    """
+    covered, aucs, widths = 0, [], []
+    for seed in range(DRAWS):
+        draw = np.random.default_rng(seed)
+        auc, ci = discriminate(draw.normal(size=(15, 4)), draw.normal(size=(15, 4)), seed, repeats=1, resamples=100)
+        assert auc is not None and ci is not None
+        covered += ci[0] <= 0.5 <= ci[1]
+        aucs.append(auc)
+        widths.append(ci[1] - ci[0])
+    spread = float(np.subtract(*np.quantile(aucs, [0.975, 0.025])))
+    assert covered >= 183, f"covered 0.5 in {covered} of {DRAWS} draws"
+    assert float(np.mean(widths)) <= 1.4 * spread, (np.mean(widths), spread)
 
 
 def test_missing_values_are_imputed_not_fatal() -> None:
