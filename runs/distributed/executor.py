@@ -22,8 +22,7 @@ from esc_eval.runs.distributed.worker import EpisodeWorker
 from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.progress import RunProgress, WorkerProgress
 from esc_eval.runs.execution.runner import RunResult
-from esc_eval.runs.execution.spend import Spend, stored_spend
-from esc_eval.runs.pricing import Prices
+from esc_eval.runs.execution.spend import Spend
 from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode, Store, Tokens
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,7 @@ class DistributedRunner:
         skip = {"done", "failed"} if not self.retry_failed else {"done"}
         todo = [p for p in planned if statuses.get(p.key) not in skip]
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
-        self.progress.spend = Spend.of(self.plan, self._planned, prior=stored_spend(self.store, Prices.of(self.plan.config)))
+        self.progress.spend = Spend.of(self.plan, self._planned, store=self.store)
         rejudge: list[Rejudge] = []
         if self.plan.profile is not None and self.plan.config.judge is not None:
             dimensions = len(self.plan.profile.keys)

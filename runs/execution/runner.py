@@ -32,8 +32,7 @@ from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.pool import BackendPool
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
-from esc_eval.runs.execution.spend import Spend, stored_spend, usd
-from esc_eval.runs.pricing import Prices
+from esc_eval.runs.execution.spend import Spend, usd
 from esc_eval.runs.store import PlannedEpisode, Store, StoreWriteError
 from esc_eval.runs.store import safety as safety_records
 from esc_eval.runs.store.recorder import RunRecorder
@@ -141,7 +140,7 @@ class Runner:
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
         self.progress.cards.update((e.key, f"{e.language}:{e.card_index}") for e, _ in planned)
         self.progress.spend = Spend.of(self.plan, {p.key: p for p, _ in planned}, ended=self.progress.skipped,
-                                       prior=stored_spend(self.store, Prices.of(config)) if isinstance(self.store, Store) else 0.0)
+                                       store=self.store if isinstance(self.store, Store) else None)
         rejudge = self._unscored()
         unsafe = self._unjudged_safety()
         if not todo and not rejudge and not unsafe:  # a finished store: load no model, open no connection

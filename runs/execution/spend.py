@@ -187,15 +187,17 @@ class Spend:
         return self.committed() + self.expected * not_admitted
 
     @classmethod
-    def of(cls, plan: RunPlan, planned: Mapping[str, PlannedEpisode], *, prior: float = 0.0, ended: int = 0) -> Spend:
-        """The spend of a run of ``plan`` (``planned``: its episodes by key) into a store whose earlier attempts spent
-        ``prior`` and ended ``ended`` episodes.
+    def of(cls, plan: RunPlan, planned: Mapping[str, PlannedEpisode], *, store: Reader | None = None, ended: int = 0) -> Spend:
+        """The spend of a run of ``plan`` (``planned``: its episodes by key) into ``store``, where earlier attempts
+        ended ``ended`` episodes and spent ``prior`` (read only when some endpoint has a price).
 
         With a cost limit, an episode is expected a priori to cost what the store's ended episodes cost on average
         (``prior / ended``), else what ``--dry-run`` expects of it (``estimate.expected_episode_cost``: the episodes
         of the plan's first cards played on paper, ``A_PRIORI_EPISODES`` or so, replies at a fraction of ``max_tokens``).
         """
         config = plan.config
+        prices = Prices.of(config)
+        prior = stored_spend(store, prices) if store is not None and prices.any else 0.0
         final_scores = len(plan.profile.keys) * config.judge.samples if plan.profile is not None and config.judge is not None else 0
         a_priori = 0.0
         if config.run.cost_limit is not None and ended and prior:
@@ -207,7 +209,7 @@ class Spend:
             cards = plan.cards[:max(1, A_PRIORI_EPISODES // max(per_card, 1))]
             sample = replace(plan, cards=cards, config=replace(config, run=replace(config.run, repeats=1)))
             a_priori = expected_episode_cost(sample) or 0.0
-        return cls(Prices.of(config), planned, prior=prior, a_priori=a_priori, final_scores=final_scores,
+        return cls(prices, planned, prior=prior, a_priori=a_priori, final_scores=final_scores,
                    every_round=config.judge is not None and config.judge.score_every_round,
                    safety_samples=plan.safety.section.samples if plan.safety is not None else 0, limit=config.run.cost_limit)
 
