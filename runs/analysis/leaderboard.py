@@ -232,10 +232,11 @@ class StoreRead:
         count = len(self.labels)
         keys, dims = zip(*self.labels) if count else ((), ())
         episode = np.fromiter(map(position.get, keys, itertools.repeat(len(self.episodes))), dtype=np.int64, count=count)
-        dimensions, dimension = np.unique(np.array(dims, dtype=str), return_inverse=True)
+        codes = {d: i for i, d in enumerate(dict.fromkeys(dims))}
+        dimension = np.fromiter(map(codes.__getitem__, dims), dtype=np.int64, count=count)
         value = np.fromiter(map(self.values.__getitem__, self.labels), dtype=float, count=count)
         n = np.fromiter(map(len, self.labels.values()), dtype=np.int64, count=count)
-        return Slots(episode, dimension.reshape(-1), tuple(map(str, dimensions)), value, n, card.reshape(-1),
+        return Slots(episode, dimension, tuple(codes), value, n, card.reshape(-1),
                      tuple(map(str, card_names)), tuple(names.tolist()))
 
 
@@ -252,19 +253,26 @@ def read_store(store: Store, *, first_labels: bool = False) -> StoreRead:
     labels: dict[tuple[str, str], list[int]] = defaultdict(list)
     unparsed: dict[tuple[str, str], int] = defaultdict(int)
     failed: dict[tuple[str, str], int] = defaultdict(int)
-    samples: dict[str, int] = {}
     scores = store.final_scores()
-    for key, dimension, label, status, sample in scores:
-        samples[key] = max(samples.get(key, 1), sample + 1)
-        if status == "ok" and label.__class__ is int and label in _VALID:   # the usual row, checked without more calls
-            labels[(key, dimension)].append(label)
-        elif status != "ok":
-            failed[(key, dimension)] += 1
-        elif label is None or label == -1:
-            unparsed[(key, dimension)] += 1
-        else:
-            raise ReportError(f"{store.path}: episode {key!r}, dimension {dimension!r}: "
-                              f"stored label {label!r} is not 0..4 or -1")
+    keys, dimensions, found_labels, statuses, sampled = zip(*scores) if scores else ((),) * 5
+    samples = dict.fromkeys(keys, 1)
+    if any(sampled):                                  # judge samples: each episode's highest + 1
+        for key, sample in zip(keys, sampled):
+            samples[key] = max(samples[key], sample + 1)
+    if set(statuses) <= {"ok"} and set(map(type, found_labels)) <= {int} and set(found_labels) <= _VALID:
+        for slot, label in zip(zip(keys, dimensions), found_labels):   # the usual store: every label valid, checked set-wise
+            labels[slot].append(label)
+    else:
+        for key, dimension, label, status, _ in scores:
+            if status != "ok":
+                failed[(key, dimension)] += 1
+            elif label is None or label == -1:
+                unparsed[(key, dimension)] += 1
+            elif isinstance(label, int) and not isinstance(label, bool) and label in LABELS:
+                labels[(key, dimension)].append(label)
+            else:
+                raise ReportError(f"{store.path}: episode {key!r}, dimension {dimension!r}: "
+                                  f"stored label {label!r} is not 0..4 or -1")
     found = list(labels.values())        # each slot's mean label × 25, as to_points(sum / len) gives it, at C speed
     means = np.fromiter(map(sum, found), dtype=float, count=len(found)) / np.fromiter(map(len, found), dtype=float, count=len(found))
     values = dict(zip(labels, (means * POINTS).tolist()))

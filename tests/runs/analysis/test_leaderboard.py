@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,61 @@ def test_no_spread_and_underpowered_flags_in_json_and_table(tmp_path: Path) -> N
     table = report_command(path, "table", None, [], None, None, None, compare=True)
     assert "9 cards cannot resolve this comparison" in table and "no spread: CI widened" in table
     assert "differ: none" in table
+
+
+def _by_hand(episodes: list[DesignedEpisode], by: tuple[str, ...]) -> dict[tuple[str, ...], dict[str, dict[str, float]]]:
+    """The leaderboard's numbers computed the plain way: per group and dimension, every card once, episodes by their mean."""
+    slots: dict[tuple[tuple[str, ...], str], dict[str, list[float]]] = {}
+    counts: dict[tuple[tuple[str, ...], str], list[int]] = {}
+    for e in episodes:
+        group = tuple(str(getattr(e, c)) for c in by)
+        for dim, labels in e.labels.items():
+            valid = [label for label in labels if label >= 0]
+            tally = counts.setdefault((group, dim), [0, 0, 0])
+            tally[0] += len(valid)
+            tally[1] += len(labels) - len(valid)
+            if valid:
+                tally[2] += 1
+                slots.setdefault((group, dim), {}).setdefault(f"{e.language}:{e.card_index}", []).append(25 * sum(valid) / len(valid))
+    out: dict[tuple[str, ...], dict[str, dict[str, float]]] = {}
+    for (group, dim), (n, unparsed, scored) in counts.items():
+        cards = slots.get((group, dim), {})
+        means = [sum(v) / len(v) for v in cards.values()]
+        values = [x for v in cards.values() for x in v]
+        out.setdefault(group, {})[dim] = {"value": sum(means) / len(means) if means else math.nan, "n": n, "n_unparsed": unparsed,
+                                          "n_episodes": scored, "n_cards": len(cards),
+                                          "mean_episodes": sum(values) / len(values) if values else math.nan}
+    return out
+
+
+@pytest.mark.parametrize("unparsed", [False, True], ids=["every-label-valid", "with-unparsed-labels"])
+def test_grouped_arrays_give_the_numbers_of_a_plain_computation(tmp_path: Path, unparsed: bool) -> None:
+    """``build_report`` groups the scores as arrays (``StoreRead.slots``); the numbers are those computed label by label.
+
+    Unbalanced (repeats on some cards, a card only one supporter played), two languages, two judge
+    samples on one dimension; with ``unparsed`` some labels are -1 (the read's checked path).
+    """
+    rng = np.random.default_rng(11)
+    episodes = []
+    for s, supporter in enumerate(("warm", "steady", "terse")):
+        for card in range(12 + s):
+            for repeat in range(1 + (card % 4 == 0)):
+                labels = {d: [int(rng.integers(0, 5))] for d in DIMENSIONS}
+                labels["overall"] = [int(rng.integers(0, 5)), int(rng.integers(0, 5))]
+                if unparsed and card % 5 == 1:
+                    labels["empathic"] = [-1]
+                    labels["overall"][1] = -1
+                episodes.append(DesignedEpisode(supporter, card, labels, repeat=repeat, language="en" if card < 8 else "zh"))
+    path = designed_store(tmp_path / "plain.sqlite", episodes)
+    for by in (("supporter",), ("supporter", "language")):
+        expected = _by_hand(episodes, by)
+        data = _report(path, ",".join(by))
+        assert [tuple(row["group"].values()) for row in data["rows"]] == list(expected)
+        for row in data["rows"]:
+            for dim, want in expected[tuple(row["group"].values())].items():
+                got = row["scores"][dim]
+                assert {k: got[k] for k in ("n", "n_unparsed", "n_episodes", "n_cards")} == \
+                       {k: want[k] for k in ("n", "n_unparsed", "n_episodes", "n_cards")}
+                assert got["value"] == pytest.approx(want["value"], rel=1e-12)
+                assert got["mean_episodes"] == pytest.approx(want["mean_episodes"], rel=1e-12)
+    assert data["judge_samples"] == 2

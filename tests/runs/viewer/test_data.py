@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from esc_eval.runs.analysis.leaderboard import read_store
 from esc_eval.runs.analysis.report import report_command
 from esc_eval.runs.cli import main
 from esc_eval.runs.store import Store
@@ -134,3 +135,24 @@ def test_a_large_store_shows_its_leaderboard_first_and_its_comparisons_when_read
         full = data.summary(stores, wait=False)["stores"][0]["leaderboard"]["overall"]
     expected = json.loads(report_command(store_path, "json", None, [], None, None, None, compare=True))
     assert full["comparisons"] == expected["comparisons"] and "comparisons_pending" not in full
+
+
+def test_episode_rows_are_built_once_per_store_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second summary of an unchanged store reuses its rows (and reads no scores); any write builds them again."""
+    path = make_store(tmp_path / "rows.sqlite", cards=2, personas=("default",))
+    for cache in ("_ROWS", "_CACHE", "_PENDING"):
+        monkeypatch.setattr(data, cache, {})
+    with Store.open(path, readonly=True) as reader:
+        first = data.summary([(path, reader)])["stores"][0]["episodes"]
+        reads = []
+        monkeypatch.setattr(data, "read_store", lambda *a, **k: reads.append(1) or read_store(*a, **k))
+        assert data.summary([(path, reader)])["stores"][0]["episodes"] is first and not reads
+        assert data.summary([(path, reader)])["stores"][0]["episodes"] is first
+        writer = Store.open(path)
+        writer.import_episodes([episode_rows("kind-bot", "default", 9)])
+        writer.close_sync()
+        again = data.summary([(path, reader)])["stores"][0]
+    assert reads == [1] and again["episodes"] is not first and len(again["episodes"]) == len(first) + 1
+    new = next(r for r in again["episodes"] if r["key"] == key("kind-bot", "default", 9))
+    assert new["scores"] and new["turns"] > 0
+    assert again["leaderboard"]["overall"]["rows"][0]["episodes"]["done"] == sum(r["supporter"] == "kind-bot" for r in again["episodes"])
