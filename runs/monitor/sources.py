@@ -111,11 +111,15 @@ class LiveSource:
 
     def _cost(self) -> CostView | None:
         """The run's spend (``RunProgress.spend``) and the plan's projection: what is spent and still expected of the
-        episodes in flight, and an episode's expected cost for each one not yet admitted."""
-        spend = self.progress.spend
+        episodes in flight, and an episode's expected cost for each one not yet admitted (a Ray run, whose workers
+        admit: this run's spend per finished episode times its episodes)."""
+        p, spend = self.progress, self.progress.spend
         if spend is None or not spend.prices.any:
             return None
-        return CostView(spend.total, spend.projection(self.progress.queued), spend.limit)
+        projected = spend.projection(p.queued)
+        if projected is None and p.finished:  # nothing admitted through ``spend`` (Ray workers): this run's spend per episode
+            projected = spend.prior + spend.spent / p.finished * p.to_run
+        return CostView(spend.total, projected, spend.limit)
 
     @staticmethod
     def _endpoint(stats: BackendStats) -> EndpointView:

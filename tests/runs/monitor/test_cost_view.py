@@ -73,3 +73,17 @@ async def test_monitoring_a_store_shows_what_it_spent_at_its_recorded_prices(tmp
         source.close()
     assert cost is not None and cost.spent == pytest.approx(expected) and cost.limit == 100.0
     assert cost.projected == pytest.approx(expected)  # every planned episode ended: the projection is what was spent
+
+
+def test_a_run_whose_workers_admit_projects_its_spend_per_finished_episode() -> None:
+    """A Ray driver admits nothing itself: the projection is this run's spend per finished episode times its episodes."""
+    planned = {"e1": PlannedEpisode("e1", 0, 0, "c", "en", "x", "s", "a", "default", 0, 1)}
+    progress = RunProgress(planned=5, skipped=1)
+    progress.spend = Spend(Prices({"": None}, {"a": Price(2.0, 2.0)}, None, None), planned, prior=1.0)
+    source = LiveSource(progress)
+    first = source.snapshot().cost
+    assert first is not None and first.projected is None  # nothing finished yet: no basis
+    progress.turn(TurnTaken("e1", 0, "supporter", "hi", 500_000, 500_000))  # $2
+    progress.ended(EpisodeEnded("e1", "en", "terminated", ""))
+    cost = source.snapshot().cost
+    assert cost is not None and cost.spent == pytest.approx(3.0) and cost.projected == pytest.approx(1.0 + 2.0 * 4)
