@@ -49,6 +49,8 @@ DEFAULT_REPLY_FRACTION = 0.5
 """Without a pilot store, a reply is expected at half its endpoint's ``max_tokens`` (docs/cost.md)."""
 MESSAGE_TOKENS = 4
 """Tokens a chat template adds per message (role markers, separators), as OpenAI documents for its chat format."""
+PILOT_SHARE = 0.1
+"""A pilot of at least this share of the plan's episodes calibrates within ±35 % (tests/runs/execution/test_estimate.py)."""
 MAX_TURNS = 1000
 """A turn policy and detectors that never end an episode are cut here on paper (a run would run until its limits)."""
 
@@ -374,6 +376,9 @@ def estimate(plan: RunPlan, calibration: Calibration | None = None) -> Estimate:
                                       matched_keys or None, 1.0 if matched_keys else len(calibration.episodes) / max(episodes, 1))
         if not matched_keys:
             result.notes.append("the pilot's episodes are not in this plan: its usage per episode is compared with this plan's")
+        if len(calibration.episodes) < PILOT_SHARE * episodes:
+            result.notes.append(f"the pilot finished {len(calibration.episodes)} episodes, under {PILOT_SHARE:.0%} of the plan's {episodes}: "
+                                "the expectation is rougher")
     return result
 
 
