@@ -34,7 +34,8 @@ async def test_two_supporters_three_cards_match_esc_eval(tmp_path: Path, shared:
     for body in seeker.requests:
         messages = body["messages"]
         assert body["model"] == "esc-role" and body["max_tokens"] == 512
-        assert set(body) == {"model", "messages", "max_tokens"}
+        # ESC-Eval's request, plus the seed every sampled request carries (temperature unset: the server's default samples)
+        assert set(body) == {"model", "messages", "max_tokens", "seed"} and isinstance(body["seed"], int)
         assert messages[0]["role"] == "system"
         matching = [c for c in by_card.values() if messages[0]["content"] == protocol.seeker_prompt(c)]
         assert len(matching) == 1
