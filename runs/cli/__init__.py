@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger().handlers[0].setFormatter(_LineFormatter())
     logging.getLogger(LOADING_LOG).setLevel(logging.INFO)  # "loading MODEL", "loaded MODEL in 14.2 s"
     from esc_eval.agents.judge.training import TrainingError
-    from esc_eval.runs.annotation.server import AnnotationError
+    from esc_eval.runs.annotation.labels import AnnotationError
     from esc_eval.runs.viewer import ViewerError
 
     with contextlib.suppress(ValueError):  # not the main thread (main called in-process): leave the handler as it is
