@@ -256,12 +256,16 @@ def read_store(store: Store, *, first_labels: bool = False) -> StoreRead:
     scores = store.final_scores()
     keys, dimensions, found_labels, statuses, sampled = zip(*scores) if scores else ((),) * 5
     samples = dict.fromkeys(keys, 1)
-    if any(sampled):                                  # judge samples: each episode's highest + 1
+    several_samples = any(sampled)
+    if several_samples:                             # judge samples: each episode's highest + 1
         for key, sample in zip(keys, sampled):
             samples[key] = max(samples[key], sample + 1)
     if set(statuses) <= {"ok"} and set(map(type, found_labels)) <= {int} and set(found_labels) <= _VALID:
-        for slot, label in zip(zip(keys, dimensions), found_labels):   # the usual store: every label valid, checked set-wise
-            labels[slot].append(label)
+        if several_samples:   # the usual store: every label valid, checked set-wise
+            for slot, label in zip(zip(keys, dimensions), found_labels):
+                labels[slot].append(label)
+        else:                   # one sample: one label per (episode, dimension), listed at C speed
+            labels.update(zip(zip(keys, dimensions), map(list, zip(found_labels))))
     else:
         for key, dimension, label, status, _ in scores:
             if status != "ok":
