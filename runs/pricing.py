@@ -62,6 +62,17 @@ class Prices:
     def supporter(self, name: str) -> Price | None:
         return self.supporters.get(name)
 
+    def request(self, role: str, *, seeker: str = "", supporter: str = "") -> Price | None:
+        """The price of one request by ``role`` (``ROLES``) in an episode of ``seeker`` (label) and ``supporter`` (name).
+
+        The one place a request finds its endpoint's price: the report, the live spend and ``--dry-run`` ask it.
+        """
+        if role == "seeker":
+            return self.seeker(seeker)
+        if role == "supporter":
+            return self.supporter(supporter)
+        return self.judge if role == "judge" else self.safety if role == "safety" else None
+
     @property
     def any(self) -> bool:
         """Whether any endpoint has a price (a report without any shows no costs at all)."""

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from esc_eval.runs.pricing import ROLES, Price, Prices
+from esc_eval.runs.pricing import ROLES, Prices
 from esc_eval.runs.store.usage import Usage, usage
 
 if TYPE_CHECKING:
@@ -134,15 +134,6 @@ def recorded_prices(store: Store) -> Prices:
     return Prices.of(Config(str(store.path), RunSection(), CardsSection(), seeker, supporters, judge, seekers, safety))
 
 
-def price_of(prices: Prices, row: Usage) -> Price | None:
-    """The price of a usage row's endpoint: its seeker's, its supporter's, the judge's or the safety judge's."""
-    if row.role == "seeker":
-        return prices.seeker(row.seeker)
-    if row.role == "supporter":
-        return prices.supporter(row.supporter)
-    return prices.judge if row.role == "judge" else prices.safety if row.role == "safety" else None
-
-
 def cost_of(rows: Iterable[Usage], prices: Prices, supporters: Sequence[str] = ()) -> Cost:
     """``rows`` priced; ``supporters`` are listed in ``by_supporter`` even without requests."""
     roles = {role: Tally() for role in ROLES}
@@ -153,7 +144,7 @@ def cost_of(rows: Iterable[Usage], prices: Prices, supporters: Sequence[str] = (
     estimated = False
     unknown: dict[str, int] = defaultdict(int)
     for row in rows:
-        price = price_of(prices, row)
+        price = prices.request(row.role, seeker=row.seeker, supporter=row.supporter)
         usd = price.usd(row.input, row.output) if price is not None and not row.unknown else None
         estimated |= row.estimated
         if row.unknown:

@@ -222,15 +222,6 @@ def endpoints(plan: RunPlan) -> dict[Group, EndpointConfig]:
     return out
 
 
-def price_of(prices: Prices, group: Group) -> Price | None:
-    role, name = group
-    if role == "seeker":
-        return prices.seeker(name)
-    if role == "supporter":
-        return prices.supporter(name)
-    return prices.judge if role == "judge" else prices.safety
-
-
 @dataclass(frozen=True)
 class Calibration:
     """What a pilot store's finished episodes used, per group: ``Calibration.read(PATH)``.
@@ -369,7 +360,7 @@ def estimate(plan: RunPlan, calibration: Calibration | None = None) -> Estimate:
         if planned.key in pilot:
             _merge(matched, tallies)
             matched_keys.append(planned.key)
-    result = Estimate(episodes, expected, maximum, {g: price_of(prices, g) for g in limits})
+    result = Estimate(episodes, expected, maximum, {(role, name): prices.request(role, seeker=name, supporter=name) for role, name in limits})
     if calibration is not None:
         result.calibrated = calibration.path
         result.expected = _calibrated(expected, matched if matched_keys else expected, calibration,

@@ -116,10 +116,8 @@ class Spend:
 
     def turn(self, message: TurnTaken) -> None:
         planned = self.planned.get(message.episode_key)
-        if message.role == "supporter":
-            price = self.prices.supporter(planned.supporter) if planned else None
-        else:
-            price = self.prices.seeker(planned.seeker if planned else "")
+        price = self.prices.request(message.role, seeker=planned.seeker if planned else "",
+                                    supporter=planned.supporter if planned else "")
         self._add(message.episode_key, price, message.prompt_tokens, message.completion_tokens, message.cached)
 
     def judged(self, key: str, tokens: Tokens) -> None:
@@ -221,8 +219,7 @@ def stored_spend(reader: Reader, prices: Prices) -> float:
     """
     usd = 0.0
     for row in usage(reader):
-        price = {"seeker": prices.seeker(row.seeker), "supporter": prices.supporter(row.supporter),
-                 "judge": prices.judge, "safety": prices.safety}.get(row.role)
+        price = prices.request(row.role, seeker=row.seeker, supporter=row.supporter)
         if price is not None and not row.cached:
             usd += price.usd(row.input, row.output)
     return usd

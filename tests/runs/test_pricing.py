@@ -54,6 +54,12 @@ def test_each_record_finds_its_endpoints_price(tmp_path: Path) -> None:
     assert prices.judge == Price(1.0, 4.0)
     assert prices.safety == Price(1.0, 4.0)                   # [safety] on the judge's model takes its price
     assert prices.any
+    # one request finds its endpoint by its role and its episode's seeker and supporter
+    assert prices.request("seeker", seeker="cheap", supporter="a") == Price(0.5, 1.5)
+    assert prices.request("supporter", seeker="cheap", supporter="a") == Price(2.0, 8.0)
+    assert prices.request("judge", seeker="cheap", supporter="a") == Price(1.0, 4.0)
+    assert prices.request("safety") == Price(1.0, 4.0)
+    assert prices.request("supporter", supporter="gone") is None and prices.request("nobody") is None
 
 
 def test_a_safety_judge_on_another_model_needs_its_own_price(tmp_path: Path) -> None:
