@@ -19,6 +19,7 @@ Readers of episode lines (``esc-eval judge``, ``seeker train``) skip the store l
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -239,7 +240,7 @@ def _episodes(records: list[tuple[int, dict[str, Any]]], version: int) -> list[E
         if not all(rows.__class__ is list for rows in lists):
             return None
         flat = [row for rows in lists for row in rows]
-        owners = [i for i, rows in enumerate(lists) for _ in rows]
+        owners = list(itertools.chain.from_iterable(map(itertools.repeat, range(len(lists)), map(len, lists))))
         if not _all_pass(flat, table, nested=True, version=version) or not _unique_keys(table, owners, flat):
             return None
         owned[table] = [tuple(rows) for rows in lists]

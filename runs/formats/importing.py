@@ -450,7 +450,11 @@ def _import(store: Store, source: _Source, imports: list[dict[str, Any]]) -> str
         record["meta"] = export.meta  # a merge keeps the store's config; the archive's stays on record
     record.update(history)
     imports.append(record)
-    counts = {t: sum(len(e.tables().get(t, ())) for e in new) + done.added.get(t, 0) for t in schema.episode_tables()}
+    counts = {t: done.added.get(t, 0) for t in schema.episode_tables()}
+    for e in new:   # one pass over the episodes' tables, not one per table
+        for t, rows in e.tables().items():
+            if t in counts:
+                counts[t] += len(rows)
     statuses = [e.episode.get("status") for e in new]
     unfinished = len(new) - statuses.count("done") - statuses.count("failed")
     text = (f"{export.path}: {len(new)} episodes ({statuses.count('done')} done, {statuses.count('failed')} failed"
