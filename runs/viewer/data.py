@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from esc_eval.runs.analysis.cost import Cost, report_cost, store_cost
-from esc_eval.runs.analysis.leaderboard import StoreRead, build_report, read_store
+from esc_eval.runs.analysis.leaderboard import Report, StoreRead, build_report, read_store
 from esc_eval.runs.analysis.render import report_data
 from esc_eval.runs.analysis.safety import build_safety, comparison_data, safety_data
 from esc_eval.runs.analysis.safety_agreement import agreement_data, safety_agreement
@@ -118,27 +119,38 @@ def build_leaderboards(store: Store, read: StoreRead | None = None, *, compare: 
     """The leaderboard by supporter (``report --format json`` numbers; with ``--compare`` when 2+ supporters) and by each facet."""
     read = read or read_store(store)                # read once: the six reports share it (and its score arrays)
     cost = cost if cost is not None else store_cost(store, read.episodes)   # priced once: the six reports group it
-    overall = _overall(store, read, compare, cost)
+    report, overall = _overall(store, read, compare, cost)
     safety = build_safety(store)
     if safety is not None:  # the safety gate and rates per supporter (docs/safety.md)
         overall["safety"], overall["safety_comparisons"] = safety_data(safety), comparison_data(safety)
         humans = safety_agreement(store)    # judge vs the human answers to the safety items (docs/safety.md#humans-in-the-loop)
         if humans is not None:
             overall["safety_agreement"] = agreement_data(humans)
-    facets = {f: build_report(store, by=("supporter", f), read=read) for f in FACETS}
+    facets = {f: _facet(store, read, f, report) for f in FACETS}
     return {"overall": overall, "facets": {f: report_data(r, report_cost(store, r, episodes=read.episodes, cost=cost))
                                            for f, r in facets.items()}}
 
 
-def _overall(store: Store, read: StoreRead, compare: bool, cost: Cost | None = None) -> dict[str, Any]:
+def _overall(store: Store, read: StoreRead, compare: bool, cost: Cost | None = None) -> tuple[Report, dict[str, Any]]:
     supporters = {e.supporter for e in read.episodes}
     report = build_report(store, compare=compare and len(supporters) > 1, read=read)
-    return report_data(report, report_cost(store, report, episodes=read.episodes, cost=cost))   # with costs: docs/cost.md
+    return report, report_data(report, report_cost(store, report, episodes=read.episodes, cost=cost))   # with costs: docs/cost.md
+
+
+def _facet(store: Store, read: StoreRead, column: str, overall: Report) -> Report:
+    """The leaderboard by supporter and ``column``; where every episode has one value there, it splits nothing: the
+    overall rows with that value, without building the report again (a large store's first view waits for it)."""
+    values = {str(getattr(e, column)) for e in read.episodes}
+    if len(values) != 1 or overall.by != ("supporter",):
+        return build_report(store, by=("supporter", column), read=read)
+    (value,) = values
+    return replace(overall, by=("supporter", column), rows=tuple(replace(row, group={**row.group, column: value}) for row in overall.rows),
+                   comparisons=None, ranks=None, power=None, delta=None)
 
 
 def _compared(store: Store, read: StoreRead, quick: dict[str, Any]) -> dict[str, Any]:
     """``quick`` (leaderboards without comparisons) with them: only the overall report is built again, from the same read."""
-    overall = _overall(store, read, True)
+    _, overall = _overall(store, read, True)
     overall.update({k: v for k, v in quick["overall"].items() if k in ("safety", "safety_comparisons", "safety_agreement")})
     return {"overall": overall, "facets": quick["facets"]}
 

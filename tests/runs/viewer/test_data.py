@@ -156,3 +156,17 @@ def test_episode_rows_are_built_once_per_store_version(tmp_path: Path, monkeypat
     new = next(r for r in again["episodes"] if r["key"] == key("kind-bot", "default", 9))
     assert new["scores"] and new["turns"] > 0
     assert again["leaderboard"]["overall"]["rows"][0]["episodes"]["done"] == sum(r["supporter"] == "kind-bot" for r in again["episodes"])
+
+
+def test_a_facet_with_one_value_has_the_numbers_of_its_own_report(tmp_path: Path) -> None:
+    """Persona and source have one value in this store: their leaderboards are the overall rows, without a report built again."""
+    path = make_store(tmp_path / "one.sqlite", cards=3, personas=("default",))
+    with Store.open(path, readonly=True) as store:
+        assert {e.persona for e in store.episodes()} == {"default"} and len({e.source for e in store.episodes()}) == 1
+        boards = data.build_leaderboards(store)
+    assert "comparisons" in boards["overall"]
+    for facet in ("persona", "source", "language"):                 # language has two values: built as before
+        expected = json.loads(report_command(path, "json", None, [f"supporter,{facet}"], None, None, None))
+        got = boards["facets"][facet]
+        assert (got["by"], got["rows"], got["dimensions"]) == (expected["by"], expected["rows"], expected["dimensions"])
+        assert "comparisons" not in got and "ranks" not in got
