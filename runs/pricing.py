@@ -79,6 +79,18 @@ class Prices:
         return any(p is not None for p in (*self.seekers.values(), *self.supporters.values(), self.judge, self.safety))
 
 
+def usd_text(amount: float | None) -> str:
+    """Dollars as every display shows them (report, monitor, ``--dry-run``, the cost-limit message): cents from a dollar
+    up, four decimals below (a test run's fractions of a cent), ``$0`` for nothing, ``–`` when unknown (no price).
+
+    >>> usd_text(1234.5), usd_text(0.01234), usd_text(0.0), usd_text(None)
+    ('$1,234.50', '$0.0123', '$0', '–')
+    """
+    if amount is None:
+        return "–"
+    return "$0" if amount == 0 else f"${amount:.4f}" if abs(amount) < 1 else f"${amount:,.2f}"
+
+
 def unpriced(config: Config, *, safety: bool = False) -> list[str]:
     """The sections (as messages name them) whose endpoint has no price: a cost limit cannot count their spend.
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from esc_eval.runs.pricing import ROLES, Prices
+from esc_eval.runs.pricing import ROLES, Prices, usd_text
 from esc_eval.runs.store.usage import Usage, usage
 
 if TYPE_CHECKING:
@@ -197,13 +197,6 @@ def report_cost(store: Store, report: Report, *, supporter: str | None = None, l
     for e in chosen:
         groups[tuple((e.seeker or only) if c == "seeker" else str(getattr(e, c)) for c in report.by)].append(e.key)
     return ReportCost(cost, {group: cost.group(keys) for group, keys in groups.items()})
-
-
-def usd_text(x: float | None) -> str:
-    """Dollars as tables show them: a dash when unknown (no price), four decimals below $1."""
-    if x is None:
-        return "–"
-    return "$0" if x == 0 else f"${x:.4f}" if abs(x) < 1 else f"${x:,.2f}"
 
 
 def cost_lines(cost: Cost) -> list[str]:

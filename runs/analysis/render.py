@@ -62,7 +62,7 @@ _COST_HEADER = ["Supporter $", "$ / episode"]
 def _cost_cells(row: ReportRow, cost: ReportCost | None) -> list[str]:
     if cost is None or not cost.cost.priced:
         return []
-    from esc_eval.runs.analysis.cost import usd_text
+    from esc_eval.runs.pricing import usd_text
 
     found = cost.row(row.group)
     return [usd_text(found.supporter_usd), usd_text(found.per_episode_usd)] if found is not None else ["–", "–"]

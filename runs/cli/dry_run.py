@@ -11,7 +11,7 @@ from pathlib import Path
 
 from esc_eval.runs.cli.errors import UsageError
 from esc_eval.runs.config import load_config
-from esc_eval.runs.pricing import ROLES
+from esc_eval.runs.pricing import ROLES, usd_text
 
 
 def dry_run(config_path: Path, calibrate: Path | None, fmt: str) -> int:
@@ -36,10 +36,6 @@ def dry_run(config_path: Path, calibrate: Path | None, fmt: str) -> int:
     return 0
 
 
-def _usd(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.4f}"
-
-
 def table(result: object, name: str) -> str:
     """The estimate as the terminal shows it: one row per role, then the totals and what the expectation assumes."""
     from esc_eval.runs.execution.estimate import Estimate
@@ -53,14 +49,14 @@ def table(result: object, name: str) -> str:
             continue
         tokens, costs = data["tokens"][role], data["by_role"][role]
         lines.append(f"{role:<10} {data['requests'][role]:>9,} {tokens['input']:>12,} {tokens['output']:>11,} "
-                     f"{_usd(costs['cost_usd']):>12} {data['requests_max'][role]:>13,} {_usd(costs['cost_usd_max']):>12}")
-    lines.append(f"{'total':<10} {'':>9} {'':>12} {'':>11} {_usd(data['cost_usd']):>12} {'':>13} {_usd(data['cost_usd_max']):>12}")
+                     f"{usd_text(costs['cost_usd']):>12} {data['requests_max'][role]:>13,} {usd_text(costs['cost_usd_max']):>12}")
+    lines.append(f"{'total':<10} {'':>9} {'':>12} {'':>11} {usd_text(data['cost_usd']):>12} {'':>13} {usd_text(data['cost_usd_max']):>12}")
     if data["calibrated_from"]:
         lines.append(f"expected: reply lengths and usage per episode measured in the pilot {data['calibrated_from']}")
     else:
         lines.append(f"expected: replies at {data['reply_fraction']:.0%} of max_tokens (measure them: --calibrate PILOT_STORE)")
     lines.append("max: every reply at max_tokens, every episode to its limit, every role-break retry taken (an upper bound)")
     if data["cost_usd"] is None:
-        lines.append("cost: '-' where an endpoint has no price = { input = USD, output = USD } (per million tokens; docs/cost.md)")
+        lines.append("cost: '–' where an endpoint has no price = { input = USD, output = USD } (per million tokens; docs/cost.md)")
     lines += [f"note: {note}" for note in result.notes]
     return "\n".join(lines)

@@ -32,7 +32,8 @@ from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.pool import BackendPool
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
-from esc_eval.runs.execution.spend import Spend, usd
+from esc_eval.runs.execution.spend import Spend
+from esc_eval.runs.pricing import usd_text
 from esc_eval.runs.store import PlannedEpisode, Store, StoreWriteError
 from esc_eval.runs.store import safety as safety_records
 from esc_eval.runs.store.recorder import RunRecorder
@@ -204,7 +205,7 @@ class Runner:
     def _cost_limit_message(self) -> str:
         """The issue's words for a run the cost limit stopped, with what the store's attempts spent in all."""
         assert self.progress.spend is not None and self.plan.config.run.cost_limit is not None
-        return (f"cost limit reached: {usd(self.progress.spend.total)} of {usd(self.plan.config.run.cost_limit)}; "
+        return (f"cost limit reached: {usd_text(self.progress.spend.total)} of {usd_text(self.plan.config.run.cost_limit)}; "
                 "continue with --resume (raise --cost-limit)")
 
     def _write_failed(self, error: BaseException) -> None:
@@ -279,7 +280,7 @@ class Runner:
         while not self._stopping.is_set() and not spend.admits(limit):
             if not spend.open:
                 log.warning("cost limit: %s spent, %s expected an episode, of %s: admitting no more episodes",
-                            usd(spend.total), usd(spend.expected), usd(limit))
+                            usd_text(spend.total), usd_text(spend.expected), usd_text(limit))
                 self._cost_limited = True
                 self.stop_admitting()
                 return

@@ -224,7 +224,3 @@ def stored_spend(reader: Reader, prices: Prices) -> float:
             usd += price.usd(row.input, row.output)
     return usd
 
-
-def usd(amount: float) -> str:
-    """Dollars as people read them: cents from a dollar up, else four decimals (a test's fractions of a cent)."""
-    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"

@@ -24,8 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from esc_eval.agents.judge.profiles import PAPER_NAMES
-from esc_eval.runs.execution.spend import usd
 from esc_eval.runs.monitor.snapshot import FAULT_KINDS, ROLES, CostView, EndpointView, Snapshot, duration
+from esc_eval.runs.pricing import usd_text
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 
@@ -115,8 +115,8 @@ def _counts(s: Snapshot) -> Table:
 
 def cost_line(cost: CostView) -> str:
     """``$1.23 spent · $4.56 projected for the plan · limit $5.00``."""
-    projected = f" · {usd(cost.projected)} projected for the plan" if cost.projected is not None else ""
-    return f"{usd(cost.spent)} spent{projected}" + (f" · limit {usd(cost.limit)}" if cost.limit is not None else "")
+    projected = f" · {usd_text(cost.projected)} projected for the plan" if cost.projected is not None else ""
+    return f"{usd_text(cost.spent)} spent{projected}" + (f" · limit {usd_text(cost.limit)}" if cost.limit is not None else "")
 
 
 class _Endpoints:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from esc_eval.runs.config import load_config
-from esc_eval.runs.pricing import Price, Prices, unpriced
+from esc_eval.runs.pricing import Price, Prices, unpriced, usd_text
 
 CONFIG = """
 [run]
@@ -44,6 +44,11 @@ def test_usd_is_tokens_times_price_per_million() -> None:
     assert Price(2.0, 8.0).usd(1_000_000, 0) == pytest.approx(2.0)
     assert Price(2.0, 8.0).usd(250_000, 125_000) == pytest.approx(0.5 + 1.0)
     assert Price(0.0, 0.0).usd(10**9, 10**9) == 0.0
+
+
+def test_dollars_read_as_cents_from_a_dollar_up_and_unknown_as_a_dash() -> None:
+    assert usd_text(1234.5) == "$1,234.50" and usd_text(0.01234) == "$0.0123" and usd_text(0.0) == "$0"
+    assert usd_text(None) == "–"
 
 
 def test_each_record_finds_its_endpoints_price(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from esc_eval.agents.messages import EpisodeEnded, TurnTaken
-from esc_eval.runs.execution.spend import Spend, usd
+from esc_eval.runs.execution.spend import Spend
 from esc_eval.runs.pricing import Price, Prices
 from esc_eval.runs.store.records import PlannedEpisode, Tokens
 
@@ -106,10 +106,6 @@ def test_projection_is_unknown_without_an_estimate_or_a_settled_episode() -> Non
     assert s.projection(5) is None
     end(s, "e1", "terminated")
     assert s.projection(5) == 0.0
-
-
-def test_dollars_read_as_cents_from_a_dollar_up() -> None:
-    assert usd(1234.5) == "$1,234.50" and usd(0.01234) == "$0.0123"
 
 
 def test_an_episode_that_never_ends_stops_counting_as_open() -> None:
