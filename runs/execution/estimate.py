@@ -8,7 +8,7 @@ the replies are imagined: each has a length in tokens and no text, and every lat
 carries it grows by that length. Nothing is sent and nothing is written.
 
 Tokens of real text are counted with the endpoint model's tokenizer when it is a local folder
-(``esc_eval.agents.backends.usage.local_tokenizer``), else at ``CHARS_PER_TOKEN`` characters a token,
+(``esc_eval.agents.backends.usage.local_tokenizer``), else as a reply without ``usage`` is estimated (``usage.estimate``),
 plus ``MESSAGE_TOKENS`` per chat message for the chat template. Two passes:
 
 * the upper bound (``cost_usd_max``): every reply at its endpoint's ``max_tokens``, every episode to its
@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from esc_eval.agents.backends.endpoint import EndpointConfig
-from esc_eval.agents.backends.usage import CHARS_PER_TOKEN, local_tokenizer
+from esc_eval.agents.backends.usage import estimate as estimate_tokens
+from esc_eval.agents.backends.usage import local_tokenizer
 from esc_eval.agents.judge.agent import _round_ends
 from esc_eval.agents.judge.safety import EXCLUDED, safety_case
 from esc_eval.agents.messages import FINAL, ChatMessage
@@ -82,11 +83,12 @@ def _merge(into: Tallies, more: Tallies, scale: float = 1.0) -> None:
 
 @functools.lru_cache(maxsize=65536)
 def count_text(text: str, model: str | None) -> int:
-    """Tokens of ``text``: ``model``'s tokenizer when it is a local folder or GGUF file, else ``ceil(chars / CHARS_PER_TOKEN)``."""
+    """Tokens of ``text``: ``model``'s tokenizer when it is a local folder or GGUF file, else the backends' estimate
+    (``ceil(chars / 4)``), so the paper run counts as a server without ``usage`` is counted."""
     tokenizer = local_tokenizer(model) if model else None
     if tokenizer is not None:
         return len(tokenizer.encode(text, add_special_tokens=False))
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    return estimate_tokens(text)
 
 
 def prompt_tokens(messages: Iterable[ChatMessage], model: str | None, replies: int) -> int:
@@ -226,8 +228,9 @@ def endpoints(plan: RunPlan) -> dict[Group, EndpointConfig]:
 class Calibration:
     """What a pilot store's finished episodes used, per group: ``Calibration.read(PATH)``.
 
-    ``episodes`` maps each finished episode's key to its groups' usage; a judge or safety row
-    without token counts (a store from before they were recorded) is left out.
+    ``episodes`` maps each finished episode's key to its groups' usage (``esc_eval.runs.store.usage``, the report's
+    reading of a store's tokens); a judge or safety row without token counts (a store from before they were
+    recorded) is left out.
     """
 
     path: str
@@ -237,19 +240,16 @@ class Calibration:
     def read(cls, path: Path) -> Calibration:
         """Raises ``StoreError`` when ``path`` is not an esc-eval store, ``ValueError`` when it has no finished episode."""
         from esc_eval.runs.store import Store
+        from esc_eval.runs.store.usage import usage
 
         with Store.open(path, readonly=True) as reader:
-            done = {e.key: e for e in reader.episodes(status="done")}
-            episodes: dict[str, Tallies] = {key: defaultdict(Tally) for key in done}
-            for turn in reader.turns():
-                if turn.episode_key in done and turn.prompt_tokens:  # the fixed opener is no request
-                    e = done[turn.episode_key]
-                    group = ("seeker", e.seeker) if turn.role == "seeker" else ("supporter", e.supporter)
-                    episodes[turn.episode_key][group].add(Tally(1, turn.prompt_tokens, turn.completion_tokens))
-            for table, role in (("scores", "judge"), ("safety", "safety")):
-                for row in reader.table_rows(table):
-                    if row["episode_key"] in done and row.get("prompt_tokens") is not None and row.get("completion_tokens") is not None:
-                        episodes[row["episode_key"]][role, ""].add(Tally(1, row["prompt_tokens"], row["completion_tokens"]))
+            done = {e.key for e in reader.episodes(status="done")}
+            rows = usage(reader)
+        episodes: dict[str, Tallies] = {key: defaultdict(Tally) for key in done}
+        for row in rows:
+            if row.episode_key in done and row.requests:
+                name = row.seeker if row.role == "seeker" else row.supporter if row.role == "supporter" else ""
+                episodes[row.episode_key][row.role, name].add(Tally(row.requests, row.input, row.output))
         if not done:
             raise ValueError(f"{path}: no finished episode to calibrate from")
         return cls(str(path), {key: dict(t) for key, t in episodes.items()})

@@ -20,8 +20,9 @@ class Usage(NamedTuple):
     ``role`` is ``seeker``, ``supporter``, ``judge`` or ``safety``; ``seeker`` the episode's seeker
     label (``''`` in stores from before named seekers) and ``supporter`` its supporter, so a price can
     be found for each. ``estimated``: the tokens are ~4 characters a token, not reported or counted.
-    ``input``/``output`` sum the known tokens; ``unknown`` counts the answered requests without token
-    counts (judge and safety rows of stores made before they were recorded). A failed judge call (no
+    ``input``/``output`` sum the known tokens of ``requests`` requests (the fixed opener, 0 tokens, is none;
+    cache hits are: they carry the tokens the request cost when it was answered); ``unknown`` counts the answered
+    requests without token counts (judge and safety rows of stores made before they were recorded). A failed judge call (no
     reply) and an ``excluded`` safety row (no request) have no tokens and are not unknown: nothing was
     answered, so nothing is counted.
     """
@@ -35,6 +36,7 @@ class Usage(NamedTuple):
     input: int
     output: int
     unknown: int
+    requests: int
 
 
 def _columns(reader: Reader, table: str) -> set[str]:
@@ -52,9 +54,10 @@ def _select(reader: Reader, table: str, role: str) -> str:
     answered = "t.status NOT IN ('failed', 'excluded')" if "status" in have else "1"
     if "prompt_tokens" in have:
         tokens = ("COALESCE(SUM(t.prompt_tokens), 0), COALESCE(SUM(t.completion_tokens), 0), "
-                  f"SUM((t.prompt_tokens IS NULL OR t.completion_tokens IS NULL) AND {answered})")
+                  f"SUM((t.prompt_tokens IS NULL OR t.completion_tokens IS NULL) AND {answered}), "
+                  "COALESCE(SUM(t.prompt_tokens > 0 AND t.completion_tokens IS NOT NULL), 0)")
     else:
-        tokens = f"0, 0, SUM({answered})"
+        tokens = f"0, 0, SUM({answered}), 0"
     seeker = "e.seeker" if reader._seeker() == "seeker" else "''"
     groups = ", ".join(c for c in ("t.episode_key", role, cached, estimated) if c.startswith("t."))   # a number would be a position
     summed = f"SELECT t.episode_key, {role}, {cached}, {estimated}, {tokens} FROM {table} t GROUP BY {groups}"
@@ -68,5 +71,5 @@ def usage(reader: Reader) -> list[Usage]:
     if reader._has_table("safety"):
         parts.append(_select(reader, "safety", "'safety'"))
     rows = reader._conn.execute(" UNION ALL ".join(parts)).fetchall()
-    return [Usage(key, role, seeker, supporter, bool(cached), bool(estimated), input, output, unknown)
-            for key, role, cached, estimated, input, output, unknown, seeker, supporter in rows]
+    return [Usage(key, role, seeker, supporter, bool(cached), bool(estimated), input, output, unknown, requests)
+            for key, role, cached, estimated, input, output, unknown, requests, seeker, supporter in rows]
