@@ -44,6 +44,14 @@ class SamplingParams:
     top_p: float | None = None
     seed: int | None = None
 
+    @property
+    def reproducible(self) -> bool:
+        """Whether the request determines its reply: greedy (``temperature`` 0) or seeded sampling.
+
+        Only these are answered from the response cache; a run seeds every other request it sends.
+        """
+        return self.temperature == 0 or self.seed is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:

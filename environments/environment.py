@@ -259,7 +259,7 @@ class Environment:
     def _params(base: SamplingParams, episode: Episode, attempt: int = 0) -> SamplingParams:
         """Every request that may sample (``temperature`` > 0, or unset: the server's default, 1 on OpenAI's API and vLLM) gets a
         seed from the episode's seed and the turn (and role-break retry), so it is reproducible and cacheable; greedy needs none."""
-        if base.temperature == 0 or base.seed is not None:
+        if base.reproducible:
             return base
         retry = f":{attempt}" if attempt else ""
         return replace(base, seed=zlib.crc32(f"{episode.seed}:{len(episode.turns)}{retry}".encode()))

@@ -38,7 +38,7 @@ def sample_params(params: SamplingParams, sample: int, samples: int) -> Sampling
     One greedy (``temperature`` 0) or seeded sample is sent as is; a sampled one gets seed 0 + 0, so every judge
     request is reproducible and can be answered from the response cache (``esc_eval.runs.execution.caching``).
     """
-    if samples == 1 and (params.temperature == 0 or params.seed is not None):
+    if samples == 1 and params.reproducible:
         return params
     return replace(params, seed=(params.seed or 0) + sample)
 

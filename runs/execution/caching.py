@@ -29,11 +29,6 @@ log = logging.getLogger(__name__)
 READ_WRITE, READ, OFF = CACHE_MODES
 
 
-def cacheable(params: SamplingParams) -> bool:
-    """Whether the reply is determined by the request: greedy decoding, or sampling with a seed."""
-    return params.temperature == 0 or params.seed is not None
-
-
 def check_cache(path: str | Path | None, mode: str) -> None:
     """Open and close the cache a run will use (creating it in ``read-write`` mode): ``CacheError`` before any store exists."""
     if path is not None and mode != OFF:
@@ -118,7 +113,7 @@ class CachingBackend:
         self.inner.stats = value
 
     async def complete(self, messages: Sequence[ChatMessage], params: SamplingParams, *, model: str | None = None) -> Completion:
-        if not cacheable(params):
+        if not params.reproducible:
             return await self.inner.complete(messages, params, model=model)
         adapter = self.adapter if model is None else (None if model == self.model else model)
         key = request_key(self.model, adapter, messages, params)
@@ -161,4 +156,4 @@ def _stored(completion: Completion) -> CachedReply:
     return CachedReply(completion.text, completion.model, completion.prompt_tokens, completion.completion_tokens, completion.usage)
 
 
-__all__ = ["OFF", "READ", "READ_WRITE", "CacheError", "CachingBackend", "ResponseCacheSession", "cacheable", "check_cache"]
+__all__ = ["OFF", "READ", "READ_WRITE", "CacheError", "CachingBackend", "ResponseCacheSession", "check_cache"]

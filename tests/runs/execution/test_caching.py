@@ -12,7 +12,7 @@ from esc_eval.agents.backends.base import ServerError
 from esc_eval.agents.backends.scripted import ScriptedBackend
 from esc_eval.agents.messages import ChatMessage, SamplingParams
 from esc_eval.runs.config import EndpointConfig
-from esc_eval.runs.execution.caching import CachingBackend, ResponseCacheSession, cacheable
+from esc_eval.runs.execution.caching import CachingBackend, ResponseCacheSession
 from esc_eval.runs.execution.pool import BackendPool
 from esc_eval.runs.store.cache import ResponseCache
 
@@ -34,8 +34,8 @@ def stored(path: Path) -> int:
 
 
 def test_only_greedy_and_seeded_requests_are_cacheable() -> None:
-    assert cacheable(GREEDY) and cacheable(SEEDED) and cacheable(SamplingParams(temperature=None, seed=1))
-    assert not cacheable(SamplingParams(temperature=0.8)) and not cacheable(SamplingParams())  # unset: the server's default samples
+    assert GREEDY.reproducible and SEEDED.reproducible and SamplingParams(temperature=None, seed=1).reproducible
+    assert not SamplingParams(temperature=0.8).reproducible and not SamplingParams().reproducible  # unset: the server's default samples
 
 
 async def test_a_hit_sends_nothing_and_is_marked_cached_with_the_stored_usage(tmp_path: Path) -> None:
