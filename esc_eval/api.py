@@ -18,7 +18,7 @@ from esc_eval.roles.cards import CardError
 from esc_eval.roles.persona_model import PersonaError
 from esc_eval.roles.templates import ProtocolError
 from esc_eval.runs.config import Config, ConfigError, load_config
-from esc_eval.runs.execution.launch import RunOptionError, execute, run_loop, with_cost_limit
+from esc_eval.runs.execution.launch import RunOptionError, execute, run_loop
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
 from esc_eval.runs.store import StoreError
@@ -86,10 +86,10 @@ async def run_async(config: str | Path | Config, store: str | Path, *, resume: b
     """``run`` on the running event loop (a notebook, an async application); the same arguments and result."""
     store_path = Path(store)
     try:
-        loaded = with_cost_limit(config if isinstance(config, Config) else load_config(config), cost_limit)
+        loaded = config if isinstance(config, Config) else load_config(config)
         result = await execute(loaded, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change,
                                ray=ray, backends=backends, drive=_reporting(on_progress, progress_interval) if on_progress else None,
-                               preflight=preflight, cache=cache, cache_mode=cache_mode)
+                               preflight=preflight, cache=cache, cache_mode=cache_mode, cost_limit=cost_limit)
     except BAD_INPUT_ERRORS as exc:
         return RunResult(store_path, RunProgress(), error=str(exc))
     result.scores = _scores(report(store_path))

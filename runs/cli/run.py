@@ -143,18 +143,14 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.dry_run or args.calibrate or args.format:
         return _dry_run(args)
-    from esc_eval.runs.execution.launch import with_cost_limit
-
-    if args.cost_limit is not None and not args.cost_limit > 0:
-        raise UsageError(f"--cost-limit must be a positive amount of USD, got {args.cost_limit}")
-    config = with_cost_limit(load_config(args.config), args.cost_limit)
+    config = load_config(args.config)
     if args.monitor_interval is not None and args.monitor_interval <= 0:
         raise UsageError(f"--monitor-interval must be positive, got {args.monitor_interval}")
     store = args.store or default_store(config)
     return _execute(config, store, resume=args.resume, retry_failed=args.retry_failed,
                     monitor=not args.no_monitor, allow_config_change=args.allow_config_change, monitor_interval=args.monitor_interval,
                     ray_address=args.ray, preflight=not args.no_preflight, cache=args.cache, cache_mode=args.cache_mode,
-                    resume_command=f"esc-eval run {args.config} --store {store} --resume")
+                    cost_limit=args.cost_limit, resume_command=f"esc-eval run {args.config} --store {store} --resume")
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -169,7 +165,8 @@ def _dry_run(args: argparse.Namespace) -> int:
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,
              allow_config_change: bool = False, monitor_interval: float | None = None,
              ray_address: str | None = None, retry_hint: str = "run them again with --resume --retry-failed",
-             preflight: bool = True, resume_command: str | None = None, cache: Path | None = None, cache_mode: str | None = None) -> int:
+             preflight: bool = True, resume_command: str | None = None, cache: Path | None = None, cache_mode: str | None = None,
+             cost_limit: float | None = None) -> int:
     """``esc_eval.runs.execution.launch.execute`` (what ``esc_eval.run`` runs) with the live display, Ctrl-C and the summary."""
     from esc_eval.runs.execution.launch import RunOptionError, execute, run_loop
 
@@ -183,7 +180,8 @@ def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bo
 
     try:
         result = run_loop(execute(config, store_path, resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change,
-                                  ray=ray_address, drive=drive, preflight=preflight, cache=cache, cache_mode=cache_mode))
+                                  ray=ray_address, drive=drive, preflight=preflight, cache=cache, cache_mode=cache_mode,
+                                  cost_limit=cost_limit))
     except RunOptionError as exc:
         raise UsageError(str(exc)) from None
     from esc_eval.runs.analysis.failures import failure_lines, stored_failures

@@ -10,6 +10,7 @@ that wants a display or a Ctrl-C policy passes ``drive`` (the CLI passes ``run_w
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -51,7 +52,7 @@ def check_options(*, resume: bool, retry_failed: bool, allow_config_change: bool
 async def execute(config: Config, store_path: Path, *, resume: bool = False, retry_failed: bool = False,
                   allow_config_change: bool = False, ray: str | None = None, backends: Mapping[str, ChatBackend] | None = None,
                   drive: Drive | None = None, preflight: bool = True, cache: str | Path | None = None,
-                  cache_mode: str | None = None) -> RunResult:
+                  cache_mode: str | None = None, cost_limit: float | None = None) -> RunResult:
     """Run ``config`` into the store at ``store_path``.
 
     Args:
@@ -65,6 +66,7 @@ async def execute(config: Config, store_path: Path, *, resume: bool = False, ret
             one that cannot be reached is bad input; ``False`` is ``--no-preflight``.
         cache, cache_mode: the response cache file and its mode (``--cache``, ``--cache-mode``), instead of
             ``[run] cache`` / ``cache_mode``; a file that is not a cache is bad input (docs/cost.md).
+        cost_limit: USD (``--cost-limit``) instead of ``[run] cost_limit``: a positive, finite amount (docs/cost.md).
 
     Raises:
         ConfigError, CardError, PersonaError, ProtocolError, StoreError, RunOptionError: bad input; nothing was written.
@@ -76,7 +78,7 @@ async def execute(config: Config, store_path: Path, *, resume: bool = False, ret
     from esc_eval.runs.store import Store
 
     check_options(resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
-    config = with_cache(config, cache, cache_mode)
+    config = with_cost_limit(with_cache(config, cache, cache_mode), cost_limit)
     plan = RunPlan.prepare(config)  # every input check happens before the store exists
     check_cache(config.run.cache, config.run.cache_mode)
     check_api_keys(config)
@@ -126,7 +128,7 @@ def with_cost_limit(config: Config, cost_limit: float | None) -> Config:
     """``config`` with ``--cost-limit`` (``cost_limit=``) over ``[run] cost_limit``; outside the fingerprint, so resuming is unaffected."""
     if cost_limit is None:
         return config
-    if not cost_limit > 0:
+    if not 0 < cost_limit < math.inf:  # nan compares with nothing, inf is no limit at all
         raise RunOptionError(f"--cost-limit must be a positive amount of USD, got {cost_limit}")
     return replace(config, run=replace(config.run, cost_limit=float(cost_limit)))
 

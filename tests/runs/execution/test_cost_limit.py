@@ -146,6 +146,11 @@ async def test_a_limit_with_an_unpriced_section_is_refused_before_anything_is_wr
     assert from_config.exit_code == 2 and from_config.error and "[judge]" in from_config.error and not store_path.exists()
     bad = await esc_eval.run_async(config, store_path, cost_limit=-1, preflight=False)
     assert bad.exit_code == 2 and bad.error and "--cost-limit" in bad.error and not store_path.exists()
+    for amount in ("0", "inf", "nan"):  # not an amount to stop at: refused by the flag as by the keyword
+        flag = await cli("run", str(config), "--store", str(store_path), "--no-monitor", "--cost-limit", amount)
+        line = f"esc-eval: error: --cost-limit must be a positive amount of USD, got {float(amount)}"
+        assert flag.returncode == 2 and flag.stderr.strip().splitlines() == [line]
+        assert not store_path.exists()
     # without a limit the same config runs: a missing price only leaves that cost unknown
     assert (await esc_eval.run_async(config, store_path, preflight=False)).exit_code == 0
 
