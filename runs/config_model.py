@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import math
 import textwrap
 from dataclasses import MISSING, fields
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
@@ -64,7 +65,8 @@ class Endpoint(Section):
 
 
 def check_price(price: dict[str, float] | None) -> None:
-    """A ``price`` table gives both ``input`` and ``output``, each USD per million tokens, at least 0."""
+    """A ``price`` table gives both ``input`` and ``output``, each USD per million tokens, at least 0 and finite
+    (an infinite price would make every cost inf, which JSON reports cannot hold)."""
     if not price:
         return
     unknown = sorted(price.keys() - {"input", "output"})
@@ -73,8 +75,8 @@ def check_price(price: dict[str, float] | None) -> None:
     for key in ("input", "output"):
         if key not in price:
             raise invalid(f"missing key {key!r} (both input and output, USD per million tokens)", at=".price")
-        if not price[key] >= 0:
-            raise invalid(f"{key} must be at least 0 (USD per million tokens), got {price[key]}", at=".price")
+        if not 0 <= price[key] < math.inf:
+            raise invalid(f"{key} must be a finite amount of at least 0 (USD per million tokens), got {price[key]}", at=".price")
 
 
 class Safety(Section):

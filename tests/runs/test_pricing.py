@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from esc_eval.runs.config import load_config
+from esc_eval.runs.config import ConfigError, load_config
 from esc_eval.runs.pricing import Price, Prices, unpriced, usd_text
 
 CONFIG = """
@@ -81,3 +81,24 @@ def test_prices_never_change_the_fingerprint(tmp_path: Path) -> None:
     path = tmp_path / "changed.toml"
     path.write_text(changed.format(safety=""))
     assert load_config(path).fingerprint() == first
+
+
+
+PRICE = "input = 2, output = 8"
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    (PRICE, "output = 8", "[supporters[0]] field 'price': missing key 'input' (both input and output"),
+    (PRICE, "input = 2, output = 8, cached = 1", "[supporters[0]] field 'price': unknown key 'cached'"),
+    (PRICE, "input = -1, output = 8", "[supporters[0]] field 'price': input must be a finite amount of at least 0 (USD per million tokens), got -1"),
+    (PRICE, "input = 2, output = inf", "[supporters[0]] field 'price': output must be a finite amount of at least 0 (USD per million tokens), got i"),
+    (PRICE, "input = '2', output = 8", "[supporters[0]] field 'price': must be a table of numbers, got {'input': '2', 'output': 8}"),
+    ("cost_limit = 5", "cost_limit = 0", "[run] field 'cost_limit': must be positive, got 0.0"),
+    ("cost_limit = 5", "cache_mode = 'rw'", "[run] field 'cache_mode': must be one of read-write, read, off, got 'rw'"),
+])
+def test_bad_prices_and_budgets_name_the_file_section_field_and_value(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(CONFIG.replace(old, new).format(safety=""))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(raised.value).startswith(f"{path}: {expected}") and "\n" not in str(raised.value)
