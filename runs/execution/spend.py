@@ -34,8 +34,8 @@ class Spend:
     """Money spent by this process's run, with what earlier attempts of the store spent (``prior``).
 
     Args:
-        prices: every endpoint's price (``Prices.of(config)``); a request of an endpoint without one adds
-            to ``unpriced`` instead (its cost is unknown, never 0).
+        prices: every endpoint's price (``Prices.of(config)``); a request of an endpoint without one, or with
+            unknown tokens, adds nothing (a limit needs every price, ``unpriced``; the monitor's spend is of the priced).
         planned: episode key -> its plan entry, so a turn is priced at its own seeker's or supporter's price.
         prior: USD the store's earlier attempts spent (``--resume``).
         a_priori: the expected cost of one episode before any has settled.
@@ -58,8 +58,6 @@ class Spend:
     """USD this attempt spent (``total`` adds ``prior``)."""
     saved: float = 0.0
     """USD cache hits would have cost."""
-    unpriced: int = 0
-    """Requests whose cost is unknown: their endpoint has no price, or their tokens are unknown."""
     on_settle: Callable[[], None] | None = None
     """Called whenever an episode settles: the expected cost changed (the runner waits on it to admit again)."""
     _open: dict[str, float] = field(default_factory=dict, repr=False)
@@ -149,7 +147,6 @@ class Spend:
 
     def _add(self, key: str, price: Price | None, prompt: int | None, completion: int | None, cached: bool) -> None:
         if price is None or prompt is None or completion is None:
-            self.unpriced += 1
             return
         usd = price.usd(prompt, completion)
         if cached:

@@ -41,7 +41,7 @@ def test_each_turn_is_priced_at_its_own_endpoint_and_cache_hits_cost_nothing() -
     assert s.saved == pytest.approx(3.0)
     s.turn(turn("f", "supporter", 10, 10))  # no price: unknown, never 0 in disguise
     s.judged("e1", Tokens(None, None))  # unknown tokens
-    assert s.unpriced == 2 and s.spent == pytest.approx(6.0)
+    assert s.spent == pytest.approx(6.0) and s.saved == pytest.approx(3.0)
 
 
 def test_an_episode_settles_when_its_final_scores_and_safety_judgements_are_in() -> None:
@@ -81,7 +81,7 @@ def test_failed_and_excluded_episodes_settle_without_the_judgements_they_never_g
         s.judged("e2", Tokens(0, 0))
     assert s.settled == 1
     s.safety("e2", Tokens(None, None), excluded=True)  # one record, no request, nothing more to come
-    assert s.settled == 2 and s.unpriced == 0 and s.expected == pytest.approx(1.0)
+    assert s.settled == 2 and s.expected == pytest.approx(1.0)
 
 
 def test_admission_counts_what_open_episodes_are_still_expected_to_cost() -> None:
