@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from esc_eval.runs.cli.errors import UsageError
 from esc_eval.runs.config import load_config
 from esc_eval.runs.pricing import ROLES, usd_text
 
+if TYPE_CHECKING:  # the estimate loads the agents and environments: only when a dry run is asked for
+    from esc_eval.runs.execution.estimate import Estimate
+
 
 def dry_run(config_path: Path, calibrate: Path | None, fmt: str) -> int:
     """Print the estimate of the run ``config_path`` describes; bad input raises (exit 2)."""
-    from esc_eval.runs.execution.estimate import Calibration, Estimate, estimate
+    from esc_eval.runs.execution.estimate import Calibration, estimate
     from esc_eval.runs.execution.plan import RunPlan
 
     plan = RunPlan.prepare(load_config(config_path))  # every check a run makes before it writes or contacts anything
@@ -28,7 +32,7 @@ def dry_run(config_path: Path, calibrate: Path | None, fmt: str) -> int:
             calibration = Calibration.read(calibrate)
         except ValueError as exc:
             raise UsageError(f"--calibrate {exc}") from None
-    result: Estimate = estimate(plan, calibration)
+    result = estimate(plan, calibration)
     if fmt == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -36,11 +40,8 @@ def dry_run(config_path: Path, calibrate: Path | None, fmt: str) -> int:
     return 0
 
 
-def table(result: object, name: str) -> str:
+def table(result: Estimate, name: str) -> str:
     """The estimate as the terminal shows it: one row per role, then the totals and what the expectation assumes."""
-    from esc_eval.runs.execution.estimate import Estimate
-
-    assert isinstance(result, Estimate)
     data = result.to_json()
     lines = [f"dry run of {name}: nothing contacted, nothing written", f"episodes: {data['episodes']}",
              f"{'role':<10} {'requests':>9} {'input tok':>12} {'output tok':>11} {'cost':>12} {'requests max':>13} {'cost max':>12}"]
