@@ -162,6 +162,7 @@ def test_people_against_people_are_indistinguishable(esconv: dict[str, Any]) -> 
 
 
 @needs_esconv
+@pytest.mark.slow  # 20-25 s on the shared 2-core machine: each comparison refits its interval 500 times
 def test_replayed_people_read_as_human_and_simulators_as_simulated(esconv: dict[str, Any]) -> None:
     found = {name: _realism(path, esconv["reference"]) for name, path in esconv["stores"].items()}
     assert found["replay"]["rounds"] == ROUNDS
@@ -175,12 +176,14 @@ def test_replayed_people_read_as_human_and_simulators_as_simulated(esconv: dict[
 
 
 @needs_esconv
+@pytest.mark.slow  # 20-25 s on the shared 2-core machine: each comparison refits its interval 500 times
 def test_same_seed_same_figures(esconv: dict[str, Any]) -> None:
     store = esconv["stores"]["replay"]
     assert _realism(store, esconv["reference"], seed=7) == _realism(store, esconv["reference"], seed=7)
 
 
 @needs_esconv
+@pytest.mark.slow  # 20-25 s on the shared 2-core machine: each comparison refits its interval 500 times
 def test_pairs_put_each_episode_beside_the_person_its_card_came_from(esconv: dict[str, Any]) -> None:
     from esc_eval.runs.analysis.realism import cards_report
 
