@@ -124,7 +124,7 @@ class Scorer:
         keys = self.profile.keys if dimensions is None else dimensions
         prefixes = [(FINAL, transcript)]
         if self.score_every_round:
-            prefixes += [(round_, transcript[:end]) for round_, end in enumerate(_round_ends(transcript), 1) if end < len(transcript)]
+            prefixes += [(round_, transcript[:end]) for round_, end in scored_rounds(transcript)]
         jobs = [(dim, round_, lines, sample) for round_, lines in prefixes for dim in keys for sample in range(self.samples)]
         batch = _Batch(key, language, supporter, len(jobs), asyncio.get_running_loop().create_future())
         if not jobs:  # nothing asked for: done now, or drain() would wait forever
@@ -203,6 +203,13 @@ _Job = tuple[_Batch, int, str, int, Sequence[tuple[str, str]], int]
 def _round_ends(transcript: Sequence[tuple[str, str]]) -> list[int]:
     """Transcript lengths at which a round closes: just after each supporter reply to a seeker."""
     return [i + 1 for i, (role, _) in enumerate(transcript) if role == "supporter" and i > 0 and transcript[i - 1][0] == "seeker"]
+
+
+def scored_rounds(transcript: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+    """``(round, transcript length)`` of each prefix ``score_every_round`` scores: every round closed before the end
+    (the whole transcript is the final score). Whoever counts the judge's requests (the Ray sink, the live spend,
+    ``--dry-run``) counts them from this, so they agree with what the judge sends."""
+    return [(round_, end) for round_, end in enumerate(_round_ends(transcript), 1) if end < len(transcript)]
 
 
 class JudgeAgent(RoutedAgent):

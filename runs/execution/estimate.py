@@ -32,7 +32,7 @@ from typing import Any
 from esc_eval.agents.backends.endpoint import EndpointConfig
 from esc_eval.agents.backends.usage import estimate as estimate_tokens
 from esc_eval.agents.backends.usage import local_tokenizer
-from esc_eval.agents.judge.agent import _round_ends
+from esc_eval.agents.judge.agent import scored_rounds
 from esc_eval.agents.judge.safety import EXCLUDED, safety_case
 from esc_eval.agents.messages import FINAL, ChatMessage
 from esc_eval.environments.behaviours import NEUTRAL, SeekerBehaviour
@@ -185,7 +185,7 @@ class Simulator:
         if judge is not None and profile is not None:
             prefixes = [(FINAL, len(transcript))]
             if judge.score_every_round:
-                prefixes += [(round_, end) for round_, end in enumerate(_round_ends(transcript), 1) if end < len(transcript)]
+                prefixes += scored_rounds(transcript)
             reply, dimensions = self.replies.length(("judge", "")), len(profile.keys)
             for _, end in prefixes:
                 lines = tuple(transcript[:end])

@@ -139,9 +139,9 @@ class Spend:
         else:
             rounds = 0
             if self.every_round:  # imported here: the monitor reads spend without loading the agents' runtime
-                from esc_eval.agents.judge.agent import _round_ends
+                from esc_eval.agents.judge.agent import scored_rounds
 
-                rounds = sum(1 for end in _round_ends(message.transcript) if end < len(message.transcript))
+                rounds = len(scored_rounds(message.transcript))
             self._waiting[key] = [self.final_scores * (1 + rounds), self.safety_samples]
         self._settle(key)
 
