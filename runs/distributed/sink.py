@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from esc_eval.agents.judge.agent import _round_ends
+from esc_eval.agents.judge.agent import scored_rounds
 from esc_eval.agents.messages import TurnTaken
 from esc_eval.runs.store import FINAL_ROUND, NO_TOKENS, PlannedEpisode, Tokens
 from esc_eval.runs.store.records import Unscored
@@ -132,7 +132,7 @@ class RecordSink:
         return records, completed
 
     def _expect(self, key: str, lines: Sequence[tuple[str, str]]) -> None:
-        rounds = len(_round_ends(lines)) if self.score_every_round else 0
+        rounds = len(scored_rounds(lines)) if self.score_every_round else 0  # a round closing at the end is the final score
         self._expected[key] = self.dimensions * (1 + rounds)
         self._check(key)
 
