@@ -42,8 +42,8 @@ class ResponseCacheSession:
         if mode not in (READ_WRITE, READ):
             raise ValueError(f"cache mode {mode!r}: expected {READ_WRITE!r} or {READ!r}")
         self.path, self.mode = Path(path), mode
-        self._reads = ResponseCache.open(path, writable=False) if mode == READ else ResponseCache.open(path, writable=True)
-        self._writes = ResponseCache.open(path, writable=True) if mode == READ_WRITE else None
+        self._reads = ResponseCache.open(path, writable=mode == READ_WRITE)  # read mode: query_only, the file left as it was
+        self._writes = ResponseCache.open(path, writable=True) if mode == READ_WRITE else None  # a second connection: writes on a thread
         self._pending: dict[str, CachedReply] = {}
         self._writing: dict[str, CachedReply] = {}
         self._flusher: asyncio.Task[None] | None = None
