@@ -131,7 +131,8 @@ class LiveReader:
     def __init__(self, store: Store, *, recent: int = 512):
         self.store, self.recent = store, recent
         self._turns_seen = self._scores_seen = self._events_seen = 0
-        cached = "cached" in {row[1] for row in self._rows("PRAGMA table_info(turns)")}  # a store before schema 4 has no cache hits
+        with _busy():
+            cached = "cached" in store.stored_columns("turns")  # a store before schema 4 has no cache hits
         self._generated = "CASE WHEN t.cached = 0 THEN t.completion_tokens ELSE 0 END" if cached else "t.completion_tokens"
         """A turn's tokens generated: a cache hit generated none (as ``RunProgress.tokens_out`` counts them)."""
 

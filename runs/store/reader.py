@@ -141,10 +141,13 @@ class Reader:
         row = self._conn.execute(f"SELECT {names} FROM episodes WHERE key=?", (key,)).fetchone()
         return EpisodeRecord(*row) if row else None
 
+    def stored_columns(self, table: str) -> set[str]:
+        """The columns ``table`` has in this store: a store of an older schema read read-only lacks the newer ones."""
+        return {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+
     def _seeker(self) -> str:
         """The ``seeker`` column, or ``''`` in a store of schema 2 or older (one seeker) read read-only."""
-        have = any(r[1] == "seeker" for r in self._conn.execute("PRAGMA table_info(episodes)"))
-        return "seeker" if have else "'' AS seeker"
+        return "seeker" if "seeker" in self.stored_columns("episodes") else "'' AS seeker"
 
     def seekers(self) -> list[str]:
         """The distinct seeker labels of the store's episodes, in plan order (``''``: a store from before schema 3)."""
@@ -172,7 +175,7 @@ class Reader:
 
     def _columns(self, table: str, fields: Sequence[str], defaults: dict[str, str]) -> str:
         """A record's ``fields`` as ``table``'s columns; one this store's older schema lacks reads as its default (read-only opens)."""
-        have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+        have = self.stored_columns(table)
         return ", ".join(name if name in have else f"{defaults[name]} AS {name}" for name in fields)
 
     def turns(self, episode: str | None = None) -> list[TurnRecord]:
@@ -185,8 +188,7 @@ class Reader:
 
     def _sample(self, table: str = "") -> str:
         """The ``sample`` column (of the ``table`` alias), or 0 in a store of schema 1 (before judge samples) read read-only."""
-        have = any(r[1] == "sample" for r in self._conn.execute("PRAGMA table_info(scores)"))
-        return f"{table + '.' if table else ''}sample" if have else "0 AS sample"
+        return f"{table + '.' if table else ''}sample" if "sample" in self.stored_columns("scores") else "0 AS sample"
 
     def scores(self, episode: str | None = None) -> list[ScoreRecord]:
         """Every judge score (or one ``episode`` key's), final and per round, by episode key, round and dimension."""

@@ -39,16 +39,12 @@ class Usage(NamedTuple):
     requests: int
 
 
-def _columns(reader: Reader, table: str) -> set[str]:
-    return {row[1] for row in reader._conn.execute(f"PRAGMA table_info({table})")}
-
-
 def _select(reader: Reader, table: str, role: str) -> str:
     """One table's rows grouped per episode, cache state and usage kind (columns an older store lacks take their defaults).
 
     ``role`` is an SQL expression: the turns' ``t.role`` column, or a role's name quoted.
     """
-    have = _columns(reader, table)
+    have = reader.stored_columns(table)
     cached = "t.cached" if "cached" in have else "0"
     estimated = "t.usage = 'estimated'" if "usage" in have else "0"
     answered = "t.status NOT IN ('failed', 'excluded')" if "status" in have else "1"
