@@ -54,7 +54,7 @@ def _select(reader: Reader, table: str, role: str) -> str:
                   "COALESCE(SUM(t.prompt_tokens > 0 AND t.completion_tokens IS NOT NULL), 0)")
     else:
         tokens = f"0, 0, SUM({answered}), 0"
-    seeker = "e.seeker" if reader._seeker() == "seeker" else "''"
+    seeker = "e.seeker" if "seeker" in reader.stored_columns("episodes") else "''"
     groups = ", ".join(c for c in ("t.episode_key", role, cached, estimated) if c.startswith("t."))   # a number would be a position
     summed = f"SELECT t.episode_key, {role}, {cached}, {estimated}, {tokens} FROM {table} t GROUP BY {groups}"
     # summed first, then joined: one episode lookup per group instead of per row
