@@ -26,6 +26,7 @@ class Price:
     output: float
 
     def usd(self, input_tokens: float, output_tokens: float) -> float:
+        """What a request (or a sum of them) costs: the one formula, so report, spend and estimate always agree."""
         return (input_tokens * self.input + output_tokens * self.output) / 1e6
 
     @classmethod
@@ -51,12 +52,14 @@ class Prices:
 
     @classmethod
     def of(cls, config: Config) -> Prices:
+        """The prices ``config`` gives; the safety judge without its own takes the judge's when it uses the judge's model."""
         seekers = {s.label: Price.of(s) for s in config.seeker_sections}
         seekers.setdefault("", Price.of(config.seeker))
         safety = config.safety.endpoint(config.judge) if config.safety is not None else config.judge
         return cls(seekers, {s.name: Price.of(s) for s in config.supporters}, Price.of(config.judge), Price.of(safety))
 
     def seeker(self, label: str) -> Price | None:
+        """A seeker's price by label; an unknown label (a store from before named seekers) takes the run's one seeker's."""
         return self.seekers.get(label, self.seekers.get(""))
 
     def supporter(self, name: str) -> Price | None:
