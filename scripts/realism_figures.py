@@ -95,9 +95,9 @@ def main() -> int:
     args = parser.parse_args()
     adapter = demo_seeker_adapter()
     if adapter is None:
-        sys.exit("the shipped seeker adapter needs peft: pip install esc-eval[local]")
+        parser.error("the shipped seeker adapter needs peft: pip install esc-eval[local]")
     if not args.reference.is_file():
-        sys.exit(f"{args.reference}: no such file (ESConv's dev split; docs/seeker.md, 'Getting ESConv')")
+        parser.error(f"--reference: {args.reference}: no such file (ESConv's dev split; docs/seeker.md, 'Getting ESConv')")
     args.out.mkdir(parents=True, exist_ok=True)
     config, store = args.out / "config.toml", args.out / "run.sqlite"
     config.write_text(CONFIG.format(rounds=args.rounds, repeats=args.repeats, concurrency=args.concurrency, cards=args.cards,
@@ -105,7 +105,8 @@ def main() -> int:
                                     adapter=json.dumps(str(adapter))), encoding="utf-8")
     store.unlink(missing_ok=True)
     started = time.monotonic()
-    print(esc_eval("run", str(config), "--store", str(store), "--no-monitor").stdout.strip().splitlines()[-3])
+    summary = esc_eval("run", str(config), "--store", str(store), "--no-monitor").stdout
+    print(*(line for line in summary.splitlines() if line.startswith("done:")), sep="\n")
     ran = time.monotonic() - started
     found = esc_eval("seeker", "eval", str(store), "--reference", str(args.reference), "--format", "json").stdout
     (args.out / "realism.json").write_text(found, encoding="utf-8")
