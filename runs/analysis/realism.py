@@ -214,7 +214,7 @@ def discriminate(simulated: np.ndarray, human: np.ndarray, seed: int, *, repeats
     y = np.r_[np.ones(len(simulated), dtype=int), np.zeros(len(human), dtype=int)]
     rng = np.random.default_rng(seed)
     rows = np.arange(len(y))
-    # one thread: over a thousand small fits, more threads only contend (several times slower on a busy machine)
+    # one thread: over hundreds of small fits, more threads only contend (several times slower on a busy machine)
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # constant columns (a feature no one varies on) are expected, not news
         x = _standardised(np.vstack([simulated, human]))
