@@ -102,9 +102,10 @@ def leaderboards(store: Store, *, wait: bool = True, read: StoreRead | None = No
     if wait or len(read.episodes) < LARGE_STORE or len({e.supporter for e in read.episodes}) < 2:
         _CACHE[path] = (mark, build_leaderboards(store, read, cost=cost))
         return _CACHE[path][1]
+    cost = cost if cost is not None else store_cost(store, read.episodes)     # priced once for both
     quick = build_leaderboards(store, read, compare=False, cost=cost)
     quick["overall"]["comparisons_pending"] = True
-    _PENDING[path] = (mark, quick, _BUILDER.submit(_compared, store, read, quick))   # reads nothing more from the store
+    _PENDING[path] = (mark, quick, _BUILDER.submit(_compared, store, read, quick, cost))   # reads nothing more from the store
     return quick
 
 
@@ -148,9 +149,9 @@ def _facet(store: Store, read: StoreRead, column: str, overall: Report) -> Repor
                    comparisons=None, ranks=None, power=None, delta=None)
 
 
-def _compared(store: Store, read: StoreRead, quick: dict[str, Any]) -> dict[str, Any]:
+def _compared(store: Store, read: StoreRead, quick: dict[str, Any], cost: Cost) -> dict[str, Any]:
     """``quick`` (leaderboards without comparisons) with them: only the overall report is built again, from the same read."""
-    _, overall = _overall(store, read, True)
+    _, overall = _overall(store, read, True, cost)
     overall.update({k: v for k, v in quick["overall"].items() if k in ("safety", "safety_comparisons", "safety_agreement")})
     return {"overall": overall, "facets": quick["facets"]}
 
