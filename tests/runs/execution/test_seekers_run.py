@@ -165,7 +165,8 @@ async def test_jsonl_round_trip_carries_the_seeker(store_path: Path, tmp_path: P
     assert done.returncode == 0, done.stderr
     with Store.open(store_path, readonly=True) as old, Store.open(copy, readonly=True) as new:
         assert {(e.key, e.seeker) for e in new.episodes()} == {(e.key, e.seeker) for e in old.episodes()}
-    old_line = {k: v for k, v in lines[0].items() if k not in ("seeker", "ordinal", "annotations", "safety", "safety_annotations")}  # a file from before [[seekers]]
+    newer = ("seeker", "ordinal", "annotations", "safety", "safety_annotations")
+    old_line = {k: v for k, v in lines[0].items() if k not in newer}  # a file from before [[seekers]]
     old_line["format_version"] = 2
     (tmp_path / "old.jsonl").write_text(json.dumps(old_line) + "\n", encoding="utf-8")
     assert (await esc_eval("import", str(tmp_path / "old.sqlite"), str(tmp_path / "old.jsonl"))).returncode == 0
