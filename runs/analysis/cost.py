@@ -89,16 +89,20 @@ class Cost:
 
     def group(self, keys: Iterable[str]) -> GroupCost:
         """The cost of some episodes (a leaderboard row): their supporter's own and, per episode that started, all roles'."""
-        own, whole, started = Tally(), Tally(), 0
-        for key in keys:
-            mine, every = self.supporter_of_episode.get(key), self.episodes.get(key)
+        own_input = own_output = started = 0
+        own_usd: float | None = 0.0
+        whole_usd: float | None = 0.0
+        mine_of, every_of = self.supporter_of_episode.get, self.episodes.get
+        for key in keys:    # Tally.add's sums inlined: a large store's six reports group every episode (docs/performance.md)
+            mine, every = mine_of(key), every_of(key)
             if mine is not None:
-                own.add(mine.input, mine.output, mine.usd)
+                own_input, own_output = own_input + mine.input, own_output + mine.output
+                own_usd = None if own_usd is None or mine.usd is None else own_usd + mine.usd
             if every is not None:
                 started += 1
-                whole.add(every.input, every.output, every.usd)
-        per_episode = None if whole.usd is None or not started else whole.usd / started
-        return GroupCost(self.usd(own), per_episode if self.priced else None, own.input, own.output)
+                whole_usd = None if whole_usd is None or every.usd is None else whole_usd + every.usd
+        per_episode = None if whole_usd is None or not started else whole_usd / started
+        return GroupCost(self.usd(Tally(own_input, own_output, own_usd)), per_episode if self.priced else None, own_input, own_output)
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,20 @@ class Reader:
         clause, params = ("WHERE episode_key=?", (episode,)) if episode is not None else ("", ())
         return [TurnRecord(*row) for row in self._conn.execute(f"SELECT {names} FROM turns {clause} ORDER BY episode_key, idx", params)]
 
+    def turn_counts(self) -> dict[str, tuple[int, list[float]]]:
+        """Episode key -> its number of turns and the seeker's distress after each turn that records one, in turn order.
+
+        The viewer's episode rows, aggregated in SQL: no turn's text is read (a large store has ~40k episodes).
+        A distress is a number in the turn's hidden ``state`` (JSON), as the page charts it.
+        """
+        found: dict[str, tuple[int, list[float]]] = {
+            key: (count, []) for key, count in self._conn.execute("SELECT episode_key, COUNT(*) FROM turns GROUP BY episode_key")}
+        for key, distress in self._conn.execute(
+                "SELECT episode_key, json_extract(state, '$.distress') FROM turns WHERE state IS NOT NULL AND state != ''"
+                " AND json_type(state, '$.distress') IN ('integer', 'real') ORDER BY episode_key, idx"):
+            found[key][1].append(distress)
+        return found
+
     # -- judge scores ---------------------------------------------------------------------
 
     def _sample(self, table: str = "") -> str:
@@ -202,10 +216,15 @@ class Reader:
 
         Works read-only on a store of schema 1 (before judge samples): its labels are sample 0.
         """
-        return [FinalScore(*row) for row in self._conn.execute(
+        return list(map(FinalScore._make, self.final_score_rows()))
+
+    def final_score_rows(self) -> list[tuple[str, str, int | None, str, int]]:
+        """``final_scores`` as plain tuples (the same fields): a large store's reports read ~300k of them, and a
+        named tuple each costs more than the query."""
+        return self._conn.execute(
             f"SELECT s.episode_key, s.dimension, s.label, s.status, {self._sample('s')} FROM scores s"
             " JOIN episodes e ON e.key = s.episode_key WHERE s.round=? AND e.status='done'"
-            " ORDER BY e.ordinal, s.dimension, sample", (FINAL_ROUND,))]
+            " ORDER BY e.ordinal, s.dimension, sample", (FINAL_ROUND,)).fetchall()
 
     def unscored(self, dimensions: Sequence[str], *, include_failed: bool = False) -> list[Unscored]:
         """Finished episodes with judge dimensions to score (again), in plan order.

@@ -251,14 +251,14 @@ class AnnotationRecord(NamedTuple):
     at: float
 
 
-def final_labels(scores: Iterable[FinalScore]) -> dict[str, dict[str, int | None]]:
+def final_labels(scores: Iterable[tuple[str, str, int | None, str, int]]) -> dict[str, dict[str, int | None]]:
     """Episode key -> {dimension: the judge's label of the first sample, ``None`` where the judge call failed}.
 
     With ``[judge] samples = k`` ESC-Eval's single label (its files, its Table 4 agreement)
     is the first sample's; the others feed only the report's judge-noise statistics.
     """
     out: dict[str, dict[str, int | None]] = {}
-    for s in scores:
-        if s.sample == 0:
-            out.setdefault(s.episode_key, {})[s.dimension] = s.label if s.status == "ok" else None
+    for key, dimension, label, status, sample in scores:     # unpacked: ``Store.final_score_rows``' plain tuples too
+        if sample == 0:
+            out.setdefault(key, {})[dimension] = label if status == "ok" else None
     return out

@@ -46,19 +46,15 @@ def _state(turn: TurnRecord) -> dict[str, Any] | None:
     return json.loads(turn.state) if turn.state else None
 
 
-def _distress(turns: Sequence[TurnRecord]) -> list[float]:
-    """The seeker's distress after each of its turns (from the recorded hidden state), for the trajectory chart."""
-    return [state["distress"] for state in map(_state, turns) if state is not None and isinstance(state.get("distress"), (int, float))]
-
-
-def _row(index: int, e: EpisodeRecord, labels: dict[str, int | None], turns: Sequence[TurnRecord],
+def _row(index: int, e: EpisodeRecord, labels: dict[str, int | None], turns: int, distress: list[float],
          cost: float | None = None) -> dict[str, Any]:
+    """``distress``: the seeker's after each of its turns (``Store.turn_counts``), for the trajectory chart."""
     return {
         "id": episode_id(index, e.key), "store": index, "key": e.key, "supporter": e.supporter, "persona": e.persona,
         "card": e.card_id, "language": e.language, "category": e.category, "source": e.source, "repeat": e.repeat,
         "status": e.status, "outcome": e.outcome, "reason": e.reason, "attempts": e.attempts,
         "seconds": None if e.started_at is None or e.ended_at is None else round(e.ended_at - e.started_at, 3),
-        "turns": len(turns), "scores": labels, "distress": _distress(turns), "cost_usd": cost,
+        "turns": turns, "scores": labels, "distress": distress, "cost_usd": cost,
     }
 
 
@@ -168,10 +164,8 @@ def store_summary(index: int, path: Path, store: Store, *, wait: bool = True) ->
     if cached is None or cached[0] != mark:
         read = read_store(store, first_labels=True)     # one read of the scores: the rows' labels and the leaderboards
         cost = store_cost(store, read.episodes)
-        by_episode: dict[str, list[TurnRecord]] = {}
-        for turn in store.turns():
-            by_episode.setdefault(turn.episode_key, []).append(turn)
-        rows = [_row(index, e, dict(read.first.get(e.key, {})), by_episode.get(e.key, []), cost.usd(cost.episodes.get(e.key)))
+        turns = store.turn_counts()     # counted in SQL: no turn's text is read
+        rows = [_row(index, e, dict(read.first.get(e.key, {})), *turns.get(e.key, (0, [])), cost.usd(cost.episodes.get(e.key)))
                 for e in read.episodes]
         cached = _ROWS[str(store.path)] = (mark, rows)
     return {"index": index, "name": path.name, "path": str(path), "leaderboard": leaderboards(store, wait=wait, read=read, cost=cost),
