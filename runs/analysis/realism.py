@@ -9,7 +9,7 @@ Three views of the same per-dialogue features (``realism_features``):
   percentile bootstrap interval that refits: each draw resamples each side's dialogues and cross-validates
   anew, so it holds the variance of training too (out-of-fold scores share their training rows, and a
   bootstrap of the scores alone covered "no difference" in 35 draws of 40). It errs wide: on two samples of one
-  distribution it covered 0.5 in every one of 36 draws (docs/seeker.md). 0.5: indistinguishable; 1: told apart.
+  distribution it covered 0.5 in 198 draws of 200 (docs/seeker.md). 0.5: indistinguishable; 1: told apart.
 * ``features``: per feature the mean over simulated and over human dialogues and their Wasserstein distance
   (``scipy.stats.wasserstein_distance``, in the feature's own unit) and that distance over the human values'
   standard deviation (``normalised``).

@@ -251,14 +251,14 @@ def test_the_discriminator_on_synthetic_data_of_known_truth() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # 200 x 505 fits: ~10 min on 2 quiet cores, far more on a shared machine
+@pytest.mark.timeout(3600)  # 200 x 505 fits: 15 min on the shared 2-core machine
 def test_the_interval_covers_no_difference_at_least_as_often_as_it_says() -> None:
     """Two samples of one distribution (DRAWS draws of 15 dialogues a side, 4 features): the 95% interval covers 0.5.
 
     A bootstrap of the out-of-fold scores alone covered it 35 times in 40 (0.875): the scores share their
     training rows. 200 draws tell 0.95 from 0.88: at least 183 happens with 99% probability at 0.95 and under
-    7% at 0.88. The refitting bootstrap errs wide (it covered 36 of 36 when measured), so the test also bounds
-    how wide: the mean interval at most 1.4 times the 95% range of the AUC itself over the same draws.
+    7% at 0.88. The refitting bootstrap errs wide (measured: 198 of 200, mean width 1.3 times that range), so the
+    test also bounds how wide: the mean interval at most 1.4 times the 95% range of the AUC itself over the draws.
     """
     covered, aucs, widths = 0, [], []
     for seed in range(DRAWS):
