@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from esc_eval.runs.pricing import ROLES, Prices, usd_text
@@ -198,8 +200,9 @@ def report_cost(store: Store, report: Report, *, supporter: str | None = None, l
               if (supporter is None or e.supporter == supporter) and (language is None or e.language == language)]
     cost = store_cost(store, chosen) if cost is None else cost
     groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
-    for e in chosen:
-        groups[tuple((e.seeker or only) if c == "seeker" else str(getattr(e, c)) for c in report.by)].append(e.key)
+    columns = [[e.seeker or only for e in chosen] if c == "seeker" else list(map(str, map(attrgetter(c), chosen))) for c in report.by]
+    for group, e in zip(zip(*columns) if columns else repeat(()), chosen):     # column by column: the viewer groups a large store six times
+        groups[group].append(e.key)
     return ReportCost(cost, {group: cost.group(keys) for group, keys in groups.items()})
 
 
