@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ TRANSCRIPT = [("supporter", "Hi, what brings you here?"), ("seeker", "My mom is 
               ("seeker", "I'm so tired.")]
 
 
-def write(path: Path, data: object) -> Path:
+def write(path: Path, data: dict[str, Any] | list[Any]) -> Path:
     path.write_text(json.dumps(data) if path.suffix == ".json" else "".join(json.dumps(r) + "\n" for r in data), encoding="utf-8")
     return path
 
@@ -58,7 +59,7 @@ def test_esconv_dialogues_find_their_card_in_the_build_report(tmp_path: Path) ->
     ("e.jsonl", [{"turns": [{"role": "seeker", "text": "hi"}], "card_id": "zz"}], "e.jsonl: line 1: field 'card_id': unknown card 'zz'"),
     ("e.json", [{"id": 1, "card": "en-001", "dialog": [{"speaker": "supporter", "content": "hi"}]}], "e.json: record 1: no seeker turn"),
 ])
-def test_bad_dialogues_name_file_record_and_field(tmp_path: Path, name: str, data: object, message: str) -> None:
+def test_bad_dialogues_name_file_record_and_field(tmp_path: Path, name: str, data: dict[str, Any] | list[Any], message: str) -> None:
     with pytest.raises(TrainingError, match=message.replace("(", r"\(")) as caught:
         read_dialogues(write(tmp_path / name, data), CARDS)
     assert str(tmp_path / name) in str(caught.value)
