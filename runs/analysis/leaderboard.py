@@ -254,6 +254,7 @@ def read_store(store: Store, *, first_labels: bool = False) -> StoreRead:
     unparsed: dict[tuple[str, str], int] = defaultdict(int)
     failed: dict[tuple[str, str], int] = defaultdict(int)
     scores = store.final_score_rows()               # plain tuples: no named tuple per score row
+    one_each = False
     keys, dimensions, found_labels, statuses, sampled = zip(*scores) if scores else ((),) * 5
     samples = dict.fromkeys(keys, 1)
     several_samples = any(sampled)
@@ -266,6 +267,7 @@ def read_store(store: Store, *, first_labels: bool = False) -> StoreRead:
                 labels[slot].append(label)
         else:                   # one sample: one label per (episode, dimension), listed at C speed
             labels.update(zip(zip(keys, dimensions), map(list, zip(found_labels))))
+            one_each = True
     else:
         for key, dimension, label, status, _ in scores:
             if status != "ok":
@@ -278,7 +280,8 @@ def read_store(store: Store, *, first_labels: bool = False) -> StoreRead:
                 raise ReportError(f"{store.path}: episode {key!r}, dimension {dimension!r}: "
                                   f"stored label {label!r} is not 0..4 or -1")
     found = list(labels.values())        # each slot's mean label × 25, as to_points(sum / len) gives it, at C speed
-    means = np.fromiter(map(sum, found), dtype=float, count=len(found)) / np.fromiter(map(len, found), dtype=float, count=len(found))
+    means = (np.asarray(found_labels, dtype=float) if one_each     # one label a slot, in the labels' order: its own mean
+             else np.fromiter(map(sum, found), dtype=float, count=len(found)) / np.fromiter(map(len, found), dtype=float, count=len(found)))
     values = dict(zip(labels, (means * POINTS).tolist()))
     return StoreRead(tuple(store.episodes()), seeker_label(store), labels, unparsed, failed, samples, values,
                      final_labels(scores) if first_labels else {}, store.labelled_multiline_replies())
