@@ -251,7 +251,7 @@ def test_the_discriminator_on_synthetic_data_of_known_truth() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # 200 x 505 fits: 15 min on the shared 2-core machine
+@pytest.mark.timeout(3600)  # 200 x 505 fits: 10-15 min on the shared 2-core machine
 def test_the_interval_covers_no_difference_at_least_as_often_as_it_says() -> None:
     """Two samples of one distribution (DRAWS draws of 15 dialogues a side, 4 features): the 95% interval covers 0.5.
 
