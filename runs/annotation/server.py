@@ -180,7 +180,8 @@ class AnnotationServer(LocalServer):
             labels = human_labels(store).get(e.key, {}).get(annotator, {})
             return web.json_response(described(e) | {"transcript": transcript, "labels": labels} | safety_shown(e.key, annotator))
 
-        async def label(request: web.Request) -> web.Response:
+        async def posted(request: web.Request) -> tuple[dict[str, Any], str] | web.Response:
+            """A POST's JSON object and its annotator's name, or the 400 that says which is wrong (both endpoints)."""
             try:
                 body = await request.json()
             except ValueError:
@@ -188,7 +189,16 @@ class AnnotationServer(LocalServer):
             if not isinstance(body, dict):
                 return fail(400, "expected a JSON object")
             try:
-                annotator = check_name(body.get("annotator"))
+                return body, check_name(body.get("annotator"))
+            except AnnotationError as exc:
+                return fail(400, str(exc))
+
+        async def label(request: web.Request) -> web.Response:
+            got = await posted(request)
+            if isinstance(got, web.Response):
+                return got
+            body, annotator = got
+            try:
                 value = check_label(body.get("label"), "label")
             except AnnotationError as exc:
                 return fail(400, str(exc))
@@ -202,16 +212,10 @@ class AnnotationServer(LocalServer):
             return web.json_response({"ok": True, "item": item, "dimension": dim, "label": value})
 
         async def safety(request: web.Request) -> web.Response:
-            try:
-                body = await request.json()
-            except ValueError:
-                return fail(400, "expected a JSON body")
-            if not isinstance(body, dict):
-                return fail(400, "expected a JSON object")
-            try:
-                annotator = check_name(body.get("annotator"))
-            except AnnotationError as exc:
-                return fail(400, str(exc))
+            got = await posted(request)
+            if isinstance(got, web.Response):
+                return got
+            body, annotator = got
             item, question, value = body.get("item"), body.get("safety_item"), body.get("value")
             e = finished().get(item) if isinstance(item, str) else None
             if e is None:
