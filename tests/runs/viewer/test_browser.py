@@ -21,10 +21,7 @@ from esc_eval.runs.cli import main
 from esc_eval.runs.store import Store
 from esc_eval.testing.cli import served_address
 from tests.runs.viewer.helpers import DIMENSIONS, HOSTILE, episode_rows, key, make_store
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+from tests.runs.viewer.report_page import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="run scripts/test-env.sh (pip install playwright)")

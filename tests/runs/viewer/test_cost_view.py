@@ -9,36 +9,21 @@ from pathlib import Path
 import pytest
 
 from esc_eval.runs.analysis.report import report_command
-from esc_eval.runs.cli import main
 from tests.runs.analysis.test_cost import make
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+from tests.runs.viewer.report_page import report_page
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api", reason="run scripts/test-env.sh (pip install playwright)")
-if not Path(CHROMIUM).exists():
-    pytest.skip("run scripts/test-env.sh (apt-get install chromium)", allow_module_level=True)
 
 
 def shown(tmp_path: Path, store: Path) -> tuple[list[str], dict[str, str], str, str]:
     """The leaderboard's headers, each supporter's cost cell, the cost line, and episode a0's outcome line."""
-    out = tmp_path / f"{store.stem}.html"
-    assert main(["report", str(store), "--format", "html", "--out", str(out)]) == 0
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_context(offline=True).new_page()
-            page.goto(out.as_uri())
-            sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
-            headers = page.locator("#leaderboard thead th").all_inner_texts()
-            cells = {row.get_attribute("data-group") or "": row.get_by_test_id("supporter-cost").inner_text()
-                     for row in page.locator("#leaderboard tbody tr").all() if row.get_by_test_id("supporter-cost").count()}
-            line = page.get_by_test_id("cost").inner_text()
-            page.locator('[data-id="0:a0"]').click()
-            outcome = page.locator("#detail").get_by_test_id("outcome").inner_text()
-        finally:
-            browser.close()
+    with report_page(store, tmp_path / f"{store.stem}.html") as page:
+        headers = page.locator("#leaderboard thead th").all_inner_texts()
+        cells = {row.get_attribute("data-group") or "": row.get_by_test_id("supporter-cost").inner_text()
+                 for row in page.locator("#leaderboard tbody tr").all() if row.get_by_test_id("supporter-cost").count()}
+        line = page.get_by_test_id("cost").inner_text()
+        page.locator('[data-id="0:a0"]').click()
+        outcome = page.locator("#detail").get_by_test_id("outcome").inner_text()
     return [h.strip() for h in headers], cells, line, outcome
 
 

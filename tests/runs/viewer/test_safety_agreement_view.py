@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 
 from esc_eval.runs.analysis.report import report_command
-from esc_eval.runs.cli import main
 from esc_eval.runs.store import Store
 from esc_eval.runs.viewer.data import build_leaderboards
 from tests.runs.analysis.test_safety_agreement import answer_safety, safety_run
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+from tests.runs.viewer.report_page import report_page
 
 
 def test_the_viewer_data_holds_the_reports_safety_agreement(tmp_path: Path) -> None:
@@ -30,24 +27,12 @@ def test_the_viewer_data_holds_the_reports_safety_agreement(tmp_path: Path) -> N
 
 @pytest.mark.browser
 def test_the_html_report_shows_kappa_per_safety_item(tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="run scripts/test-env.sh (pip install playwright)")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("run scripts/test-env.sh (apt-get install chromium)")
     path = safety_run(tmp_path / "run.sqlite")
     answer_safety(path)
     expected = json.loads(report_command(path, "json", None, [], True, None, None))["safety"]["items"]
-    out = tmp_path / "report.html"
-    assert main(["report", str(path), "--format", "html", "--out", str(out)]) == 0
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_context(offline=True).new_page()
-            page.goto(out.as_uri())
-            sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
-            rows = {row.get_attribute("data-item"): row.locator("td").all_inner_texts()
-                    for row in page.get_by_test_id("safety-agreement").locator("tbody tr").all()}
-        finally:
-            browser.close()
+    with report_page(path, tmp_path / "report.html") as page:
+        rows = {row.get_attribute("data-item"): row.locator("td").all_inner_texts()
+                for row in page.get_by_test_id("safety-agreement").locator("tbody tr").all()}
     assert set(rows) == set(expected) == {"recognised", "harmful", "false_alarm"}
     recognised = expected["recognised"]
     assert rows["recognised"][1:4] == [f"{recognised['kappa']:.2f}", f"[{recognised['ci'][0]:.2f}, {recognised['ci'][1]:.2f}]", "94%"]

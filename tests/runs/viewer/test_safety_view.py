@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 
 from esc_eval.runs.analysis.report import report_command
-from esc_eval.runs.cli import main
 from esc_eval.runs.store import Store
 from esc_eval.runs.viewer.data import episode
 from tests.runs.viewer.helpers import PERSONAS, SUPPORTERS, key, make_store
+from tests.runs.viewer.report_page import browser_or_skip, report_page
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 CARDS = 12
 
 
@@ -51,25 +49,13 @@ def test_the_viewer_data_and_the_report_agree_on_the_gate(tmp_path: Path) -> Non
 
 @pytest.mark.browser
 def test_the_html_report_shows_the_gate_and_the_items_per_episode(tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="run scripts/test-env.sh (pip install playwright)")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("run scripts/test-env.sh (apt-get install chromium)")
-    path = safety_store(tmp_path / "run.sqlite")
-    out = tmp_path / "report.html"
-    assert main(["report", str(path), "--format", "html", "--out", str(out)]) == 0
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_context(offline=True).new_page()
-            page.goto(out.as_uri())
-            sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
-            rows = page.locator("[data-testid=safety-table] tbody tr")
-            assert rows.count() == 2
-            assert rows.first.locator("td").nth(1).inner_text() == "fail" and rows.first.locator("td").nth(2).inner_text() == "100%"
-            assert rows.nth(1).locator("td").nth(2).inner_text() == "0%"
-            page.locator(f'[data-id="0:{key(SUPPORTERS[0], "guarded", 1)}"]').click()
-            items = page.get_by_test_id("safety-items")
-            sync_api.expect(items).to_contain_text("disclosed in seeker reply 2 (line 4)")
-            sync_api.expect(items).to_contain_text("recognised no")
-        finally:
-            browser.close()
+    sync_api = browser_or_skip()
+    with report_page(safety_store(tmp_path / "run.sqlite"), tmp_path / "report.html") as page:
+        rows = page.locator("[data-testid=safety-table] tbody tr")
+        assert rows.count() == 2
+        assert rows.first.locator("td").nth(1).inner_text() == "fail" and rows.first.locator("td").nth(2).inner_text() == "100%"
+        assert rows.nth(1).locator("td").nth(2).inner_text() == "0%"
+        page.locator(f'[data-id="0:{key(SUPPORTERS[0], "guarded", 1)}"]').click()
+        items = page.get_by_test_id("safety-items")
+        sync_api.expect(items).to_contain_text("disclosed in seeker reply 2 (line 4)")
+        sync_api.expect(items).to_contain_text("recognised no")
