@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from esc_eval.agents.judge.profiles import load_profile
+from esc_eval.runs.annotation.server import TOKEN_HEADER, AnnotationServer
 from esc_eval.runs.store import ImportedEpisode, PlannedEpisode, Store
 
 DIALOGUES = [
@@ -35,3 +38,25 @@ def make_store(path: Path, judge: dict[int, dict[str, int]] | None = None, *, co
     store.import_episodes(episodes)
     store.close_sync()
     return path
+
+
+@contextlib.asynccontextmanager
+async def annotation_server(path: Path) -> AsyncIterator[AnnotationServer]:
+    """The annotation server on the store at ``path`` (default profile, 2 annotators an item), on a free loopback port."""
+    store = Store.open(path)
+    server = AnnotationServer(store, load_profile("default"), 2)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        store.close_sync()
+
+
+def base(server: AnnotationServer) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def good(server: AnnotationServer) -> dict[str, str]:
+    """The headers of an allowed request: the server's token."""
+    return {TOKEN_HEADER: server.token}

@@ -17,7 +17,7 @@ from esc_eval.agents.judge.profiles import load_profile
 from esc_eval.runs.annotation.server import TOKEN_HEADER, AnnotationServer, item_ids
 from esc_eval.runs.store import Store
 from esc_eval.runs.store import safety as safety_store
-from tests.runs.annotation.helpers import key, make_store
+from tests.runs.annotation.helpers import annotation_server, base, good, key, make_store
 
 JUDGE_MARK = "judge-said-this-7731"
 """In every stored judge reply: it must never reach the page."""
@@ -40,33 +40,19 @@ def judged(path: Path) -> Path:
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[AnnotationServer]:
-    store = Store.open(judged(make_store(tmp_path / "run.sqlite")))
-    annotation = AnnotationServer(store, load_profile("default"), 2)
-    await annotation.start()
-    try:
+    async with annotation_server(judged(make_store(tmp_path / "run.sqlite"))) as annotation:
         yield annotation
-    finally:
-        await annotation.stop()
-        store.close_sync()
-
-
-def _base(server: AnnotationServer) -> str:
-    return f"http://127.0.0.1:{server.port}"
-
-
-def _good(server: AnnotationServer) -> dict[str, str]:
-    return {TOKEN_HEADER: server.token}
 
 
 async def _post(http: aiohttp.ClientSession, server: AnnotationServer, body: Any, headers: dict[str, str],
                 *, content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
-    async with http.post(_base(server) + "/api/safety", data=json.dumps(body), headers={"Content-Type": content_type, **headers}) as r:
+    async with http.post(base(server) + "/api/safety", data=json.dumps(body), headers={"Content-Type": content_type, **headers}) as r:
         text = await r.text()
         return r.status, json.loads(text) if text.startswith("{") else {}
 
 
 async def _get(http: aiohttp.ClientSession, server: AnnotationServer, path: str) -> tuple[str, dict[str, Any]]:
-    async with http.get(_base(server) + path, headers=_good(server)) as response:
+    async with http.get(base(server) + path, headers=good(server)) as response:
         assert response.status == 200, path
         text = await response.text()
         return text, json.loads(text)
@@ -96,7 +82,7 @@ async def test_answers_are_stored_apart_from_the_dimension_labels(server: Annota
     async with aiohttp.ClientSession() as http:
         for question, value in (("recognised", False), ("harmful", False), ("recognised", True)):  # answered again: replaced
             status, body = await _post(http, server, {"annotator": "ann", "item": item, "safety_item": question, "value": value},
-                                       {**_good(server), "Origin": _base(server)})
+                                       {**good(server), "Origin": base(server)})
             assert status == 200 and body == {"ok": True, "item": item, "safety_item": question, "value": value}
         _, episode = await _get(http, server, f"/api/episode?item={item}&annotator=ann")
         _, other = await _get(http, server, f"/api/episode?item={item}&annotator=bea")
@@ -121,8 +107,8 @@ async def test_bad_items_and_values_are_refused(server: AnnotationServer, index:
                                                 says: str) -> None:
     item = item_ids(server.store)[key(index)] if index is not None else "0123456789ab"
     async with aiohttp.ClientSession() as http:
-        got, answer = await _post(http, server, {"annotator": "ann", "item": item, **body}, _good(server))
-        bad_json, _ = await _post(http, server, ["not", "an", "object"], _good(server))
+        got, answer = await _post(http, server, {"annotator": "ann", "item": item, **body}, good(server))
+        bad_json, _ = await _post(http, server, ["not", "an", "object"], good(server))
     assert (got, bad_json) == (status, 400) and says in answer["error"], answer
     assert safety_store.labels(server.store) == []
 
@@ -131,10 +117,10 @@ async def test_bad_items_and_values_are_refused(server: AnnotationServer, index:
 async def test_safety_writes_from_elsewhere_are_refused(server: AnnotationServer, attack: str) -> None:
     body = {"annotator": "mallory", "item": item_ids(server.store)[key(0)], "safety_item": "recognised", "value": True}
     headers = {"no token": {}, "wrong token": {TOKEN_HEADER: server.token[:-1] + "x"},
-               "foreign Host": {**_good(server), "Host": f"evil.example:{server.port}"},
-               "foreign Origin": {**_good(server), "Origin": "http://evil.example"},
-               "null Origin": {**_good(server), "Origin": "null"},
-               "text/plain body": _good(server)}[attack]
+               "foreign Host": {**good(server), "Host": f"evil.example:{server.port}"},
+               "foreign Origin": {**good(server), "Origin": "http://evil.example"},
+               "null Origin": {**good(server), "Origin": "null"},
+               "text/plain body": good(server)}[attack]
     async with aiohttp.ClientSession() as http:
         status, _ = await _post(http, server, body, headers, content_type="text/plain" if attack == "text/plain body" else "application/json")
     assert status == 403
@@ -149,7 +135,7 @@ async def test_a_store_without_safety_judgements_shows_no_safety_items(tmp_path:
         async with aiohttp.ClientSession() as http:
             _, session = await _get(http, server, "/api/session?annotator=ann")
             status, answer = await _post(http, server, {"annotator": "ann", "item": session["queue"][0]["item"],
-                                                        "safety_item": "harmful", "value": False}, _good(server))
+                                                        "safety_item": "harmful", "value": False}, good(server))
         assert "safety_items" not in session and all("safety" not in q for q in session["queue"])
         assert status == 400 and "did not take it" in answer["error"]
     finally:

@@ -21,34 +21,20 @@ from esc_eval.runs.annotation.labels import AnnotationError, assignment
 from esc_eval.runs.annotation.server import TOKEN_HEADER, AnnotationServer, item_ids
 from esc_eval.runs.cli import main
 from esc_eval.runs.store import Store
-from tests.runs.annotation.helpers import key, make_store
+from tests.runs.annotation.helpers import annotation_server, base, good, key, make_store
 
 SUPPORTER = "secret-model-7b"
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[AnnotationServer]:
-    store = Store.open(make_store(tmp_path / "run.sqlite", supporter=SUPPORTER))
-    annotation = AnnotationServer(store, load_profile("default"), 2)
-    await annotation.start()
-    try:
+    async with annotation_server(make_store(tmp_path / "run.sqlite", supporter=SUPPORTER)) as annotation:
         yield annotation
-    finally:
-        await annotation.stop()
-        store.close_sync()
-
-
-def _base(server: AnnotationServer) -> str:
-    return f"http://127.0.0.1:{server.port}"
-
-
-def _good(server: AnnotationServer) -> dict[str, str]:
-    return {TOKEN_HEADER: server.token}
 
 
 async def _post_label(http: aiohttp.ClientSession, server: AnnotationServer, body: dict[str, Any], headers: dict[str, str],
                       *, content_type: str = "application/json") -> aiohttp.ClientResponse:
-    async with http.post(_base(server) + "/api/label", data=json.dumps(body),
+    async with http.post(base(server) + "/api/label", data=json.dumps(body),
                          headers={"Content-Type": content_type, **headers}) as response:
         await response.read()
         return response
@@ -61,15 +47,15 @@ async def test_the_page_and_api_work_with_the_token(server: AnnotationServer) ->
             assert response.status == 200 and "app.js" in await response.text()
             assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
             assert response.headers["X-Content-Type-Options"] == "nosniff"
-        async with http.get(_base(server) + "/api/session?annotator=ann", headers=_good(server)) as response:
+        async with http.get(base(server) + "/api/session?annotator=ann", headers=good(server)) as response:
             assert response.status == 200
             session = await response.json()
         item = session["queue"][0]["item"]
         body = {"annotator": "ann", "item": item, "dimension": "fluency", "label": 3}
-        same_origin = {**_good(server), "Origin": _base(server)}       # what the page's fetch sends
+        same_origin = {**good(server), "Origin": base(server)}       # what the page's fetch sends
         assert (await _post_label(http, server, body, same_origin)).status == 200
-        async with http.get(_base(server) + f"/api/episode?item={item}&annotator=ann",
-                            headers={**_good(server), "Host": f"localhost:{server.port}"}) as response:
+        async with http.get(base(server) + f"/api/episode?item={item}&annotator=ann",
+                            headers={**good(server), "Host": f"localhost:{server.port}"}) as response:
             assert response.status == 200                              # localhost names the loopback address too
             assert (await response.json())["labels"] == {"fluency": 3}
     by_key = {i: k for k, i in item_ids(server.store).items()}
@@ -81,10 +67,10 @@ async def test_label_writes_from_elsewhere_are_refused(server: AnnotationServer,
     item = next(iter(item_ids(server.store).values()))
     body = {"annotator": "mallory", "item": item, "dimension": "fluency", "label": 0}
     headers = {"no token": {}, "wrong token": {TOKEN_HEADER: server.token[:-1] + "x"},
-               "foreign Host": {**_good(server), "Host": f"evil.example:{server.port}"},
-               "foreign Origin": {**_good(server), "Origin": "http://evil.example"},
-               "null Origin": {**_good(server), "Origin": "null"},
-               "text/plain body": _good(server)}[attack]
+               "foreign Host": {**good(server), "Host": f"evil.example:{server.port}"},
+               "foreign Origin": {**good(server), "Origin": "http://evil.example"},
+               "null Origin": {**good(server), "Origin": "null"},
+               "text/plain body": good(server)}[attack]
     content_type = "text/plain" if attack == "text/plain body" else "application/json"
     async with aiohttp.ClientSession() as http:
         response = await _post_label(http, server, body, headers, content_type=content_type)
@@ -96,23 +82,23 @@ async def test_label_writes_from_elsewhere_are_refused(server: AnnotationServer,
 async def test_transcripts_are_not_readable_from_elsewhere(server: AnnotationServer, attack: str) -> None:
     """DNS rebinding: a page at evil.example resolving to 127.0.0.1 sends its own name as Host."""
     item = next(iter(item_ids(server.store).values()))
-    headers = {} if attack == "no token" else {**_good(server), "Host": f"evil.example:{server.port}"}
+    headers = {} if attack == "no token" else {**good(server), "Host": f"evil.example:{server.port}"}
     async with aiohttp.ClientSession() as http:
         for path in (f"/api/episode?item={item}&annotator=a", "/api/session?annotator=a"):
-            async with http.get(_base(server) + path, headers=headers) as response:
+            async with http.get(base(server) + path, headers=headers) as response:
                 text = await response.text()
                 assert response.status == 403, path
                 assert "useless" not in text and "forbidden" in text
-        async with http.get(_base(server) + "/", headers={"Host": f"evil.example:{server.port}"}) as response:
+        async with http.get(base(server) + "/", headers={"Host": f"evil.example:{server.port}"}) as response:
             assert response.status == 403
 
 
 async def test_blind_by_default(server: AnnotationServer) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.get(_base(server) + "/api/session?annotator=ann", headers=_good(server)) as response:
+        async with http.get(base(server) + "/api/session?annotator=ann", headers=good(server)) as response:
             text = await response.text()
         items = json.loads(text)["queue"]
-        async with http.get(_base(server) + f"/api/episode?item={items[0]['item']}&annotator=ann", headers=_good(server)) as response:
+        async with http.get(base(server) + f"/api/episode?item={items[0]['item']}&annotator=ann", headers=good(server)) as response:
             episode = await response.text()
     assert len(items) == 4 and all(set(i) == {"item", "language", "labels"} for i in items)
     assert set(json.loads(episode)) == {"item", "language", "transcript", "labels"}
@@ -127,7 +113,7 @@ async def test_unblind_shows_who_made_the_dialogue(tmp_path: Path) -> None:
     await server.start()
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.get(_base(server) + "/api/session?annotator=ann", headers=_good(server)) as response:
+            async with http.get(base(server) + "/api/session?annotator=ann", headers=good(server)) as response:
                 items = (await response.json())["queue"]
     finally:
         await server.stop()
@@ -149,7 +135,7 @@ async def test_item_ids_outlive_a_restart_and_the_token_does_not(tmp_path: Path)
             assert item_ids(store) == ids and len(set(ids.values())) == 4
             assert second.token != old_token
             async with aiohttp.ClientSession() as http:
-                async with http.get(_base(second) + "/api/session?annotator=a", headers={TOKEN_HEADER: old_token}) as response:
+                async with http.get(base(second) + "/api/session?annotator=a", headers={TOKEN_HEADER: old_token}) as response:
                     assert response.status == 403
         finally:
             await second.stop()
