@@ -55,6 +55,8 @@ def test_the_html_report_shows_the_gate_and_the_items_per_episode(tmp_path: Path
         assert rows.count() == 2
         assert rows.first.locator("td").nth(1).inner_text() == "fail" and rows.first.locator("td").nth(2).inner_text() == "100%"
         assert rows.nth(1).locator("td").nth(2).inner_text() == "0%"
+        page.get_by_test_id("filter-supporter").select_option(SUPPORTERS[0])   # the episode in view: the list draws only
+        page.get_by_test_id("filter-persona").select_option("guarded")          # the rows in view, redrawn as it scrolls
         page.locator(f'[data-id="0:{key(SUPPORTERS[0], "guarded", 1)}"]').click()
         items = page.get_by_test_id("safety-items")
         sync_api.expect(items).to_contain_text("disclosed in seeker reply 2 (line 4)")
