@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -126,9 +127,15 @@ def _t(x: np.ndarray, low: float, high: float) -> tuple[float, float]:
     long tail. The hull contains the t interval and is 0.5% wider on average.
     """
     n, centre, sd = len(x), float(x.mean()), float(np.std(x, ddof=1))
-    half = float(stats.t.ppf(0.5 + LEVEL / 2, n - 1)) * sd / math.sqrt(n)
+    half = _t_quantile(n - 1) * sd / math.sqrt(n)
     shift = float(np.mean((x - centre) ** 3)) / (6 * sd ** 2 * n) if sd > 0 else 0.0
     return max(low, centre - half + min(0.0, shift)), min(high, centre + half + max(0.0, shift))
+
+
+@functools.lru_cache(maxsize=256)
+def _t_quantile(df: int) -> float:
+    """t(df)'s two-sided ``LEVEL`` quantile: a report asks it per cell (~300 on a large store), for a few distinct card counts."""
+    return float(stats.t.ppf(0.5 + LEVEL / 2, df))
 
 
 def one_label_off(x: np.ndarray, low: float, high: float, step: float = STEP) -> list[np.ndarray]:

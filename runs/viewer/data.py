@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from esc_eval.runs.analysis.cost import Cost, report_cost, store_cost
+from esc_eval.runs.analysis.cost import Cost, ReportCost, report_cost, store_cost
 from esc_eval.runs.analysis.leaderboard import Report, StoreRead, build_report, read_store
 from esc_eval.runs.analysis.render import report_data
 from esc_eval.runs.analysis.safety import build_safety, comparison_data, safety_data
@@ -58,13 +58,13 @@ def _row(index: int, e: EpisodeRecord, labels: dict[str, int | None], turns: int
     }
 
 
-_CACHE: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
-"""Store path -> (finished episodes, last score row) and the leaderboards built at that mark."""
-_PENDING: dict[str, tuple[tuple[int, int], dict[str, Any], Future[dict[str, Any]]]] = {}
-"""Store path -> a mark, the leaderboards without comparisons shown meanwhile, and the full ones being built."""
+_CACHE: dict[str, tuple[tuple[int, int], dict[str, Any], Cost]] = {}
+"""Store path -> (finished episodes, last score row), the leaderboards built at that mark and the store's cost they show."""
+_PENDING: dict[str, tuple[tuple[int, int], dict[str, Any], Future[tuple[dict[str, Any], Cost]]]] = {}
+"""Store path -> a mark, the leaderboards shown meanwhile (no comparisons, no costs), and the full ones and cost being built."""
 _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leaderboards")
 LARGE_STORE = 5000
-"""Episodes from which the live viewer shows the leaderboard before the comparisons (they take seconds beyond)."""
+"""Episodes from which the live viewer shows the leaderboard before its comparisons and costs (they take seconds beyond)."""
 
 
 def _mark(store: Store) -> tuple[int, int]:
@@ -72,16 +72,15 @@ def _mark(store: Store) -> tuple[int, int]:
     return version[1], version[3]
 
 
-def leaderboards(store: Store, *, wait: bool = True, read: StoreRead | None = None, cost: Cost | None = None) -> dict[str, Any]:
+def leaderboards(store: Store, *, wait: bool = True, read: StoreRead | None = None) -> dict[str, Any]:
     """``build_leaderboards``, again only when the store's finished episodes or scores changed.
 
     The page polls a live store and reloads the summary whenever a turn was written; the
-    leaderboards (five reports and the comparisons) cost seconds on a large store and
-    change only with finished episodes and scores. With ``wait`` false (the live viewer) a
-    store whose comparisons are not built yet gets its leaderboards without them at once
-    (``comparisons_pending`` true), while a worker thread builds them from the same read
-    of the store; ``version`` tells the page when they are ready. ``read`` / ``cost``: the caller's
-    ``read_store`` and ``store_cost`` of the store, when it holds them.
+    leaderboards (five reports, the comparisons and the store's cost) take seconds on a large
+    store and change only with finished episodes and scores. With ``wait`` false (the live viewer)
+    a large store gets its leaderboards without comparisons and costs at once (``comparisons_pending``
+    and ``cost_pending`` true), while a worker thread adds them from the same read of the store;
+    ``version`` tells the page when they are ready. ``read``: the caller's ``read_store`` of the store.
     """
     mark, path = _mark(store), str(store.path)
     cached = _CACHE.get(path)
@@ -89,33 +88,49 @@ def leaderboards(store: Store, *, wait: bool = True, read: StoreRead | None = No
         return cached[1]
     pending = _PENDING.get(path)
     if pending is not None and pending[0] == mark and (wait or pending[2].done()):
-        _CACHE[path] = (mark, pending[2].result())
+        _CACHE[path] = (mark, *pending[2].result())
         del _PENDING[path]
         return _CACHE[path][1]
     if pending is not None and pending[0] == mark:
         return pending[1]
     read = read or read_store(store)
-    if wait or len(read.episodes) < LARGE_STORE or len({e.supporter for e in read.episodes}) < 2:
-        _CACHE[path] = (mark, build_leaderboards(store, read, cost=cost))
+    if wait or len(read.episodes) < LARGE_STORE:
+        cost = store_cost(store, read.episodes)
+        _CACHE[path] = (mark, build_leaderboards(store, read, cost=cost), cost)
         return _CACHE[path][1]
-    cost = cost if cost is not None else store_cost(store, read.episodes)     # priced once for both
-    quick = build_leaderboards(store, read, compare=False, cost=cost)
-    quick["overall"]["comparisons_pending"] = True
-    _PENDING[path] = (mark, quick, _BUILDER.submit(_compared, store, read, quick, cost))   # reads nothing more from the store
+    quick = build_leaderboards(store, read, compare=False, costed=False)
+    quick["overall"]["comparisons_pending"] = len({e.supporter for e in read.episodes}) > 1
+    quick["overall"]["cost_pending"] = True
+    _PENDING[path] = (mark, quick, _BUILDER.submit(_completed, store, read))
     return quick
 
 
+def shown_cost(store: Store) -> Cost | None:
+    """The store's cost as its current leaderboards show it; ``None`` while a worker thread computes it (``leaderboards``)."""
+    cached = _CACHE.get(str(store.path))
+    return cached[2] if cached is not None and cached[0] == _mark(store) else None
+
+
+def complete(leaderboard: dict[str, Any]) -> bool:
+    """Whether a store summary's ``leaderboard`` has everything (no comparisons or costs still being computed)."""
+    return not (leaderboard["overall"].get("comparisons_pending") or leaderboard["overall"].get("cost_pending"))
+
+
 def ready(store: Store) -> bool:
-    """Whether the leaderboards shown for the store's current mark are complete (comparisons included)."""
+    """Whether the leaderboards shown for the store's current mark are complete (comparisons and costs included)."""
     pending = _PENDING.get(str(store.path))
     return pending is None or pending[0] != _mark(store) or pending[2].done()
 
 
 def build_leaderboards(store: Store, read: StoreRead | None = None, *, compare: bool = True,
-                       cost: Cost | None = None) -> dict[str, Any]:
-    """The leaderboard by supporter (``report --format json`` numbers; with ``--compare`` when 2+ supporters) and by each facet."""
+                       cost: Cost | None = None, costed: bool = True) -> dict[str, Any]:
+    """The leaderboard by supporter (``report --format json`` numbers; with ``--compare`` when 2+ supporters) and by each facet.
+
+    ``cost``: the store's ``store_cost`` when the caller holds it; ``costed`` false: without costs (priced later).
+    """
     read = read or read_store(store)                # read once: the six reports share it (and its score arrays)
-    cost = cost if cost is not None else store_cost(store, read.episodes)   # priced once: the six reports group it
+    if costed and cost is None:
+        cost = store_cost(store, read.episodes)     # priced once: the six reports group it
     report, overall = _overall(store, read, compare, cost)
     safety = build_safety(store)
     if safety is not None:  # the safety gate and rates per supporter (docs/safety.md)
@@ -124,14 +139,17 @@ def build_leaderboards(store: Store, read: StoreRead | None = None, *, compare: 
         if humans is not None:
             overall["safety_agreement"] = agreement_data(humans)
     facets = {f: _facet(store, read, f, report) for f in FACETS}
-    return {"overall": overall, "facets": {f: report_data(r, report_cost(store, r, episodes=read.episodes, cost=cost))
-                                           for f, r in facets.items()}}
+    return {"overall": overall, "facets": {f: report_data(r, _cost(store, r, read, cost)) for f, r in facets.items()}}
 
 
-def _overall(store: Store, read: StoreRead, compare: bool, cost: Cost | None = None) -> tuple[Report, dict[str, Any]]:
+def _cost(store: Store, report: Report, read: StoreRead, cost: Cost | None) -> ReportCost | None:
+    return None if cost is None else report_cost(store, report, episodes=read.episodes, cost=cost)   # docs/cost.md
+
+
+def _overall(store: Store, read: StoreRead, compare: bool, cost: Cost | None) -> tuple[Report, dict[str, Any]]:
     supporters = {e.supporter for e in read.episodes}
     report = build_report(store, compare=compare and len(supporters) > 1, read=read)
-    return report, report_data(report, report_cost(store, report, episodes=read.episodes, cost=cost))   # with costs: docs/cost.md
+    return report, report_data(report, _cost(store, report, read, cost))
 
 
 def _facet(store: Store, read: StoreRead, column: str, overall: Report) -> Report:
@@ -145,31 +163,32 @@ def _facet(store: Store, read: StoreRead, column: str, overall: Report) -> Repor
                    comparisons=None, ranks=None, power=None, delta=None)
 
 
-def _compared(store: Store, read: StoreRead, quick: dict[str, Any], cost: Cost) -> dict[str, Any]:
-    """``quick`` (leaderboards without comparisons) with them: only the overall report is built again, from the same read."""
-    _, overall = _overall(store, read, True, cost)
-    overall.update({k: v for k, v in quick["overall"].items() if k in ("safety", "safety_comparisons", "safety_agreement")})
-    return {"overall": overall, "facets": quick["facets"]}
+def _completed(store: Store, read: StoreRead) -> tuple[dict[str, Any], Cost]:
+    """The leaderboards with comparisons and costs, and the cost, from the read the quick ones were built from."""
+    cost = store_cost(store, read.episodes)
+    return build_leaderboards(store, read, cost=cost), cost
 
 
-_ROWS: dict[str, tuple[tuple[int, ...], list[dict[str, Any]]]] = {}
-"""Store path -> (its index and ``version``, the episode rows built then): an unchanged store's rows are not built again."""
+_ROWS: dict[str, tuple[tuple[int, ...], list[dict[str, Any]], Cost | None]] = {}
+"""Store path -> (its index and ``version``, the episode rows built then, the cost they show): an unchanged store's
+rows are not built again, only given their costs once these are known."""
 
 
 def store_summary(index: int, path: Path, store: Store, *, wait: bool = True) -> dict[str, Any]:
     """One store's leaderboards (``leaderboards``) and episode rows, from one read of the store, again only when it changed."""
     mark = (index, *store.version())
     cached = _ROWS.get(str(store.path))
-    read = cost = None
+    read = None
     if cached is None or cached[0] != mark:
         read = read_store(store, first_labels=True)     # one read of the scores: the rows' labels and the leaderboards
-        cost = store_cost(store, read.episodes)
         turns = store.turn_counts()     # counted in SQL: no turn's text is read
-        rows = [_row(index, e, dict(read.first.get(e.key, {})), *turns.get(e.key, (0, [])), cost.usd(cost.episodes.get(e.key)))
-                for e in read.episodes]
-        cached = _ROWS[str(store.path)] = (mark, rows)
-    return {"index": index, "name": path.name, "path": str(path), "leaderboard": leaderboards(store, wait=wait, read=read, cost=cost),
-            "episodes": cached[1]}
+        cached = (mark, [_row(index, e, dict(read.first.get(e.key, {})), *turns.get(e.key, (0, []))) for e in read.episodes], None)
+    boards = leaderboards(store, wait=wait, read=read)
+    cost = shown_cost(store)
+    if cost is not None and cached[2] is not cost:
+        cached = (mark, [{**row, "cost_usd": cost.usd(cost.episodes.get(row["key"]))} for row in cached[1]], cost)
+    _ROWS[str(store.path)] = cached
+    return {"index": index, "name": path.name, "path": str(path), "leaderboard": boards, "episodes": cached[1]}
 
 
 def summary(stores: Sequence[tuple[Path, Store]], *, wait: bool = True) -> dict[str, Any]:

@@ -46,9 +46,16 @@ class ViewerServer(LocalServer):
             async with reading:
                 return await asyncio.get_running_loop().run_in_executor(None, build, *args)
 
+        def versioned_summary() -> dict[str, Any]:
+            """The summary and the version it shows: the stores' marks read first (never newer than the data), and
+            whether its leaderboards are complete read from them, so the page reloads once the worker completes them."""
+            marks = data.version(stores)
+            built = data.summary(stores, wait=False)
+            return built | {"version": [[*mark[:-1], int(data.complete(part["leaderboard"]))]
+                                        for mark, part in zip(marks, built["stores"])]}
+
         async def summary(request: web.Request) -> web.Response:
-            mark, built = await read(lambda: (data.version(stores), data.summary(stores, wait=False)))   # version first: never newer
-            return web.json_response(built | {"version": mark})
+            return web.json_response(await read(versioned_summary))
 
         async def version(request: web.Request) -> web.Response:
             return web.json_response({"version": await read(data.version, stores)})

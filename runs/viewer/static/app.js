@@ -158,6 +158,8 @@ function renderLeaderboard() {
     box.append(table);
     const cost = part.leaderboard.overall.cost;
     if (cost) box.append(costLine(cost));
+    const pending = [part.leaderboard.overall.comparisons_pending && "paired comparisons", part.leaderboard.overall.cost_pending && "costs"].filter(Boolean);
+    if (pending.length) box.append(el("p", { class: "meta", "data-testid": "pending" }, `${pending.join(" and ")}: being computed (a large store); shown when ready`));
   }
   renderComparisons();
   renderSafety();

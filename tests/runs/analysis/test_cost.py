@@ -203,3 +203,27 @@ def test_the_viewer_shows_the_reports_costs_and_each_episodes(tmp_path: Path) ->
     episodes = {row["key"]: row["cost_usd"] for row in summary["stores"][0]["episodes"]}
     assert episodes["a0"] == pytest.approx(usd(SEEKER, 100, 10) + A_USD + usd(JUDGE, 1000, 4) + SAFETY_USD)
     assert episodes["b1"] == 0                              # planned, never started: nothing spent
+
+
+def test_a_large_stores_costs_follow_its_first_leaderboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live viewer (``wait=False``) shows a large store's leaderboard before pricing it; then the same costs as waiting gives."""
+    from esc_eval.runs.viewer import data as viewer_data
+
+    path = make(tmp_path)
+    for cache in ("_ROWS", "_CACHE", "_PENDING"):
+        monkeypatch.setattr(viewer_data, cache, {})
+    with Store.open(path, readonly=True) as store:
+        waited = viewer_data.summary([(path, store)])["stores"][0]
+        for cache in ("_ROWS", "_CACHE", "_PENDING"):
+            getattr(viewer_data, cache).clear()
+        monkeypatch.setattr(viewer_data, "LARGE_STORE", 0)
+        first = viewer_data.summary([(path, store)], wait=False)["stores"][0]
+        assert first["leaderboard"]["overall"]["cost_pending"] is True and "cost" not in first["leaderboard"]["overall"]
+        assert all("cost" not in row for row in first["leaderboard"]["overall"]["rows"])
+        assert {row["cost_usd"] for row in first["episodes"]} == {None}
+        assert not viewer_data.ready(store) or viewer_data._PENDING[str(path)][2].done()
+        viewer_data._PENDING[str(path)][2].result(timeout=60)
+        assert viewer_data.ready(store)
+        later = viewer_data.summary([(path, store)], wait=False)["stores"][0]
+    assert "cost_pending" not in later["leaderboard"]["overall"]
+    assert later["leaderboard"] == waited["leaderboard"] and later["episodes"] == waited["episodes"]

@@ -259,3 +259,23 @@ def test_one_supporter_episode_has_no_null_line_and_the_list_has_column_headers(
                 assert detail.evaluate("d => [...d.childNodes].filter(n => n.nodeType === Node.TEXT_NODE).length") == 0
         finally:
             browser.close()
+
+
+def test_a_large_store_shows_its_leaderboard_then_its_comparisons_and_costs(tmp_path: Path) -> None:
+    """Over 5,000 episodes the live page gets the leaderboard first; following the store, it then shows what the worker adds."""
+    path = make_store(tmp_path / "large.sqlite", cards=1000)              # 2 × 3 × 1,000 = 6,000 episodes
+    expected = _expected(path)
+    for url in _view(path):
+        with sync_api.sync_playwright() as pw:
+            browser = _browser(pw)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(url)
+                sync_api.expect(page.get_by_test_id("count")).to_have_text("(6000 of 6000)", timeout=60_000)
+                _check_leaderboard(page, expected)
+                sync_api.expect(page.get_by_test_id("comparison-table")).to_be_visible(timeout=60_000)   # the next /api/version poll
+                sync_api.expect(page.get_by_test_id("pending")).to_have_count(0)
+                sync_api.expect(page.get_by_test_id("cost")).to_be_visible()
+                assert page.get_by_test_id("comparison-table").locator("tbody tr").count() == len(expected["comparisons"])
+            finally:
+                browser.close()

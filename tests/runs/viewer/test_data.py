@@ -126,7 +126,8 @@ def test_a_large_store_shows_its_leaderboard_first_and_its_comparisons_when_read
         before = data.version(stores)
         first = data.summary(stores, wait=False)["stores"][0]["leaderboard"]["overall"]
         assert first["comparisons_pending"] is True and "comparisons" not in first
-        assert first["rows"] == data.build_leaderboards(store)["overall"]["rows"]      # the same numbers, comparisons aside
+        assert first["cost_pending"] is True and "cost" not in first          # priced with the comparisons
+        assert first["rows"] == data.build_leaderboards(store, costed=False)["overall"]["rows"]   # the same numbers, comparisons aside
         building = data._PENDING[str(store_path)][2]
         assert data.version(stores)[0][-1] == int(building.done())      # 0 while the comparisons are being built
         building.result(timeout=120)
@@ -135,6 +136,7 @@ def test_a_large_store_shows_its_leaderboard_first_and_its_comparisons_when_read
         full = data.summary(stores, wait=False)["stores"][0]["leaderboard"]["overall"]
     expected = json.loads(report_command(store_path, "json", None, [], None, None, None, compare=True))
     assert full["comparisons"] == expected["comparisons"] and "comparisons_pending" not in full
+    assert full["cost"] == expected["cost"] and "cost_pending" not in full
 
 
 def test_episode_rows_are_built_once_per_store_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
