@@ -39,6 +39,7 @@ from esc_eval.runs.analysis.leaderboard import (
 )
 from esc_eval.runs.analysis.plots import comparison_plot_path, plot, plot_comparisons, plot_confusion
 from esc_eval.runs.analysis.render import render, render_agreement, report_data
+from esc_eval.runs.garbage import no_collections
 from esc_eval.runs.store import Store
 
 __all__ = [
@@ -80,7 +81,7 @@ def report_command(store_path: Path, fmt: str, plot_path: Path | None, by: list[
     if power_delta is not None and not (0 < power_delta <= 100):
         raise ReportError(f"--power: the difference to detect must be in (0, 100] points, got {power_delta:g}")
     columns = check_by(_split_by(by))
-    with Store.open(store_path, readonly=True) as store:
+    with Store.open(store_path, readonly=True) as store, no_collections():   # a large store's rows: no cycles to find
         if not _split_by(by) and several_seekers(store):
             columns = ("seeker", "supporter")
         report = build_report(store, by=columns, supporter=supporter, language=language, compare=compare,

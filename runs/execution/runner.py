@@ -8,10 +8,8 @@ only ``concurrency`` of them in memory. Every turn reaches the store through the
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -33,6 +31,7 @@ from esc_eval.runs.execution.pool import BackendPool
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
 from esc_eval.runs.execution.spend import Spend
+from esc_eval.runs.garbage import few_collections
 from esc_eval.runs.pricing import usd_text
 from esc_eval.runs.store import PlannedEpisode, Store, StoreWriteError
 from esc_eval.runs.store import safety as safety_records
@@ -55,28 +54,6 @@ def make_scorer(config: Config, profile: JudgeProfile, backend: ChatBackend, sin
 def sampling(endpoint: EndpointConfig) -> SamplingParams:
     return SamplingParams(endpoint.max_tokens, endpoint.temperature, endpoint.top_p)
 
-
-@contextmanager
-def few_collections() -> Iterator[None]:
-    """Python's cyclic garbage collector tuned for thousands of live episodes, for the run's duration.
-
-    At the default thresholds (700, 10, 10) a run collects every few hundred allocations and
-    rescans everything the live episodes hold: measured, a third of a run's CPU at C = 1,000
-    and nearly half at C = 5,000 (docs/performance.md). Reference counting frees almost all
-    of a run's garbage anyway (measured: ~0.3 objects in cycles per request), so a young
-    generation of 200,000 costs no memory we could see, while each young collection rescans
-    what the live episodes hold: at 50,000 those rescans were still 3 % of a run's CPU.
-    Cycles (tasks, exceptions) wait a little longer.
-    """
-    previous = gc.get_threshold()
-    gc.set_threshold(*RUN_GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
-
-
-RUN_GC_THRESHOLDS = (200_000, 50, 1_000)
 
 STALL_SECONDS = 60.0
 """A cost-limited run waiting for open episodes to settle stops waiting for them when no episode plays and nothing

@@ -31,6 +31,7 @@ from esc_eval.runs.analysis.leaderboard import Report, StoreRead, build_report, 
 from esc_eval.runs.analysis.render import report_data
 from esc_eval.runs.analysis.safety import build_safety, comparison_data, safety_data
 from esc_eval.runs.analysis.safety_agreement import agreement_data, safety_agreement
+from esc_eval.runs.garbage import no_collections
 from esc_eval.runs.store import EpisodeRecord, Store, TurnRecord
 from esc_eval.runs.store import safety as safety_records
 
@@ -165,8 +166,9 @@ def _facet(store: Store, read: StoreRead, column: str, overall: Report) -> Repor
 
 def _completed(store: Store, read: StoreRead) -> tuple[dict[str, Any], Cost]:
     """The leaderboards with comparisons and costs, and the cost, from the read the quick ones were built from."""
-    cost = store_cost(store, read.episodes)
-    return build_leaderboards(store, read, cost=cost), cost
+    with no_collections():
+        cost = store_cost(store, read.episodes)
+        return build_leaderboards(store, read, cost=cost), cost
 
 
 _ROWS: dict[str, tuple[tuple[int, ...], list[dict[str, Any]], Cost | None]] = {}
@@ -193,7 +195,8 @@ def store_summary(index: int, path: Path, store: Store, *, wait: bool = True) ->
 
 def summary(stores: Sequence[tuple[Path, Store]], *, wait: bool = True) -> dict[str, Any]:
     """Every store's summary, and the judge dimensions (key and paper name) in report order (``wait``: see ``leaderboards``)."""
-    parts = [store_summary(i, path, store, wait=wait) for i, (path, store) in enumerate(stores)]
+    with no_collections():      # a large store's rows, labels and reports: ~2 million objects and no cycles among them
+        parts = [store_summary(i, path, store, wait=wait) for i, (path, store) in enumerate(stores)]
     dimensions: dict[str, str] = {}
     for part in parts:
         dimensions.update({d["key"]: d["name"] for d in part["leaderboard"]["overall"]["dimensions"]})

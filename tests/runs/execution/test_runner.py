@@ -126,23 +126,6 @@ def test_episode_keys_are_deterministic() -> None:
     assert keys[0] == f"a/default/00000-{card.id}/s3/r0"
 
 
-def test_a_run_collects_garbage_rarely_and_restores_the_collector() -> None:
-    import gc
-
-    from esc_eval.runs.execution.runner import RUN_GC_THRESHOLDS, few_collections
-
-    before = gc.get_threshold()
-    with few_collections():
-        assert gc.get_threshold() == RUN_GC_THRESHOLDS
-    assert gc.get_threshold() == before
-    try:
-        with few_collections():
-            raise KeyError("boom")
-    except KeyError:
-        pass
-    assert gc.get_threshold() == before
-
-
 async def test_a_run_stopped_early_has_every_supporter_on_the_same_cards(tmp_path: Path) -> None:
     """Interleaved plan: stop admitting after a few episodes and the finished ones still pair up by card."""
     store = Store.open(tmp_path / "s.sqlite", create=True)
