@@ -36,6 +36,7 @@ from esc_eval.agents.judge.profiles import DIMENSIONS, LABELS, NO_LABEL
 from esc_eval.roles.jsonl import json_error
 from esc_eval.runs.formats.archive import OWN_HISTORY, JsonlExport, read_jsonl_export
 from esc_eval.runs.formats.exchange import PERSONA_SEPARATOR, ResultFileError, parse_lines
+from esc_eval.runs.garbage import no_collections
 from esc_eval.runs.store import EpisodeRows, ImportedEpisode, PlannedEpisode, Store, schema
 from esc_eval.runs.store.records import episode_key
 
@@ -361,6 +362,7 @@ def _unfinished(source: _Source) -> list[EpisodeRows]:
     return source.export.unfinished if source.export is not None and source.adopt else []
 
 
+@no_collections()     # ~40k episodes' rows read and checked at once: no cycles among them (docs/performance.md)
 def import_command(store_path: Path, files: list[Path], scores: list[Path], *, supporter: str | None = None,
                    language: str | None = None, merge: bool = False, force: bool = False) -> str:
     """``esc-eval import STORE FILE... [--scores SCORE...] [--supporter S] [--language L] [--merge] [--force]``: the text to print.
