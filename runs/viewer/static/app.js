@@ -318,23 +318,39 @@ function renderCharts() {
 
 // -- episode list (virtualised) ----------------------------------------------------------------
 
+let listed = new Map();   // episode id -> its row node while the row is in view
+
 function renderList() {
+  // Only the rows in view are built; a row staying in view keeps its node (only its class and place are set), so
+  // a click that straddles a scroll, or a live reload of the same rows, lands on the row that was pressed.
   const box = $("episodes"), spacer = $("spacer");
   spacer.style.height = `${state.shown.length * ROW}px`;
   const first = Math.max(0, Math.floor(box.scrollTop / ROW) - 5);
   const last = Math.min(state.shown.length, Math.ceil((box.scrollTop + box.clientHeight) / ROW) + 5);
-  const rows = [];
+  const rows = [], kept = new Map();
   for (let i = first; i < last; i++) {
     const r = state.shown[i];
-    const row = el("div", { class: `row${state.selected === r.id ? " selected" : ""}`, "data-testid": "episode-row", "data-id": r.id,
-      onclick: () => openEpisode(r.id) },
-      el("span", { class: "c-sup" }, r.supporter), el("span", { class: "c-per" }, r.persona), el("span", { class: "c-card" }, `card ${r.card}`),
-      el("span", { class: "c-lang" }, r.language), el("span", { class: "c-out" }, r.status === "done" ? r.outcome || "" : r.status),
-      el("span", { class: "c-score", title: "mean judge label" }, fmt(meanScore(r), 2)), el("span", {}, r.reason || ""));
+    const cells = [r.supporter, r.persona, `card ${r.card}`, r.language, r.status === "done" ? r.outcome || "" : r.status,
+                   fmt(meanScore(r), 2), r.reason || ""];
+    let row = listed.get(r.id);
+    if (!row || row.shows !== cells.join("\u001f")) {
+      row = el("div", { "data-testid": "episode-row", "data-id": r.id, onclick: () => openEpisode(r.id) },
+        ["c-sup", "c-per", "c-card", "c-lang", "c-out", "c-score", null].map((name, k) =>
+          el("span", { class: name, title: name === "c-score" ? "mean judge label" : null }, cells[k])));
+      row.shows = cells.join("\u001f");
+    }
+    row.className = `row${state.selected === r.id ? " selected" : ""}`;
     row.style.top = `${i * ROW}px`;
+    kept.set(r.id, row);
     rows.push(row);
   }
-  spacer.replaceChildren(...rows);
+  listed = kept;
+  for (const node of [...spacer.children]) if (kept.get(node.dataset.id) !== node) node.remove();
+  let next = spacer.firstChild;     // the kept rows stay attached (a click is lost when its row leaves the page); new ones go around them
+  for (const row of rows) {
+    if (row === next) next = next.nextSibling;
+    else spacer.insertBefore(row, next);
+  }
   $("count").textContent = `(${state.shown.length} of ${state.rows.length})`;
 }
 

@@ -279,3 +279,30 @@ def test_a_large_store_shows_its_leaderboard_then_its_comparisons_and_costs(tmp_
                 assert page.get_by_test_id("comparison-table").locator("tbody tr").count() == len(expected["comparisons"])
             finally:
                 browser.close()
+
+
+def test_a_click_that_straddles_a_scroll_opens_the_row_pressed(url: str) -> None:
+    """The list builds only the rows in view and rebuilds on scroll: the pressed row must survive a scroll of a few pixels."""
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            sync_api.expect(page.get_by_test_id("count")).to_have_text(re.compile(r"\(\d+ of \d+\)"), timeout=30_000)
+            box = page.get_by_test_id("episodes")
+            box.scroll_into_view_if_needed()
+            box.evaluate("box => { box.scrollTop = 3 * 28; }")
+            page.wait_for_timeout(100)
+            row = page.get_by_test_id("episode-row").nth(8)
+            pressed, area = row.get_attribute("data-id"), row.bounding_box()
+            page.mouse.move(area["x"] + 40, area["y"] + area["height"] / 2)
+            page.mouse.down()
+            box.evaluate("box => { box.scrollTop += 28 + 4; }")             # one row and a bit: the window moves
+            page.wait_for_timeout(100)                                     # the frame that rebuilds the list
+            moved = page.locator(f'[data-id="{pressed}"]').bounding_box()
+            page.mouse.move(moved["x"] + 41, moved["y"] + moved["height"] / 2)   # the pressed row moved up with the scroll
+            page.mouse.up()
+            sync_api.expect(page.locator(f'[data-id="{pressed}"]')).to_have_class(re.compile(r"\bselected\b"), timeout=5_000)
+            sync_api.expect(page.get_by_test_id("episode-meta")).to_be_visible()
+        finally:
+            browser.close()
