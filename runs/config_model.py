@@ -138,7 +138,9 @@ def model(cls: type) -> type[BaseModel]:
     specs: dict[str, Any] = {}
     for f in fields(cls):
         default: Any = {"default_factory": f.default_factory} if f.default is MISSING else {"default": f.default}
-        bounds = {k: v for k, v in f.metadata.items() if k in ("ge", "gt", "le")}
+        bounds: dict[str, Any] = {k: v for k, v in f.metadata.items() if k in ("ge", "gt", "le")}
+        if hints[f.name] in (float, float | None):
+            bounds["allow_inf_nan"] = False     # inf is no amount, and a store's config (JSON) cannot hold it
         kind = _lax_tuples(hints[f.name])
         if "choices" in f.metadata:
             kind = Annotated[kind, AfterValidator(functools.partial(_one_of, f.metadata["choices"]))]
@@ -190,6 +192,8 @@ def _line(where: str, exc: ValidationError, section: type[BaseModel], cls: type,
         if type(value) is int and "float" in str(get_type_hints(cls)[path]):
             value = float(value)  # as the field holds it
         message = f"{_bounds(ge, gt, le)}, got {value}"
+    elif kind == "finite_number":
+        message = f"must be a finite number, got {error['input']}"
     elif kind != "esc_eval":
         path = str(error["loc"][0])
         message = _type_message(get_type_hints(cls)[path], raw[path])

@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,16 @@ def test_max_retry_time_must_be_positive() -> None:
     assert parse_config(config()).seeker.max_retry_time == 900.0
     with pytest.raises(ConfigError, match="\\[seeker\\] field 'max_retry_time': must be positive, got 0"):
         parse_config(config(seeker={**SEEKER, "max_retry_time": 0}))
+
+
+@pytest.mark.parametrize("section, field", [("run", "cost_limit"), ("run", "episode_timeout"), ("seeker", "max_retry_time"),
+                                            ("seeker", "timeout"), ("seeker", "temperature")])
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_a_number_field_refuses_inf_and_nan_naming_the_field(section: str, field: str, value: float) -> None:
+    """TOML has ``inf`` and ``nan``: neither is an amount, and the store's copy of the config (JSON) cannot hold them."""
+    raw = config(run={field: value}) if section == "run" else config(seeker={**SEEKER, field: value})
+    with pytest.raises(ConfigError, match=rf"\[{section}\] field '{field}': must be (a finite number|positive|in .*), got {value}"):
+        parse_config(raw)
 
 
 def test_an_api_key_variable_that_is_not_set_names_section_and_variable_never_a_value() -> None:
