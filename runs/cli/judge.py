@@ -10,6 +10,7 @@ from pathlib import Path
 from esc_eval.runs.cli.errors import UsageError
 from esc_eval.runs.cli.paths import output_file
 from esc_eval.runs.config import check_api_keys, load_config
+from esc_eval.runs.config_sections import CACHE_MODES
 from esc_eval.runs.formats.importing import supporter_and_language
 from esc_eval.runs.formats.judging import Judged
 
@@ -30,6 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--store", type=Path, help="also import the transcripts and every judgement (model, raw reply, failures) "
                                                    "into this store (ESC-Eval result files)")
     score.add_argument("--supporter", help="with --store: the supporter (default: from the file name, MODEL_LANG.json)")
+    score.add_argument("--cache", type=Path, metavar="PATH",
+                       help="response cache file (SQLite; docs/cost.md): a judgement asked before is answered from it, not sent")
+    score.add_argument("--cache-mode", choices=CACHE_MODES,
+                       help="read-write (default: use and fill the cache), read (use it, add nothing) or off")
     score.set_defaults(handler=_judge)
     _add_train_parser(actions)
     schema = actions.add_parser("schema", help="print the JSON Schema of a judge profile file (our form; for YAML/JSON editor completion)")
@@ -39,9 +44,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _judge(args: argparse.Namespace) -> int:
     import json
 
+    from esc_eval.runs.execution.caching import check_cache
+    from esc_eval.runs.execution.launch import RunOptionError, with_cache
     from esc_eval.runs.formats.judging import judge_transcripts
 
     config = load_config(args.config, judge_only=True)
+    try:
+        config = with_cache(config, args.cache, args.cache_mode)
+    except RunOptionError as exc:
+        raise UsageError(str(exc)) from None
+    check_cache(config.run.cache, config.run.cache_mode)        # an unreadable cache is refused before any request
     check_api_keys(config)
     if args.out is not None and args.out.suffix != ".json":
         raise UsageError(f"{args.out}: --out must name a .json file")

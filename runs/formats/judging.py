@@ -103,7 +103,7 @@ async def judge_transcripts(config: Config, path: Path, *, language: str | None,
     transcripts = read_transcripts(path)
     language = language or detect_language(path, transcripts)
     profile = load_judge_profile(config, {language})
-    pool = BackendPool()
+    pool = BackendPool(cache=(config.run.cache, config.run.cache_mode))   # --cache: a judgement asked before is not sent
     backend = pool.get("judge", config.judge)
     order = {dim: index for index, dim in enumerate(profile.keys)}
     scores: dict[str, list[Score]] = {key: [] for key in transcripts}
@@ -136,6 +136,8 @@ def store_judged(store: Store, path: Path, judged: Judged, *, supporter: str | N
         judgements = judged.scores.get(rows.episode["card_id"], [])  # card_id is the card index, the file's key
         episodes.append(replace(rows, scores=tuple(
             {"dimension": s.dimension, "round": s.round, "label": s.label, "raw": s.raw, "model": s.model, "latency": s.latency,
-             "status": "failed" if s.failed else "ok", "error": s.error, "at": at, "sample": s.sample} for s in judgements)))
+             "status": "failed" if s.failed else "ok", "error": s.error, "at": at, "sample": s.sample,
+             "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens, "usage": s.usage, "cached": int(s.cached)}
+            for s in judgements)))
     new, skipped = import_new(store, episodes, path, {"turns": ("idx", "role", "text")})
     return ImportSummary(path, None, names.supporter, names.language, len(new), sum(len(e.scores) for e in new), skipped, names.persona)

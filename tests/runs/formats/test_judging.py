@@ -175,3 +175,36 @@ def test_judge_actions_score_by_default_and_train_is_a_sub_command(tmp_path: Pat
     with pytest.raises(SystemExit) as parsed:
         main(["judge", "train", "--config", str(config)])  # a scoring option: train's parser refuses it
     assert parsed.value.code == 2 and "--labels" in capsys.readouterr().err
+
+
+async def test_judge_with_a_cache_sends_a_judgement_once(tmp_path: Path, fake_server) -> None:  # type: ignore[no-untyped-def]
+    """A second ``judge --cache`` of the same transcripts sends nothing and gives the same labels; its store says they were cached."""
+    server = await fake_server(responder=label_for)
+    config = tmp_path / "judge.toml"
+    config.write_text(f'[judge]\nbase_url = "{server.base_url}"\nmodel = "j"\n', encoding="utf-8")
+    transcripts = tmp_path / "result_llama3_en.json"
+    transcripts.write_text(json.dumps({"0": [SUPPORTER + "Hello!", SEEKER + "I lost my job.", SUPPORTER + "I'm sorry."],
+                                       "1": [SUPPORTER + "Hello!", SEEKER + "I can't sleep."]}), encoding="utf-8")
+    cache = tmp_path / "cache.sqlite"
+    first = await esc_eval("judge", str(transcripts), "--config", str(config), "--cache", str(cache))
+    assert first.returncode == 0, first.stderr
+    sent = len(server.requests)
+    assert sent == 2 * 7 and cache.exists()
+    store = tmp_path / "judged.sqlite"
+    again = await esc_eval("judge", str(transcripts), "--config", str(config), "--cache", str(cache), "--cache-mode", "read",
+                           "--store", str(store))
+    assert again.returncode == 0, again.stderr
+    assert len(server.requests) == sent                            # every judgement answered from the cache
+    shown = await esc_eval("judge", str(transcripts), "--config", str(config), "--cache", str(cache))
+    assert json.loads(shown.stdout) == json.loads(first.stdout) and len(server.requests) == sent
+    conn = sqlite3.connect(store)
+    assert conn.execute("SELECT COUNT(*), SUM(cached) FROM scores").fetchone() == (14, 14)
+    assert conn.execute("SELECT COUNT(*) FROM scores WHERE prompt_tokens > 0 AND completion_tokens > 0").fetchone() == (14,)  # as answered
+    conn.close()
+
+    missing = await esc_eval("judge", str(transcripts), "--config", str(config), "--cache", str(tmp_path / "none.sqlite"),
+                             "--cache-mode", "read")
+    assert missing.returncode == 2 and "none.sqlite: no such response cache file" in missing.stderr
+    assert len(server.requests) == sent
+    without = await esc_eval("judge", str(transcripts), "--config", str(config), "--cache-mode", "read")
+    assert without.returncode == 2 and "--cache-mode read needs a cache file" in without.stderr
