@@ -121,22 +121,31 @@ def report(store: str | Path, *, by: str | Sequence[str] = (), compare: bool = F
     return data
 
 
-def estimate(config: str | Path | Config, *, calibrate: str | Path | None = None) -> dict[str, Any]:
-    """``esc-eval run CONFIG --dry-run --format json [--calibrate PILOT_STORE]``: the dict its JSON holds (docs/cost.md).
+def estimate(config: str | Path | Config, *, calibrate: str | Path | None = None, resume: str | Path | None = None,
+             retry_failed: bool = False, allow_config_change: bool = False) -> dict[str, Any]:
+    """``esc-eval run CONFIG --dry-run --format json [--calibrate PILOT_STORE] [--store STORE --resume]``: the dict its JSON holds
+    (docs/cost.md).
 
     Contacts no endpoint and writes nothing: the plan's episodes, requests and tokens per role, ``cost_usd``
     (expected; from the pilot store ``calibrate`` when given) and ``cost_usd_max`` (an upper bound), costs ``None`` without prices.
+    With ``resume`` (a store), only of the episodes ``run(config, resume, resume=True, retry_failed=...)`` would play;
+    ``already_done`` and ``failed_left_out`` count those it leaves out.
 
     Raises:
-        ConfigError, CardError, PersonaError, ProtocolError: bad input, as ``run``. StoreError: ``calibrate`` is no store;
-        ValueError: it has no finished episode.
+        ConfigError, CardError, PersonaError, ProtocolError: bad input, as ``run``. StoreError: ``calibrate`` or ``resume``
+        is no store; ValueError: ``calibrate`` has no finished episode. ConfigError: ``resume`` holds another config's run
+        (unless ``allow_config_change``). RunOptionError: ``retry_failed`` or ``allow_config_change`` without ``resume``.
     """
-    from esc_eval.runs.execution.estimate import Calibration
+    from esc_eval.runs.execution.estimate import Calibration, Resumed
     from esc_eval.runs.execution.estimate import estimate as paper_run
+    from esc_eval.runs.execution.launch import check_options
     from esc_eval.runs.execution.plan import RunPlan
 
+    check_options(resume=resume is not None, retry_failed=retry_failed, allow_config_change=allow_config_change)
     plan = RunPlan.prepare(config if isinstance(config, Config) else load_config(config))
-    return paper_run(plan, Calibration.read(Path(calibrate)) if calibrate is not None else None).to_json()
+    resumed = (Resumed.read(plan, Path(resume), retry_failed=retry_failed, allow_config_change=allow_config_change)
+               if resume is not None else None)
+    return paper_run(plan, Calibration.read(Path(calibrate)) if calibrate is not None else None, resumed).to_json()
 
 
 def _reporting(on_progress: ProgressCallback, interval: float) -> Callable[[Runner | DistributedRunner], Any]:

@@ -1,7 +1,9 @@
 """``esc-eval run CONFIG --dry-run [--calibrate PILOT_STORE] [--format json]``: the plan's requests, tokens and cost.
 
 Checks the config as a run does, then prints ``esc_eval.runs.execution.estimate``'s figures; it
-contacts no endpoint, loads no model and writes nothing (docs/cost.md).
+contacts no endpoint, loads no model and writes nothing (docs/cost.md). With ``--resume`` (``--store``,
+``--retry-failed``, ``--allow-config-change`` as a run takes them) only the episodes a resume of the store would
+play are estimated; the store is checked as a resume checks it and read, never written.
 """
 
 from __future__ import annotations
@@ -18,12 +20,23 @@ if TYPE_CHECKING:  # the estimate loads the agents and environments: only when a
     from esc_eval.runs.execution.estimate import Estimate
 
 
-def dry_run(config_path: Path, calibrate: Path | None, fmt: str) -> int:
-    """Print the estimate of the run ``config_path`` describes; bad input raises (exit 2)."""
-    from esc_eval.runs.execution.estimate import Calibration, estimate
+def dry_run(config_path: Path, calibrate: Path | None, fmt: str, *, store: Path | None = None, resume: bool = False,
+            retry_failed: bool = False, allow_config_change: bool = False) -> int:
+    """Print the estimate of the run ``config_path`` describes (with ``resume``: of what a resume of ``store``, default
+    the config's, would play); bad input raises (exit 2)."""
+    from esc_eval.runs.execution.estimate import Calibration, Resumed, estimate
+    from esc_eval.runs.execution.launch import RunOptionError, check_options, default_store
     from esc_eval.runs.execution.plan import RunPlan
 
-    plan = RunPlan.prepare(load_config(config_path))  # every check a run makes before it writes or contacts anything
+    try:
+        check_options(resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
+    except RunOptionError as exc:
+        raise UsageError(str(exc)) from None
+    config = load_config(config_path)
+    plan = RunPlan.prepare(config)  # every check a run makes before it writes or contacts anything
+    resumed = None
+    if resume:  # the store a real --resume continues, refused as it refuses it (missing, another plan's)
+        resumed = Resumed.read(plan, store or default_store(config), retry_failed=retry_failed, allow_config_change=allow_config_change)
     calibration = None
     if calibrate is not None:
         if not calibrate.is_file():
@@ -32,7 +45,7 @@ def dry_run(config_path: Path, calibrate: Path | None, fmt: str) -> int:
             calibration = Calibration.read(calibrate)
         except ValueError as exc:
             raise UsageError(f"--calibrate {exc}") from None
-    result = estimate(plan, calibration)
+    result = estimate(plan, calibration, resumed)
     if fmt == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -43,7 +56,7 @@ def dry_run(config_path: Path, calibrate: Path | None, fmt: str) -> int:
 def table(result: Estimate, name: str) -> str:
     """The estimate as the terminal shows it: one row per role, then the totals and what the expectation assumes."""
     data = result.to_json()
-    lines = [f"dry run of {name}: nothing contacted, nothing written", f"episodes: {data['episodes']}",
+    lines = [f"dry run of {name}: nothing contacted, nothing written", f"episodes: {data['episodes']}{_resumed(data)}",
              f"{'role':<10} {'requests':>9} {'input tok':>12} {'output tok':>11} {'cost':>12} {'requests max':>13} {'cost max':>12}"]
     for role in ROLES:
         if not data["requests_max"][role]:
@@ -59,5 +72,17 @@ def table(result: Estimate, name: str) -> str:
     lines.append("max: every reply at max_tokens, every episode to its limit, every role-break retry taken (an upper bound)")
     if data["cost_usd"] is None:
         lines.append("cost: '–' where an endpoint has no price = { input = USD, output = USD } (per million tokens; docs/cost.md)")
+    if data.get("rescoring"):
+        lines.append(f"note: a resume also asks for the missing judge scores or safety judgements of {data['rescoring']} "
+                     "finished episodes (not counted here)")
     lines += [f"note: {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _resumed(data: dict[str, object]) -> str:
+    """What a resume leaves out, after the episode count: nothing without ``--resume``."""
+    if "resumed_from" not in data:
+        return ""
+    failed = data["failed_left_out"]
+    kept = f", {failed} failed left out: --retry-failed plays them" if failed else ""
+    return f" left to play in {data['resumed_from']} ({data['already_done']} planned episodes already done{kept})"

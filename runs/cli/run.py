@@ -52,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="run on Ray workers ([run] workers): 'local' starts a local cluster, else a cluster address "
                           "('auto', 'ray://HOST:10001'); see docs/distributed.md")
     run.add_argument("--dry-run", action="store_true",
-                     help="contact nothing, write nothing: print the plan's requests, tokens and cost per role (docs/cost.md)")
+                     help="contact nothing, write nothing: print the plan's requests, tokens and cost per role (docs/cost.md); "
+                          "with --resume only of the episodes the store has not finished")
     run.add_argument("--calibrate", type=Path, metavar="PILOT_STORE",
                      help="with --dry-run: expect the reply lengths and usage a pilot run's store measured")
     run.add_argument("--format", choices=("table", "json"), default=None, help="with --dry-run: table (default) or json")
@@ -154,12 +155,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    """``--dry-run``: the estimate (``esc_eval.runs.cli.dry_run``); its own flags need it, and it runs nothing."""
+    """``--dry-run``: the estimate (``esc_eval.runs.cli.dry_run``), with ``--resume`` of what is left; its own flags need it,
+    and it runs nothing."""
     from esc_eval.runs.cli.dry_run import dry_run
 
     if not args.dry_run:
         raise UsageError(f"{'--calibrate' if args.calibrate else '--format'} needs --dry-run")
-    return dry_run(args.config, args.calibrate, args.format or "table")
+    return dry_run(args.config, args.calibrate, args.format or "table", store=args.store, resume=args.resume,
+                   retry_failed=args.retry_failed, allow_config_change=args.allow_config_change)
 
 
 def _execute(config: Config, store_path: Path, *, resume: bool, retry_failed: bool, monitor: bool,

@@ -21,6 +21,7 @@ from esc_eval.runs.distributed.sink import Batch, Rejudge
 from esc_eval.runs.distributed.worker import EpisodeWorker
 from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.progress import RunProgress, WorkerProgress
+from esc_eval.runs.execution.resume import resume_skips
 from esc_eval.runs.execution.runner import RunResult
 from esc_eval.runs.execution.spend import Spend
 from esc_eval.runs.store import FINAL_ROUND, PlannedEpisode, Store, Tokens
@@ -184,7 +185,7 @@ class DistributedRunner:
         self._planned = {p.key: p for p in planned}
         self.store.plan(planned)
         statuses = self.store.statuses()
-        skip = {"done", "failed"} if not self.retry_failed else {"done"}
+        skip = resume_skips(self.retry_failed)
         todo = [p for p in planned if statuses.get(p.key) not in skip]
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
         self.progress.spend = Spend.of(self.plan, self._planned, store=self.store)

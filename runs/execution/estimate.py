@@ -17,6 +17,9 @@ plus ``MESSAGE_TOKENS`` per chat message for the chat template. Two passes:
   pilot store (``Calibration``), at the pilot's mean reply length per endpoint, and scaled per endpoint
   by what the pilot really used against what this model says the pilot's episodes would use (this
   takes in early endings, role-break retries and the server's real token counts).
+
+With a store to resume (``Resumed``, ``--dry-run --resume``) only the planned episodes a resume would play are
+estimated: those the store has not finished (``resume.resume_skips``, the runners' own rule).
 """
 
 from __future__ import annotations
@@ -274,6 +277,45 @@ class Calibration:
         return self.replies.get((group[0], "*")) if found is None else found
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """What a resume of a store would leave out of the plan: ``Resumed.read(plan, PATH)``, as ``--resume`` finds it.
+
+    ``statuses`` maps each stored episode's key to its status; a planned episode whose status is in ``skips`` (``done``,
+    and ``failed`` unless ``retry_failed``) is not played again, so not estimated. ``rescoring`` counts the finished
+    episodes whose judge scores or safety judgements a resume asks for (again): those requests are not in the estimate.
+    """
+
+    path: str
+    statuses: dict[str, str]
+    skips: frozenset[str]
+    rescoring: int = 0
+
+    @classmethod
+    def read(cls, plan: RunPlan, path: Path, *, retry_failed: bool = False, allow_config_change: bool = False) -> Resumed:
+        """The store at ``path``, checked and read as a resume opens it, read-only (nothing is written).
+
+        Raises ``StoreError`` (no store, not a store) and ``ConfigError`` (another plan's store, unless
+        ``allow_config_change``): the errors ``--resume`` gives.
+        """
+        from esc_eval.runs.execution.resume import check_run_store, resume_skips
+        from esc_eval.runs.store import Store
+        from esc_eval.runs.store import safety as safety_records
+
+        check_run_store(plan, path, resume=True, allow_config_change=allow_config_change)
+        with Store.open(path, readonly=True) as reader:
+            statuses = reader.statuses()
+            rescoring = {row.key for row in reader.unscored(plan.profile.keys, include_failed=retry_failed)} if plan.profile else set()
+            if plan.safety is not None:
+                rescoring |= {row["key"] for row in safety_records.unjudged(reader, plan.safety.section.samples, include_failed=retry_failed)}
+        return cls(str(path), statuses, resume_skips(retry_failed), len(rescoring))
+
+    def left_out(self, key: str) -> str | None:
+        """The stored status of a planned episode a resume does not play (``done``, ``failed``), else ``None``."""
+        status = self.statuses.get(key)
+        return status if status in self.skips else None
+
+
 @dataclass
 class Estimate:
     """A plan's requests, tokens and costs per group: expected and at the upper bound (``to_json``: the dry run's JSON)."""
@@ -285,6 +327,10 @@ class Estimate:
     calibrated: str | None = None
     """The pilot store's path, or ``None``: replies at ``DEFAULT_REPLY_FRACTION`` of ``max_tokens``."""
     notes: list[str] = field(default_factory=list)
+    resumed: Resumed | None = None
+    """The store a resume continues, or ``None`` (the whole plan): then ``episodes`` are those it would play."""
+    left_out: dict[str, int] = field(default_factory=dict)
+    """With ``resumed``: planned episodes left out, by stored status (``done``; ``failed`` without ``retry_failed``)."""
 
     def cost(self, tallies: Tallies, role: str | None = None) -> float | None:
         """USD of ``role``'s groups (default: all); ``None`` when one of them that sends requests has no price."""
@@ -317,6 +363,10 @@ class Estimate:
         def usd(value: float | None) -> float | None:
             return None if value is None else round(value, 6)
 
+        resumed = {} if self.resumed is None else {
+            "resumed_from": self.resumed.path, "already_done": self.left_out.get("done", 0),
+            "failed_left_out": self.left_out.get("failed", 0), "rescoring": self.resumed.rescoring,
+        }
         return {
             "episodes": self.episodes,
             "requests": roles(self.expected, lambda t: t.requests),
@@ -329,11 +379,15 @@ class Estimate:
                         for role in ROLES},
             "calibrated_from": self.calibrated,
             "reply_fraction": None if self.calibrated else DEFAULT_REPLY_FRACTION,
-        }
+        } | resumed
 
 
-def estimate(plan: RunPlan, calibration: Calibration | None = None) -> Estimate:
-    """The plan's requests, tokens and costs: the upper bound, and the expectation (calibrated by a pilot when given)."""
+def estimate(plan: RunPlan, calibration: Calibration | None = None, resumed: Resumed | None = None) -> Estimate:
+    """The plan's requests, tokens and costs: the upper bound, and the expectation (calibrated by a pilot when given).
+
+    With ``resumed``, of the planned episodes a resume of that store would play; the pilot's episodes the resume leaves
+    out still calibrate (a store can calibrate its own resume).
+    """
     limits = endpoints(plan)
     prices = Prices.of(plan.config)
     at_max = Simulator(plan, Replies(lambda g: limits[g].max_tokens, retries=True))
@@ -352,15 +406,24 @@ def estimate(plan: RunPlan, calibration: Calibration | None = None) -> Estimate:
     matched_keys: list[str] = []
     episodes = 0
     pilot = calibration.episodes if calibration is not None else {}
+    left_out: dict[str, int] = {}
     for planned, card in plan.episodes():
-        episodes += 1
-        _merge(maximum, at_max.episode(planned, card))
+        status = resumed.left_out(planned.key) if resumed is not None else None
+        if status is not None:
+            left_out[status] = left_out.get(status, 0) + 1
+            if planned.key not in pilot:
+                continue
+        else:
+            episodes += 1
+            _merge(maximum, at_max.episode(planned, card))
         tallies = expecting.episode(planned, card)
-        _merge(expected, tallies)
+        if status is None:
+            _merge(expected, tallies)
         if planned.key in pilot:
             _merge(matched, tallies)
             matched_keys.append(planned.key)
-    result = Estimate(episodes, expected, maximum, {(role, name): prices.request(role, seeker=name, supporter=name) for role, name in limits})
+    result = Estimate(episodes, expected, maximum, {(role, name): prices.request(role, seeker=name, supporter=name) for role, name in limits},
+                      resumed=resumed, left_out=left_out)
     if calibration is not None:
         result.calibrated = calibration.path
         result.expected = _calibrated(expected, matched if matched_keys else expected, calibration,

@@ -28,6 +28,15 @@ class RunStore:
     """Failed episodes of an earlier attempt the runner will skip (0 with ``retry_failed`` or a new store)."""
 
 
+def resume_skips(retry_failed: bool) -> frozenset[str]:
+    """The episode statuses a resumed run does not play again: ``done``, and ``failed`` unless ``retry_failed``.
+
+    The one rule the runners (local and Ray) and the dry run's estimate of a resume (``--dry-run --resume``) share;
+    ``planned`` and ``running`` (an interrupted attempt's) episodes are played.
+    """
+    return frozenset({"done"} if retry_failed else {"done", "failed"})
+
+
 def check_run_store(plan: RunPlan, store_path: Path, *, resume: bool, allow_config_change: bool = False) -> str | None:
     """``open_run_store``'s checks, writing nothing; returns the fingerprint a resumed store recorded.
 

@@ -30,6 +30,7 @@ from esc_eval.runs.execution.plan import RunPlan
 from esc_eval.runs.execution.pool import BackendPool
 from esc_eval.runs.execution.progress import RunProgress
 from esc_eval.runs.execution.result import RunResult
+from esc_eval.runs.execution.resume import resume_skips
 from esc_eval.runs.execution.spend import Spend
 from esc_eval.runs.garbage import few_collections
 from esc_eval.runs.pricing import usd_text
@@ -113,7 +114,7 @@ class Runner:
         planned = list(self.plan.episodes()) if self.episodes is None else list(self.episodes)
         self.store.plan(p for p, _ in planned)
         statuses = self.store.statuses()
-        skip = {"done", "failed"} if not self.retry_failed else {"done"}
+        skip = resume_skips(self.retry_failed)
         todo = [(p, card) for p, card in planned if statuses.get(p.key) not in skip]
         self.progress.planned, self.progress.skipped = len(planned), len(planned) - len(todo)
         self.progress.cards.update((e.key, f"{e.language}:{e.card_index}") for e, _ in planned)
