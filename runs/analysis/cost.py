@@ -53,7 +53,7 @@ class Cost:
 
     ``tokens`` and the costs are those of the requests sent (cache hits excluded, their would-be cost
     is ``cached_usd_saved``). ``unknown`` counts, per role, answered requests whose tokens the store
-    does not know (judge calls in stores made before they were recorded): their tokens are in no sum
+    does not know (judge calls in stores made before they were recorded, imported ESC-Eval turns): their tokens are in no sum
     and every cost they are part of is unknown (``None``).
     ``episodes`` maps each episode to its cost (all roles) and ``supporter`` to its supporter's own.
     """

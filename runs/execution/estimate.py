@@ -233,15 +233,20 @@ class Calibration:
 
     ``episodes`` maps each finished episode's key to its groups' usage (``esc_eval.runs.store.usage``, the report's
     reading of a store's tokens); a judge or safety row without token counts (a store from before they were
-    recorded) is left out.
+    recorded) is left out. An episode whose seeker or supporter tokens are unknown (an imported ESC-Eval transcript:
+    its file has none) is left out whole, and so is one without a single seeker or supporter request with tokens (one
+    imported before their tokens were marked unknown): its usage is not 0, it is not known.
     """
 
     path: str
     episodes: dict[str, Tallies]
+    left_out: int = 0
+    """Finished episodes left out: their seeker or supporter tokens are unknown (the dry run's table notes them)."""
 
     @classmethod
     def read(cls, path: Path) -> Calibration:
-        """Raises ``StoreError`` when ``path`` is not an esc-eval store, ``ValueError`` when it has no finished episode."""
+        """Raises ``StoreError`` when ``path`` is not an esc-eval store, ``ValueError`` when it has no finished episode
+        whose seeker and supporter usage is known."""
         from esc_eval.runs.store import Store
         from esc_eval.runs.store.usage import usage
 
@@ -249,13 +254,23 @@ class Calibration:
             done = {e.key for e in reader.episodes(status="done")}
             rows = usage(reader)
         episodes: dict[str, Tallies] = {key: defaultdict(Tally) for key in done}
+        unknown, counted = set(), set()
         for row in rows:
+            if row.episode_key in done and row.role in ("seeker", "supporter"):
+                if row.unknown:
+                    unknown.add(row.episode_key)
+                if row.requests:
+                    counted.add(row.episode_key)
             if row.episode_key in done and row.requests:
                 name = row.seeker if row.role == "seeker" else row.supporter if row.role == "supporter" else ""
                 episodes[row.episode_key][row.role, name].add(Tally(row.requests, row.input, row.output))
         if not done:
             raise ValueError(f"{path}: no finished episode to calibrate from")
-        return cls(str(path), {key: dict(t) for key, t in episodes.items()})
+        known = {key: dict(t) for key, t in episodes.items() if key in counted and key not in unknown}
+        if not known:
+            raise ValueError(f"{path}: none of its {len(done)} finished episodes has known seeker and supporter token counts "
+                             "(imported transcripts carry none) to calibrate from; use a pilot run's store")
+        return cls(str(path), known, len(done) - len(known))
 
     @functools.cached_property
     def replies(self) -> dict[Group, float]:
@@ -428,6 +443,9 @@ def estimate(plan: RunPlan, calibration: Calibration | None = None, resumed: Res
         result.calibrated = calibration.path
         result.expected = _calibrated(expected, matched if matched_keys else expected, calibration,
                                       matched_keys or None, 1.0 if matched_keys else len(calibration.episodes) / max(episodes, 1))
+        if calibration.left_out:
+            result.notes.append(f"{calibration.left_out} of the pilot's finished episodes left out: their seeker or supporter "
+                                "tokens are unknown (imported transcripts)")
         if not matched_keys:
             result.notes.append("the pilot's episodes are not in this plan: its usage per episode is compared with this plan's")
         if len(calibration.episodes) < PILOT_SHARE * episodes:

@@ -18,6 +18,11 @@ FINAL_ROUND = FINAL
 """``scores.round`` of the score of a whole episode (``Score.round`` of ``esc_eval.agents.messages.FINAL``, the
 one definition; the store's readers and writers name it for its column); per-round scores use the round number."""
 
+UNKNOWN_USAGE = "unknown"
+"""``turns.usage`` of a turn whose tokens its source did not record (an imported ESC-Eval transcript): its
+``prompt_tokens``/``completion_tokens`` (NOT NULL) hold 0, which means nothing; the report counts it as a request with
+unknown tokens (``esc_eval.runs.store.usage``), never as 0 tokens. Not a backend's ``USAGE``: a reply always has counts."""
+
 
 def episode_key(supporter: str, persona: str, card: str, origin: str, repeat: int, seeker: str | None = None) -> str:
     """Every episode's key, in one shape: ``[seeker/]supporter/persona/card/origin/rREPEAT``.
@@ -110,10 +115,16 @@ class ImportedEpisode:
     at: float = 0.0
 
     def rows(self) -> EpisodeRows:
-        """As table rows: a ``done`` episode, turns without usage, ``ok`` final scores without raw replies."""
+        """As table rows: a ``done`` episode, turns of unknown usage, ``ok`` final scores without raw replies.
+
+        The file has no token counts: every turn is ``UNKNOWN_USAGE`` but the supporter's lines before the first
+        seeker line, the fixed opener (no request, 0 tokens, as a run stores it). Scores' tokens are ``NULL`` (unknown).
+        """
         episode = {f.name: getattr(self.episode, f.name) for f in fields(PlannedEpisode) if f.name != "ordinal"}
         episode.update(status="done", outcome=self.outcome, reason=self.reason, attempts=1, started_at=self.at, ended_at=self.at)
-        turns = tuple({"idx": index, "role": role, "text": text, "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "at": self.at}
+        seeker = next((i for i, (role, _) in enumerate(self.transcript) if role == "seeker"), len(self.transcript))
+        turns = tuple({"idx": index, "role": role, "text": text, "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "at": self.at,
+                       "usage": "reported" if index < seeker and role == "supporter" else UNKNOWN_USAGE}
                       for index, (role, text) in enumerate(self.transcript))
         scores = tuple({"dimension": dim, "round": FINAL_ROUND, "label": label, "model": self.model, "status": "ok", "at": self.at}
                        for dim, label in self.scores)

@@ -4,7 +4,9 @@ Functions over a ``Reader``, like ``safety``; the SQL stays in the store package
 requests are the ``turns`` rows (a turn's tokens include its discarded role-break attempts), judge
 requests the ``scores`` rows, safety-judge requests the ``safety`` rows. Stores made before usage
 was recorded per request read as ``reported`` and not cached; their judge tokens are ``NULL``
-(unknown), counted in ``Usage.unknown`` and never read as 0.
+(unknown), counted in ``Usage.unknown`` and never read as 0. So are turns whose ``usage`` is ``unknown``
+(``records.UNKNOWN_USAGE``: imported ESC-Eval transcripts, whose files carry no token counts; the 0 in their
+NOT NULL token columns is in no sum).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from esc_eval.runs.store.reader import Reader
+from esc_eval.runs.store.records import UNKNOWN_USAGE
 
 
 class Usage(NamedTuple):
@@ -22,7 +25,7 @@ class Usage(NamedTuple):
     be found for each. ``estimated``: the tokens are ~4 characters a token, not reported or counted.
     ``input``/``output`` sum the known tokens of ``requests`` requests (the fixed opener, 0 tokens, is none;
     cache hits are: they carry the tokens the request cost when it was answered); ``unknown`` counts the answered
-    requests without token counts (judge and safety rows of stores made before they were recorded). A failed judge call (no
+    requests without token counts (judge and safety rows of stores made before they were recorded, imported turns). A failed judge call (no
     reply) and an ``excluded`` safety row (no request) have no tokens and are not unknown: nothing was
     answered, so nothing is counted.
     """
@@ -47,11 +50,13 @@ def _select(reader: Reader, table: str, role: str) -> str:
     have = reader.stored_columns(table)
     cached = "t.cached" if "cached" in have else "0"
     estimated = "t.usage = 'estimated'" if "usage" in have else "0"
+    unknown = f"t.usage = '{UNKNOWN_USAGE}'" if "usage" in have else "0"    # its 0 tokens mean nothing
     answered = "t.status NOT IN ('failed', 'excluded')" if "status" in have else "1"
     if "prompt_tokens" in have:
-        tokens = ("COALESCE(SUM(t.prompt_tokens), 0), COALESCE(SUM(t.completion_tokens), 0), "
-                  f"SUM((t.prompt_tokens IS NULL OR t.completion_tokens IS NULL) AND {answered}), "
-                  "COALESCE(SUM(t.prompt_tokens > 0 AND t.completion_tokens IS NOT NULL), 0)")
+        tokens = (f"COALESCE(SUM(CASE WHEN {unknown} THEN 0 ELSE t.prompt_tokens END), 0), "
+                  f"COALESCE(SUM(CASE WHEN {unknown} THEN 0 ELSE t.completion_tokens END), 0), "
+                  f"SUM((t.prompt_tokens IS NULL OR t.completion_tokens IS NULL OR {unknown}) AND {answered}), "
+                  f"COALESCE(SUM(t.prompt_tokens > 0 AND t.completion_tokens IS NOT NULL AND NOT ({unknown})), 0)")
     else:
         tokens = f"0, 0, SUM({answered}), 0"
     seeker = "e.seeker" if "seeker" in reader.stored_columns("episodes") else "''"
