@@ -36,9 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from esc_eval.agents.judge.profiles import JudgeProfile
-from esc_eval.agents.judge.safety import RISK, SafetyRubric, SafetyRubricError
+from esc_eval.agents.judge.safety import RISK
 from esc_eval.runs.analysis.agreement import human_labels
-from esc_eval.runs.annotation.labels import AnnotationError, assignment, check_label, check_name, export_labels, label_rows
+from esc_eval.runs.annotation.labels import (
+    AnnotationError,
+    SafetyItems,
+    assignment,
+    check_label,
+    check_name,
+    check_safety_answer,
+    export_labels,
+    label_rows,
+    safety_answers,
+)
 from esc_eval.runs.store import EpisodeRecord, Store
 from esc_eval.runs.store import safety as safety_store
 from esc_eval.runs.web import TOKEN_HEADER, LocalServer, listen
@@ -76,23 +86,6 @@ def _item_id(secret: str, key: str) -> str:
     return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:12]
 
 
-def safety_rubric(store: Store) -> SafetyRubric:
-    """The safety rubric the run's judge used (its ``[safety] rubric`` file, else the built-in one)."""
-    path = ((store.meta("config") or {}).get("safety") or {}).get("rubric")
-    try:
-        return SafetyRubric.load(path)
-    except SafetyRubricError as exc:
-        raise AnnotationError(f"safety items: {exc}") from None
-
-
-def safety_answers(store: Store) -> dict[str, dict[str, dict[str, bool]]]:
-    """Episode key -> annotator -> {safety item: answer}."""
-    out: dict[str, dict[str, dict[str, bool]]] = {}
-    for row in safety_store.labels(store):
-        out.setdefault(row.episode_key, {}).setdefault(row.annotator, {})[row.item] = row.value
-    return out
-
-
 class AnnotationServer(LocalServer):
     """The labelling page and its JSON API on one address, guarded by ``esc_eval.runs.web.LocalServer``.
 
@@ -112,8 +105,8 @@ class AnnotationServer(LocalServer):
                  blind: bool = True, listening: socket.socket | None = None) -> None:
         super().__init__(host=host, port=port, listening=listening)
         self.store, self.profile, self.k, self.blind = store, profile, k, blind
-        self.kinds = safety_store.kinds(store)
-        self.rubric = safety_rubric(store) if self.kinds else None  # a bad rubric file is refused before any write
+        self.safety_items = SafetyItems(store)  # a bad rubric file is refused before any write
+        self.kinds, self.rubric = self.safety_items.kinds, self.safety_items.rubric
         self._secret = _item_secret(store)
 
     def app(self) -> Any:
@@ -137,11 +130,7 @@ class AnnotationServer(LocalServer):
                 shown |= {"key": e.key, "supporter": e.supporter, "persona": e.persona, "card": e.card_id}
             return shown
 
-        def safety_items(key: str) -> tuple[str, ...]:
-            """The safety items of an episode: its kind's (risk or control), none when the safety judge did not take it."""
-            if rubric is None or key not in kinds:
-                return ()
-            return rubric.risk_items if kinds[key][0] == RISK else rubric.control_items
+        safety_items = self.safety_items.of
 
         def safety_shown(key: str, annotator: str) -> dict[str, Any]:
             """The items to answer, the disclosing line (risk) and this annotator's answers; never the judge's."""
@@ -220,13 +209,11 @@ class AnnotationServer(LocalServer):
             e = finished().get(item) if isinstance(item, str) else None
             if e is None:
                 return fail(404, f"no dialogue {item!r}")
-            allowed = safety_items(e.key)
-            if question not in allowed:
-                return fail(400, f"unknown safety item {question!r} for this dialogue "
-                                 f"(it has: {', '.join(allowed) or 'none: the safety judge did not take it'})")
-            if not isinstance(value, bool):
-                return fail(400, f"value must be true or false, got {value!r}")
-            safety_store.add_labels(store, [(e.key, annotator, question, value, time.time())])
+            try:
+                value = check_safety_answer(safety_items(e.key), question, value)
+            except AnnotationError as exc:
+                return fail(400, str(exc))
+            safety_store.add_labels(store, [(e.key, annotator, str(question), value, time.time())])  # an item of the dialogue's: text
             return web.json_response({"ok": True, "item": item, "safety_item": question, "value": value})
 
         def routes(app: web.Application) -> None:
@@ -287,12 +274,13 @@ def annotate_command(store_path: Path, *, port: int, host: str, k: int, profile:
     if import_ is not None:
         with Store.open(store_path, readonly=True) as checked:  # every check before the store is opened for writing
             rows = label_rows(checked, import_, annotator=annotator, supporter=supporter, language=language)
-        if not rows:
-            raise AnnotationError(f"{import_}: nothing importable: no label 0..4 in it (a score file's -1 means "
+        if not rows.labels and not rows.safety:
+            raise AnnotationError(f"{import_}: nothing importable: no label 0..4 and no safety answer in it (a score file's -1 means "
                                   "'no label' and is skipped); the store is unchanged")
         with Store.open(store_path) as store:
-            written = store.add_annotations(rows)
-        print(f"{store_path}: {written} labels imported from {import_}")
+            labelled, answered = safety_store.add_with_annotations(store, rows.labels, rows.safety)
+        answers = f" and {answered} safety answers" if answered else ""
+        print(f"{store_path}: {labelled} labels{answers} imported from {import_}")
         return 0
     serve(store_path, host=host, port=port, k=k, profile=profile, blind=not unblind, ready=lambda line: print(line, flush=True))
     return 0

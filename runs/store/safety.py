@@ -2,7 +2,8 @@
 
 Functions over a ``Store`` rather than methods, so the safety track stays in one module; the SQL
 stays inside the store package. Human answers to the same items (``esc-eval annotate``) live in their
-own table, ``safety_annotations`` (``add_labels`` / ``labels``), never in ``annotations``. ``forget``
+own table, ``safety_annotations`` (``add_labels`` / ``labels``; ``add_with_annotations`` writes a label file's
+labels and answers in one transaction), never in ``annotations``. ``forget``
 clears an episode's judgements when it is played again (queued right after ``Store.start_episode``,
 in order with its writes); it keeps the human answers, as a replay keeps the dimension labels.
 """
@@ -92,6 +93,20 @@ def add_labels(store: Store, rows: Iterable[tuple[str, str, str, bool, float]]) 
     with store._transaction() as conn:
         conn.executemany("INSERT OR REPLACE INTO safety_annotations VALUES (?,?,?,?,?)", found)
     return len(found)
+
+
+def add_with_annotations(store: Store, annotations: Iterable[tuple[str, str, str, int, float]],
+                         rows: Iterable[tuple[str, str, str, bool, float]]) -> tuple[int, int]:
+    """Write dimension labels (``Store.add_annotations``'s rows) and safety answers (``add_labels``'s) in one committed
+    transaction, each replacing the same annotator's earlier one; returns (labels, answers) written. A label file's import."""
+    if store.readonly:
+        raise StoreError(f"{store.path}: opened read-only")
+    labelled = list(annotations)
+    found = [(key, who, item, int(bool(value)), at) for key, who, item, value, at in rows]
+    with store._transaction() as conn:
+        conn.executemany("INSERT OR REPLACE INTO annotations VALUES (?,?,?,?,?)", labelled)
+        conn.executemany("INSERT OR REPLACE INTO safety_annotations VALUES (?,?,?,?,?)", found)
+    return len(labelled), len(found)
 
 
 def labels(reader: Reader) -> list[SafetyLabel]:

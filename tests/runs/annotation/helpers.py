@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -37,6 +39,25 @@ def make_store(path: Path, judge: dict[int, dict[str, int]] | None = None, *, co
         episodes.append(ImportedEpisode(planned, dialogues[index % len(dialogues)], scores, at=1.0))
     store.import_episodes(episodes)
     store.close_sync()
+    return path
+
+
+JUDGE_MARK = "judge-said-this-7731"
+"""In every stored judge reply: it must never reach the page."""
+KINDS = {0: "risk", 1: "risk", 2: "control"}
+"""Card index -> the safety judge's kind; dialogue 3 was not judged for safety (a store from before the safety track)."""
+
+
+def judged(path: Path) -> Path:
+    """Give the helper store's dialogues safety judgements (risk: disclosed on line 1), the judge answering yes to everything."""
+    with sqlite3.connect(path) as conn:
+        for index, kind in KINDS.items():
+            items = ({"recognised": True, "asked_directly": True, "resources": True, "encouraged_help": True, "harmful": True}
+                     if kind == "risk" else {"false_alarm": True, "harmful": True})
+            conn.execute("INSERT INTO safety (episode_key, sample, kind, status, items, raw, model, latency, risk, disclosure_round,"
+                         " disclosure_turn, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                         (key(index), 0, kind, "ok", json.dumps(items), json.dumps(items) + " " + JUDGE_MARK, "judge", 0.1,
+                          "high" if kind == "risk" else None, 1 if kind == "risk" else None, 1 if kind == "risk" else None, 0.0))
     return path
 
 

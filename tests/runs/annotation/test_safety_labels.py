@@ -5,7 +5,6 @@ Origin checks guarding the new endpoint as they guard the labels."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,25 +16,7 @@ from esc_eval.agents.judge.profiles import load_profile
 from esc_eval.runs.annotation.server import TOKEN_HEADER, AnnotationServer, item_ids
 from esc_eval.runs.store import Store
 from esc_eval.runs.store import safety as safety_store
-from tests.runs.annotation.helpers import annotation_server, base, good, key, make_store
-
-JUDGE_MARK = "judge-said-this-7731"
-"""In every stored judge reply: it must never reach the page."""
-KINDS = {0: "risk", 1: "risk", 2: "control"}
-"""Card index -> the safety judge's kind; dialogue 3 was not judged for safety (a store from before the safety track)."""
-
-
-def judged(path: Path) -> Path:
-    """Give the helper store's dialogues safety judgements (risk: disclosed on line 1), the judge answering yes to everything."""
-    with sqlite3.connect(path) as conn:
-        for index, kind in KINDS.items():
-            items = ({"recognised": True, "asked_directly": True, "resources": True, "encouraged_help": True, "harmful": True}
-                     if kind == "risk" else {"false_alarm": True, "harmful": True})
-            conn.execute("INSERT INTO safety (episode_key, sample, kind, status, items, raw, model, latency, risk, disclosure_round,"
-                         " disclosure_turn, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                         (key(index), 0, kind, "ok", json.dumps(items), json.dumps(items) + " " + JUDGE_MARK, "judge", 0.1,
-                          "high" if kind == "risk" else None, 1 if kind == "risk" else None, 1 if kind == "risk" else None, 0.0))
-    return path
+from tests.runs.annotation.helpers import JUDGE_MARK, annotation_server, base, good, judged, key, make_store
 
 
 @pytest.fixture
