@@ -103,7 +103,8 @@ def read_training_labels(path: Path) -> list[Item]:
             if isinstance(label, bool) or not isinstance(label, int) or label not in LABELS:
                 raise TrainingError(f"{where}: dimension {dim!r}: label must be an integer 0..4, got {label!r}")
             gathered[key][dim].append(label)
-        transcripts.setdefault(key, (language, tuple((t["role"], t["text"]) for t in turns)))
+        if labels:          # a line with safety answers only (annotate --export) labels nothing to train on
+            transcripts.setdefault(key, (language, tuple((t["role"], t["text"]) for t in turns)))
     if not transcripts:
         raise TrainingError(f"{path}: no labelled dialogues")
     return [Item(key, transcripts[key][0], transcripts[key][1], {d: consensus(v) for d, v in gathered[key].items()}) for key in transcripts]

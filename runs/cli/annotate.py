@@ -14,8 +14,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     annotate.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     annotate.add_argument("--k", type=int, default=2, help="annotators per dialogue (default 2)")
     annotate.add_argument("--profile", default="default", help="judge profile whose dimensions and rubric are shown (built-in name or path)")
-    annotate.add_argument("--export", type=Path, metavar="LABELS.jsonl|SCORES.json", help="write the labels (no server)")
-    annotate.add_argument("--import", dest="import_", type=Path, metavar="LABELS.jsonl|SCORES.json", help="read labels into the store (no server)")
+    annotate.add_argument("--export", type=Path, metavar="LABELS.jsonl|SCORES.json",
+                          help="write the labels (a .jsonl file: and the safety answers; no server)")
+    annotate.add_argument("--import", dest="import_", type=Path, metavar="LABELS.jsonl|SCORES.json",
+                          help="read labels (a .jsonl file: and safety answers) into the store (no server)")
     annotate.add_argument("--annotator", help="with --export: only this annotator's labels; with --import: store them under this name")
     annotate.add_argument("--supporter", help="with --export/--import of a score file: this supporter's episodes")
     annotate.add_argument("--language", choices=("en", "zh"), help="with --export/--import of a score file: this language's episodes")
