@@ -211,7 +211,8 @@ def episode(index: int, store: Store, key: str) -> dict[str, Any] | None:
     return {
         "id": episode_id(index, key),
         "turns": [{"idx": t.idx, "role": t.role, "text": t.text, "state": _state(t), "latency": t.latency,
-                   "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens} for t in turns],
+                   "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens, "usage": t.usage, "cached": bool(t.cached)}
+                  for t in turns],
         "scores": [{"dimension": s.dimension, "round": s.round, "sample": s.sample, "label": s.label, "raw": s.raw,
                     "model": s.model, "latency": s.latency, "status": s.status, "error": s.error} for s in store.scores(key)],
         "events": [{"at": ev.at, "kind": ev.kind, "endpoint": ev.endpoint, "detail": ev.detail} for ev in store.events(episode=key)],

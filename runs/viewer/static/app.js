@@ -367,9 +367,14 @@ function stateLine(s) {
   return el("span", { class: "state", "data-testid": "state" }, parts.join(" · "));
 }
 
+function tokensText(t) {   // docs/cost.md: tokens a source did not record are unknown, never 0
+  if (t.usage === "unknown") return "tokens unknown";
+  return `${t.prompt_tokens}+${t.completion_tokens} tokens${t.usage === "estimated" ? " (estimated)" : ""}${t.cached ? " (cache hit)" : ""}`;
+}
+
 function dialogue(detail) {
   return el("ol", { class: "bubbles", "data-testid": "dialogue" }, detail.turns.map((t) =>
-    el("li", { class: `bubble ${t.role}`, "data-role": t.role, title: `${t.role}, ${fmt(t.latency, 2)} s, ${t.prompt_tokens}+${t.completion_tokens} tokens` },
+    el("li", { class: `bubble ${t.role}`, "data-role": t.role, title: `${t.role}, ${fmt(t.latency, 2)} s, ${tokensText(t)}` },
       el("span", { class: "text" }, t.text), t.role === "seeker" ? stateLine(t.state) : null)));
 }
 

@@ -172,3 +172,17 @@ def test_a_facet_with_one_value_has_the_numbers_of_its_own_report(tmp_path: Path
         got = boards["facets"][facet]
         assert (got["by"], got["rows"], got["dimensions"]) == (expected["by"], expected["rows"], expected["dimensions"])
         assert "comparisons" not in got and "ranks" not in got
+
+
+def test_an_imported_dialogues_turns_say_their_tokens_are_unknown(tmp_path: Path) -> None:
+    """ESC-Eval's result files hold no token counts: the episode view says so (the page: "tokens unknown"), never 0 tokens."""
+    result = tmp_path / "llama3_en.json"
+    result.write_text(json.dumps({"0": ["AI assistant：Hello, you can confide in me.", "ESC-Role：I feel low.", "AI assistant：I hear you."]},
+                                 ensure_ascii=False), encoding="utf-8")
+    path = tmp_path / "imported.sqlite"
+    assert main(["import", str(path), str(result)]) == 0
+    with Store.open(path, readonly=True) as store:
+        (episode,) = store.episodes()
+        turns = data.episode(0, store, episode.key)["turns"]
+    assert [(t["role"], t["usage"]) for t in turns] == [("supporter", "reported"), ("seeker", "unknown"), ("supporter", "unknown")]
+    assert not any(t["cached"] for t in turns)
