@@ -27,8 +27,8 @@ _VIEWER = ("import sys, time; from pathlib import Path; from esc_eval.runs.store
            "pending = data._PENDING.get(str(path)); pending and pending[2].result(); full = time.perf_counter() - start; "
            "start = time.perf_counter(); data.summary([(path, store)], wait=False); "
            "print(first, full, time.perf_counter() - start)")
-"""What the live viewer's first /api/summary costs (leaderboards first), until its comparisons are ready, and a second
-/api/summary of the unchanged store (built once per store version)."""
+"""What the live viewer's first /api/summary costs (leaderboards first), until its comparisons and costs are ready (a worker
+thread builds them), and a second /api/summary of the unchanged store (built once per store version)."""
 
 
 def design(supporters: int, cards: int, seed: int = 0) -> list[Any]:
