@@ -29,14 +29,16 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from esc_eval.agents.judge.profiles import DIMENSIONS
-from esc_eval.agents.judge.safety import RISK, SafetyRubric, SafetyRubricError
 from esc_eval.roles.jsonl import read_jsonl
 from esc_eval.runs.analysis.agreement import LABELS, consensus_labels, human_labels
 from esc_eval.runs.store import Store
 from esc_eval.runs.store import safety as safety_store
+
+if TYPE_CHECKING:   # the safety judge loads autogen-core: only when a store's safety items are read, not at CLI start
+    from esc_eval.agents.judge.safety import SafetyRubric
 
 MAX_NAME = 64
 
@@ -79,6 +81,8 @@ def check_label(label: Any, where: str) -> int:
 
 def safety_rubric(store: Store) -> SafetyRubric:
     """The safety rubric the run's judge used (its ``[safety] rubric`` file, else the built-in one)."""
+    from esc_eval.agents.judge.safety import SafetyRubric, SafetyRubricError
+
     path = ((store.meta("config") or {}).get("safety") or {}).get("rubric")
     try:
         return SafetyRubric.load(path)
@@ -99,6 +103,8 @@ class SafetyItems:
         self.rubric = safety_rubric(store) if self.kinds else None
 
     def of(self, key: str) -> tuple[str, ...]:
+        from esc_eval.agents.judge.safety import RISK  # loaded with the rubric already
+
         if self.rubric is None or key not in self.kinds:
             return ()
         return self.rubric.risk_items if self.kinds[key][0] == RISK else self.rubric.control_items
