@@ -3,7 +3,8 @@
 Checks the config as a run does, then prints ``esc_eval.runs.execution.estimate``'s figures; it
 contacts no endpoint, loads no model and writes nothing (docs/cost.md). With ``--resume`` (``--store``,
 ``--retry-failed``, ``--allow-config-change`` as a run takes them) only the episodes a resume of the store would
-play are estimated; the store is checked as a resume checks it and read, never written.
+play are estimated; the store is checked as a resume checks it and read, never written. Without it, a store a new
+run would refuse (one that exists already) is named in a note: the figures are the whole plan's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def dry_run(config_path: Path, calibrate: Path | None, fmt: str, *, store: Path 
     from esc_eval.runs.execution.estimate import Calibration, Resumed, estimate
     from esc_eval.runs.execution.launch import RunOptionError, check_options, default_store
     from esc_eval.runs.execution.plan import RunPlan
+    from esc_eval.runs.execution.resume import check_run_store
+    from esc_eval.runs.store import StoreError
 
     try:
         check_options(resume=resume, retry_failed=retry_failed, allow_config_change=allow_config_change)
@@ -34,9 +37,14 @@ def dry_run(config_path: Path, calibrate: Path | None, fmt: str, *, store: Path 
         raise UsageError(str(exc)) from None
     config = load_config(config_path)
     plan = RunPlan.prepare(config)  # every check a run makes before it writes or contacts anything
-    resumed = None
+    resumed, refused = None, None
     if resume:  # the store a real --resume continues, refused as it refuses it (missing, another plan's)
         resumed = Resumed.read(plan, store or default_store(config), retry_failed=retry_failed, allow_config_change=allow_config_change)
+    else:  # the estimate stands, but the run it previews would stop at its store: say so
+        try:
+            check_run_store(plan, store or default_store(config), resume=False)
+        except StoreError as exc:
+            refused = f"a run would refuse its store: {exc} (with --dry-run --resume: the estimate of what a resume plays)"
     calibration = None
     if calibrate is not None:
         if not calibrate.is_file():
@@ -46,6 +54,8 @@ def dry_run(config_path: Path, calibrate: Path | None, fmt: str, *, store: Path 
         except ValueError as exc:
             raise UsageError(f"--calibrate {exc}") from None
     result = estimate(plan, calibration, resumed)
+    if refused is not None:
+        result.notes.append(refused)
     if fmt == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -394,6 +394,7 @@ class Estimate:
                         for role in ROLES},
             "calibrated_from": self.calibrated,
             "reply_fraction": None if self.calibrated else DEFAULT_REPLY_FRACTION,
+            "notes": list(self.notes),
         } | resumed
 
 

@@ -101,7 +101,11 @@ async def test_a_resumed_dry_run_estimates_only_what_is_left_and_writes_nothing(
 
     whole = await dry_json(cfg, cwd=tmp_path)
     assert whole["episodes"] == 6 and "already_done" not in whole and "resumed_from" not in whole, "without --resume nothing changes"
-    assert whole == paper(cfg, statuses, {"done", "failed", "planned"})
+    assert {**whole, "notes": []} == paper(cfg, statuses, {"done", "failed", "planned"})
+    assert whole["notes"] == [f"a run would refuse its store: {STORE}: store already exists; pass --resume to continue it or "
+                              "choose another --store (with --dry-run --resume: the estimate of what a resume plays)"]
+    elsewhere = await dry_json(cfg, "--store", str(tmp_path / "new.sqlite"), cwd=tmp_path)
+    assert elsewhere == {**whole, "notes": []}, "a store a run would create: the same figures, nothing to note"
 
     left = await dry_json(cfg, "--resume", cwd=tmp_path)  # the config's default store, as a real --resume finds it
     assert (left["episodes"], left["already_done"], left["failed_left_out"]) == (2, 3, 1)
@@ -121,7 +125,8 @@ async def test_a_resumed_dry_run_estimates_only_what_is_left_and_writes_nothing(
     table = await esc_eval("run", str(cfg), "--dry-run", "--resume", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert f"episodes: 2 left to play in {STORE} (3 planned episodes already done, 1 failed left out" in table.stdout, table.stdout
-    assert "episodes: 6\n" in (await esc_eval("run", str(cfg), "--dry-run", cwd=tmp_path)).stdout
+    whole_table = (await esc_eval("run", str(cfg), "--dry-run", "--store", str(tmp_path / STORE), cwd=tmp_path)).stdout
+    assert "episodes: 6\n" in whole_table and f"note: a run would refuse its store: {tmp_path / STORE}: store already exists" in whole_table
 
     assert api.estimate(cfg, resume=tmp_path / STORE) == {**left, "resumed_from": str(tmp_path / STORE)}
     assert api.estimate(cfg, resume=tmp_path / STORE, retry_failed=True)["episodes"] == 3
