@@ -71,6 +71,9 @@ class FakeOpenAIServer:
     """Report ``usage`` with each reply; ``False`` omits it (as some servers do)."""
     reported: list[tuple[str, int, int]] = field(default_factory=list)
     """``(model, prompt_tokens, completion_tokens)`` of each ``usage`` reported (when ``record``): what a run should store."""
+    models: tuple[str, ...] = ()
+    """The ids ``GET /v1/models`` lists. It answers any model, so by default it lists none (a run's pre-flight then has
+    nothing to warn about); give ids to test that warning."""
 
     def __post_init__(self) -> None:
         self.script: deque[str] = deque()
@@ -141,7 +144,7 @@ class FakeOpenAIServer:
         return None
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        return web.json_response({"object": "list", "data": [{"id": model, "object": "model"} for model in self.models]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1

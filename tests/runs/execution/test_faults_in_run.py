@@ -149,8 +149,14 @@ async def test_preflight_refuses_a_closed_port_before_any_store_and_warns_of_an_
         fine = config(tmp_path, server.base_url, cards=1)
         with caplog.at_level("WARNING"):
             result = await esc_eval.run_async(fine, tmp_path / "run.sqlite")
+        assert result.exit_code == DONE and "/models" not in caplog.text, "a server listing no model: nothing to warn about"
+
+    async with FakeOpenAIServer(models=("fake", "alpha-model")) as server:
+        fine = config(tmp_path, server.base_url, cards=1)
+        with caplog.at_level("WARNING"):
+            result = await esc_eval.run_async(fine, tmp_path / "listed.sqlite")
         assert result.exit_code == DONE
-        assert "does not list model seeker-model, alpha-model among /models (fake)" in caplog.text
+        assert "does not list model seeker-model among /models (alpha-model, fake)" in caplog.text
 
 
 async def test_no_preflight_leaves_a_closed_port_to_the_runs_retries(tmp_path: Path) -> None:
