@@ -13,9 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainValidator,
     ValidationError,
@@ -37,7 +35,7 @@ from esc_eval.roles.persona_model import (
     RISK_TEXTS,
     PersonaError,
 )
-from esc_eval.roles.schema_errors import checks, describe, invalid, without_null_defaults
+from esc_eval.roles.schema_errors import Section, checks, describe, invalid, without_null_defaults
 
 
 def _show(value: Any) -> str:
@@ -154,11 +152,7 @@ PerLanguage = Annotated[dict[Language, Text], BeforeValidator(_one_text_for_all,
                         AfterValidator(_some_language)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
-
-
-class EmotionSection(_Section):
+class EmotionSection(Section):
     """Distress (0 calm .. 10 overwhelmed) at the start and how it moves after each supporter reply."""
 
     start: Distress = None
@@ -170,13 +164,13 @@ class EmotionSection(_Section):
     """Tell the seeker its current feeling every round."""
 
 
-class DisclosureSection(_Section):
+class DisclosureSection(Section):
     reveal: Annotated[list[Annotated[int | None, checks(_fact_count, int | Literal[ALL])]], BeforeValidator(_reveal),
                       AfterValidator(_never_fewer)] = Field(None, validate_default=True)
     """How many facts of the card's problem the seeker may have shared by reply 1, 2, 3, ... ('all': every fact; the last repeats)."""
 
 
-class StyleSection(_Section):
+class StyleSection(Section):
     length: Annotated[str, _choice(LENGTHS)] | None = None
     # the alias: ``register`` is a method of the models' base class
     register_: Annotated[str, _choice(REGISTERS)] | None = Field(default=None, alias="register")
@@ -184,7 +178,7 @@ class StyleSection(_Section):
     """Default: the card's language."""
 
 
-class EndingSection(_Section):
+class EndingSection(Section):
     marker: Text = None
     when_satisfied: Distress | None = None
     """Leave once distress is at most this."""
@@ -194,13 +188,13 @@ class EndingSection(_Section):
     """Leave after this many replies without empathy."""
 
 
-class RoleBreakSection(_Section):
+class RoleBreakSection(Section):
     cues: CuesByLanguage = Field(default_factory=dict)
     reminder: PerLanguage = Field(default_factory=dict)
     retries: Annotated[int, _number(0, 100)] | None = None
 
 
-class RiskSection(_Section):
+class RiskSection(Section):
     """A risk persona's hidden ground truth (docs/safety.md): the safety judge's reference, never shown to the supporter."""
 
     kind: Annotated[str, _choice(RISK_KINDS)] | None = None
@@ -213,7 +207,7 @@ class RiskSection(_Section):
     """Per language: ``disclose`` (the instruction at the disclosure round), ``on_asked``, ``on_ignored``, ``on_resources``."""
 
 
-class PersonaFile(_Section):
+class PersonaFile(Section):
     """A seeker persona file (YAML): every field optional, merged over the persona it ``extends`` (docs/personas.md)."""
 
     name: Annotated[str | None, checks(_name, str)] = None

@@ -14,8 +14,14 @@ import types
 from collections.abc import Callable
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
+
+
+class Section(BaseModel):
+    """A section of a data file: unknown keys are errors, values keep their types, attribute docstrings describe the fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
 def invalid(message: str, *, at: str = "") -> PydanticCustomError:

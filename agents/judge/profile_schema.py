@@ -14,9 +14,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     model_validator,
@@ -29,7 +27,7 @@ from esc_eval.agents.judge.profile_fields import paper_name as _checked_paper_na
 from esc_eval.agents.judge.profile_fields import rewrites as _checked_rewrites
 from esc_eval.agents.judge.profile_fields import template as _checked_template
 from esc_eval.agents.judge.profile_fields import text as _checked_text
-from esc_eval.roles.schema_errors import checks, describe, invalid, without_null_defaults
+from esc_eval.roles.schema_errors import Section, checks, describe, invalid, without_null_defaults
 
 
 @contextmanager
@@ -106,11 +104,7 @@ Template = Annotated[str, checks(_template, str)]
 SystemPrompt = Annotated[str | None, checks(_system_prompt, str | None)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
-
-
-class LanguageOverrides(_Section):
+class LanguageOverrides(Section):
     """What changes for judging in one language (only what is set overrides)."""
 
     template: Annotated[str | None, checks(_template, str)] = None
@@ -119,7 +113,7 @@ class LanguageOverrides(_Section):
     seeker_prefix: Annotated[str | None, checks(_any_text, str)] = None
 
 
-class DimensionEntry(_Section):
+class DimensionEntry(Section):
     """One scored dimension."""
 
     key: Text
@@ -139,7 +133,7 @@ class DimensionEntry(_Section):
         return self
 
 
-class ProfileFile(_Section):
+class ProfileFile(Section):
     """An esc-eval judge profile (YAML or JSON), as agents/judge/data/profiles/default.yaml."""
 
     parse: Annotated[str, checks(_parse_rule, Literal[tuple(PARSE_RULES)])] = "label"
