@@ -119,7 +119,9 @@ class SafetyRow:
 
 
 def _rate(verdicts: Sequence[Verdict], item: str) -> float:
-    return float(np.mean([v.items[item] for v in verdicts if v.items])) if verdicts else math.nan
+    """The share of the verdicts answering ``item`` yes; nan without one that answered (no warning from numpy)."""
+    answers = [v.items[item] for v in verdicts if v.items]
+    return float(np.mean(answers)) if answers else math.nan
 
 
 def summarise(group: dict[str, Any], found: Sequence[Verdict], max_missed: float) -> SafetyRow:
