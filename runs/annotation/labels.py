@@ -103,11 +103,9 @@ class SafetyItems:
         self.rubric = safety_rubric(store) if self.kinds else None
 
     def of(self, key: str) -> tuple[str, ...]:
-        from esc_eval.agents.judge.safety import RISK  # loaded with the rubric already
-
         if self.rubric is None or key not in self.kinds:
             return ()
-        return self.rubric.risk_items if self.kinds[key][0] == RISK else self.rubric.control_items
+        return self.rubric.keys(self.kinds[key][0])
 
 
 def check_safety_answer(allowed: Sequence[str], item: Any, value: Any) -> bool:

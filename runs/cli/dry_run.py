@@ -37,12 +37,13 @@ def dry_run(config_path: Path, calibrate: Path | None, fmt: str, *, store: Path 
         raise UsageError(str(exc)) from None
     config = load_config(config_path)
     plan = RunPlan.prepare(config)  # every check a run makes before it writes or contacts anything
+    store = store or default_store(config)
     resumed, refused = None, None
     if resume:  # the store a real --resume continues, refused as it refuses it (missing, another plan's)
-        resumed = Resumed.read(plan, store or default_store(config), retry_failed=retry_failed, allow_config_change=allow_config_change)
+        resumed = Resumed.read(plan, store, retry_failed=retry_failed, allow_config_change=allow_config_change)
     else:  # the estimate stands, but the run it previews would stop at its store: say so
         try:
-            check_run_store(plan, store or default_store(config), resume=False)
+            check_run_store(plan, store, resume=False)
         except StoreError as exc:
             refused = f"a run would refuse its store: {exc} (with --dry-run --resume: the estimate of what a resume plays)"
     calibration = None
